@@ -1,0 +1,6 @@
+"""cxrlib: explainable COVID-19 / Normal / Viral Pneumonia classification of chest X-rays.
+
+A plain library (it never imports streamlit). Importing ``cxrlib`` is cheap: TensorFlow is only
+imported by the modules that need it (models, training, explanations), and only when used.
+"""
+__version__ = "0.1.0"

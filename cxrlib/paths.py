@@ -1,0 +1,37 @@
+"""Where the project keeps data, caches and runs.
+
+Everything hangs off one *workspace* folder: the project root (the folder holding ``cxrlib/``)
+unless ``CXR_WORKSPACE`` says otherwise. Tests point ``CXR_WORKSPACE`` at a temporary folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def workspace() -> Path:
+    """The folder under which ``models/`` (runs and caches) lives."""
+    return Path(os.environ.get("CXR_WORKSPACE") or PROJECT_ROOT)
+
+
+def runs_dir() -> Path:
+    """``models/runs``: one folder per training run, named by the run id."""
+    return workspace() / "models" / "runs"
+
+
+def cache_dir(kind: str) -> Path:
+    """``models/cache/<kind>``: tensor and feature caches (safe to delete)."""
+    return workspace() / "models" / "cache" / kind
+
+
+def default_data_dir() -> Path:
+    """The dataset folder the app opens first: ``CXR_DATA_DIR`` or the project's ``data/``."""
+    return Path(os.environ.get("CXR_DATA_DIR") or PROJECT_ROOT / "data")
+
+
+def keras_home() -> Path:
+    """Keras's own folder (``$KERAS_HOME``, default ``~/.keras``); weights live in ``models/``."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
