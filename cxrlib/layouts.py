@@ -1,0 +1,207 @@
+"""Recognise the folder layouts of public chest X-ray sets and list their image files.
+
+Used by :func:`cxrlib.datasets.scan_dataset` (see its module docstring for the layouts); this
+module only walks folders and reads ``manifest.csv``: it opens no image.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .classes import BACTERIAL, NORMAL, VIRAL, canonical_class
+from .imageio import IMAGE_SUFFIXES
+
+LAYOUTS: dict[str, str] = {
+    "class_folders": "one folder per class (COVID-19 / COVID / covid, Normal / NORMAL, "
+                     "Viral Pneumonia / virus / viral), optionally inside train/ test/ val/ folders",
+    "radiography_db": "COVID-19 Radiography Database: <class>/images/ and <class>/masks/",
+    "kermany": "Kermany chest_xray/{train,test,val}/{NORMAL,PNEUMONIA}",
+    "manifest": "a manifest.csv with 'file' and 'label' columns (paths relative to it)",
+}
+SPLIT_FOLDERS = {"train": "train", "training": "train", "test": "test", "testing": "test",
+                 "val": "val", "valid": "val", "validation": "val"}
+_SKIP = {"__macosx", "masks"}
+
+
+class DatasetError(Exception):
+    """A folder that cannot be opened as a dataset (the message says why and what to do)."""
+
+
+@dataclass
+class Candidate:
+    """An image file found by a layout, before its header is read."""
+
+    path: str  # plain strings: pathlib parsing was most of a 20 000-file scan's time
+    label: str
+    split: str = ""
+    mask: str = ""
+
+
+# --------------------------------------------------------------------------------- folders
+def subdirs(folder: Path, warnings: list[str] | None = None) -> list[Path]:
+    """Visible sub-folders, sorted; a root that cannot be listed raises, a sub-folder warns."""
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if not e.name.startswith(".") and e.is_dir()]
+    except PermissionError:
+        if warnings is None:
+            raise DatasetError(f"cannot read dataset folder {folder}: permission denied") from None
+        warnings.append(f"cannot read folder {folder}: permission denied; skipped")
+        return []
+    return sorted((Path(e.path) for e in entries if e.name.lower() != "__macosx"), key=lambda p: p.name)
+
+
+def _image_files(folder: Path, warnings: list[str], skip: set[str] = frozenset()) -> list[str]:
+    """Image files under ``folder`` (recursive; hidden files and ``skip`` folders left out)."""
+    def onerror(exc: OSError) -> None:
+        warnings.append(f"cannot read folder {exc.filename}: {exc.strerror or exc}; skipped")
+
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d.lower() not in skip)
+        found += [os.path.join(dirpath, f) for f in filenames
+                  if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(found)
+
+
+def _child(folder: Path, name: str) -> Path | None:
+    for d in subdirs(folder, []):
+        if d.name.lower() == name:
+            return d
+    return None
+
+
+def _class_candidates(class_dirs: list[tuple[Path, str, str]], warnings: list[str]) -> tuple[str, list[Candidate]]:
+    radiography = any(_child(d, "images") for d, _, _ in class_dirs)
+    out: list[Candidate] = []
+    for folder, label, split in class_dirs:
+        images = _child(folder, "images") if radiography else None
+        masks = _child(folder, "masks") if radiography else None
+        files = _image_files(images or folder, warnings, skip=_SKIP if radiography else set())
+        if not files:
+            warnings.append(f"class folder '{folder.name}' ({label}) holds no images")
+        for f in files:
+            mask = os.path.join(masks, os.path.basename(f)) if masks else ""
+            out.append(Candidate(f, label, split, mask if mask and os.path.isfile(mask) else ""))
+    return ("radiography_db" if radiography else "class_folders"), out
+
+
+def _kermany_candidates(splits: dict[str, Path], warnings: list[str]) -> list[Candidate]:
+    out: list[Candidate] = []
+    unknown = 0
+    for split, folder in sorted(splits.items()):
+        for d in subdirs(folder, warnings):
+            kind = d.name.lower()
+            other = canonical_class(d.name) if kind not in ("normal", "pneumonia") else None
+            if kind not in ("normal", "pneumonia") and other is None:
+                warnings.append(f"folder '{d.name}' in {folder.name} is not a known class; skipped")
+                continue
+            for f in _image_files(d, warnings):
+                name = os.path.basename(f).lower()
+                if other:  # e.g. a COVID folder added beside Kermany's NORMAL and PNEUMONIA
+                    label = other
+                elif kind == "normal":
+                    label = NORMAL
+                elif "virus" in name:
+                    label = VIRAL
+                elif "bacteria" in name:
+                    label = BACTERIAL
+                else:
+                    unknown += 1
+                    continue
+                out.append(Candidate(f, label, split))
+    if unknown:
+        warnings.append(f"{unknown} PNEUMONIA films name neither 'virus' nor 'bacteria'; skipped")
+    return out
+
+
+def find_layout(root: Path, warnings: list[str]) -> tuple[str, Path, list[Candidate]] | None:
+    """Recognise a folder layout under ``root``.
+
+    Returns:
+        ``(layout, base folder, candidates)``, or ``None`` when no folder layout matches (the
+        caller then tries a ``manifest.csv`` with labels).
+
+    Raises:
+        DatasetError: ``root`` cannot be listed.
+    """
+    folder = root
+    for _ in range(4):
+        dirs = subdirs(folder, None if folder == root else warnings)
+        names = {d.name.lower(): d for d in dirs}
+        splits = {SPLIT_FOLDERS[n]: d for n, d in names.items() if n in SPLIT_FOLDERS}
+        if "pneumonia" in names:
+            split = SPLIT_FOLDERS.get(folder.name.lower(), "")
+            return "kermany", folder, _kermany_candidates({split: folder}, warnings)
+        if splits and any(_child(d, "pneumonia") for d in splits.values()):
+            return "kermany", folder, _kermany_candidates(splits, warnings)
+        class_dirs = [(d, canonical_class(d.name), "") for d in dirs]
+        if not any(label for _, label, _ in class_dirs) and splits:
+            class_dirs = [(c, canonical_class(c.name), split) for split, d in sorted(splits.items())
+                          for c in subdirs(d, warnings)]
+        known = [(d, label, split) for d, label, split in class_dirs if label]
+        if known:
+            for d, label, _ in class_dirs:
+                if not label and d.name.lower() not in _SKIP:
+                    warnings.append(f"folder '{d.name}' is not a known class; skipped")
+            layout, candidates = _class_candidates(known, warnings)
+            return layout, folder, candidates
+        if len(dirs) != 1 or _image_files_here(folder):
+            return None
+        folder = dirs[0]
+    return None
+
+
+def _image_files_here(folder: Path) -> bool:
+    return any(f.lower().endswith(IMAGE_SUFFIXES) for f in os.listdir(folder))
+
+
+# --------------------------------------------------------------------------------- manifest.csv
+def read_manifest_csv(path: Path, warnings: list[str]) -> dict[str, dict[str, str]] | None:
+    """``{file: {column: value}}`` of a manifest.csv, or ``None`` when it is unusable."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        warnings.append(f"{path.name} could not be read ({type(exc).__name__}); ignored")
+        return None
+    if "file" not in columns:
+        warnings.append(f"{path.name} has no 'file' column; ignored")
+        return None
+    table: dict[str, dict[str, str]] = {}
+    for row in rows:
+        key = (row.pop("file") or "").replace("\\", "/").removeprefix("./")
+        table.setdefault(key, {k: v or "" for k, v in row.items() if k is not None})
+    return table
+
+
+def manifest_candidates(folder: Path, table: dict[str, dict[str, str]], warnings: list[str],
+                        problems: list[dict]) -> list[Candidate]:
+    """The files a labelled ``manifest.csv`` lists (missing ones go to ``problems``)."""
+    out, unknown = [], 0
+    for rel, info in table.items():
+        label = canonical_class(info["label"])
+        if label is None:
+            unknown += 1
+            continue
+        path = os.path.normpath(os.path.join(folder, rel))
+        if not os.path.isfile(path):
+            problems.append({"path": path, "reason": "listed in manifest.csv but not found",
+                             "label": label})
+            continue
+        out.append(Candidate(path, label))
+    if unknown:
+        warnings.append(f"{unknown} manifest.csv rows have a label that is not a known class; skipped")
+    return out
+
+
+def has_entries(folder: Path) -> bool:
+    """Whether ``folder`` holds anything visible (raises DatasetError when it cannot be listed)."""
+    try:
+        return any(not f.startswith(".") for f in os.listdir(folder))
+    except PermissionError:
+        raise DatasetError(f"cannot read dataset folder {folder}: permission denied") from None
