@@ -1,0 +1,312 @@
+"""Start, follow and cancel training runs in their own processes.
+
+:func:`start` is what the app and the CLI call. It never trains in the caller's process and
+never imports TensorFlow: a finished run is returned at once, a live run is attached to, and
+anything else is (re)started as ``python -m cxrlib train --run-dir <folder>``, a detached
+process (own session) that writes its output to ``<folder>/log.txt``.
+
+Only one process ever trains a run: creation and spawning happen under an exclusive ``flock``
+on ``<folder>/start.lock`` (so two threads, tabs or processes asking at once get one run), and
+the training process itself holds ``<folder>/lock`` for its whole life (see
+:mod:`cxrlib.registry`). :func:`execute_run` is that process's body.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from . import paths
+from .config import RunConfig
+from .fsutil import write_json_atomic
+from .registry import TERMINAL_STATES, Run, RunLock, create_run, now_iso, pid_alive
+
+TRAIN_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    # Measured faster for fine-tuning on these CPUs (issue 3); a user's own setting wins.
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+}
+TRAIN_ENTRY_ENV = "CXR_TRAIN_ENTRY"
+"""Environment variable naming the training function as ``module:function`` or
+``/path/file.py:function`` (default ``cxrlib.train:execute``); tests inject a fake trainer."""
+
+LOCK_WAIT_S = 5.0
+
+
+def dataset_fingerprint(cfg: RunConfig) -> str:
+    """Fingerprint of the run's data (its task's rows), from :func:`cxrlib.datasets.scan_dataset`."""
+    from .datasets import scan_dataset  # noqa: PLC0415 (TF-free, but not needed by every caller)
+
+    return scan_dataset(cfg.data.root, bacterial=cfg.data.bacterial).for_task(cfg.data.task).fingerprint
+
+
+def start(cfg: RunConfig, *, fingerprint: str | None = None, restart: bool = True) -> Run:
+    """Return the run of ``cfg``, starting a background training process only when needed.
+
+    Args:
+        cfg: the run's configuration.
+        fingerprint: the dataset fingerprint when the caller already has it (saves a scan).
+        restart: restart a failed or cancelled run (from scratch; the trainer may resume from
+            ``best.keras``). When False such a run is returned as it is.
+
+    Returns:
+        The :class:`Run`: done, running (attached), or freshly queued.
+    """
+    fingerprint = fingerprint or dataset_fingerprint(cfg)
+    run = create_run(cfg, fingerprint)
+    if run.raw_status().get("state") == "done":
+        return run  # the cache hit: no lock, no process, no TensorFlow
+    with RunLock(run.folder / "start.lock"):
+        if _claimed(run) or (not restart and run.raw_status().get("state") in TERMINAL_STATES):
+            return run
+        _spawn(run)
+    return run
+
+
+def _claimed(run: Run) -> bool:
+    """Done, or some process is training / about to train it (caller holds the start lock)."""
+    status = run.raw_status()
+    if status.get("state") == "done":
+        return True
+    if run.is_alive():
+        return True
+    return status.get("state") == "queued" and pid_alive(run.pid)
+
+
+def _spawn(run: Run) -> subprocess.Popen:
+    run.cancel_path.unlink(missing_ok=True)
+    run.spawn_path.unlink(missing_ok=True)
+    previous = run.raw_status()
+    run.write_status(replace=True, state="queued", message="waiting for the training process",
+                     queued=now_iso(), attempt=int(previous.get("attempt", 0)) + 1,
+                     resumable=run.has_checkpoint())
+    env = os.environ.copy()
+    for key, value in _train_env().items():
+        env.setdefault(key, value)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(paths.PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    with open(run.log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cxrlib", "train", "--run-dir", str(run.folder)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env, cwd=str(paths.PROJECT_ROOT), close_fds=True)
+    # Its own file, not status.json: the child may already be writing status.json.
+    write_json_atomic(run.spawn_path, {"pid": proc.pid, "spawned": now_iso()})
+    # Reap the child when it ends so it never lingers as a zombie of a long-lived caller (the app).
+    threading.Thread(target=proc.wait, name=f"reap-{run.id}", daemon=True).start()
+    return proc
+
+
+def _train_env() -> dict[str, str]:
+    """The training engine's recommended environment (``cxrlib.train.TRAIN_ENV``), else ours."""
+    try:
+        from .train import TRAIN_ENV as recommended  # noqa: PLC0415 (TF-free at import)
+    except ImportError:
+        return TRAIN_ENV
+    return {**TRAIN_ENV, **recommended}
+
+
+def _train_entry() -> Callable[..., None]:
+    spec = os.environ.get(TRAIN_ENTRY_ENV, "cxrlib.train:execute")
+    module_name, _, func = spec.rpartition(":")
+    if module_name.endswith(".py"):
+        loader = importlib.util.spec_from_file_location("_cxr_train_entry", module_name)
+        module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    return getattr(module, func)
+
+
+class _Terminated(BaseException):
+    """Raised in the training process by SIGTERM (a forced cancel)."""
+
+
+def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | None = None) -> int:
+    """Body of the training process: hold the run lock, train, record how it ended.
+
+    Args:
+        run: an existing run folder.
+        lock_wait: seconds to wait for the run lock (a reader may probe it for a moment).
+        lock: the run lock when the caller already holds it (it is released at the end).
+
+    Returns:
+        Process exit code: 0 done or cancelled, 1 failed, 3 another process holds the run.
+    """
+    lock = lock or RunLock(run.lock_path)
+    if not lock.held and not lock.acquire(timeout=lock_wait):
+        print(f"run {run.id} is already being trained by another process", file=sys.stderr)
+        return 3
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    try:
+        if run.raw_status().get("state") == "done":
+            return 0
+        run.write_status(state="running", pid=os.getpid(), started=now_iso(), error=None,
+                         message="starting")
+        if run.cancel_requested():
+            run.write_status(state="cancelled", message="cancelled before training started",
+                             finished=now_iso())
+            return 0
+        try:
+            _train_entry()(run, cancel_check=run.cancel_requested)
+        except (_Terminated, KeyboardInterrupt) as exc:
+            how = "SIGTERM" if isinstance(exc, _Terminated) else "interrupt"
+            if run.cancel_requested() or isinstance(exc, KeyboardInterrupt):
+                run.write_status(state="cancelled", message=f"cancelled ({how})", finished=now_iso())
+                return 0
+            run.write_status(state="failed", error=f"terminated by {how}", finished=now_iso(),
+                             resumable=run.has_checkpoint())
+            return 1
+        except Exception as exc:  # the run records any failure; the process reports it
+            traceback.print_exc()
+            run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}",
+                             traceback=traceback.format_exc(limit=20), finished=now_iso())
+            return 1
+        state = run.raw_status().get("state")
+        if state not in TERMINAL_STATES:
+            state = "cancelled" if run.cancel_requested() else "done"
+            run.write_status(state=state, finished=now_iso())
+        return 1 if state == "failed" else 0
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        lock.release()
+
+
+def train_foreground(cfg: RunConfig, *, fingerprint: str | None = None,
+                     on_status: Callable[[dict[str, Any]], None] | None = None,
+                     poll_s: float = 0.5) -> Run:
+    """Train ``cfg`` in this process (the CLI without ``--background``), reporting progress.
+
+    A done run is returned at once and a run trained elsewhere is followed to its end, so this
+    never makes a second copy of a run. Ctrl-C cancels the run.
+
+    Args:
+        cfg: the run's configuration.
+        fingerprint: the dataset fingerprint when already known.
+        on_status: called with the status about every ``poll_s`` seconds and at the end.
+        poll_s: progress polling period.
+    """
+    fingerprint = fingerprint or dataset_fingerprint(cfg)
+    run = create_run(cfg, fingerprint)
+    lock = RunLock(run.lock_path)
+    with RunLock(run.folder / "start.lock"):
+        if not _claimed(run):
+            if not lock.acquire(timeout=LOCK_WAIT_S):
+                lock = None
+            else:
+                run.cancel_path.unlink(missing_ok=True)
+                attempt = int(run.raw_status().get("attempt", 0)) + 1
+                run.write_status(replace=True, state="queued", pid=os.getpid(), attempt=attempt,
+                                 queued=now_iso(), resumable=run.has_checkpoint())
+        else:
+            lock = None
+    if lock is None:
+        wait(run, on_status=on_status, poll_s=poll_s)
+        return run
+    done = threading.Event()
+
+    def _follow() -> None:
+        while not done.wait(poll_s):
+            if on_status is not None:
+                on_status(run.raw_status())
+
+    follower = threading.Thread(target=_follow, name=f"progress-{run.id}", daemon=True)
+    follower.start()
+    try:
+        execute_run(run, lock=lock)
+    finally:
+        done.set()
+        follower.join()
+        if on_status is not None:
+            on_status(run.status())
+    return run
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def cancel(run_id: str, *, grace_s: float = 15.0, kill_s: float = 5.0) -> dict[str, Any]:
+    """Cancel a run: ask its training loop to stop, then SIGTERM (then SIGKILL) it if it won't.
+
+    Args:
+        run_id: run id or unique prefix.
+        grace_s: how long the training loop has to notice the cancel request.
+        kill_s: after SIGTERM, how long before SIGKILL.
+
+    Returns:
+        The final status (``cancelled``, or ``done``/``failed`` when it had already ended).
+
+    Raises:
+        KeyError: for an unknown run.
+    """
+    from .registry import get_run  # noqa: PLC0415
+
+    run = get_run(run_id)
+    if run.raw_status().get("state") in TERMINAL_STATES:
+        return run.status()
+    run.request_cancel()
+    if not _wait_dead(run, grace_s):
+        pid = run.pid
+        for sig, wait_s in ((signal.SIGTERM, kill_s), (signal.SIGKILL, kill_s)):
+            _signal_group(pid, sig)
+            if _wait_dead(run, wait_s):
+                break
+    status = run.raw_status()
+    if status.get("state") not in TERMINAL_STATES:
+        status = run.write_status(state="cancelled", message="cancelled", finished=now_iso())
+    return status
+
+
+def _wait_dead(run: Run, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run.raw_status()
+        alive = run.is_alive() or (status.get("state") == "queued" and pid_alive(run.pid))
+        if not alive:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def _signal_group(pid: int | None, sig: int) -> None:
+    if not pid:
+        return
+    try:
+        os.killpg(int(pid), sig)  # the trainer leads its own session (start_new_session)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(int(pid), sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def wait(run: Run, timeout: float | None = None, *, poll_s: float = 0.5,
+         on_status: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Poll a run until it ends or ``timeout`` seconds pass; returns the last status.
+
+    Args:
+        run: the run to follow.
+        timeout: seconds, or None to wait for the end.
+        poll_s: polling period.
+        on_status: called with every status read (progress bars).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = run.status()
+        if on_status is not None:
+            on_status(status)
+        if status.get("state") in TERMINAL_STATES:
+            return status
+        if deadline is not None and time.monotonic() >= deadline:
+            return status
+        time.sleep(poll_s)

@@ -1,0 +1,174 @@
+"""The command line: flags map to RunConfig, runs table, progress bars, and one real tiny run
+through train -> runs -> predict -> evaluate, plus the cache hit without TensorFlow."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrlib import paths
+from cxrlib.cli import ProgressBar, build_parser, config_from_args, main, status_line
+from cxrlib.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
+                           TrainConfig)
+from cxrlib.registry import create_run
+
+ENV = dict(os.environ, PYTHONPATH=str(paths.PROJECT_ROOT))
+
+
+def test_train_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--data", "--task", "--model", "--weights", "--mode", "--split", "--test-fraction",
+                 "--val-fraction", "--epochs", "--batch-size", "--lr", "--no-augment",
+                 "--feature-augment-copies", "--early-stopping", "--init-from-head", "--seed",
+                 "--steps", "--wb-percentile", "--clahe-clip", "--clahe-grid", "--gamma", "--size",
+                 "--background"):
+        assert flag in text, flag
+    assert "--run-dir" not in text  # internal: the runner's detached process
+
+
+def test_flags_build_the_expected_config(tmp_path):
+    args = build_parser().parse_args([
+        "train", "--data", "/d", "--task", "binary", "--model", "small_cnn", "--weights", "random",
+        "--mode", "finetune", "--split", "random", "--test-fraction", "0.1", "--val-fraction", "0",
+        "--epochs", "7", "--batch-size", "8", "--lr", "0.01", "--no-augment", "--early-stopping", "3",
+        "--seed", "5", "--clahe-clip", "3.0", "--clahe-grid", "4", "--gamma", "0.8", "--size", "128"])
+    expected = RunConfig(
+        data=DataConfig(root="/d", task="binary"),
+        preprocess=PreprocessConfig(steps=("clahe",), clahe_clip_limit=3.0, clahe_tile_grid=4,
+                                    gamma=0.8, size=128),  # small_cnn -> the published CLAHE
+        model=ModelConfig(family="small_cnn", weights="random"),
+        split=SplitConfig(kind="random", test_fraction=0.1, val_fraction=0.0, seed=5),
+        train=TrainConfig(mode="finetune", epochs=7, batch_size=8, learning_rate=0.01,
+                          augment=False, early_stopping=3, seed=5))
+    assert config_from_args(args) == expected
+
+    defaults = config_from_args(build_parser().parse_args(["train", "--steps", "white_balance,gamma"]))
+    assert defaults == RunConfig(data=DataConfig(root=str(paths.default_data_dir())),
+                                 preprocess=PreprocessConfig(steps=("white_balance", "gamma")))
+    # --config accepts a run's config.json; flags override it.
+    record = tmp_path / "config.json"
+    record.write_text(json.dumps({"config": expected.to_dict(), "fingerprint": "x"}))
+    again = config_from_args(build_parser().parse_args(["train", "--config", str(record), "--epochs", "9"]))
+    assert again == expected.replace(train=expected.train.replace(epochs=9))
+
+
+def test_bad_values_are_usage_errors(capsys, workspace):
+    assert main(["train", "--data", "/d", "--test-fraction", "1.5"]) == 2
+    assert "fractions" in capsys.readouterr().err
+    assert main(["cancel", "nosuchrun"]) == 2
+    assert "no run 'nosuchrun'" in capsys.readouterr().err
+
+
+def test_runs_table_without_tensorflow(workspace):
+    done = create_run(RunConfig(), "fp-a")
+    done.write_status(state="done", epoch=5, epochs=5)
+    done.write_metrics({"accuracy": 0.875, "macro_auc": 0.9321})
+    queued = create_run(RunConfig().replace(train=TrainConfig(mode="finetune")), "fp-a")
+    queued.write_status(state="running", epoch=1, epochs=50)  # no process holds it: died
+    script = textwrap.dedent("""
+        import sys
+        from cxrlib.cli import main
+        code = main(["runs"])
+        assert not any(m.split(".")[0] in ("tensorflow", "keras") for m in sys.modules), "TF imported"
+        sys.exit(code)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=dict(ENV, CXR_WORKSPACE=str(workspace)))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["id", "state", "task", "model", "mode", "split", "epochs",
+                                "accuracy", "macro_auc", "created"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows[done.id][1:8] == ["done", "3class", "mobilenetv2", "head", "grouped", "5/5", "0.875"]
+    assert rows[done.id][8] == "0.932"
+    assert rows[queued.id][1] == "failed" and rows[queued.id][7] == "-"
+
+
+def test_progress_bar_does_not_spam_a_log():
+    stream = io.StringIO()  # not a TTY
+    bar = ProgressBar("scan", stream=stream, log_interval=3600)
+    for i in range(1, 1001):
+        bar.callback(i, 1000)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines == ["scan [----------------------------]   0.1% 1/1000",
+                     "scan [############################] 100.0% 1000/1000"]
+    done, total, text = status_line({"state": "running", "epoch": 2, "epochs": 4, "step": 5,
+                                     "steps": 10, "eta_s": 75, "metrics": {"loss": 0.5}})
+    assert (done, total) == (1.5, 4.0) and "epoch 2/4" in text and "ETA 1m15s" in text
+
+
+@pytest.mark.slow
+def test_real_tiny_run_train_predict_evaluate(workspace, synthetic_dataset, tmp_path, capsys):
+    flags = ["--data", str(synthetic_dataset), "--model", "tiny", "--weights", "random",
+             "--mode", "head", "--epochs", "25", "--lr", "0.01", "--size", "64", "--seed", "3"]
+    assert main(["train", *flags]) == 0
+    out = capsys.readouterr().out
+    run_id = out.split()[1]
+    assert f"folder {paths.runs_dir() / run_id}" in out and "state done" in out
+
+    from cxrlib.registry import get_run
+
+    run = get_run(run_id)
+    assert set(run.split_table()["split"]) == {"train", "val", "test"}
+
+    # predict: a folder plus a broken file; the bad file is listed, not fatal.
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    csv = tmp_path / "pred.csv"
+    assert main(["predict", run_id[:8], str(synthetic_dataset), str(bad), "--out", str(csv),
+                 "--batch-size", "16"]) == 0
+    table = pd.read_csv(csv, keep_default_na=False)
+    classes = ["COVID-19", "Normal", "Viral Pneumonia"]
+    assert list(table.columns) == ["path", "pred", *[f"p_{c}" for c in classes], "error"]
+    assert len(table) == 73 and capsys.readouterr().err.count("unreadable: ") == 1
+    broken = table[table["path"] == str(bad)].iloc[0]
+    assert broken["error"] and broken["pred"] == "" and broken["p_Normal"] == ""
+    good = table[table["error"] == ""]
+    probs = good[[f"p_{c}" for c in classes]].astype(float).to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # Independent check: training scored its test split through the feature cache; predicting
+    # the same files from disk through the saved model must give the same probabilities.
+    trained = run.predictions().set_index("path")
+    mine = good.set_index("path").loc[trained.index]
+    np.testing.assert_allclose(mine[[f"p_{c}" for c in classes]].astype(float).to_numpy(),
+                               trained[[f"p_{c}" for c in classes]].to_numpy(), atol=1e-4)
+
+    # evaluate on a labelled folder: metrics agree with its own predictions.
+    out_dir = tmp_path / "eval"
+    assert main(["evaluate", run_id, "--data", str(synthetic_dataset), "--out-dir", str(out_dir)]) == 0
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    scored = pd.read_csv(out_dir / "predictions.csv")
+    assert metrics["n"] == len(scored) == 72
+    assert metrics["accuracy"] == pytest.approx((scored["pred"] == scored["label"]).mean())
+    from sklearn.metrics import roc_auc_score
+
+    expected_auc = roc_auc_score(scored["label"], scored[[f"p_{c}" for c in classes]].to_numpy(),
+                                 multi_class="ovr", average="macro", labels=classes)
+    assert metrics["auc"]["macro"] == pytest.approx(expected_auc, abs=1e-6)
+    assert metrics["run_id"] == run_id and metrics["excluded"] == {}
+
+    # Asked again (same flags) the finished run comes back from a fresh process without
+    # TensorFlow, and the runs table lists it as done.
+    script = textwrap.dedent(f"""
+        import sys, json
+        from cxrlib import runner
+        from cxrlib.cli import build_parser, config_from_args
+        cfg = config_from_args(build_parser().parse_args(["train", *{flags!r}]))
+        run = runner.start(cfg)
+        heavy = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
+        print(json.dumps([run.id, run.status()["state"], heavy]))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          env=dict(ENV, CXR_WORKSPACE=str(workspace)))
+    assert json.loads(done.stdout) == [run_id, "done", []]
