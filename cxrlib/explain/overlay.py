@@ -1,0 +1,172 @@
+"""Drawing a heatmap over the original film, at the film's own resolution.
+
+The heatmap is computed at the model's input size (e.g. 224 x 224) from the whole film squeezed
+to a square, so it is stretched back over the whole film: the heatmap is resized to the film, never
+the film to the heatmap. Pure functions of arrays: uint8 film in, uint8 RGB out.
+"""
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+COLORMAPS: dict[str, int] = {
+    "jet": cv2.COLORMAP_JET,
+    "turbo": cv2.COLORMAP_TURBO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "inferno": cv2.COLORMAP_INFERNO,
+    "magma": cv2.COLORMAP_MAGMA,
+    "plasma": cv2.COLORMAP_PLASMA,
+    "hot": cv2.COLORMAP_HOT,
+    "bone": cv2.COLORMAP_BONE,
+    "cividis": cv2.COLORMAP_CIVIDIS,
+}
+"""Colormap names (as in :class:`cxrlib.config.ExplainConfig`) to OpenCV colormaps."""
+
+CONTOUR_LEVELS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
+"""Default iso-levels of the contour mode."""
+
+_CONTOUR_GRID = 512  # contours are traced on a heatmap of at most this many pixels a side
+_COLOUR_GRID = 128  # smaller heatmaps are upsampled (values, not colours) before colouring
+
+
+@functools.lru_cache(maxsize=None)
+def colormap_lut(name: str) -> np.ndarray:
+    """The 256-entry RGB lookup table of a colormap, as ``uint8 (256, 1, 3)``.
+
+    Raises:
+        ValueError: for an unknown name (the message lists :data:`COLORMAPS`).
+    """
+    try:
+        code = COLORMAPS[name]
+    except KeyError:
+        raise ValueError(f"unknown colormap {name!r}; choose one of {sorted(COLORMAPS)}") from None
+    bgr = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), code)
+    return np.ascontiguousarray(bgr[:, :, ::-1])  # RGB order, so applyColorMap returns RGB
+
+
+def _film_rgb(film: np.ndarray) -> np.ndarray:
+    film = np.asarray(film)
+    if film.dtype != np.uint8:
+        raise ValueError(f"film must be uint8 (grey or RGB), got {film.dtype}")
+    if film.ndim == 2:
+        return cv2.cvtColor(film, cv2.COLOR_GRAY2RGB)
+    if film.ndim == 3 and film.shape[2] == 3:
+        return film.copy()
+    if film.ndim == 3 and film.shape[2] == 1:
+        return cv2.cvtColor(film[:, :, 0], cv2.COLOR_GRAY2RGB)
+    raise ValueError(f"film must be (H, W) or (H, W, 3), got shape {film.shape}")
+
+
+def _heatmap_u8(heatmap: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """``heatmap`` in [0, 1] as uint8 0..255, resized (bilinear) to ``size = (H, W)`` if given."""
+    heat = np.asarray(heatmap, np.float32)
+    if heat.ndim == 3 and heat.shape[0] == 1:
+        heat = heat[0]
+    if heat.ndim != 2:
+        raise ValueError(f"heatmap must be (h, w), got shape {np.shape(heatmap)}")
+    # Quantise at the small size, then resize the uint8 map: the same values to within one
+    # grey level, and resizing uint8 is several times faster than float32 at 2500 px.
+    heat8 = np.clip(np.nan_to_num(heat) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if size is None or heat8.shape == tuple(size):
+        return heat8
+    h, w = size
+    return cv2.resize(heat8, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def overlay(film: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet",
+            contour: bool = False, levels: tuple[float, ...] = CONTOUR_LEVELS) -> np.ndarray:
+    """Draw ``heatmap`` over ``film`` at the film's resolution.
+
+    Args:
+        film: uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB, any size (e.g. 2500 x 3000).
+        heatmap: ``(h, w)`` in [0, 1], usually at the model input size; it is stretched over
+            the whole film.
+        alpha: opacity of the colour map in [0, 1]: 0 gives the film, 1 the colour map alone
+            (published 0.4). In contour mode, the opacity of the lines.
+        colormap: a key of :data:`COLORMAPS` (published ``"jet"``).
+        contour: draw iso-lines of the heatmap at ``levels`` over the grey film, each coloured by
+            the colormap at its level, instead of a filled colour map.
+        levels: iso-levels in (0, 1) for contour mode.
+
+    Returns:
+        uint8 RGB ``(H, W, 3)``.
+
+    Raises:
+        ValueError: for a film that is not uint8 grey/RGB, a heatmap that is not 2-D, an alpha
+            outside [0, 1], or an unknown colormap.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    lut = colormap_lut(colormap)
+    rgb = _film_rgb(film)
+    h, w = rgb.shape[:2]
+    if contour:
+        return _draw_contours(rgb, heatmap, alpha, lut, levels)
+    if alpha == 0.0:
+        return rgb
+    colour = _colour_at(heatmap, lut, (h, w))
+    if alpha == 1.0:
+        return colour
+    return cv2.addWeighted(colour, alpha, rgb, 1.0 - alpha, 0.0)
+
+
+def _colour_at(heatmap: np.ndarray, lut: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The coloured heatmap, resized to ``size = (H, W)``.
+
+    The colour map is applied at the heatmap's own size (at least ``_COLOUR_GRID`` a side) and
+    the coloured image is resized bilinearly. The colormaps are piecewise linear in the value,
+    so on a smooth map this equals colouring the resized heatmap to within one heatmap level
+    (jet moves up to 4 colour levels per heatmap level), and it skips a lookup over every pixel
+    of a 2500-px film (about 20% of the overlay's time).
+    """
+    heat8 = _heatmap_u8(heatmap, None)
+    if min(heat8.shape) < _COLOUR_GRID:  # e.g. a raw 7 x 7 map: interpolate values, not colours
+        grid = (min(size[0], 4 * _COLOUR_GRID), min(size[1], 4 * _COLOUR_GRID))
+        heat8 = cv2.resize(heat8, grid[::-1], interpolation=cv2.INTER_LINEAR)
+    small = cv2.applyColorMap(heat8, lut)
+    if small.shape[:2] == tuple(size):
+        return small
+    return cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _draw_contours(rgb: np.ndarray, heatmap: np.ndarray, alpha: float, lut: np.ndarray,
+                   levels: tuple[float, ...]) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    scale = min(1.0, _CONTOUR_GRID / max(h, w))
+    gh, gw = max(2, round(h * scale)), max(2, round(w * scale))
+    heat8 = _heatmap_u8(heatmap, (gh, gw))
+    # Map grid coordinates back to film pixels (fixed-point, so lines stay smooth at 2500 px).
+    shift = 4
+    factor = np.array([w / gw, h / gh])
+    thickness = max(1, round(max(h, w) / 400))
+    lines = rgb.copy()
+    for level in levels:
+        mask = (heat8 >= round(level * 255)).astype(np.uint8)
+        found, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        if not found:
+            continue
+        curves = [np.round(((c[:, 0, :] + 0.5) * factor - 0.5) * (1 << shift)).astype(np.int32)
+                  for c in found]
+        colour = tuple(int(v) for v in lut[int(round(level * 255)), 0])
+        cv2.polylines(lines, curves, True, colour, thickness, cv2.LINE_AA, shift)
+    if alpha >= 1.0:
+        return lines
+    return cv2.addWeighted(lines, alpha, rgb, 1.0 - alpha, 0.0)
+
+
+def to_png(image: np.ndarray, compression: int = 3) -> bytes:
+    """PNG bytes of a uint8 RGB ``(H, W, 3)`` or grey ``(H, W)`` image (e.g. for a download button).
+
+    Raises:
+        ValueError: for a non-uint8 image or one OpenCV cannot encode.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"to_png needs uint8, got {image.dtype}")
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {image.shape} as PNG")
+    return buf.tobytes()

@@ -1,0 +1,306 @@
+"""CAM methods: the contract over every registered method, and correctness on hand-built models.
+
+The models here are tiny and built by hand so that the right answer is known: a stride-2 conv
+whose activations are zeroed outside one off-diagonal rectangle of the image before pooling, so
+the output depends only on that region (:func:`region_model`).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+S = 32
+ROWS, COLS = (4, 12), (20, 30)  # the region (input pixels); off the diagonal, so a transposed map fails
+ACT_ROWS, ACT_COLS = (2, 6), (10, 15)  # the same region on the 16 x 16 activation grid
+
+
+def _keras():
+    from cxrlib.tfsetup import tf
+
+    tf()
+    import keras
+
+    return keras
+
+
+def _region_mask_class():
+    keras = _keras()
+
+    class RegionMask(keras.layers.Layer):
+        """Multiplies (N, h, w, C) activations by a fixed 0/1 mask of a rectangle."""
+
+        def __init__(self, rows, cols, **kwargs):
+            super().__init__(**kwargs)
+            self.rows, self.cols = tuple(rows), tuple(cols)
+
+        def call(self, x):
+            mask = np.zeros((1, x.shape[1], x.shape[2], 1), np.float32)
+            mask[:, self.rows[0]:self.rows[1], self.cols[0]:self.cols[1]] = 1.0
+            return x * mask
+
+        def get_config(self):
+            return {**super().get_config(), "rows": self.rows, "cols": self.cols}
+
+    return RegionMask
+
+
+def _set_hand_weights(model, scale: float) -> None:
+    """conv: positive averaging kernels (channel k weighs (k + 1) / 27); scores: +scale / -scale."""
+    conv = next(layer for layer in _all_layers(model) if layer.name == "conv")
+    kernel = np.ones((3, 3, 3, 4), np.float32) / 27.0 * np.arange(1, 5, dtype=np.float32)
+    conv.set_weights([kernel])
+    dense = next(layer for layer in _all_layers(model) if layer.name == "scores")
+    w = np.stack([np.full(4, scale), np.full(4, -scale)], axis=1).astype(np.float32)
+    dense.set_weights([w, np.zeros(2, np.float32)])
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def _region_layers(keras):
+    return [keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False, name="conv"),
+            _region_mask_class()(ACT_ROWS, ACT_COLS, name="mask"),
+            keras.layers.ReLU(name="masked_relu")]
+
+
+def region_model(kind: str = "flat", scale: float = 20.0):
+    """A model whose class-0 logit is ``scale`` x the mean masked activation (class 1: minus it).
+
+    ``kind``: ``"flat"`` functional, ``"nested"`` (a Rescaling, then the conv part as a nested
+    backbone sub-model, then the head) or ``"sequential"``.
+    """
+    keras = _keras()
+    head = [keras.layers.GlobalAveragePooling2D(name="pool"),
+            keras.layers.Dense(2, activation="softmax", name="scores")]
+    if kind == "sequential":
+        model = keras.Sequential([keras.Input((S, S, 3)), *_region_layers(keras), *head])
+    elif kind == "flat":
+        inp = keras.Input((S, S, 3), name="film")
+        x = inp
+        for layer in _region_layers(keras) + head:
+            x = layer(x)
+        model = keras.Model(inp, x, name="flat")
+    elif kind == "nested":
+        b_in = keras.Input((S, S, 3))
+        x = b_in
+        for layer in _region_layers(keras):
+            x = layer(x)
+        backbone = keras.Model(b_in, x, name="backbone")
+        inp = keras.Input((S, S, 3), name="film")
+        x = backbone(keras.layers.Rescaling(1.0, name="identity_scaling")(inp))
+        for layer in head:
+            x = layer(x)
+        model = keras.Model(inp, x, name="nested")
+    else:
+        raise ValueError(kind)
+    _set_hand_weights(model, scale)
+    return model
+
+
+def images(n: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, S, S, 3)).astype(np.float32)
+
+
+def _snapshot(model, x):
+    configs = [(layer.name, repr(layer.get_config())) for layer in _all_layers(model)]
+    graph = json.dumps(model.get_config(), default=str, sort_keys=True)  # layers and connections
+    return ([w.copy() for w in model.get_weights()], (configs, graph),
+            np.asarray(model(x, training=False)))
+
+
+# --- contract ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["flat", "nested", "sequential"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
+def test_every_method_keeps_the_contract(method, kind):
+    from cxrlib.explain import CAM_METHODS, get_cam
+
+    assert method in CAM_METHODS
+    model = region_model(kind)
+    x = images(3)
+    x_before = x.copy()
+    weights, configs, probs_before = _snapshot(model, x)
+
+    heat, probs = get_cam(method, model, "masked_relu")(x)
+
+    assert heat.shape == (3, S, S) and heat.dtype == np.float32
+    assert np.isfinite(heat).all() and heat.min() >= 0.0 and heat.max() <= 1.0
+    assert np.allclose(heat.max(axis=(1, 2)), 1.0)  # normalised, and not empty here
+    assert probs.shape == (3, 2)
+    np.testing.assert_allclose(probs, probs_before, atol=1e-6)
+    np.testing.assert_array_equal(x, x_before)
+    w_after, c_after, probs_after = _snapshot(model, x)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, w_after))
+    assert configs == c_after  # activations and every other setting unchanged
+    np.testing.assert_array_equal(probs_after, probs_before)
+
+
+def test_every_registered_method_is_covered():
+    from cxrlib.explain import CAM_METHODS
+
+    assert set(CAM_METHODS) == {"gradcam", "gradcam++", "scorecam"}
+
+
+def test_all_zero_evidence_gives_zeros_not_nan():
+    from cxrlib.explain import get_cam
+
+    # Class 1's weights are all negative on positive activations: ReLU leaves nothing.
+    heat, _ = get_cam("gradcam", region_model(), "masked_relu")(images(2), target=1)
+    assert np.isfinite(heat).all() and not heat.any()
+
+
+# --- correctness ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
+def test_heatmap_peaks_in_the_only_region_the_output_depends_on(method):
+    from cxrlib.explain import get_cam
+
+    heat, _ = get_cam(method, region_model(), "masked_relu")(images(2), target=0)
+    inside = np.zeros((S, S), bool)
+    inside[ROWS[0] - 1:ROWS[1] + 1, COLS[0] - 1:COLS[1] + 1] = True  # 1 px of bilinear spread
+    for h in heat:
+        r, c = np.unravel_index(h.argmax(), h.shape)
+        assert inside[r, c], (method, r, c)
+        assert h[inside].sum() / h.sum() > 0.99
+
+
+def test_gradcam_matches_the_formula_computed_independently():
+    """Grad-CAM for class 0 is ReLU(sum_k w_k A_k) with w_k = d z_0 / d mean(A_k) / (h w) =
+    kernel[k, 0] / (h w): computed here from a plain sub-model's activations."""
+    keras = _keras()
+    import cv2
+
+    from cxrlib.explain import get_cam
+
+    model = region_model()
+    x = images(2)
+    acts = np.asarray(keras.Model(model.input, model.get_layer("masked_relu").output)(x))
+    kernel = model.get_layer("scores").get_weights()[0]
+    expected = []
+    for a in acts:
+        cam = np.maximum(a @ (kernel[:, 0] / (a.shape[0] * a.shape[1])), 0).astype(np.float32)
+        cam = cv2.resize(cam, (S, S), interpolation=cv2.INTER_LINEAR)
+        expected.append((cam - cam.min()) / (cam.max() - cam.min()))
+    heat, _ = get_cam("gradcam", model, "masked_relu")(x, target=0)
+    np.testing.assert_allclose(heat, np.stack(expected), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
+def test_nested_sequential_and_flat_models_give_the_same_heatmap(method):
+    from cxrlib.explain import get_cam
+
+    x = images(2, seed=3)
+    heat_flat, probs_flat = get_cam(method, region_model("flat"), "masked_relu")(x)
+    for kind in ("nested", "sequential"):
+        heat, probs = get_cam(method, region_model(kind), "masked_relu")(x)
+        np.testing.assert_allclose(heat, heat_flat, atol=1e-5)
+        np.testing.assert_allclose(probs, probs_flat, atol=1e-6)
+
+
+def test_logit_score_survives_a_saturated_softmax():
+    """With the logit differentiated, scaling the head by 1000 (p rounds to 1.0 in float32) only
+    scales the map, which normalisation removes."""
+    from cxrlib.explain import get_cam
+
+    x = images(2)
+    cam = get_cam("gradcam", region_model(scale=1000.0), "masked_relu")
+    assert cam.score == "dense_logit"
+    heat_saturated, probs = cam(x, target=0)
+    assert (probs[:, 0] == 1.0).all()
+    heat, _ = get_cam("gradcam", region_model(scale=1.0), "masked_relu")(x, target=0)
+    np.testing.assert_allclose(heat_saturated, heat, atol=1e-5)
+
+
+def test_target_none_explains_the_predicted_class():
+    from cxrlib.explain import get_cam
+
+    model = region_model()
+    x = np.concatenate([images(1), np.zeros((1, S, S, 3), np.float32)])
+    cam = get_cam("gradcam", model, "masked_relu")
+    heat, probs = cam(x)
+    predicted = probs.argmax(axis=1)
+    for i, c in enumerate(predicted):
+        np.testing.assert_array_equal(heat[i], cam(x[i:i + 1], target=int(c))[0][0])
+
+
+def test_binary_probability_pair_output_uses_log_probability():
+    keras = _keras()
+    from cxrlib.explain import get_cam
+
+    inp = keras.Input((S, S, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_0")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    s = keras.layers.Dense(1, activation="sigmoid")(x)
+    out = keras.layers.Concatenate()([s, keras.layers.Lambda(lambda t: 1.0 - t)(s)])
+    model = keras.Model(inp, out)
+    cam = get_cam("gradcam", model)
+    assert cam.layer == "conv_0" and cam.score == "log_prob"
+    for target in (0, 1):
+        heat, probs = cam(images(2), target=target)
+        assert np.isfinite(heat).all() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+
+
+# --- layers, registry, compilation ---------------------------------------------------------
+
+def test_conv_layer_names_descend_into_nested_models_in_order():
+    from cxrlib.explain import conv_layer_names, default_layer
+
+    assert conv_layer_names(region_model("nested")) == ["conv", "masked_relu"]
+    assert default_layer(region_model("nested")) == "masked_relu"
+
+
+def test_mobilenetv2_named_defaults():
+    keras = _keras()
+    from cxrlib.explain import MOBILENETV2_LAYERS, conv_layer_names, default_layer
+
+    backbone = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False,
+                                              weights=None)
+    inp = keras.Input((96, 96, 3))
+    out = keras.layers.Dense(3, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(backbone(inp)))
+    nested = keras.Model(inp, out)
+    names = conv_layer_names(nested)
+    assert names.index("block_16_depthwise") < names.index("out_relu") == len(names) - 1
+    assert names[0] == "Conv1" and "block_16_depthwise_BN" not in names
+    assert default_layer(nested) == MOBILENETV2_LAYERS[0] == "block_16_depthwise"
+
+
+def test_unknown_method_or_layer_errors_list_the_valid_ones():
+    from cxrlib.explain import get_cam
+
+    model = region_model()
+    with pytest.raises(ValueError, match=r"gradcam\+\+.*scorecam"):
+        get_cam("lime", model)
+    with pytest.raises(ValueError, match="masked_relu"):
+        get_cam("gradcam", model, "pool")  # exists, but is not a conv-like layer
+    with pytest.raises(ValueError, match="valid layers: conv, masked_relu"):
+        get_cam("gradcam", model, "no_such_layer")
+
+
+def test_gradient_model_is_cached_and_traced_once_per_image_shape():
+    from cxrlib.explain import get_cam
+
+    model = region_model()
+    a, b = get_cam("gradcam", model, "masked_relu"), get_cam("gradcam++", model, "masked_relu")
+    assert a.grad_model is b.grad_model
+    for n in (1, 2, 5, 2):
+        a(images(n))
+        b(images(n))
+    assert a._engine.gradient_fn((1, S, S, 3)).experimental_get_tracing_count() == 1
+    assert get_cam("gradcam", model, "conv").grad_model is not a.grad_model
+
+
+def test_importing_explain_does_not_import_tensorflow():
+    code = ("import sys, cxrlib.explain; "
+            "print(any(m in sys.modules for m in ('tensorflow', 'keras')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    assert out.stdout.strip() == "False"
