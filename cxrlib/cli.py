@@ -162,7 +162,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.config:
         record = json.loads(args.config.read_text(encoding="utf-8"))
         # A RunConfig dict, or a run folder's config.json (which wraps it under "config").
-        base = RunConfig.from_dict(record.get("config", record) if "data" not in record else record)
+        if isinstance(record, dict) and "data" not in record:
+            record = record.get("config", record)
+        if not isinstance(record, dict) or not all(isinstance(v, dict) for v in record.values()):
+            raise ValueError(f"{args.config} is not a RunConfig JSON object "
+                             "(sections data, preprocess, model, split, train)")
+        base = RunConfig.from_dict(record)
 
     def pick(**pairs: Any) -> dict[str, Any]:
         return {k: v for k, v in pairs.items() if v is not None}
@@ -414,6 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        # e.g. a --config file, a .keras model or an --out folder that is not there
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
         if type(exc).__name__ in ("DatasetError", "ModelFileError", "WeightsUnavailable"):

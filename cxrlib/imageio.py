@@ -132,19 +132,24 @@ def read_header(path: str | os.PathLike, *, max_pixels: int | None = None) -> Im
     try:
         with open(where, "rb") as fh:
             meta = _parse_header(_Source(fh, os.fstat(fh.fileno()).st_size), os.path.basename(where), where)
-    except ImageReadError:
-        raise
-    except FileNotFoundError:
-        raise ImageReadError(where, "file not found") from None
-    except PermissionError:
-        raise ImageReadError(where, "permission denied") from None
-    except IsADirectoryError:
-        raise ImageReadError(where, "is a folder, not a file") from None
     except OSError as exc:
-        raise ImageReadError(where, f"cannot read file ({exc.strerror or exc})") from None
+        raise _os_error(where, exc) from None
     if max_pixels is not None:
         check_size(meta, max_pixels, where)
     return meta
+
+
+def _os_error(where: str | os.PathLike, exc: OSError) -> ImageReadError:
+    """The :class:`ImageReadError` for a file the operating system would not read."""
+    if isinstance(exc, FileNotFoundError):
+        reason = "file not found"
+    elif isinstance(exc, PermissionError):
+        reason = "permission denied"
+    elif isinstance(exc, IsADirectoryError):
+        reason = "is a folder, not a file"
+    else:
+        reason = f"cannot read file ({exc.strerror or exc})"
+    return ImageReadError(where, reason)
 
 
 def check_size(meta: ImageMeta, max_pixels: int, path: str | os.PathLike) -> None:
@@ -292,14 +297,8 @@ def read_film(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
     path = Path(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
-    except PermissionError:
-        raise ImageReadError(path, "permission denied") from None
-    except IsADirectoryError:
-        raise ImageReadError(path, "is a folder, not a file") from None
     except OSError as exc:
-        raise ImageReadError(path, f"cannot read file ({exc.strerror or exc})") from None
+        raise _os_error(path, exc) from None
     return _decode(data, path.name, str(path), max_pixels)
 
 
@@ -364,9 +363,14 @@ def _decode_dicom(data: bytes, name: str, meta: ImageMeta) -> np.ndarray:
         arr = arr[0]
     if arr.ndim == 3 and arr.shape[2] == 3:  # colour DICOM (pydicom gives RGB)
         return to_uint8(arr)
-    values = apply_modality_lut(arr, ds)
-    values = apply_voi_lut(values, ds)
-    grey = stretch_to_uint8(np.asarray(values, dtype=np.float64))
+    try:
+        values = apply_voi_lut(apply_modality_lut(arr, ds), ds)
+    except Exception as exc:  # malformed LUT / window elements: pydicom raises many types
+        raise ImageReadError(name, f"corrupt DICOM (bad modality or VOI LUT: {type(exc).__name__})") from None
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ImageReadError(name, "corrupt DICOM (pixel values are not finite after the LUTs)")
+    grey = stretch_to_uint8(values)
     if meta.photometric == "MONOCHROME1":
         grey = 255 - grey
     return grey

@@ -8,6 +8,9 @@ For the binary task the positive class is ``classes[0]`` (COVID-19), and an opti
 ``threshold`` on P(positive) replaces the argmax. Results meant for storage (:func:`evaluate`,
 :func:`bootstrap_ci`, :func:`calibration`) are plain JSON values: undefined numbers are ``None``.
 
+Bootstrap confidence intervals live in :mod:`cxrlib.bootstrap`; ``metrics.bootstrap_ci`` and
+``metrics.resample_weights`` still work (re-exported lazily, see :func:`__getattr__`).
+
 No TensorFlow here: this module must import fast.
 """
 from __future__ import annotations
@@ -17,9 +20,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-
-_WEIGHT_CELLS = 4_000_000  # bootstrap weights processed per chunk (rows × images), bounds memory
-
 
 # --------------------------------------------------------------------------------------------
 # Inputs
@@ -54,6 +54,16 @@ def _check(labels, probs, classes) -> tuple[np.ndarray, np.ndarray]:
     if y.size == 0:
         raise ValueError("no predictions to evaluate")
     return y, p
+
+
+def _patient_codes(patient_ids, n_images: int) -> np.ndarray:
+    """Integer patient code per image; a missing id (None, NaN, "") is a patient of its own."""
+    ids = pd.Series(np.asarray(patient_ids, dtype=object)).astype("string")
+    if len(ids) != n_images:
+        raise ValueError(f"patient_ids has {len(ids)} entries for {n_images} images")
+    missing = ids.isna() | (ids.str.strip() == "")
+    ids = ids.where(~missing, pd.Series([f"\0image-{i}" for i in range(n_images)], dtype="string"))
+    return pd.factorize(ids, sort=True)[0]
 
 
 def from_predictions(df: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -381,91 +391,6 @@ def pr_curves(labels, probs, classes: Sequence[str]) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# Bootstrap confidence intervals
-# --------------------------------------------------------------------------------------------
-
-
-def _patient_codes(patient_ids, n_images: int) -> np.ndarray:
-    """Integer patient code per image; a missing id (None, NaN, "") is a patient of its own."""
-    ids = pd.Series(np.asarray(patient_ids, dtype=object)).astype("string")
-    if len(ids) != n_images:
-        raise ValueError(f"patient_ids has {len(ids)} entries for {n_images} images")
-    missing = ids.isna() | (ids.str.strip() == "")
-    ids = ids.where(~missing, pd.Series([f"\0image-{i}" for i in range(n_images)], dtype="string"))
-    return pd.factorize(ids, sort=True)[0]
-
-
-def resample_weights(n_images: int, patient_ids=None, *, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap multiplicities (n_boot, n_images): how often each image enters each resample.
-
-    Without patient ids, images are drawn with replacement (multinomial counts summing to
-    ``n_images``). With them it is a cluster bootstrap: patients are drawn with replacement and
-    every image of a drawn patient comes along, so all images of one patient share one weight.
-    Images with a missing id (None, NaN, "") count as patients of their own.
-    """
-    if patient_ids is None:
-        return rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=n_boot)
-    codes = _patient_codes(patient_ids, n_images)
-    n_patients = int(codes.max()) + 1
-    per_patient = rng.multinomial(n_patients, np.full(n_patients, 1.0 / n_patients), size=n_boot)
-    return per_patient[:, codes]
-
-
-def bootstrap_ci(labels, probs, classes: Sequence[str], patient_ids=None, *, n_boot: int = 1000,
-                 seed: int = 0, alpha: float = 0.05, threshold: float | None = None) -> dict:
-    """Percentile bootstrap confidence intervals for accuracy, per-class recall and AUC.
-
-    Resamples patients (cluster bootstrap) when ``patient_ids`` are given, images otherwise, so
-    that a patient's correlated images do not make the interval falsely narrow. Deterministic:
-    all randomness comes from ``np.random.default_rng(seed)``. A resample where a class is absent
-    (recall, AUC) or is the only one present (AUC) gives no value for that metric; such
-    resamples are counted in ``n_skipped`` and left out of its interval.
-
-    Args:
-        labels, probs, classes: as for :func:`evaluate`.
-        patient_ids: optional, length N.
-        n_boot: number of resamples.
-        seed: seed of the generator.
-        alpha: 1 − confidence level (0.05 gives 95% intervals).
-        threshold: decision threshold, as for :func:`evaluate`.
-
-    Returns:
-        ``unit`` ("patient" or "image"), ``n_units``, ``n_boot``, ``seed``, ``confidence``, and
-        ``metrics``: ``{name: {"estimate", "low", "high", "n_valid", "n_skipped"}}`` for
-        ``accuracy``, ``recall/<class>``, ``auc/<class>`` and ``auc/macro``, in that order.
-    """
-    if n_boot < 1 or not 0.0 < alpha < 1.0:
-        raise ValueError("n_boot must be ≥ 1 and alpha in (0, 1)")
-    y, p = _check(labels, probs, classes)
-    pred = decide(p, threshold)
-    rng = np.random.default_rng(seed)
-    point = _weighted_stats(y, pred, p, np.ones((1, y.size)))
-    chunk = max(1, _WEIGHT_CELLS // y.size)
-    parts = []
-    for start in range(0, n_boot, chunk):
-        weights = resample_weights(y.size, patient_ids, n_boot=min(chunk, n_boot - start), rng=rng)
-        parts.append(_weighted_stats(y, pred, p, weights))
-    boot = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
-
-    columns = {"accuracy": (point["accuracy"][0], boot["accuracy"])}
-    for i, name in enumerate(classes):
-        columns[f"recall/{name}"] = (point["recall"][0, i], boot["recall"][:, i])
-    for i, name in enumerate(classes):
-        columns[f"auc/{name}"] = (point["auc"][0, i], boot["auc"][:, i])
-    columns["auc/macro"] = (point["auc"][0].mean(), boot["auc"].mean(axis=1))  # NaN if any class NaN
-
-    metrics = {}
-    for name, (estimate, samples) in columns.items():
-        valid = samples[np.isfinite(samples)]
-        low, high = np.quantile(valid, [alpha / 2, 1 - alpha / 2]) if valid.size else (np.nan, np.nan)
-        metrics[name] = {"estimate": _num(estimate), "low": _num(low), "high": _num(high),
-                         "n_valid": int(valid.size), "n_skipped": int(n_boot - valid.size)}
-    n_units = y.size if patient_ids is None else int(_patient_codes(patient_ids, y.size).max() + 1)
-    return {"unit": "image" if patient_ids is None else "patient", "n_units": n_units, "n_boot": int(n_boot),
-            "seed": int(seed), "confidence": 1 - alpha, "metrics": metrics}
-
-
-# --------------------------------------------------------------------------------------------
 # Calibration, training curves, sample records
 # --------------------------------------------------------------------------------------------
 
@@ -488,10 +413,12 @@ def calibration(labels, probs, n_bins: int = 10, *, classes: Sequence[str] | Non
         for an empty bin), and ``ece``, ``mce``, ``n``.
     """
     p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"probs must be (N, C), got shape {p.shape}")
     if classes is None and np.asarray(labels).dtype.kind not in "iu":
         raise ValueError("labels given as class names need `classes`")
     y = label_indices(labels, classes if classes is not None else range(p.shape[1]))
-    if p.ndim != 2 or p.shape[0] != y.size or y.size == 0:
+    if p.shape[0] != y.size or y.size == 0:
         raise ValueError("probs must be (N, C) with one row per label, N > 0")
     if n_bins < 1:
         raise ValueError("n_bins must be ≥ 1")
@@ -570,7 +497,8 @@ def sample_records(predictions: pd.DataFrame, classes: Sequence[str], *, only_er
     y, probs, _ = from_predictions(predictions, classes)
     pred = decide(probs, threshold)
     names = np.asarray(classes, dtype=object)
-    out = pd.DataFrame({"path": predictions["path"].astype(str).to_numpy() if "path" in predictions else ""})
+    paths_ = predictions["path"].astype(str).to_numpy() if "path" in predictions.columns else [""] * y.size
+    out = pd.DataFrame({"path": paths_})
     for col in ("rel_path", "patient_id"):
         if col in predictions.columns:
             out[col] = predictions[col].to_numpy()
@@ -584,3 +512,19 @@ def sample_records(predictions: pd.DataFrame, classes: Sequence[str], *, only_er
         out = out[~out["correct"]]
     out = out.sort_values(["correct", "confidence", "path"], ascending=[True, False, True], kind="stable")
     return out.reset_index(drop=True)
+
+
+_BOOTSTRAP_NAMES = ("bootstrap_ci", "resample_weights")
+
+
+def __getattr__(name: str) -> Any:
+    """``metrics.bootstrap_ci`` / ``metrics.resample_weights``: re-exported from :mod:`cxrlib.bootstrap`.
+
+    Lazy (PEP 562) because :mod:`cxrlib.bootstrap` builds on this module: an import at the top
+    here would be circular.
+    """
+    if name in _BOOTSTRAP_NAMES:
+        from . import bootstrap  # noqa: PLC0415
+
+        return getattr(bootstrap, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

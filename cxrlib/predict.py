@@ -17,13 +17,17 @@ import numpy as np
 import pandas as pd
 
 from .config import PreprocessConfig
+from .imageio import IMAGE_SUFFIXES  # what read_film can open; one list for scans and predictions
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp")
 _CALLS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 def _model_call(model):
-    """A ``tf.function`` of ``model(x, training=False)`` for any batch size, cached per model."""
+    """A ``tf.function`` of ``model(x, training=False)`` for any batch size, cached per model.
+
+    The function reaches the model through a weak reference: a cached value that held the model
+    itself would keep its WeakKeyDictionary key alive, so no model would ever be freed.
+    """
     try:
         return _CALLS[model]
     except (KeyError, TypeError):
@@ -32,7 +36,8 @@ def _model_call(model):
 
     tf_ = tf()
     size = model.input_shape[1:]
-    fn = tf_.function(lambda x: model(x, training=False),
+    model_ref = weakref.ref(model)
+    fn = tf_.function(lambda x: model_ref()(x, training=False),
                       input_signature=[tf_.TensorSpec((None, *size), tf_.float32)])
     try:
         _CALLS[model] = fn
@@ -60,6 +65,7 @@ def predict_films(model, films: Sequence[Any], preprocess_cfg: PreprocessConfig,
     """
     from .preprocess import preprocess_film, to_model_input  # noqa: PLC0415
 
+    _check_batch_size(batch_size)
     n_out = int(model.output_shape[-1])
     if len(films) == 0:
         return np.zeros((0, n_out), np.float32)
@@ -72,14 +78,21 @@ def predict_films(model, films: Sequence[Any], preprocess_cfg: PreprocessConfig,
     return np.concatenate(out, axis=0)
 
 
+def _check_batch_size(batch_size: int) -> None:
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
 def image_files(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Files to predict: a folder (searched recursively for image suffixes) or explicit paths."""
+    """Files to predict: a folder (searched recursively for the image suffixes a dataset scan
+    reads, hidden files left out) or explicit paths (kept as given)."""
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     found: list[Path] = []
     for item in map(Path, items):
         if item.is_dir():
             found.extend(sorted(p for p in item.rglob("*")
-                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+                                if p.is_file() and not p.name.startswith(".")
+                                and p.suffix.lower() in IMAGE_SUFFIXES))
         else:
             found.append(item)
     return found
@@ -110,6 +123,7 @@ def _predict_files(model, files: list[str], preprocess_cfg: PreprocessConfig,
                    progress: Callable[[int, int], None] | None) -> pd.DataFrame:
     from .imageio import ImageReadError, read_film  # noqa: PLC0415
 
+    _check_batch_size(batch_size)
     probs = np.full((len(files), len(classes)), np.nan, np.float32)
     errors = [""] * len(files)
     for begin in range(0, len(files), batch_size):

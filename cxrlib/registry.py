@@ -257,7 +257,8 @@ class Run:
         state = status.get("state")
         if state not in TERMINAL_STATES and not self.is_alive():
             pid = self.pid
-            starting = state == "queued" and (pid_alive(pid) if pid else _start_pending(self))
+            # No state yet: create_run made the folder and a starter is about to write "queued".
+            starting = state in (None, "queued") and (pid_alive(pid) if pid else _start_pending(self))
             if not starting:
                 resumable = self.has_checkpoint()
                 status = dict(status, state="failed", died=True, resumable=resumable,

@@ -116,9 +116,13 @@ def _random_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
     def _cut(idx: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
         strata = labels[idx]
         _, class_counts = np.unique(strata, return_counts=True)
-        stratify = strata if class_counts.min() >= 2 else None
+        n_test = int(np.ceil(fraction * idx.size))  # as train_test_split rounds a fraction
+        # Stratifying needs 2 images of every class and room for each class on both sides;
+        # a tiny set that has not is split unstratified rather than failing.
+        stratified = (class_counts.min() >= 2 and class_counts.size <= n_test
+                      and class_counts.size <= idx.size - n_test)
         return train_test_split(idx, test_size=fraction, random_state=cfg.seed, shuffle=True,
-                                stratify=stratify)
+                                stratify=strata if stratified else None)
 
     rest, test = _cut(positions, cfg.test_fraction)
     names = np.full(len(manifest), "train", dtype=object)

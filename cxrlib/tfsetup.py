@@ -2,7 +2,8 @@
 
 Call :func:`tf` instead of ``import tensorflow`` anywhere in cxrlib; it sets the environment
 before the first import (log level; XLA stays off on CPU: it was 4.5x slower there, see
-../shared/NOTES.md) and configures GPU memory growth and mixed precision when a GPU exists.
+../shared/NOTES.md) and turns on GPU memory growth when a GPU exists. (Mixed precision is
+a training choice: :mod:`cxrlib.train` sets the Keras policy on a GPU.)
 """
 from __future__ import annotations
 

@@ -172,3 +172,54 @@ def test_real_tiny_run_train_predict_evaluate(workspace, synthetic_dataset, tmp_
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                           env=dict(ENV, CXR_WORKSPACE=str(workspace)))
     assert json.loads(done.stdout) == [run_id, "done", []]
+
+
+def test_a_missing_or_malformed_config_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "nope.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope.json" in err and "Traceback" not in err
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "not a RunConfig JSON object" in capsys.readouterr().err
+
+
+def test_image_files_lists_readable_suffixes_and_skips_hidden_files(tmp_path):
+    from cxrlib.predict import image_files
+
+    for name in ("b.png", "a.JPG", "c.dcm", "sub/d.jpeg", ".hidden.png", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = [p.relative_to(tmp_path).as_posix() for p in image_files(tmp_path)]
+    assert sorted(found) == ["a.JPG", "b.png", "c.dcm", "sub/d.jpeg"]
+    explicit = tmp_path / ".hidden.png"
+    assert image_files([explicit]) == [explicit]  # an explicit path is kept as given
+
+
+def test_predict_films_frees_its_model_and_checks_the_batch_size():
+    import gc
+    import weakref
+
+    from cxrlib.predict import predict_films
+    from cxrlib.tfsetup import tf
+
+    tf()
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    films = [np.full((20, 24), 100, np.uint8), np.arange(20 * 24, dtype=np.uint8).reshape(20, 24)]
+    cfg = PreprocessConfig(size=16)
+    probs = predict_films(model, films, cfg, batch_size=1)
+    from cxrlib.preprocess import preprocess_film, to_model_input
+
+    expected = np.asarray(model(to_model_input(np.stack([preprocess_film(f, cfg) for f in films]))))
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_films(model, films, cfg, batch_size=0)
+    # The compiled call is cached per model without keeping the model alive.
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None

@@ -283,6 +283,13 @@ def test_unknown_method_or_layer_errors_list_the_valid_ones():
         get_cam("gradcam", model, "pool")  # exists, but is not a conv-like layer
     with pytest.raises(ValueError, match="valid layers: conv, masked_relu"):
         get_cam("gradcam", model, "no_such_layer")
+    cam = get_cam("gradcam", model, "masked_relu")
+    n_classes = model.output_shape[-1]
+    for bad in (n_classes, -2, [0, n_classes]):
+        with pytest.raises(ValueError, match="target class index"):
+            cam(images(2), target=bad)
+    with pytest.raises(ValueError, match="3 targets for 2 images"):
+        cam(images(2), target=[0, 1, 0])
 
 
 def test_gradient_model_is_cached_and_traced_once_per_image_shape():

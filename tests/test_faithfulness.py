@@ -58,6 +58,13 @@ def test_deletion_leaves_model_and_input_unchanged_and_rejects_bad_baselines():
         deletion_insertion(model, x, np.ones((S, S)), 0, baseline="noise")
 
 
+def test_randomisation_check_names_unknown_layers():
+    from cxrlib.explain import randomisation_check
+
+    with pytest.raises(ValueError, match="no_such_layer"):
+        randomisation_check(region_model(), images(1), "gradcam", "masked_relu", layers=["no_such_layer"])
+
+
 def test_ssim_is_one_for_identical_maps_and_low_for_opposite_ones():
     from cxrlib.explain import ssim
 

@@ -234,3 +234,17 @@ def test_oversized_and_bomb_images_are_refused_before_decoding(tmp_path):
     start = time.perf_counter()
     assert "too large" in _reason(read_film, bomb)
     assert time.perf_counter() - start < 1.0
+
+
+def test_dicom_with_an_invalid_window_is_an_image_read_error(tmp_path):
+    # pydicom's apply_voi_lut raises ValueError for a zero window width; callers such as
+    # predict_paths only expect ImageReadError, so it must not escape as a ValueError.
+    arr = RNG.integers(0, 4096, (8, 8), dtype=np.uint16)
+    path = dicom_file(tmp_path / "w.dcm", arr, "MONOCHROME2", WindowCenter=100, WindowWidth=0)
+    assert "LUT" in _reason(read_film, path)
+
+
+def test_a_folder_is_refused_with_a_reason_by_both_readers(tmp_path):
+    assert _reason(read_film, tmp_path) == "is a folder, not a file"
+    assert _reason(read_header, tmp_path) == "is a folder, not a file"
+    assert _reason(read_film, tmp_path / "missing.png") == "file not found"

@@ -357,3 +357,24 @@ def test_sample_records_order_and_from_predictions():
     assert thresholded["rel_path"].tolist() == ["img1.png", "img3.png"]
     with pytest.raises(ValueError, match="p_Viral"):
         metrics.from_predictions(df, CLASSES)
+
+
+def test_sample_records_without_a_path_column():
+    df = pd.DataFrame({"label": ["COVID-19", "Normal"], "p_COVID-19": [0.2, 0.3], "p_Normal": [0.8, 0.7]})
+    records = metrics.sample_records(df, BINARY)
+    assert records["path"].tolist() == ["", ""]
+    assert records["correct"].tolist() == [False, True]
+
+
+def test_calibration_rejects_one_dimensional_probabilities():
+    with pytest.raises(ValueError, match=r"\(N, C\)"):
+        metrics.calibration([0, 1], np.array([0.2, 0.9]))
+
+
+def test_bootstrap_lives_in_its_own_module_and_metrics_re_exports_it():
+    from cxrlib import bootstrap
+
+    assert metrics.bootstrap_ci is bootstrap.bootstrap_ci
+    assert metrics.resample_weights is bootstrap.resample_weights
+    with pytest.raises(AttributeError):
+        metrics.no_such_function  # noqa: B018

@@ -115,3 +115,5 @@ def test_bad_arguments_raise_clear_errors():
         overlay(film(20, 20).astype(np.float32), blob())
     with pytest.raises(ValueError, match="heatmap"):
         overlay(film(20, 20), np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="levels"):
+        overlay(film(20, 20), blob(), contour=True, levels=(0.5, 1.5))

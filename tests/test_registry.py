@@ -149,3 +149,10 @@ def test_lock_probe_is_momentary():
     assert lock_is_held(path)
     holder.release()
     assert not lock_is_held(path)
+
+
+def test_new_run_without_status_is_starting_while_a_starter_holds_the_start_lock(workspace):
+    run = create_run(RunConfig(), "fp")  # folder made, status.json not yet written
+    with RunLock(run.folder / "start.lock"):
+        assert run.status() == {} and run.state == "queued"
+    assert run.status()["state"] == "failed"  # nobody is starting it any more

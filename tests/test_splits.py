@@ -119,3 +119,13 @@ def test_split_table_columns_and_summary():
     assert table["group_id"].tolist() == ["p1", "g2"]
     summary = split_summary(table)
     assert summary.loc["total", "total"] == 2 and summary.loc["A", "train"] == 1
+
+
+def test_random_split_of_a_tiny_set_falls_back_to_unstratified():
+    # 10 images, 3 classes: a 2-image test side cannot hold every class, which scikit-learn's
+    # stratified split refuses with a ValueError; the split must still be made.
+    manifest = pd.DataFrame({"label": list("AABBCCAABB")})
+    split = split_manifest(manifest, SplitConfig(kind="random", test_fraction=0.2, val_fraction=0.1, seed=1))
+    assert split.value_counts().to_dict() == {"train": 7, "test": 2, "val": 1}
+    assert split.equals(split_manifest(manifest, SplitConfig(kind="random", test_fraction=0.2,
+                                                             val_fraction=0.1, seed=1)))

@@ -218,14 +218,24 @@ class CAM:
         Args:
             inputs: float32 ``(N, S, S, 3)`` in [0, 1] (a single ``(S, S, 3)`` image is a batch of 1).
                 Never modified.
-            target: class index to explain, one per image, or ``None`` for each predicted class.
+            target: class index to explain, one per image, or ``None`` for each predicted class
+                (``-1`` in a per-image list also means the predicted class).
 
         Returns:
             ``(heatmaps, probs)``: float32 ``(N, S, S)`` in [0, 1] at the input size (all zeros
             where the map has no positive evidence), and the model's ``(N, C)`` probabilities.
+
+        Raises:
+            ValueError: for a target that is not a class index of the model, or a wrong number
+                of targets.
         """
         x = as_batch(inputs)
         targets = resolve_targets(target, len(x))
+        n_classes = int(self.model.output_shape[-1])
+        if targets.size and (targets.min() < -1 or targets.max() >= n_classes):
+            # Checked here: inside the compiled graph a bad index is an opaque TensorFlow error.
+            raise ValueError(f"target class index must be in [0, {n_classes - 1}] (or None for the "
+                             f"predicted class), got {sorted(set(targets.tolist()))}")
         if self.uses_gradients:
             acts, grads, probs, resolved = (np.asarray(t) for t in self._engine.gradient_fn(
                 x.shape)(x, targets))

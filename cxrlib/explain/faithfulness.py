@@ -153,6 +153,9 @@ def _reinitialise(model: Any, names: Sequence[str], seed: int) -> None:
     import keras  # noqa: PLC0415
 
     by_name = {layer.name: layer for _, layer in _walk(model)}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ValueError(f"no layers {unknown} in model {model.name!r} to re-initialise")
     for i, name in enumerate(names):
         layer = by_name[name]
         for j, var in enumerate(layer.weights):

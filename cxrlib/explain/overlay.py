@@ -95,10 +95,12 @@ def overlay(film: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap:
 
     Raises:
         ValueError: for a film that is not uint8 grey/RGB, a heatmap that is not 2-D, an alpha
-            outside [0, 1], or an unknown colormap.
+            outside [0, 1], a contour level outside (0, 1), or an unknown colormap.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if contour and not all(0.0 < level < 1.0 for level in levels):
+        raise ValueError(f"contour levels must lie in (0, 1), got {tuple(levels)}")
     lut = colormap_lut(colormap)
     rgb = _film_rgb(film)
     h, w = rgb.shape[:2]
