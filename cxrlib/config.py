@@ -21,7 +21,8 @@ class _Config:
     """Mixin: dict round-trip and a stable content hash."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {f.name: _jsonable(_as_declared(f.type, getattr(self, f.name)))
+                for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -37,6 +38,15 @@ class _Config:
 
     def hash(self) -> str:
         return config_hash(self)
+
+
+def _as_declared(declared: Any, value: Any) -> Any:
+    """Ints in float fields become floats, so ``0`` and ``0.0`` give the same run id."""
+    if declared in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if str(declared).startswith("tuple[float") and isinstance(value, tuple):
+        return tuple(float(v) for v in value)
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,43 @@
+"""Config round-trips and run identity."""
+import pytest
+
+from cxrlib.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
+                           TrainConfig, config_hash)
+
+
+def test_round_trip_every_section():
+    cfg = RunConfig(preprocess=PreprocessConfig(steps=("clahe", "gamma"), gamma=0.8),
+                    model=ModelConfig(family="small_cnn"), split=SplitConfig(kind="random"),
+                    train=TrainConfig(mode="finetune", epochs=3))
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_int_and_float_spellings_hash_alike():
+    a = PreprocessConfig(wb_percentile=0, gamma=1)
+    b = PreprocessConfig(wb_percentile=0.0, gamma=1.0)
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(ModelConfig(head_dropout=(1, 0, 0, 0))) == config_hash(
+        ModelConfig(head_dropout=(1.0, 0.0, 0.0, 0.0)))
+
+
+def test_identity_ignores_dataset_location_but_not_task():
+    a = RunConfig(data=DataConfig(root="/a"))
+    b = RunConfig(data=DataConfig(root="/b"))
+    c = RunConfig(data=DataConfig(root="/a", task="binary"))
+    assert config_hash(a.identity()) == config_hash(b.identity())
+    assert config_hash(a.identity()) != config_hash(c.identity())
+
+
+@pytest.mark.parametrize("bad", [
+    lambda: PreprocessConfig(steps=("sharpen",)),
+    lambda: PreprocessConfig(steps=("clahe", "clahe")),
+    lambda: PreprocessConfig(wb_percentile=60),
+    lambda: ModelConfig(family="resnet"),
+    lambda: SplitConfig(test_fraction=0.6, val_fraction=0.5),
+    lambda: TrainConfig(mode="scratch"),
+    lambda: RunConfig.from_dict({"nonsense": {}}),
+    lambda: PreprocessConfig.from_dict({"sizee": 3}),
+])
+def test_invalid_configs_raise(bad):
+    with pytest.raises(ValueError):
+        bad()
