@@ -1,0 +1,93 @@
+"""Per-source metrics of a run's predictions, and the external-set check."""
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+
+def source_of(predictions: pd.DataFrame, manifest: pd.DataFrame | None = None) -> pd.Series:
+    """The source of each prediction row: the manifest's ``source`` column when available,
+    else the folder of ``rel_path`` (the full parent path, e.g. ``train/NORMAL``)."""
+    if "source" in predictions and predictions["source"].astype(str).str.len().gt(0).any():
+        return predictions["source"].fillna("").astype(str)
+    if manifest is not None and "source" in manifest:
+        lookup = dict(zip(manifest["rel_path"].astype(str), manifest["source"].fillna("").astype(str)))
+        src = predictions["rel_path"].astype(str).map(lookup)
+        if src.notna().any():
+            return src.fillna("")
+    return predictions["rel_path"].astype(str).map(lambda p: str(PurePosixPath(p).parent))
+
+
+def per_source_metrics(predictions: pd.DataFrame, manifest: pd.DataFrame | None = None, *,
+                       split: str | None = "test") -> pd.DataFrame:
+    """Accuracy per source of a run's predictions.
+
+    Args:
+        predictions: ``Run.predictions()`` (``rel_path``, ``label``, ``pred``, optional ``split``).
+        manifest: the dataset manifest, for its ``source`` column.
+        split: only rows of this split (``None`` for all rows).
+
+    Returns:
+        One row per source, most films first: ``source``, ``films``, ``accuracy``, ``classes``
+        (``"label (count)"`` joined by ``"; "``) and ``single_class`` (True when the source
+        holds one class only: its accuracy is then that class's recall, and a model can earn
+        it by recognising the source).
+    """
+    p = predictions
+    if split is not None and "split" in p:
+        p = p[p["split"].astype(str) == split]
+    p = p.assign(source=source_of(p, manifest).to_numpy())
+    rows = []
+    for source, g in p.groupby("source", sort=False):
+        counts = g["label"].value_counts()
+        rows.append({"source": source, "films": len(g),
+                     "accuracy": float((g["label"].astype(str) == g["pred"].astype(str)).mean()),
+                     "classes": "; ".join(f"{k} ({v})" for k, v in counts.items()),
+                     "single_class": len(counts) == 1})
+    cols = ["source", "films", "accuracy", "classes", "single_class"]
+    return pd.DataFrame(rows, columns=cols).sort_values(["films", "source"], ascending=[False, True]).reset_index(drop=True)
+
+
+def external_check(run, folder, *, model=None, progress=None) -> dict:
+    """Evaluate a run on another labelled folder and compare with its own test accuracy.
+
+    Args:
+        run: a :class:`cxrlib.registry.Run` that is done.
+        folder: a labelled dataset folder (any layout :func:`cxrlib.datasets.scan_dataset` reads).
+        model: the run's loaded model (default ``run.load_model()``).
+        progress: ``progress(done, total)`` while predicting.
+
+    Returns:
+        ``external_accuracy``, ``own_test_accuracy``, ``drop`` (own - external), ``films``,
+        ``per_class_recall``, ``verdict`` and ``predictions`` (DataFrame).
+    """
+    from ..predict import evaluate_folder  # noqa: PLC0415
+
+    metrics, predictions = evaluate_folder(run, folder, model=model, progress=progress)
+    ok = predictions[predictions.get("error", "") == ""] if "error" in predictions else predictions
+    external = float(metrics.get("accuracy", (ok["label"] == ok["pred"]).mean()))
+    own = own_test_accuracy(run)
+    drop = own - external if own == own else float("nan")
+    recall = {c: float((g["pred"] == c).mean()) for c, g in ok.groupby("label")}
+    if drop == drop and drop >= 0.1:
+        verdict = (f"Accuracy falls from {own:.0%} on the run's own test split to {external:.0%} on "
+                   f"{folder}: the model does not carry over to new data.")
+    elif drop == drop:
+        verdict = f"Accuracy on {folder} is {external:.0%} (own test split {own:.0%})."
+    else:
+        verdict = f"Accuracy on {folder} is {external:.0%}."
+    return {"external_accuracy": external, "own_test_accuracy": own, "drop": drop,
+            "films": int(len(ok)), "per_class_recall": recall, "verdict": verdict,
+            "predictions": predictions}
+
+
+def own_test_accuracy(run) -> float:
+    """The run's accuracy on its own test split (from its predictions), ``nan`` if unknown."""
+    p = run.predictions()
+    if p.empty:
+        return float(run.metrics().get("accuracy", np.nan))
+    if "split" in p:
+        p = p[p["split"].astype(str) == "test"]
+    return float((p["label"].astype(str) == p["pred"].astype(str)).mean()) if len(p) else float("nan")

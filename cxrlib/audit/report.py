@@ -1,0 +1,207 @@
+"""``audit_run``: every audit of one run in one call, for the Audit page and the CLI."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .attention import attention_gallery, attention_summary, attention_table
+from .duplicates import find_duplicate_pairs, clusters_from_pairs, split_leakage
+from .film_scan import scan_films
+from .lungs import segment_lungs
+from .masked_eval import masked_evaluation, shortcut_verdict
+from .metadata_baseline import MetadataBaseline, metadata_baseline
+from .per_source import external_check, own_test_accuracy, per_source_metrics
+
+STEPS = ("duplicates", "metadata", "attention", "masked", "per_source")
+
+
+@dataclass
+class AuditReport:
+    """Everything the Audit page shows for one run (empty DataFrames / None for skipped steps).
+
+    Attributes:
+        run_id: the audited run.
+        cnn_accuracy: the run's own test accuracy.
+        duplicate_pairs / duplicate_clusters: :func:`find_duplicate_pairs`, :func:`find_duplicates`.
+        leakage: :func:`split_leakage` (``clusters``, ``patients``, ``summary``).
+        metadata: the :class:`MetadataBaseline`.
+        attention: per test film CAM in-lung share (:func:`attention_table`).
+        attention_summary: per class mean / median (:func:`attention_summary`).
+        gallery: films with the most CAM mass outside the lungs (:func:`attention_gallery`).
+        masked: :func:`masked_evaluation` table.
+        per_source: :func:`per_source_metrics` table.
+        external: :func:`external_check` result (without its predictions) or ``None``.
+        verdicts: plain-language findings, most important first.
+        timings: seconds per step.
+    """
+
+    run_id: str
+    cnn_accuracy: float = float("nan")
+    duplicate_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    duplicate_clusters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    leakage: dict = field(default_factory=dict)
+    metadata: MetadataBaseline | None = None
+    attention: pd.DataFrame = field(default_factory=pd.DataFrame)
+    attention_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    gallery: pd.DataFrame = field(default_factory=pd.DataFrame)
+    masked: pd.DataFrame = field(default_factory=pd.DataFrame)
+    per_source: pd.DataFrame = field(default_factory=pd.DataFrame)
+    external: dict | None = None
+    verdicts: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers as plain JSON values."""
+        masked = dict(zip(self.masked.get("condition", []), self.masked.get("accuracy", [])))
+        share = ({r["label"]: r["mean"] for _, r in self.attention_summary.iterrows()}
+                 if len(self.attention_summary) else {})
+        clusters = (int(self.duplicate_clusters["cluster_id"].nunique())
+                    if len(self.duplicate_clusters) else 0)
+        return {"run_id": self.run_id, "cnn_accuracy": _num(self.cnn_accuracy),
+                "metadata_accuracy": _num(self.metadata.accuracy) if self.metadata else None,
+                "duplicate_clusters": clusters,
+                "leakage": self.leakage.get("summary", {}),
+                "cam_in_lung_share": {k: _num(v) for k, v in share.items()},
+                "lungs_blanked_accuracy": _num(masked.get("lungs blanked")),
+                "lungs_only_accuracy": _num(masked.get("lungs only")),
+                "unmasked_accuracy": _num(masked.get("unmasked")),
+                "external": None if self.external is None else
+                {k: v for k, v in self.external.items() if k != "predictions"},
+                "verdicts": self.verdicts, "timings": self.timings}
+
+
+def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str | None = None,
+              cam_method: str = "gradcam", max_films: int | None = None, seed: int = 0,
+              progress: Callable[[str, int, int], None] | None = None) -> AuditReport:
+    """Run the audits of one finished run.
+
+    Args:
+        run: a :class:`cxrlib.registry.Run` (done: model, predictions and split table exist).
+        dataset: the run's :class:`cxrlib.datasets.Dataset` (default: scanned from its config).
+        steps: which of :data:`STEPS` to run.
+        external: a labelled folder for the external-set check (skipped when ``None``).
+        cam_method: CAM method for the attention audit.
+        max_films: cap on test films for the attention and masked audits (a seeded sample);
+            ``None`` for the whole test split.
+        seed: seeds the sample and the metadata forest.
+        progress: ``progress(step, done, total)``.
+
+    Returns:
+        An :class:`AuditReport`.
+    """
+    report = AuditReport(run_id=run.id, cnn_accuracy=own_test_accuracy(run))
+    note = (lambda step, d, t: progress(step, d, t)) if progress else (lambda *a: None)
+    if dataset is None:
+        from ..datasets import scan_dataset  # noqa: PLC0415
+
+        dataset = scan_dataset(run.config.data.root, bacterial=run.config.data.bacterial)
+        dataset = dataset.for_task(run.config.data.task)
+    manifest = dataset.manifest.reset_index(drop=True)
+    split_table = run.split_table()
+    classes = tuple(run.classes)
+    sig = None
+    if {"duplicates", "metadata"} & set(steps):
+        t = time.perf_counter()
+        sig = scan_films(manifest, fingerprint=dataset.fingerprint,
+                         progress=lambda d, n: note("reading films", d, n))
+        report.timings["scan_films"] = time.perf_counter() - t
+    if "duplicates" in steps:
+        t = time.perf_counter()
+        report.duplicate_pairs = find_duplicate_pairs(manifest, signatures=sig)
+        report.duplicate_clusters = clusters_from_pairs(manifest, report.duplicate_pairs)
+        report.leakage = split_leakage(report.duplicate_clusters, split_table)
+        report.timings["duplicates"] = time.perf_counter() - t
+        s = report.leakage["summary"]
+        if s["leaking_clusters"] or s["leaking_patients"]:
+            report.verdicts.append(
+                f"Leakage: {s['leaking_clusters']} near-duplicate clusters and {s['leaking_patients']} "
+                f"patients have films in more than one split; test accuracy is optimistic.")
+    if "metadata" in steps:
+        t = time.perf_counter()
+        report.metadata = metadata_baseline(manifest, split_table, classes=classes, signatures=sig, seed=seed)
+        report.timings["metadata"] = time.perf_counter() - t
+        report.verdicts.append(report.metadata.verdict)
+    if {"attention", "masked"} & set(steps):
+        images, labels, rel_paths = _test_images(dataset, run, split_table, max_films, seed, note)
+        model = run.load_model()
+        t = time.perf_counter()
+        segs = [segment_lungs(g) for g in images]
+        report.timings["lung_masks"] = time.perf_counter() - t
+        if "attention" in steps:
+            t = time.perf_counter()
+            report.attention = attention_table(model, images, labels, classes, rel_paths=rel_paths,
+                                               method=cam_method, segmentations=segs)
+            report.attention_summary = attention_summary(report.attention)
+            report.gallery = attention_gallery(report.attention)
+            report.timings["attention"] = time.perf_counter() - t
+            overall = report.attention_summary.set_index("label").loc["all", "mean"]
+            report.verdicts.append(f"On average {overall:.0%} of the CAM mass lies inside the lungs "
+                                   f"({1 - overall:.0%} on borders, markers, shoulders and the rest).")
+        if "masked" in steps:
+            t = time.perf_counter()
+            report.masked = masked_evaluation(model, images, labels, classes,
+                                              masks=np.stack([s.mask for s in segs]))
+            report.timings["masked"] = time.perf_counter() - t
+            shortcut, sentence = shortcut_verdict(report.masked, len(classes))
+            report.verdicts.insert(0, sentence) if shortcut else report.verdicts.append(sentence)
+    if "per_source" in steps:
+        report.per_source = per_source_metrics(run.predictions(), manifest)
+    if external:
+        t = time.perf_counter()
+        ext = external_check(run, external, progress=lambda d, n: note("external", d, n))
+        report.external = {k: v for k, v in ext.items() if k != "predictions"}
+        report.timings["external"] = time.perf_counter() - t
+        report.verdicts.append(ext["verdict"])
+    if report.metadata is not None and report.metadata.confounded:
+        report.verdicts.insert(0, report.verdicts.pop(report.verdicts.index(report.metadata.verdict)))
+    return report
+
+
+def _test_images(dataset, run, split_table, max_films, seed, note):
+    from ..tensor_cache import load_tensors  # noqa: PLC0415
+
+    tensors = load_tensors(dataset, run.config.preprocess, progress=lambda d, n: note("preprocessing", d, n))
+    row = {p: i for i, p in enumerate(tensors.rel_paths)}
+    test = split_table[split_table["split"].astype(str) == "test"]
+    test = test[test["rel_path"].astype(str).isin(row)]
+    if max_films is not None and len(test) > max_films:
+        test = test.sample(max_films, random_state=seed).sort_index()
+    idx = [row[p] for p in test["rel_path"].astype(str)]
+    return np.asarray(tensors.images[idx]), test["label"].astype(str).tolist(), test["rel_path"].tolist()
+
+
+def _num(v) -> float | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cxrlib audit RUN [--external FOLDER] [--max-films N] [--json FILE]``.
+
+    Prints the verdicts and the headline numbers; with ``--json`` also writes the summary.
+    """
+    parser = argparse.ArgumentParser(prog="cxrlib audit", description="Trust audit of a trained run.")
+    parser.add_argument("run", help="run id (or unique prefix)")
+    parser.add_argument("--external", help="labelled folder for the external-set check")
+    parser.add_argument("--max-films", type=int, default=None, help="cap on test films for CAM / masking")
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {STEPS}")
+    parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
+    args = parser.parse_args(argv)
+    from ..registry import get_run  # noqa: PLC0415
+
+    report = audit_run(get_run(args.run), external=args.external, max_films=args.max_films,
+                       steps=tuple(s.strip() for s in args.steps.split(",") if s.strip()))
+    for sentence in report.verdicts:
+        print(f"- {sentence}")
+    summary = report.summary()
+    print(json.dumps(summary, indent=2, default=str))
+    if args.json_out:
+        from ..fsutil import write_json_atomic  # noqa: PLC0415
+
+        write_json_atomic(args.json_out, summary)
+    return 0

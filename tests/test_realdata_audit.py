@@ -1,0 +1,70 @@
+"""Audit on the shared cxr3 films: planted duplicates, the metadata shortcut, lung masks."""
+from __future__ import annotations
+
+import zlib
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrlib.audit import find_duplicates, metadata_baseline, segment_lungs
+from cxrlib.audit.film_scan import read_grey
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def cxr3_manifest(cxr3):
+    from cxrlib.datasets import scan_dataset
+
+    return scan_dataset(cxr3).manifest
+
+
+def test_planted_copies_among_real_films_are_found(cxr3_manifest, tmp_path, workspace):
+    base = cxr3_manifest.groupby("label").sample(60, random_state=1).reset_index(drop=True)
+    planted, rows = {}, []
+    for k, rec in base.iloc[::30].reset_index(drop=True).iterrows():
+        grey = read_grey(rec["path"])
+        h, w = grey.shape
+        variant = k % 3
+        if variant == 0:
+            img, ext = cv2.resize(grey, (int(w * 0.6), int(h * 0.5)), interpolation=cv2.INTER_AREA), ".png"
+        elif variant == 1:
+            img, ext = grey, ".jpg"
+        else:
+            img, ext = grey[int(0.1 * h):, int(0.05 * w):int(0.95 * w)], ".png"
+        path = tmp_path / f"planted_{k}{ext}"
+        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 30])
+        planted[path.name] = rec["rel_path"]
+        rows.append({**rec.to_dict(), "path": str(path), "rel_path": path.name})
+    manifest = pd.concat([base, pd.DataFrame(rows)], ignore_index=True)
+    clusters = find_duplicates(manifest)
+    cluster_of = dict(zip(clusters["rel_path"], clusters["cluster_id"]))
+    for copy, original in planted.items():
+        assert cluster_of.get(copy) is not None and cluster_of.get(copy) == cluster_of.get(original), copy
+    # every cluster holds a planted copy: no two distinct real films were paired
+    assert set(clusters["cluster_id"]) == {cluster_of[c] for c in planted}
+    assert (clusters.groupby("cluster_id").size() == 2).all()
+
+
+def test_metadata_alone_predicts_the_class_on_cxr3(cxr3_manifest, workspace):
+    # a grouped split: every group_id on one side (hash of the id, about 25% test)
+    groups = cxr3_manifest["group_id"].astype(str)
+    split = np.where([zlib.crc32(g.encode()) % 4 == 0 for g in groups], "test", "train")
+    table = pd.DataFrame({"rel_path": cxr3_manifest["rel_path"], "split": split})
+    result = metadata_baseline(cxr3_manifest, table)
+    # README "Known biases": 224 px Kermany copies, 1024 px NIH PNG originals, web COVID films
+    assert result.accuracy >= 0.8, result.accuracy
+    assert result.confounded and "confounded" in result.verdict
+
+
+def test_lung_masks_pass_their_quality_check_on_most_real_films(cxr3_manifest):
+    sample = cxr3_manifest.groupby("label").sample(20, random_state=2)
+    segs = [segment_lungs(read_grey(p)) for p in sample["path"]]
+    reliable = np.mean([s.method == "threshold" for s in segs])
+    assert reliable >= 0.6, reliable
+    for s in segs:
+        if s.method == "threshold":
+            share = s.mask.mean()
+            assert 0.08 < share < 0.6, share
