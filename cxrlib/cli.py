@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--grace", type=float, default=15.0, help="seconds before SIGTERM (default 15)")
 
+    # The audit has its own parser (cxrlib.audit.main); everything after "audit" goes to it.
+    p = sub.add_parser("audit", add_help=False,
+                       help="trust audit of a run: shortcuts, leakage, where the model looks "
+                            "(see `audit --help`)")
+    p.add_argument("audit_args", nargs=argparse.REMAINDER)
+
     p = sub.add_parser("scan", help="summarise a dataset folder")
     p.add_argument("root", metavar="DIR", type=Path)
     p.add_argument("--bacterial", choices=("exclude", "class"), default="exclude")
@@ -405,12 +411,22 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict,
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import main as audit_main  # noqa: PLC0415
+
+    rest = args.audit_args[1:] if args.audit_args[:1] == ["--"] else args.audit_args
+    return audit_main(rest)
+
+
+COMMANDS = {"audit": cmd_audit, "train": cmd_train, "runs": cmd_runs, "predict": cmd_predict,
             "evaluate": cmd_evaluate, "cancel": cmd_cancel, "scan": cmd_scan}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (2 for a usage error such as an unknown run)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["audit"]:  # argparse's REMAINDER drops a leading "--help": pass it on whole
+        argv = ["audit", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

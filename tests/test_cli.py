@@ -223,3 +223,12 @@ def test_predict_films_frees_its_model_and_checks_the_batch_size():
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_audit_command_delegates_with_its_own_help_and_errors(capsys, workspace):
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "--help"])
+    assert exc.value.code == 0
+    assert "--external" in capsys.readouterr().out
+    assert main(["audit", "no-such-run"]) == 2
+    assert "no run 'no-such-run'" in capsys.readouterr().err
