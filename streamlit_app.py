@@ -1,6 +1,35 @@
-"""CXR Explorer: the router. Pages live in pages/; this file sets the page config and navigation."""
+"""CXR Explorer: the router. Sets the page config, draws the shared sidebar, runs the chosen page."""
 import streamlit as st
 
+import app_services as svc
+
 st.set_page_config(page_title="CXR Explorer", page_icon="🩻", layout="wide")
-st.title("CXR Explorer")
-st.write("Explainable COVID-19 / Normal / Viral Pneumonia classification of chest X-rays.")
+svc.init_state()
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:"),
+    st.Page("pages/preprocessing.py", title="Preprocessing", icon=":material/tune:"),
+    st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:"),
+    st.Page("pages/explain.py", title="Explain", icon=":material/visibility:"),
+    st.Page("pages/audit.py", title="Audit", icon=":material/policy:"),
+]
+page = st.navigation(pages)
+
+with st.sidebar:
+    st.text_input("Dataset folder", key=svc.DATA_DIR,
+                  help="One sub-folder per class, the COVID-19 Radiography Database, Kermany's "
+                       "chest_xray, or a folder with a manifest.csv. Default: CXR_DATA_DIR or data/.")
+    status = svc.dataset_status()
+    if status.level == "ok":
+        st.success(status.message, icon=":material/check_circle:")
+    elif status.level == "pending":
+        st.info(status.message, icon=":material/construction:")
+    else:
+        (st.warning if status.level == "empty" else st.error)(status.message,
+                                                             icon=":material/folder_off:")
+    st.radio("Task", list(svc.TASK_LABELS), format_func=svc.TASK_LABELS.get, key=svc.TASK)
+    svc.current_run_ui(status)
+
+page.run()

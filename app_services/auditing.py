@@ -1,0 +1,63 @@
+"""Audit services: one ``cxrlib.audit.audit_run`` per run and options, kept for every session."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from cxrlib.config import ExplainConfig
+
+from .core import file_stamp, lib, shrink
+from .data import film
+from .explaining import explanation
+from .runs import run_stamp
+
+
+@st.cache_resource
+def _reports() -> dict[tuple, Any]:
+    """Finished audit reports by (run stamp, options): shared by sessions, computed once."""
+    return {}
+
+
+def audit_key(run, external: str | None, max_films: int | None, method: str) -> tuple:
+    """Cache key of an audit: the run's artefacts and the options that change the result."""
+    return (run_stamp(run), external or None, max_films, method)
+
+
+def cached_audit(run, external: str | None, max_films: int | None, method: str):
+    """The stored report of these options, or ``None`` when it was never computed."""
+    return _reports().get(audit_key(run, external, max_films, method))
+
+
+def run_audit(run, ds, external: str | None, max_films: int | None, method: str):
+    """Run every audit of ``run`` with a live status box; the report is stored for next time."""
+    audit = lib("audit")
+    with st.status("Auditing the run…", expanded=True) as box:
+        bar = st.progress(0.0, text="starting")
+
+        def progress(step: str, done: int, total: int) -> None:
+            bar.progress(min(done / total, 1.0) if total else 0.0, text=f"{step}: {done}/{total}")
+
+        report = audit.audit_run(run, dataset=ds, external=external or None, cam_method=method,
+                                 max_films=max_films, progress=progress)
+        box.update(label="Audit finished", state="complete", expanded=False)
+    _reports()[audit_key(run, external, max_films, method)] = report
+    return report
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _mask_view(stamp: str, path: str):
+    audit, explain = lib("audit"), lib("explain")
+    pixels = film(path).pixels
+    seg = audit.segment_lungs(pixels)
+    outline = explain.overlay(pixels, seg.mask.astype("float32"), alpha=1.0, colormap="turbo",
+                              contour=True, levels=(0.5,))
+    return outline, seg.method
+
+
+def mask_and_cam(run, path: str, method: str) -> tuple[Any, Any, str]:
+    """A film with its lung-mask outline, and with its CAM overlay (display size)."""
+    stamp = file_stamp(path)
+    outline, how = _mask_view(stamp, path)
+    res = explanation(run, film(path).pixels, stamp, ExplainConfig(method=method), faithful=False)
+    return shrink(outline, 384), shrink(res["overlay"], 384), how

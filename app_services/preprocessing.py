@@ -1,0 +1,94 @@
+"""Preprocessing services: cached live previews and the widgets returning a PreprocessConfig."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from cxrlib.config import PreprocessConfig
+
+from .core import file_stamp, lib
+from .data import display_copy, film, sample_rows
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def preview(stamp: str, cfg_key: str, _path: str, _cfg: PreprocessConfig) -> dict[str, Any]:
+    """Preprocessing preview of a film at display size, with both histograms."""
+    pre = lib("preprocess")
+    before = display_copy(stamp, film(_path).pixels)
+    after = pre.preprocess_preview(before, _cfg)
+    return {"before": before, "after": after,
+            "hist_before": pre.histogram(pre.to_grey(before)), "hist_after": pre.histogram(after)}
+
+
+def preprocess_preview(path: str, cfg: PreprocessConfig) -> dict[str, Any]:
+    """Cached :func:`preview` keyed on the file and the config hash."""
+    return preview(file_stamp(path), cfg.hash(), path, cfg)
+
+
+def preview_films(ds) -> dict[str, str]:
+    """One random film per class (``rel_path -> label``), stable until reshuffled."""
+    seed = st.session_state.get("pp_seed", 0)
+    picks = {}
+    for label in ds.classes():
+        for row in sample_rows(ds, label, 1, seed).itertuples():
+            picks[row.rel_path] = row.label
+    return picks
+
+
+def reshuffle_preview_films() -> None:
+    """Button callback: draw other films for the preprocessing preview."""
+    st.session_state["pp_seed"] = st.session_state.get("pp_seed", 0) + 1
+    st.session_state.pop("pp_film", None)
+
+
+def apply_preset(cfg: PreprocessConfig, key: str = "pp") -> None:
+    """Button callback: set the preprocessing widgets to ``cfg``."""
+    st.session_state[f"{key}_steps"] = list(cfg.steps)
+    st.session_state[f"{key}_perc"] = float(cfg.wb_percentile)
+    st.session_state[f"{key}_gamma"] = float(cfg.gamma)
+    st.session_state[f"{key}_clip"] = float(cfg.clahe_clip_limit)
+    st.session_state[f"{key}_tiles"] = int(cfg.clahe_tile_grid)
+    st.session_state[f"{key}_size"] = int(cfg.size)
+
+
+def describe_preprocess(cfg: PreprocessConfig) -> str:
+    """Short text of a preprocessing config, e.g. ``white balance 0.05 % → CLAHE 2 / 8×8``."""
+    parts = {"white_balance": f"white balance {cfg.wb_percentile:g} %",
+             "clahe": f"CLAHE {cfg.clahe_clip_limit:g} / "
+                      f"{cfg.clahe_tile_grid}×{cfg.clahe_tile_grid}",
+             "gamma": f"gamma {cfg.gamma:g}"}
+    steps = [parts[s] for s in cfg.steps] or ["grey only"]
+    return " → ".join(steps) + f" → {cfg.size} px"
+
+
+def preprocess_ui(initial: PreprocessConfig, *, key: str = "pp") -> PreprocessConfig | None:
+    """Sliders for every preprocessing setting; ``None`` (with an error shown) when invalid."""
+    order = st.multiselect(
+        "Steps, in the order they run", ["white_balance", "clahe", "gamma"],
+        default=list(initial.steps), key=f"{key}_steps", persist_state="session",
+        help="White balance runs per colour channel and therefore always first.")
+    c1, c2 = st.columns(2)
+    perc = c1.slider("White-balance percentile", 0.0, 5.0, float(initial.wb_percentile), 0.05,
+                     key=f"{key}_perc", persist_state="session",
+                     disabled="white_balance" not in order,
+                     help="Channel values at perc % and 100 - perc % map to 0 and 255 "
+                          "(published 0.05).")
+    gamma = c2.slider("Gamma", 0.2, 3.0, float(initial.gamma), 0.05, key=f"{key}_gamma",
+                      persist_state="session", disabled="gamma" not in order,
+                      help="out = 255 (in/255)^gamma; 1 is no change.")
+    clip = c1.slider("CLAHE clip limit", 0.5, 10.0, float(initial.clahe_clip_limit), 0.5,
+                     key=f"{key}_clip", persist_state="session", help="Published 2.0.",
+                     disabled="clahe" not in order)
+    tiles = c2.slider("CLAHE tile grid (tiles per side)", 1, 32, int(initial.clahe_tile_grid),
+                      key=f"{key}_tiles", persist_state="session", help="Published 8 (8×8).",
+                      disabled="clahe" not in order)
+    size = st.select_slider("Model input size (px)", [96, 128, 160, 192, 224, 256, 299],
+                            value=initial.size, key=f"{key}_size", persist_state="session")
+    steps = tuple(sorted(order, key=lambda s: s != "white_balance"))  # stable: WB first
+    try:
+        return PreprocessConfig(steps=steps, wb_percentile=perc, clahe_clip_limit=clip,
+                                clahe_tile_grid=tiles, gamma=gamma, size=size)
+    except ValueError as exc:
+        st.error(f"These settings are not valid: {exc}")
+        return None

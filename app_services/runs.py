@@ -1,0 +1,225 @@
+"""Run services: the registry seen from the app, the run picker, training widgets, progress."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from cxrlib.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
+                           TrainConfig)
+
+from .core import RUN_ID, safe, lib, need
+from .data import DataStatus
+
+
+def list_runs(task: str | None = None) -> list:
+    """Runs of the registry (newest first as the registry orders them), optionally of one task."""
+    registry = lib("registry")
+    if registry is None:
+        return []
+    runs = registry.list_runs()
+    return [r for r in runs if task is None or safe(lambda: r.config.data.task) == task]
+
+
+def run_stamp(run) -> str:
+    """Cache key of a run's artefacts: its id, state and the mtime of its status file."""
+    status = safe(run.status, {}) or {}
+    files = [p for p in (Path(run.folder) / n for n in ("status.json", "predictions.csv"))
+             if p.exists()]
+    return f"{run.id}:{status.get('state')}:" + ":".join(str(p.stat().st_mtime_ns) for p in files)
+
+
+def get_run(run_id: str | None):
+    """The run of ``run_id`` or ``None``."""
+    registry = lib("registry")
+    if registry is None or not run_id:
+        return None
+    try:
+        return registry.get_run(run_id)
+    except KeyError:
+        return None
+
+
+def run_title(run) -> str:
+    """Short id, model family / mode and split kind, e.g. ``1a2b3c4d · tiny/head, grouped split``."""
+    cfg = safe(lambda: run.config)
+    what = f" · {cfg.model.family}/{cfg.train.mode}, {cfg.split.kind} split" if cfg else ""
+    return run.id[:8] + what
+
+
+def run_label(run) -> str:
+    """One line naming a run in pickers: :func:`run_title`, state and accuracy."""
+    status = safe(run.status, {}) or {}
+    acc = (safe(run.metrics, {}) or {}).get("accuracy") if status.get("state") == "done" else None
+    bits = [run_title(run), status.get("state", "?")]
+    if acc is not None:
+        bits.append(f"acc {acc:.3f}")
+    return " · ".join(bits)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _model(stamp: str, run_id: str):
+    return get_run(run_id).load_model()
+
+
+def model(run):
+    """The run's best model (cached per run and state)."""
+    return _model(run_stamp(run), run.id)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _predictions(stamp: str, run_id: str):
+    return get_run(run_id).predictions()
+
+
+def predictions(run):
+    """The run's test-split predictions (cached)."""
+    return _predictions(run_stamp(run), run.id)
+
+
+def current_run_ui(status: DataStatus) -> None:
+    """Sidebar picker of the current run: finished runs of this dataset and task."""
+    if lib("registry") is None:
+        st.caption("Current run: the training engine (`cxrlib.registry`) is not available yet.")
+        return
+    if status.level != "ok":
+        st.session_state[RUN_ID] = None
+        return
+    runs = [r for r in dataset_runs(status.dataset, status.dataset.task)
+            if (safe(r.status, {}) or {}).get("state") == "done"]
+    if not runs:
+        st.session_state[RUN_ID] = None
+        st.caption("No finished run on this dataset and task yet: start one on Training.")
+        return
+    ids = [r.id for r in runs]
+    if st.session_state.get(RUN_ID) not in ids:
+        st.session_state[RUN_ID] = ids[0]
+    labels = {r.id: run_label(r) for r in runs}
+    st.selectbox("Current run", ids, format_func=labels.get, key=RUN_ID)
+
+
+def require_run():
+    """The sidebar's current run (finished), or a notice pointing to Training and a stop."""
+    need("registry")
+    run = get_run(st.session_state.get(RUN_ID))
+    if run is None:
+        st.info("No finished run for this dataset and task yet. Train one on the Training page, "
+                "then pick it as the current run in the sidebar.", icon=":material/model_training:")
+        st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")
+        st.stop()
+    return run
+
+
+FAMILY_LABELS = {"mobilenetv2": "MobileNetV2 (ImageNet transfer learning, published 3-class)",
+                 "small_cnn": "Small CNN (published CLAHE binary pipeline)",
+                 "tiny": "Tiny (a few-kilobyte backbone: seconds on a CPU, for demos)"}
+
+
+def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunConfig | None:
+    """Widgets for a training run; returns its :class:`RunConfig` (``None`` when invalid)."""
+    left, right = st.columns(2)
+    family = left.selectbox("Model family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get,
+                            key="tr_family", persist_state="session")
+    modes = ["head", "finetune"] if family != "small_cnn" else ["finetune"]
+    mode = left.radio("Mode", modes, horizontal=True, key=f"tr_mode_{family}",
+                      persist_state="session",
+                      format_func={"head": "head only (backbone frozen, fast)",
+                                   "finetune": "fine-tune all layers (published)"}.get)
+    weights = "imagenet"
+    if family == "mobilenetv2":
+        weights = left.radio("Backbone weights", ["imagenet", "random"], horizontal=True,
+                             key="tr_weights", persist_state="session")
+    split = left.radio("Split", ["grouped", "random"], horizontal=True, key="tr_split",
+                       persist_state="session",
+                       format_func={"grouped": "grouped by patient (recommended)",
+                                    "random": "random by image (published)"}.get,
+                       help="A random split can put one patient's films on both sides.")
+    test_f = left.slider("Test share", 0.1, 0.4, 0.2, 0.05, key="tr_test", persist_state="session")
+    val_f = left.slider("Validation share (0: the test split doubles as validation, as published)",
+                        0.0, 0.3, 0.1, 0.05, key="tr_val", persist_state="session")
+    epochs = right.number_input("Epochs (maximum)", 1, 200, 50 if family != "tiny" else 10,
+                                key=f"tr_epochs_{family}", persist_state="session")
+    batch = right.select_slider("Batch size", [4, 8, 16, 32, 64, 128], 16, key="tr_batch",
+                                persist_state="session")
+    lr = right.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-3,
+                             format_func=lambda v: f"{v:g}", key="tr_lr", persist_state="session")
+    augment = right.checkbox("Augment: random rotation and horizontal flip", True, key="tr_aug",
+                             persist_state="session")
+    patience = right.number_input("Early stopping patience (0 = none)", 0, 50, 0, key="tr_es",
+                                  persist_state="session")
+    seed = right.number_input("Seed", 0, 2**31 - 1, 42, key="tr_seed", persist_state="session")
+    if preprocess is None:
+        preprocess = (PreprocessConfig.published_clahe() if family == "small_cnn"
+                      else PreprocessConfig.published_mobilenet())
+        if family == "tiny":
+            preprocess = preprocess.replace(size=96)  # the tiny model is meant to be fast
+    try:
+        return RunConfig(
+            data=data, preprocess=preprocess,
+            model=ModelConfig(family=family, weights=weights),
+            split=SplitConfig(kind=split, test_fraction=test_f, val_fraction=val_f, seed=int(seed)),
+            train=TrainConfig(mode=mode, epochs=int(epochs), batch_size=int(batch),
+                              learning_rate=float(lr), augment=augment,
+                              early_stopping=int(patience) or None, seed=int(seed)))
+    except ValueError as exc:
+        st.error(f"These settings are not valid: {exc}")
+        return None
+
+
+def runs_table(runs: list):
+    """One row per run (``cxrlib.registry.headline``), newest first."""
+    import pandas as pd
+
+    registry = lib("registry")
+    rows = [safe(lambda r=r: registry.headline(r)) for r in runs]
+    return pd.DataFrame([r for r in rows if r])
+
+
+def progress_text(status: dict[str, Any]) -> tuple[float, str]:
+    """Fraction done and a one-line summary (epoch, loss, accuracy, ETA) of a run's status."""
+    epoch, epochs = status.get("epoch") or 0, status.get("epochs") or 0
+    step, steps = status.get("step") or 0, status.get("steps") or 0
+    frac = ((max(epoch - 1, 0) + (step / steps if steps else 0)) / epochs) if epochs else 0.0
+    bits = [status.get("state", "?")]
+    if epochs:
+        bits.append(f"epoch {epoch}/{epochs}")
+    for name, value in (status.get("metrics") or {}).items():
+        if isinstance(value, (int, float)):
+            bits.append(f"{name} {value:.3f}")
+    if status.get("eta_s") is not None:
+        bits.append(f"ETA {int(status['eta_s']) // 60}:{int(status['eta_s']) % 60:02d}")
+    if status.get("message"):
+        bits.append(str(status["message"]))
+    return min(max(frac, 0.0), 1.0), " · ".join(bits)
+
+
+def dataset_runs(ds, task: str) -> list:
+    """Runs made on this dataset (same fingerprint) for ``task``, newest first."""
+    return [r for r in list_runs(task) if safe(lambda r=r: r.fingerprint) == ds.fingerprint]
+
+
+def active_runs(ds, task: str) -> list:
+    """Runs of this dataset and task that are queued or running."""
+    return [r for r in dataset_runs(ds, task)
+            if (safe(r.status, {}) or {}).get("state") in ("queued", "running")]
+
+
+def leakage(run) -> dict[str, Any]:
+    """A run's split leakage report (``{}`` when it has no split yet)."""
+    return safe(lambda: run.leakage, {}) or {}
+
+
+def leakage_text(run, leak: dict[str, Any]) -> str:
+    """The warning shown when a run's split puts patients (or duplicate groups) on both sides."""
+    parts = []
+    if leak.get("patients_on_several_sides"):
+        parts.append(f"{leak['patients_on_several_sides']} of {leak.get('patients_total', '?')} "
+                     f"patients ({leak.get('patient_images', '?')} films)")
+    if leak.get("groups_on_several_sides"):
+        parts.append(f"{leak['groups_on_several_sides']} duplicate/patient groups "
+                     f"({leak.get('group_images', '?')} films)")
+    examples = ", ".join(map(str, leak.get("patient_examples") or leak.get("group_examples") or []))
+    return (f"Run `{run.id[:8]}`: its split puts {' and '.join(parts)} on more than one side "
+            f"(e.g. {examples}). Its test metrics are optimistic: the model has seen these "
+            "patients in training. Use the grouped split.")

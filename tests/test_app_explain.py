@@ -1,0 +1,84 @@
+"""Explain page: original and overlay at the film's size, probabilities that match the model,
+faithfulness, PNG download, uploads (PNG, DICOM) and a clear error for a bad upload."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from app_fixtures import app, app_workspace, metric, texts, trained_run  # noqa: F401
+
+from cxrlib import preprocess
+from cxrlib.synthetic import synthetic_film
+
+PAGE = "pages/explain.py"
+
+
+def test_overlay_probabilities_and_faithfulness(app, trained_run):
+    at = app(PAGE)
+    assert texts(at.title) == ["Explain"]
+    film_name = at.selectbox(key="ex_film_Test").value
+    captions = texts(at.caption)
+    assert f"Original · {film_name} · 96×96 px" in captions
+    assert any(c.startswith("gradcam on ") and "alpha 0.4 · jet" in c for c in captions)
+    assert len(at.image) == 2
+    # the probabilities shown are the model's own on the preprocessed film
+    model = trained_run.load_model()
+    path = trained_run.predictions().set_index("rel_path").loc[film_name, "path"]
+    grey = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    x = preprocess.to_model_input(
+        preprocess.preprocess_film(grey, trained_run.config.preprocess)[None])
+    probs = np.asarray(model(x))[0]
+    for cls, p in zip(trained_run.classes, probs):
+        assert metric(at, f"P({cls})") == f"{p:.1%}"
+    float(metric(at, "Faithfulness (deletion)"))  # a signed number is shown
+    assert [d.label for d in at.download_button] == ["Download the overlay (PNG)"]
+
+
+def test_contour_mode_and_alpha_change_the_overlay(app):
+    at = app(PAGE)
+    original, overlay = (i.value for i in at.image)
+    at.slider(key="ex_alpha").set_value(0.8).run()
+    assert at.image[0].value == original and at.image[1].value != overlay
+    assert any("alpha 0.8" in c for c in texts(at.caption))
+    at.toggle(key="ex_contour").set_value(True).run()
+    assert any(c.startswith("gradcam on") and c.endswith("contours") for c in texts(at.caption))
+
+
+def _png(arr) -> bytes:
+    return cv2.imencode(".png", arr)[1].tobytes()
+
+
+def test_upload_png_and_dicom(app, tmp_path):
+    at = app(PAGE)
+    at.radio(key="ex_source").set_value("Upload (PNG / JPEG / DICOM)").run()
+    assert "Upload a film to explain it." in texts(at.info)
+    film = synthetic_film("COVID-19", 128, np.random.default_rng(5))
+    at.file_uploader[0].upload("mine.png", _png(film), "image/png").run()
+    assert "Original · mine.png · 128×128 px" in texts(at.caption)
+
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.Rows, ds.Columns = 120, 100
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (np.linspace(0, 4095, 120 * 100).reshape(120, 100).astype(np.uint16)).tobytes()
+    path = tmp_path / "film.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    at.file_uploader[0].upload("film.dcm", path.read_bytes(), "application/dicom").run()
+    assert "Original · film.dcm · 100×120 px" in texts(at.caption)
+
+
+def test_bad_upload_is_a_clear_error(app):
+    at = app(PAGE)
+    at.radio(key="ex_source").set_value("Upload (PNG / JPEG / DICOM)").run()
+    at.file_uploader[0].upload("broken.png", b"\x89PNG\r\n\x1a\nrubbish", "image/png").run()
+    assert not at.exception
+    assert any(e.startswith("Could not read this film:") for e in texts(at.error))
+    assert not at.image and not [c for c in texts(at.caption) if c.startswith("gradcam")]

@@ -1,0 +1,73 @@
+"""Training page: cached-configuration check, background start with live progress, cancel,
+the runs table, and the warning for a split that puts patients on both sides."""
+from __future__ import annotations
+
+from app_fixtures import (ROOT, app, app_workspace, fake_trainer, texts, tiny_config,  # noqa: F401
+                          trained_run, wait_for)
+
+from cxrlib import registry, runner, splits
+from cxrlib.config import SplitConfig
+
+PAGE = "pages/training.py"
+
+
+def _set_tiny(at, epochs: int = 5):
+    at.selectbox(key="tr_family").set_value("tiny").run()
+    at.number_input(key="tr_epochs_tiny").set_value(epochs)
+    at.select_slider(key="tr_lr").set_value(1e-2)
+    return at.run()
+
+
+def test_cached_configuration_and_runs_table(app, trained_run):
+    at = _set_tiny(app(PAGE))
+    assert texts(at.title) == ["Training"]
+    assert any(s.startswith("Already trained: this exact configuration is cached as run "
+                            f"`{trained_run.id}`") for s in texts(at.success))
+    table = at.dataframe[0].value
+    row = table[table["id"] == trained_run.id].iloc[0]
+    assert row["state"] == "done" and row["model"] == "tiny" and row["mode"] == "head"
+    assert row["accuracy"] == trained_run.metrics()["accuracy"]
+    at.number_input(key="tr_epochs_tiny").set_value(6).run()
+    assert "Not trained yet on this dataset." in texts(at.caption)
+
+
+def test_start_shows_live_progress_that_survives_a_refresh_and_cancel(app, monkeypatch):
+    monkeypatch.setenv(runner.TRAIN_ENTRY_ENV, f"{ROOT / 'tests' / 'app_fixtures.py'}:fake_trainer")
+    at = _set_tiny(app(PAGE), epochs=7)
+    [b for b in at.button if b.label == "Start training"][0].click().run()
+    run_id = at.session_state["watch_run"]
+    run = registry.get_run(run_id)
+    assert wait_for(lambda: run.status().get("epoch") == 1, 60)
+    at.run()
+    assert "Running" in texts(at.subheader)
+    bars = [p.text for p in at.progress]
+    assert any("epoch 1/3" in t and "ETA 1:05" in t for t in bars), bars
+    assert any(s.startswith("This configuration is training now") for s in texts(at.info))
+    assert [b for b in at.button if b.label == "Start training"][0].disabled
+
+    fresh = _set_tiny(app(PAGE), epochs=7)  # a refresh: a new session, the run on disk
+    assert any(run_id[:8] in p.text for p in fresh.progress)
+    [b for b in fresh.button if b.label == "Cancel"][0].click().run()
+    assert run.status()["state"] == "cancelled"
+    table = fresh.dataframe[0].value
+    assert table.set_index("id").loc[run_id, "state"] == "cancelled"
+    assert not fresh.progress
+
+
+def test_random_split_leakage_is_warned(app, synthetic_dataset):
+    cfg = tiny_config(synthetic_dataset).replace(split=SplitConfig(kind="random", seed=3))
+    fingerprint = runner.dataset_fingerprint(cfg)
+    run = registry.create_run(cfg, fingerprint)
+    from cxrlib.datasets import scan_dataset
+
+    manifest = scan_dataset(synthetic_dataset).manifest
+    side = splits.split_manifest(manifest, cfg.split)
+    run.write_split(splits.split_table(manifest, side))
+    run.write_status(state="done")
+    # independent count: patients whose films fall on more than one side
+    leaked = (manifest.assign(side=side).groupby("patient_id")["side"].nunique() > 1).sum()
+    assert leaked > 0
+    at = app(PAGE)
+    warnings = [w for w in texts(at.warning) if w.startswith(f"Run `{run.id[:8]}`")]
+    assert len(warnings) == 1
+    assert f"puts {leaked} of 36 patients" in warnings[0] and "grouped split" in warnings[0]

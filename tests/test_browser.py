@@ -1,0 +1,245 @@
+"""Browser tier: the real server (``streamlit run``) driven by headless Chromium through Playwright.
+
+Visits every page, moves the CLAHE slider with the keyboard and checks that the preview changes,
+opens Explain and checks that an overlay image loads. Screenshots go to
+``test-output/screenshots/`` (look at them). Skipped, saying why, without Chromium or Playwright.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from app_fixtures import ROOT, app_workspace  # noqa: F401 (fixture: a workspace with a tiny run)
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("CXR_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = ROOT / "test-output" / "screenshots"
+PAGES = {"home": ("", "CXR Explorer"), "dataset": ("dataset", "Dataset"),
+         "preprocessing": ("preprocessing", "Preprocessing"), "training": ("training", "Training"),
+         "evaluation": ("evaluation", "Evaluation"), "explain": ("explain", "Explain"),
+         "audit": ("audit", "Audit")}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _require_browser() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"browser tier skipped: {CHROMIUM} not found (install Debian's chromium)")
+    pytest.importorskip("playwright.sync_api", reason="browser tier skipped: playwright missing")
+
+
+@contextmanager
+def _streamlit(data_dir: Path, workspace: Path, log_path: Path):
+    """``streamlit run`` on 127.0.0.1 at a free port; yields its URL once it is healthy."""
+    port = _free_port()
+    env = dict(os.environ, CXR_DATA_DIR=str(data_dir), CXR_WORKSPACE=str(workspace),
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+             "--server.headless", "true", "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while not _healthy(url):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit did not become healthy; see {log_path}")
+                time.sleep(0.25)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """One Playwright driver for the module (the sync API allows one at a time)."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw
+
+
+@contextmanager
+def _chromium(pw, timeout_s: float = 90):
+    """Headless Debian Chromium with a tall viewport (Streamlit scrolls an inner container)."""
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    tab = browser.new_page(viewport={"width": 1440, "height": 3000})
+    tab.set_default_timeout(timeout_s * 1000)
+    try:
+        yield tab
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(app_workspace, synthetic_dataset, tmp_path_factory):
+    """The app on the synthetic dataset, with the tiny run in its workspace."""
+    _require_browser()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with _streamlit(synthetic_dataset, app_workspace, log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(server, driver):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with _chromium(driver) as tab:
+        yield tab
+
+
+def _settle(tab, timeout_s: float = 90) -> None:
+    """Wait until the app's script run has finished (and stays finished for half a second)."""
+    idle = """() => document.querySelector('[data-testid="stApp"]')
+                       ?.getAttribute('data-test-script-state') === 'notRunning'"""
+    for _ in range(2):
+        tab.wait_for_function(idle, timeout=timeout_s * 1000)
+        time.sleep(0.5)
+    tab.locator('[data-testid="stSkeleton"]').first.wait_for(state="detached")
+
+
+def _visit(tab, server: str, name: str) -> None:
+    path, title = PAGES[name]
+    tab.goto(f"{server}/{path}")
+    tab.get_by_role("heading", name=title, exact=True).first.wait_for()
+    _settle(tab)
+    assert tab.locator('[data-testid="stException"]').count() == 0, f"traceback on {name}"
+
+
+def _shoot(tab, name: str, folder: Path = SHOTS) -> Path:
+    """Screenshot of the whole page: the viewport is fitted to the content's height first,
+    because Streamlit scrolls an inner container and ``full_page`` stops at the viewport."""
+    height = tab.evaluate("""() => {
+        const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+        return main ? main.scrollHeight + 120 : 1600; }""")
+    tab.set_viewport_size({"width": 1440, "height": max(900, min(int(height), 6000))})
+    time.sleep(0.5)
+    path = folder / f"{name}.png"
+    tab.screenshot(path=str(path))
+    tab.set_viewport_size({"width": 1440, "height": 3000})
+    return path
+
+
+def _ready(tab, name: str) -> None:
+    """Wait for what a page shows last: figures, or the Explain overlay."""
+    if name in ("dataset", "evaluation"):
+        tab.locator(".js-plotly-plot").first.wait_for()
+    if name == "explain":
+        column = tab.locator('[data-testid="stColumn"]').filter(has_text="gradcam on").last
+        img = column.locator('[data-testid="stImage"] img').first
+        img.wait_for()
+        tab.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                              arg=img.element_handle())
+    _settle(tab)
+
+
+def _image_src(tab, caption_start: str) -> str:
+    figure = tab.locator('[data-testid="stImage"]').filter(has_text=caption_start).first
+    figure.wait_for()
+    return figure.locator("img").first.get_attribute("src")
+
+
+def test_every_page_renders_without_a_traceback(page, server):
+    for name in PAGES:
+        _visit(page, server, name)
+        _ready(page, name)
+        _shoot(page, name)
+
+
+def test_clahe_slider_changes_the_preview(page, server):
+    _visit(page, server, "preprocessing")
+    page.get_by_role("button", name="CLAHE → small CNN").click()
+    _settle(page)
+    before = _image_src(page, "Preprocessed: CLAHE 2 / 8×8")
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text="CLAHE clip limit")
+    thumb = slider.get_by_role("slider")
+    thumb.focus()
+    for _ in range(6):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stImage"]')]
+                .some(e => e.innerText.includes('CLAHE 5 / 8×8'))""")
+    _settle(page)
+    after = _image_src(page, "Preprocessed: CLAHE 5 / 8×8")
+    assert after != before
+    _shoot(page, "preprocessing-clahe")
+
+
+def test_explain_shows_an_overlay(page, server):
+    _visit(page, server, "explain")
+    column = page.locator('[data-testid="stColumn"]').filter(has_text="gradcam on").last
+    img = column.locator('[data-testid="stImage"] img').first
+    img.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+    assert img.evaluate("img => img.naturalWidth") == 96
+    _shoot(page, "explain")
+
+
+def test_audit_report(page, server):
+    _visit(page, server, "audit")
+    page.get_by_role("button", name="Run the audit").click()
+    page.get_by_text("Metadata-only accuracy").first.wait_for()
+    _settle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    _shoot(page, "audit-report")
+
+
+def test_screenshots_were_written():
+    shots = sorted(p.name for p in SHOTS.glob("*.png")) if SHOTS.exists() else []
+    if not shots:
+        pytest.skip("no screenshots: the browser tier was skipped")
+    expected = {f"{name}.png" for name in PAGES} | {"preprocessing-clahe.png", "audit-report.png"}
+    assert expected <= set(shots)
+
+
+@pytest.mark.realdata
+def test_readme_screenshots(cxr3, tmp_path, request):
+    """Refreshes ``docs/screenshots/`` on the real dataset. Opt-in: set ``CXR_README_WORKSPACE``
+    to a workspace holding a finished run on it (e.g. ``python -m cxrlib train --data
+    ../shared/datasets/cxr3 --model mobilenetv2 --mode head`` with ``CXR_WORKSPACE`` set)."""
+    workspace = os.environ.get("CXR_README_WORKSPACE")
+    if not workspace:
+        pytest.skip("README screenshots are refreshed only when CXR_README_WORKSPACE is set")
+    pw = request.getfixturevalue("driver")
+    folder = ROOT / "docs" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    log = tmp_path / "streamlit.log"
+    with _streamlit(cxr3, Path(workspace), log) as url, _chromium(pw, 600) as tab:
+        for name in ("home", "dataset", "preprocessing", "training", "evaluation", "explain"):
+            _visit(tab, url, name)
+            _ready(tab, name)
+            _shoot(tab, name, folder)
+        _visit(tab, url, "audit")
+        tab.get_by_role("button", name="Run the audit").click()
+        tab.get_by_text("Metadata-only accuracy").first.wait_for(timeout=600_000)
+        _settle(tab, 600)
+        _shoot(tab, "audit", folder)
+    assert all((folder / f"{n}.png").stat().st_size > 10_000 for n in PAGES)
