@@ -1,0 +1,163 @@
+"""Model families, class weights, the weighted loss, saving/loading and the weights lookup."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cxrlib import models
+from cxrlib.classes import CLASSES, TASK_CLASSES
+from cxrlib.config import ModelConfig
+
+SMALL_HEAD = dict(head_units=(16, 8), head_dropout=(0.5, 0.3))
+
+
+def _inputs(n=4, size=32, seed=0):
+    return np.random.default_rng(seed).random((n, size, size, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("family, task", [("tiny", "3class"), ("tiny", "binary"),
+                                          ("small_cnn", "3class"), ("small_cnn", "binary")])
+def test_models_output_probabilities_per_class(family, task):
+    classes = TASK_CLASSES[task]
+    cfg = ModelConfig(family=family, weights="random", cnn_filters=(4, 8), cnn_dense=8, **SMALL_HEAD)
+    model = models.build_model(cfg, classes, 32)
+    probs = np.asarray(model(_inputs(), training=False))
+    assert probs.shape == (4, len(classes))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert (probs >= 0).all()
+
+
+def test_binary_small_cnn_outputs_sigmoid_and_complement():
+    import keras
+
+    cfg = ModelConfig(family="small_cnn", cnn_filters=(4,), cnn_dense=8)
+    model = models.build_model(cfg, TASK_CLASSES["binary"], 32)
+    x = _inputs(3)
+    s = np.asarray(keras.Model(model.input, model.get_layer("p_positive").output)(x))
+    probs = np.asarray(model(x))
+    np.testing.assert_allclose(probs[:, :1], s, atol=1e-6)
+    np.testing.assert_allclose(probs[:, 1:], 1.0 - s, atol=1e-6)
+
+
+def test_mobilenetv2_random_is_flat_with_cam_layers_and_scaling():
+    cfg = ModelConfig(family="mobilenetv2", weights="random", **SMALL_HEAD)
+    model = models.build_model(cfg, CLASSES, 96)
+    names = [layer.name for layer in model.layers]
+    assert "block_16_depthwise" in names and "out_relu" in names
+    assert models.default_cam_layer(model) == "block_16_depthwise"
+    # [0, 1] inputs become [-1, 1] inside the model, as mobilenet_v2.preprocess_input does to 0..255.
+    import keras
+
+    x = _inputs(2, 96)
+    scaled = np.asarray(keras.Model(model.input, model.get_layer("mobilenetv2_scaling").output)(x))
+    np.testing.assert_allclose(scaled, keras.applications.mobilenet_v2.preprocess_input(x * 255.0),
+                               atol=1e-5)
+
+
+def test_default_cam_layer_is_last_conv_for_other_families():
+    tiny = models.build_model(ModelConfig(family="tiny", **SMALL_HEAD), CLASSES, 32)
+    cnn = models.build_model(ModelConfig(family="small_cnn", cnn_filters=(4, 8), cnn_dense=8),
+                             CLASSES, 32)
+    assert models.default_cam_layer(tiny) == "tiny_conv_2"
+    assert models.default_cam_layer(cnn) == "conv_1"
+
+
+def test_backbone_and_head_share_layers_with_the_full_model():
+    model = models.build_model(ModelConfig(family="tiny", **SMALL_HEAD), CLASSES, 32)
+    feature_model, head = models.backbone_and_head(model)
+    x = _inputs(5)
+    composed = np.asarray(head(feature_model(x)))
+    np.testing.assert_allclose(composed, np.asarray(model(x)), atol=1e-6)
+    # Changing the head model's weights changes the full model: they are the same layers.
+    head.get_layer("predictions").kernel.assign(np.zeros(head.get_layer("predictions").kernel.shape))
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(head(feature_model(x))), atol=1e-6)
+    with pytest.raises(ValueError, match="global_pool"):
+        models.backbone_and_head(models.build_model(
+            ModelConfig(family="small_cnn", cnn_filters=(4,), cnn_dense=8), CLASSES, 32))
+
+
+def test_tiny_backbone_is_the_same_in_every_build():
+    a = models.build_model(ModelConfig(family="tiny", **SMALL_HEAD), CLASSES, 32)
+    b = models.build_model(ModelConfig(family="tiny", **SMALL_HEAD), CLASSES, 32)
+    np.testing.assert_array_equal(a.get_layer("tiny_conv_1").kernel.numpy(),
+                                  b.get_layer("tiny_conv_1").kernel.numpy())
+
+
+def test_class_weights_binary_is_frequency_of_the_other_class():
+    labels = ["COVID-19"] * 30 + ["Normal"] * 70
+    w = models.class_weights(labels, ("COVID-19", "Normal"))
+    np.testing.assert_allclose(w, [0.7, 0.3], atol=1e-7)  # w_pos = P(neg), w_neg = P(pos)
+
+
+def test_class_weights_three_classes():
+    labels = ["COVID-19"] * 10 + ["Normal"] * 30 + ["Viral Pneumonia"] * 60
+    w = models.class_weights(labels, CLASSES)
+    np.testing.assert_allclose(w, [(1 - 0.1) / 2, (1 - 0.3) / 2, (1 - 0.6) / 2], atol=1e-7)
+    assert math.isclose(float(w.sum()), 1.0, rel_tol=1e-6)
+
+
+def test_weighted_loss_equals_hand_computation():
+    w = [0.7, 0.3]
+    y = np.array([[1, 0], [0, 1], [1, 0]], np.float32)
+    s = np.array([0.9, 0.2, 0.4])
+    p = np.stack([s, 1 - s], axis=1).astype(np.float32)
+    # weighted BCE on s = P(COVID-19): -(w_pos y log s + w_neg (1 - y) log(1 - s)), batch mean
+    hand = -np.mean([0.7 * math.log(0.9), 0.3 * math.log(1 - 0.2), 0.7 * math.log(0.4)])
+    loss = float(models.weighted_loss(w)(y, p))
+    assert loss == pytest.approx(hand, rel=1e-5)
+
+
+def test_weighted_loss_with_equal_weights_is_scaled_categorical_crossentropy():
+    import keras
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(6, 3))
+    p = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 2, 1, 0]]
+    cce = float(keras.losses.CategoricalCrossentropy()(y, p))
+    assert float(models.weighted_loss([0.5, 0.5, 0.5])(y, p)) == pytest.approx(0.5 * cce, rel=1e-5)
+
+
+def test_saved_model_reloads_with_identical_predictions(tmp_path):
+    cfg = ModelConfig(family="small_cnn", cnn_filters=(4,), cnn_dense=8)
+    model = models.build_model(cfg, TASK_CLASSES["binary"], 32)
+    model.compile(loss=models.weighted_loss([0.6, 0.4]), optimizer="adam")
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = models.load_model(path)
+    x = _inputs(3)
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-6)
+
+
+def test_load_model_rejects_wrong_files(tmp_path):
+    with pytest.raises(models.ModelFileError, match="no model file"):
+        models.load_model(tmp_path / "missing.keras")
+    bogus = tmp_path / "notes.keras"
+    bogus.write_text("not a model")
+    with pytest.raises(models.ModelFileError, match="not a Keras model"):
+        models.load_model(bogus)
+
+
+def test_weights_unavailable_offline_says_choose_random(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def no_network(cache_dir):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(models, "_download_weights", no_network)
+    with pytest.raises(models.WeightsUnavailable, match="weights='random'"):
+        models.resolve_imagenet_weights()
+    with pytest.raises(models.WeightsUnavailable):
+        models.build_model(ModelConfig(family="mobilenetv2", weights="imagenet"), CLASSES, 96)
+
+
+def test_resolve_weights_finds_file_in_keras_home(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    target = tmp_path / "models" / models.paths.WEIGHTS_FILE
+    target.write_bytes(b"x")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(models, "_download_weights", lambda d: pytest.fail("must not download"))
+    assert models.resolve_imagenet_weights() == target
