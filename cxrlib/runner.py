@@ -28,11 +28,6 @@ from .config import RunConfig
 from .fsutil import write_json_atomic
 from .registry import TERMINAL_STATES, Run, RunLock, create_run, now_iso, pid_alive
 
-TRAIN_ENV = {
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    # Measured faster for fine-tuning on these CPUs (issue 3); a user's own setting wins.
-    "TF_ENABLE_ONEDNN_OPTS": "0",
-}
 TRAIN_ENTRY_ENV = "CXR_TRAIN_ENTRY"
 """Environment variable naming the training function as ``module:function`` or
 ``/path/file.py:function`` (default ``cxrlib.train:execute``); tests inject a fake trainer."""
@@ -104,12 +99,10 @@ def _spawn(run: Run) -> subprocess.Popen:
 
 
 def _train_env() -> dict[str, str]:
-    """The training engine's recommended environment (``cxrlib.train.TRAIN_ENV``), else ours."""
-    try:
-        from .train import TRAIN_ENV as recommended  # noqa: PLC0415 (TF-free at import)
-    except ImportError:
-        return TRAIN_ENV
-    return {**TRAIN_ENV, **recommended}
+    """The training engine's measured-fastest environment; a user's own setting wins."""
+    from .train import TRAIN_ENV  # noqa: PLC0415 (TF-free at import, but only needed to spawn)
+
+    return TRAIN_ENV
 
 
 def _train_entry() -> Callable[..., None]:

@@ -30,16 +30,38 @@ def lung_boxes(size: int) -> list[tuple[int, int, int, int]]:
 
 
 def synthetic_film(label: str, size: int = 96, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One synthetic grey uint8 film of ``label`` (a canonical class name)."""
+    """One synthetic grey uint8 film of ``label`` (a canonical class name).
+
+    Anatomy varies from film to film as it does between patients (body size and position, lung
+    size, exposure, a slight tilt, a smooth exposure gradient), so distinct drawings are not
+    near-duplicates of each other; the lung fields stay within a few percent of
+    :func:`lung_boxes`.
+    """
     rng = rng or np.random.default_rng(0)
     s = size
-    img = np.full((s, s), 20, np.float32)
-    cv2.ellipse(img, (s // 2, int(0.55 * s)), (int(0.42 * s), int(0.45 * s)), 0, 0, 360, 170, -1)
+    body_level = rng.uniform(150, 195)
+    lung_level = rng.uniform(45, 70)
+    # A smooth exposure gradient in a random direction (low-frequency, differs per film).
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s - 0.5
+    angle = rng.uniform(0, 2 * np.pi)
+    gradient = rng.uniform(10, 30) * (np.cos(angle) * xx + np.sin(angle) * yy)
+    img = np.full((s, s), rng.uniform(5, 30), np.float32)
+    body = np.zeros((s, s), np.uint8)
+    body_centre = (int(s * (0.5 + rng.uniform(-0.03, 0.03))), int(s * (0.54 + rng.uniform(-0.03, 0.03))))
+    body_axes = (int(s * rng.uniform(0.39, 0.44)), int(s * rng.uniform(0.42, 0.47)))
+    cv2.ellipse(body, body_centre, body_axes, rng.uniform(-6, 6), 0, 360, 255, -1)
     lungs = np.zeros((s, s), np.uint8)
+    tilt = rng.uniform(-5, 5)
     for cx, cy, ax, ay in lung_boxes(s):
         jitter = rng.integers(-max(1, s // 40), max(1, s // 40) + 1, size=2)
-        cv2.ellipse(lungs, (int(cx + jitter[0]), int(cy + jitter[1])), (ax, ay), 0, 0, 360, 255, -1)
-    img[lungs > 0] = 60
+        axes = (int(ax * rng.uniform(0.92, 1.05)), int(ay * rng.uniform(0.92, 1.05)))
+        cv2.ellipse(lungs, (int(cx + jitter[0]), int(cy + jitter[1])), axes, tilt, 0, 360, 255, -1)
+    # The chest wall always encloses the lungs, however the two were jittered.
+    wall = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, s // 10),) * 2)
+    body |= cv2.dilate(lungs, wall)
+    img[body > 0] = body_level
+    img[lungs > 0] = lung_level
+    img += gradient
     sign = np.zeros((s, s), np.float32)
     if label == COVID:
         for cx, cy, ax, ay in lung_boxes(s):

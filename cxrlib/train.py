@@ -37,7 +37,6 @@ from .fsutil import atomic_path, read_json, write_json_atomic
 #: 7.5 img/s without (plain model.fit 17.6 vs 6.7), and backbone feature extraction was faster
 #: too. Never XLA on CPU (../shared/NOTES.md).
 TRAIN_ENV = {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-CPU_ENV = TRAIN_ENV
 STATUS_INTERVAL_S = 0.5  # at most 2 status writes a second
 HEAD_FAMILIES = ("mobilenetv2", "tiny")
 
@@ -176,8 +175,8 @@ class _Training:
         if self.cfg.model.family == "small_cnn":
             labels = np.array(self.classes)[self.onehot[self.idx["train"]].argmax(1)]
             loss = weighted_loss(class_weights(labels, self.classes))
-        else:
-            loss = "categorical_crossentropy"
+        else:  # the loss object (not the string) so the compiled head loop can call it too
+            loss = keras.losses.CategoricalCrossentropy()
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss,
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                       steps_per_execution=steps_per_execution)
@@ -215,20 +214,25 @@ class _Training:
         x_train = np.concatenate([fs.features[k][tr] for k in range(copies + 1)])
         y_train = np.concatenate([self.onehot[tr]] * (copies + 1))
         steps = math.ceil(len(x_train) / tcfg.batch_size)
-        # Keras's per-step overhead dominates a head epoch: tf.data input, up to 32 steps per
-        # graph call and no per-batch callback each measured ~2x faster here (numpy input,
-        # one step per call, a batch hook); so cancel is checked once an epoch (< 1 s).
-        self._compile(head, tcfg.learning_rate, steps_per_execution=min(32, steps))
-        tfm = tf()
-        train_ds = (tfm.data.Dataset.from_tensor_slices((x_train, y_train))
-                    .shuffle(len(x_train), seed=tcfg.seed, reshuffle_each_iteration=True)
-                    .batch(tcfg.batch_size).prefetch(tfm.data.AUTOTUNE))
         val = self.idx["val"]
-        val_ds = tfm.data.Dataset.from_tensor_slices(
-            (fs.features[0][val], self.onehot[val])).batch(256)
+        self._compile(head, tcfg.learning_rate)
         progress, cbs = self._callbacks(head, steps, record, checkpoint=False, per_batch=False)
-        head.fit(train_ds, epochs=tcfg.epochs, verbose=0, validation_data=val_ds, callbacks=cbs,
-                 shuffle=False)
+        self.status(message="training the head")
+        if tf().distribute.get_strategy().num_replicas_in_sync > 1:
+            # Several GPUs: Keras's fit distributes the steps (the compiled loop below is
+            # written for one device); the same callbacks give the same semantics.
+            tfm = tf()
+            train_ds = (tfm.data.Dataset.from_tensor_slices((x_train, y_train))
+                        .shuffle(len(x_train), seed=tcfg.seed, reshuffle_each_iteration=True)
+                        .batch(tcfg.batch_size).prefetch(tfm.data.AUTOTUNE))
+            val_ds = tfm.data.Dataset.from_tensor_slices(
+                (fs.features[0][val], self.onehot[val])).batch(256)
+            head.fit(train_ds, epochs=tcfg.epochs, verbose=0, validation_data=val_ds,
+                     callbacks=cbs, shuffle=False)
+        else:
+            fit_head_compiled(head, x_train, y_train, fs.features[0][val], self.onehot[val],
+                              epochs=tcfg.epochs, batch_size=tcfg.batch_size, seed=tcfg.seed,
+                              callbacks=cbs)
         progress.restore_best()
         self.lap("fit_head")
         return head.predict(fs.features[0][self.idx["test"]], batch_size=256, verbose=0)
@@ -315,6 +319,85 @@ def test_metrics(onehot: np.ndarray, probs: np.ndarray, classes) -> dict:
         auc = None
     return {"accuracy": float((pred == y).mean()), "loss": float(-np.log(p_true).mean()),
             "recall": recall, "macro_auc": auc, "n_test": int(len(y)), "classes": list(classes)}
+
+
+def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                      y_val: np.ndarray, *, epochs: int, batch_size: int, seed: int,
+                      callbacks) -> None:
+    """Fit a compiled head on in-memory features with one compiled call per epoch.
+
+    What ``head.fit(shuffled batches, validation_data=(x_val, y_val), callbacks=callbacks)``
+    does, without Keras's per-epoch and per-step overhead (iterator set-up, callback hooks,
+    a separate ``evaluate``), which made ~0.4 s of a head epoch whose arithmetic takes a
+    fraction of that on this CPU (measured: see bench/train.py ``warm_s``):
+
+    * every epoch the training rows are reshuffled with ``np.random.default_rng(seed)`` (one
+      permutation per epoch, so the order is the same in every process) and cut into batches of
+      ``batch_size`` (the last one smaller), each a step of ``head.optimizer`` on ``head.loss``
+      (the compiled loss object: batch mean, class weights if it has them), with dropout active
+      (``training=True``; Keras's seeded dropout generators);
+    * after the epoch's steps, the validation loss and accuracy with ``training=False``;
+    * ``loss`` / ``accuracy`` are the sample-weighted means over the epoch's batches, as Keras's
+      trackers report them; ``val_loss`` / ``val_accuracy`` the means over the validation rows;
+    * ``callbacks`` (Keras callbacks: progress, ReduceLROnPlateau, EarlyStopping) get
+      ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end(epoch, logs)`` with those four
+      logs, and ``on_train_end``, exactly as from ``fit``; ``head.stop_training`` ends the loop.
+
+    All of one epoch (the steps and the validation) is a single ``tf.function`` call (a graph
+    while loop over the steps), traced once. Not for several replicas (see ``_fit_head``).
+    """
+    from .tfsetup import tf as _tf
+
+    tf = _tf()
+    import keras  # noqa: PLC0415
+
+    opt, loss_fn = head.optimizer, head.loss
+    variables = head.trainable_variables
+    opt.build(variables)  # the optimizer's slots must exist before tracing
+    x = tf.constant(np.asarray(x_train, np.float32))
+    y = tf.constant(np.asarray(y_train, np.float32))
+    xv = tf.constant(np.asarray(x_val, np.float32))
+    yv = tf.constant(np.asarray(y_val, np.float32))
+    n, bs = len(x_train), int(batch_size)
+    steps = math.ceil(n / bs)
+
+    def hits(y_true, y_pred):
+        return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(y_true, -1), tf.argmax(y_pred, -1)),
+                                     tf.float32))
+
+    @tf.function
+    def epoch_fn(perm):
+        loss_sum = tf.constant(0.0)
+        correct = tf.constant(0.0)
+        for i in tf.range(steps):
+            rows = perm[i * bs:tf.minimum((i + 1) * bs, n)]
+            xb, yb = tf.gather(x, rows), tf.gather(y, rows)
+            with tf.GradientTape() as tape:
+                pred = head(xb, training=True)
+                loss = loss_fn(yb, pred)
+                scaled = opt.scale_loss(loss)  # loss scaling under mixed precision, else same
+            opt.apply(tape.gradient(scaled, variables), variables)
+            size = tf.cast(tf.shape(rows)[0], tf.float32)
+            loss_sum += tf.cast(loss, tf.float32) * size
+            correct += hits(yb, pred)
+        pred_val = head(xv, training=False)
+        return (loss_sum / n, correct / n, tf.cast(loss_fn(yv, pred_val), tf.float32),
+                hits(yv, pred_val) / tf.cast(tf.shape(xv)[0], tf.float32))
+
+    rng = np.random.default_rng(seed)
+    cbs = keras.callbacks.CallbackList(list(callbacks), model=head, epochs=epochs, steps=steps,
+                                       verbose=0)
+    head.stop_training = False
+    cbs.on_train_begin()
+    for epoch in range(epochs):
+        cbs.on_epoch_begin(epoch)
+        perm = tf.constant(rng.permutation(n).astype(np.int32))
+        values = [float(v) for v in epoch_fn(perm)]
+        logs = dict(zip(("loss", "accuracy", "val_loss", "val_accuracy"), values))
+        cbs.on_epoch_end(epoch, logs)
+        if head.stop_training:
+            break
+    cbs.on_train_end()
 
 
 def input_pipeline(images: np.ndarray, idx: np.ndarray, onehot: np.ndarray, tcfg, *,
