@@ -41,10 +41,15 @@ def workspace(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> Path:
-    """A small 3-class synthetic dataset (24 films a class, 96 px), made once per session."""
+    """A small 3-class synthetic dataset (24 films a class, 96 px), made once per session.
+
+    Fixed anatomy: the tests' fixed random ``tiny`` backbone learns the class signs only when
+    every film is drawn on the same body (see ``cxrlib.synthetic.synthetic_film``).
+    """
     from cxrlib.synthetic import make_synthetic_dataset
 
-    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "demo", n_per_class=24, size=96)
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "demo", n_per_class=24, size=96,
+                                  vary_anatomy=False)
 
 
 @pytest.fixture(scope="session")
