@@ -10,9 +10,10 @@ process, TensorFlow import included) and followed with :func:`cxrlib.runner.wait
 * ``warm_s``: a new head config (another learning rate): tensors and features come from the caches;
 * ``hit_s``: the finished cold run asked for again through ``runner.start`` (dataset scan for the
   fingerprint included; ``hit_known_fp_s`` when the caller already has the fingerprint);
-* ``accuracy``, ``macro_auc``: the cold run's grouped test split; ``best_*`` the best of the
-  head configs tried (``--aug`` adds one with a feature-augmented copy); ``random_split_accuracy``: the published random 80/20 split (test doubles
-  as validation), for contrast;
+* ``accuracy``, ``macro_auc``: the cold run's grouped test split; ``best_*`` the head config
+  (of those tried; ``--aug`` adds one with a feature-augmented copy) with the lowest validation
+  loss, selected without looking at the test split; ``random_split_accuracy``: the published
+  random 80/20 split (test doubles as validation), for contrast;
 * ``finetune_img_per_s``: :func:`cxrlib.train.input_pipeline` (tf.data, rotation + flip) feeding
   a full MobileNetV2 fine-tune for N steps, vs ``fit_img_per_s``: plain ``model.fit`` on the
   same tensors already in memory as float32 (no augmentation), in this process; measured
@@ -145,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     from cxrlib import runner
     from cxrlib.config import DataConfig, RunConfig, SplitConfig, TrainConfig
 
+    # Head recipe = the TrainConfig defaults (Adam 1e-3, batch 16, no feature augmentation).
+    # Compared on the grouped VALIDATION split of cxr3 (best val loss / val accuracy, one seed):
+    # lr 1e-3: 0.064 / 0.989; 3e-4: 0.074 / 0.978; 1e-4: 0.074 / 0.983; 1 augmented feature
+    # copy at 1e-3: 0.097 / 0.978, at 3e-4: 0.071 / 0.989. None beat the default on validation,
+    # so the default stays (differences are within the noise of a 180-film validation split).
     base = RunConfig(data=DataConfig(root=str(args.data), task="3class"),
                      train=TrainConfig(mode="head", epochs=args.epochs, learning_rate=1e-3))
     fingerprint = runner.dataset_fingerprint(base)
@@ -172,8 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.aug:  # one augmented copy: its features cost another extraction pass
         aug_cfg = base.replace(train=base.train.replace(feature_augment_copies=1))
         heads["lr1e-3+aug1"], result["aug1_s"] = _timed_run(aug_cfg, fingerprint)
-    best = max(heads, key=lambda k: heads[k].metrics()["accuracy"])
-    result.update(head_configs={k: {"accuracy": r.metrics()["accuracy"],
+    # The "best" head config is chosen by its best VALIDATION loss (history.csv), never by test
+    # accuracy: choosing on the test split would make best_accuracy an optimistic estimate.
+    val_loss = {k: float(r.history()["val_loss"].min()) for k, r in heads.items()}
+    best = min(heads, key=val_loss.get)
+    result.update(head_configs={k: {"best_val_loss": round(val_loss[k], 4),
+                                    "accuracy": r.metrics()["accuracy"],
                                     "macro_auc": r.metrics()["macro_auc"]} for k, r in heads.items()},
                   best_config=best, best_accuracy=heads[best].metrics()["accuracy"],
                   best_macro_auc=heads[best].metrics()["macro_auc"])

@@ -152,7 +152,7 @@ def _tiny_reference_stats(conv_model, size: int) -> tuple[np.ndarray, np.ndarray
     from .synthetic import synthetic_film  # noqa: PLC0415
 
     rng = np.random.default_rng(_TINY_SEED)
-    films = np.stack([synthetic_film(c, size, rng) for c in CLASSES for _ in range(8)])
+    films = np.stack([synthetic_film(c, size, rng, vary_anatomy=False) for c in CLASSES for _ in range(8)])
     x = np.repeat(films[..., None].astype(np.float32) / 255.0, 3, axis=-1)
     pooled = np.asarray(conv_model.predict_on_batch(x)).mean(axis=(1, 2))
     return pooled.mean(axis=0), pooled.var(axis=0) + 1e-6
