@@ -21,27 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+from _common import SHARED, WEIGHTS, isolated_env
+
 DEFAULT_DATA = SHARED / "datasets" / "cxr3"
-WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-
-
-def _isolated_env() -> None:
-    """Temporary workspace and KERAS_HOME with the shared weights linked (as tests/conftest.py)."""
-    os.environ["CXR_WORKSPACE"] = tempfile.mkdtemp(prefix="cxr-bench-audit-")
-    home = Path(tempfile.mkdtemp(prefix="cxr-bench-keras-"))
-    (home / "models").mkdir()
-    (home / "models" / WEIGHTS.name).symlink_to(WEIGHTS)
-    os.environ["KERAS_HOME"] = str(home)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, str(ROOT))
 
 
 def _r(v, nd=4):
@@ -57,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "manifest.csv").exists() or not WEIGHTS.exists():
         print(json.dumps({"skipped": f"{args.data} or {WEIGHTS} not found"}))
         return 0
-    _isolated_env()
+    isolated_env("audit")
     from cxrlib import runner
     from cxrlib.audit import audit_run, find_duplicates
     from cxrlib.config import DataConfig, RunConfig, TrainConfig

@@ -16,26 +16,14 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("CXR_SHARED_DIR", ROOT.parent / "shared"))
+from _common import SHARED, WEIGHTS, isolated_env
+
 FULLRES = SHARED / "datasets" / "cxr3-fullres"
-WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-sys.path.insert(0, str(ROOT))
 
-
-def _keras_home() -> None:
-    """A temporary KERAS_HOME with the shared weights linked, as tests/conftest.py does."""
-    home = Path(tempfile.mkdtemp(prefix="cxr-keras-home-"))
-    (home / "models").mkdir()
-    (home / "models" / WEIGHTS_FILE).symlink_to(SHARED / "weights" / WEIGHTS_FILE)
-    os.environ["KERAS_HOME"] = str(home)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _film(min_side: int = 2000):
@@ -76,10 +64,10 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--eager-calls", type=int, default=10)
     args = parser.parse_args()
-    if not (FULLRES / "manifest.csv").exists() or not (SHARED / "weights" / WEIGHTS_FILE).exists():
+    if not (FULLRES / "manifest.csv").exists() or not WEIGHTS.exists():
         print(json.dumps({"skipped": f"{FULLRES} or the shared weights not found"}))
         return 0
-    _keras_home()
+    isolated_env("explain", workspace=False)
     from cxrlib import explain
     from cxrlib.config import ModelConfig, PreprocessConfig
     from cxrlib.models import build_model

@@ -30,27 +30,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+from _common import ROOT, SHARED, WEIGHTS, isolated_env
+
 DEFAULT_DATA = SHARED / "datasets" / "cxr3"
-WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 TARGETS = {"cold_s": 120, "warm_s": 20, "hit_s": 1, "accuracy": 0.956, "macro_auc": 0.99}
-
-
-def _isolated_env() -> None:
-    """Temporary workspace and KERAS_HOME with the shared weights linked (as tests/conftest.py)."""
-    os.environ["CXR_WORKSPACE"] = tempfile.mkdtemp(prefix="cxr-bench-train-")
-    home = Path(tempfile.mkdtemp(prefix="cxr-bench-keras-"))
-    (home / "models").mkdir()
-    (home / "models" / WEIGHTS.name).symlink_to(WEIGHTS)
-    os.environ["KERAS_HOME"] = str(home)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # measured faster here (cxrlib.train.TRAIN_ENV)
-    sys.path.insert(0, str(ROOT))
 
 
 def _timed_run(cfg, fingerprint):
@@ -138,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.throughput_only:  # a child of --onednn-compare (or a quick look on its own)
         if "CXR_WORKSPACE" not in os.environ:
-            _isolated_env()
+            isolated_env("train")
         sys.path.insert(0, str(ROOT))
         print(json.dumps(throughput(args.data, args.steps)))
         return 0
-    _isolated_env()
+    isolated_env("train")
     from cxrlib import runner
     from cxrlib.config import DataConfig, RunConfig, SplitConfig, TrainConfig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_explain import ROWS, COLS, S, images, region_model
+from test_explain import S, images, region_model
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
