@@ -5,7 +5,7 @@ dataset, splits it, loads the preprocessed tensors from the tensor cache and fit
 
 * ``head`` mode (``mobilenetv2`` / ``tiny``): the backbone is frozen; its pooled features are
   computed once per dataset + preprocessing + backbone and cached (:mod:`cxrlib.features`), then
-  only the head is fitted on them, in seconds, by :func:`fit_head_compiled` (one compiled call
+  only the head is fitted on them, in seconds, by :func:`cxrlib.head_fit.fit_head_compiled` (one compiled call
   per epoch instead of ``model.fit``; same loss, optimizer, callbacks and history). The head's
   layers are shared with the full model, so the saved ``best.keras`` is the normal
   image -> probabilities model. Deterministic on CPU: the same config trained twice, in two
@@ -34,6 +34,7 @@ import pandas as pd
 from .classes import task_classes
 from .config import RunConfig
 from .fsutil import atomic_path, read_json, write_json_atomic
+from .head_fit import fit_head_compiled
 
 #: Environment the training process should set before TensorFlow is imported (the CLI/runner).
 #: TF_ENABLE_ONEDNN_OPTS=1 (TensorFlow's own x86 default): measured on this 2-core CPU with
@@ -324,130 +325,6 @@ def test_metrics(onehot: np.ndarray, probs: np.ndarray, classes) -> dict:
         auc = None
     return {"accuracy": float((pred == y).mean()), "loss": float(-np.log(p_true).mean()),
             "recall": recall, "macro_auc": auc, "n_test": int(len(y)), "classes": list(classes)}
-
-
-def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-                      y_val: np.ndarray, *, epochs: int, batch_size: int, seed: int,
-                      callbacks) -> None:
-    """Fit a compiled head on in-memory features with one compiled call per epoch.
-
-    What ``head.fit(shuffled batches, validation_data=(x_val, y_val), callbacks=callbacks)``
-    does, without Keras's per-epoch and per-step overhead (iterator set-up, callback hooks,
-    a separate ``evaluate``), which made ~0.4 s of a head epoch whose arithmetic takes a
-    fraction of that on this CPU (measured: see bench/train.py ``warm_s``):
-
-    * every epoch the training rows are reshuffled with ``np.random.default_rng(seed)`` (one
-      permutation per epoch, so the order is the same in every process) and cut into batches of
-      ``batch_size`` (the last one smaller), each a step of ``head.optimizer`` on ``head.loss``
-      (the compiled loss object: batch mean, class weights if it has them), with dropout active
-      (``training=True``; Keras's seeded dropout generators);
-    * after the epoch's steps, the validation loss and accuracy with ``training=False``;
-    * ``loss`` / ``accuracy`` are the sample-weighted means over the epoch's batches, as Keras's
-      trackers report them; ``val_loss`` / ``val_accuracy`` the means over the validation rows;
-    * ``callbacks`` (Keras callbacks: progress, ReduceLROnPlateau, EarlyStopping) get
-      ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end(epoch, logs)`` with those four
-      logs, and ``on_train_end``, exactly as from ``fit``; ``head.stop_training`` ends the loop.
-
-    All of one epoch (the steps and the validation) is a single ``tf.function`` call (a graph
-    while loop over the steps), traced once. Not for several replicas (see ``_fit_head``).
-    """
-    from .tfsetup import tf as _tf
-
-    tf = _tf()
-    import keras  # noqa: PLC0415
-
-    opt, loss_fn = head.optimizer, head.loss
-    variables = head.trainable_variables
-    opt.build(variables)  # the optimizer's slots must exist before tracing
-    apply = _fused_adam(opt, variables) or (lambda grads: opt.apply(grads, variables))
-    x = tf.constant(np.asarray(x_train, np.float32))
-    y = tf.constant(np.asarray(y_train, np.float32))
-    xv = tf.constant(np.asarray(x_val, np.float32))
-    yv = tf.constant(np.asarray(y_val, np.float32))
-    n, bs = len(x_train), int(batch_size)
-    steps = math.ceil(n / bs)
-
-    def hits(y_true, y_pred):
-        return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(y_true, -1), tf.argmax(y_pred, -1)),
-                                     tf.float32))
-
-    @tf.function
-    def epoch_fn(perm):
-        loss_sum = tf.constant(0.0)
-        correct = tf.constant(0.0)
-        for i in tf.range(steps):
-            rows = perm[i * bs:tf.minimum((i + 1) * bs, n)]
-            xb, yb = tf.gather(x, rows), tf.gather(y, rows)
-            with tf.GradientTape() as tape:
-                pred = head(xb, training=True)
-                loss = loss_fn(yb, pred)
-                scaled = opt.scale_loss(loss)  # loss scaling under mixed precision, else same
-            apply(tape.gradient(scaled, variables))
-            size = tf.cast(tf.shape(rows)[0], tf.float32)
-            loss_sum += tf.cast(loss, tf.float32) * size
-            correct += hits(yb, pred)
-        pred_val = head(xv, training=False)
-        return (loss_sum / n, correct / n, tf.cast(loss_fn(yv, pred_val), tf.float32),
-                hits(yv, pred_val) / tf.cast(tf.shape(xv)[0], tf.float32))
-
-    rng = np.random.default_rng(seed)
-    cbs = keras.callbacks.CallbackList(list(callbacks), model=head, epochs=epochs, steps=steps,
-                                       verbose=0)
-    head.stop_training = False
-    cbs.on_train_begin()
-    for epoch in range(epochs):
-        cbs.on_epoch_begin(epoch)
-        perm = tf.constant(rng.permutation(n).astype(np.int32))
-        values = [float(v) for v in epoch_fn(perm)]
-        logs = dict(zip(("loss", "accuracy", "val_loss", "val_accuracy"), values))
-        cbs.on_epoch_end(epoch, logs)
-        if head.stop_training:
-            break
-    cbs.on_train_end()
-
-
-def _fused_adam(opt, variables):
-    """``apply(grads)`` doing ``opt``'s Adam step with TensorFlow's fused kernel, or None.
-
-    Keras's Adam is a dozen small ops per variable; ``ResourceApplyAdam`` is the same update
-    (``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
-    ``var -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``, ``t`` = step number; equal
-    to Keras's to float rounding, ~1e-7 relative a step) in one kernel per variable: measured
-    ~1.5x faster per head epoch on this CPU. The learning rate is read from ``opt`` at every
-    step (ReduceLROnPlateau assigns it) and ``opt.iterations`` counts the steps. The moments
-    live in variables of this function (``opt``'s own are unused). Only for a plain float32
-    Adam (no AMSGrad, clipping, weight decay, EMA, gradient accumulation or loss scaling);
-    otherwise None and the caller uses ``opt.apply``.
-    """
-    from .tfsetup import tf as _tf
-
-    tf = _tf()
-    import keras  # noqa: PLC0415
-
-    plain = (type(opt) is keras.optimizers.Adam and not opt.amsgrad
-             and opt.clipnorm is None and opt.clipvalue is None and opt.global_clipnorm is None
-             and not opt.weight_decay and not opt.use_ema
-             and not getattr(opt, "gradient_accumulation_steps", None)
-             and all(v.dtype == "float32" for v in variables))
-    if not plain:
-        return None
-    handles = [v.value.handle if hasattr(v, "value") else v.handle for v in variables]
-    moments = [(tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False),
-                tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False)) for v in variables]
-    beta_1, beta_2 = float(opt.beta_1), float(opt.beta_2)
-    consts = {"beta1": tf.constant(beta_1), "beta2": tf.constant(beta_2),
-              "epsilon": tf.constant(float(opt.epsilon))}
-
-    def apply(grads):
-        step = tf.cast(opt.iterations + 1, tf.float32)
-        lr = tf.cast(opt.learning_rate, tf.float32)
-        b1p, b2p = tf.pow(consts["beta1"], step), tf.pow(consts["beta2"], step)
-        for handle, (m, v), grad in zip(handles, moments, grads):
-            tf.raw_ops.ResourceApplyAdam(var=handle, m=m.handle, v=v.handle, beta1_power=b1p,
-                                         beta2_power=b2p, lr=lr, grad=grad, **consts)
-        opt.iterations.assign_add(1)
-
-    return apply
 
 
 def input_pipeline(images: np.ndarray, idx: np.ndarray, onehot: np.ndarray, tcfg, *,
