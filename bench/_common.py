@@ -29,8 +29,6 @@ def isolated_env(name: str, *, workspace: bool = True) -> None:
     if WEIGHTS.exists():
         (home / "models" / WEIGHTS.name).symlink_to(WEIGHTS)
     os.environ["KERAS_HOME"] = str(home)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Measured faster on this CPU (cxrlib.train.TRAIN_ENV); must be set before TF is imported.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+    import cxrlib  # noqa: F401, PLC0415 - sets TensorFlow's environment (cxrlib.tfsetup.TF_ENV)

@@ -35,13 +35,10 @@ from .classes import task_classes
 from .config import RunConfig
 from .fsutil import atomic_path, read_json, write_json_atomic
 from .head_fit import fit_head_compiled
+from .tfsetup import TF_ENV
 
-#: Environment the training process should set before TensorFlow is imported (the CLI/runner).
-#: TF_ENABLE_ONEDNN_OPTS=1 (TensorFlow's own x86 default): measured on this 2-core CPU with
-#: `bench/train.py --throughput-only`, MobileNetV2 fine-tuning ran 16.4 img/s with oneDNN vs
-#: 7.5 img/s without (plain model.fit 17.6 vs 6.7), and backbone feature extraction was faster
-#: too. Never XLA on CPU (../shared/NOTES.md).
-TRAIN_ENV = {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+#: Environment the training process sets before TensorFlow is imported (see cxrlib.tfsetup).
+TRAIN_ENV = TF_ENV
 STATUS_INTERVAL_S = 0.5  # at most 2 status writes a second
 HEAD_FAMILIES = ("mobilenetv2", "tiny")
 

@@ -28,6 +28,7 @@ os.environ["KERAS_HOME"] = str(_keras_home)
 # Tests never write into the project's own models/ folder.
 os.environ["CXR_WORKSPACE"] = tempfile.mkdtemp(prefix="cxr-workspace-")
 sys.path.insert(0, str(ROOT))
+import cxrlib  # noqa: E402,F401 - TensorFlow's environment (cxrlib.tfsetup.TF_ENV) before any test imports it
 
 REAL_DATA_REASON = f"real-data tier skipped: {CXR3} not found (../shared is not beside the checkout)"
 

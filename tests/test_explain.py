@@ -228,7 +228,11 @@ def test_target_none_explains_the_predicted_class():
     heat, probs = cam(x)
     predicted = probs.argmax(axis=1)
     for i, c in enumerate(predicted):
-        np.testing.assert_array_equal(heat[i], cam(x[i:i + 1], target=int(c))[0][0])
+        # Batch of 2 vs batch of 1: oneDNN may sum in another order (differences ~1e-7).
+        np.testing.assert_allclose(heat[i], cam(x[i:i + 1], target=int(c))[0][0], atol=1e-5)
+        if heat[i].max() > 0:  # (the blank film has no evidence for either class)
+            other = cam(x[i:i + 1], target=int(1 - c))[0][0]
+            assert np.abs(heat[i] - other).max() > 1e-2  # the tolerance cannot hide another class
 
 
 def test_binary_probability_pair_output_uses_log_probability():
