@@ -24,8 +24,6 @@ with st.sidebar:
     status = svc.dataset_status()
     if status.level == "ok":
         st.success(status.message, icon=":material/check_circle:")
-    elif status.level == "pending":
-        st.info(status.message, icon=":material/construction:")
     else:
         (st.warning if status.level == "empty" else st.error)(status.message,
                                                              icon=":material/folder_off:")

@@ -18,7 +18,7 @@ One concern per module; pages import the package (``import app_services as svc``
 """
 from .core import (DATA_DIR, DISPLAY_MAX_SIDE, RUN_ID, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart,
                    plain_table,
-                   file_stamp, fmt, lib, need, safe)
+                   file_stamp, fmt, safe)
 from .data import (DataStatus, build_demo_dataset, crosstab, data_config, dataset_stats,
                    dataset_status, demo_folder, display_pixels, film, film_meta_table,
                    image_grid, init_state, is_demo, path_of, require_dataset, sample_rows,

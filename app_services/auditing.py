@@ -7,7 +7,9 @@ import streamlit as st
 
 from cxrlib.config import ExplainConfig
 
-from .core import file_stamp, lib, shrink
+from cxrlib import audit, explain
+
+from .core import file_stamp, shrink
 from .data import film
 from .explaining import explanation
 from .runs import run_stamp
@@ -31,7 +33,6 @@ def cached_audit(run, external: str | None, max_films: int | None, method: str):
 
 def run_audit(run, ds, external: str | None, max_films: int | None, method: str):
     """Run every audit of ``run`` with a live status box; the report is stored for next time."""
-    audit = lib("audit")
     with st.status("Auditing the run…", expanded=True) as box:
         bar = st.progress(0.0, text="starting")
 
@@ -47,7 +48,6 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str)
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def _mask_view(stamp: str, path: str):
-    audit, explain = lib("audit"), lib("explain")
     pixels = film(path).pixels
     seg = audit.segment_lungs(pixels)
     outline = explain.overlay(pixels, seg.mask.astype("float32"), alpha=1.0, colormap="turbo",

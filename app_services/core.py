@@ -1,9 +1,7 @@
-"""Basics of the app's service layer: library availability, session keys, small helpers."""
+"""Basics of the app's service layer: session keys and small helpers."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import streamlit as st
@@ -12,30 +10,7 @@ import streamlit as st
 DATA_DIR, TASK, RUN_ID, TRAIN_PREPROCESS = "data_dir", "task", "run_id", "train_preprocess"
 TASK_LABELS = {"3class": "3 classes: COVID-19 / Normal / Viral Pneumonia",
                "binary": "Binary: COVID-19 vs Normal"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff"}
 DISPLAY_MAX_SIDE = 768  # films are shown (and previewed) at most this large
-
-
-def lib(name: str) -> ModuleType | None:
-    """``cxrlib.<name>`` if it is importable, else ``None`` (it is still being written)."""
-    try:
-        return importlib.import_module(f"cxrlib.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("cxrlib"):
-            return None
-        raise
-
-
-def need(*names: str) -> list[ModuleType]:
-    """Import ``cxrlib`` modules a page needs; when one is missing say so and stop the page."""
-    modules = [lib(n) for n in names]
-    missing = [f"`cxrlib.{n}`" for n, m in zip(names, modules) if m is None]
-    if missing:
-        st.info(f"Not available yet: this part of CXR Explorer needs {', '.join(missing)}, "
-                "which is still being written. The other pages work without it.",
-                icon=":material/construction:")
-        st.stop()
-    return modules
 
 
 def safe(fn, default=None):

@@ -9,12 +9,12 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib import paths
+from cxrlib import datasets, imageio, paths
 from cxrlib.classes import task_classes
 from cxrlib.config import DataConfig
 from cxrlib.synthetic import DEMO_README, make_synthetic_dataset
 
-from .core import (DATA_DIR, DISPLAY_MAX_SIDE, IMAGE_SUFFIXES, TASK, file_stamp, lib, need,
+from .core import (DATA_DIR, DISPLAY_MAX_SIDE, TASK, file_stamp,
                    shrink)
 
 
@@ -23,7 +23,7 @@ class DataStatus:
     """Outcome of opening the sidebar's dataset folder.
 
     Attributes:
-        level: ``"ok"``, ``"empty"`` (nothing to read: offer the demo), ``"error"`` or ``"pending"``
+        level: ``"ok"``, ``"empty"`` (nothing to read: offer the demo), or ``"error"``
             (``cxrlib.datasets`` not written yet).
         message: what to tell the user.
         dataset: the scanned dataset restricted to the task's classes (``ok`` only).
@@ -60,7 +60,6 @@ def folder_stamp(root: Path) -> str:
 
 @st.cache_resource(show_spinner="Scanning the dataset folder…", max_entries=6)
 def _scan(root: str, bacterial: str, stamp: str):
-    datasets = lib("datasets")
     return datasets.scan_dataset(root, bacterial=bacterial)
 
 
@@ -79,7 +78,7 @@ def _precheck(root: Path) -> DataStatus | None:
     except OSError as exc:
         return DataStatus("error", f"The folder `{root}` cannot be read: {exc.strerror or exc}.")
     useful = [e for e in entries if e.is_dir() or e.name == "manifest.csv"
-              or e.suffix.lower() in IMAGE_SUFFIXES]
+              or e.suffix.lower() in imageio.IMAGE_SUFFIXES]
     if not useful:
         return DataStatus("empty", f"The folder `{root}` holds no images and no class folders yet.")
     return None
@@ -94,9 +93,6 @@ def dataset_status() -> DataStatus:
     early = _precheck(root)
     if early is not None:
         return early
-    datasets = lib("datasets")
-    if datasets is None:
-        return DataStatus("pending", "Dataset scanning (`cxrlib.datasets`) is not available yet.")
     try:
         full = _scan(str(root.resolve()), cfg.bacterial, folder_stamp(root))
     except datasets.DatasetError as exc:
@@ -120,8 +116,6 @@ def require_dataset(*, full: bool = False):
     status = dataset_status()
     if status.level == "ok":
         return status.full if full else status.dataset
-    if status.level == "pending":
-        need("datasets")
     st.warning(f"No dataset is open. {status.message}", icon=":material/folder_off:")
     st.page_link("pages/home.py", label="Home: accepted layouts and the synthetic demo",
                  icon=":material/home:")
@@ -158,7 +152,7 @@ def is_demo(ds) -> bool:
 
 @st.cache_resource(max_entries=48, show_spinner=False)
 def _read_film(stamp: str, path: str):
-    return lib("imageio").read_film(path)
+    return imageio.read_film(path)
 
 
 def film(path: str | Path):
@@ -168,7 +162,7 @@ def film(path: str | Path):
 
 @st.cache_resource(max_entries=8, show_spinner="Decoding the upload…")
 def _decode_upload(digest: str, name: str, _data: bytes):
-    return lib("imageio").decode_film(_data, name)
+    return imageio.decode_film(_data, name)
 
 
 def upload_film(uploaded) -> tuple[Any, str]:
@@ -191,7 +185,7 @@ def display_pixels(path: str | Path):
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _stats(fingerprint: str, task: str | None, _ds):
-    return lib("datasets").dataset_stats(_ds)
+    return datasets.dataset_stats(_ds)
 
 
 def dataset_stats(ds):

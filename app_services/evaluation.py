@@ -5,7 +5,8 @@ from typing import Any
 
 import streamlit as st
 
-from .core import lib
+from cxrlib import metrics
+
 from .runs import get_run, predictions, run_stamp
 
 
@@ -17,7 +18,6 @@ def test_predictions(run):
 
 @st.cache_data(max_entries=16, show_spinner="Evaluating…")
 def _evaluation(stamp: str, run_id: str, threshold: float | None) -> dict[str, Any]:
-    metrics = lib("metrics")
     run = get_run(run_id)
     classes = list(run.classes)
     y, probs, patients = metrics.from_predictions(test_predictions(run), classes)
@@ -34,7 +34,6 @@ def evaluation(run, threshold: float | None = None) -> dict[str, Any]:
 
 @st.cache_data(max_entries=16, show_spinner="Bootstrapping confidence intervals…")
 def _bootstrap(stamp: str, run_id: str, n_boot: int, threshold: float | None) -> dict[str, Any]:
-    metrics = lib("metrics")
     run = get_run(run_id)
     y, probs, patients = metrics.from_predictions(test_predictions(run), list(run.classes))
     return metrics.bootstrap_ci(y, probs, list(run.classes), patients, n_boot=n_boot, seed=0,

@@ -7,13 +7,14 @@ import streamlit as st
 
 from cxrlib.config import ExplainConfig, PreprocessConfig
 
-from .core import lib
+from cxrlib import explain
+from cxrlib import preprocess as pre
+
 from .runs import get_run, model, run_stamp
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _layers(stamp: str, run_id: str) -> tuple[list[str], str]:
-    explain = lib("explain")
     m = model(get_run(run_id))
     return explain.conv_layer_names(m), explain.default_layer(m)
 
@@ -25,12 +26,11 @@ def cam_layers(run) -> tuple[list[str], str]:
 
 @st.cache_resource(max_entries=6, show_spinner="Building the explanation model…")
 def _cam(stamp: str, run_id: str, method: str, layer: str):
-    return lib("explain").get_cam(method, model(get_run(run_id)), layer)
+    return explain.get_cam(method, model(get_run(run_id)), layer)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _model_input(film_key: str, cfg_key: str, _pixels, _cfg: PreprocessConfig):
-    pre = lib("preprocess")
     return pre.to_model_input(pre.preprocess_film(_pixels, _cfg)[None])
 
 
@@ -48,7 +48,7 @@ def _faithfulness(stamp: str, film_key: str, method: str, layer: str, target: in
                   _run, _pixels, _heat) -> dict[str, Any]:
     cfg = _run.config.preprocess
     x = _model_input(film_key, cfg.hash(), _pixels, cfg)
-    return lib("explain").deletion_insertion(model(_run), x, _heat, target, steps=20)
+    return explain.deletion_insertion(model(_run), x, _heat, target, steps=20)
 
 
 def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: bool = True):
@@ -60,7 +60,7 @@ def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: boo
     stamp = run_stamp(run)
     layer = cfg.layer or cam_layers(run)[1]
     res = dict(_heatmap(stamp, film_key, cfg.method, layer, cfg.target, run, pixels))
-    res["overlay"] = lib("explain").overlay(pixels, res["heatmap"], alpha=cfg.alpha,
+    res["overlay"] = explain.overlay(pixels, res["heatmap"], alpha=cfg.alpha,
                                             colormap=cfg.colormap, contour=cfg.contour)
     if faithful:
         res["faithfulness"] = _faithfulness(stamp, film_key, cfg.method, layer, cfg.target, run,
@@ -70,7 +70,6 @@ def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: boo
 
 def explain_ui(layers: list[str], default_layer: str, classes: list[str]) -> ExplainConfig:
     """Widgets for a CAM explanation; returns an :class:`ExplainConfig`."""
-    explain = lib("explain")
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox("Method", list(explain.CAM_METHODS), key="ex_method",
                           persist_state="session")

@@ -7,14 +7,15 @@ import streamlit as st
 
 from cxrlib.config import PreprocessConfig
 
-from .core import file_stamp, lib
+from cxrlib import preprocess as pre
+
+from .core import file_stamp
 from .data import display_copy, film, sample_rows
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def preview(stamp: str, cfg_key: str, _path: str, _cfg: PreprocessConfig) -> dict[str, Any]:
     """Preprocessing preview of a film at display size, with both histograms."""
-    pre = lib("preprocess")
     before = display_copy(stamp, film(_path).pixels)
     after = pre.preprocess_preview(before, _cfg)
     return {"before": before, "after": after,

@@ -9,15 +9,14 @@ import streamlit as st
 from cxrlib.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
                            TrainConfig)
 
-from .core import RUN_ID, safe, lib, need
+from cxrlib import registry
+
+from .core import RUN_ID, safe
 from .data import DataStatus
 
 
 def list_runs(task: str | None = None) -> list:
     """Runs of the registry (newest first as the registry orders them), optionally of one task."""
-    registry = lib("registry")
-    if registry is None:
-        return []
     runs = registry.list_runs()
     return [r for r in runs if task is None or safe(lambda: r.config.data.task) == task]
 
@@ -32,8 +31,7 @@ def run_stamp(run) -> str:
 
 def get_run(run_id: str | None):
     """The run of ``run_id`` or ``None``."""
-    registry = lib("registry")
-    if registry is None or not run_id:
+    if not run_id:
         return None
     try:
         return registry.get_run(run_id)
@@ -80,9 +78,6 @@ def predictions(run):
 
 def current_run_ui(status: DataStatus) -> None:
     """Sidebar picker of the current run: finished runs of this dataset and task."""
-    if lib("registry") is None:
-        st.caption("Current run: the training engine (`cxrlib.registry`) is not available yet.")
-        return
     if status.level != "ok":
         st.session_state[RUN_ID] = None
         return
@@ -101,7 +96,6 @@ def current_run_ui(status: DataStatus) -> None:
 
 def require_run():
     """The sidebar's current run (finished), or a notice pointing to Training and a stop."""
-    need("registry")
     run = get_run(st.session_state.get(RUN_ID))
     if run is None:
         st.info("No finished run for this dataset and task yet. Train one on the Training page, "
@@ -171,7 +165,6 @@ def runs_table(runs: list):
     """One row per run (``cxrlib.registry.headline``), newest first."""
     import pandas as pd
 
-    registry = lib("registry")
     rows = [safe(lambda r=r: registry.headline(r)) for r in runs]
     return pd.DataFrame([r for r in rows if r])
 

@@ -8,7 +8,6 @@ st.caption("Leakage across splits, a classifier that sees only image properties,
            "looks, and how it does with the lungs blanked: the checks published COVID-19 models "
            "usually skip.")
 ds = svc.require_dataset()
-(audit,) = svc.need("audit")
 run = svc.require_run()
 st.markdown(f"Run **{svc.run_label(run)}**")
 c1, c2, c3 = st.columns([2, 1, 1])

@@ -2,10 +2,10 @@
 import streamlit as st
 
 import app_services as svc
+from cxrlib import figures
 
 st.title("Dataset")
 ds = svc.require_dataset(full=True)
-(figures,) = svc.need("figures")
 if svc.is_demo(ds):
     st.warning("Synthetic demo data: drawings, not chest X-rays.", icon=":material/science:")
 for note in ds.warnings:

@@ -2,10 +2,10 @@
 import streamlit as st
 
 import app_services as svc
+from cxrlib import metrics, figures
 
 st.title("Evaluation")
 ds = svc.require_dataset()
-metrics, figures = svc.need("metrics", "figures")
 run0 = svc.require_run()
 done = [r for r in svc.dataset_runs(ds, ds.task) if r.status().get("state") == "done"]
 labels = {r.id: svc.run_label(r) for r in done}

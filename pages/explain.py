@@ -2,10 +2,10 @@
 import streamlit as st
 
 import app_services as svc
+from cxrlib import explain, imageio
 
 st.title("Explain")
 ds = svc.require_dataset()
-explain, imageio = svc.need("explain", "imageio")
 run = svc.require_run()
 st.caption(f"Run {svc.run_label(run)}")
 

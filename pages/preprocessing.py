@@ -2,11 +2,11 @@
 import streamlit as st
 
 import app_services as svc
+from cxrlib import figures
 from cxrlib.config import PreprocessConfig
 
 st.title("Preprocessing")
 ds = svc.require_dataset()
-_, figures = svc.need("preprocess", "figures")
 st.caption("Previews run at display size (longer side ≤ 768 px); training applies the same steps "
            "at the film's native size, then resizes to the model input.")
 

@@ -2,10 +2,10 @@
 import streamlit as st
 
 import app_services as svc
+from cxrlib import runner, registry
 
 st.title("Training")
 ds = svc.require_dataset()
-runner, registry = svc.need("runner", "registry")
 
 pre = st.session_state.get(svc.TRAIN_PREPROCESS)
 if pre is not None:
