@@ -5,9 +5,12 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.config import ExplainConfig
+from cxrlib.core.config import ExplainConfig
 
-from cxrlib import audit, explain
+from cxrlib import audit
+
+
+from cxrlib import explain
 
 from .core import file_stamp, shrink
 from .data import film

@@ -40,7 +40,7 @@ def shrink(pixels, side: int):
 
 
 def chart(fig, *, key: str | None = None) -> None:
-    """Draw a ``cxrlib.figures`` figure as it was designed (its own light template, readable on
+    """Draw a ``cxrlib.viz.figures`` figure as it was designed (its own light template, readable on
     the dark theme as a card), full column width."""
     st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})
 

@@ -9,10 +9,14 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib import datasets, imageio, paths
-from cxrlib.classes import task_classes
-from cxrlib.config import DataConfig
-from cxrlib.synthetic import DEMO_README, make_synthetic_dataset
+from cxrlib.data import datasets
+
+from cxrlib.data import imageio
+
+from cxrlib.core import paths
+from cxrlib.core.classes import task_classes
+from cxrlib.core.config import DataConfig
+from cxrlib.data.synthetic import DEMO_README, make_synthetic_dataset
 
 from .core import (DATA_DIR, DISPLAY_MAX_SIDE, TASK, file_stamp,
                    shrink)
@@ -24,7 +28,7 @@ class DataStatus:
 
     Attributes:
         level: ``"ok"``, ``"empty"`` (nothing to read: offer the demo), or ``"error"``
-            (``cxrlib.datasets`` not written yet).
+            (``cxrlib.data.datasets`` not written yet).
         message: what to tell the user.
         dataset: the scanned dataset restricted to the task's classes (``ok`` only).
         full: the scanned dataset with every class found (``ok`` only).
@@ -156,7 +160,7 @@ def _read_film(stamp: str, path: str):
 
 
 def film(path: str | Path):
-    """Decoded :class:`cxrlib.imageio.Film` of a file (cached; raises ``ImageReadError``)."""
+    """Decoded :class:`cxrlib.data.imageio.Film` of a file (cached; raises ``ImageReadError``)."""
     return _read_film(file_stamp(path), str(path))
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib import metrics
+from cxrlib.evaluation import metrics
 
 from .runs import get_run, predictions, run_stamp
 

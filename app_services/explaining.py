@@ -5,10 +5,10 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.config import ExplainConfig, PreprocessConfig
+from cxrlib.core.config import ExplainConfig, PreprocessConfig
 
 from cxrlib import explain
-from cxrlib import preprocess as pre
+from cxrlib.preprocessing import steps as pre
 
 from .runs import get_run, model, run_stamp
 

@@ -5,9 +5,9 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.config import PreprocessConfig
+from cxrlib.core.config import PreprocessConfig
 
-from cxrlib import preprocess as pre
+from cxrlib.preprocessing import steps as pre
 
 from .core import file_stamp
 from .data import display_copy, film, sample_rows

@@ -6,10 +6,10 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
+from cxrlib.core.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
                            TrainConfig)
 
-from cxrlib import registry
+from cxrlib.runs import registry
 
 from .core import RUN_ID, safe
 from .data import DataStatus
@@ -162,7 +162,7 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
 
 
 def runs_table(runs: list):
-    """One row per run (``cxrlib.registry.headline``), newest first."""
+    """One row per run (``cxrlib.runs.registry.headline``), newest first."""
     import pandas as pd
 
     rows = [safe(lambda r=r: registry.headline(r)) for r in runs]

@@ -31,4 +31,4 @@ def isolated_env(name: str, *, workspace: bool = True) -> None:
     os.environ["KERAS_HOME"] = str(home)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    import cxrlib  # noqa: F401, PLC0415 - sets TensorFlow's environment (cxrlib.tfsetup.TF_ENV)
+    import cxrlib  # noqa: F401, PLC0415 - sets TensorFlow's environment (cxrlib.core.tfsetup.TF_ENV)

@@ -3,7 +3,7 @@
 Usage: ``.venv/bin/python bench/audit.py [--data DIR] [--epochs E] [--max-films N]``
 
 Trains (or reuses, in a temporary workspace) a 3-class MobileNetV2 (ImageNet) head-mode run with
-the default grouped split through :func:`cxrlib.runner.start`, then runs
+the default grouped split through :func:`cxrlib.runs.runner.start`, then runs
 :func:`cxrlib.audit.audit_run` on it and reports:
 
 * ``metadata_accuracy``: the metadata-only random forest on the run's test split;
@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"skipped": f"{args.data} or {WEIGHTS} not found"}))
         return 0
     isolated_env("audit")
-    from cxrlib import runner
+    from cxrlib.runs import runner
     from cxrlib.audit import audit_run, find_duplicates
-    from cxrlib.config import DataConfig, RunConfig, TrainConfig
-    from cxrlib.datasets import scan_dataset
+    from cxrlib.core.config import DataConfig, RunConfig, TrainConfig
+    from cxrlib.data.datasets import scan_dataset
 
     dataset = scan_dataset(args.data).for_task("3class")
     cfg = RunConfig(data=DataConfig(root=str(args.data), task="3class"),

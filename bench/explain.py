@@ -3,7 +3,7 @@
     .venv/bin/python bench/explain.py [--calls 20] [--eager-calls 10]
 
 MobileNetV2 (ImageNet weights + the published head, untrained: timing does not depend on what the
-head learned) from ``cxrlib.models.build_model``, on the first film of at least 2000 px in
+head learned) from ``cxrlib.models.architectures.build_model``, on the first film of at least 2000 px in
 ``../shared/datasets/cxr3-fullres``. ``cam_ms``: median of a warm ``get_cam("gradcam")`` call plus
 ``overlay`` on the native film. ``eager_ms``: the same with a plain eager ``tf.GradientTape``
 Grad-CAM written keras-io style (its own ``keras.Model(inputs, [layer.output, logits input])``),
@@ -29,7 +29,7 @@ FULLRES = SHARED / "datasets" / "cxr3-fullres"
 def _film(min_side: int = 2000):
     import pandas as pd
 
-    from cxrlib.imageio import read_film
+    from cxrlib.data.imageio import read_film
 
     manifest = pd.read_csv(FULLRES / "manifest.csv")
     big = manifest[np.minimum(manifest.original_width, manifest.original_height) >= min_side]
@@ -69,9 +69,9 @@ def main() -> int:
         return 0
     isolated_env("explain", workspace=False)
     from cxrlib import explain
-    from cxrlib.config import ModelConfig, PreprocessConfig
-    from cxrlib.models import build_model
-    from cxrlib.preprocess import preprocess_film, to_model_input
+    from cxrlib.core.config import ModelConfig, PreprocessConfig
+    from cxrlib.models.architectures import build_model
+    from cxrlib.preprocessing.steps import preprocess_film, to_model_input
 
     name, film = _film()
     model = build_model(ModelConfig(), 3, 224)

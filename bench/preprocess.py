@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import numpy as np
 
-    from cxrlib import preprocess as pp
-    from cxrlib import tensor_cache
-    from cxrlib.config import PreprocessConfig
-    from cxrlib.datasets import scan_dataset
-    from cxrlib.imageio import read_film
+    from cxrlib.preprocessing import steps as pp
+    from cxrlib.preprocessing import tensor_cache
+    from cxrlib.core.config import PreprocessConfig
+    from cxrlib.data.datasets import scan_dataset
+    from cxrlib.data.imageio import read_film
 
     try:
         cpus = len(os.sched_getaffinity(0))

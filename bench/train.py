@@ -3,8 +3,8 @@
 Usage: ``.venv/bin/python bench/train.py [--data DIR] [--steps N] [--epochs E] [--aug] [--onednn-compare]``
 
 On ``../shared/datasets/cxr3``, 3-class, grouped split (70/10/20), MobileNetV2 (ImageNet) in head
-mode, runs started through :func:`cxrlib.runner.start` (a background ``python -m cxrlib train``
-process, TensorFlow import included) and followed with :func:`cxrlib.runner.wait`:
+mode, runs started through :func:`cxrlib.runs.runner.start` (a background ``python -m cxrlib train``
+process, TensorFlow import included) and followed with :func:`cxrlib.runs.runner.wait`:
 
 * ``cold_s``: nothing cached (film decoding + preprocessing, backbone features, head fit);
 * ``warm_s``: a new head config (another learning rate): tensors and features come from the caches;
@@ -14,7 +14,7 @@ process, TensorFlow import included) and followed with :func:`cxrlib.runner.wait
   (of those tried; ``--aug`` adds one with a feature-augmented copy) with the lowest validation
   loss, selected without looking at the test split; ``random_split_accuracy``: the published
   random 80/20 split (test doubles as validation), for contrast;
-* ``finetune_img_per_s``: :func:`cxrlib.train.input_pipeline` (tf.data, rotation + flip) feeding
+* ``finetune_img_per_s``: :func:`cxrlib.training.engine.input_pipeline` (tf.data, rotation + flip) feeding
   a full MobileNetV2 fine-tune for N steps, vs ``fit_img_per_s``: plain ``model.fit`` on the
   same tensors already in memory as float32 (no augmentation), in this process; measured
   alternately twice, best of each.
@@ -40,7 +40,7 @@ TARGETS = {"cold_s": 120, "warm_s": 20, "hit_s": 1, "accuracy": 0.956, "macro_au
 
 
 def _timed_run(cfg, fingerprint):
-    from cxrlib import runner
+    from cxrlib.runs import runner
 
     t0 = time.perf_counter()
     run = runner.start(cfg, fingerprint=fingerprint)
@@ -56,13 +56,15 @@ def throughput(data: Path, steps: int, repeats: int = 2) -> dict:
     """Fine-tune img/s: our tf.data pipeline vs plain model.fit on in-memory float32 tensors."""
     import numpy as np
 
-    from cxrlib import models, train
-    from cxrlib.classes import task_classes
-    from cxrlib.config import ModelConfig, PreprocessConfig, TrainConfig
-    from cxrlib.datasets import scan_dataset
-    from cxrlib.preprocess import to_model_input
-    from cxrlib.tensor_cache import load_tensors
-    from cxrlib.tfsetup import tf
+    from cxrlib.models import architectures as models
+
+    from cxrlib.training import engine as train
+    from cxrlib.core.classes import task_classes
+    from cxrlib.core.config import ModelConfig, PreprocessConfig, TrainConfig
+    from cxrlib.data.datasets import scan_dataset
+    from cxrlib.preprocessing.steps import to_model_input
+    from cxrlib.preprocessing.tensor_cache import load_tensors
+    from cxrlib.core.tfsetup import tf
 
     tf()
     import keras
@@ -129,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(throughput(args.data, args.steps)))
         return 0
     isolated_env("train")
-    from cxrlib import runner
-    from cxrlib.config import DataConfig, RunConfig, SplitConfig, TrainConfig
+    from cxrlib.runs import runner
+    from cxrlib.core.config import DataConfig, RunConfig, SplitConfig, TrainConfig
 
     # Head recipe = the TrainConfig defaults (Adam 1e-3, batch 16, no feature augmentation).
     # Compared on the grouped VALIDATION split of cxr3 (best val loss / val accuracy, one seed):

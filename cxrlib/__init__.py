@@ -4,7 +4,7 @@ A plain library (it never imports streamlit). Importing ``cxrlib`` is cheap: Ten
 imported by the modules that need it (models, training, explanations), and only when used.
 """
 __version__ = "0.1.0"
-from .tfsetup import apply_env as _apply_env
+from cxrlib.core.tfsetup import apply_env as _apply_env
 
 # Before anything can import TensorFlow: the same oneDNN setting in every process (see tfsetup).
 _apply_env()

@@ -1,7 +1,7 @@
 """``python -m cxrlib``: see :mod:`cxrlib.cli`."""
 import sys
 
-from .cli import main
+from cxrlib.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

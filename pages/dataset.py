@@ -2,7 +2,7 @@
 import streamlit as st
 
 import app_services as svc
-from cxrlib import figures
+from cxrlib.viz import figures
 
 st.title("Dataset")
 ds = svc.require_dataset(full=True)

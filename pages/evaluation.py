@@ -2,7 +2,9 @@
 import streamlit as st
 
 import app_services as svc
-from cxrlib import metrics, figures
+from cxrlib.evaluation import metrics
+
+from cxrlib.viz import figures
 
 st.title("Evaluation")
 ds = svc.require_dataset()

@@ -2,7 +2,9 @@
 import streamlit as st
 
 import app_services as svc
-from cxrlib import explain, imageio
+from cxrlib import explain
+
+from cxrlib.data import imageio
 
 st.title("Explain")
 ds = svc.require_dataset()

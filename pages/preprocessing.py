@@ -2,8 +2,8 @@
 import streamlit as st
 
 import app_services as svc
-from cxrlib import figures
-from cxrlib.config import PreprocessConfig
+from cxrlib.viz import figures
+from cxrlib.core.config import PreprocessConfig
 
 st.title("Preprocessing")
 ds = svc.require_dataset()

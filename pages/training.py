@@ -2,7 +2,9 @@
 import streamlit as st
 
 import app_services as svc
-from cxrlib import runner, registry
+from cxrlib.runs import runner
+
+from cxrlib.runs import registry
 
 st.title("Training")
 ds = svc.require_dataset()

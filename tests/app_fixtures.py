@@ -38,7 +38,7 @@ PagesManager.__init__ = _init_without_pages_dir
 
 def tiny_config(root: Path, **train):
     """The RunConfig of the shared tiny run (head mode, 96 px, grouped split)."""
-    from cxrlib.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
+    from cxrlib.core.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
                                TrainConfig)
 
     return RunConfig(data=DataConfig(root=str(root)),
@@ -52,7 +52,7 @@ def tiny_config(root: Path, **train):
 @pytest.fixture(scope="session")
 def app_workspace(tmp_path_factory, synthetic_dataset) -> Path:
     """A workspace with one finished tiny run on the synthetic dataset (trained once)."""
-    from cxrlib import runner
+    from cxrlib.runs import runner
 
     folder = tmp_path_factory.mktemp("app-workspace")
     with pytest.MonkeyPatch.context() as mp:
@@ -64,8 +64,10 @@ def app_workspace(tmp_path_factory, synthetic_dataset) -> Path:
 
 @pytest.fixture
 def trained_run(app_workspace, synthetic_dataset, monkeypatch):
-    """The shared tiny run (a :class:`cxrlib.registry.Run`), its workspace active."""
-    from cxrlib import registry, runner
+    """The shared tiny run (a :class:`cxrlib.runs.registry.Run`), its workspace active."""
+    from cxrlib.runs import registry
+
+    from cxrlib.runs import runner
 
     monkeypatch.setenv("CXR_WORKSPACE", str(app_workspace))
     cfg = tiny_config(synthetic_dataset)
@@ -124,7 +126,7 @@ def wait_for(predicate, timeout: float = 60.0, poll: float = 0.2) -> bool:
 
 
 def fake_trainer(run, *, cancel_check) -> None:
-    """Stands in for ``cxrlib.train.execute`` in a background process (via ``CXR_TRAIN_ENTRY``):
+    """Stands in for ``cxrlib.training.engine.execute`` in a background process (via ``CXR_TRAIN_ENTRY``):
     reports epoch 1 of 3 until it is cancelled (at most a minute)."""
     for step in range(1200):
         if cancel_check():

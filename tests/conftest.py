@@ -28,7 +28,7 @@ os.environ["KERAS_HOME"] = str(_keras_home)
 # Tests never write into the project's own models/ folder.
 os.environ["CXR_WORKSPACE"] = tempfile.mkdtemp(prefix="cxr-workspace-")
 sys.path.insert(0, str(ROOT))
-import cxrlib  # noqa: E402,F401 - TensorFlow's environment (cxrlib.tfsetup.TF_ENV) before any test imports it
+import cxrlib  # noqa: E402,F401 - TensorFlow's environment (cxrlib.core.tfsetup.TF_ENV) before any test imports it
 
 REAL_DATA_REASON = f"real-data tier skipped: {CXR3} not found (../shared is not beside the checkout)"
 
@@ -45,9 +45,9 @@ def synthetic_dataset(tmp_path_factory) -> Path:
     """A small 3-class synthetic dataset (24 films a class, 96 px), made once per session.
 
     Fixed anatomy: the tests' fixed random ``tiny`` backbone learns the class signs only when
-    every film is drawn on the same body (see ``cxrlib.synthetic.synthetic_film``).
+    every film is drawn on the same body (see ``cxrlib.data.synthetic.synthetic_film``).
     """
-    from cxrlib.synthetic import make_synthetic_dataset
+    from cxrlib.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "demo", n_per_class=24, size=96,
                                   vary_anatomy=False)

@@ -80,7 +80,7 @@ def test_sample_grid_errors_first_and_downloads(app, trained_run):
 def test_two_runs_side_by_side(app, trained_run, synthetic_dataset):
     from app_fixtures import tiny_config
 
-    from cxrlib import runner
+    from cxrlib.runs import runner
 
     second = runner.train_foreground(tiny_config(synthetic_dataset, epochs=3))
     at = app(PAGE)

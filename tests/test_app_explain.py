@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 from app_fixtures import app, app_workspace, metric, texts, trained_run  # noqa: F401
 
-from cxrlib import preprocess
-from cxrlib.synthetic import synthetic_film
+from cxrlib.preprocessing import steps as preprocess
+from cxrlib.data.synthetic import synthetic_film
 
 PAGE = "pages/explain.py"
 

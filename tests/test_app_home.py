@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from app_fixtures import app, app_workspace, texts  # noqa: F401 (fixtures)
 
-from cxrlib.synthetic import DEMO_README
+from cxrlib.data.synthetic import DEMO_README
 
 PAGES = ["pages/dataset.py", "pages/preprocessing.py", "pages/training.py",
          "pages/evaluation.py", "pages/explain.py", "pages/audit.py"]

@@ -5,8 +5,12 @@ from __future__ import annotations
 from app_fixtures import (ROOT, app, app_workspace, fake_trainer, texts, tiny_config,  # noqa: F401
                           trained_run, wait_for)
 
-from cxrlib import registry, runner, splits
-from cxrlib.config import SplitConfig
+from cxrlib.runs import registry
+
+from cxrlib.runs import runner
+
+from cxrlib.data import splits
+from cxrlib.core.config import SplitConfig
 
 PAGE = "pages/training.py"
 
@@ -58,7 +62,7 @@ def test_random_split_leakage_is_warned(app, synthetic_dataset):
     cfg = tiny_config(synthetic_dataset).replace(split=SplitConfig(kind="random", seed=3))
     fingerprint = runner.dataset_fingerprint(cfg)
     run = registry.create_run(cfg, fingerprint)
-    from cxrlib.datasets import scan_dataset
+    from cxrlib.data.datasets import scan_dataset
 
     manifest = scan_dataset(synthetic_dataset).manifest
     side = splits.split_manifest(manifest, cfg.split)

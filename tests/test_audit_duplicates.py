@@ -8,8 +8,8 @@ import pytest
 
 from cxrlib.audit import find_duplicates, jpeg_quality, split_leakage
 from cxrlib.audit.film_scan import hamming, phash, scan_films
-from cxrlib.classes import CLASSES
-from cxrlib.synthetic import synthetic_film
+from cxrlib.core.classes import CLASSES
+from cxrlib.data.synthetic import synthetic_film
 
 
 def _textured_film(rng: np.random.Generator, size: int = 256) -> np.ndarray:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from cxrlib.audit import cam_in_lung_share, lung_mask, segment_lungs
-from cxrlib.audit.lungs import prior_mask
-from cxrlib.classes import CLASSES
-from cxrlib.synthetic import lung_boxes, synthetic_film
+from cxrlib.lungs.classical import prior_mask
+from cxrlib.core.classes import CLASSES
+from cxrlib.data.synthetic import lung_boxes, synthetic_film
 
 
 def _truth(size: int) -> np.ndarray:

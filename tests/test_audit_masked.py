@@ -8,8 +8,8 @@ import pytest
 
 from cxrlib.audit import (attention_gallery, attention_summary, attention_table, blank_lungs,
                           keep_lungs, masked_evaluation, per_source_metrics, shortcut_verdict)
-from cxrlib.classes import CLASSES
-from cxrlib.synthetic import lung_boxes
+from cxrlib.core.classes import CLASSES
+from cxrlib.data.synthetic import lung_boxes
 
 S = 32
 
@@ -33,7 +33,7 @@ def _films(n_per_class: int = 6):
 @pytest.fixture(scope="module")
 def brightness_model():
     """Predicts the class from the film's mean brightness only (a pure shortcut model)."""
-    from cxrlib.tfsetup import tf
+    from cxrlib.core.tfsetup import tf
 
     keras = tf().keras
     inputs = keras.Input((S, S, 3))
@@ -82,7 +82,7 @@ def test_verdict_for_a_model_that_needs_the_lungs():
 
 
 def test_attention_table_on_a_tiny_conv_model():
-    from cxrlib.tfsetup import tf
+    from cxrlib.core.tfsetup import tf
 
     keras = tf().keras
     keras.utils.set_random_seed(0)

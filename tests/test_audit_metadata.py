@@ -8,8 +8,8 @@ import pytest
 
 from cxrlib.audit import metadata_baseline, metadata_features
 from cxrlib.audit.metadata_baseline import confounded_level
-from cxrlib.classes import CLASSES, NORMAL
-from cxrlib.synthetic import synthetic_film
+from cxrlib.core.classes import CLASSES, NORMAL
+from cxrlib.data.synthetic import synthetic_film
 
 N_PER_CLASS = 30
 

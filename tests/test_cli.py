@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import paths
+from cxrlib.core import paths
 from cxrlib.cli import ProgressBar, build_parser, config_from_args, main, status_line
-from cxrlib.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
+from cxrlib.core.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
                            TrainConfig)
-from cxrlib.registry import create_run
+from cxrlib.runs.registry import create_run
 
 ENV = dict(os.environ, PYTHONPATH=str(paths.PROJECT_ROOT))
 
@@ -117,7 +117,7 @@ def test_real_tiny_run_train_predict_evaluate(workspace, synthetic_dataset, tmp_
     run_id = out.split()[1]
     assert f"folder {paths.runs_dir() / run_id}" in out and "state done" in out
 
-    from cxrlib.registry import get_run
+    from cxrlib.runs.registry import get_run
 
     run = get_run(run_id)
     assert set(run.split_table()["split"]) == {"train", "val", "test"}
@@ -162,7 +162,7 @@ def test_real_tiny_run_train_predict_evaluate(workspace, synthetic_dataset, tmp_
     # TensorFlow, and the runs table lists it as done.
     script = textwrap.dedent(f"""
         import sys, json
-        from cxrlib import runner
+        from cxrlib.runs import runner
         from cxrlib.cli import build_parser, config_from_args
         cfg = config_from_args(build_parser().parse_args(["train", *{flags!r}]))
         run = runner.start(cfg)
@@ -185,7 +185,7 @@ def test_a_missing_or_malformed_config_file_is_a_clear_error(tmp_path, capsys):
 
 
 def test_image_files_lists_readable_suffixes_and_skips_hidden_files(tmp_path):
-    from cxrlib.predict import image_files
+    from cxrlib.evaluation.predict import image_files
 
     for name in ("b.png", "a.JPG", "c.dcm", "sub/d.jpeg", ".hidden.png", "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -200,8 +200,8 @@ def test_predict_films_frees_its_model_and_checks_the_batch_size():
     import gc
     import weakref
 
-    from cxrlib.predict import predict_films
-    from cxrlib.tfsetup import tf
+    from cxrlib.evaluation.predict import predict_films
+    from cxrlib.core.tfsetup import tf
 
     tf()
     import keras
@@ -212,7 +212,7 @@ def test_predict_films_frees_its_model_and_checks_the_batch_size():
     films = [np.full((20, 24), 100, np.uint8), np.arange(20 * 24, dtype=np.uint8).reshape(20, 24)]
     cfg = PreprocessConfig(size=16)
     probs = predict_films(model, films, cfg, batch_size=1)
-    from cxrlib.preprocess import preprocess_film, to_model_input
+    from cxrlib.preprocessing.steps import preprocess_film, to_model_input
 
     expected = np.asarray(model(to_model_input(np.stack([preprocess_film(f, cfg) for f in films]))))
     np.testing.assert_allclose(probs, expected, atol=1e-6)

@@ -1,7 +1,7 @@
 """Config round-trips and run identity."""
 import pytest
 
-from cxrlib.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
+from cxrlib.core.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
                            TrainConfig, config_hash)
 
 

@@ -1,4 +1,4 @@
-"""cxrlib.datasets: layouts built in temporary folders, manifests, fingerprints, problems, stats."""
+"""cxrlib.data.datasets: layouts built in temporary folders, manifests, fingerprints, problems, stats."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import cxrlib.datasets as datasets
-from cxrlib.classes import BACTERIAL, COVID, NORMAL, VIRAL
-from cxrlib.datasets import (LAYOUTS, MANIFEST_COLUMNS, DatasetError, dataset_stats,
+import cxrlib.data.datasets as datasets
+from cxrlib.core.classes import BACTERIAL, COVID, NORMAL, VIRAL
+from cxrlib.data.datasets import (LAYOUTS, MANIFEST_COLUMNS, DatasetError, dataset_stats,
                              patient_id_from_name, scan_dataset)
 
 

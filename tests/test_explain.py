@@ -19,7 +19,7 @@ ACT_ROWS, ACT_COLS = (2, 6), (10, 15)  # the same region on the 16 x 16 activati
 
 
 def _keras():
-    from cxrlib.tfsetup import tf
+    from cxrlib.core.tfsetup import tf
 
     tf()
     import keras

@@ -76,7 +76,7 @@ def test_ssim_is_one_for_identical_maps_and_low_for_opposite_ones():
 @pytest.fixture(scope="module")
 def trained_model():
     """A tiny CNN trained to tell films with a bright square (class 0) from films without."""
-    from cxrlib.tfsetup import tf
+    from cxrlib.core.tfsetup import tf
 
     tf()
     import keras

@@ -10,8 +10,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from cxrlib import figures, metrics
-from cxrlib.classes import CLASSES
+from cxrlib.viz import figures
+
+from cxrlib.evaluation import metrics
+from cxrlib.core.classes import CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +159,7 @@ def test_bootstrap_ci_figure(predictions):
 
 
 def test_no_streamlit_or_tensorflow_import():
-    code = ("import sys, cxrlib.metrics, cxrlib.figures; "
+    code = ("import sys, cxrlib.evaluation.metrics, cxrlib.viz.figures; "
             "print(any(m.split('.')[0] in ('streamlit', 'tensorflow', 'keras') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)

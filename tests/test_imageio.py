@@ -1,4 +1,4 @@
-"""cxrlib.imageio: decoding of films the tests write themselves, header parsing, and refusals."""
+"""cxrlib.data.imageio: decoding of films the tests write themselves, header parsing, and refusals."""
 from __future__ import annotations
 
 import struct
@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cxrlib.imageio import ImageReadError, decode_film, read_film, read_header
+from cxrlib.data.imageio import ImageReadError, decode_film, read_film, read_header
 
 
 # ------------------------------------------------------------------ writers independent of cv2

@@ -19,8 +19,8 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import label_binarize
 
-from cxrlib import metrics
-from cxrlib.classes import CLASSES, TASK_CLASSES
+from cxrlib.evaluation import metrics
+from cxrlib.core.classes import CLASSES, TASK_CLASSES
 
 BINARY = TASK_CLASSES["binary"]
 
@@ -372,7 +372,7 @@ def test_calibration_rejects_one_dimensional_probabilities():
 
 
 def test_bootstrap_lives_in_its_own_module_and_metrics_re_exports_it():
-    from cxrlib import bootstrap
+    from cxrlib.evaluation import bootstrap
 
     assert metrics.bootstrap_ci is bootstrap.bootstrap_ci
     assert metrics.resample_weights is bootstrap.resample_weights

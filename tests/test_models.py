@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from cxrlib import models
-from cxrlib.classes import CLASSES, TASK_CLASSES
-from cxrlib.config import ModelConfig
+from cxrlib.models import architectures as models
+from cxrlib.core.classes import CLASSES, TASK_CLASSES
+from cxrlib.core.config import ModelConfig
 
 SMALL_HEAD = dict(head_units=(16, 8), head_dropout=(0.5, 0.3))
 

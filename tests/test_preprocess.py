@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cxrlib import preprocess as pp
-from cxrlib.config import PreprocessConfig
+from cxrlib.preprocessing import steps as pp
+from cxrlib.core.config import PreprocessConfig
 
 PERCS = [0.0, 0.05, 0.5, 3.3, 12.5, 49.9]
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.realdata
 
 @pytest.fixture(scope="module")
 def cxr3_manifest(cxr3):
-    from cxrlib.datasets import scan_dataset
+    from cxrlib.data.datasets import scan_dataset
 
     return scan_dataset(cxr3).manifest
 

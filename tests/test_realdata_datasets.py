@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import cxrlib.datasets as datasets
-from cxrlib.classes import CLASSES
-from cxrlib.datasets import dataset_stats, scan_dataset
-from cxrlib.imageio import read_film
+import cxrlib.data.datasets as datasets
+from cxrlib.core.classes import CLASSES
+from cxrlib.data.datasets import dataset_stats, scan_dataset
+from cxrlib.data.imageio import read_film
 
 pytestmark = pytest.mark.realdata
 

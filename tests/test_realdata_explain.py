@@ -10,15 +10,15 @@ pytestmark = pytest.mark.realdata
 
 @pytest.fixture(scope="module")
 def mobilenet_pair(imagenet_weights):
-    """The project's flat MobileNetV2 (cxrlib.models) and the same network built nested
+    """The project's flat MobileNetV2 (cxrlib.models.architectures) and the same network built nested
     (backbone as a sub-model, as many Keras users write it), with identical weights."""
-    from cxrlib.tfsetup import tf
+    from cxrlib.core.tfsetup import tf
 
     tf()
     import keras
 
-    from cxrlib.config import ModelConfig
-    from cxrlib.models import build_model
+    from cxrlib.core.config import ModelConfig
+    from cxrlib.models.architectures import build_model
 
     flat = build_model(ModelConfig(), 3, 224)
     inp = keras.Input((224, 224, 3))
@@ -35,9 +35,9 @@ def mobilenet_pair(imagenet_weights):
 
 @pytest.fixture(scope="module")
 def big_film(cxr3_fullres):
-    from cxrlib.config import PreprocessConfig
-    from cxrlib.imageio import read_film
-    from cxrlib.preprocess import preprocess_film, to_model_input
+    from cxrlib.core.config import PreprocessConfig
+    from cxrlib.data.imageio import read_film
+    from cxrlib.preprocessing.steps import preprocess_film, to_model_input
 
     manifest = pd.read_csv(cxr3_fullres / "manifest.csv")
     row = manifest[np.minimum(manifest.original_width, manifest.original_height) >= 2000].iloc[0]

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import preprocess as pp
-from cxrlib import tensor_cache
-from cxrlib.config import PreprocessConfig
-from cxrlib.imageio import read_film
+from cxrlib.preprocessing import steps as pp
+from cxrlib.preprocessing import tensor_cache
+from cxrlib.core.config import PreprocessConfig
+from cxrlib.data.imageio import read_film
 
 pytestmark = pytest.mark.realdata
 

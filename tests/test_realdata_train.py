@@ -4,16 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrlib import registry, train
-from cxrlib.config import DataConfig, RunConfig, TrainConfig
-from cxrlib.datasets import scan_dataset
+from cxrlib.runs import registry
+
+from cxrlib.training import engine as train
+from cxrlib.core.config import DataConfig, RunConfig, TrainConfig
+from cxrlib.data.datasets import scan_dataset
 
 pytestmark = pytest.mark.realdata
 
 
 def test_mobilenetv2_head_run_on_cxr3_is_far_above_chance(cxr3, imagenet_weights, workspace):
-    from cxrlib.imageio import read_film
-    from cxrlib.predict import predict_films
+    from cxrlib.data.imageio import read_film
+    from cxrlib.evaluation.predict import predict_films
 
     cfg = RunConfig(data=DataConfig(root=str(cxr3), task="3class"),
                     train=TrainConfig(mode="head", epochs=20, early_stopping=6))

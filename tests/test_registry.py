@@ -12,9 +12,9 @@ import time
 import pandas as pd
 import pytest
 
-from cxrlib import paths
-from cxrlib.config import RunConfig
-from cxrlib.registry import (RunLock, RunNotFound, create_run, find_run, get_run, headline,
+from cxrlib.core import paths
+from cxrlib.core.config import RunConfig
+from cxrlib.runs.registry import (RunLock, RunNotFound, create_run, find_run, get_run, headline,
                              list_runs, lock_is_held, run_id)
 
 ROOT = paths.PROJECT_ROOT
@@ -79,7 +79,7 @@ def test_stale_queued_run_without_process_is_failed(workspace):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from cxrlib.registry import Run, RunLock
+    from cxrlib.runs.registry import Run, RunLock
     run = Run(sys.argv[1])
     lock = RunLock(run.lock_path)
     assert lock.acquire(timeout=5)

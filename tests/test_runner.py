@@ -18,16 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from cxrlib import paths, runner
-from cxrlib.config import RunConfig
-from cxrlib.registry import create_run, find_run, get_run, lock_is_held, pid_alive
+from cxrlib.core import paths
+
+from cxrlib.runs import runner
+from cxrlib.core.config import RunConfig
+from cxrlib.runs.registry import create_run, find_run, get_run, lock_is_held, pid_alive
 
 THIS_FILE = Path(__file__).resolve()
 
 
 # ----------------------------------------------------------------------------- fake trainer
 def fake_execute(run, *, cancel_check) -> None:
-    """Stands in for cxrlib.train.execute in the background process (``FAKE_TRAIN`` picks how)."""
+    """Stands in for cxrlib.training.engine.execute in the background process (``FAKE_TRAIN`` picks how)."""
     with open(run.folder / "trainers.txt", "a", encoding="utf-8") as fh:
         fh.write(f"{os.getpid()}\n")
     how = os.environ.get("FAKE_TRAIN", "wait")
@@ -81,8 +83,8 @@ def test_finished_run_is_returned_without_training_or_tensorflow(workspace, tmp_
     script = textwrap.dedent("""
         import json, sys, time
         t0 = time.perf_counter()
-        from cxrlib import runner
-        from cxrlib.config import RunConfig
+        from cxrlib.runs import runner
+        from cxrlib.core.config import RunConfig
         run = runner.start(RunConfig(), fingerprint="fp-done")
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
         print(json.dumps({"id": run.id, "state": run.status()["state"], "heavy": heavy,
@@ -123,7 +125,7 @@ def test_concurrent_starts_in_threads_make_one_process_and_cancel_stops_it(fake_
 
 
 def test_concurrent_starts_in_processes_make_one_process(fake_trainer):
-    script = ("from cxrlib import runner; from cxrlib.config import RunConfig; "
+    script = ("from cxrlib.runs import runner; from cxrlib.core.config import RunConfig; "
               "r = runner.start(RunConfig(), fingerprint='fp-procs'); print(r.pid)")
     env = dict(os.environ, PYTHONPATH=str(paths.PROJECT_ROOT))
     procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
@@ -176,7 +178,7 @@ def test_cancel_escalates_to_sigterm_and_failures_are_recorded(fake_trainer):
 
 @pytest.mark.slow
 def test_real_tiny_run_is_cancelled_by_its_training_loop(workspace, synthetic_dataset, monkeypatch):
-    """cxrlib.train.execute under execute_run, in this process (one TensorFlow import shared with
+    """cxrlib.training.engine.execute under execute_run, in this process (one TensorFlow import shared with
     test_cli); the detached-process mechanics are the same as with the fake trainer above."""
     monkeypatch.delenv(runner.TRAIN_ENTRY_ENV, raising=False)
     cfg = RunConfig().replace(

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.config import SplitConfig
-from cxrlib.splits import group_keys, leakage, split_manifest, split_summary, split_table, val_is_test
+from cxrlib.core.config import SplitConfig
+from cxrlib.data.splits import group_keys, leakage, split_manifest, split_summary, split_table, val_is_test
 
 
 def uneven_manifest(seed: int, n_per_class=(300, 200, 100)) -> pd.DataFrame:

@@ -4,9 +4,9 @@ import csv
 import numpy as np
 import pytest
 
-from cxrlib.classes import CLASSES
-from cxrlib.datasets import scan_dataset
-from cxrlib.synthetic import lung_boxes, make_synthetic_dataset, synthetic_film
+from cxrlib.core.classes import CLASSES
+from cxrlib.data.datasets import scan_dataset
+from cxrlib.data.synthetic import lung_boxes, make_synthetic_dataset, synthetic_film
 
 
 def test_dataset_layout_manifest_and_patients(tmp_path):

@@ -12,11 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import imageio, paths, tensor_cache
-from cxrlib.config import PreprocessConfig
-from cxrlib.datasets import scan_dataset
-from cxrlib.preprocess import preprocess_film
-from cxrlib.synthetic import make_synthetic_dataset
+from cxrlib.data import imageio
+
+from cxrlib.core import paths
+
+from cxrlib.preprocessing import tensor_cache
+from cxrlib.core.config import PreprocessConfig
+from cxrlib.data.datasets import scan_dataset
+from cxrlib.preprocessing.steps import preprocess_film
+from cxrlib.data.synthetic import make_synthetic_dataset
 
 CFG = PreprocessConfig(steps=("white_balance", "clahe"), size=32)
 
@@ -125,9 +129,10 @@ def test_crash_mid_fill_leaves_no_entry_and_next_call_rebuilds(dataset, read_cal
 KILLED_CHILD = """
 import os, sys
 sys.path.insert(0, sys.argv[1])
-from cxrlib import imageio, tensor_cache
-from cxrlib.config import PreprocessConfig
-from cxrlib.datasets import scan_dataset
+from cxrlib.data import imageio
+from cxrlib.preprocessing import tensor_cache
+from cxrlib.core.config import PreprocessConfig
+from cxrlib.data.datasets import scan_dataset
 real, calls = imageio.read_film, []
 def dies(path, **kw):
     calls.append(path)

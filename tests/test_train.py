@@ -5,10 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import features, registry, train
-from cxrlib.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
+from cxrlib.training import features
+
+from cxrlib.runs import registry
+
+from cxrlib.training import engine as train
+from cxrlib.core.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
                            TrainConfig)
-from cxrlib.datasets import scan_dataset
+from cxrlib.data.datasets import scan_dataset
 
 SIZE = 48
 
@@ -68,8 +72,8 @@ def test_head_run_learns_and_writes_every_artifact(head_run):
 
 
 def test_saved_model_reproduces_stored_predictions(head_run):
-    from cxrlib.preprocess import to_model_input
-    from cxrlib.tensor_cache import load_tensors
+    from cxrlib.preprocessing.steps import to_model_input
+    from cxrlib.preprocessing.tensor_cache import load_tensors
 
     run = head_run
     cfg = run.config

@@ -5,20 +5,20 @@ Streamlit-free; every function returns DataFrames, dicts or arrays a page can sh
 * :mod:`~cxrlib.audit.duplicates`: near-duplicate clusters (perceptual hashes + similarity
   check) and the patients / clusters that span a run's splits.
 * :mod:`~cxrlib.audit.metadata_baseline`: a classifier on non-clinical image properties only.
-* :mod:`~cxrlib.audit.lungs`: classical lung-field masks and the CAM share inside them.
+* :mod:`~cxrlib.lungs.classical`: classical lung-field masks and the CAM share inside them.
 * :mod:`~cxrlib.audit.attention`: per-film and per-class CAM in-lung share, and a gallery.
 * :mod:`~cxrlib.audit.masked_eval`: accuracy with the lungs blanked and with only the lungs.
 * :mod:`~cxrlib.audit.per_source`: accuracy per source and the external-set check.
 * :func:`audit_run` ties them together; :func:`main` is the ``audit`` CLI command.
 """
-from .attention import attention_gallery, attention_summary, attention_table
-from .duplicates import clusters_from_pairs, find_duplicate_pairs, find_duplicates, split_leakage
-from .film_scan import FilmSignatures, jpeg_quality, scan_films
-from .lungs import LungSegmentation, cam_in_lung_share, lung_mask, segment_lungs
-from .masked_eval import blank_lungs, keep_lungs, masked_evaluation, shortcut_verdict
-from .metadata_baseline import MetadataBaseline, metadata_baseline, metadata_features
-from .per_source import external_check, per_source_metrics
-from .report import STEPS, AuditReport, audit_run, main
+from cxrlib.audit.attention import attention_gallery, attention_summary, attention_table
+from cxrlib.audit.duplicates import clusters_from_pairs, find_duplicate_pairs, find_duplicates, split_leakage
+from cxrlib.audit.film_scan import FilmSignatures, jpeg_quality, scan_films
+from cxrlib.lungs.classical import LungSegmentation, cam_in_lung_share, lung_mask, segment_lungs
+from cxrlib.audit.masked_eval import blank_lungs, keep_lungs, masked_evaluation, shortcut_verdict
+from cxrlib.audit.metadata_baseline import MetadataBaseline, metadata_baseline, metadata_features
+from cxrlib.audit.per_source import external_check, per_source_metrics
+from cxrlib.audit.report import STEPS, AuditReport, audit_run, main
 
 __all__ = [
     "STEPS", "AuditReport", "FilmSignatures", "LungSegmentation", "MetadataBaseline",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .lungs import cam_in_lung_share, segment_lungs
+from cxrlib.lungs.classical import cam_in_lung_share, segment_lungs
 
 
 def attention_table(model, images: np.ndarray, labels, classes: tuple[str, ...], *,
@@ -20,14 +20,14 @@ def attention_table(model, images: np.ndarray, labels, classes: tuple[str, ...],
         rel_paths: film identifiers for the table (default ``0..N-1``).
         method / layer: CAM method and layer (:func:`cxrlib.explain.get_cam`).
         batch_size: films per CAM call.
-        segmentations: precomputed :class:`~cxrlib.audit.lungs.LungSegmentation` per film.
+        segmentations: precomputed :class:`~cxrlib.lungs.classical.LungSegmentation` per film.
 
     Returns:
         ``rel_path``, ``label``, ``pred``, ``in_lung_share`` (nan for an empty CAM),
         ``mask_method`` (``threshold`` / ``prior``).
     """
-    from ..explain import get_cam  # noqa: PLC0415
-    from ..preprocess import to_model_input  # noqa: PLC0415
+    from cxrlib.explain import get_cam  # noqa: PLC0415
+    from cxrlib.preprocessing.steps import to_model_input  # noqa: PLC0415
 
     images = np.asarray(images)
     segs = segmentations or [segment_lungs(g) for g in images]

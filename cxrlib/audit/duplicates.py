@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .film_scan import WINDOWS, FilmSignatures, hamming, scan_films
+from cxrlib.audit.film_scan import WINDOWS, FilmSignatures, hamming, scan_films
 
 COARSE = 64
 # Measured on cxr3 (300 distinct candidate pairs + the hardest one found; 90 planted crops of

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ..paths import cache_dir
+from cxrlib.core.paths import cache_dir
 
 SIGNATURE_VERSION = 2
 WORK_SIZE = THUMB_SIZE = 128
@@ -68,7 +68,7 @@ class FilmSignatures:
 
 
 def read_grey(path: str | os.PathLike) -> np.ndarray:
-    """Decode a film to ``uint8 (H, W)`` grey (through :func:`cxrlib.imageio.read_film`)."""
+    """Decode a film to ``uint8 (H, W)`` grey (through :func:`cxrlib.data.imageio.read_film`)."""
     return to_grey(read_pixels(path))
 
 
@@ -76,9 +76,9 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
     """Decode a film to its ``uint8`` pixels, grey ``(H, W)`` or RGB ``(H, W, 3)``.
 
     Raises:
-        cxrlib.imageio.ImageReadError: for an unreadable file.
+        cxrlib.data.imageio.ImageReadError: for an unreadable file.
     """
-    from ..imageio import read_film  # noqa: PLC0415
+    from cxrlib.data.imageio import read_film  # noqa: PLC0415
 
     return read_film(path).pixels
 
@@ -241,7 +241,7 @@ def scan_films(manifest: pd.DataFrame, *, fingerprint: str | None = None, use_ca
     """Decode every film of ``manifest`` once: hashes, thumbnails, properties (cached).
 
     Args:
-        manifest: needs ``path`` and ``rel_path`` columns (a :class:`cxrlib.datasets.Dataset` manifest).
+        manifest: needs ``path`` and ``rel_path`` columns (a :class:`cxrlib.data.datasets.Dataset` manifest).
         fingerprint: the dataset fingerprint, the cache key; without it the key is built from each
             file's path, size and modification time.
         use_cache: read and write the cache under ``paths.cache_dir("audit")``.
@@ -298,7 +298,7 @@ def _cache_key(paths: list[str], rel_paths: list[str], fingerprint: str | None) 
 
 
 def _save(target: Path, sig: FilmSignatures) -> None:
-    from ..fsutil import atomic_path  # noqa: PLC0415
+    from cxrlib.core.fsutil import atomic_path  # noqa: PLC0415
 
     with atomic_path(target, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .lungs import lung_mask
+from cxrlib.lungs.classical import lung_mask
 
 CONDITIONS = ("unmasked", "lungs blanked", "lungs only")
 
@@ -41,15 +41,15 @@ def masked_evaluation(model, images: np.ndarray, labels, classes: tuple[str, ...
         images: preprocessed grey films ``uint8 (N, S, S)`` (e.g. ``load_tensors(...).images``).
         labels: class names (or indices into ``classes``), one per film.
         classes: the model's class order.
-        masks: ``bool (N, S, S)`` lung masks (default: :func:`cxrlib.audit.lungs.lung_mask`).
+        masks: ``bool (N, S, S)`` lung masks (default: :func:`cxrlib.lungs.classical.lung_mask`).
         batch_size: films per model call.
 
     Returns:
         One row per condition (:data:`CONDITIONS`): ``condition``, ``accuracy``, ``n`` and
         ``recall_<class>`` columns.
     """
-    from ..explain import predict_probs  # noqa: PLC0415
-    from ..preprocess import to_model_input  # noqa: PLC0415
+    from cxrlib.explain import predict_probs  # noqa: PLC0415
+    from cxrlib.preprocessing.steps import to_model_input  # noqa: PLC0415
 
     images = np.asarray(images)
     if masks is None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .film_scan import FilmSignatures, scan_films
+from cxrlib.audit.film_scan import FilmSignatures, scan_films
 
 FEATURES = ("width", "height", "aspect", "megapixels", "format", "bit_depth", "channels",
             "jpeg_quality", "bytes_per_pixel", "mean", "std", "border_mean", "border_std",

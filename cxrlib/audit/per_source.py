@@ -54,8 +54,8 @@ def external_check(run, folder, *, model=None, progress=None) -> dict:
     """Evaluate a run on another labelled folder and compare with its own test accuracy.
 
     Args:
-        run: a :class:`cxrlib.registry.Run` that is done.
-        folder: a labelled dataset folder (any layout :func:`cxrlib.datasets.scan_dataset` reads).
+        run: a :class:`cxrlib.runs.registry.Run` that is done.
+        folder: a labelled dataset folder (any layout :func:`cxrlib.data.datasets.scan_dataset` reads).
         model: the run's loaded model (default ``run.load_model()``).
         progress: ``progress(done, total)`` while predicting.
 
@@ -63,7 +63,7 @@ def external_check(run, folder, *, model=None, progress=None) -> dict:
         ``external_accuracy``, ``own_test_accuracy``, ``drop`` (own - external), ``films``,
         ``per_class_recall``, ``verdict`` and ``predictions`` (DataFrame).
     """
-    from ..predict import evaluate_folder  # noqa: PLC0415
+    from cxrlib.evaluation.predict import evaluate_folder  # noqa: PLC0415
 
     metrics, predictions = evaluate_folder(run, folder, model=model, progress=progress)
     ok = predictions[predictions.get("error", "") == ""] if "error" in predictions else predictions

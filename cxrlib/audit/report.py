@@ -10,13 +10,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .attention import attention_gallery, attention_summary, attention_table
-from .duplicates import find_duplicate_pairs, clusters_from_pairs, split_leakage
-from .film_scan import scan_films
-from .lungs import segment_lungs
-from .masked_eval import masked_evaluation, shortcut_verdict
-from .metadata_baseline import MetadataBaseline, metadata_baseline
-from .per_source import external_check, own_test_accuracy, per_source_metrics
+from cxrlib.audit.attention import attention_gallery, attention_summary, attention_table
+from cxrlib.audit.duplicates import find_duplicate_pairs, clusters_from_pairs, split_leakage
+from cxrlib.audit.film_scan import scan_films
+from cxrlib.lungs.classical import segment_lungs
+from cxrlib.audit.masked_eval import masked_evaluation, shortcut_verdict
+from cxrlib.audit.metadata_baseline import MetadataBaseline, metadata_baseline
+from cxrlib.audit.per_source import external_check, own_test_accuracy, per_source_metrics
 
 STEPS = ("duplicates", "metadata", "attention", "masked", "per_source")
 
@@ -82,8 +82,8 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
     """Run the audits of one finished run.
 
     Args:
-        run: a :class:`cxrlib.registry.Run` (done: model, predictions and split table exist).
-        dataset: the run's :class:`cxrlib.datasets.Dataset` (default: scanned from its config).
+        run: a :class:`cxrlib.runs.registry.Run` (done: model, predictions and split table exist).
+        dataset: the run's :class:`cxrlib.data.datasets.Dataset` (default: scanned from its config).
         steps: which of :data:`STEPS` to run.
         external: a labelled folder for the external-set check (skipped when ``None``).
         cam_method: CAM method for the attention audit.
@@ -98,7 +98,7 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
     report = AuditReport(run_id=run.id, cnn_accuracy=own_test_accuracy(run))
     note = (lambda step, d, t: progress(step, d, t)) if progress else (lambda *a: None)
     if dataset is None:
-        from ..datasets import scan_dataset  # noqa: PLC0415
+        from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415
 
         dataset = scan_dataset(run.config.data.root, bacterial=run.config.data.bacterial)
         dataset = dataset.for_task(run.config.data.task)
@@ -164,7 +164,7 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
 
 
 def _test_images(dataset, run, split_table, max_films, seed, note):
-    from ..tensor_cache import load_tensors  # noqa: PLC0415
+    from cxrlib.preprocessing.tensor_cache import load_tensors  # noqa: PLC0415
 
     tensors = load_tensors(dataset, run.config.preprocess, progress=lambda d, n: note("preprocessing", d, n))
     row = {p: i for i, p in enumerate(tensors.rel_paths)}
@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {STEPS}")
     parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
     args = parser.parse_args(argv)
-    from ..registry import get_run  # noqa: PLC0415
+    from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     report = audit_run(get_run(args.run), external=args.external, max_films=args.max_films,
                        steps=tuple(s.strip() for s in args.steps.split(",") if s.strip()))
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = report.summary()
     print(json.dumps(summary, indent=2, default=str))
     if args.json_out:
-        from ..fsutil import write_json_atomic  # noqa: PLC0415
+        from cxrlib.core.fsutil import write_json_atomic  # noqa: PLC0415
 
         write_json_atomic(args.json_out, summary)
     return 0

@@ -11,12 +11,12 @@ Typical use::
     rgb = explain.overlay(film, heatmaps[0], alpha=0.4, colormap="jet")   # film's own size
     png = explain.to_png(rgb)
 """
-from .base import CAM, normalise, predict_probs
-from .faithfulness import (deletion_insertion, deletion_score, layers_above, randomisation_check,
+from cxrlib.explain.base import CAM, normalise, predict_probs
+from cxrlib.explain.faithfulness import (deletion_insertion, deletion_score, layers_above, randomisation_check,
                            ssim)
-from .graph import MOBILENETV2_LAYERS, conv_layer_names, default_layer
-from .methods import CAM_METHODS, GRADIENT_METHODS, GradCAM, GradCAMPlusPlus, ScoreCAM, get_cam
-from .overlay import COLORMAPS, CONTOUR_LEVELS, colormap_lut, overlay, to_png
+from cxrlib.explain.graph import MOBILENETV2_LAYERS, conv_layer_names, default_layer
+from cxrlib.explain.methods import CAM_METHODS, GRADIENT_METHODS, GradCAM, GradCAMPlusPlus, ScoreCAM, get_cam
+from cxrlib.explain.overlay import COLORMAPS, CONTOUR_LEVELS, colormap_lut, overlay, to_png
 
 __all__ = [
     "CAM", "CAM_METHODS", "COLORMAPS", "CONTOUR_LEVELS", "GRADIENT_METHODS", "GradCAM",

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .graph import (SCORE_DENSE_LOGIT, SCORE_LOGIT, build_tap_model, conv_layer_names,
+from cxrlib.explain.graph import (SCORE_DENSE_LOGIT, SCORE_LOGIT, build_tap_model, conv_layer_names,
                     default_layer, find_layer, _fresh_inputs, _run_graph)
 
 Target = int | Sequence[int] | None
@@ -31,7 +31,7 @@ _FORWARDS: "weakref.WeakKeyDictionary[Any, _Forward]" = weakref.WeakKeyDictionar
 
 
 def _tf():
-    from cxrlib.tfsetup import tf
+    from cxrlib.core.tfsetup import tf
 
     return tf()
 

@@ -19,9 +19,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .base import as_batch, predict_probs, resize_maps
-from .graph import _walk, default_layer, find_layer
-from .methods import get_cam
+from cxrlib.explain.base import as_batch, predict_probs, resize_maps
+from cxrlib.explain.graph import _walk, default_layer, find_layer
+from cxrlib.explain.methods import get_cam
 
 BASELINES = ("blur", "mean", "zero")
 

@@ -24,7 +24,7 @@ SCORE_LOG_PROB = "log_prob"
 
 
 def _keras():
-    from cxrlib.tfsetup import tf
+    from cxrlib.core.tfsetup import tf
 
     tf()
     import keras  # noqa: PLC0415

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .base import CAM, predict_probs
+from cxrlib.explain.base import CAM, predict_probs
 
 
 class GradCAM(CAM):

@@ -22,7 +22,7 @@ COLORMAPS: dict[str, int] = {
     "bone": cv2.COLORMAP_BONE,
     "cividis": cv2.COLORMAP_CIVIDIS,
 }
-"""Colormap names (as in :class:`cxrlib.config.ExplainConfig`) to OpenCV colormaps."""
+"""Colormap names (as in :class:`cxrlib.core.config.ExplainConfig`) to OpenCV colormaps."""
 
 CONTOUR_LEVELS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
 """Default iso-levels of the contour mode."""

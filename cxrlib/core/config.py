@@ -67,7 +67,7 @@ class DataConfig(_Config):
     """Which images a run uses.
 
     Attributes:
-        root: dataset folder (any layout :func:`cxrlib.datasets.scan_dataset` reads).
+        root: dataset folder (any layout :func:`cxrlib.data.datasets.scan_dataset` reads).
         task: ``"3class"`` (COVID-19 / Normal / Viral Pneumonia) or ``"binary"`` (COVID-19 vs Normal).
         bacterial: Kermany's bacterial pneumonia films: ``"exclude"`` or ``"class"`` (own class,
             then ignored by both tasks, but counted and shown by the dataset page).

@@ -26,10 +26,10 @@ from typing import Callable
 
 import numpy as np
 
-from . import paths
-from .config import PreprocessConfig
-from .fsutil import read_json, write_json_atomic
-from .preprocess import preprocess_film
+from cxrlib.core import paths
+from cxrlib.core.config import PreprocessConfig
+from cxrlib.core.fsutil import read_json, write_json_atomic
+from cxrlib.preprocessing.steps import preprocess_film
 
 CACHE_FORMAT = 1  # bump when preprocessing code changes its output, to retire old entries
 IMAGES_FILE = "images.npy"
@@ -67,7 +67,7 @@ def tensor_key(fingerprint: str, cfg: PreprocessConfig, rel_paths: list[str]) ->
 
 
 def _read_pixels(path: str) -> np.ndarray:
-    from . import imageio  # noqa: PLC0415  (looked up per call: tests count read_film calls)
+    from cxrlib.data import imageio  # noqa: PLC0415  (looked up per call: tests count read_film calls)
 
     return imageio.read_film(path).pixels
 
@@ -149,7 +149,7 @@ def load_tensors(dataset, cfg: PreprocessConfig, *, workers: int | None = None,
     """Preprocessed films of ``dataset`` from the cache, building the entry on a miss.
 
     Args:
-        dataset: a :class:`cxrlib.datasets.Dataset` (uses ``manifest["path"]``,
+        dataset: a :class:`cxrlib.data.datasets.Dataset` (uses ``manifest["path"]``,
             ``manifest["rel_path"]`` and ``fingerprint``).
         cfg: preprocessing configuration; ``cfg.size`` is the side of each cached image.
         workers: parallel decoders (default: the CPUs this process may use).

@@ -1,6 +1,6 @@
 """Fitting a head on cached backbone features, fast: one compiled call per epoch, fused Adam.
 
-Used by :mod:`cxrlib.train` in head mode; it reproduces what ``model.fit`` does with the same
+Used by :mod:`cxrlib.training.engine` in head mode; it reproduces what ``model.fit`` does with the same
 callbacks, without Keras's per-epoch and per-step overhead.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     All of one epoch (the steps and the validation) is a single ``tf.function`` call (a graph
     while loop over the steps), traced once. Not for several replicas (see ``_fit_head``).
     """
-    from .tfsetup import tf as _tf
+    from cxrlib.core.tfsetup import tf as _tf
 
     tf = _tf()
     import keras  # noqa: PLC0415
@@ -103,7 +103,7 @@ def _fused_adam(opt, variables):
     Adam (no AMSGrad, clipping, weight decay, EMA, gradient accumulation or loss scaling);
     otherwise None and the caller uses ``opt.apply``.
     """
-    from .tfsetup import tf as _tf
+    from cxrlib.core.tfsetup import tf as _tf
 
     tf = _tf()
     import keras  # noqa: PLC0415

@@ -1,8 +1,8 @@
 """Bootstrap confidence intervals for accuracy, per-class recall and AUC (patient-level when possible).
 
 Every resample is a row of image *multiplicities* (how often each image enters it), so one
-vectorised code path, :func:`cxrlib.metrics._weighted_stats`, computes the point estimate (unit
-weights) and all resamples. Inputs are those of :mod:`cxrlib.metrics`; ``metrics.bootstrap_ci``
+vectorised code path, :func:`cxrlib.evaluation.metrics._weighted_stats`, computes the point estimate (unit
+weights) and all resamples. Inputs are those of :mod:`cxrlib.evaluation.metrics`; ``metrics.bootstrap_ci``
 is this module's :func:`bootstrap_ci`.
 
 No TensorFlow here: this module must import fast.
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import _check, _num, _patient_codes, _weighted_stats, decide
+from cxrlib.evaluation.metrics import _check, _num, _patient_codes, _weighted_stats, decide
 
 _WEIGHT_CELLS = 4_000_000  # bootstrap weights processed per chunk (rows × images), bounds memory
 

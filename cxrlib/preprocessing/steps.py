@@ -7,7 +7,7 @@ has only 256 possible values, so both percentiles can be read off a 256-bin hist
 linear interpolation reproduced exactly) and the stretch becomes a 256-entry lookup table
 evaluated with the very same float64 expression. Tests hold the two equal pixel for pixel.
 
-Step order (see :class:`cxrlib.config.PreprocessConfig`): white balance per channel at native
+Step order (see :class:`cxrlib.core.config.PreprocessConfig`): white balance per channel at native
 resolution, then grey, then the other steps in the configured order, then ``INTER_AREA`` resize.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 import cv2
 import numpy as np
 
-from .config import PreprocessConfig
+from cxrlib.core.config import PreprocessConfig
 
 # cv2.calcHist returns float32 counts, exact only below 2**24; bigger films are counted in bands.
 _HIST_EXACT_PIXELS = 1 << 24

@@ -13,11 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .classes import CLASSES, COVID, VIRAL
+from cxrlib.core.classes import CLASSES, COVID, VIRAL
 
 DEMO_README = (
     "SYNTHETIC DEMO DATA - NOT CHEST X-RAYS.\n"
-    "Drawings made by cxrlib.synthetic so every page of CXR Explorer can be tried without a real\n"
+    "Drawings made by cxrlib.data.synthetic so every page of CXR Explorer can be tried without a real\n"
     "dataset. Accuracy on these images says nothing about real films.\n"
 )
 

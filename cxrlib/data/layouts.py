@@ -1,6 +1,6 @@
 """Recognise the folder layouts of public chest X-ray sets and list their image files.
 
-Used by :func:`cxrlib.datasets.scan_dataset` (see its module docstring for the layouts); this
+Used by :func:`cxrlib.data.datasets.scan_dataset` (see its module docstring for the layouts); this
 module only walks folders and reads ``manifest.csv``: it opens no image.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .classes import BACTERIAL, NORMAL, VIRAL, canonical_class
-from .imageio import IMAGE_SUFFIXES
+from cxrlib.core.classes import BACTERIAL, NORMAL, VIRAL, canonical_class
+from cxrlib.data.imageio import IMAGE_SUFFIXES
 
 LAYOUTS: dict[str, str] = {
     "class_folders": "one folder per class (COVID-19 / COVID / covid, Normal / NORMAL, "

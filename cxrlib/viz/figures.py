@@ -1,6 +1,6 @@
 """Plotly figure builders for the dashboard: evaluation, training, preprocessing and dataset views.
 
-Each builder takes plain results (from :mod:`cxrlib.metrics`, a history or manifest frame, or
+Each builder takes plain results (from :mod:`cxrlib.evaluation.metrics`, a history or manifest frame, or
 arrays) and returns a ``plotly.graph_objects.Figure``; none draws anything or imports streamlit.
 Classes keep the task order and one colour each everywhere, from the Okabe-Ito palette, which
 stays distinguishable under the common colour-vision deficiencies.
@@ -14,8 +14,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .classes import BACTERIAL, COVID, NORMAL, VIRAL
-from .metrics import best_epoch, training_curves
+from cxrlib.core.classes import BACTERIAL, COVID, NORMAL, VIRAL
+from cxrlib.evaluation.metrics import best_epoch, training_curves
 
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
@@ -46,7 +46,7 @@ def confusion_heatmap(conf, classes: Sequence[str], normalised: bool = False) ->
     """Annotated confusion matrix, true class down the rows, predicted class across.
 
     Args:
-        conf: (C, C) counts, or the ``confusion`` entry of :func:`cxrlib.metrics.evaluate`.
+        conf: (C, C) counts, or the ``confusion`` entry of :func:`cxrlib.evaluation.metrics.evaluate`.
         classes: class names in task order.
         normalised: colour and label cells by row share (recall along the diagonal); the
             counts stay in the hover text.
@@ -100,7 +100,7 @@ def roc_figure(curves: dict) -> go.Figure:
     """ROC curves per class and micro/macro averages, AUC in the legend, and the chance diagonal.
 
     Args:
-        curves: the result of :func:`cxrlib.metrics.roc_curves`.
+        curves: the result of :func:`cxrlib.evaluation.metrics.roc_curves`.
     """
     fig = go.Figure()
     _curve_traces(fig, curves, "fpr", "tpr", "auc", "AUC")
@@ -117,7 +117,7 @@ def pr_figure(curves: dict) -> go.Figure:
     A dotted line per class marks its prevalence: the precision of a classifier with no skill.
 
     Args:
-        curves: the result of :func:`cxrlib.metrics.pr_curves`.
+        curves: the result of :func:`cxrlib.evaluation.metrics.pr_curves`.
     """
     fig = go.Figure()
     _curve_traces(fig, curves, "recall", "precision", "ap", "AP")
@@ -133,7 +133,7 @@ def reliability_figure(cal: dict) -> go.Figure:
     """Reliability diagram: accuracy per confidence bin, mean confidence points, the diagonal.
 
     Args:
-        cal: the result of :func:`cxrlib.metrics.calibration`.
+        cal: the result of :func:`cxrlib.evaluation.metrics.calibration`.
     """
     edges = np.asarray(cal["bin_edges"])
     centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
@@ -161,7 +161,7 @@ def training_curves_figure(history: pd.DataFrame) -> go.Figure:
 
     Args:
         history: a run's history (``epoch``, ``loss``, ``accuracy``, ``val_loss``,
-            ``val_accuracy``, ...) or its tidy form from :func:`cxrlib.metrics.training_curves`.
+            ``val_accuracy``, ...) or its tidy form from :func:`cxrlib.evaluation.metrics.training_curves`.
     """
     tidy = history if "metric" in history.columns else training_curves(history)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.12)
@@ -199,7 +199,7 @@ def histogram_figure(hist_before, hist_after, *, normalise: bool = True,
     """Two 256-bin grey-level histograms overlaid: before and after preprocessing.
 
     Args:
-        hist_before, hist_after: (256,) pixel counts (e.g. from ``cxrlib.preprocess.histogram``).
+        hist_before, hist_after: (256,) pixel counts (e.g. from ``cxrlib.preprocessing.steps.histogram``).
         normalise: plot each as a share of its image's pixels, so that a full-size original and
             a 224-px model input compare.
         labels: legend names of the two histograms.
@@ -235,7 +235,7 @@ def class_counts_figure(stats_df: pd.DataFrame) -> go.Figure:
     """Images (and patients, when known) per class, as grouped bars.
 
     Args:
-        stats_df: per-class table from ``cxrlib.datasets.dataset_stats``: the class in a
+        stats_df: per-class table from ``cxrlib.data.datasets.dataset_stats``: the class in a
             ``label`` or ``class`` column (else the index), counts in ``images`` and optionally
             ``patients``.
     """
@@ -286,7 +286,7 @@ def bootstrap_ci_figure(ci: dict) -> go.Figure:
     """Point estimates with their bootstrap confidence intervals as horizontal error bars.
 
     Args:
-        ci: the result of :func:`cxrlib.metrics.bootstrap_ci`.
+        ci: the result of :func:`cxrlib.evaluation.metrics.bootstrap_ci`.
     """
     rows = [(name, m) for name, m in ci["metrics"].items() if m["estimate"] is not None]
     names = [name.replace("/", ": ") for name, _ in rows]

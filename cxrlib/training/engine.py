@@ -1,11 +1,11 @@
-"""The training engine: one run of a :class:`~cxrlib.config.RunConfig`, into its run folder.
+"""The training engine: one run of a :class:`~cxrlib.core.config.RunConfig`, into its run folder.
 
 :func:`execute` is what the background process (``python -m cxrlib train``) calls. It reads the
 dataset, splits it, loads the preprocessed tensors from the tensor cache and fits the model:
 
 * ``head`` mode (``mobilenetv2`` / ``tiny``): the backbone is frozen; its pooled features are
-  computed once per dataset + preprocessing + backbone and cached (:mod:`cxrlib.features`), then
-  only the head is fitted on them, in seconds, by :func:`cxrlib.head_fit.fit_head_compiled` (one compiled call
+  computed once per dataset + preprocessing + backbone and cached (:mod:`cxrlib.training.features`), then
+  only the head is fitted on them, in seconds, by :func:`cxrlib.training.head_fit.fit_head_compiled` (one compiled call
   per epoch instead of ``model.fit``; same loss, optimizer, callbacks and history). The head's
   layers are shared with the full model, so the saved ``best.keras`` is the normal
   image -> probabilities model. Deterministic on CPU: the same config trained twice, in two
@@ -31,13 +31,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from .classes import task_classes
-from .config import RunConfig
-from .fsutil import atomic_path, read_json, write_json_atomic
-from .head_fit import fit_head_compiled
-from .tfsetup import TF_ENV
+from cxrlib.core.classes import task_classes
+from cxrlib.core.config import RunConfig
+from cxrlib.core.fsutil import atomic_path, read_json, write_json_atomic
+from cxrlib.training.head_fit import fit_head_compiled
+from cxrlib.core.tfsetup import TF_ENV
 
-#: Environment the training process sets before TensorFlow is imported (see cxrlib.tfsetup).
+#: Environment the training process sets before TensorFlow is imported (see cxrlib.core.tfsetup).
 TRAIN_ENV = TF_ENV
 STATUS_INTERVAL_S = 0.5  # at most 2 status writes a second
 HEAD_FAMILIES = ("mobilenetv2", "tiny")
@@ -55,7 +55,7 @@ def execute(run, *, cancel_check: Callable[[], bool] = lambda: False) -> None:
     """Train ``run`` and write every artifact into ``run.folder``.
 
     Args:
-        run: a :class:`cxrlib.registry.Run` (``folder``, ``config``, ``fingerprint``,
+        run: a :class:`cxrlib.runs.registry.Run` (``folder``, ``config``, ``fingerprint``,
             ``write_status`` and the ``write_*`` / ``save_model`` helpers).
         cancel_check: called after every batch (fine-tune), every epoch (head mode) and during
             preprocessing / feature extraction; when it returns True training stops and the
@@ -93,7 +93,7 @@ class _Training:
         self.run_.write_status(**fields)
 
     def run(self) -> None:
-        from .tfsetup import distribution_strategy, gpus, tf
+        from cxrlib.core.tfsetup import distribution_strategy, gpus, tf
 
         cfg = self.cfg
         self.status(state="running", message="reading the dataset", error=None,
@@ -118,7 +118,7 @@ class _Training:
         if not len(self.idx["train"]) or not len(self.idx["test"]):
             raise ValueError("the split left no training or no test images")
         with distribution_strategy().scope():
-            from .models import build_model  # noqa: PLC0415
+            from cxrlib.models.architectures import build_model  # noqa: PLC0415
 
             self.model = build_model(cfg.model, self.classes, cfg.preprocess.size)
             self.lap("build")
@@ -131,9 +131,9 @@ class _Training:
 
     # -- data ---------------------------------------------------------------------------------
     def _load_data(self):
-        from .datasets import scan_dataset  # noqa: PLC0415
-        from .splits import split_manifest, split_table  # noqa: PLC0415
-        from .tensor_cache import load_tensors  # noqa: PLC0415
+        from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415
+        from cxrlib.data.splits import split_manifest, split_table  # noqa: PLC0415
+        from cxrlib.preprocessing.tensor_cache import load_tensors  # noqa: PLC0415
 
         cfg = self.cfg
         ds = scan_dataset(cfg.data.root, bacterial=cfg.data.bacterial).for_task(cfg.data.task)
@@ -173,7 +173,7 @@ class _Training:
     def _compile(self, model, lr: float, steps_per_execution: int = 1):
         import keras  # noqa: PLC0415
 
-        from .models import class_weights, weighted_loss  # noqa: PLC0415
+        from cxrlib.models.architectures import class_weights, weighted_loss  # noqa: PLC0415
 
         if self.cfg.model.family == "small_cnn":
             labels = np.array(self.classes)[self.onehot[self.idx["train"]].argmax(1)]
@@ -197,9 +197,9 @@ class _Training:
         return progress, cbs
 
     def _fit_head(self, images, record: bool) -> np.ndarray:
-        from .features import cached_features  # noqa: PLC0415
-        from .models import backbone_and_head  # noqa: PLC0415
-        from .tfsetup import tf  # noqa: PLC0415
+        from cxrlib.training.features import cached_features  # noqa: PLC0415
+        from cxrlib.models.architectures import backbone_and_head  # noqa: PLC0415
+        from cxrlib.core.tfsetup import tf  # noqa: PLC0415
 
         cfg, tcfg = self.cfg, self.cfg.train
         feature_model, head = backbone_and_head(self.model)
@@ -241,7 +241,7 @@ class _Training:
         return head.predict(fs.features[0][self.idx["test"]], batch_size=256, verbose=0)
 
     def _fit_full(self, images) -> np.ndarray:
-        from .features import extract_features  # noqa: PLC0415
+        from cxrlib.training.features import extract_features  # noqa: PLC0415
 
         tcfg = self.cfg.train
         model = self.model
@@ -305,7 +305,7 @@ def _plain(value):
 def test_metrics(onehot: np.ndarray, probs: np.ndarray, classes) -> dict:
     """Headline test metrics: accuracy, cross-entropy, recall per class, macro one-vs-rest AUC.
 
-    (The full evaluation, with CIs and calibration, is :mod:`cxrlib.metrics`.)
+    (The full evaluation, with CIs and calibration, is :mod:`cxrlib.evaluation.metrics`.)
     """
     from sklearn.metrics import roc_auc_score  # noqa: PLC0415
 
@@ -332,7 +332,7 @@ def input_pipeline(images: np.ndarray, idx: np.ndarray, onehot: np.ndarray, tcfg
     full turn, reflected borders) and horizontal flip when ``tcfg.augment``, on the whole batch;
     always prefetched.
     """
-    from .tfsetup import tf as _tf
+    from cxrlib.core.tfsetup import tf as _tf
 
     tf = _tf()
     import keras  # noqa: PLC0415

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .config import ModelConfig
+from cxrlib.core import paths
+from cxrlib.core.config import ModelConfig
 
 WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
                + paths.WEIGHTS_FILE)
@@ -45,7 +45,7 @@ class ModelFileError(ValueError):
 
 
 def _keras():
-    from .tfsetup import tf
+    from cxrlib.core.tfsetup import tf
 
     tf()  # environment first, then Keras
     import keras  # noqa: PLC0415
@@ -148,8 +148,8 @@ def _tiny_reference_stats(conv_model, size: int) -> tuple[np.ndarray, np.ndarray
     global average pooling is linear, standardising the last conv map per channel with these
     fixed statistics standardises the pooled features; they depend only on the input size.
     """
-    from .classes import CLASSES  # noqa: PLC0415
-    from .synthetic import synthetic_film  # noqa: PLC0415
+    from cxrlib.core.classes import CLASSES  # noqa: PLC0415
+    from cxrlib.data.synthetic import synthetic_film  # noqa: PLC0415
 
     rng = np.random.default_rng(_TINY_SEED)
     films = np.stack([synthetic_film(c, size, rng, vary_anatomy=False) for c in CLASSES for _ in range(8)])

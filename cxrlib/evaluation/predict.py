@@ -1,7 +1,7 @@
 """Batched inference: films, files or a labelled folder through a trained run's model.
 
-Every film goes through the run's own preprocessing (:func:`cxrlib.preprocess.preprocess_film`)
-and :func:`cxrlib.preprocess.to_model_input`, then the model in batches through one
+Every film goes through the run's own preprocessing (:func:`cxrlib.preprocessing.steps.preprocess_film`)
+and :func:`cxrlib.preprocessing.steps.to_model_input`, then the model in batches through one
 ``tf.function`` with a free batch dimension (traced once; measured 3-4x faster than
 ``model.predict`` per call on these CPUs, see ../shared/NOTES.md). Files that cannot be read
 are listed with the reason; they never stop a batch.
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import PreprocessConfig
-from .imageio import IMAGE_SUFFIXES  # what read_film can open; one list for scans and predictions
+from cxrlib.core.config import PreprocessConfig
+from cxrlib.data.imageio import IMAGE_SUFFIXES  # what read_film can open; one list for scans and predictions
 
 _CALLS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
@@ -32,7 +32,7 @@ def _model_call(model):
         return _CALLS[model]
     except (KeyError, TypeError):
         pass
-    from .tfsetup import tf  # noqa: PLC0415
+    from cxrlib.core.tfsetup import tf  # noqa: PLC0415
 
     tf_ = tf()
     size = model.input_shape[1:]
@@ -56,14 +56,14 @@ def predict_films(model, films: Sequence[Any], preprocess_cfg: PreprocessConfig,
 
     Args:
         model: a Keras model taking float32 ``(N, S, S, 3)`` in [0, 1], S = ``preprocess_cfg.size``.
-        films: uint8 grey ``(H, W)`` or RGB ``(H, W, 3)`` arrays (or :class:`cxrlib.imageio.Film`).
+        films: uint8 grey ``(H, W)`` or RGB ``(H, W, 3)`` arrays (or :class:`cxrlib.data.imageio.Film`).
         preprocess_cfg: the run's preprocessing.
         batch_size: films per model call (memory is bounded by one batch of inputs).
 
     Returns:
         float32 ``(N, C)`` probabilities in the model's class order.
     """
-    from .preprocess import preprocess_film, to_model_input  # noqa: PLC0415
+    from cxrlib.preprocessing.steps import preprocess_film, to_model_input  # noqa: PLC0415
 
     _check_batch_size(batch_size)
     n_out = int(model.output_shape[-1])
@@ -103,7 +103,7 @@ def predict_paths(run, paths: Iterable[str | Path], *, batch_size: int = 32, mod
     """Predict image files with a run's model and preprocessing.
 
     Args:
-        run: a :class:`cxrlib.registry.Run` (its config gives the preprocessing, its classes
+        run: a :class:`cxrlib.runs.registry.Run` (its config gives the preprocessing, its classes
             the columns).
         paths: image files (not folders; see :func:`image_files`).
         batch_size: films decoded and predicted at once.
@@ -121,7 +121,7 @@ def predict_paths(run, paths: Iterable[str | Path], *, batch_size: int = 32, mod
 def _predict_files(model, files: list[str], preprocess_cfg: PreprocessConfig,
                    classes: Sequence[str], *, batch_size: int,
                    progress: Callable[[int, int], None] | None) -> pd.DataFrame:
-    from .imageio import ImageReadError, read_film  # noqa: PLC0415
+    from cxrlib.data.imageio import ImageReadError, read_film  # noqa: PLC0415
 
     _check_batch_size(batch_size)
     probs = np.full((len(files), len(classes)), np.nan, np.float32)
@@ -156,22 +156,22 @@ def evaluate_folder(run, root: str | Path, *, batch_size: int = 32, model=None,
                     progress: Callable[[int, int], None] | None = None) -> tuple[dict, pd.DataFrame]:
     """A trained run on another labelled dataset folder.
 
-    The folder is scanned with :func:`cxrlib.datasets.scan_dataset` (its class folders map to
+    The folder is scanned with :func:`cxrlib.data.datasets.scan_dataset` (its class folders map to
     canonical classes through the aliases); images of classes the run does not know are left out
     and counted.
 
     Returns:
-        ``(metrics, predictions)``: :func:`cxrlib.metrics.evaluate` plus ``run_id``, ``data``,
+        ``(metrics, predictions)``: :func:`cxrlib.evaluation.metrics.evaluate` plus ``run_id``, ``data``,
         ``fingerprint``, ``excluded`` (images per class the run does not know) and ``unreadable``;
         predictions has ``rel_path``, ``path``, ``label``,
         ``patient_id``, ``group_id``, ``pred``, ``p_<class>``..., ``error``.
 
     Raises:
-        cxrlib.datasets.DatasetError: for a folder that is not a dataset.
+        cxrlib.data.datasets.DatasetError: for a folder that is not a dataset.
         ValueError: when no image of the run's classes is readable.
     """
-    from .datasets import scan_dataset  # noqa: PLC0415
-    from .metrics import evaluate  # noqa: PLC0415
+    from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415
+    from cxrlib.evaluation.metrics import evaluate  # noqa: PLC0415
 
     classes = run.classes
     dataset = scan_dataset(root, bacterial=run.config.data.bacterial)

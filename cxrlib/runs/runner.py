@@ -8,7 +8,7 @@ process (own session) that writes its output to ``<folder>/log.txt``.
 Only one process ever trains a run: creation and spawning happen under an exclusive ``flock``
 on ``<folder>/start.lock`` (so two threads, tabs or processes asking at once get one run), and
 the training process itself holds ``<folder>/lock`` for its whole life (see
-:mod:`cxrlib.registry`). :func:`execute_run` is that process's body.
+:mod:`cxrlib.runs.registry`). :func:`execute_run` is that process's body.
 """
 from __future__ import annotations
 
@@ -23,21 +23,21 @@ import time
 import traceback
 from typing import Any, Callable
 
-from . import paths
-from .config import RunConfig
-from .fsutil import write_json_atomic
-from .registry import TERMINAL_STATES, Run, RunLock, create_run, now_iso, pid_alive
+from cxrlib.core import paths
+from cxrlib.core.config import RunConfig
+from cxrlib.core.fsutil import write_json_atomic
+from cxrlib.runs.registry import TERMINAL_STATES, Run, RunLock, create_run, now_iso, pid_alive
 
 TRAIN_ENTRY_ENV = "CXR_TRAIN_ENTRY"
 """Environment variable naming the training function as ``module:function`` or
-``/path/file.py:function`` (default ``cxrlib.train:execute``); tests inject a fake trainer."""
+``/path/file.py:function`` (default ``cxrlib.training.engine:execute``); tests inject a fake trainer."""
 
 LOCK_WAIT_S = 5.0
 
 
 def dataset_fingerprint(cfg: RunConfig) -> str:
-    """Fingerprint of the run's data (its task's rows), from :func:`cxrlib.datasets.scan_dataset`."""
-    from .datasets import scan_dataset  # noqa: PLC0415 (TF-free, but not needed by every caller)
+    """Fingerprint of the run's data (its task's rows), from :func:`cxrlib.data.datasets.scan_dataset`."""
+    from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415 (TF-free, but not needed by every caller)
 
     return scan_dataset(cfg.data.root, bacterial=cfg.data.bacterial).for_task(cfg.data.task).fingerprint
 
@@ -100,13 +100,13 @@ def _spawn(run: Run) -> subprocess.Popen:
 
 def _train_env() -> dict[str, str]:
     """The training engine's measured-fastest environment; a user's own setting wins."""
-    from .train import TRAIN_ENV  # noqa: PLC0415 (TF-free at import, but only needed to spawn)
+    from cxrlib.training.engine import TRAIN_ENV  # noqa: PLC0415 (TF-free at import, but only needed to spawn)
 
     return TRAIN_ENV
 
 
 def _train_entry() -> Callable[..., None]:
-    spec = os.environ.get(TRAIN_ENTRY_ENV, "cxrlib.train:execute")
+    spec = os.environ.get(TRAIN_ENTRY_ENV, "cxrlib.training.engine:execute")
     module_name, _, func = spec.rpartition(":")
     if module_name.endswith(".py"):
         loader = importlib.util.spec_from_file_location("_cxr_train_entry", module_name)
@@ -241,7 +241,7 @@ def cancel(run_id: str, *, grace_s: float = 15.0, kill_s: float = 5.0) -> dict[s
     Raises:
         KeyError: for an unknown run.
     """
-    from .registry import get_run  # noqa: PLC0415
+    from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     run = get_run(run_id)
     if run.raw_status().get("state") in TERMINAL_STATES:

@@ -15,7 +15,7 @@
     cancel           present when a cancel was requested
     log.txt          the training process's stdout and stderr
 
-Every file is written atomically (:mod:`cxrlib.fsutil`). Asking for a run never imports
+Every file is written atomically (:mod:`cxrlib.core.fsutil`). Asking for a run never imports
 TensorFlow; only :meth:`Run.load_model` does.
 
 Liveness: the training process holds an exclusive ``flock`` on ``lock``. The kernel drops it
@@ -35,11 +35,11 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths
-from .classes import task_classes
-from .config import RunConfig, config_hash
-from .fsutil import atomic_path, read_json, write_json_atomic, write_text_atomic
-from .splits import val_is_test
+from cxrlib.core import paths
+from cxrlib.core.classes import task_classes
+from cxrlib.core.config import RunConfig, config_hash
+from cxrlib.core.fsutil import atomic_path, read_json, write_json_atomic, write_text_atomic
+from cxrlib.data.splits import val_is_test
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 TERMINAL_STATES = ("done", "failed", "cancelled")
@@ -309,10 +309,10 @@ class Run:
 
     @property
     def leakage(self) -> dict[str, Any]:
-        """Patients and groups on more than one side (see :func:`cxrlib.splits.leakage`)."""
+        """Patients and groups on more than one side (see :func:`cxrlib.data.splits.leakage`)."""
         found = self.raw_status().get("leakage") or self.metrics().get("leakage")
         if found is None and (self.folder / "split.csv").exists():
-            from .splits import leakage  # noqa: PLC0415
+            from cxrlib.data.splits import leakage  # noqa: PLC0415
 
             table = self.split_table()
             found = leakage(table, table["split"])
@@ -329,7 +329,7 @@ class Run:
 
     def write_split(self, table: pd.DataFrame) -> dict[str, Any]:
         """Store split.csv and its leakage counts (also put in status.json); returns the counts."""
-        from .splits import leakage  # noqa: PLC0415
+        from cxrlib.data.splits import leakage  # noqa: PLC0415
 
         _write_csv(self.folder / "split.csv", table)
         counts = leakage(table, table["split"])
@@ -351,7 +351,7 @@ class Run:
         if self._model is None:
             if not self.model_path.exists():
                 raise FileNotFoundError(f"run {self.id} has no model yet ({self.model_path})")
-            from .models import load_model  # noqa: PLC0415
+            from cxrlib.models.architectures import load_model  # noqa: PLC0415
 
             self._model = load_model(self.model_path)
         return self._model

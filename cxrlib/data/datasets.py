@@ -3,7 +3,7 @@
 Accepted layouts (:data:`LAYOUTS`), recognised from the folder names, not from configuration:
 
 * ``class_folders``: one folder per class, names matched through
-  :func:`cxrlib.classes.canonical_class` (``COVID``, ``covid``, ``COVID-19``, ``NORMAL``,
+  :func:`cxrlib.core.classes.canonical_class` (``COVID``, ``covid``, ``COVID-19``, ``NORMAL``,
   ``Viral Pneumonia``, ``virus``...), optionally inside ``train/``, ``test/``, ``val/`` folders
   (the split is kept in ``folder_split``). Images may sit in sub-folders of a class folder.
 * ``radiography_db``: the COVID-19 Radiography Database, ``<class>/images/`` and ``<class>/masks/``;
@@ -23,7 +23,7 @@ relative to the manifest); missing columns and empty cells fall back to the rule
 one, patient ids come from :func:`patient_id_from_name`, else the file stem; ``group_id`` is the
 patient id; ``source`` is the layout (``kermany``, ``radiography_db``) or the dataset folder's name.
 
-Sizes come from file headers (:func:`cxrlib.imageio.read_header`), never from decoding, so large
+Sizes come from file headers (:func:`cxrlib.data.imageio.read_header`), never from decoding, so large
 folders are summarised in seconds. Files whose header cannot be read, or that exceed ``max_pixels``,
 are listed in ``Dataset.problems`` with the reason; they never stop a scan.
 """
@@ -40,9 +40,9 @@ from typing import Callable
 
 import pandas as pd
 
-from .classes import BACTERIAL, CLASSES, canonical_class, task_classes
-from .imageio import DEFAULT_MAX_PIXELS, ImageMeta, ImageReadError, check_size, read_header
-from .layouts import (LAYOUTS, Candidate, DatasetError, find_layout, has_entries,
+from cxrlib.core.classes import BACTERIAL, CLASSES, canonical_class, task_classes
+from cxrlib.data.imageio import DEFAULT_MAX_PIXELS, ImageMeta, ImageReadError, check_size, read_header
+from cxrlib.data.layouts import (LAYOUTS, Candidate, DatasetError, find_layout, has_entries,
                       manifest_candidates, read_manifest_csv, subdirs)
 
 MANIFEST_COLUMNS = ["path", "rel_path", "label", "patient_id", "group_id", "source", "width",

@@ -3,7 +3,7 @@
 Call :func:`tf` instead of ``import tensorflow`` anywhere in cxrlib; it sets the environment
 before the first import (log level; XLA stays off on CPU: it was 4.5x slower there, see
 ../shared/NOTES.md) and turns on GPU memory growth when a GPU exists. (Mixed precision is
-a training choice: :mod:`cxrlib.train` sets the Keras policy on a GPU.)
+a training choice: :mod:`cxrlib.training.engine` sets the Keras policy on a GPU.)
 """
 from __future__ import annotations
 

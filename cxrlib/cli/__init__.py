@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from . import paths
-from .config import PREPROCESS_STEPS, PreprocessConfig, RunConfig
-from .registry import TERMINAL_STATES, RunNotFound
+from cxrlib.core import paths
+from cxrlib.core.config import PREPROCESS_STEPS, PreprocessConfig, RunConfig
+from cxrlib.runs.registry import TERMINAL_STATES, RunNotFound
 
 EXIT_USAGE = 2
 
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -------------------------------------------------------------------------------- commands
 def _scan(root: str | Path, bacterial: str):
-    from .datasets import scan_dataset  # noqa: PLC0415
+    from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415
 
     bar = ProgressBar(f"scan {root}")
     try:
@@ -247,8 +247,8 @@ def _scan(root: str | Path, bacterial: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import runner  # noqa: PLC0415
-    from .registry import Run  # noqa: PLC0415
+    from cxrlib.runs import runner  # noqa: PLC0415
+    from cxrlib.runs.registry import Run  # noqa: PLC0415
 
     if args.run_dir is not None:  # the runner's detached process
         return runner.execute_run(Run(args.run_dir))
@@ -259,7 +259,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         status = run.status()
         print(f"run {run.id}\nfolder {run.folder}\nstate {status.get('state')}")
         return 0
-    from .registry import create_run  # noqa: PLC0415
+    from cxrlib.runs.registry import create_run  # noqa: PLC0415
 
     run = create_run(cfg, fingerprint)
     print(f"run {run.id}\nfolder {run.folder}", flush=True)
@@ -284,7 +284,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _headline_row(run) -> dict[str, Any]:
-    from .registry import headline  # noqa: PLC0415
+    from cxrlib.runs.registry import headline  # noqa: PLC0415
 
     row = headline(run)
     for key in ("accuracy", "macro_auc"):
@@ -293,7 +293,7 @@ def _headline_row(run) -> dict[str, Any]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .registry import headline, list_runs  # noqa: PLC0415
+    from cxrlib.runs.registry import headline, list_runs  # noqa: PLC0415
 
     runs = list_runs()
     if args.json:
@@ -315,8 +315,8 @@ class _ModelFile:
     """A bare ``.keras`` file outside a run: default preprocessing at the model's input size."""
 
     def __init__(self, path: Path):
-        from .classes import CLASSES, TASK_CLASSES  # noqa: PLC0415
-        from .models import load_model  # noqa: PLC0415
+        from cxrlib.core.classes import CLASSES, TASK_CLASSES  # noqa: PLC0415
+        from cxrlib.models.architectures import load_model  # noqa: PLC0415
 
         self.model = load_model(path)
         self.id = path.stem
@@ -332,7 +332,7 @@ class _ModelFile:
 
 
 def _resolve_model(ref: str):
-    from .registry import Run, get_run  # noqa: PLC0415
+    from cxrlib.runs.registry import Run, get_run  # noqa: PLC0415
 
     path = Path(ref)
     if path.is_dir() and (path / "config.json").is_file():
@@ -345,8 +345,8 @@ def _resolve_model(ref: str):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .fsutil import write_text_atomic  # noqa: PLC0415
-    from .predict import image_files, predict_paths  # noqa: PLC0415
+    from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
+    from cxrlib.evaluation.predict import image_files, predict_paths  # noqa: PLC0415
 
     source = _resolve_model(args.model)
     files = image_files(args.inputs)
@@ -367,9 +367,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .fsutil import write_json_atomic, write_text_atomic  # noqa: PLC0415
-    from .predict import evaluate_folder  # noqa: PLC0415
-    from .registry import get_run  # noqa: PLC0415
+    from cxrlib.core.fsutil import write_json_atomic, write_text_atomic  # noqa: PLC0415
+    from cxrlib.evaluation.predict import evaluate_folder  # noqa: PLC0415
+    from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     run = get_run(args.run)
     bar = ProgressBar("evaluate")
@@ -388,7 +388,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from .runner import cancel  # noqa: PLC0415
+    from cxrlib.runs.runner import cancel  # noqa: PLC0415
 
     status = cancel(args.run, grace_s=args.grace)
     print(f"{args.run}: {status.get('state')}")
@@ -396,7 +396,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from .datasets import dataset_stats  # noqa: PLC0415
+    from cxrlib.data.datasets import dataset_stats  # noqa: PLC0415
 
     dataset = _scan(args.root, args.bacterial)
     print(f"{dataset.root}  layout {dataset.layout}  fingerprint {dataset.fingerprint}  "
@@ -405,14 +405,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for _, row in dataset.problems.head(20).iterrows():
         print(f"unreadable: {row['path']}: {row['reason']}", file=sys.stderr)
     if args.manifest:
-        from .fsutil import write_text_atomic  # noqa: PLC0415
+        from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
 
         write_text_atomic(args.manifest, dataset.manifest.to_csv(index=False))
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import main as audit_main  # noqa: PLC0415
+    from cxrlib.audit import main as audit_main  # noqa: PLC0415
 
     rest = args.audit_args[1:] if args.audit_args[:1] == ["--"] else args.audit_args
     return audit_main(rest)

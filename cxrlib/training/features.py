@@ -26,9 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import paths
-from .config import ModelConfig, PreprocessConfig, config_hash
-from .fsutil import atomic_path, read_json, write_json_atomic
+from cxrlib.core import paths
+from cxrlib.core.config import ModelConfig, PreprocessConfig, config_hash
+from cxrlib.core.fsutil import atomic_path, read_json, write_json_atomic
 
 CACHE_VERSION = 1
 
@@ -114,7 +114,7 @@ def extract_features(feature_model, images: np.ndarray, *, batch_size: int = 32,
     Returns:
         ``float32 (N, D)``.
     """
-    from .tfsetup import tf as _tf
+    from cxrlib.core.tfsetup import tf as _tf
 
     tf = _tf()
 
@@ -146,7 +146,7 @@ def cached_features(feature_model, images: np.ndarray, *, fingerprint: str,
     """Features of ``images`` and of ``copies`` augmented copies, from the cache or computed once.
 
     Args:
-        feature_model: the frozen backbone (see :func:`cxrlib.models.backbone_and_head`).
+        feature_model: the frozen backbone (see :func:`cxrlib.models.architectures.backbone_and_head`).
         images: ``uint8 (N, S, S)`` grey films of the whole dataset, in manifest order.
         fingerprint: the dataset fingerprint (with ``preprocess_cfg``, identifies ``images``).
         preprocess_cfg, model_cfg: part of the key.

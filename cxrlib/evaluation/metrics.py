@@ -8,7 +8,7 @@ For the binary task the positive class is ``classes[0]`` (COVID-19), and an opti
 ``threshold`` on P(positive) replaces the argmax. Results meant for storage (:func:`evaluate`,
 :func:`bootstrap_ci`, :func:`calibration`) are plain JSON values: undefined numbers are ``None``.
 
-Bootstrap confidence intervals live in :mod:`cxrlib.bootstrap`; ``metrics.bootstrap_ci`` and
+Bootstrap confidence intervals live in :mod:`cxrlib.evaluation.bootstrap`; ``metrics.bootstrap_ci`` and
 ``metrics.resample_weights`` still work (re-exported lazily, see :func:`__getattr__`).
 
 No TensorFlow here: this module must import fast.
@@ -518,13 +518,13 @@ _BOOTSTRAP_NAMES = ("bootstrap_ci", "resample_weights")
 
 
 def __getattr__(name: str) -> Any:
-    """``metrics.bootstrap_ci`` / ``metrics.resample_weights``: re-exported from :mod:`cxrlib.bootstrap`.
+    """``metrics.bootstrap_ci`` / ``metrics.resample_weights``: re-exported from :mod:`cxrlib.evaluation.bootstrap`.
 
-    Lazy (PEP 562) because :mod:`cxrlib.bootstrap` builds on this module: an import at the top
+    Lazy (PEP 562) because :mod:`cxrlib.evaluation.bootstrap` builds on this module: an import at the top
     here would be circular.
     """
     if name in _BOOTSTRAP_NAMES:
-        from . import bootstrap  # noqa: PLC0415
+        from cxrlib.evaluation import bootstrap  # noqa: PLC0415
 
         return getattr(bootstrap, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Train / validation / test splits of a dataset manifest, and how much they leak.
 
-Two kinds (see :class:`cxrlib.config.SplitConfig`):
+Two kinds (see :class:`cxrlib.core.config.SplitConfig`):
 
 * ``grouped`` (default): every *group* (``group_id``, else ``patient_id``, else the image alone)
   lands on exactly one side, and each side's class mix follows the whole set's. Groups are
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .config import SplitConfig
+from cxrlib.core.config import SplitConfig
 
 SIDES = ("train", "val", "test")
 SPLIT_COLUMNS = ("rel_path", "split", "label", "patient_id", "group_id")
