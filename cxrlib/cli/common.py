@@ -1,0 +1,70 @@
+"""What the CLI's command modules share: exit codes, the error mapping, scans, model references."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_DATA = 4
+EXIT_CANCELLED = 130
+
+_DATA_ERRORS = ("DatasetError", "ImageReadError", "ModelFileError", "WeightsUnavailable",
+                "RunFileError", "RunNotFound", "DatasetChanged")
+
+
+class UsageError(Exception):
+    """A flag or value the user gave that cannot work (exit code 2)."""
+
+
+def data_error_message(exc: BaseException) -> str | None:
+    """The one-line message of an error that is about the user's data, or None for a bug."""
+    if isinstance(exc, KeyError) and type(exc).__name__ == "RunNotFound":
+        return str(exc.args[0] if exc.args else exc)
+    if type(exc).__name__ in _DATA_ERRORS or isinstance(exc, ValueError):
+        return str(exc)
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return None
+
+
+def scan(root: str | Path, bacterial: str):
+    """:func:`cxrlib.data.datasets.scan_dataset` with a progress bar on stderr."""
+    from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
+    from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415
+
+    with ProgressBar(f"scan {root}") as bar:
+        return scan_dataset(root, bacterial=bacterial, progress=bar.callback)
+
+
+def print_json(value: Any) -> None:
+    """Strict JSON on stdout: NaN and infinities become ``null``."""
+    print(json.dumps(_finite(value), indent=2, default=str, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """Rows of equal keys as space-aligned columns on stdout."""
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in columns))
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr."""
+    print(f"warning: {message}", file=sys.stderr)

@@ -1,0 +1,33 @@
+"""``scan``: summarise a dataset folder."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cxrlib.cli.common import scan
+
+
+def register(sub) -> None:
+    """Add the ``scan`` subcommand."""
+    p = sub.add_parser("scan", help="summarise a dataset folder")
+    p.add_argument("root", metavar="DIR", type=Path)
+    p.add_argument("--bacterial", choices=("exclude", "class"), default="exclude")
+    p.add_argument("--manifest", type=Path, help="also write the manifest CSV here")
+    p.set_defaults(func=cmd_scan)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from cxrlib.data.datasets import dataset_stats  # noqa: PLC0415
+
+    dataset = scan(args.root, args.bacterial)
+    print(f"{dataset.root}  layout {dataset.layout}  fingerprint {dataset.fingerprint}  "
+          f"images {len(dataset.manifest)}  unreadable {len(dataset.problems)}")
+    print(dataset_stats(dataset).to_string(index=False))
+    for _, row in dataset.problems.head(20).iterrows():
+        print(f"unreadable: {row['path']}: {row['reason']}", file=sys.stderr)
+    if args.manifest:
+        from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
+
+        write_text_atomic(args.manifest, dataset.manifest.to_csv(index=False))
+    return 0

@@ -1,0 +1,105 @@
+"""``predict`` and ``evaluate``: a trained model on image files or a labelled folder."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cxrlib.cli.common import EXIT_DATA
+from cxrlib.cli.progress import ProgressBar
+from cxrlib.core.config import PreprocessConfig, RunConfig
+
+
+def register(sub) -> None:
+    """Add the ``predict`` and ``evaluate`` subcommands."""
+    p = sub.add_parser("predict", help="per-class probabilities of image files or a folder")
+    p.add_argument("model", metavar="MODEL_OR_RUN", help="run id (or prefix), run folder, or .keras file")
+    p.add_argument("inputs", nargs="+", metavar="FILES_OR_FOLDER")
+    p.add_argument("--out", type=Path, required=True, help="CSV to write")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="a trained run on another labelled dataset folder")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--data", required=True, type=Path, help="labelled dataset folder")
+    p.add_argument("--out-dir", required=True, type=Path, help="gets metrics.json and predictions.csv")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_evaluate)
+
+
+class _ModelFile:
+    """A bare ``.keras`` file outside a run: default preprocessing at the model's input size."""
+
+    def __init__(self, path: Path):
+        from cxrlib.core.classes import CLASSES, TASK_CLASSES  # noqa: PLC0415
+        from cxrlib.models.architectures import load_model  # noqa: PLC0415
+
+        self.model = load_model(path)
+        self.id = path.stem
+        n_out = int(self.model.output_shape[-1])
+        self.classes = CLASSES if n_out == 3 else TASK_CLASSES["binary"]
+        size = int(self.model.input_shape[1])
+        self.config = RunConfig(preprocess=PreprocessConfig(size=size))
+        print(f"note: {path} is not in a run folder; using preprocessing {self.config.preprocess.steps} "
+              f"at {size} px and classes {list(self.classes)}", file=sys.stderr)
+
+    def load_model(self):
+        return self.model
+
+
+def _resolve_model(ref: str):
+    from cxrlib.runs.registry import Run, get_run  # noqa: PLC0415
+
+    path = Path(ref)
+    if path.is_dir() and (path / "config.json").is_file():
+        return Run(path)
+    if path.is_file():
+        if (path.parent / "config.json").is_file():
+            return Run(path.parent)
+        return _ModelFile(path)
+    return get_run(ref)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
+    from cxrlib.evaluation.predict import image_files, predict_paths  # noqa: PLC0415
+
+    source = _resolve_model(args.model)
+    files = image_files(args.inputs)
+    if not files:
+        print("no image files found", file=sys.stderr)
+        return EXIT_DATA
+    bar = ProgressBar("predict")
+    try:
+        table = predict_paths(source, files, batch_size=args.batch_size, progress=bar.callback)
+    finally:
+        bar.close()
+    write_text_atomic(args.out, table.to_csv(index=False))
+    bad = table[table["error"] != ""]
+    for _, row in bad.iterrows():
+        print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
+    print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable -> {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cxrlib.core.fsutil import write_json_atomic, write_text_atomic  # noqa: PLC0415
+    from cxrlib.evaluation.predict import evaluate_folder  # noqa: PLC0415
+    from cxrlib.runs.registry import get_run  # noqa: PLC0415
+
+    run = get_run(args.run)
+    bar = ProgressBar("evaluate")
+    try:
+        metrics, predictions = evaluate_folder(run, args.data, batch_size=args.batch_size,
+                                               progress=bar.callback)
+    finally:
+        bar.close()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out_dir / "metrics.json", metrics)
+    write_text_atomic(args.out_dir / "predictions.csv", predictions.to_csv(index=False))
+    auc = (metrics.get("auc") or {}).get("macro")
+    print(f"accuracy {metrics['accuracy']:.4f}  macro_auc {'-' if auc is None else f'{auc:.4f}'}  "
+          f"n {metrics['n']}  -> {args.out_dir}")
+    return 0
+
+

@@ -1,0 +1,40 @@
+"""``runs`` and ``cancel``: the run registry from a terminal."""
+from __future__ import annotations
+
+import argparse
+
+from cxrlib.cli.common import print_json, print_table
+from cxrlib.core import paths
+
+
+def register(sub) -> None:
+    """Add the ``runs`` and ``cancel`` subcommands."""
+    p = sub.add_parser("runs", help="list runs with their state and headline metrics")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_runs)
+    p = sub.add_parser("cancel", help="cancel a queued or running run")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--grace", type=float, default=15.0, help="seconds before SIGTERM (default 15)")
+    p.set_defaults(func=cmd_cancel)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from cxrlib.cli.train import headline_row  # noqa: PLC0415
+    from cxrlib.runs.registry import headline, list_runs  # noqa: PLC0415
+
+    rows = [headline(r) for r in list_runs()]
+    if args.json:
+        print_json(rows)
+    elif not rows:
+        print(f"no runs in {paths.runs_dir()}")
+    else:
+        print_table([headline_row(r) for r in rows])
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from cxrlib.runs.runner import cancel  # noqa: PLC0415
+
+    status = cancel(args.run, grace_s=args.grace)
+    print(f"{args.run}: {status.get('state')}")
+    return 0

@@ -1,0 +1,154 @@
+"""``train``: train a model, or return the finished run of the same configuration."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cxrlib.cli.common import EXIT_CANCELLED, EXIT_FAILED, UsageError, scan, warn
+from cxrlib.core import paths
+from cxrlib.core.config import PREPROCESS_STEPS, PreprocessConfig, RunConfig
+
+
+def register(sub) -> None:
+    """Add the ``train`` subcommand."""
+    p = sub.add_parser("train", help="train a model (or return the finished run of the same config)")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    g = p.add_argument_group("data and split")
+    g.add_argument("--config", type=Path, help="RunConfig JSON file; the flags below override it")
+    g.add_argument("--data", help=f"dataset folder (default {paths.default_data_dir()})")
+    g.add_argument("--task", choices=("3class", "binary"), help=f"default {d.data.task}")
+    g.add_argument("--bacterial", choices=("exclude", "class"), help="Kermany bacterial films")
+    g.add_argument("--split", choices=("grouped", "random"),
+                   help="grouped by patient/duplicate group (default) or the published random split")
+    g.add_argument("--test-fraction", type=float, help=f"default {d.split.test_fraction}")
+    g.add_argument("--val-fraction", type=float,
+                   help=f"default {d.split.val_fraction}; 0 = test doubles as validation (published 80/20)")
+    g = p.add_argument_group("preprocessing")
+    g.add_argument("--steps", help=f"comma list of {','.join(PREPROCESS_STEPS)} or 'none' "
+                                   "(default white_balance; clahe for small_cnn, as published)")
+    g.add_argument("--wb-percentile", type=float, help=f"default {d.preprocess.wb_percentile}")
+    g.add_argument("--clahe-clip", type=float, help=f"default {d.preprocess.clahe_clip_limit}")
+    g.add_argument("--clahe-grid", type=int, help=f"default {d.preprocess.clahe_tile_grid}")
+    g.add_argument("--gamma", type=float, help=f"default {d.preprocess.gamma}")
+    g.add_argument("--size", type=int, help=f"model input side in pixels (default {d.preprocess.size})")
+    g = p.add_argument_group("model and training")
+    g.add_argument("--model", choices=("mobilenetv2", "small_cnn", "tiny"), help=f"default {d.model.family}")
+    g.add_argument("--weights", choices=("imagenet", "random"), help=f"default {d.model.weights}")
+    g.add_argument("--mode", choices=("head", "finetune"),
+                   help="head: frozen backbone, cached features (fast on CPU; default); finetune: all layers")
+    g.add_argument("--epochs", type=int, help=f"default {d.train.epochs}")
+    g.add_argument("--batch-size", type=int, help=f"default {d.train.batch_size}")
+    g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.train.learning_rate})")
+    g.add_argument("--no-augment", dest="augment", action="store_const", const=False,
+                   help="no random rotation / flip")
+    g.add_argument("--rotation", type=float, help=f"max rotation, fraction of a turn (default {d.train.rotation})")
+    g.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, help="no horizontal flip")
+    g.add_argument("--feature-augment-copies", type=int,
+                   help="head mode: augmented copies of each training film whose features are cached (default 0)")
+    g.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val-loss gain")
+    g.add_argument("--init-from-head", action="store_const", const=True,
+                   help="finetune: start from the trained head of the matching head run")
+    g.add_argument("--seed", type=int, help="seed of the split and of training (default 42)")
+    g = p.add_argument_group("execution")
+    g.add_argument("--background", action="store_true",
+                   help="start a detached process and return; follow it with `runs`")
+    g.add_argument("--no-restart", dest="restart", action="store_false",
+                   help="return a failed or cancelled run as it is instead of restarting it")
+    g.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of ``train``'s flags (over ``--config`` when given, else the defaults).
+
+    Raises:
+        ValueError: for an invalid value (the config dataclasses validate).
+    """
+    base = RunConfig()
+    if args.config:
+        record = json.loads(args.config.read_text(encoding="utf-8"))
+        # A RunConfig dict, or a run folder's config.json (which wraps it under "config").
+        if isinstance(record, dict) and "data" not in record:
+            record = record.get("config", record)
+        if not isinstance(record, dict) or not all(isinstance(v, dict) for v in record.values()):
+            raise ValueError(f"{args.config} is not a RunConfig JSON object "
+                             "(sections data, preprocess, model, split, train)")
+        base = RunConfig.from_dict(record)
+
+    def pick(**pairs: Any) -> dict[str, Any]:
+        return {k: v for k, v in pairs.items() if v is not None}
+
+    data = base.data.replace(**pick(root=args.data, task=args.task, bacterial=args.bacterial))
+    if not args.config and args.data is None:
+        data = data.replace(root=str(paths.default_data_dir()))
+    model = base.model.replace(**pick(family=args.model, weights=args.weights))
+    steps = None
+    if args.steps is not None:
+        steps = () if args.steps.strip().lower() in ("", "none") else tuple(
+            s.strip() for s in args.steps.split(",") if s.strip())
+    elif args.model == "small_cnn" and not args.config:
+        steps = PreprocessConfig.published_clahe().steps
+    preprocess = base.preprocess.replace(**pick(
+        steps=steps, wb_percentile=args.wb_percentile, clahe_clip_limit=args.clahe_clip,
+        clahe_tile_grid=args.clahe_grid, gamma=args.gamma, size=args.size))
+    split = base.split.replace(**pick(kind=args.split, test_fraction=args.test_fraction,
+                                      val_fraction=args.val_fraction, seed=args.seed))
+    train = base.train.replace(**pick(
+        mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        augment=args.augment, rotation=args.rotation, hflip=args.hflip,
+        feature_augment_copies=args.feature_augment_copies, early_stopping=args.early_stopping,
+        init_from_head=args.init_from_head, seed=args.seed))
+    return RunConfig(data=data, preprocess=preprocess, model=model, split=split, train=train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cxrlib.runs import runner  # noqa: PLC0415
+    from cxrlib.runs.registry import Run, create_run  # noqa: PLC0415
+    from cxrlib.runs.registry import headline  # noqa: PLC0415
+
+    if args.run_dir is not None:  # the runner's detached process
+        return runner.execute_run(Run(args.run_dir))
+    try:
+        cfg = config_from_args(args)
+    except OSError as exc:  # a --config file that is not there or not readable
+        raise UsageError(f"{exc.filename}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    fingerprint = scan(cfg.data.root, cfg.data.bacterial).for_task(cfg.data.task).fingerprint
+    if args.background:
+        run = runner.start(cfg, fingerprint=fingerprint, restart=args.restart)
+        status = run.status()
+        print(f"run {run.id}\nfolder {run.folder}\nstate {status.get('state')}")
+        return 0
+    from cxrlib.cli.progress import ProgressBar, status_line  # noqa: PLC0415
+
+    run = create_run(cfg, fingerprint)
+    print(f"run {run.id}\nfolder {run.folder}", flush=True)
+    with ProgressBar("train") as bar:
+        runner.train_foreground(cfg, fingerprint=fingerprint,
+                                on_status=lambda s: bar.update(*status_line(s)))
+    status = run.status()
+    row = headline_row(headline(run))
+    print(f"state {status.get('state')}\naccuracy {row['accuracy']}\nmacro_auc {row['macro_auc']}")
+    leak = run.leakage
+    if leak.get("patients_on_several_sides") or leak.get("groups_on_several_sides"):
+        warn(f"{leak.get('patients_on_several_sides')} patients and "
+             f"{leak.get('groups_on_several_sides')} groups are on more than one side of the split")
+    if status.get("error"):
+        print(f"error: {status['error']} (log: {run.log_path})", file=sys.stderr)
+    return {"done": 0, "cancelled": EXIT_CANCELLED}.get(status.get("state"), EXIT_FAILED)
+
+
+def headline_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`cxrlib.runs.registry.headline` row with its figures as 3-decimal text."""
+    row = dict(row)
+    for key in ("accuracy", "macro_auc"):
+        row[key] = "-" if row[key] is None else f"{row[key]:.3f}"
+    return row
