@@ -5,7 +5,7 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.evaluation import metrics
+from cxrlib import evaluation as ev
 
 from .runs import get_run, predictions, run_stamp
 
@@ -20,11 +20,11 @@ def test_predictions(run):
 def _evaluation(stamp: str, run_id: str, threshold: float | None) -> dict[str, Any]:
     run = get_run(run_id)
     classes = list(run.classes)
-    y, probs, patients = metrics.from_predictions(test_predictions(run), classes)
-    return {"eval": metrics.evaluate(y, probs, classes, patients, threshold=threshold),
-            "roc": metrics.roc_curves(y, probs, classes),
-            "pr": metrics.pr_curves(y, probs, classes),
-            "calibration": metrics.calibration(y, probs, classes=classes)}
+    y, probs, patients = ev.from_predictions(test_predictions(run), classes)
+    return {"eval": ev.evaluate(y, probs, classes, patients, threshold=threshold),
+            "roc": ev.roc_curves(y, probs, classes),
+            "pr": ev.pr_curves(y, probs, classes),
+            "calibration": ev.calibration(y, probs, classes=classes)}
 
 
 def evaluation(run, threshold: float | None = None) -> dict[str, Any]:
@@ -35,8 +35,8 @@ def evaluation(run, threshold: float | None = None) -> dict[str, Any]:
 @st.cache_data(max_entries=16, show_spinner="Bootstrapping confidence intervals…")
 def _bootstrap(stamp: str, run_id: str, n_boot: int, threshold: float | None) -> dict[str, Any]:
     run = get_run(run_id)
-    y, probs, patients = metrics.from_predictions(test_predictions(run), list(run.classes))
-    return metrics.bootstrap_ci(y, probs, list(run.classes), patients, n_boot=n_boot, seed=0,
+    y, probs, patients = ev.from_predictions(test_predictions(run), list(run.classes))
+    return ev.bootstrap_ci(y, probs, list(run.classes), patients, n_boot=n_boot, seed=0,
                                 threshold=threshold)
 
 

@@ -2,7 +2,7 @@
 import streamlit as st
 
 import app_services as svc
-from cxrlib.evaluation import metrics
+from cxrlib import evaluation as metrics
 
 from cxrlib.viz import figures
 

@@ -12,7 +12,7 @@ import pytest
 
 from cxrlib.viz import figures
 
-from cxrlib.evaluation import metrics
+from cxrlib import evaluation as metrics
 from cxrlib.core.classes import CLASSES
 
 

@@ -19,7 +19,7 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import label_binarize
 
-from cxrlib.evaluation import metrics
+from cxrlib import evaluation as metrics
 from cxrlib.core.classes import CLASSES, TASK_CLASSES
 
 BINARY = TASK_CLASSES["binary"]
@@ -227,7 +227,9 @@ def test_one_resample_equals_sklearn_on_the_repeated_images():
     rng = np.random.default_rng(0)
     weights = metrics.resample_weights(60, None, n_boot=1, rng=rng)
     assert weights.sum() == 60
-    stats = metrics._weighted_stats(y, pred, probs, weights)
+    from cxrlib.evaluation.core import _weighted_stats
+
+    stats = _weighted_stats(y, pred, probs, weights)
     idx = np.repeat(np.arange(60), weights[0])
     assert stats["accuracy"][0] == pytest.approx(accuracy_score(y[idx], pred[idx]))
     np.testing.assert_allclose(stats["recall"][0], recall_score(y[idx], pred[idx], average=None))
@@ -369,12 +371,3 @@ def test_sample_records_without_a_path_column():
 def test_calibration_rejects_one_dimensional_probabilities():
     with pytest.raises(ValueError, match=r"\(N, C\)"):
         metrics.calibration([0, 1], np.array([0.2, 0.9]))
-
-
-def test_bootstrap_lives_in_its_own_module_and_metrics_re_exports_it():
-    from cxrlib.evaluation import bootstrap
-
-    assert metrics.bootstrap_ci is bootstrap.bootstrap_ci
-    assert metrics.resample_weights is bootstrap.resample_weights
-    with pytest.raises(AttributeError):
-        metrics.no_such_function  # noqa: B018

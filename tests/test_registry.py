@@ -14,8 +14,8 @@ import pytest
 
 from cxrlib.core import paths
 from cxrlib.core.config import RunConfig
-from cxrlib.runs.registry import (RunLock, RunNotFound, create_run, find_run, get_run, headline,
-                             list_runs, lock_is_held, run_id)
+from cxrlib.runs.locks import RunLock, lock_is_held
+from cxrlib.runs.registry import RunNotFound, create_run, find_run, get_run, headline, list_runs, run_id
 
 ROOT = paths.PROJECT_ROOT
 
@@ -79,7 +79,8 @@ def test_stale_queued_run_without_process_is_failed(workspace):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from cxrlib.runs.registry import Run, RunLock
+    from cxrlib.runs.locks import RunLock
+    from cxrlib.runs.run import Run
     run = Run(sys.argv[1])
     lock = RunLock(run.lock_path)
     assert lock.acquire(timeout=5)

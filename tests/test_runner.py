@@ -22,7 +22,9 @@ from cxrlib.core import paths
 
 from cxrlib.runs import runner
 from cxrlib.core.config import RunConfig
-from cxrlib.runs.registry import create_run, find_run, get_run, lock_is_held, pid_alive
+from cxrlib.core.processes import pid_alive
+from cxrlib.runs.locks import lock_is_held
+from cxrlib.runs.registry import create_run, find_run, get_run
 
 THIS_FILE = Path(__file__).resolve()
 

@@ -13,7 +13,7 @@ EXIT_DATA = 4
 EXIT_CANCELLED = 130
 
 _DATA_ERRORS = ("DatasetError", "ImageReadError", "ModelFileError", "WeightsUnavailable",
-                "RunFileError", "RunNotFound", "DatasetChanged")
+                "RunFileError", "RunNotFound", "RunBusy", "DatasetChanged")
 
 
 class UsageError(Exception):

@@ -48,7 +48,8 @@ class _ModelFile:
 
 
 def _resolve_model(ref: str):
-    from cxrlib.runs.registry import Run, get_run  # noqa: PLC0415
+    from cxrlib.runs.registry import get_run  # noqa: PLC0415
+    from cxrlib.runs.run import Run  # noqa: PLC0415
 
     path = Path(ref)
     if path.is_dir() and (path / "config.json").is_file():

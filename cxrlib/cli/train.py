@@ -110,7 +110,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cxrlib.runs import runner  # noqa: PLC0415
-    from cxrlib.runs.registry import Run, create_run  # noqa: PLC0415
+    from cxrlib.runs.registry import create_run  # noqa: PLC0415
+    from cxrlib.runs.run import Run  # noqa: PLC0415
     from cxrlib.runs.registry import headline  # noqa: PLC0415
 
     if args.run_dir is not None:  # the runner's detached process

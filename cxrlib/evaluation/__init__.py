@@ -1,1 +1,27 @@
-"""evaluation."""
+"""Evaluation of a run's predictions: point metrics, curves, calibration, bootstrap CIs.
+
+The public functions of the submodules, in one namespace (``from cxrlib import evaluation``):
+
+- :mod:`.core`: inputs (:func:`label_indices`, :func:`from_predictions`, :func:`decide`);
+- :mod:`.metrics`: :func:`point_metrics` (the one accuracy path), :func:`evaluate`,
+  :func:`ppv_npv`, :func:`predictive_values`;
+- :mod:`.curves`: :func:`roc_curves`, :func:`pr_curves`; :mod:`.calibration`: :func:`calibration`;
+- :mod:`.bootstrap`: :func:`bootstrap_ci`, :func:`resample_weights` (patient-level resampling);
+- :mod:`.history`: :func:`training_curves`, :func:`best_epoch`;
+- :mod:`.records`: :func:`sample_records`;
+- :mod:`.predict`: running a trained model on films, files and folders (imports TensorFlow
+  only when a model is called).
+"""
+from cxrlib.evaluation.bootstrap import bootstrap_ci, resample_weights
+from cxrlib.evaluation.calibration import calibration
+from cxrlib.evaluation.core import decide, from_predictions, label_indices
+from cxrlib.evaluation.curves import pr_curves, precision_recall_curve, roc_curve, roc_curves
+from cxrlib.evaluation.history import best_epoch, training_curves
+from cxrlib.evaluation.metrics import (confusion_counts, evaluate, point_metrics, ppv_npv,
+                                       predictive_values)
+from cxrlib.evaluation.records import sample_records
+
+__all__ = ["best_epoch", "bootstrap_ci", "calibration", "confusion_counts", "decide", "evaluate",
+           "from_predictions", "label_indices", "point_metrics", "ppv_npv", "pr_curves",
+           "precision_recall_curve", "predictive_values", "resample_weights", "roc_curve",
+           "roc_curves", "sample_records", "training_curves"]

@@ -103,7 +103,7 @@ def predict_paths(run, paths: Iterable[str | Path], *, batch_size: int = 32, mod
     """Predict image files with a run's model and preprocessing.
 
     Args:
-        run: a :class:`cxrlib.runs.registry.Run` (its config gives the preprocessing, its classes
+        run: a :class:`cxrlib.runs.run.Run` (its config gives the preprocessing, its classes
             the columns).
         paths: image files (not folders; see :func:`image_files`).
         batch_size: films decoded and predicted at once.

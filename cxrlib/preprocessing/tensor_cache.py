@@ -28,6 +28,7 @@ import numpy as np
 
 from cxrlib.core import paths
 from cxrlib.core.config import PreprocessConfig
+from cxrlib.core.processes import pid_alive
 from cxrlib.core.fsutil import read_json, write_json_atomic
 from cxrlib.preprocessing.steps import preprocess_film
 
@@ -94,15 +95,6 @@ def _open_entry(folder: Path, key: str, rel_paths: list[str], size: int) -> Cach
     return CachedTensors(images, list(rel_paths), key, True, list(index.get("problems", [])), folder)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def _remove_dead_partials(root: Path, key: str) -> None:
     """Delete build folders of this key left behind by processes that died mid-fill."""
@@ -111,7 +103,7 @@ def _remove_dead_partials(root: Path, key: str) -> None:
             pid = int(partial.name.split(".partial-")[1].split("-")[0])
         except (IndexError, ValueError):
             continue
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             shutil.rmtree(partial, ignore_errors=True)
 
 

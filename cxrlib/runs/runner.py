@@ -26,7 +26,10 @@ from typing import Any, Callable
 from cxrlib.core import paths
 from cxrlib.core.config import RunConfig
 from cxrlib.core.fsutil import write_json_atomic
-from cxrlib.runs.registry import TERMINAL_STATES, Run, RunLock, create_run, now_iso, pid_alive
+from cxrlib.core.processes import pid_alive
+from cxrlib.runs.locks import RunLock
+from cxrlib.runs.registry import create_run
+from cxrlib.runs.run import TERMINAL_STATES, Run, now_iso
 
 TRAIN_ENTRY_ENV = "CXR_TRAIN_ENTRY"
 """Environment variable naming the training function as ``module:function`` or

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cxrlib.core.classes import BACTERIAL, COVID, NORMAL, VIRAL
-from cxrlib.evaluation.metrics import best_epoch, training_curves
+from cxrlib.evaluation.history import best_epoch, training_curves
 
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")

@@ -1,0 +1,22 @@
+"""Processes: whether a pid is alive (one answer for run locks and cache builders)."""
+from __future__ import annotations
+
+import os
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process ``pid`` exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
