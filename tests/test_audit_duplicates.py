@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.audit import find_duplicates, jpeg_quality, split_leakage
+from cxrlib.audit import find_duplicates, split_leakage
+from cxrlib.data.imageio import jpeg_quality
 from cxrlib.audit.film_scan import hamming, phash, scan_films
 from cxrlib.core.classes import CLASSES
 from cxrlib.data.synthetic import synthetic_film

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from cxrlib.audit import find_duplicates, metadata_baseline, segment_lungs
-from cxrlib.audit.film_scan import read_grey
+from cxrlib.data.imageio import read_film
+from cxrlib.preprocessing.steps import to_grey
 
 pytestmark = pytest.mark.realdata
 
@@ -25,7 +26,7 @@ def test_planted_copies_among_real_films_are_found(cxr3_manifest, tmp_path, work
     base = cxr3_manifest.groupby("label").sample(60, random_state=1).reset_index(drop=True)
     planted, rows = {}, []
     for k, rec in base.iloc[::30].reset_index(drop=True).iterrows():
-        grey = read_grey(rec["path"])
+        grey = to_grey(read_film(rec["path"]).pixels)
         h, w = grey.shape
         variant = k % 3
         if variant == 0:
@@ -61,7 +62,7 @@ def test_metadata_alone_predicts_the_class_on_cxr3(cxr3_manifest, workspace):
 
 def test_lung_masks_pass_their_quality_check_on_most_real_films(cxr3_manifest):
     sample = cxr3_manifest.groupby("label").sample(20, random_state=2)
-    segs = [segment_lungs(read_grey(p)) for p in sample["path"]]
+    segs = [segment_lungs(to_grey(read_film(p).pixels)) for p in sample["path"]]
     reliable = np.mean([s.method == "threshold" for s in segs])
     assert reliable >= 0.6, reliable
     for s in segs:

@@ -13,7 +13,7 @@ Streamlit-free; every function returns DataFrames, dicts or arrays a page can sh
 """
 from cxrlib.audit.attention import attention_gallery, attention_summary, attention_table
 from cxrlib.audit.duplicates import clusters_from_pairs, find_duplicate_pairs, find_duplicates, split_leakage
-from cxrlib.audit.film_scan import FilmSignatures, jpeg_quality, scan_films
+from cxrlib.audit.film_scan import FilmSignatures, scan_films
 from cxrlib.lungs.classical import LungSegmentation, cam_in_lung_share, lung_mask, segment_lungs
 from cxrlib.audit.masked_eval import blank_lungs, keep_lungs, masked_evaluation, shortcut_verdict
 from cxrlib.audit.metadata_baseline import MetadataBaseline, metadata_baseline, metadata_features
@@ -24,7 +24,7 @@ __all__ = [
     "STEPS", "AuditReport", "FilmSignatures", "LungSegmentation", "MetadataBaseline",
     "attention_gallery", "attention_summary", "attention_table", "audit_run", "blank_lungs",
     "cam_in_lung_share", "clusters_from_pairs", "external_check", "find_duplicate_pairs",
-    "find_duplicates", "jpeg_quality", "keep_lungs", "lung_mask", "main", "masked_evaluation",
+    "find_duplicates", "keep_lungs", "lung_mask", "main", "masked_evaluation",
     "metadata_baseline", "metadata_features", "per_source_metrics", "scan_films", "segment_lungs",
     "shortcut_verdict", "split_leakage",
 ]

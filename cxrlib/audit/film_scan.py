@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.paths import cache_dir
+from cxrlib.data.imageio import jpeg_quality, read_film
+from cxrlib.preprocessing.steps import to_grey
 
 SIGNATURE_VERSION = 2
 WORK_SIZE = THUMB_SIZE = 128
@@ -65,31 +67,6 @@ class FilmSignatures:
     thumbs: np.ndarray
     properties: pd.DataFrame
     cache_hit: bool = False
-
-
-def read_grey(path: str | os.PathLike) -> np.ndarray:
-    """Decode a film to ``uint8 (H, W)`` grey (through :func:`cxrlib.data.imageio.read_film`)."""
-    return to_grey(read_pixels(path))
-
-
-def read_pixels(path: str | os.PathLike) -> np.ndarray:
-    """Decode a film to its ``uint8`` pixels, grey ``(H, W)`` or RGB ``(H, W, 3)``.
-
-    Raises:
-        cxrlib.data.imageio.ImageReadError: for an unreadable file.
-    """
-    from cxrlib.data.imageio import read_film  # noqa: PLC0415
-
-    return read_film(path).pixels
-
-
-def to_grey(film: np.ndarray) -> np.ndarray:
-    """Grey ``uint8 (H, W)`` view of a grey or RGB(A) film."""
-    if film.ndim == 2:
-        return film
-    if film.shape[2] == 1:
-        return film[..., 0]
-    return cv2.cvtColor(np.ascontiguousarray(film[..., :3]), cv2.COLOR_RGB2GRAY)
 
 
 def _bits_to_int(bits: np.ndarray) -> np.uint64:
@@ -126,82 +103,6 @@ def thumbnail(grey: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bitwise Hamming distance between uint64 hash arrays (broadcast)."""
     return np.bitwise_count(np.bitwise_xor(a.astype(np.uint64), b.astype(np.uint64))).astype(np.int16)
-
-
-def jpeg_quality(path: str | os.PathLike) -> float:
-    """Estimate the IJG quality (1-100) a JPEG was saved with, from its luminance DQT table.
-
-    The IJG encoder (libjpeg, used by PIL, OpenCV and most cameras' software) scales a standard
-    table by ``S = 5000 / Q`` (Q < 50) or ``200 - 2 Q``; the quality whose scaled table is nearest
-    the file's table (sum of absolute differences) is returned. Non-IJG tables get the nearest
-    quality too, which is still a monotone measure of compression.
-
-    Returns:
-        The quality, or ``nan`` when the file is not a JPEG or has no DQT segment.
-    """
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(1 << 17)
-    except OSError:
-        return float("nan")
-    table = _luminance_dqt(data)
-    if table is None:
-        return float("nan")
-    errors = np.abs(_IJG_TABLES - table[None, :]).sum(axis=1)
-    return float(np.argmin(errors) + 1)
-
-
-def _luminance_dqt(data: bytes) -> np.ndarray | None:
-    """The first (luminance, id 0) quantisation table of a JPEG byte string, natural order."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        if marker == 0xDA:  # start of scan: tables always come before it
-            return None
-        if marker == 0xDB:
-            seg, p = data[pos + 4:pos + 2 + length], 0
-            while p < len(seg):
-                precision, table_id = seg[p] >> 4, seg[p] & 0x0F
-                n = 128 if precision else 64
-                raw = seg[p + 1:p + 1 + n]
-                values = (np.frombuffer(raw, ">u2") if precision else np.frombuffer(raw, np.uint8))
-                if table_id == 0 and values.size == 64:
-                    natural = np.empty(64, np.float64)
-                    natural[_ZIGZAG] = values  # tables are stored in zig-zag order
-                    return natural
-                p += 1 + n
-        pos += 2 + length
-    return None
-
-
-_STD_LUMINANCE = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.float64)
-_ZIGZAG = np.array([
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
-    20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58,
-    59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63])
-
-
-def _ijg_tables() -> np.ndarray:
-    out = np.empty((100, 64))
-    for q in range(1, 101):
-        scale = 5000 / q if q < 50 else 200 - 2 * q
-        out[q - 1] = np.clip(np.floor((_STD_LUMINANCE * scale + 50) / 100), 1, 255)
-    return out
-
-
-_IJG_TABLES = _ijg_tables()
 
 
 def film_properties(grey: np.ndarray, path: str | os.PathLike | None = None,
@@ -269,7 +170,7 @@ def scan_films(manifest: pd.DataFrame, *, fingerprint: str | None = None, use_ca
     thumbs = np.zeros((n, THUMB_SIZE, THUMB_SIZE), np.uint8)
     rows = []
     for i, path in enumerate(paths):
-        film = read_pixels(path)
+        film = read_film(path).pixels
         grey = to_grey(film)
         work = thumbnail(grey, WORK_SIZE)
         ph[i], dh[i] = phash(work), dhash(work)

@@ -54,7 +54,7 @@ def external_check(run, folder, *, model=None, progress=None) -> dict:
     """Evaluate a run on another labelled folder and compare with its own test accuracy.
 
     Args:
-        run: a :class:`cxrlib.runs.registry.Run` that is done.
+        run: a :class:`cxrlib.runs.run.Run` that is done.
         folder: a labelled dataset folder (any layout :func:`cxrlib.data.datasets.scan_dataset` reads).
         model: the run's loaded model (default ``run.load_model()``).
         progress: ``progress(done, total)`` while predicting.

@@ -82,7 +82,7 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
     """Run the audits of one finished run.
 
     Args:
-        run: a :class:`cxrlib.runs.registry.Run` (done: model, predictions and split table exist).
+        run: a :class:`cxrlib.runs.run.Run` (done: model, predictions and split table exist).
         dataset: the run's :class:`cxrlib.data.datasets.Dataset` (default: scanned from its config).
         steps: which of :data:`STEPS` to run.
         external: a labelled folder for the external-set check (skipped when ``None``).

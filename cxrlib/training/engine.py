@@ -55,7 +55,7 @@ def execute(run, *, cancel_check: Callable[[], bool] = lambda: False) -> None:
     """Train ``run`` and write every artifact into ``run.folder``.
 
     Args:
-        run: a :class:`cxrlib.runs.registry.Run` (``folder``, ``config``, ``fingerprint``,
+        run: a :class:`cxrlib.runs.run.Run` (``folder``, ``config``, ``fingerprint``,
             ``write_status`` and the ``write_*`` / ``save_model`` helpers).
         cancel_check: called after every batch (fine-tune), every epoch (head mode) and during
             preprocessing / feature extraction; when it returns True training stops and the

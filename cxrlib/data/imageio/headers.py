@@ -1,0 +1,145 @@
+"""Read a film's size, channels, bit depth and format from its header, without decoding pixels.
+
+PNG headers (IHDR) are parsed here, JPEG headers in :mod:`.jpeg`, DICOM through pydicom with
+``stop_before_pixels``. PNG and JPEG files are also checked for their end marker, so truncated
+files are caught by a scan. A 64 KiB window (:class:`Source`) covers the headers of almost every
+film in one read.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any, BinaryIO
+
+from cxrlib.data.imageio.jpeg import jpeg_header
+from cxrlib.data.imageio.film import (DICOM_SUFFIXES, JPEG_SIGNATURE, PNG_SIGNATURE, ImageMeta,
+                                      ImageReadError)
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels as decoded (palette -> RGB)
+_TAIL_BYTES = 4096  # end markers are searched this far from the end (allows trailing padding)
+WINDOW = 65536
+
+
+def read_header(path: str | os.PathLike, *, max_pixels: int | None = None) -> ImageMeta:
+    """Read size, channels, bit depth and format from a file's header, without decoding pixels.
+
+    PNG and JPEG headers are parsed here (IHDR chunk; JPEG start-of-frame marker, seeking over the
+    other segments); DICOM through pydicom with ``stop_before_pixels``. PNG and JPEG files are also
+    checked for their end marker, so truncated files are caught by a scan.
+
+    Args:
+        path: the image file.
+        max_pixels: when given, a film with more pixels raises (as :func:`read_film` would).
+
+    Returns:
+        The header's :class:`ImageMeta`.
+
+    Raises:
+        ImageReadError: missing, empty, unreadable, unrecognised, truncated or too large a file.
+    """
+    where = os.fspath(path)
+    try:
+        with open(where, "rb") as fh:
+            meta = _parse_header(_Source(fh, os.fstat(fh.fileno()).st_size), os.path.basename(where), where)
+    except OSError as exc:
+        raise _os_error(where, exc) from None
+    if max_pixels is not None:
+        check_size(meta, max_pixels, where)
+    return meta
+
+
+def _os_error(where: str | os.PathLike, exc: OSError) -> ImageReadError:
+    """The :class:`ImageReadError` for a file the operating system would not read."""
+    if isinstance(exc, FileNotFoundError):
+        reason = "file not found"
+    elif isinstance(exc, PermissionError):
+        reason = "permission denied"
+    elif isinstance(exc, IsADirectoryError):
+        reason = "is a folder, not a file"
+    else:
+        reason = f"cannot read file ({exc.strerror or exc})"
+    return ImageReadError(where, reason)
+
+
+def check_size(meta: ImageMeta, max_pixels: int, path: str | os.PathLike) -> None:
+    """Raise :class:`ImageReadError` when ``meta`` describes more than ``max_pixels`` pixels."""
+    if meta.pixels > max_pixels:
+        raise ImageReadError(path, f"image too large: {meta.width} x {meta.height} = "
+                                   f"{meta.pixels / 1e6:.1f} MP exceeds the limit of "
+                                   f"{max_pixels / 1e6:.1f} MP")
+
+
+class _Source:
+    """Random access to a file's bytes through one 64 KiB window: a single read covers the
+    headers of almost every film, where byte-by-byte reads cost ~0.15 ms a file."""
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self.fh, self.size = fh, size
+        self.start, self.buf = 0, fh.read(WINDOW)
+
+    def get(self, pos: int, n: int) -> bytes:
+        if not (self.start <= pos and pos + n <= self.start + len(self.buf)):
+            self.fh.seek(pos)
+            if n > WINDOW:
+                return self.fh.read(n)
+            self.start, self.buf = pos, self.fh.read(WINDOW)
+        return self.buf[pos - self.start:pos - self.start + n]
+
+    def tail_has(self, marker: bytes, after: int = 0) -> bool:
+        """Whether ``marker`` occurs in the last few KiB of the file (but not before ``after``)."""
+        start = max(after, self.size - _TAIL_BYTES)
+        return marker in self.get(start, self.size - start)
+
+
+def _parse_header(src: _Source, name: str, where: str) -> ImageMeta:
+    if src.size == 0:
+        raise ImageReadError(where, "empty file (0 bytes)")
+    head = src.get(0, 132)
+    if head.startswith(PNG_SIGNATURE):
+        return _png_header(src, head, where)
+    if head.startswith(JPEG_SIGNATURE):
+        return jpeg_header(src, where)
+    if head[128:132] == b"DICM" or name.lower().endswith(DICOM_SUFFIXES):
+        return _dicom_header(src.fh, where)
+    raise ImageReadError(where, "not an image: unrecognised file signature (expected JPEG, PNG or DICOM)")
+
+
+def _png_header(src: _Source, head: bytes, where: str) -> ImageMeta:
+    if len(head) < 29 or head[12:16] != b"IHDR":
+        raise ImageReadError(where, "corrupt PNG (no IHDR header)")
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    if width == 0 or height == 0 or colour not in _PNG_CHANNELS:
+        raise ImageReadError(where, "corrupt PNG (invalid IHDR header)")
+    if not src.tail_has(b"IEND"):
+        raise ImageReadError(where, "truncated PNG (no IEND chunk)")
+    return ImageMeta(width, height, _PNG_CHANNELS[colour], 16 if depth == 16 else 8, "PNG",
+                     extra={"palette": colour == 3, "interlaced": bool(interlace),
+                            "stored_bit_depth": depth})
+
+
+def _dicom_header(fh: BinaryIO, where: str) -> ImageMeta:
+    import pydicom  # noqa: PLC0415  (heavy-ish; only DICOM needs it)
+
+    fh.seek(0)
+    try:
+        ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
+        return _dicom_meta(ds)
+    except ImageReadError as exc:
+        raise ImageReadError(where, exc.reason) from None
+    except Exception as exc:  # pydicom raises many types on bad input
+        raise ImageReadError(where, f"corrupt DICOM ({type(exc).__name__})") from None
+
+
+def _dicom_meta(ds: Any) -> ImageMeta:
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if not rows or not cols:
+        raise ImageReadError("", "DICOM without an image (no Rows / Columns)")
+    photometric = str(ds.get("PhotometricInterpretation", "") or "") or None
+    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return ImageMeta(cols, rows, int(ds.get("SamplesPerPixel", 1) or 1),
+                     int(ds.get("BitsAllocated", 16) or 16), "DICOM", photometric,
+                     extra={"bits_stored": int(ds.get("BitsStored", 0) or 0) or None,
+                            "frames": int(ds.get("NumberOfFrames", 1) or 1),
+                            "transfer_syntax": str(tsyntax) if tsyntax else None,
+                            "modality": str(ds.get("Modality", "") or "") or None})
+
