@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.data import datasets
+from cxrlib.data import datasets, stats
 
 from cxrlib.data import imageio
 
@@ -189,7 +189,7 @@ def display_pixels(path: str | Path):
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _stats(fingerprint: str, task: str | None, _ds):
-    return datasets.dataset_stats(_ds)
+    return stats.dataset_stats(_ds)
 
 
 def dataset_stats(ds):

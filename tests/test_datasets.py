@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import cv2
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import cxrlib.data.datasets as datasets
 from cxrlib.core.classes import BACTERIAL, COVID, NORMAL, VIRAL
-from cxrlib.data.datasets import (LAYOUTS, MANIFEST_COLUMNS, DatasetError, dataset_stats,
-                             patient_id_from_name, scan_dataset)
+from cxrlib.data.datasets import LAYOUTS, MANIFEST_COLUMNS, DatasetError, scan_dataset
+from cxrlib.data.identity import patient_id_from_name
+from cxrlib.data.stats import dataset_stats
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +46,7 @@ def test_class_folders_with_aliases(tmp_path):
     assert ds.layout == "class_folders"
     assert rels(ds) == {"COVID/a.png": COVID, "normal/b.jpg": NORMAL, "virus/sub/c.png": VIRAL}
     assert list(ds.manifest.columns[: len(MANIFEST_COLUMNS)]) == MANIFEST_COLUMNS
-    assert set(ds.manifest["source"]) == {"my-set"}
+    assert set(ds.manifest["source"]) == {"class_folders"}  # the layout, never the folder's name
     assert ds.manifest["patient_id"].tolist() == ["a", "b", "c"]
     assert ds.manifest["path"].tolist() == [str(root.resolve() / r) for r in ds.manifest["rel_path"]]
     assert any("Lung_Opacity" in w for w in ds.warnings)
@@ -143,7 +146,7 @@ def test_manifest_beside_class_folders_supplies_patient_group_source(tmp_path):
     assert m.loc["COVID-19/a.png", ["patient_id", "group_id", "source"]].tolist() == ["p1", "g1", "repo/x"]
     assert m.loc["COVID-19/c.png", ["patient_id", "group_id"]].tolist() == ["c", "g2"]  # empty id
     assert m.loc["Normal/00000013_005.png", ["patient_id", "group_id", "source"]].tolist() == [
-        "00000013", "00000013", "cxr"]  # not in the manifest: name rule, folder name
+        "00000013", "00000013", "class_folders"]  # not in the manifest: name rule, the layout
     assert ds.manifest_file == root.resolve() / "manifest.csv"
     assert m.loc["COVID-19/c.png", "label"] == COVID  # the folder wins over a clashing manifest
     assert any(w.startswith("1 files have a different label") for w in ds.warnings)
@@ -154,7 +157,7 @@ def test_manifest_with_missing_columns_is_tolerated(tmp_path):
     film(root / "covid" / "x.png")
     pd.DataFrame({"file": ["covid/x.png"], "patient_id": ["P9"]}).to_csv(root / "manifest.csv", index=False)
     m = scan_dataset(root).manifest
-    assert m[["patient_id", "group_id", "source"]].iloc[0].tolist() == ["P9", "P9", "set"]
+    assert m[["patient_id", "group_id", "source"]].iloc[0].tolist() == ["P9", "P9", "class_folders"]
 
 
 def test_manifest_only_layout(tmp_path):
@@ -336,18 +339,45 @@ def test_dataset_stats_against_hand_counts(tmp_path):
     assert (covid["height_min"], covid["height_max"], covid["height_mean"]) == (10, 40, 70 / 3)
     assert covid["aspect_min"] == pytest.approx(0.5) and covid["aspect_max"] == pytest.approx(2.0)
     assert covid["formats"] == "PNG (2); JPEG (1)"
-    assert covid["sources"] == "d (1); s1 (1); s2 (1)"
+    assert covid["sources"] == "class_folders (1); s1 (1); s2 (1)"
     assert stats.loc[VIRAL, "aspect_max"] == pytest.approx(2.0)
     assert list(stats.index) == [COVID, NORMAL, VIRAL]
 
 
-def test_for_task_keeps_the_task_classes_and_fingerprint(tmp_path):
-    ds = scan_dataset(_three_class(tmp_path / "d"))
+def test_for_task_keeps_the_task_classes_with_their_own_fingerprint(tmp_path):
+    from cxrlib.data.fingerprint import content_fingerprint
+
+    root = _three_class(tmp_path / "d")
+    ds = scan_dataset(root)
     binary = ds.for_task("binary")
     assert set(binary.manifest["label"]) == {COVID, NORMAL} and len(binary) == 3
-    assert binary.fingerprint == ds.fingerprint and binary.task == "binary" and len(ds) == 4
+    assert binary.task == "binary" and len(ds) == 4
+    assert binary.fingerprint == content_fingerprint(binary.manifest, binary.problems)
+    assert binary.fingerprint != ds.fingerprint
+    # A new Viral film changes the 3-class fingerprint but not the binary task's.
+    shutil.copy(next((root / "Viral Pneumonia").iterdir()), root / "Viral Pneumonia" / "new.png")
+    again = scan_dataset(root)
+    assert again.fingerprint != ds.fingerprint
+    assert again.for_task("binary").fingerprint == binary.fingerprint
+    assert again.for_task("3class").fingerprint != ds.for_task("3class").fingerprint
     with pytest.raises(ValueError):
         ds.for_task("5class")
+
+
+def test_fingerprint_survives_a_copy_or_move_of_the_folder_but_not_a_changed_film(tmp_path):
+    root = _three_class(tmp_path / "d")
+    first = scan_dataset(root).fingerprint
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(root, copy)  # new paths, new modification times, same content
+    assert scan_dataset(copy).fingerprint == first
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    assert scan_dataset(moved).fingerprint == first
+    film = sorted((copy / "COVID-19").iterdir())[0]
+    data = bytearray(film.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte of the film, same size
+    film.write_bytes(bytes(data))
+    assert scan_dataset(copy).fingerprint != first
 
 
 def test_header_columns_for_dicom_16bit_png_and_rgb_jpeg(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 
 import cxrlib.data.datasets as datasets
 from cxrlib.core.classes import CLASSES
-from cxrlib.data.datasets import dataset_stats, scan_dataset
+from cxrlib.data.datasets import scan_dataset
+from cxrlib.data.stats import dataset_stats
 from cxrlib.data.imageio import read_film
 
 pytestmark = pytest.mark.realdata

@@ -60,12 +60,33 @@ def test_grouped_split_is_deterministic_and_independent_of_row_order():
     assert (other_seed != first).any()
 
 
-def test_group_keys_fall_back_to_patient_then_image():
-    manifest = pd.DataFrame({"label": ["A"] * 4, "patient_id": ["p1", "p1", "", None],
-                             "group_id": ["g1", "", "", None]})
+def test_group_keys_join_every_film_that_shares_any_id():
+    # r0 and r1 share patient p1 under two group ids; r2 shares g2 with r1; r3 has no id.
+    manifest = pd.DataFrame({"rel_path": ["r0", "r1", "r2", "r3", "r4"], "label": ["A"] * 5,
+                             "patient_id": ["p1", "p1", "", None, "p9"],
+                             "group_id": ["g1", "g2", "g2", None, ""],
+                             "dup_cluster": ["", "", "", "", ""]})
     keys = group_keys(manifest)
-    assert keys[0] == "g1" and keys[1] == "p1"
-    assert keys[2] != keys[3] and keys[2].startswith("__image__")
+    assert keys[0] == keys[1] == keys[2] == "group_id:g1"  # the smallest id of the component
+    assert keys[3] == "image:r3" and keys[4] == "patient_id:p9"
+    # A duplicate cluster joins otherwise unrelated films.
+    joined = group_keys(manifest.assign(dup_cluster=["", "", "", "c7", "c7"]))
+    assert joined[3] == joined[4] and joined[4] != keys[4]
+    # Keys do not depend on the row order.
+    shuffled = group_keys(manifest.iloc[[4, 2, 0, 3, 1]])
+    assert shuffled.sort_index().tolist() == keys.tolist()
+
+
+def test_a_patient_with_two_group_ids_never_straddles_the_grouped_split():
+    # 40 patients, each with two films under two different group ids (as when a source's
+    # duplicate groups and its patient ids disagree): the old key (group_id first) split them.
+    rows = [{"rel_path": f"{p}-{k}", "label": "AB"[p % 2], "patient_id": f"p{p}",
+             "group_id": f"g{p}-{k}"} for p in range(40) for k in range(2)]
+    manifest = pd.DataFrame(rows)
+    split = split_manifest(manifest, SplitConfig(test_fraction=0.25, val_fraction=0.25, seed=3))
+    sides = pd.DataFrame({"patient": manifest["patient_id"], "split": split}).groupby("patient")["split"].nunique()
+    assert (sides == 1).all()
+    assert leakage(manifest, split)["patients_on_several_sides"] == 0
 
 
 def test_grouped_split_without_group_columns_splits_images():
@@ -107,7 +128,8 @@ def test_leakage_on_a_hand_made_manifest():
     assert report["patients_on_several_sides"] == 1 and report["patient_examples"] == ["p1"]
     assert report["patient_images"] == 2
     assert report["patients_total"] == 4  # the empty id is not a patient
-    assert report["groups_on_several_sides"] == 2 and report["group_examples"] == ["g1", "g2"]
+    assert report["groups_on_several_sides"] == 2
+    assert report["group_examples"] == ["group_id:g1", "group_id:g2"]
     assert report["group_images"] == 4 and report["groups_total"] == 4
 
 
@@ -115,8 +137,10 @@ def test_split_table_columns_and_summary():
     manifest = pd.DataFrame({"rel_path": ["a.png", "b.png"], "label": ["A", "B"],
                              "patient_id": ["p1", "p2"], "group_id": ["", "g2"]})
     table = split_table(manifest, pd.Series(["train", "test"]))
-    assert list(table.columns) == ["rel_path", "split", "label", "patient_id", "group_id"]
-    assert table["group_id"].tolist() == ["p1", "g2"]
+    assert list(table.columns) == ["rel_path", "split", "label", "patient_id", "group_id",
+                                   "dup_cluster", "group"]
+    assert table["group_id"].tolist() == ["", "g2"]
+    assert table["group"].tolist() == ["patient_id:p1", "group_id:g2"]
     summary = split_summary(table)
     assert summary.loc["total", "total"] == 2 and summary.loc["A", "train"] == 1
 

@@ -18,7 +18,7 @@ def register(sub) -> None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from cxrlib.data.datasets import dataset_stats  # noqa: PLC0415
+    from cxrlib.data.stats import dataset_stats  # noqa: PLC0415
 
     dataset = scan(args.root, args.bacterial)
     print(f"{dataset.root}  layout {dataset.layout}  fingerprint {dataset.fingerprint}  "

@@ -21,7 +21,8 @@ A ``manifest.csv`` beside the images (e.g. ``../shared/datasets/cxr3``) supplies
 ``group_id`` and ``source`` (or ``source_repo``) for the files it lists (column ``file``, a path
 relative to the manifest); missing columns and empty cells fall back to the rules below. Without
 one, patient ids come from :func:`patient_id_from_name`, else the file stem; ``group_id`` is the
-patient id; ``source`` is the layout (``kermany``, ``radiography_db``) or the dataset folder's name.
+patient id; ``source`` is the layout's name (``kermany``, ``radiography_db``, ``class_folders``):
+never the folder's own name, so a copied or moved dataset is the same data.
 
 Sizes come from file headers (:func:`cxrlib.data.imageio.read_header`), never from decoding, so large
 folders are summarised in seconds. Files whose header cannot be read, or that exceed ``max_pixels``,
@@ -30,9 +31,7 @@ are listed in ``Dataset.problems`` with the reason; they never stop a scan.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,18 +41,15 @@ import pandas as pd
 
 from cxrlib.core.classes import BACTERIAL, CLASSES, canonical_class, task_classes
 from cxrlib.data.imageio import DEFAULT_MAX_PIXELS, ImageMeta, ImageReadError, check_size, read_header
+from cxrlib.data.fingerprint import DigestCache, content_fingerprint, stat_key
+from cxrlib.data.identity import patient_id_from_name
 from cxrlib.data.layouts import (LAYOUTS, Candidate, DatasetError, find_layout, has_entries,
                       manifest_candidates, read_manifest_csv, subdirs)
 
 MANIFEST_COLUMNS = ["path", "rel_path", "label", "patient_id", "group_id", "source", "width",
-                    "height", "channels", "bit_depth", "format", "mask_path", "folder_split"]
-PROBLEM_COLUMNS = ["path", "reason", "rel_path", "label"]
-_PATIENT_PATTERNS = [
-    re.compile(r"(?:^|[_\-])(person\d+)(?=_|$)", re.IGNORECASE),  # Kermany person1661_virus_2872
-    re.compile(r"^(\d{8})_\d{3}$"),                                # NIH ChestX-ray14 00000013_005
-    re.compile(r"^((?:NORMAL2-)?IM-\d+)-\d+$", re.IGNORECASE),     # Kermany normal IM-0115-0001
-]
-
+                    "height", "channels", "bit_depth", "format", "mask_path", "folder_split",
+                    "file_bytes", "digest"]
+PROBLEM_COLUMNS = ["path", "reason", "rel_path", "label", "file_bytes", "digest"]
 ProgressFn = Callable[[int, int], None]
 
 
@@ -67,10 +63,11 @@ class Dataset:
         manifest: one row per readable image of a known class; columns :data:`MANIFEST_COLUMNS`
             (plus ``kermany_split`` for the Kermany layout), sorted by ``rel_path``.
         problems: files that could not be read: ``path``, ``reason``, ``rel_path``, ``label``.
-        fingerprint: 16 hex digits of sha256 over the sorted lines ``rel_path, size, mtime_ns`` of
-            every image file considered (readable or not) and of ``manifest.csv``: it changes when
-            a file is added, removed or replaced, and not when nothing changed. (A replacement
-            with the same size and the same modification time is not seen.)
+        fingerprint: the content fingerprint of the rows (:mod:`cxrlib.data.fingerprint`):
+            relative paths, sizes, content digests, labels, ids and sources of every film
+            considered, readable or not. It changes when a film is added, removed or replaced
+            or an id changes, not when the folder is copied or moved; :meth:`for_task` gives
+            the fingerprint of one task's rows.
         warnings: things a user should know that did not stop the scan (empty class folder,
             unknown folders skipped, bacterial films excluded, manifest disagreements).
         manifest_file: the ``manifest.csv`` used, if any.
@@ -96,36 +93,22 @@ class Dataset:
         return [c for c in order if c in present] + sorted(present - set(order))
 
     def for_task(self, task: str) -> "Dataset":
-        """The rows of ``task``'s classes only; same fingerprint, ``task`` set.
+        """The rows of ``task``'s classes only, with the fingerprint of those rows, ``task`` set.
 
         Raises:
             ValueError: for an unknown task.
         """
         keep = task_classes(task)
-        return dataclasses.replace(
-            self, task=task, warnings=list(self.warnings),
-            manifest=self.manifest[self.manifest["label"].isin(keep)].reset_index(drop=True),
-            problems=self.problems[self.problems["label"].isin(keep)].reset_index(drop=True))
-
-
-def patient_id_from_name(filename: str) -> str | None:
-    """Patient id from a known file-name pattern, else ``None``.
-
-    Kermany ``person1661_virus_2872.jpeg`` (also with a prefix, ``kermany_person300_virus_621``)
-    -> ``person1661``; Kermany normal ``IM-0115-0001.jpeg`` -> ``IM-0115`` (``NORMAL2-IM-1427-0001``
-    -> ``NORMAL2-IM-1427``); NIH ChestX-ray14 ``00000013_005.png`` -> ``00000013``.
-    """
-    stem = os.path.splitext(os.path.basename(filename))[0]
-    for pattern in _PATIENT_PATTERNS:
-        match = pattern.search(stem)
-        if match:
-            return match.group(1)
-    return None
+        manifest = self.manifest[self.manifest["label"].isin(keep)].reset_index(drop=True)
+        problems = self.problems[self.problems["label"].isin(keep)].reset_index(drop=True)
+        return dataclasses.replace(self, task=task, warnings=list(self.warnings), manifest=manifest,
+                                   problems=problems,
+                                   fingerprint=content_fingerprint(manifest, problems))
 
 
 # --------------------------------------------------------------------------------- scanning
 _HEADER_CACHE: dict[tuple[str, int, int], ImageMeta | str] = {}
-_SCAN_CACHE: dict[tuple, Dataset] = {}
+_SCAN_CACHE: dict[tuple, tuple[str, Dataset]] = {}
 _HEADER_CACHE_LIMIT = 500_000
 
 
@@ -191,25 +174,33 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
     if manifest_file is not None:
         st = manifest_file.stat()
         lines.append(f"{_rel(str(manifest_file), root)}\t{st.st_size}\t{st.st_mtime_ns}\n")
-    fingerprint = hashlib.sha256("".join(sorted(lines)).encode("utf-8")).hexdigest()[:16]
+    key = stat_key(lines)
     cache_key = (str(root), bacterial, max_pixels)
     cached = _SCAN_CACHE.get(cache_key)
-    if cached is not None and cached.fingerprint == fingerprint:
+    if cached is not None and cached[0] == key:
         if progress:
             progress(len(files), len(files))
-        return _copy(cached)
+        return _copy(cached[1])
 
+    digests = DigestCache(root)
     rows = []
-    for (c, rel, _, _), meta in zip(files, _read_headers(files, progress, workers)):
+    for (c, rel, size, mtime), meta in zip(files, _read_headers(files, progress, workers)):
         if isinstance(meta, ImageMeta) and meta.pixels > max_pixels:
             try:
                 check_size(meta, max_pixels, c.path)
             except ImageReadError as exc:
                 meta = exc.reason
+        try:
+            digest = digests.digest(c.path, size, mtime)
+        except OSError as exc:
+            digest, meta = "", f"cannot read file ({exc.strerror})"
         if isinstance(meta, str):
-            problems.append({"path": c.path, "reason": meta, "label": c.label})
+            problems.append({"path": c.path, "reason": meta, "label": c.label,
+                             "file_bytes": size, "digest": digest})
         else:
-            rows.append(_row(c, rel, meta, base, table, layout))
+            rows.append({**_row(c, rel, meta, base, table, layout), "file_bytes": size,
+                         "digest": digest})
+    digests.save()
     if not rows:
         raise DatasetError(f"no readable images in {root}: all {len(problems)} files failed, e.g. "
                            f"{problems[0]['path']}: {problems[0]['reason']}")
@@ -217,11 +208,12 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
     manifest = pd.DataFrame(rows, columns=columns).sort_values("rel_path").reset_index(drop=True)
     if table and layout != "manifest" and "label" in next(iter(table.values())):
         _check_labels(manifest, table, base, warnings)
-    problem_table = pd.DataFrame(problems, columns=["path", "reason", "label"])
+    problem_table = pd.DataFrame(problems, columns=["path", "reason", "label", "file_bytes", "digest"])
     problem_table["rel_path"] = [_rel(p, root) for p in problem_table["path"]]
     problem_table = problem_table[PROBLEM_COLUMNS].sort_values("rel_path").reset_index(drop=True)
+    fingerprint = content_fingerprint(manifest, problem_table)
     dataset = Dataset(root, layout, manifest, problem_table, fingerprint, warnings, manifest_file)
-    _SCAN_CACHE[cache_key] = dataset
+    _SCAN_CACHE[cache_key] = (key, dataset)
     return _copy(dataset)
 
 
@@ -303,10 +295,9 @@ def _row(c: Candidate, rel: str, meta: ImageMeta, base: Path,
         info = table.get(_rel(c.path, base), {})
     name = os.path.basename(c.path)
     patient = info.get("patient_id") or patient_id_from_name(name) or os.path.splitext(name)[0]
-    default_source = layout if layout in ("kermany", "radiography_db") else base.name
     row = {"path": c.path, "rel_path": rel, "label": c.label, "patient_id": patient,
            "group_id": info.get("group_id") or patient,
-           "source": info.get("source") or info.get("source_repo") or default_source,
+           "source": info.get("source") or info.get("source_repo") or layout,
            "width": meta.width, "height": meta.height, "channels": meta.channels,
            "bit_depth": meta.bit_depth, "format": meta.format, "mask_path": c.mask,
            "folder_split": c.split}
@@ -323,36 +314,3 @@ def _check_labels(manifest: pd.DataFrame, table: dict[str, dict[str, str]], base
     if clash:
         warnings.append(f"{clash} files have a different label in manifest.csv than their "
                         "folder; the folder's class is used")
-
-
-# --------------------------------------------------------------------------------- statistics
-def dataset_stats(dataset: Dataset) -> pd.DataFrame:
-    """Per-class summary for the dataset page and the CLI.
-
-    Returns:
-        One row per class (model order): ``label``, ``images``, ``patients``, ``groups``,
-        ``width_min/max/mean``, ``height_min/max/mean``, ``aspect_min/max`` (width / height),
-        ``sources`` and ``formats`` (``"name (count)"`` joined by ``"; "``, most frequent first),
-        and ``unreadable`` (files of that class in ``dataset.problems``).
-    """
-    m, p = dataset.manifest, dataset.problems
-    labels = dataset.classes() + sorted(set(p["label"]) - set(dataset.classes()) - {"", None})
-    rows = []
-    for label in labels:
-        sub = m[m["label"] == label]
-        aspect = sub["width"] / sub["height"]
-        rows.append({
-            "label": label, "images": len(sub), "patients": sub["patient_id"].nunique(),
-            "groups": sub["group_id"].nunique(),
-            "width_min": sub["width"].min(), "width_max": sub["width"].max(),
-            "width_mean": sub["width"].mean(), "height_min": sub["height"].min(),
-            "height_max": sub["height"].max(), "height_mean": sub["height"].mean(),
-            "aspect_min": aspect.min(), "aspect_max": aspect.max(),
-            "sources": _counts(sub["source"]), "formats": _counts(sub["format"]),
-            "unreadable": int((p["label"] == label).sum())})
-    return pd.DataFrame(rows)
-
-
-def _counts(values: pd.Series) -> str:
-    counts = values.value_counts()
-    return "; ".join(f"{name} ({n})" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

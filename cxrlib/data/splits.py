@@ -2,8 +2,8 @@
 
 Two kinds (see :class:`cxrlib.core.config.SplitConfig`):
 
-* ``grouped`` (default): every *group* (``group_id``, else ``patient_id``, else the image alone)
-  lands on exactly one side, and each side's class mix follows the whole set's. Groups are
+* ``grouped`` (default): every *group* (:func:`cxrlib.data.identity.group_keys`: films joined
+  by a shared patient id, group id or near-duplicate cluster) lands on exactly one side, and each side's class mix follows the whole set's. Groups are
   assigned greedily, largest first, each to the side whose per-class counts it brings closest
   to their targets (a chi-square-like cost), so the stratification holds even when group sizes
   are very uneven. Ties among equal-sized groups are broken by a shuffle seeded from the config.
@@ -19,33 +19,15 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import SplitConfig
+from cxrlib.data.identity import ID_COLUMNS, group_keys
 
 SIDES = ("train", "val", "test")
-SPLIT_COLUMNS = ("rel_path", "split", "label", "patient_id", "group_id")
+SPLIT_COLUMNS = ("rel_path", "split", "label", "patient_id", "group_id", "dup_cluster", "group")
 
 
 def val_is_test(split_cfg: SplitConfig) -> bool:
     """True when there is no validation side and the test split doubles as validation."""
     return split_cfg.val_fraction == 0
-
-
-def group_keys(manifest: pd.DataFrame) -> pd.Series:
-    """The grouping key of every image: ``group_id``, else ``patient_id``, else the image itself.
-
-    Args:
-        manifest: a dataset manifest (columns ``group_id`` and/or ``patient_id`` optional).
-
-    Returns:
-        A string Series aligned with ``manifest.index``; images with no id get a unique key.
-    """
-    keys = pd.Series([""] * len(manifest), index=manifest.index, dtype=object)
-    for column in ("patient_id", "group_id"):  # group_id wins where both are given
-        if column in manifest.columns:
-            values = manifest[column].fillna("").astype(str).str.strip()
-            keys = values.where(values != "", keys)
-    lonely = keys == ""
-    keys[lonely] = [f"__image__{i}" for i in np.flatnonzero(lonely.to_numpy())]
-    return keys.astype(str)
 
 
 def split_manifest(manifest: pd.DataFrame, split_cfg: SplitConfig) -> pd.Series:
@@ -134,56 +116,73 @@ def _random_split(manifest: pd.DataFrame, cfg: SplitConfig) -> pd.Series:
 
 
 def split_table(manifest: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
-    """The table a run stores as ``split.csv``: rel_path, split, label, patient_id, group_id.
+    """The table a run stores as ``split.csv``: :data:`SPLIT_COLUMNS`.
 
-    Missing id columns become empty strings; ``group_id`` falls back to ``patient_id``.
+    ``group`` is the group key the grouped split kept together; missing id columns become
+    empty strings.
     """
     table = pd.DataFrame(index=manifest.index)
     table["rel_path"] = manifest["rel_path"] if "rel_path" in manifest else manifest.get("path", "")
     table["split"] = split.reindex(manifest.index)
     table["label"] = manifest["label"]
-    for column in ("patient_id", "group_id"):
+    for column in ID_COLUMNS:
         table[column] = manifest[column].fillna("").astype(str) if column in manifest else ""
-    table["group_id"] = table["group_id"].where(table["group_id"] != "", table["patient_id"])
+    table["group"] = group_keys(manifest)
     return table.reset_index(drop=True)
 
 
-def _on_several_sides(ids: pd.Series, split: pd.Series, examples: int) -> tuple[int, list[str], int]:
-    ids = ids.fillna("").astype(str)
-    frame = pd.DataFrame({"id": ids, "split": split}).loc[ids != ""]
-    n_sides = frame.groupby("id")["split"].nunique()
-    leaky = n_sides[n_sides > 1].index
-    images = int(frame["id"].isin(leaky).sum())
-    return len(leaky), sorted(leaky)[:examples], images
-
-
-def leakage(manifest: pd.DataFrame, split: pd.Series, *, examples: int = 5) -> dict:
-    """How many patients and groups have images on more than one side of ``split``.
+def leaking_ids(ids: pd.Series, split: pd.Series) -> pd.DataFrame:
+    """The ids whose films lie on more than one side of a split.
 
     Args:
-        manifest: rows with ``patient_id`` and/or ``group_id`` (missing or empty ids are ignored).
-        split: side of each row, aligned with ``manifest.index``.
+        ids: one id per film (missing or empty ids are ignored).
+        split: the side of each film, aligned with ``ids``.
+
+    Returns:
+        ``id``, ``films`` and ``splits`` (the sides, sorted, joined by ", "), most films first.
+    """
+    text = ids.astype("string").str.strip()
+    frame = pd.DataFrame({"id": text, "split": split.reindex(ids.index)})
+    frame = frame[frame["id"].notna() & (frame["id"] != "")]
+    sides = frame.groupby("id")["split"].agg(lambda s: ", ".join(sorted(set(map(str, s)))))
+    films = frame.groupby("id").size()
+    out = pd.DataFrame({"id": sides.index.astype(str), "films": films.to_numpy(),
+                        "splits": sides.to_numpy()})
+    out = out[out["splits"].str.contains(",")]
+    return out.sort_values(["films", "id"], ascending=[False, True]).reset_index(drop=True)
+
+
+def leakage(table: pd.DataFrame, split: pd.Series, *, examples: int = 5) -> dict:
+    """How many patients, groups and near-duplicate clusters have films on more than one side.
+
+    Groups are :func:`cxrlib.data.identity.group_keys` (patients, sources' groups and duplicate
+    clusters joined), exactly what the grouped split keeps together, so a grouped split reports
+    zero here by construction and a random split reports what it leaks.
+
+    Args:
+        table: a manifest or split table (``patient_id``, ``group_id``, ``dup_cluster`` optional).
+        split: side of each row, aligned with ``table.index``.
         examples: how many example ids to list per kind.
 
     Returns:
-        ``{"patients_on_several_sides", "patients_total", "patient_examples",
-        "patient_images", "groups_on_several_sides", "groups_total", "group_examples",
-        "group_images"}``; ``*_images`` counts the images of the leaking ids.
+        For each kind (``patient``, ``group``, and ``cluster`` when ``dup_cluster`` is present):
+        ``<kind>s_on_several_sides``, ``<kind>s_total``, ``<kind>_examples`` and
+        ``<kind>_images`` (the films of the leaking ids).
     """
-    split = split.reindex(manifest.index)
+    split = split.reindex(table.index)
+    keys = group_keys(table)
+    kinds = {"patient": table.get("patient_id"), "group": keys.where(~keys.str.startswith("image:"))}
+    if "dup_cluster" in table.columns:
+        kinds["cluster"] = table["dup_cluster"]
     report: dict = {}
-    for kind, column in (("patient", "patient_id"), ("group", "group_id")):
-        if kind == "group":
-            keys = group_keys(manifest)
-            ids = keys.where(~keys.str.startswith("__image__"), "")
-        else:
-            ids = manifest[column] if column in manifest else pd.Series("", index=manifest.index)
-        n, sample, images = _on_several_sides(ids, split, examples)
-        total = int(ids.fillna("").astype(str).replace("", np.nan).nunique())
-        report[f"{kind}s_on_several_sides"] = n
-        report[f"{kind}s_total"] = total
-        report[f"{kind}_examples"] = sample
-        report[f"{kind}_images"] = images
+    for kind, ids in kinds.items():
+        ids = pd.Series(None, index=table.index, dtype=object) if ids is None else ids
+        leaks = leaking_ids(ids, split)
+        text = ids.astype("string").str.strip()
+        report[f"{kind}s_on_several_sides"] = len(leaks)
+        report[f"{kind}s_total"] = int(text[text.notna() & (text != "")].nunique())
+        report[f"{kind}_examples"] = sorted(leaks["id"])[:examples]
+        report[f"{kind}_images"] = int(leaks["films"].sum())
     return report
 
 
