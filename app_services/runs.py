@@ -147,7 +147,9 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
         preprocess = (PreprocessConfig.published_clahe() if family == "small_cnn"
                       else PreprocessConfig.published_mobilenet())
         if family == "tiny":
-            preprocess = preprocess.replace(size=96)  # the tiny model is meant to be fast
+            # Fast, and grey films as they are: the tiny backbone's fixed standardisation is
+            # measured on unprocessed films (white balance would put its features off-scale).
+            preprocess = PreprocessConfig(steps=(), size=96)
     try:
         return RunConfig(
             data=data, preprocess=preprocess,

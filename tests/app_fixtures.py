@@ -42,7 +42,7 @@ def tiny_config(root: Path, **train):
                                TrainConfig)
 
     return RunConfig(data=DataConfig(root=str(root)),
-                     preprocess=PreprocessConfig(size=96),
+                     preprocess=PreprocessConfig(size=96, steps=()),
                      model=ModelConfig(family="tiny"),
                      split=SplitConfig(),
                      train=TrainConfig(**{"mode": "head", "epochs": 5, "batch_size": 16,
@@ -64,7 +64,7 @@ def app_workspace(tmp_path_factory, synthetic_dataset) -> Path:
 
 @pytest.fixture
 def trained_run(app_workspace, synthetic_dataset, monkeypatch):
-    """The shared tiny run (a :class:`cxrlib.runs.registry.Run`), its workspace active."""
+    """The shared tiny run (a :class:`cxrlib.runs.run.Run`), its workspace active."""
     from cxrlib.runs import registry
 
     from cxrlib.runs import runner

@@ -1,28 +1,78 @@
 """Dataset page: counts, the size table, figures, unreadable files, samples, one film large."""
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 
 import cv2
+import numpy as np
+import pandas as pd
+import pytest
 from app_fixtures import app, app_workspace, metric, plotly_titles, texts  # noqa: F401
 
 PAGE = "pages/dataset.py"
 
 
-def test_counts_figures_and_size_table(app, synthetic_dataset):
-    at = app(PAGE)
+def _on_disk(root):
+    """Per class, read independently of the library: file count, (width, height) of every film
+    decoded with OpenCV, and distinct patient ids in the dataset's manifest.csv."""
+    manifest = pd.read_csv(root / "manifest.csv")
+    found = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        sizes = [cv2.imread(str(f), cv2.IMREAD_UNCHANGED).shape[1::-1]
+                 for f in sorted(folder.glob("*.png"))]
+        found[folder.name] = {"sizes": sizes,
+                              "patients": manifest.loc[manifest["label"] == folder.name,
+                                                       "patient_id"].nunique()}
+    return found
+
+
+def _numbers(values) -> list:
+    """A plotly JSON array: a plain list, or numpy's typed-array form ``{dtype, bdata}``."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)
+
+
+def test_counts_figures_and_size_table(app, synthetic_dataset, tmp_path):
+    # A copy with one film of another size, so that each class's min / max differ somewhere.
+    root = tmp_path / "copy"
+    shutil.copytree(synthetic_dataset, root)
+    film = root / "Normal" / "normal_0003.png"
+    cv2.imwrite(str(film), cv2.resize(cv2.imread(str(film), cv2.IMREAD_GRAYSCALE), (120, 80)))
+    at = app(PAGE, data_dir=root)
+    disk = _on_disk(root)
+    classes = list(disk)
+    assert classes == ["COVID-19", "Normal", "Viral Pneumonia"]
+    n_images = sum(len(d["sizes"]) for d in disk.values())
     assert texts(at.title) == ["Dataset"]
-    assert metric(at, "Images") == "72"
-    assert metric(at, "Classes") == "3"
-    assert metric(at, "Patients (known ids)") == "36"  # 2 films per synthetic patient
+    assert metric(at, "Images") == str(n_images)
+    assert metric(at, "Classes") == str(len(classes))
+    assert metric(at, "Patients (known ids)") == str(sum(d["patients"] for d in disk.values()))
     assert metric(at, "Unreadable files") == "0"
-    assert plotly_titles(at) == ["Images per class", plotly_titles(at)[1]]
-    assert "width" in plotly_titles(at)[1].lower() or "size" in plotly_titles(at)[1].lower()
-    table = at.dataframe[0].value
-    assert list(table["label"]) == ["COVID-19", "Normal", "Viral Pneumonia"]
-    # every synthetic film is 96 x 96: the published min / max table says so
-    for col in ("width_min", "width_max", "height_min", "height_max"):
-        assert set(table[col]) == {96}
+
+    assert plotly_titles(at) == ["Images per class", "Image size by class"]
+    counts, sizes = (json.loads(c.proto.spec)["data"] for c in at.get("plotly_chart"))
+    assert [(t["name"], t["x"]) for t in counts] == [("images", classes), ("patients", classes)]
+    assert _numbers(counts[0]["y"]) == [len(disk[c]["sizes"]) for c in classes]
+    assert _numbers(counts[1]["y"]) == [disk[c]["patients"] for c in classes]
+    assert [t["name"] for t in sizes] == classes  # one scatter trace a class, every film a point
+    for trace in sizes:
+        points = sorted(zip(_numbers(trace["x"]), _numbers(trace["y"])))
+        assert points == sorted(disk[trace["name"]]["sizes"])
+
+    table = at.dataframe[0].value.set_index("label")
+    assert list(table.index) == classes
+    for c in classes:  # the published min / max size table
+        widths, heights = zip(*disk[c]["sizes"])
+        assert table.loc[c, "images"] == len(widths) and table.loc[c, "patients"] == disk[c]["patients"]
+        assert (table.loc[c, "width_min"], table.loc[c, "width_max"]) == (min(widths), max(widths))
+        assert (table.loc[c, "height_min"], table.loc[c, "height_max"]) == (min(heights), max(heights))
+        aspects = [w / h for w, h in disk[c]["sizes"]]
+        assert table.loc[c, "aspect_min"] == pytest.approx(min(aspects))
+        assert table.loc[c, "aspect_max"] == pytest.approx(max(aspects))
+    assert table.loc["Normal", "width_max"] == 120 and table.loc["Normal", "height_min"] == 80
     assert "Every image file could be read." in texts(at.success)
     assert any("Synthetic demo data" in w for w in texts(at.warning))
 

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 from app_fixtures import app, app_workspace, metric, texts, trained_run  # noqa: F401
 
+from cxrlib.explain import deletion_insertion, get_cam
 from cxrlib.preprocessing import steps as preprocess
 from cxrlib.data.synthetic import synthetic_film
 
@@ -29,7 +30,17 @@ def test_overlay_probabilities_and_faithfulness(app, trained_run):
     probs = np.asarray(model(x))[0]
     for cls, p in zip(trained_run.classes, probs):
         assert metric(at, f"P({cls})") == f"{p:.1%}"
-    float(metric(at, "Faithfulness (deletion)"))  # a signed number is shown
+    # the verdict names the class the model predicts and the film's label, green when they agree
+    pred = trained_run.classes[int(probs.argmax())]
+    truth = trained_run.predictions().set_index("rel_path").loc[film_name, "label"]
+    verdict = f"Predicted **{pred}**; labelled **{truth}**."
+    assert verdict in texts(at.success if pred == truth else at.error)
+    # the deletion score of this film's Grad-CAM, computed here straight from cxrlib.explain on
+    # the model (no app cache): same method, default layer, predicted class, 20 steps
+    heat, _ = get_cam("gradcam", model)(x)
+    scores = deletion_insertion(model, x, heat[0], None, steps=20)
+    assert scores["target"] == int(probs.argmax())
+    assert metric(at, "Faithfulness (deletion)") == f"{scores['faithfulness']:+.3f}"
     assert [d.label for d in at.download_button] == ["Download the overlay (PNG)"]
 
 

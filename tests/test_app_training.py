@@ -2,8 +2,11 @@
 the runs table, and the warning for a split that puts patients on both sides."""
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from app_fixtures import (ROOT, app, app_workspace, fake_trainer, texts, tiny_config,  # noqa: F401
                           trained_run, wait_for)
+from sklearn.metrics import roc_auc_score
 
 from cxrlib.runs import registry
 
@@ -29,8 +32,14 @@ def test_cached_configuration_and_runs_table(app, trained_run):
                             f"`{trained_run.id}`") for s in texts(at.success))
     table = at.dataframe[0].value
     row = table[table["id"] == trained_run.id].iloc[0]
-    assert row["state"] == "done" and row["model"] == "tiny" and row["mode"] == "head"
-    assert row["accuracy"] == trained_run.metrics()["accuracy"]
+    assert (row["state"], row["task"], row["model"], row["mode"], row["split"], row["epochs"]) == (
+        "done", "3class", "tiny", "head", "grouped", "5/5")
+    # accuracy and macro AUC recomputed from the run's test predictions, not read from metrics.json
+    test = trained_run.predictions().query("split == 'test'")
+    probs = test[[f"p_{c}" for c in trained_run.classes]].to_numpy()
+    truth = test["label"].map({c: i for i, c in enumerate(trained_run.classes)}).to_numpy()
+    assert row["accuracy"] == pytest.approx(np.mean(probs.argmax(axis=1) == truth))
+    assert row["macro_auc"] == pytest.approx(roc_auc_score(truth, probs, multi_class="ovr"))
     at.number_input(key="tr_epochs_tiny").set_value(6).run()
     assert "Not trained yet on this dataset." in texts(at.caption)
 

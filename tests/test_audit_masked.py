@@ -81,27 +81,78 @@ def test_verdict_for_a_model_that_needs_the_lungs():
     assert not shortcut and "depends on the lung fields" in sentence
 
 
-def test_attention_table_on_a_tiny_conv_model():
+@pytest.fixture(scope="module")
+def bright_dark_model():
+    """A conv model whose Grad-CAM is known: a 1x1 conv gives two channels, the film's grey
+    value ``g`` and ``1 - g`` (ReLU); the class logits are linear in their means.
+
+    COVID-19 (dark films) weighs only ``1 - g``: its CAM is ``normalise(1 - g)``, bright on the
+    dark lungs. Normal weighs ``2 g + (1 - g)`` and Viral Pneumonia ``g``: their CAMs are
+    ``normalise(g)``, bright outside the lungs. The class is the mean-brightness band (boundaries
+    0.35 and 0.65), as for :func:`brightness_model`.
+    """
     from cxrlib.core.tfsetup import tf
 
     keras = tf().keras
-    keras.utils.set_random_seed(0)
     inputs = keras.Input((S, S, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
-    images, labels, _ = _films(3)
-    table = attention_table(model, images, labels, CLASSES, layer="conv", batch_size=4)
-    assert len(table) == 9 and set(table["pred"]) <= set(CLASSES)
-    shares = table["in_lung_share"].dropna()
-    assert ((shares >= 0) & (shares <= 1)).all()
+    conv = keras.layers.Conv2D(2, 1, activation="relu", name="conv")
+    x = keras.layers.GlobalAveragePooling2D()(conv(inputs))
+    scores = keras.layers.Dense(3, activation="softmax")
+    model = keras.Model(inputs, scores(x))
+    conv.set_weights([np.stack([np.full(3, 1 / 3), np.full(3, -1 / 3)], axis=1)[None, None]
+                      .astype(np.float32), np.array([0.0, 1.0], np.float32)])
+    # logits: 60 (1 - m) - 25.5, 20 m + 10 (1 - m), 60 m - 22.5 for mean grey m
+    scores.set_weights([np.array([[0.0, 20.0, 60.0], [60.0, 10.0, 0.0]], np.float32),
+                        np.array([-25.5, 0.0, -22.5], np.float32)])
+    return model
+
+
+def test_attention_table_on_a_conv_model_with_known_heatmaps(bright_dark_model):
+    from cxrlib.lungs.classical import LungSegmentation
+
+    images, labels, masks = _films(3)
+    # Known masks (the true ellipses); the last film's is marked as a fallback prior.
+    segs = [LungSegmentation(m, "threshold") for m in masks[:-1]] + [LungSegmentation(masks[-1], "prior")]
+    table = attention_table(bright_dark_model, images, labels, CLASSES, layer="conv",
+                            batch_size=4, segmentations=segs, rel_paths=[f"f{i}" for i in range(9)])
+    assert list(table["rel_path"]) == [f"f{i}" for i in range(9)]
+    assert list(table["label"]) == labels and list(table["pred"]) == labels  # brightness bands
+    assert list(table["mask_method"]) == ["threshold"] * 8 + ["prior"]
+    # Each film has two grey levels (lungs 30 darker), so normalise(g) is 1 outside the lungs
+    # and 0 inside: in-lung share 0; normalise(1 - g) the reverse: share 1.
+    expected = np.array([1.0 if label == "COVID-19" else 0.0 for label in labels])
+    np.testing.assert_allclose(table["in_lung_share"], expected, atol=1e-6)
+
     summary = attention_summary(table).set_index("label")
+    assert list(summary.index) == [*CLASSES, "all"]
     for label in CLASSES:
-        assert summary.loc[label, "mean"] == pytest.approx(
-            table.loc[table["label"] == label, "in_lung_share"].mean(), nan_ok=True)
+        assert summary.loc[label, "films"] == 3
+        assert summary.loc[label, "mean"] == pytest.approx(1.0 if label == "COVID-19" else 0.0, abs=1e-6)
     assert summary.loc["all", "films"] == 9
+    assert summary.loc["all", "mean"] == pytest.approx(1 / 3, abs=1e-6)
+    assert summary.loc["all", "median"] == pytest.approx(0.0, abs=1e-6)
+    assert summary.loc["all", "reliable_masks"] == pytest.approx(8 / 9)
+    assert summary.loc["Viral Pneumonia", "reliable_masks"] == pytest.approx(2 / 3)
+
+    # Most CAM mass outside the lungs first; the fallback-mask film only when asked for.
     gallery = attention_gallery(table, 4, reliable_only=False)
-    assert gallery["in_lung_share"].is_monotonic_increasing and len(gallery) <= 4
+    assert len(gallery) == 4 and set(gallery["label"]) <= {"Normal", "Viral Pneumonia"}
+    reliable = attention_gallery(table, 12)
+    assert len(reliable) == 8 and "f8" not in set(reliable["rel_path"])
+    assert list(reliable["label"]).count("COVID-19") == 3 and list(reliable["label"])[-3:] == ["COVID-19"] * 3
+
+
+def test_attention_table_masks_films_it_segments_itself(bright_dark_model):
+    """Without precomputed masks the table segments each film itself (:func:`segment_lungs`)."""
+    from cxrlib.lungs.classical import segment_lungs
+
+    images, labels, _ = _films(2)
+    table = attention_table(bright_dark_model, images, labels, CLASSES, layer="conv")
+    for i, film in enumerate(images):
+        seg = segment_lungs(film)
+        heat = (film < film.max()).astype(float) if labels[i] == "COVID-19" else (film == film.max()).astype(float)
+        assert table["mask_method"].iloc[i] == seg.method
+        assert table["in_lung_share"].iloc[i] == pytest.approx(heat[seg.mask].sum() / heat.sum(), abs=1e-6)
 
 
 def test_per_source_metrics_from_manifest_and_folder():

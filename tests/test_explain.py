@@ -235,21 +235,74 @@ def test_target_none_explains_the_predicted_class():
             assert np.abs(heat[i] - other).max() > 1e-2  # the tolerance cannot hide another class
 
 
-def test_binary_probability_pair_output_uses_log_probability():
+BINARY_W = np.array([4.0, -3.0, 2.0, 1.0], np.float32)  # the binary model's weights on A_0..A_3
+
+
+def _binary_pair_model(bias: float):
+    """``[s, 1 - s]`` with ``s = sigmoid(sum_k w_k mean(A_k) + bias)``; ``conv_0`` is a 1x1 conv
+    whose channels are the three input channels and their mean (``A`` is known in NumPy)."""
     keras = _keras()
+    inp = keras.Input((S, S, 3))
+    conv = keras.layers.Conv2D(4, 1, use_bias=False, name="conv_0")
+    x = keras.layers.GlobalAveragePooling2D()(conv(inp))
+    dense = keras.layers.Dense(1, activation="sigmoid", name="p_positive")
+    s = dense(x)
+    model = keras.Model(inp, keras.layers.Concatenate()([s, keras.layers.Lambda(lambda t: 1.0 - t)(s)]))
+    kernel = np.zeros((1, 1, 3, 4), np.float32)
+    kernel[0, 0, [0, 1, 2], [0, 1, 2]] = 1.0
+    kernel[0, 0, :, 3] = 1.0 / 3.0
+    conv.set_weights([kernel])
+    dense.set_weights([BINARY_W[:, None], np.array([bias], np.float32)])
+    return model
+
+
+def _gradcam_pp_closed_form(acts: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    """Grad-CAM++ in NumPy for gradients constant over the map (``grads``: (N, K)), at input size."""
+    hw = acts.shape[1] * acts.shape[2]
+    sum_a = acts.sum(axis=(1, 2))
+    g = grads
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.where(g != 0, g ** 2 / (2 * g ** 2 + sum_a * g ** 3), 0.0)
+    weights = hw * alpha * np.maximum(g, 0)
+    return _minmax(np.maximum(np.einsum("nhwk,nk->nhw", acts, weights), 0))
+
+
+def _minmax(maps: np.ndarray) -> np.ndarray:
+    lo, hi = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
+    return (maps - lo) / (hi - lo)
+
+
+def test_binary_probability_pair_output_uses_log_probability():
+    """With an ``[s, 1 - s]`` output there is no logit to recover: the score is ``log p_c``.
+    For this model ``d log s / dA_k = (1 - s) w_k / hw`` and ``d log(1 - s) / dA_k = -s w_k / hw``,
+    closed forms computed here. Grad-CAM++ is not invariant to the gradient's scale (its alphas
+    are not), so it tells ``log p_c`` from ``p_c`` (gradient ``+-s (1 - s) w_k / hw``)."""
     from cxrlib.explain import get_cam
 
-    inp = keras.Input((S, S, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_0")(inp)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    s = keras.layers.Dense(1, activation="sigmoid")(x)
-    out = keras.layers.Concatenate()([s, keras.layers.Lambda(lambda t: 1.0 - t)(s)])
-    model = keras.Model(inp, out)
+    x = images(2, seed=4)
+    acts = np.concatenate([x, x.mean(axis=-1, keepdims=True)], axis=-1).astype(np.float64)
+    hw = S * S
+    model = _binary_pair_model(bias=-4.5)  # s is about 0.1: log p and p differ in scale by 10
+    s = 1 / (1 + np.exp(-(acts.mean(axis=(1, 2)) @ BINARY_W - 4.5)))[:, None]
+    assert (s < 0.3).all()
+
     cam = get_cam("gradcam", model)
     assert cam.layer == "conv_0" and cam.score == "log_prob"
-    for target in (0, 1):
-        heat, probs = cam(images(2), target=target)
-        assert np.isfinite(heat).all() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    heat, probs = cam(x, target=1)
+    np.testing.assert_allclose(probs, np.hstack([s, 1 - s]), atol=1e-5)
+    # Grad-CAM of class 1: ReLU(-s / hw * sum_k w_k A_k), min-max scaled (the factor cancels).
+    np.testing.assert_allclose(heat, _minmax(np.maximum(-acts @ BINARY_W, 0)), atol=1e-4)
+
+    pp = get_cam("gradcam++", model)
+    for target, log_grad, prob_grad in ((0, (1 - s) * BINARY_W / hw, s * (1 - s) * BINARY_W / hw),
+                                        (1, -s * BINARY_W / hw, -s * (1 - s) * BINARY_W / hw)):
+        heat, _ = pp(x, target=target)
+        expected = _gradcam_pp_closed_form(acts, log_grad)
+        np.testing.assert_allclose(heat, expected, atol=1e-4)
+        if target == 0:
+            assert np.abs(expected - _gradcam_pp_closed_form(acts, prob_grad)).max() > 0.02
+        else:  # only channel 1 (weight -3) has a positive gradient: the map is input channel 1
+            np.testing.assert_allclose(heat, _minmax(x[..., 1]), atol=1e-4)
 
 
 # --- layers, registry, compilation ---------------------------------------------------------

@@ -19,14 +19,34 @@ def _inputs(n=4, size=32, seed=0):
 
 @pytest.mark.parametrize("family, task", [("tiny", "3class"), ("tiny", "binary"),
                                           ("small_cnn", "3class"), ("small_cnn", "binary")])
-def test_models_output_probabilities_per_class(family, task):
+def test_models_output_class_probabilities_from_their_last_layer(family, task):
+    """Each column is the probability of one class of the task, in task order, computed here in
+    NumPy from the last hidden features and the output weights: a softmax of the logits, or for
+    the binary CNN ``[sigmoid(z), 1 - sigmoid(z)]`` with ``z`` the COVID-19 score."""
+    import keras
+
     classes = TASK_CLASSES[task]
     cfg = ModelConfig(family=family, weights="random", cnn_filters=(4, 8), cnn_dense=8, **SMALL_HEAD)
     model = models.build_model(cfg, classes, 32)
-    probs = np.asarray(model(_inputs(), training=False))
-    assert probs.shape == (4, len(classes))
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert (probs >= 0).all()
+    x = _inputs()
+    probs = np.asarray(model(x, training=False))
+    assert probs.shape == (4, len(classes)) and probs.dtype == np.float32
+    if family == "small_cnn" and task == "binary":
+        scorer = model.get_layer("p_positive")
+        hidden = np.asarray(keras.Model(model.input, scorer.input)(x), np.float64)
+        kernel, bias = scorer.get_weights()
+        s = 1.0 / (1.0 + np.exp(-(hidden @ kernel + bias)))
+        expected = np.hstack([s, 1.0 - s])
+    else:
+        scorer = model.get_layer("predictions")
+        hidden = np.asarray(keras.Model(model.input, scorer.input)(x), np.float64)
+        kernel, bias = scorer.get_weights()
+        logits = hidden @ kernel + bias
+        expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+        expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    # inference mode: dropout is off, so the same films give the same probabilities
+    np.testing.assert_array_equal(np.asarray(model(x, training=False)), probs)
 
 
 def test_binary_small_cnn_outputs_sigmoid_and_complement():
@@ -46,7 +66,9 @@ def test_mobilenetv2_random_is_flat_with_cam_layers_and_scaling():
     model = models.build_model(cfg, CLASSES, 96)
     names = [layer.name for layer in model.layers]
     assert "block_16_depthwise" in names and "out_relu" in names
-    assert models.default_cam_layer(model) == "block_16_depthwise"
+    from cxrlib.explain import default_layer
+
+    assert default_layer(model) == "block_16_depthwise"
     # [0, 1] inputs become [-1, 1] inside the model, as mobilenet_v2.preprocess_input does to 0..255.
     import keras
 
@@ -54,14 +76,6 @@ def test_mobilenetv2_random_is_flat_with_cam_layers_and_scaling():
     scaled = np.asarray(keras.Model(model.input, model.get_layer("mobilenetv2_scaling").output)(x))
     np.testing.assert_allclose(scaled, keras.applications.mobilenet_v2.preprocess_input(x * 255.0),
                                atol=1e-5)
-
-
-def test_default_cam_layer_is_last_conv_for_other_families():
-    tiny = models.build_model(ModelConfig(family="tiny", **SMALL_HEAD), CLASSES, 32)
-    cnn = models.build_model(ModelConfig(family="small_cnn", cnn_filters=(4, 8), cnn_dense=8),
-                             CLASSES, 32)
-    assert models.default_cam_layer(tiny) == "tiny_conv_2"
-    assert models.default_cam_layer(cnn) == "conv_1"
 
 
 def test_backbone_and_head_share_layers_with_the_full_model():

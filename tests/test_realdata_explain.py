@@ -20,6 +20,7 @@ def mobilenet_pair(imagenet_weights):
     from cxrlib.core.config import ModelConfig
     from cxrlib.models.architectures import build_model
 
+    keras.utils.set_random_seed(0)  # the head is freshly initialised: the same one every run
     flat = build_model(ModelConfig(), 3, 224)
     inp = keras.Input((224, 224, 3))
     backbone = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False,
@@ -83,15 +84,68 @@ def test_compiled_gradcam_equals_an_eager_keras_io_implementation(mobilenet_pair
 
 
 def test_overlay_at_native_resolution_and_faithfulness_run(mobilenet_pair, big_film):
-    from cxrlib.explain import deletion_insertion, get_cam, overlay, randomisation_check
+    """On a 2800 x 3368 film: the overlay is the alpha blend of the film and the heatmap
+    stretched over it (recomputed here with plain OpenCV), the contour lines lie on the
+    heatmap's iso-levels, and the deletion / insertion curves run from the model's probability
+    on the film to its probability on the blurred film (both computed here)."""
+    import cv2
+
+    from cxrlib.explain import (CONTOUR_LEVELS, deletion_insertion, get_cam, overlay,
+                                randomisation_check)
 
     flat, _ = mobilenet_pair
     film, x = big_film
-    heat, _ = get_cam("gradcam++", flat)(x)
-    assert overlay(film, heat[0]).shape[:2] == film.shape[:2]
-    assert overlay(film, heat[0], contour=True).shape[:2] == film.shape[:2]
+    # out_relu: Grad-CAM++'s non-negative weights need non-negative activations (see
+    # test_gradcam_plus_plus_on_the_published_layer_is_not_empty below).
+    heat, probs = get_cam("gradcam++", flat, "out_relu")(x)
+    assert heat.shape == (1, 224, 224) and heat.max() == pytest.approx(1.0) and heat.min() == 0.0
+
+    rgb = film if film.ndim == 3 else cv2.cvtColor(film, cv2.COLOR_GRAY2RGB)
+    big = cv2.resize(heat[0], (film.shape[1], film.shape[0]), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.applyColorMap(np.clip(big * 255 + 0.5, 0, 255).astype(np.uint8),
+                               cv2.COLORMAP_JET)[:, :, ::-1]
+    drawn = overlay(film, heat[0])
+    assert drawn.shape == rgb.shape and drawn.dtype == np.uint8
+    grid = np.s_[::3, ::3]  # every 9th pixel: the whole film, at a ninth of the memory
+    error = np.abs(drawn[grid].astype(np.float32) - (0.4 * colour[grid] + 0.6 * rgb[grid]))
+    assert error.mean() < 1.0 and np.percentile(error, 99) <= 2.0
+
+    lines = overlay(film, heat[0], contour=True)
+    assert lines.shape == rgb.shape
+    changed = (lines[grid] != rgb[grid]).any(axis=-1)
+    assert 0.005 < changed.mean() < 0.2
+    to_level = np.min(np.abs(big[grid][..., None] - np.asarray(CONTOUR_LEVELS, np.float32)), axis=-1)
+    assert (to_level[changed] < 0.1).mean() > 0.99
+
+    target = int(probs[0].argmax())
     scores = deletion_insertion(flat, x, heat[0], steps=10)
-    assert np.isfinite([scores["deletion_auc"], scores["faithfulness"]]).all()
+    p_film = float(np.asarray(flat(x, training=False))[0, target])
+    p_blurred = float(np.asarray(flat(cv2.GaussianBlur(x[0], (0, 0), 224 / 32)[None],
+                                      training=False))[0, target])
+    assert scores["target"] == target
+    for curve in ("deletion", "deletion_random"):
+        assert scores[curve][0] == pytest.approx(p_film, abs=1e-4)
+        assert scores[curve][-1] == pytest.approx(p_blurred, abs=1e-4)
+    for curve in ("insertion", "insertion_random"):
+        assert scores[curve][0] == pytest.approx(p_blurred, abs=1e-4)
+        assert scores[curve][-1] == pytest.approx(p_film, abs=1e-4)
+    fractions = np.linspace(0, 1, 11)
+    assert scores["deletion_auc"] == pytest.approx(np.trapezoid(scores["deletion"], fractions))
+    assert scores["faithfulness"] == pytest.approx(
+        np.trapezoid(scores["deletion_random"], fractions) - scores["deletion_auc"])
+
     check = randomisation_check(flat, x, "gradcam")
     assert check["randomised"][0] == "block_16_depthwise_BN" and check["randomised"][-1] == "predictions"
     assert check["differs"], check["rank_correlation"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "library defect: block_16_depthwise is a pre-BN, pre-ReLU depthwise output (values down to "
+    "about -17); Grad-CAM++'s channel weights are >= 0 by construction, so sum_k w_k A_k is "
+    "negative everywhere and the ReLU leaves an all-zero heatmap on most real films"))
+def test_gradcam_plus_plus_on_the_published_layer_is_not_empty(mobilenet_pair, big_film):
+    from cxrlib.explain import get_cam
+
+    flat, _ = mobilenet_pair
+    heat, _ = get_cam("gradcam++", flat)(big_film[1])
+    assert heat.max() == pytest.approx(1.0)
