@@ -8,7 +8,7 @@ import streamlit as st
 from cxrlib.core.config import ExplainConfig, PreprocessConfig
 
 from cxrlib import explain
-from cxrlib.preprocessing import steps as pre
+from cxrlib import preprocessing as pre
 
 from .runs import get_run, model, run_stamp
 

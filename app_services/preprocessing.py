@@ -7,7 +7,7 @@ import streamlit as st
 
 from cxrlib.core.config import PreprocessConfig
 
-from cxrlib.preprocessing import steps as pre
+from cxrlib import preprocessing as pre
 
 from .core import file_stamp
 from .data import display_copy, film, sample_rows

@@ -71,7 +71,7 @@ def main() -> int:
     from cxrlib import explain
     from cxrlib.core.config import ModelConfig, PreprocessConfig
     from cxrlib.models.architectures import build_model
-    from cxrlib.preprocessing.steps import preprocess_film, to_model_input
+    from cxrlib.preprocessing.pipeline import preprocess_film, to_model_input
 
     name, film = _film()
     model = build_model(ModelConfig(), 3, 224)

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import numpy as np
 
-    from cxrlib.preprocessing import steps as pp
+    from cxrlib import preprocessing as pp
     from cxrlib.preprocessing import tensor_cache
     from cxrlib.core.config import PreprocessConfig
     from cxrlib.data.datasets import scan_dataset

@@ -76,7 +76,7 @@ def throughput(data: Path, steps: int, repeats: int = 2) -> dict:
     from cxrlib.core.classes import task_classes
     from cxrlib.core.config import ModelConfig, PreprocessConfig, TrainConfig
     from cxrlib.data.datasets import scan_dataset
-    from cxrlib.preprocessing.steps import to_model_input
+    from cxrlib.preprocessing.pipeline import to_model_input
     from cxrlib.preprocessing.tensor_cache import load_tensors
     from cxrlib.core.tfsetup import tf
 

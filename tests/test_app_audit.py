@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from app_fixtures import app, app_workspace, metric, texts, trained_run  # noqa: F401
 
-from cxrlib.preprocessing import steps as preprocess
+from cxrlib import preprocessing as preprocess
 
 PAGE = "pages/audit.py"
 

@@ -7,7 +7,7 @@ import numpy as np
 from app_fixtures import app, app_workspace, metric, texts, trained_run  # noqa: F401
 
 from cxrlib.explain import deletion_insertion, get_cam
-from cxrlib.preprocessing import steps as preprocess
+from cxrlib import preprocessing as preprocess
 from cxrlib.data.synthetic import synthetic_film
 
 PAGE = "pages/explain.py"

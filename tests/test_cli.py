@@ -213,7 +213,7 @@ def test_predict_films_frees_its_model_and_checks_the_batch_size():
     films = [np.full((20, 24), 100, np.uint8), np.arange(20 * 24, dtype=np.uint8).reshape(20, 24)]
     cfg = PreprocessConfig(size=16)
     probs = predict_films(model, films, cfg, batch_size=1)
-    from cxrlib.preprocessing.steps import preprocess_film, to_model_input
+    from cxrlib.preprocessing.pipeline import preprocess_film, to_model_input
 
     expected = np.asarray(model(to_model_input(np.stack([preprocess_film(f, cfg) for f in films]))))
     np.testing.assert_allclose(probs, expected, atol=1e-6)

@@ -41,3 +41,22 @@ def test_identity_ignores_dataset_location_but_not_task():
 def test_invalid_configs_raise(bad):
     with pytest.raises(ValueError):
         bad()
+
+
+def test_reordered_steps_and_an_identity_gamma_give_one_run_id():
+    from cxrlib.runs.registry import run_id
+
+    listed = PreprocessConfig(steps=("clahe", "white_balance"))
+    canonical = PreprocessConfig(steps=("white_balance", "clahe"))
+    assert listed == canonical and listed.steps == ("white_balance", "clahe")
+    with_gamma_one = PreprocessConfig(steps=("white_balance", "gamma"), gamma=1.0)
+    assert with_gamma_one == PreprocessConfig(steps=("white_balance",))
+    # Settings of a step that does not run change no pixel, so they do not change the id.
+    assert PreprocessConfig(steps=("clahe",), wb_percentile=2.0, gamma=0.7) == PreprocessConfig(steps=("clahe",))
+    ids = {run_id(RunConfig(preprocess=p), "fp") for p in (listed, canonical)}
+    assert len(ids) == 1
+    # ...while steps that do run, in an order that matters, stay distinct.
+    assert (PreprocessConfig(steps=("clahe", "gamma"), gamma=0.8)
+            != PreprocessConfig(steps=("gamma", "clahe"), gamma=0.8))
+    assert PreprocessConfig(steps=("gamma",), gamma=0.8) != PreprocessConfig(steps=("gamma",), gamma=0.9)
+

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cxrlib.preprocessing import steps as pp
+from cxrlib import preprocessing as pp
+from cxrlib.preprocessing import steps
 from cxrlib.core.config import PreprocessConfig
 
 PERCS = [0.0, 0.05, 0.5, 3.3, 12.5, 49.9]
@@ -91,7 +92,7 @@ def test_histogram_equals_bincount(monkeypatch):
         assert hist.dtype == np.int64 and hist.shape == (256,)
         np.testing.assert_array_equal(hist, np.bincount(img.ravel(), minlength=256))
     # Large films are counted in bands (float32 counts are exact only below 2**24 pixels).
-    monkeypatch.setattr(pp, "_HIST_EXACT_PIXELS", 500)
+    monkeypatch.setattr(steps, "_HIST_EXACT_PIXELS", 500)
     np.testing.assert_array_equal(pp.histogram(grey), np.bincount(grey.ravel(), minlength=256))
 
 
@@ -153,8 +154,8 @@ def test_clahe_matches_numpy_implementation(shape, grid, clip):
 
 def test_clahe_objects_are_cached_and_reject_colour():
     grey = _films(6)["grey"]
-    assert pp._clahe_object(2.0, 8) is pp._clahe_object(2.0, 8)
-    assert pp._clahe_object(2.0, 8) is not pp._clahe_object(3.0, 8)
+    assert steps._clahe_object(2.0, 8) is steps._clahe_object(2.0, 8)
+    assert steps._clahe_object(2.0, 8) is not steps._clahe_object(3.0, 8)
     with pytest.raises(ValueError):
         pp.clahe(np.dstack([grey, grey, grey[::-1]]), 2.0, 8)
 

@@ -38,7 +38,7 @@ def mobilenet_pair(imagenet_weights):
 def big_film(cxr3_fullres):
     from cxrlib.core.config import PreprocessConfig
     from cxrlib.data.imageio import read_film
-    from cxrlib.preprocessing.steps import preprocess_film, to_model_input
+    from cxrlib.preprocessing.pipeline import preprocess_film, to_model_input
 
     manifest = pd.read_csv(cxr3_fullres / "manifest.csv")
     row = manifest[np.minimum(manifest.original_width, manifest.original_height) >= 2000].iloc[0]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.preprocessing import steps as pp
+from cxrlib import preprocessing as pp
 from cxrlib.preprocessing import tensor_cache
 from cxrlib.core.config import PreprocessConfig
 from cxrlib.data.imageio import read_film

@@ -19,7 +19,7 @@ from cxrlib.core import paths
 from cxrlib.preprocessing import tensor_cache
 from cxrlib.core.config import PreprocessConfig
 from cxrlib.data.datasets import scan_dataset
-from cxrlib.preprocessing.steps import preprocess_film
+from cxrlib.preprocessing.pipeline import preprocess_film
 from cxrlib.data.synthetic import make_synthetic_dataset
 
 CFG = PreprocessConfig(steps=("white_balance", "clahe"), size=32)

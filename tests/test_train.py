@@ -72,7 +72,7 @@ def test_head_run_learns_and_writes_every_artifact(head_run):
 
 
 def test_saved_model_reproduces_stored_predictions(head_run):
-    from cxrlib.preprocessing.steps import to_model_input
+    from cxrlib.preprocessing.pipeline import to_model_input
     from cxrlib.preprocessing.tensor_cache import load_tensors
 
     run = head_run

@@ -27,7 +27,7 @@ def attention_table(model, images: np.ndarray, labels, classes: tuple[str, ...],
         ``mask_method`` (``threshold`` / ``prior``).
     """
     from cxrlib.explain import get_cam  # noqa: PLC0415
-    from cxrlib.preprocessing.steps import to_model_input  # noqa: PLC0415
+    from cxrlib.preprocessing.pipeline import to_model_input  # noqa: PLC0415
 
     images = np.asarray(images)
     segs = segmentations or [segment_lungs(g) for g in images]

@@ -49,7 +49,7 @@ def masked_evaluation(model, images: np.ndarray, labels, classes: tuple[str, ...
         ``recall_<class>`` columns.
     """
     from cxrlib.explain import predict_probs  # noqa: PLC0415
-    from cxrlib.preprocessing.steps import to_model_input  # noqa: PLC0415
+    from cxrlib.preprocessing.pipeline import to_model_input  # noqa: PLC0415
 
     images = np.asarray(images)
     if masks is None:

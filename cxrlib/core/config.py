@@ -90,7 +90,10 @@ class PreprocessConfig(_Config):
 
     Attributes:
         steps: ordered subset of ``("white_balance", "clahe", "gamma")``. White balance, when
-            present, always runs first (it is defined per colour channel).
+            present, always runs first (it is defined per colour channel). The config is
+            canonical: white balance is listed first, a gamma of 1.0 drops its step, and the
+            settings of steps that do not run take their defaults, so configs that give the
+            same pixels are equal and hash alike.
         wb_percentile: white-balance percentile ``perc``: channel values at ``perc`` and
             ``100 - perc`` percent map to 0 and 255 (published 0.05).
         clahe_clip_limit: CLAHE clip limit (published 2.0).
@@ -118,6 +121,28 @@ class PreprocessConfig(_Config):
             raise ValueError("CLAHE clip limit must be > 0 and tile grid >= 1")
         if self.gamma <= 0 or self.size < 8:
             raise ValueError("gamma must be > 0 and size >= 8")
+        self._canonicalise()
+
+    def _canonicalise(self) -> None:
+        """One config per set of pixels, so equal preprocessing gives one run id.
+
+        White balance runs first whatever the listed order (it is defined per colour channel),
+        so it is listed first; a gamma of 1.0 is the identity, so its step is dropped; and the
+        settings of a step that does not run are set to their defaults (they change nothing).
+        """
+        steps = tuple(self.steps)
+        if "white_balance" in steps:
+            steps = ("white_balance", *(s for s in steps if s != "white_balance"))
+        if float(self.gamma) == 1.0:
+            steps = tuple(s for s in steps if s != "gamma")
+        object.__setattr__(self, "steps", steps)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        unused = {"white_balance": ("wb_percentile",), "clahe": ("clahe_clip_limit", "clahe_tile_grid"),
+                  "gamma": ("gamma",)}
+        for step, names in unused.items():
+            if step not in steps:
+                for name in names:
+                    object.__setattr__(self, name, defaults[name])
 
     @classmethod
     def published_mobilenet(cls) -> "PreprocessConfig":

@@ -63,7 +63,7 @@ def predict_films(model, films: Sequence[Any], preprocess_cfg: PreprocessConfig,
     Returns:
         float32 ``(N, C)`` probabilities in the model's class order.
     """
-    from cxrlib.preprocessing.steps import preprocess_film, to_model_input  # noqa: PLC0415
+    from cxrlib.preprocessing.pipeline import preprocess_film, to_model_input  # noqa: PLC0415
 
     _check_batch_size(batch_size)
     n_out = int(model.output_shape[-1])

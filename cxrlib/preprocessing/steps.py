@@ -7,8 +7,7 @@ has only 256 possible values, so both percentiles can be read off a 256-bin hist
 linear interpolation reproduced exactly) and the stretch becomes a 256-entry lookup table
 evaluated with the very same float64 expression. Tests hold the two equal pixel for pixel.
 
-Step order (see :class:`cxrlib.core.config.PreprocessConfig`): white balance per channel at native
-resolution, then grey, then the other steps in the configured order, then ``INTER_AREA`` resize.
+The pipeline that runs these steps in their configured order is :mod:`.pipeline`.
 """
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ import threading
 import cv2
 import numpy as np
 
-from cxrlib.core.config import PreprocessConfig
 
 # cv2.calcHist returns float32 counts, exact only below 2**24; bigger films are counted in bands.
 _HIST_EXACT_PIXELS = 1 << 24
@@ -254,80 +252,3 @@ def histogram(img: np.ndarray) -> np.ndarray:
     if img.ndim != 2:
         img = img.reshape(-1, 1)  # every sample of every channel, as one column
     return channel_histogram(np.ascontiguousarray(img))
-
-
-# --------------------------------------------------------------------------- pipelines
-
-
-def _grey_after_white_balance(film: np.ndarray, cfg: PreprocessConfig, reference: bool) -> np.ndarray:
-    if "white_balance" not in cfg.steps:
-        return to_grey(film)
-    if reference:
-        return to_grey(white_balance_reference(film, cfg.wb_percentile))
-    # Equal channels get equal tables, and RGB2GRAY of (v, v, v) is v: one channel suffices.
-    single = grey_if_channels_equal(film)
-    return to_grey(white_balance(film if single is None else single, cfg.wb_percentile))
-
-
-def _grey_steps(grey: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    for step in cfg.steps:
-        if step == "clahe":
-            grey = clahe(grey, cfg.clahe_clip_limit, cfg.clahe_tile_grid)
-        elif step == "gamma" and cfg.gamma != 1.0:
-            grey = apply_gamma(grey, cfg.gamma)
-    return grey
-
-
-def preprocess_preview(film: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """The configured steps at the film's native size (no resize): what the UI sliders show.
-
-    Returns:
-        uint8 ``(H, W)`` grey.
-    """
-    film = _check_film(film)
-    return _grey_steps(_grey_after_white_balance(film, cfg, reference=False), cfg)
-
-
-def preprocess_film(film: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """A decoded film as the model sees it (before scaling): grey ``cfg.size`` x ``cfg.size``.
-
-    Order: white balance per channel at native resolution (when in ``cfg.steps``), grey, the
-    other steps in ``cfg.steps`` order, ``INTER_AREA`` resize.
-
-    Args:
-        film: uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB.
-        cfg: the preprocessing configuration.
-
-    Returns:
-        uint8 ``(cfg.size, cfg.size)``.
-    """
-    return resize_square(preprocess_preview(film, cfg), cfg.size)
-
-
-def preprocess_reference(film: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """:func:`preprocess_film` computed the published way (``np.percentile`` white balance).
-
-    Slow; it exists to prove the fast path bit-exact and to time it in ``bench/preprocess.py``.
-    """
-    film = _check_film(film)
-    grey = _grey_steps(_grey_after_white_balance(film, cfg, reference=True), cfg)
-    # Published order: grey back to 3 channels, then resize. Each channel is resized on its
-    # own, so channel 0 equals resizing the grey film once (what the fast path does).
-    rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
-    return np.ascontiguousarray(resize_square(rgb, cfg.size)[:, :, 0])
-
-
-def to_model_input(grey_batch: np.ndarray) -> np.ndarray:
-    """Grey uint8 ``(N, S, S)`` (or one ``(S, S)``) to float32 ``(N, S, S, 3)`` in [0, 1].
-
-    The grey value is repeated on 3 channels, as the published pipeline converts back to RGB.
-    """
-    grey_batch = np.asarray(grey_batch)
-    if grey_batch.dtype != np.uint8:
-        raise ValueError(f"model input needs uint8 grey films, got {grey_batch.dtype}")
-    if grey_batch.ndim == 2:
-        grey_batch = grey_batch[None]
-    if grey_batch.ndim != 3:
-        raise ValueError(f"expected (N, S, S) grey films, got shape {grey_batch.shape}")
-    scaled = grey_batch.astype(np.float32) / np.float32(255.0)
-    return np.repeat(scaled[..., None], 3, axis=-1)

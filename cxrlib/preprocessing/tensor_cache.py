@@ -30,7 +30,7 @@ from cxrlib.core import paths
 from cxrlib.core.config import PreprocessConfig
 from cxrlib.core.processes import pid_alive
 from cxrlib.core.fsutil import read_json, write_json_atomic
-from cxrlib.preprocessing.steps import preprocess_film
+from cxrlib.preprocessing.pipeline import preprocess_film
 
 CACHE_FORMAT = 1  # bump when preprocessing code changes its output, to retire old entries
 IMAGES_FILE = "images.npy"
