@@ -70,9 +70,10 @@ def throughput(data: Path, steps: int, repeats: int = 2) -> dict:
     """Fine-tune img/s: our tf.data pipeline vs plain model.fit on in-memory float32 tensors."""
     import numpy as np
 
-    from cxrlib.models import architectures as models
+    from cxrlib import models
 
     from cxrlib.training import engine as train
+    from cxrlib.training.input_pipeline import input_pipeline
     from cxrlib.core.classes import task_classes
     from cxrlib.core.config import ModelConfig, PreprocessConfig, TrainConfig
     from cxrlib.data.datasets import scan_dataset
@@ -109,7 +110,7 @@ def throughput(data: Path, steps: int, repeats: int = 2) -> dict:
         return tcfg.batch_size * (len(t) - 1) / (t[-1] - t[0])
 
     def ours(model, clock):
-        model.fit(train.input_pipeline(images, idx, onehot, tcfg, training=True), epochs=1,
+        model.fit(input_pipeline(images, idx, onehot, tcfg, training=True), epochs=1,
                   verbose=0, callbacks=[clock], shuffle=False)
 
     x = to_model_input(np.asarray(images[idx]))

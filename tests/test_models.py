@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from cxrlib.models import architectures as models
+from cxrlib import models
+from cxrlib.core import paths
+from cxrlib.models import weights as weights_module
 from cxrlib.core.classes import CLASSES, TASK_CLASSES
 from cxrlib.core.config import ModelConfig
 
@@ -112,37 +114,58 @@ def test_class_weights_three_classes():
     assert math.isclose(float(w.sum()), 1.0, rel_tol=1e-6)
 
 
-def test_weighted_loss_equals_hand_computation():
-    w = [0.7, 0.3]
+def test_class_weighted_loss_equals_the_published_weighted_bce():
+    import keras
+
+    w = models.class_weights(["COVID-19"] * 3 + ["Normal"] * 7, ("COVID-19", "Normal"))  # 0.7, 0.3
     y = np.array([[1, 0], [0, 1], [1, 0]], np.float32)
     s = np.array([0.9, 0.2, 0.4])
     p = np.stack([s, 1 - s], axis=1).astype(np.float32)
-    # weighted BCE on s = P(COVID-19): -(w_pos y log s + w_neg (1 - y) log(1 - s)), batch mean
+    # The published weighted BCE on s = P(COVID-19): -(w_pos y log s + w_neg (1 - y) log(1 - s)),
+    # batch mean; the engine gets it from Keras's standard loss with class weights as sample weights.
     hand = -np.mean([0.7 * math.log(0.9), 0.3 * math.log(1 - 0.2), 0.7 * math.log(0.4)])
-    loss = float(models.weighted_loss(w)(y, p))
-    assert loss == pytest.approx(hand, rel=1e-5)
+    loss = keras.losses.CategoricalCrossentropy()(y, p, sample_weight=w[y.argmax(1)])
+    assert float(loss) == pytest.approx(hand, rel=1e-5)
 
 
-def test_weighted_loss_with_equal_weights_is_scaled_categorical_crossentropy():
-    import keras
+def test_input_pipeline_carries_the_class_weight_of_every_film():
+    from cxrlib.core.config import TrainConfig
+    from cxrlib.training.input_pipeline import input_pipeline
 
-    rng = np.random.default_rng(1)
-    logits = rng.normal(size=(6, 3))
-    p = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
-    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 2, 1, 0]]
-    cce = float(keras.losses.CategoricalCrossentropy()(y, p))
-    assert float(models.weighted_loss([0.5, 0.5, 0.5])(y, p)) == pytest.approx(0.5 * cce, rel=1e-5)
+    images = np.zeros((5, 8, 8), np.uint8)
+    onehot = np.eye(2, dtype=np.float32)[[0, 1, 1, 0, 1]]
+    batches = list(input_pipeline(images, np.arange(5), onehot, TrainConfig(batch_size=5),
+                                  training=False, class_weight=np.array([0.6, 0.4])))
+    (x, y, weight), = batches
+    assert x.shape == (5, 8, 8, 3)
+    np.testing.assert_allclose(np.asarray(weight), [0.6, 0.4, 0.4, 0.6, 0.4])
 
 
-def test_saved_model_reloads_with_identical_predictions(tmp_path):
+def test_a_saved_binary_small_cnn_loads_in_plain_keras_without_cxrlib(tmp_path):
+    import subprocess
+    import sys
+
     cfg = ModelConfig(family="small_cnn", cnn_filters=(4,), cnn_dense=8)
     model = models.build_model(cfg, TASK_CLASSES["binary"], 32)
-    model.compile(loss=models.weighted_loss([0.6, 0.4]), optimizer="adam")
+    import keras
+
+    model.compile(loss=keras.losses.CategoricalCrossentropy(), optimizer="adam")
     path = tmp_path / "m.keras"
     model.save(path)
-    again = models.load_model(path)
     x = _inputs(3)
-    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-6)
+    np.save(tmp_path / "x.npy", x)
+    script = ("import numpy as np, keras, sys; m = keras.models.load_model(sys.argv[1]); "
+              "assert not any(k.startswith('cxrlib') for k in sys.modules); "
+              "np.save(sys.argv[2], np.asarray(m(np.load(sys.argv[3]))))")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "y.npy"),
+                          str(tmp_path / "x.npy")], capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    expected = np.asarray(model(x))
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-6)
+    again = models.load_model(path)
+    np.testing.assert_allclose(np.asarray(again(x)), expected, atol=1e-6)
 
 
 def test_load_model_rejects_wrong_files(tmp_path):
@@ -161,7 +184,7 @@ def test_weights_unavailable_offline_says_choose_random(tmp_path, monkeypatch):
     def no_network(cache_dir):
         raise OSError("URL fetch failure: no network")
 
-    monkeypatch.setattr(models, "_download_weights", no_network)
+    monkeypatch.setattr(weights_module, "_download_weights", no_network)
     with pytest.raises(models.WeightsUnavailable, match="weights='random'"):
         models.resolve_imagenet_weights()
     with pytest.raises(models.WeightsUnavailable):
@@ -170,8 +193,8 @@ def test_weights_unavailable_offline_says_choose_random(tmp_path, monkeypatch):
 
 def test_resolve_weights_finds_file_in_keras_home(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
-    target = tmp_path / "models" / models.paths.WEIGHTS_FILE
+    target = tmp_path / "models" / paths.WEIGHTS_FILE
     target.write_bytes(b"x")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(models, "_download_weights", lambda d: pytest.fail("must not download"))
+    monkeypatch.setattr(weights_module, "_download_weights", lambda d: pytest.fail("must not download"))
     assert models.resolve_imagenet_weights() == target

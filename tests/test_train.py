@@ -10,6 +10,7 @@ from cxrlib.training import features
 from cxrlib.runs import registry
 
 from cxrlib.training import engine as train
+from cxrlib.training.input_pipeline import input_pipeline
 from cxrlib.core.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
                            TrainConfig)
 from cxrlib.data.datasets import scan_dataset
@@ -131,14 +132,14 @@ def test_input_pipeline_scales_and_augments_as_documented():
     idx = np.array([7, 2, 5, 0])
     plain = TrainConfig(batch_size=3, augment=False)
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in
-                   train.input_pipeline(images, idx, onehot, plain, training=False)])
+                   input_pipeline(images, idx, onehot, plain, training=False)])
     x, y = np.concatenate(xs), np.concatenate(ys)
     expected = np.repeat(images[idx].astype(np.float32)[..., None] / 255.0, 3, axis=-1)
     np.testing.assert_allclose(x, expected, atol=1e-6)
     np.testing.assert_array_equal(y, onehot[idx])
     flips = TrainConfig(batch_size=4, augment=True, rotation=0.0, hflip=True, seed=5)
     seen = []
-    for x, y in train.input_pipeline(images, idx, onehot, flips, training=True):
+    for x, y in input_pipeline(images, idx, onehot, flips, training=True):
         for xi, yi in zip(x.numpy(), y.numpy()):
             grey = xi[..., 0] * 255.0
             match = [i for i in idx if np.allclose(grey, images[i], atol=1e-3)

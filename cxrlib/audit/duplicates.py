@@ -249,8 +249,46 @@ def find_duplicates(manifest: pd.DataFrame, **kwargs) -> pd.DataFrame:
     return clusters_from_pairs(manifest, find_duplicate_pairs(manifest, **kwargs))
 
 
+DUPLICATES_VERSION = 1  # bump when the search's results change, to retire cached clusters
+
+
+def duplicate_clusters(dataset, *, progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
+    """The near-duplicate cluster of every film that has one, cached per dataset content.
+
+    The group key of the grouped split uses this (:func:`cxrlib.data.identity.group_keys`), so a
+    near-duplicate pair found here never straddles a split. A cluster is named after its
+    smallest ``rel_path`` (``"dup:<rel_path>"``), so names do not depend on row order.
+
+    Args:
+        dataset: a :class:`cxrlib.data.datasets.Dataset` (its fingerprint keys the cache).
+        progress: ``progress(done, total)`` while films are decoded (first time only).
+
+    Returns:
+        ``{rel_path: cluster name}`` for the films in a cluster of two or more.
+    """
+    from cxrlib.core.fsutil import read_json, write_json_atomic  # noqa: PLC0415
+    from cxrlib.core.paths import cache_dir  # noqa: PLC0415
+
+    cache = cache_dir("audit") / f"clusters-v{DUPLICATES_VERSION}-{dataset.fingerprint}.json"
+    try:
+        cached = read_json(cache)
+    except ValueError:  # a damaged cache file is recomputed
+        cached = None
+    if isinstance(cached, dict):
+        return cached
+    clusters = find_duplicates(dataset.manifest, fingerprint=dataset.fingerprint, progress=progress)
+    names = {}
+    for _, group in clusters.groupby("cluster_id"):
+        name = "dup:" + min(group["rel_path"].astype(str))
+        names.update(dict.fromkeys(group["rel_path"].astype(str), name))
+    write_json_atomic(cache, names)
+    return names
+
+
 def split_leakage(clusters: pd.DataFrame, split_table: pd.DataFrame) -> dict:
     """Near-duplicate clusters and patients that fall in more than one split of a run.
+
+    Uses the one leakage computation (:func:`cxrlib.data.splits.leaking_ids`).
 
     Args:
         clusters: :func:`find_duplicates` output.
@@ -258,32 +296,23 @@ def split_leakage(clusters: pd.DataFrame, split_table: pd.DataFrame) -> dict:
             ``label``).
 
     Returns:
-        A dict with
-
-        * ``"clusters"``: DataFrame, one row per cluster spanning splits: ``cluster_id``,
-          ``films``, ``splits`` (e.g. ``"test, train"``), ``labels``, ``rel_paths``;
-        * ``"patients"``: DataFrame, one row per patient id spanning splits: ``patient_id``,
-          ``films``, ``splits``;
-        * ``"summary"``: dict of counts: ``leaking_clusters``, ``leaking_cluster_films``,
-          ``test_films_with_train_duplicate``, ``leaking_patients``, ``leaking_patient_films``.
+        ``clusters`` (``cluster_id``, ``films``, ``splits``, ``labels``, ``rel_paths``),
+        ``patients`` (``patient_id``, ``films``, ``splits``) and ``summary`` counts.
     """
+    from cxrlib.data.splits import leaking_ids  # noqa: PLC0415
+
     split_of = dict(zip(split_table["rel_path"].astype(str), split_table["split"].astype(str)))
     c = clusters.assign(split=clusters["rel_path"].map(split_of)).dropna(subset=["split"])
+    leaks = leaking_ids(c["cluster_id"].astype(str), c["split"])
     rows, test_with_train = [], 0
-    for cid, g in c.groupby("cluster_id", sort=True):
-        splits = sorted(set(g["split"]))
-        if len(splits) > 1:
-            rows.append((cid, len(g), ", ".join(splits), ", ".join(sorted(set(g["label"]))),
-                         " | ".join(g["rel_path"])))
-            if "train" in splits:
-                test_with_train += int((g["split"] == "test").sum())
+    for cid, films, splits in leaks.itertuples(index=False):
+        g = c[c["cluster_id"].astype(str) == cid]
+        rows.append((int(cid), films, splits, ", ".join(sorted(set(g["label"]))), " | ".join(g["rel_path"])))
+        if "train" in splits:
+            test_with_train += int((g["split"] == "test").sum())
     leaking = pd.DataFrame(rows, columns=["cluster_id", "films", "splits", "labels", "rel_paths"])
-    st = split_table.assign(patient_id=split_table["patient_id"].map(_text))
-    st = st[st["patient_id"] != ""]
-    pat = (st.groupby("patient_id")["split"].agg(lambda s: ", ".join(sorted(set(s)))).rename("splits")
-           .to_frame().join(st.groupby("patient_id").size().rename("films")).reset_index())
-    pat = pat[pat["splits"].str.contains(",")][["patient_id", "films", "splits"]]
-    pat = pat.sort_values(["films", "patient_id"], ascending=[False, True]).reset_index(drop=True)
+    leaking = leaking.sort_values("cluster_id").reset_index(drop=True)
+    pat = leaking_ids(split_table["patient_id"], split_table["split"]).rename(columns={"id": "patient_id"})
     return {"clusters": leaking, "patients": pat,
             "summary": {"leaking_clusters": len(leaking), "leaking_cluster_films": int(leaking["films"].sum()),
                         "test_films_with_train_duplicate": test_with_train,

@@ -32,12 +32,14 @@ class _ModelFile:
 
     def __init__(self, path: Path):
         from cxrlib.core.classes import CLASSES, TASK_CLASSES  # noqa: PLC0415
-        from cxrlib.models.architectures import load_model  # noqa: PLC0415
+        from cxrlib.models.io import load_model  # noqa: PLC0415
 
         self.model = load_model(path)
         self.id = path.stem
         n_out = int(self.model.output_shape[-1])
-        self.classes = CLASSES if n_out == 3 else TASK_CLASSES["binary"]
+        # 2 outputs: the binary task; anything else is taken as the 3 classes, and
+        # check_model_fits refuses a model whose output count fits neither.
+        self.classes = TASK_CLASSES["binary"] if n_out == 2 else CLASSES
         size = int(self.model.input_shape[1])
         self.config = RunConfig(preprocess=PreprocessConfig(size=size))
         print(f"note: {path} is not in a run folder; using preprocessing {self.config.preprocess.steps} "
@@ -66,7 +68,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cxrlib.evaluation.predict import image_files, predict_paths  # noqa: PLC0415
 
     source = _resolve_model(args.model)
-    files = image_files(args.inputs)
+    left_out: list[dict] = []
+    files = image_files(args.inputs, left_out)
+    for row in left_out:
+        print(f"left out: {row['path']}: {row['reason']}", file=sys.stderr)
     if not files:
         print("no image files found", file=sys.stderr)
         return EXIT_DATA
@@ -79,7 +84,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bad = table[table["error"] != ""]
     for _, row in bad.iterrows():
         print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
-    print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable -> {args.out}")
+    print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable, {len(left_out)} left out "
+          f"-> {args.out}")
     return 0
 
 

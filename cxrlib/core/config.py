@@ -198,12 +198,16 @@ class SplitConfig(_Config):
             the test split doubles as validation, as in the published 80/20, and the run
             records that its test metrics are then optimistic).
         seed: the split is a pure function of the manifest and this seed.
+        group_duplicates: grouped split only: the near-duplicate clusters the audit's duplicate
+            search finds (cached per dataset) join the group key, so a near-duplicate pair can
+            never straddle the split.
     """
 
     kind: str = "grouped"
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     seed: int = 42
+    group_duplicates: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ("grouped", "random"):
@@ -211,6 +215,8 @@ class SplitConfig(_Config):
         if not (0 < self.test_fraction < 1 and 0 <= self.val_fraction < 1
                 and self.test_fraction + self.val_fraction < 1):
             raise ValueError("fractions must be in (0, 1) and sum to less than 1")
+        if self.kind == "random":  # images are independent there: the setting changes nothing
+            object.__setattr__(self, "group_duplicates", True)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,14 @@ def tf():
     return tf_
 
 
+def keras():
+    """Return the ``keras`` module, with TensorFlow configured first (see :func:`tf`)."""
+    tf()
+    import keras as keras_  # noqa: PLC0415
+
+    return keras_
+
+
 def gpus() -> list:
     """The visible GPUs (empty on a CPU machine)."""
     return tf().config.list_physical_devices("GPU")

@@ -1,14 +1,14 @@
 """Batched inference: films, files or a labelled folder through a trained run's model.
 
-Every film goes through the run's own preprocessing (:func:`cxrlib.preprocessing.steps.preprocess_film`)
-and :func:`cxrlib.preprocessing.steps.to_model_input`, then the model in batches through one
-``tf.function`` with a free batch dimension (traced once; measured 3-4x faster than
-``model.predict`` per call on these CPUs, see ../shared/NOTES.md). Files that cannot be read
-are listed with the reason; they never stop a batch.
+Every film goes through the run's own preprocessing (:func:`cxrlib.preprocessing.preprocess_film`),
+then the model in batches through the one compiled forward pass (:mod:`cxrlib.models.inference`).
+Files that cannot be read are listed with the reason; they never stop a batch. A model whose input
+or class count does not fit the preprocessing and the task is refused before any film is read
+(:func:`check_model_fits`).
 """
 from __future__ import annotations
 
-import weakref
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,33 +18,6 @@ import pandas as pd
 
 from cxrlib.core.config import PreprocessConfig
 from cxrlib.data.imageio import IMAGE_SUFFIXES  # what read_film can open; one list for scans and predictions
-
-_CALLS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-
-
-def _model_call(model):
-    """A ``tf.function`` of ``model(x, training=False)`` for any batch size, cached per model.
-
-    The function reaches the model through a weak reference: a cached value that held the model
-    itself would keep its WeakKeyDictionary key alive, so no model would ever be freed.
-    """
-    try:
-        return _CALLS[model]
-    except (KeyError, TypeError):
-        pass
-    from cxrlib.core.tfsetup import tf  # noqa: PLC0415
-
-    tf_ = tf()
-    size = model.input_shape[1:]
-    model_ref = weakref.ref(model)
-    fn = tf_.function(lambda x: model_ref()(x, training=False),
-                      input_signature=[tf_.TensorSpec((None, *size), tf_.float32)])
-    try:
-        _CALLS[model] = fn
-    except TypeError:
-        pass
-    return fn
-
 
 def _pixels(film: Any) -> np.ndarray:
     return film.pixels if hasattr(film, "pixels") else np.asarray(film)
@@ -63,18 +36,19 @@ def predict_films(model, films: Sequence[Any], preprocess_cfg: PreprocessConfig,
     Returns:
         float32 ``(N, C)`` probabilities in the model's class order.
     """
-    from cxrlib.preprocessing.pipeline import preprocess_film, to_model_input  # noqa: PLC0415
+    from cxrlib.models.inference import predict  # noqa: PLC0415
+    from cxrlib.preprocessing.pipeline import preprocess_film  # noqa: PLC0415
 
     _check_batch_size(batch_size)
+    check_model_fits(model, preprocess_cfg)
     n_out = int(model.output_shape[-1])
     if len(films) == 0:
         return np.zeros((0, n_out), np.float32)
-    call = _model_call(model)
     out = []
     for begin in range(0, len(films), batch_size):
         grey = np.stack([preprocess_film(_pixels(f), preprocess_cfg)
                          for f in films[begin:begin + batch_size]])
-        out.append(np.asarray(call(to_model_input(grey)), np.float32))
+        out.append(predict(model, grey, batch_size=batch_size))
     return np.concatenate(out, axis=0)
 
 
@@ -83,19 +57,89 @@ def _check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
 
-def image_files(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Files to predict: a folder (searched recursively for the image suffixes a dataset scan
-    reads, hidden files left out) or explicit paths (kept as given)."""
+def check_model_fits(model, preprocess_cfg: PreprocessConfig,
+                     classes: Sequence[str] | None = None) -> None:
+    """Refuse a model that cannot score films prepared by ``preprocess_cfg`` for ``classes``.
+
+    The preprocessing gives grey films repeated on 3 channels, ``S x S x 3``; the model's input
+    must be that, and its output one probability per class of the task.
+
+    Raises:
+        cxrlib.models.io.ModelFileError: one line saying what does not fit.
+    """
+    from cxrlib.models.io import ModelFileError  # noqa: PLC0415
+
+    size = preprocess_cfg.size
+    shape = model.input_shape
+    got = tuple(shape[1:]) if isinstance(shape, tuple) else None
+    if got is None or len(got) != 3 or any(g not in (None, w) for g, w in zip(got, (size, size, 3))):
+        text = " x ".join(map(str, got)) if got else str(shape)
+        raise ModelFileError(f"the model's input is {text}, but films are prepared as {size} x "
+                             f"{size} x 3 (grey on 3 channels): it cannot score them")
+    n_out = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if classes is not None and n_out != len(classes):
+        raise ModelFileError(f"the model outputs {n_out} values, but the task has {len(classes)} "
+                             f"classes ({', '.join(classes)})")
+
+
+def image_files(inputs: str | Path | Iterable[str | Path],
+                left_out: list[dict] | None = None) -> list[Path]:
+    """Files to predict: folders searched recursively, explicit paths kept as given.
+
+    A folder yields the files with the image suffixes a dataset scan reads. Hidden files and
+    folders, other names, folder links (not followed), link loops, dangling links and links that
+    lead outside the folder are left out (:class:`cxrlib.data.roots.DatasetFolder`).
+
+    Args:
+        inputs: files and folders.
+        left_out: when given, gets ``{"path", "reason"}`` for every file or folder left out.
+
+    Raises:
+        cxrlib.data.roots.FolderNotAllowed: an input outside ``CXR_DATA_ROOTS`` (when set).
+    """
+    from cxrlib.data.roots import check_allowed  # noqa: PLC0415
+
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     found: list[Path] = []
+    skipped = [] if left_out is None else left_out
     for item in map(Path, items):
+        check_allowed(item)
         if item.is_dir():
-            found.extend(sorted(p for p in item.rglob("*")
-                                if p.is_file() and not p.name.startswith(".")
-                                and p.suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(_folder_images(item, skipped))
         else:
             found.append(item)
     return found
+
+
+def _folder_images(folder: Path, left_out: list[dict]) -> list[Path]:
+    from cxrlib.data.roots import DatasetFolder  # noqa: PLC0415
+
+    inside, found = DatasetFolder(folder), []
+
+    def unreadable(exc: OSError) -> None:
+        left_out.append({"path": exc.filename, "reason": f"cannot read folder ({exc.strerror})"})
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        for d in dirnames:
+            if d.startswith(".") or os.path.islink(os.path.join(dirpath, d)):
+                left_out.append({"path": os.path.join(dirpath, d), "reason": "hidden folder; not searched"
+                                 if d.startswith(".") else "a link to a folder; not followed"})
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and not os.path.islink(os.path.join(dirpath, d)))
+        for name in filenames:
+            path, reason = os.path.join(dirpath, name), None
+            if name.startswith("."):
+                reason = "hidden file"
+            elif not name.lower().endswith(IMAGE_SUFFIXES):
+                reason = f"not an image file name (reads {', '.join(IMAGE_SUFFIXES)})"
+            else:
+                reason = inside.stat(path)[1]
+            if reason:
+                left_out.append({"path": path, "reason": reason})
+            else:
+                found.append(Path(path))
+    left_out.sort(key=lambda r: str(r["path"]))
+    return sorted(found)
 
 
 def predict_paths(run, paths: Iterable[str | Path], *, batch_size: int = 32, model=None,
@@ -124,6 +168,7 @@ def _predict_files(model, files: list[str], preprocess_cfg: PreprocessConfig,
     from cxrlib.data.imageio import ImageReadError, read_film  # noqa: PLC0415
 
     _check_batch_size(batch_size)
+    check_model_fits(model, preprocess_cfg, classes)
     probs = np.full((len(files), len(classes)), np.nan, np.float32)
     errors = [""] * len(files)
     for begin in range(0, len(files), batch_size):

@@ -22,12 +22,11 @@ import cv2
 import numpy as np
 
 from cxrlib.explain.graph import (SCORE_DENSE_LOGIT, SCORE_LOGIT, build_tap_model, conv_layer_names,
-                    default_layer, find_layer, _fresh_inputs, _run_graph)
+                    default_layer, find_layer)
 
 Target = int | Sequence[int] | None
 
 _ENGINES: "weakref.WeakKeyDictionary[Any, dict[str, _Engine]]" = weakref.WeakKeyDictionary()
-_FORWARDS: "weakref.WeakKeyDictionary[Any, _Forward]" = weakref.WeakKeyDictionary()
 
 
 def _tf():
@@ -62,36 +61,11 @@ def resolve_targets(target: Target, n: int) -> np.ndarray:
     return t
 
 
-class _Forward:
-    """A compiled forward pass of a model (probabilities), traced once per image shape."""
-
-    def __init__(self, model: Any) -> None:
-        import keras  # noqa: PLC0415  (TensorFlow is imported by _tf() before this is built)
-
-        inputs = _fresh_inputs(model)
-        feed = inputs[0] if isinstance(model, keras.Sequential) else inputs
-        out = _run_graph(model, feed, lambda layer, *a, **k: layer(*a, **k))
-        self.mirror = keras.Model(inputs[0] if len(inputs) == 1 else inputs, out)  # shares the layers, holds no ref to `model`
-        self._fns: dict[tuple[int, ...], Any] = {}
-
-    def __call__(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        tf = _tf()
-        key = x.shape[1:]
-        if key not in self._fns:
-            mirror = self.mirror
-            self._fns[key] = tf.function(lambda t: mirror(t, training=False), input_signature=[
-                tf.TensorSpec((None, *key), tf.float32)])
-        fn = self._fns[key]
-        out = [np.asarray(fn(tf.constant(x[i:i + batch_size]))) for i in range(0, len(x), batch_size)]
-        return np.concatenate(out).astype(np.float32)
-
-
 def predict_probs(model: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Class probabilities ``(N, C)`` from a compiled, cached forward pass (inference mode)."""
-    _tf()
-    if model not in _FORWARDS:
-        _FORWARDS[model] = _Forward(model)
-    return _FORWARDS[model](as_batch(x), batch_size)
+    """Class probabilities ``(N, C)`` through the one compiled forward pass (inference mode)."""
+    from cxrlib.models.inference import predict  # noqa: PLC0415
+
+    return predict(model, as_batch(x), batch_size=batch_size)
 
 
 class _Engine:

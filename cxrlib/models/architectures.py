@@ -1,10 +1,11 @@
-"""The model families, their ImageNet weights, the class-weighted loss, and saved-model loading.
+"""The model families: MobileNetV2 transfer learning, the small CNN, and a tiny test backbone.
 
-Every model built here is a *flat* functional Keras model: its layers are the backbone's own
-layers (``Conv1`` ... ``block_16_depthwise`` ... ``out_relu`` for MobileNetV2), then
-``global_pool`` and the head. A CAM can therefore ask ``model.get_layer("block_16_depthwise")``
-directly; there is no nested sub-model. Each model takes ``float32 (N, S, S, 3)`` in [0, 1] and
-outputs ``(N, n_classes)`` probabilities in task class order (see docs/INTERFACES.md):
+Every model built here is a *flat* functional Keras model of standard layers only (so a saved
+``best.keras`` loads in plain Keras): its layers are the backbone's own layers (``Conv1`` ...
+``block_16_depthwise`` ... ``out_relu`` for MobileNetV2), then ``global_pool`` and the head. A
+CAM can therefore ask ``model.get_layer("block_16_depthwise")`` directly; there is no nested
+sub-model. Each model takes ``float32 (N, S, S, 3)`` in [0, 1] and outputs ``(N, n_classes)``
+probabilities in task class order (see docs/INTERFACES.md):
 
 * ``mobilenetv2``: ``Rescaling`` to [-1, 1] (what ``mobilenet_v2.preprocess_input`` does to
   0..255 pixels, done here to 0..1 inputs) -> ``keras.applications.MobileNetV2(include_top=False)``
@@ -16,76 +17,22 @@ outputs ``(N, n_classes)`` probabilities in task class order (see docs/INTERFACE
   head-mode mechanics (cached features, :func:`backbone_and_head`) are testable without weights.
 * ``small_cnn``: conv + max-pool blocks per ``ModelConfig.cnn_filters``, flatten, dropout 0.2,
   dense ``cnn_dense`` (relu), then softmax for 3 classes; for the binary task one sigmoid unit
-  ``s = P(COVID-19)`` followed by :class:`BinaryProbabilities` -> ``[s, 1 - s]``.
+  ``s = P(COVID-19)`` and ``predictions = Concatenate([s, Rescaling(-1, offset=1)(s)])``, i.e.
+  ``[s, 1 - s]``.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from cxrlib.core import paths
 from cxrlib.core.config import ModelConfig
+from cxrlib.core.tfsetup import keras as _keras
+from cxrlib.models.weights import resolve_imagenet_weights
 
-WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
-               + paths.WEIGHTS_FILE)
 FEATURE_LAYER = "global_pool"
 OUTPUT_LAYER = "predictions"
-MOBILENET_CAM_LAYER = "block_16_depthwise"
 _TINY_SEED = 1234  # the tiny backbone is a fixed random projection, the same in every process
-
-
-class WeightsUnavailable(RuntimeError):
-    """The ImageNet weights are neither on disk nor downloadable."""
-
-
-class ModelFileError(ValueError):
-    """A file that is not a loadable saved model."""
-
-
-def _keras():
-    from cxrlib.core.tfsetup import tf
-
-    tf()  # environment first, then Keras
-    import keras  # noqa: PLC0415
-
-    return keras
-
-
-def _download_weights(cache_dir: Path) -> Path:
-    """Let Keras fetch the weights file into ``cache_dir/models`` (its usual download)."""
-    keras = _keras()
-    return Path(keras.utils.get_file(paths.WEIGHTS_FILE, WEIGHTS_URL, cache_subdir="models",
-                                     cache_dir=str(cache_dir)))
-
-
-def resolve_imagenet_weights() -> Path:
-    """Find the MobileNetV2 ImageNet (no-top, alpha 1.0) weights file, downloading if needed.
-
-    Looks in ``$KERAS_HOME/models/`` (default ``~/.keras/models``) first, then lets Keras download
-    it there as it always does. The 224-px file is used for every input size: the convolution
-    weights do not depend on the input size.
-
-    Returns:
-        Path of the ``.h5`` weights file.
-
-    Raises:
-        WeightsUnavailable: neither on disk nor downloadable. The message tells the user to pass
-            ``weights="random"`` explicitly; random weights are never chosen silently.
-    """
-    local = paths.keras_home() / "models" / paths.WEIGHTS_FILE
-    if local.is_file():
-        return local
-    try:
-        return _download_weights(paths.keras_home())
-    except Exception as exc:  # URL errors, SSL errors, hash mismatch, read-only folder...
-        raise WeightsUnavailable(
-            f"MobileNetV2 ImageNet weights are not available: {local} does not exist and the "
-            f"download from {WEIGHTS_URL} failed ({type(exc).__name__}: {exc}). Put the file "
-            f"{paths.WEIGHTS_FILE} in {local.parent}, or set KERAS_HOME to a folder whose "
-            f"models/ holds it, or choose weights='random' explicitly (ModelConfig(weights="
-            f"'random'), CLI --weights random) to train from random weights.") from exc
 
 
 def n_classes_of(classes: int | Sequence[str]) -> int:
@@ -168,7 +115,8 @@ def _small_cnn(keras, model_cfg: ModelConfig, inputs, n: int):
     x = keras.layers.Dense(model_cfg.cnn_dense, activation="relu", name="dense")(x)
     if n == 2:
         s = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="p_positive")(x)
-        outputs = _binary_layer_class()(name=OUTPUT_LAYER)(s)
+        rest = keras.layers.Rescaling(-1.0, offset=1.0, dtype="float32", name="p_negative")(s)
+        outputs = keras.layers.Concatenate(dtype="float32", name=OUTPUT_LAYER)([s, rest])
     else:
         outputs = keras.layers.Dense(n, activation="softmax", dtype="float32", name=OUTPUT_LAYER)(x)
     return keras.Model(inputs, outputs, name="small_cnn")
@@ -203,133 +151,3 @@ def backbone_and_head(model):
         x = layer(x)
     return feature_model, keras.Model(feature_input, x, name="head")
 
-
-split_backbone_head = backbone_and_head
-
-
-def default_cam_layer(model) -> str:
-    """The layer a CAM explains by default.
-
-    Returns:
-        ``"block_16_depthwise"`` (as published) when the model has it, else the name of the last
-        layer with a 4-D output that is a convolution (including depthwise convolutions).
-
-    Raises:
-        ValueError: the model has no convolution layer.
-    """
-    names = {layer.name for layer in model.layers}
-    if MOBILENET_CAM_LAYER in names:
-        return MOBILENET_CAM_LAYER
-    for layer in reversed(model.layers):
-        if "Conv" in type(layer).__name__ and len(layer.output.shape) == 4:
-            return layer.name
-    raise ValueError(f"model {model.name!r} has no convolution layer to explain")
-
-
-def class_weights(labels: Sequence[str] | np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """Per-class loss weights from the frequency of the *other* classes.
-
-    ``w_c = (1 - P(c)) / (K - 1)``, ``P(c)`` the share of ``labels`` in class ``c``, ``K`` the
-    number of classes. For the binary task this is exactly the published rule
-    ``w_pos = P(negative)``, ``w_neg = P(positive)``; for K classes it is the mean frequency of
-    the other classes, so a rare class weighs more (weights sum to 1; balanced data gives every
-    class ``1 / K``, which only rescales the loss).
-
-    Args:
-        labels: class names of the training images.
-        classes: the task's classes, in output order.
-
-    Returns:
-        ``float32 (K,)`` weights in ``classes`` order.
-    """
-    labels = np.asarray(labels)
-    if labels.size == 0:
-        raise ValueError("class_weights needs at least one label")
-    share = np.array([(labels == c).mean() for c in classes], dtype=np.float64)
-    return ((1.0 - share) / (len(classes) - 1)).astype(np.float32)
-
-
-def weighted_loss(weights: Sequence[float]):
-    """The class-weighted cross-entropy loss object for :func:`class_weights` weights."""
-    return _weighted_loss_class()(weights)
-
-
-weighted_crossentropy = weighted_loss
-
-
-def load_model(path: str | Path):
-    """Load a model saved by training (``best.keras``), without its optimizer or loss.
-
-    Raises:
-        ModelFileError: the file is missing or not a loadable ``.keras`` model.
-    """
-    import zipfile  # noqa: PLC0415
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"no model file at {path}")
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path} is not a Keras model file (.keras zip archive)")
-    keras = _keras()
-    custom = {"BinaryProbabilities": _binary_layer_class(),
-              "WeightedCrossentropy": _weighted_loss_class()}
-    try:
-        return keras.saving.load_model(path, compile=False, custom_objects=custom)
-    except Exception as exc:
-        raise ModelFileError(f"could not load model {path}: {type(exc).__name__}: {exc}") from exc
-
-
-_CUSTOM: dict[str, type] = {}
-
-
-def _binary_layer_class():
-    """Defined lazily so that importing this module does not import Keras."""
-    if "binary" not in _CUSTOM:
-        keras = _keras()
-
-        @keras.saving.register_keras_serializable(package="cxrlib")
-        class BinaryProbabilities(keras.layers.Layer):
-            """``s (N, 1)`` -> ``[s, 1 - s] (N, 2)``: P(positive), P(negative)."""
-
-            def __init__(self, **kwargs):
-                kwargs.setdefault("dtype", "float32")
-                super().__init__(**kwargs)
-
-            def call(self, s):
-                return keras.ops.concatenate([s, 1.0 - s], axis=-1)
-
-            def compute_output_shape(self, input_shape):
-                return (*input_shape[:-1], 2)
-
-        _CUSTOM["binary"] = BinaryProbabilities
-    return _CUSTOM["binary"]
-
-
-def _weighted_loss_class():
-    if "loss" not in _CUSTOM:
-        keras = _keras()
-
-        @keras.saving.register_keras_serializable(package="cxrlib")
-        class WeightedCrossentropy(keras.losses.Loss):
-            """``-sum_c w_c y_c log p_c`` per sample, averaged over the batch.
-
-            With one-hot ``y`` and a binary model's ``[s, 1 - s]`` output this is the weighted
-            binary cross-entropy ``-(w_pos y log s + w_neg (1 - y) log(1 - s))``.
-            """
-
-            def __init__(self, weights, name="weighted_crossentropy", **kwargs):
-                super().__init__(name=name, **kwargs)
-                self.weights = [float(w) for w in weights]
-
-            def call(self, y_true, y_pred):
-                ops = keras.ops
-                eps = keras.config.epsilon()
-                p = ops.clip(ops.cast(y_pred, "float32"), eps, 1.0 - eps)
-                w = ops.convert_to_tensor(self.weights, dtype="float32")
-                return -ops.sum(ops.cast(y_true, "float32") * w * ops.log(p), axis=-1)
-
-            def get_config(self):
-                return {**super().get_config(), "weights": self.weights}
-
-        _CUSTOM["loss"] = WeightedCrossentropy
-    return _CUSTOM["loss"]

@@ -294,7 +294,7 @@ class Run:
         if self._model is None:
             if not self.model_path.exists():
                 raise FileNotFoundError(f"run {self.id} has no model yet ({self.model_path})")
-            from cxrlib.models.architectures import load_model  # noqa: PLC0415
+            from cxrlib.models.io import load_model  # noqa: PLC0415
 
             self._model = load_model(self.model_path)
         return self._model

@@ -3,9 +3,13 @@
 Head-mode training never runs the backbone more than once for the same inputs: the pooled
 features of every film of the dataset (all splits, so any split or head config reuses them) are
 stored under ``paths.cache_dir("features")/<key>/``, one entry per copy. The key is a hash of the
-dataset fingerprint, the preprocessing config, the backbone's identity (family, weights choice,
-input size, and a digest of its actual weight values) and, for an augmented copy, its index and
-the augmentation settings (the originals' entry is shared by every augmentation setting).
+dataset fingerprint, the ordered list of films (so the 3-class and the binary task's rows, or any
+other subset, are separate entries), the preprocessing config, the backbone's identity (family,
+weights choice, input size, and a digest of its actual weight values) and, for an augmented
+copy, its index and the augmentation settings (the originals' entry is shared by every
+augmentation setting). An entry is a folder built under a hidden name and renamed into place
+when complete, so concurrent writers never leave a mixed entry (the first one to finish wins);
+on loading, its rows and shape are checked against what was asked for.
 
 Augmentation in head mode (``TrainConfig.feature_augment_copies = k``): besides each film, ``k``
 randomly rotated (uniform within +-``rotation`` of a full turn, reflected borders) and randomly
@@ -18,7 +22,10 @@ draw every epoch as in fine-tune mode. ``k = 0`` (the default) means no augmenta
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +35,7 @@ import numpy as np
 
 from cxrlib.core import paths
 from cxrlib.core.config import ModelConfig, PreprocessConfig, config_hash
-from cxrlib.core.fsutil import atomic_path, read_json, write_json_atomic
+from cxrlib.core.fsutil import read_json, write_json_atomic
 
 CACHE_VERSION = 1
 
@@ -61,13 +68,19 @@ def weights_digest(model) -> str:
     return h.hexdigest()[:16]
 
 
-def feature_key(fingerprint: str, preprocess_cfg: PreprocessConfig, model_cfg: ModelConfig,
-                feature_model, *, copy: int = 0, rotation: float = 0.0, hflip: bool = False,
-                seed: int = 0, digest: str | None = None) -> str:
+def rows_digest(rel_paths) -> str:
+    """sha256 (16 hex) of an ordered list of films: which rows, in which order."""
+    return hashlib.sha256("\n".join(map(str, rel_paths)).encode("utf-8")).hexdigest()[:16]
+
+
+def feature_key(fingerprint: str, rows: str, preprocess_cfg: PreprocessConfig,
+                model_cfg: ModelConfig, feature_model, *, copy: int = 0, rotation: float = 0.0,
+                hflip: bool = False, seed: int = 0, digest: str | None = None) -> str:
     """The cache key of one set of backbone features (see the module docstring).
 
-    ``copy`` 0 is the original films (shared by every augmentation setting); copy ``k > 0`` is
-    the k-th augmented copy, keyed also by ``rotation``, ``hflip`` and ``seed``.
+    ``rows`` is :func:`rows_digest` of the films, in order. ``copy`` 0 is the original films
+    (shared by every augmentation setting); copy ``k > 0`` is the k-th augmented copy, keyed
+    also by ``rotation``, ``hflip`` and ``seed``.
     """
     backbone = {"family": model_cfg.family, "weights": model_cfg.weights,
                 "input": list(feature_model.input_shape[1:]),
@@ -75,8 +88,8 @@ def feature_key(fingerprint: str, preprocess_cfg: PreprocessConfig, model_cfg: M
     augment = {"copy": copy}
     if copy:
         augment.update(rotation=rotation, hflip=hflip, seed=seed)
-    return config_hash(CACHE_VERSION, fingerprint, preprocess_cfg.to_dict(), backbone, augment,
-                       length=24)
+    return config_hash(CACHE_VERSION, fingerprint, rows, preprocess_cfg.to_dict(), backbone,
+                       augment, length=24)
 
 
 def augment_films(images: np.ndarray, rotation: float, hflip: bool,
@@ -101,44 +114,14 @@ def augment_films(images: np.ndarray, rotation: float, hflip: bool,
 
 def extract_features(feature_model, images: np.ndarray, *, batch_size: int = 32,
                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Run the backbone over grey films in fixed-size batches inside one ``tf.function``.
+    """The backbone over grey films ``uint8 (N, S, S)`` through the one compiled forward pass
+    (:func:`cxrlib.models.inference.predict`); returns ``float32 (N, D)``."""
+    from cxrlib.models.inference import predict  # noqa: PLC0415
 
-    Args:
-        feature_model: images ``float32 (N, S, S, 3)`` in [0, 1] -> features ``(N, D)``.
-        images: ``uint8 (N, S, S)`` grey films (memory-mapped arrays are fine); they are scaled
-            to [0, 1] and repeated on 3 channels inside the graph, as
-            ``preprocess.to_model_input`` does.
-        batch_size: the last batch is zero-padded so the function is traced once.
-        progress: ``progress(done, total)`` after each batch.
-
-    Returns:
-        ``float32 (N, D)``.
-    """
-    from cxrlib.core.tfsetup import tf as _tf
-
-    tf = _tf()
-
-    @tf.function(reduce_retracing=True)
-    def run(batch):
-        x = tf.cast(batch, tf.float32) / 255.0
-        x = tf.repeat(x[..., None], 3, axis=-1)
-        return tf.cast(feature_model(x, training=False), tf.float32)
-
-    n = len(images)
-    dim = int(feature_model.output_shape[-1])
-    out = np.empty((n, dim), np.float32)
-    for start in range(0, n, batch_size):
-        batch = np.asarray(images[start:start + batch_size])
-        m = len(batch)
-        if m < batch_size:
-            batch = np.concatenate([batch, np.zeros((batch_size - m, *batch.shape[1:]), batch.dtype)])
-        out[start:start + m] = run(tf.constant(batch)).numpy()[:m]
-        if progress:
-            progress(start + m, n)
-    return out
+    return predict(feature_model, images, batch_size=batch_size, progress=progress)
 
 
-def cached_features(feature_model, images: np.ndarray, *, fingerprint: str,
+def cached_features(feature_model, images: np.ndarray, *, rel_paths, fingerprint: str,
                     preprocess_cfg: PreprocessConfig, model_cfg: ModelConfig, copies: int = 0,
                     rotation: float = 0.0, hflip: bool = False, seed: int = 0,
                     batch_size: int = 32,
@@ -146,8 +129,9 @@ def cached_features(feature_model, images: np.ndarray, *, fingerprint: str,
     """Features of ``images`` and of ``copies`` augmented copies, from the cache or computed once.
 
     Args:
-        feature_model: the frozen backbone (see :func:`cxrlib.models.architectures.backbone_and_head`).
-        images: ``uint8 (N, S, S)`` grey films of the whole dataset, in manifest order.
+        feature_model: the frozen backbone (see :func:`cxrlib.models.backbone_and_head`).
+        images: ``uint8 (N, S, S)`` grey films, row ``i`` is ``rel_paths[i]``.
+        rel_paths: the films, in the order of ``images`` (part of the key, checked on load).
         fingerprint: the dataset fingerprint (with ``preprocess_cfg``, identifies ``images``).
         preprocess_cfg, model_cfg: part of the key.
         copies, rotation, hflip, seed: head-mode augmentation (see the module docstring).
@@ -159,37 +143,58 @@ def cached_features(feature_model, images: np.ndarray, *, fingerprint: str,
     """
     t0 = time.perf_counter()
     digest = weights_digest(feature_model)
+    rows = rows_digest(rel_paths)
     n = len(images)
+    if len(rel_paths) != n:
+        raise ValueError(f"{len(rel_paths)} film names for {n} films")
     total = (copies + 1) * n
     parts, hits, keys = [], [], []
     for copy in range(copies + 1):
-        key = feature_key(fingerprint, preprocess_cfg, model_cfg, feature_model, copy=copy,
+        key = feature_key(fingerprint, rows, preprocess_cfg, model_cfg, feature_model, copy=copy,
                           rotation=rotation, hflip=hflip, seed=seed, digest=digest)
         folder = paths.cache_dir("features") / key
-        meta = read_json(folder / "meta.json")
-        if meta and meta.get("n") == n and (folder / "features.npy").is_file():
-            parts.append(np.load(folder / "features.npy"))
-            hits.append(True)
-        else:
+        feats = _load(folder, n, rows)
+        hits.append(feats is not None)
+        if feats is None:
             films = images if copy == 0 else augment_films(
                 np.asarray(images), rotation, hflip, np.random.default_rng([seed, copy]))
             done = copy * n
             feats = extract_features(
                 feature_model, films, batch_size=batch_size,
                 progress=(lambda d, _t, done=done: progress(done + d, total)) if progress else None)
-            _store(folder, feats, {"n": n, "copy": copy, "dim": int(feats.shape[-1]),
+            _store(folder, feats, {"n": n, "rows": rows, "copy": copy, "dim": int(feats.shape[-1]),
                                    "fingerprint": fingerprint, "family": model_cfg.family,
                                    "weights": model_cfg.weights, "version": CACHE_VERSION})
-            parts.append(feats)
-            hits.append(False)
+        parts.append(feats)
         keys.append(key)
     return FeatureSet(np.stack(parts), keys[0], all(hits), time.perf_counter() - t0)
 
 
+def _load(folder: Path, n: int, rows: str) -> np.ndarray | None:
+    """An entry's features when it holds exactly ``n`` rows of ``rows``; None otherwise."""
+    meta = read_json(folder / "meta.json", default=None) if (folder / "meta.json").is_file() else None
+    if not meta or meta.get("n") != n or meta.get("rows") != rows:
+        return None
+    try:
+        feats = np.load(folder / "features.npy")
+    except (OSError, ValueError):
+        return None
+    return feats if feats.ndim == 2 and feats.shape == (n, meta.get("dim")) else None
+
+
 def _store(folder: Path, feats: np.ndarray, meta: dict) -> None:
-    """features.npy first, meta.json last: meta.json present means the entry is complete."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "features.npy", suffix=".npy") as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, feats)
-    write_json_atomic(folder / "meta.json", meta)
+    """Write the entry under a hidden name, then rename it into place (first writer wins)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    partial.mkdir()
+    try:
+        np.save(partial / "features.npy", feats)
+        write_json_atomic(partial / "meta.json", meta)
+        if _load(folder, meta["n"], meta["rows"]) is None and folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # an invalid entry: replace it
+        try:
+            os.replace(partial, folder)
+        except OSError:  # another process finished the same entry first: keep theirs
+            pass
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

@@ -1,0 +1,50 @@
+"""MobileNetV2's ImageNet weights, found offline first (Keras's own cache), downloaded otherwise."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cxrlib.core import paths
+from cxrlib.core.tfsetup import keras as _keras
+
+WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+               + paths.WEIGHTS_FILE)
+
+
+class WeightsUnavailable(RuntimeError):
+    """The ImageNet weights are neither on disk nor downloadable."""
+
+
+def _download_weights(cache_dir: Path) -> Path:
+    """Let Keras fetch the weights file into ``cache_dir/models`` (its usual download)."""
+    keras = _keras()
+    return Path(keras.utils.get_file(paths.WEIGHTS_FILE, WEIGHTS_URL, cache_subdir="models",
+                                     cache_dir=str(cache_dir)))
+
+
+def resolve_imagenet_weights() -> Path:
+    """Find the MobileNetV2 ImageNet (no-top, alpha 1.0) weights file, downloading if needed.
+
+    Looks in ``$KERAS_HOME/models/`` (default ``~/.keras/models``) first, then lets Keras download
+    it there as it always does. The 224-px file is used for every input size: the convolution
+    weights do not depend on the input size.
+
+    Returns:
+        Path of the ``.h5`` weights file.
+
+    Raises:
+        WeightsUnavailable: neither on disk nor downloadable. The message tells the user to pass
+            ``weights="random"`` explicitly; random weights are never chosen silently.
+    """
+    local = paths.keras_home() / "models" / paths.WEIGHTS_FILE
+    if local.is_file():
+        return local
+    try:
+        return _download_weights(paths.keras_home())
+    except Exception as exc:  # URL errors, SSL errors, hash mismatch, read-only folder...
+        raise WeightsUnavailable(
+            f"MobileNetV2 ImageNet weights are not available: {local} does not exist and the "
+            f"download from {WEIGHTS_URL} failed ({type(exc).__name__}: {exc}). Put the file "
+            f"{paths.WEIGHTS_FILE} in {local.parent}, or set KERAS_HOME to a folder whose "
+            f"models/ holds it, or choose weights='random' explicitly (ModelConfig(weights="
+            f"'random'), CLI --weights random) to train from random weights.") from exc
+
