@@ -1,6 +1,8 @@
 """Audit services: one ``cxrlib.audit.audit_run`` per run and options, kept for every session."""
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import streamlit as st
@@ -18,10 +20,33 @@ from .explaining import explanation
 from .runs import run_stamp
 
 
+REPORTS_KEPT = 8  # audit reports hold the test films' tensors: keep a few, newest used first
+
+
+class _Reports:
+    """Finished audit reports by (run stamp, options), shared by every session: a bounded LRU
+    behind a lock (sessions run in threads of one server process)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.lock, self.items = limit, threading.Lock(), OrderedDict()
+
+    def get(self, key: tuple):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+            return self.items.get(key)
+
+    def put(self, key: tuple, report: Any) -> None:
+        with self.lock:
+            self.items[key] = report
+            self.items.move_to_end(key)
+            while len(self.items) > self.limit:
+                self.items.popitem(last=False)
+
+
 @st.cache_resource
-def _reports() -> dict[tuple, Any]:
-    """Finished audit reports by (run stamp, options): shared by sessions, computed once."""
-    return {}
+def _reports() -> _Reports:
+    return _Reports(REPORTS_KEPT)
 
 
 def audit_key(run, external: str | None, max_films: int | None, method: str) -> tuple:
@@ -45,7 +70,7 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str)
         report = audit.audit_run(run, dataset=ds, external=external or None, cam_method=method,
                                  max_films=max_films, progress=progress)
         box.update(label="Audit finished", state="complete", expanded=False)
-    _reports()[audit_key(run, external, max_films, method)] = report
+    _reports().put(audit_key(run, external, max_films, method), report)
     return report
 
 

@@ -209,3 +209,34 @@ def test_real_tiny_run_is_cancelled_by_its_training_loop(workspace, synthetic_da
     assert not run.is_alive() and seen[-1]["state"] == "cancelled"
     assert any(s.get("step") for s in seen)  # progress reached the caller while training
     assert len(run.split_table()) == 72 and run.leakage["groups_on_several_sides"] == 0
+
+
+def test_cancelling_a_foreground_run_never_signals_the_users_process_group(fake_trainer, tmp_path):
+    """A foreground `train` in a shell job shares its process group with the job's other
+    processes (e.g. `| tee log`): a forced cancel must stop the trainer only."""
+    fake_trainer("ignore_cancel")
+    script = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        os.setpgid(0, 0)  # lead a process group, as a shell job's first process does
+        sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        open({str(tmp_path / 'sibling.pid')!r}, "w").write(str(sibling.pid))
+        from cxrlib.core.config import RunConfig
+        from cxrlib.runs import runner
+        runner.train_foreground(RunConfig(), fingerprint="fp-foreground")
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script],
+                            env=dict(os.environ, PYTHONPATH=str(paths.PROJECT_ROOT)))
+    try:
+        run = get_run(create_run(CFG, "fp-foreground").id)
+        wait_for(lambda: trainers(run) and run.is_alive(), what="the foreground trainer")
+        sibling = int(wait_for(lambda: (tmp_path / "sibling.pid").exists()
+                               and (tmp_path / "sibling.pid").read_text(), what="the sibling"))
+        assert run.raw_status().get("own_session") is False
+        status = runner.cancel(run.id, grace_s=0.5, kill_s=5)
+        assert status["state"] in ("cancelled", "failed")
+        proc.wait(timeout=20)  # the trainer itself was stopped by the signal...
+        assert pid_alive(sibling)  # ...and the job's other process was not touched
+        os.kill(sibling, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -144,7 +144,11 @@ def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | Non
     try:
         if run.raw_status().get("state") == "done":
             return 0
-        run.write_status(state="running", pid=os.getpid(), started=now_iso(), error=None,
+        # A process the runner spawned leads its own session: cancel may signal its whole group
+        # (tf.data workers included). A foreground CLI run shares the user's shell session, so
+        # only the process itself may be signalled, never its process group.
+        run.write_status(state="running", pid=os.getpid(), own_session=os.getsid(0) == os.getpid(),
+                         started=now_iso(), error=None,
                          message="starting")
         if run.cancel_requested():
             run.write_status(state="cancelled", message="cancelled before training started",
@@ -251,9 +255,9 @@ def cancel(run_id: str, *, grace_s: float = 15.0, kill_s: float = 5.0) -> dict[s
         return run.status()
     run.request_cancel()
     if not _wait_dead(run, grace_s):
-        pid = run.pid
+        pid, group = run.pid, bool(run.raw_status().get("own_session"))
         for sig, wait_s in ((signal.SIGTERM, kill_s), (signal.SIGKILL, kill_s)):
-            _signal_group(pid, sig)
+            _signal(pid, sig, group=group)
             if _wait_dead(run, wait_s):
                 break
     status = run.raw_status()
@@ -274,16 +278,17 @@ def _wait_dead(run: Run, timeout: float) -> bool:
         time.sleep(0.1)
 
 
-def _signal_group(pid: int | None, sig: int) -> None:
+def _signal(pid: int | None, sig: int, *, group: bool) -> None:
+    """Signal a training process; its whole process group only when it leads its own session."""
     if not pid:
         return
     try:
-        os.killpg(int(pid), sig)  # the trainer leads its own session (start_new_session)
-    except (ProcessLookupError, PermissionError):
-        try:
+        if group and os.getpgid(int(pid)) == int(pid):
+            os.killpg(int(pid), sig)
+        else:
             os.kill(int(pid), sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def wait(run: Run, timeout: float | None = None, *, poll_s: float = 0.5,
