@@ -1,0 +1,154 @@
+"""``lungs train | predict | eval``: the lung segmenter from a terminal."""
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import sys
+from pathlib import Path
+
+from cxrlib.cli.common import UsageError, print_table
+from cxrlib.core import paths
+
+
+def register(sub) -> None:
+    """Add the ``lungs`` subcommand and its ``train``, ``predict`` and ``eval`` subcommands."""
+    p = sub.add_parser("lungs", help="the lung segmenter: retrain, predict masks, score against masks")
+    lungs = p.add_subparsers(dest="lungs_command", required=True, metavar="ACTION")
+
+    t = lungs.add_parser("train", help="retrain the segmenter on films with human masks")
+    _data_args(t)
+    t.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: models/lungs in the workspace; the shipped "
+                        "weights are replaced only when this names cxrlib/lungs/assets)")
+    t.add_argument("--epochs", type=int, default=None, help="epochs (default 30)")
+    t.add_argument("--seed", type=int, default=0, help="split, initialisation and augmentation seed")
+    t.set_defaults(func=cmd_train)
+
+    q = lungs.add_parser("predict", help="write a 0/255 lung mask PNG per film")
+    q.add_argument("files", nargs="+", type=Path, metavar="FILES", help="films, or folders of films")
+    q.add_argument("--out", type=Path, required=True, help="folder for the mask PNGs")
+    q.add_argument("--weights", type=Path, default=None, help="a weights asset (default: shipped)")
+    q.set_defaults(func=cmd_predict)
+
+    e = lungs.add_parser("eval", help="Dice of predicted masks against human masks, per class")
+    _data_args(e)
+    e.add_argument("--weights", type=Path, default=None, help="a weights asset (default: shipped)")
+    e.add_argument("--all", action="store_true",
+                   help="score every masked film, also those of the groups the weights were trained "
+                        "or validated on (default: leave those out)")
+    e.add_argument("--per-film", type=Path, default=None, metavar="CSV", help="write per-film Dice here")
+    e.set_defaults(func=cmd_eval)
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True, help="the films' dataset folder")
+    p.add_argument("--masks", type=Path, default=None,
+                   help="their masks: cxr3-lungs layout (255 lung, 127 ignore; manifest.csv optional) "
+                        "or Radiography DB masks/ folders; default: the dataset's own masks/")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
+    from cxrlib.lungs.train import LungTrainConfig, train_lung_model  # noqa: PLC0415
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    cfg = LungTrainConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    out = args.out or paths.workspace() / "models" / "lungs"
+    command = "python -m cxrlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["lungs"] else ""
+    with ProgressBar(f"train lung segmenter ({cfg.epochs} epochs)") as bar:
+        record = train_lung_model(args.data, args.masks, out, cfg, progress=bar.update, command=command)
+    metrics = {k: record[k] for k in ("train_s", "best_epoch", "quality_threshold", "rows", "val", "test")}
+    (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    print(f"weights: {Path(out) / 'lung_unet.npz'}  metrics: {Path(out) / 'metrics.json'}")
+    print(json.dumps({"dice_mean": record["test"]["dice_mean"],
+                      "dice_per_class": record["test"]["dice_per_class"], "n": record["test"]["n"],
+                      "train_s": record["train_s"], "out": str(out)}))
+    return 0
+
+
+def _film_files(items: list[Path]) -> list[Path]:
+    from cxrlib.data.imageio import IMAGE_SUFFIXES  # noqa: PLC0415
+
+    files: list[Path] = []
+    for item in items:
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                            and not p.name.startswith("."))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileNotFoundError(errno.ENOENT, "no such film file or folder", str(item))
+    return files
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import cv2  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
+    from cxrlib.data.imageio import read_film  # noqa: PLC0415
+    from cxrlib.lungs.segmenter import load_segmenter  # noqa: PLC0415
+
+    files = _film_files(args.files)
+    if not files:
+        raise UsageError("no film files given (folders held no images)")
+    segmenter = load_segmenter(args.weights)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, used = [], set()
+    with ProgressBar(f"lung masks of {len(files)} films") as bar:
+        for start in range(0, len(files), 16):
+            chunk = files[start:start + 16]
+            for path, seg in zip(chunk, segmenter.segment([read_film(p).pixels for p in chunk])):
+                name = _unique(f"{path.stem}.png", used)
+                cv2.imwrite(str(args.out / name), seg.mask.astype(np.uint8) * 255)
+                rows.append({"film": str(path), "mask": str(args.out / name), "quality": f"{seg.quality:.3f}",
+                             "flagged": "yes" if seg.flagged else "no"})
+            bar.callback(min(start + 16, len(files)), len(files))
+    print_table(rows)
+    return 0
+
+
+def _unique(name: str, used: set[str]) -> str:
+    stem, k = name[:-4], 2
+    while name in used:  # two films with one file name (different folders): keep both masks
+        name, k = f"{stem}__{k}.png", k + 1
+    used.add(name)
+    return name
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
+    from cxrlib.lungs.data import paired_rows, unseen_by  # noqa: PLC0415
+    from cxrlib.lungs.evaluate import evaluate_rows, summarise  # noqa: PLC0415
+    from cxrlib.lungs.network import read_asset_meta  # noqa: PLC0415
+    from cxrlib.lungs.segmenter import load_segmenter  # noqa: PLC0415
+
+    rows = paired_rows(args.data, args.masks)
+    meta = read_asset_meta(args.weights)
+    unseen = unseen_by(rows, meta)
+    recorded = bool(meta.get("groups") or meta.get("train_files"))
+    held_out = recorded and not args.all
+    if held_out:
+        scope = (f"held-out groups only: {int(unseen.sum())} of {len(rows)} masked films; "
+                 f"{int((~unseen).sum())} in groups the weights were trained or validated on "
+                 "are left out (--all keeps them)")
+        rows = rows[unseen].reset_index(drop=True)
+    else:
+        scope = "all masked films" + ("" if args.all else " (the weights record no training groups)")
+    if rows.empty:
+        raise ValueError("no masked film is left to score (all are in the training groups; try --all)")
+    print(f"scoring {scope}")
+    with ProgressBar(f"lung masks of {len(rows)} films") as bar:
+        per_film = evaluate_rows(rows, load_segmenter(args.weights), progress=bar.callback)
+    if args.per_film:
+        per_film.to_csv(args.per_film, index=False)
+    summary = summarise(per_film)
+    print_table([{"class": k, "films": summary["n_per_class"][k], "dice": f"{v:.4f}"}
+                 for k, v in summary["dice_per_class"].items()]
+                + [{"class": "all", "films": summary["n"], "dice": f"{summary['dice_mean']:.4f}"}])
+    print(f"flagged by the quality signal: {summary['flagged_share']:.1%} (Dice flagged "
+          f"{summary['flagged_dice_mean']} vs unflagged {summary['unflagged_dice_mean']})")
+    print(json.dumps({**summary, "scope": "held-out groups" if held_out else "all"}))
+    return 0

@@ -1,0 +1,300 @@
+"""cxrlib.lungs: the segmenter learns known lung shapes; Dice, masks, boxes and shares against hand
+computations; dataset masks win over predicted ones; the weights asset; the CLI's errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrlib.cli import main
+from cxrlib.core import paths
+from cxrlib.data.synthetic import lung_boxes
+from cxrlib.lungs import (LungSegmentation, MaskIndex, cam_in_lung_share, dataset_mask, dice,
+                          find_dataset_mask, lung_box, lung_fields, mask_quality, read_mask_levels)
+from cxrlib.lungs.augment import AugmentConfig, augment_pair
+from cxrlib.lungs.data import split_rows
+from cxrlib.lungs.evaluate import choose_threshold
+
+STILL = AugmentConfig(brightness=0.0, contrast=(1.0, 1.0), gamma=(1.0, 1.0), jpeg_p=0.0)
+
+
+def film_and_mask(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic film with two dark lung fields at random places and sizes, and their mask.
+
+    Positions vary by up to 10 % of the side, so a network that learned one average mask
+    cannot score well: it has to find the lungs.
+    """
+    lungs = np.zeros((h, w), np.uint8)
+    for cx, cy, ax, ay in lung_boxes(100):
+        centre = (round((cx / 100 + rng.uniform(-0.1, 0.1)) * w), round((cy / 100 + rng.uniform(-0.1, 0.1)) * h))
+        axes = (round(ax / 100 * w * rng.uniform(0.8, 1.15)), round(ay / 100 * h * rng.uniform(0.8, 1.15)))
+        cv2.ellipse(lungs, centre, axes, rng.uniform(-8, 8), 0, 360, 1, -1)
+    body = np.zeros((h, w), np.uint8)
+    cv2.ellipse(body, (w // 2, h // 2), (int(0.47 * w), int(0.49 * h)), 0, 0, 360, 1, -1)
+    film = np.full((h, w), rng.uniform(5, 30), np.float32)
+    film[body > 0] = rng.uniform(150, 195)
+    film[lungs > 0] = rng.uniform(45, 75)
+    film += rng.normal(0, 6, film.shape)
+    return np.clip(film, 0, 255).astype(np.uint8), lungs.astype(bool)
+
+
+@pytest.fixture(scope="module")
+def tiny_asset(tmp_path_factory):
+    """A plain U-Net (8-16-32 filters, 32 px) trained for seconds on synthetic films, saved as an asset."""
+    from cxrlib.lungs.data import _area
+    from cxrlib.lungs.network import build_lung_unet, save_asset
+    from cxrlib.lungs.prepare import prepare_film
+    from cxrlib.lungs.train import LungTrainConfig, fit_segmenter
+
+    cfg = LungTrainConfig(size=32, encoder="plain", filters=(8, 16, 32), epochs=20, batch_size=8,
+                          learning_rate=3e-3, seed=3)
+    rng = np.random.default_rng(7)
+    pairs = [film_and_mask(rng, 64, 64) for _ in range(64)]
+    films = np.stack([prepare_film(f, 32) for f, _ in pairs])
+    target = np.stack([_area(m, 32) for _, m in pairs])
+    weight = np.full_like(target, 255)
+    model = build_lung_unet(**cfg.arch())
+    history = fit_segmenter(model, (films[:56], target[:56], weight[:56]),
+                            (films[56:], target[56:], weight[56:]), cfg)
+    folder = tmp_path_factory.mktemp("tiny_lungs")
+    save_asset(model, folder, cfg.arch(), {"quality_threshold": 0.5, "history": history,
+                                           "groups": {"train": ["g-train"], "val": []}})
+    return folder / "lung_unet.json"
+
+
+# ------------------------------------------------------------------------- the network learns
+def test_tiny_network_finds_synthetic_lungs_on_held_out_films(tiny_asset):
+    from cxrlib.lungs import segment_batch, segment_lungs
+
+    rng = np.random.default_rng(99)  # films never seen in training, at other sizes than 32 px
+    pairs = [film_and_mask(rng, 72, 60) for _ in range(12)] + [film_and_mask(rng, 50, 90) for _ in range(4)]
+    segs = segment_batch([f for f, _ in pairs], batch_size=5, weights=tiny_asset)
+    scores = [dice(s.mask, m) for s, (_, m) in zip(segs, pairs)]
+    assert all(s.mask.shape == m.shape and s.mask.dtype == bool for s, (_, m) in zip(segs, pairs))
+    assert all(s.source == "predicted" for s in segs)
+    assert np.mean(scores) >= 0.9, scores
+    # Finding the lungs, not drawing the average lungs: the mean training mask scores lower.
+    average = np.mean([cv2.resize(m.astype(np.float32), (60, 72)) for _, m in pairs[:12]], axis=0) > 0.5
+    assert np.mean([dice(average, m) for _, m in pairs[:12]]) < np.mean(scores[:12]) - 0.05
+    # One film, RGB, gives the same mask as in the batch.
+    rgb = np.repeat(pairs[0][0][..., None], 3, axis=2)
+    assert np.array_equal(segment_lungs(rgb, weights=tiny_asset).mask, segs[0].mask)
+
+
+def test_asset_round_trip_and_a_mismatched_asset(tiny_asset, tmp_path):
+    from cxrlib.lungs.network import LungModelError, load_asset, read_asset_meta
+
+    model, meta = load_asset(tiny_asset)
+    assert meta["arch"]["filters"] == [8, 16, 32] and meta["weights_dtype"] == "float16"
+    stored = np.load(tiny_asset.with_suffix(".npz"))
+    assert all(stored[v.path].dtype == np.float16 for v in model.weights)
+    assert np.array_equal(model.weights[0].numpy(), stored[model.weights[0].path].astype(np.float32))
+    wrong = dict(meta, arch={**meta["arch"], "filters": [8, 16, 64]})
+    (tmp_path / "lung_unet.json").write_text(json.dumps(wrong))
+    (tmp_path / "lung_unet.npz").write_bytes(tiny_asset.with_suffix(".npz").read_bytes())
+    with pytest.raises(LungModelError, match="does not fit"):
+        load_asset(tmp_path)
+    with pytest.raises(LungModelError, match="not found"):
+        read_asset_meta(tmp_path / "nothing.json")
+
+
+def test_importing_lungs_does_not_import_tensorflow():
+    code = "import sys, cxrlib.lungs; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=paths.PROJECT_ROOT)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------------------ measures
+def test_dice_against_hand_counts():
+    pred, truth = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    pred[0, :4] = True           # 4 pixels
+    truth[0, 2:4] = True         # 3 pixels, 2 shared with pred
+    truth[1, 0] = True
+    assert dice(pred, truth) == pytest.approx(2 * 2 / (4 + 3))
+    ignore = np.zeros((4, 4), bool)
+    ignore[0, 0] = ignore[1, 0] = True  # drops one pred-only and one truth-only pixel
+    assert dice(pred, truth, ignore) == pytest.approx(2 * 2 / (3 + 2))
+    assert dice(np.zeros((3, 3)), np.zeros((3, 3))) == 1.0
+    assert dice(pred, ~pred) == 0.0
+    # A 2 x 2 prediction is resized to the 4 x 4 truth (nearest): each pixel becomes a 2 x 2 block.
+    small = np.array([[1, 0], [0, 0]], bool)
+    block = np.zeros((4, 4), bool)
+    block[:2, :2] = True
+    assert dice(small, block) == 1.0
+    assert dice(small, truth) == pytest.approx(2 * 1 / (4 + 3))  # shares truth's pixel (1, 0)
+
+
+def test_mask_levels_127_is_ignored_in_dice_and_kept_as_lung_field(tmp_path):
+    values = np.zeros((10, 12), np.uint8)
+    values[2:8, 1:5] = 255
+    values[2:8, 7:11] = 255
+    values[4:6, 2:4] = 127  # a device over the left lung
+    cv2.imwrite(str(tmp_path / "m.png"), values)
+    lung, ignore = read_mask_levels(tmp_path / "m.png")
+    assert lung.sum() == 48 - 4 and ignore.sum() == 4
+    field = dataset_mask(tmp_path / "m.png")
+    assert field.sum() == 48 and field[4, 2]
+    pred = values == 255  # the prediction leaves the device out: no penalty inside "ignore"
+    assert dice(pred, lung, ignore) == 1.0 and dice(pred, field) == pytest.approx(2 * 44 / (44 + 48))
+    # Radiography DB masks are 0/255 at another size than the film: resized with nearest.
+    lung2, ignore2 = read_mask_levels(tmp_path / "m.png", (20, 24))
+    assert lung2.shape == (20, 24) and lung2.sum() == 4 * 44 and ignore2.sum() == 16
+    assert dataset_mask(tmp_path / "missing.png") is None and dataset_mask(None) is None
+
+
+def test_cam_in_lung_share_hand_values():
+    mask = np.zeros((4, 4), bool)
+    mask[:, :2] = True
+    heat = np.zeros((4, 4))
+    heat[0, 0], heat[0, 3] = 3.0, 1.0
+    assert cam_in_lung_share(heat, mask) == pytest.approx(0.75)
+    assert cam_in_lung_share(heat * mask, mask) == 1.0
+    assert np.isnan(cam_in_lung_share(np.zeros((4, 4)), mask))
+    # A 2 x 2 heatmap resized (bilinear) to the 4 x 4 mask: a uniform one gives the lung's area share.
+    assert cam_in_lung_share(np.ones((2, 2)), mask) == pytest.approx(0.5)
+    left = np.array([[1.0, 0.0], [1.0, 0.0]])  # bilinear columns 1, .75, .25, 0 -> (1 + .75) / 2
+    assert cam_in_lung_share(left, mask) == pytest.approx(1.75 / 2.0)
+
+
+def test_lung_box_holds_both_lungs_with_its_margin():
+    mask = np.zeros((100, 120), bool)
+    mask[10:20, 20:40] = True  # one lung: rows 10-19, columns 20-39
+    mask[30:60, 70:90] = True  # the other: rows 30-59, columns 70-89
+    assert lung_box(mask, 0.0) == (20, 10, 90, 60)
+    assert lung_box(mask, 0.1) == (13, 5, 97, 65)  # 10 % of 70 wide, of 50 high
+    x0, y0, x1, y1 = lung_box(mask, 0.5)
+    assert (x0, y0, x1, y1) == (0, 0, 120, 85)  # clipped to the film
+    assert mask[y0:y1, x0:x1].sum() == mask.sum()
+    assert lung_box(np.zeros((5, 7), bool)) == (0, 0, 7, 5)
+    with pytest.raises(ValueError):
+        lung_box(mask, -0.1)
+
+
+def test_mask_quality_hand_values_and_threshold_choice():
+    prob = np.zeros((20, 20), np.float32)
+    prob[2:10, 2:8] = 0.9    # one lung of 48 pixels at 0.9
+    prob[2:10, 12:18] = 1.0  # another of 48 at 1.0
+    prob[12:16, :] = 0.3     # below 0.5: not in the mask, not in its confidence
+    assert mask_quality(prob) == pytest.approx((48 * 0.9 + 48 * 1.0) / 96)
+    prob[12, 0] = 0.6
+    assert mask_quality(prob) == pytest.approx((48 * 0.9 + 48 * 1.0 + 0.6) / 97)
+    assert mask_quality(np.zeros((5, 5))) == 0.0
+    quality = np.array([0.2, 0.5, 0.8, 0.9, 0.95])
+    assert choose_threshold(quality, np.array([0.5, 0.8, 0.95, 0.97, 0.96])) == pytest.approx(0.5, abs=1e-9)
+    assert choose_threshold(quality, np.full(5, 0.97)) == pytest.approx(np.percentile(quality, 2))
+
+
+# ------------------------------------------------------------------------ data and augmentation
+def test_augmentation_moves_film_and_mask_together_and_never_flips():
+    film = np.zeros((64, 64), np.uint8)
+    film[16:48, 8:24] = 200  # a bright "lung" on the left only
+    target = (film > 0).astype(np.float32)
+    out = [augment_pair(film, target, np.ones_like(target), np.random.default_rng(s), STILL) for s in range(20)]
+    for f, t, w in out:
+        assert dice(f > 100, t > 0.5) > 0.9  # same geometric transform on both
+        assert np.argwhere(t > 0.5)[:, 1].mean() < 32  # still on the left: no horizontal flip
+        assert w.min() >= 0.99  # nothing became "ignore"
+    assert len({f.tobytes() for f, _, _ in out}) == 20  # each seed its own transform
+    again = augment_pair(film, target, np.ones_like(target), np.random.default_rng(5), STILL)
+    assert all(np.array_equal(a, b) for a, b in zip(again, out[5]))  # and the same one again
+
+
+def test_split_keeps_groups_whole_and_never_trains_on_nc():
+    rows = pd.DataFrame({"label": ["COVID-19"] * 40 + ["Normal"] * 40,
+                         "group_id": [f"g{i // 2}" for i in range(80)],
+                         "nc": [i < 16 for i in range(80)]})
+    split = split_rows(rows, seed=1)
+    assert (split[rows["nc"]] != "train").all() and set(split[rows["nc"]]) == {"val", "test"}
+    assert split.groupby(rows["group_id"]).nunique().max() == 1
+    assert 0.6 < (split[~rows["nc"]] == "train").mean() < 0.85
+
+
+# --------------------------------------------------------------- dataset masks take precedence
+def test_dataset_masks_win_over_predicted_ones(tmp_path, tiny_asset):
+    rng = np.random.default_rng(1)
+    (tmp_path / "COVID" / "images").mkdir(parents=True)
+    (tmp_path / "COVID" / "masks").mkdir()
+    film, truth = film_and_mask(rng, 96, 96)
+    cv2.imwrite(str(tmp_path / "COVID" / "images" / "a.png"), film)
+    cv2.imwrite(str(tmp_path / "COVID" / "images" / "b.png"), film)
+    small = cv2.resize(truth.astype(np.uint8) * 255, (64, 64), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(tmp_path / "COVID" / "masks" / "a.png"), small)  # the Radiography DB's 0/255
+    found = find_dataset_mask(tmp_path / "COVID" / "images" / "a.png")
+    assert found == tmp_path / "COVID" / "masks" / "a.png"
+    assert find_dataset_mask(tmp_path / "COVID" / "images" / "b.png") is None
+
+    other = tmp_path / "lungs" / "COVID-19"  # a --masks folder in the cxr3-lungs layout
+    other.mkdir(parents=True)
+    drawn = np.zeros((96, 96), np.uint8)
+    drawn[10:50, 10:40] = 255
+    cv2.imwrite(str(other / "b.png"), drawn)
+    index = MaskIndex(tmp_path / "lungs")
+    paths_ = [tmp_path / "COVID" / "images" / n for n in ("a.png", "b.png")]
+    segs = lung_fields([film, film, film], [*paths_, None], masks=index,
+                       rel_paths=["COVID-19/a.jpg", "COVID-19/b.jpg", ""], weights=tiny_asset)
+    assert [s.source for s in segs] == ["dataset", "dataset", "predicted"]
+    near = np.arange(96) * 64 // 96  # nearest neighbour: output pixel i reads input pixel floor(i * 64 / 96)
+    assert np.array_equal(segs[0].mask, small[near][:, near] > 0)
+    assert dice(segs[0].mask, truth) > 0.95 and segs[0].quality == 1.0 and not segs[0].flagged
+    assert np.array_equal(segs[1].mask, drawn > 0)
+    assert isinstance(segs[2], LungSegmentation) and segs[2].mask.shape == (96, 96)
+
+
+def test_mask_index_reads_the_manifest_and_the_radiography_layout(tmp_path):
+    (tmp_path / "x" / "masks").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "x" / "masks" / "f1.png"), np.zeros((4, 4), np.uint8))
+    cv2.imwrite(str(tmp_path / "renamed.png"), np.zeros((4, 4), np.uint8))
+    (tmp_path / "manifest.csv").write_text("file,mask\nCOVID-19/film 7.jpg,renamed.png\n")
+    index = MaskIndex(tmp_path)
+    assert index.find("x/images/f1.png") == tmp_path / "x" / "masks" / "f1.png"
+    assert index.find("COVID-19/film 7.jpg") == tmp_path / "renamed.png"
+    assert index.find("elsewhere/f1.jpeg") == tmp_path / "x" / "masks" / "f1.png"  # unique name
+    assert index.find("nothing.jpg") is None
+    with pytest.raises(NotADirectoryError):
+        MaskIndex(tmp_path / "absent")
+
+
+# ----------------------------------------------------------------------------------------- CLI
+def test_cli_argument_errors(tmp_path, capsys, workspace):
+    with pytest.raises(SystemExit) as exc:
+        main(["lungs"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["lungs", "predict", "a.png"])  # --out is required
+    assert exc.value.code == 2
+    assert main(["lungs", "train", "--data", str(tmp_path), "--masks", str(tmp_path), "--epochs", "0"]) == 2
+    assert "--epochs" in capsys.readouterr().err
+    assert main(["lungs", "eval", "--data", str(tmp_path / "absent"), "--masks", str(tmp_path)]) == 4
+    assert "error:" in capsys.readouterr().err
+    assert main(["lungs", "predict", str(tmp_path / "absent.png"), "--out", str(tmp_path / "o")]) == 4
+    assert "absent.png" in capsys.readouterr().err
+
+
+def test_cli_predict_and_eval_with_tiny_weights(tmp_path, capsys, tiny_asset):
+    rng = np.random.default_rng(5)
+    for label in ("COVID-19", "Normal"):
+        for folder in (tmp_path / "films" / label, tmp_path / "masks" / label):
+            folder.mkdir(parents=True)
+        for i in range(3):
+            film, mask = film_and_mask(rng, 80, 70)
+            cv2.imwrite(str(tmp_path / "films" / label / f"{i}.jpg"), film)
+            cv2.imwrite(str(tmp_path / "masks" / label / f"{i}.png"), mask.astype(np.uint8) * 255)
+    assert main(["lungs", "predict", str(tmp_path / "films" / "Normal"), "--out", str(tmp_path / "out"),
+                 "--weights", str(tiny_asset)]) == 0
+    written = sorted((tmp_path / "out").glob("*.png"))
+    assert [p.name for p in written] == ["0.png", "1.png", "2.png"]
+    assert set(np.unique(cv2.imread(str(written[0]), cv2.IMREAD_UNCHANGED))) <= {0, 255}
+    assert cv2.imread(str(written[0])).shape[:2] == (80, 70)
+    capsys.readouterr()
+    assert main(["lungs", "eval", "--data", str(tmp_path / "films"), "--masks", str(tmp_path / "masks"),
+                 "--weights", str(tiny_asset)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert result["n"] == 6 and set(result["dice_per_class"]) == {"COVID-19", "Normal"}
+    assert result["dice_mean"] > 0.85 and "held-out" in out[0]
