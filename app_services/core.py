@@ -11,6 +11,7 @@ DATA_DIR, TASK, RUN_ID, TRAIN_PREPROCESS = "data_dir", "task", "run_id", "train_
 TASK_LABELS = {"3class": "3 classes: COVID-19 / Normal / Viral Pneumonia",
                "binary": "Binary: COVID-19 vs Normal"}
 DISPLAY_MAX_SIDE = 768  # films are shown (and previewed) at most this large
+DISPLAY_MAX_ASPECT = 8  # a film longer than 8:1 is shown padded to that ratio
 
 
 def safe(fn, default=None):
@@ -39,10 +40,34 @@ def shrink(pixels, side: int):
                       interpolation=cv2.INTER_AREA)
 
 
+def for_display(pixels):
+    """``pixels`` ready for ``st.image``, and whether they were padded.
+
+    A film no longer than :data:`DISPLAY_MAX_ASPECT`:1 is returned as it is. A longer one is
+    shrunk so its long side is :data:`DISPLAY_MAX_SIDE`, then centred on black to that ratio.
+    Streamlit would otherwise scale a 20000 x 40 strip to its page width, 1460 x 2 px (and a
+    20000 x 1 one to 1460 x 0, which raises).
+    """
+    import numpy as np
+
+    h, w = pixels.shape[:2]
+    if max(h, w) <= DISPLAY_MAX_ASPECT * min(h, w):
+        return pixels, False
+    small = shrink(pixels, DISPLAY_MAX_SIDE)
+    h, w = small.shape[:2]
+    out_h, out_w = max(h, -(-w // DISPLAY_MAX_ASPECT)), max(w, -(-h // DISPLAY_MAX_ASPECT))
+    out = np.zeros((out_h, out_w, *small.shape[2:]), small.dtype)
+    top, left = (out_h - h) // 2, (out_w - w) // 2
+    out[top:top + h, left:left + w] = small
+    return out, True
+
+
 def chart(fig, *, key: str | None = None) -> None:
-    """Draw a ``cxrlib.viz.figures`` figure as it was designed (its own light template, readable on
-    the dark theme as a card), full column width."""
-    st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})
+    """Draw a ``cxrlib.viz.figures`` figure in the app's dark theme (no white boxes on the dark
+    surround), full column width."""
+    from cxrlib.viz.figures import themed  # noqa: PLC0415
+
+    st.plotly_chart(themed(fig, "dark"), theme=None, key=key, config={"displaylogo": False})
 
 
 def fmt(value: Any, spec: str = ".3f") -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.data import datasets, stats
+from cxrlib.data import datasets, roots, stats
 
 from cxrlib.data import imageio
 
@@ -94,6 +94,10 @@ def dataset_status() -> DataStatus:
     if not cfg.root:
         return DataStatus("empty", "No dataset folder is given yet.")
     root = Path(cfg.root)
+    try:  # before anything looks at the folder: a refused path reveals nothing, not even existence
+        roots.check_allowed(root)
+    except roots.FolderNotAllowed as exc:
+        return DataStatus("error", f"{exc}. Give a folder inside one of them.")
     early = _precheck(root)
     if early is not None:
         return early
@@ -121,7 +125,7 @@ def require_dataset(*, full: bool = False):
     if status.level == "ok":
         return status.full if full else status.dataset
     st.warning(f"No dataset is open. {status.message}", icon=":material/folder_off:")
-    st.page_link("pages/home.py", label="Home: accepted layouts and the synthetic demo",
+    st.page_link("views/home.py", label="Home: accepted layouts and the synthetic demo",
                  icon=":material/home:")
     st.stop()
 

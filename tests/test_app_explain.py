@@ -10,7 +10,7 @@ from cxrlib.explain import deletion_insertion, get_cam
 from cxrlib import preprocessing as preprocess
 from cxrlib.data.synthetic import synthetic_film
 
-PAGE = "pages/explain.py"
+PAGE = "views/explain.py"
 
 
 def test_overlay_probabilities_and_faithfulness(app, trained_run):
@@ -93,3 +93,58 @@ def test_bad_upload_is_a_clear_error(app):
     assert not at.exception
     assert any(e.startswith("Could not read this film:") for e in texts(at.error))
     assert not at.image and not [c for c in texts(at.caption) if c.startswith("gradcam")]
+
+
+# ------------------------------------------------------------------ hostile uploads (issue 12)
+def _upload(at, name: str, data: bytes, mime: str = "image/png"):
+    at.file_uploader[0].upload(name, data, mime).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_strip_or_a_corrupt_jpeg_is_refused_and_a_long_film_shown_padded(app):
+    import bad_files as bf
+
+    at = app(PAGE)
+    at.radio(key="ex_source").set_value("Upload (PNG / JPEG / DICOM)").run()
+    _upload(at, "strip.png", bf.strip_png())
+    assert texts(at.error) == ["Cannot explain this film: too small to classify: 20000 x 1 px "
+                               "(the short side must be at least 32 px)."]
+    assert not at.image
+    _upload(at, "cut.jpg", bf.truncated_jpeg_with_eoi(), "image/jpeg")
+    assert texts(at.error) == ["Could not read this film: corrupt JPEG data: the decoder would "
+                               "invent part of the picture (libjpeg: Corrupt JPEG data: premature "
+                               "end of data segment)"]
+    _upload(at, "tall.png", bf.tall_strip_png())
+    assert "Original · tall.png · 40×20000 px · shown padded (very long film)" in texts(at.caption)
+    assert len(at.image) == 2
+
+
+def test_shown_padded_keeps_the_film_and_the_ratio_within_bounds():
+    import app_services as svc
+
+    strip = np.tile(np.arange(40, dtype=np.uint8), (20_000, 1))
+    shown, padded = svc.for_display(strip)
+    assert padded and shown.shape == (768, 96)  # long side 768, short side 768 / 8
+    # the strip shrunk to 2 x 768 (40 * 768 / 20000 = 1.5 columns, rounded), centred on black
+    expected = cv2.resize(strip, (2, 768), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(shown[:, 47:49], expected) and not shown[:, :47].any() and not shown[:, 49:].any()
+    film = np.zeros((300, 200), np.uint8)
+    assert svc.for_display(film)[0] is film and not svc.for_display(film)[1]
+
+
+def test_monochrome1_upload_and_the_explain_class_box_after_an_upload(app, tmp_path):
+    import bad_files as bf
+
+    at = app(PAGE)
+    at.radio(key="ex_source").set_value("Upload (PNG / JPEG / DICOM)").run()
+    _upload(at, "mono1.dcm", bf.dicom(tmp_path, "MONOCHROME1"), "application/dicom")
+    assert "Original · mono1.dcm · 64×64 px" in texts(at.caption)
+    box = at.selectbox(key="ex_target")
+    assert box.value == "the predicted class" and box.index == 0
+    at.slider(key="ex_alpha").set_value(0.6).run()  # any rerun after the upload
+    box = at.selectbox(key="ex_target")
+    assert box.value == "the predicted class" and box.index == 0
+    assert box.options == ["the predicted class", "COVID-19", "Normal", "Viral Pneumonia"]
+    box.set_value("Normal").run()
+    assert any(c.startswith("gradcam on") for c in texts(at.caption)) and not at.exception

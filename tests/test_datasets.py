@@ -13,15 +13,19 @@ import pytest
 
 import cxrlib.data.datasets as datasets
 from cxrlib.core.classes import BACTERIAL, COVID, NORMAL, VIRAL
-from cxrlib.data.datasets import LAYOUTS, MANIFEST_COLUMNS, DatasetError, scan_dataset
+from cxrlib.data.datasets import LAYOUTS, DatasetError, scan_dataset
+from cxrlib.data.rows import MANIFEST_COLUMNS
 from cxrlib.data.identity import patient_id_from_name
 from cxrlib.data.stats import dataset_stats
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches():
+def fresh_caches(monkeypatch):
     datasets._SCAN_CACHE.clear()
     datasets._HEADER_CACHE.clear()
+    # These tests write films of a few pixels; the minimum size has its own tests
+    # (tests/test_bad_inputs.py).
+    monkeypatch.setenv("CXR_MIN_FILM_SIDE", "1")
 
 
 def film(path: Path, width: int = 8, height: int = 6, value: int = 100) -> Path:

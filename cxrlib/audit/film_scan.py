@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.paths import cache_dir
-from cxrlib.data.imageio import jpeg_quality, read_film
+from cxrlib.data.imageio import ImageReadError, jpeg_quality, read_film
 from cxrlib.preprocessing.steps import to_grey
 
-SIGNATURE_VERSION = 2
+SIGNATURE_VERSION = 3  # 3: films that fail to decode are skipped (corrupt JPEG data included)
 WORK_SIZE = THUMB_SIZE = 128
 # Per axis: (share of the side kept, anchor in [0, 1]); a window is one choice per axis.
 _AXIS_WINDOWS = ((1.0, 0.5), (0.9, 0.0), (0.9, 0.5), (0.9, 1.0), (0.8, 0.5))
@@ -58,6 +58,9 @@ class FilmSignatures:
         thumbs: ``uint8 (N, THUMB_SIZE, THUMB_SIZE)`` grey film squashed to a square.
         properties: one row per film with :data:`PROPERTY_COLUMNS` (see :func:`film_properties`).
         cache_hit: whether this came from the cache.
+        skipped: films that could not be decoded, ``{"rel_path", "reason"}`` each. Their rows stay
+            (so rows still match the manifest) with zero hashes and thumbnails and NaN properties;
+            :meth:`readable` drops them.
     """
 
     rel_paths: list[str]
@@ -67,6 +70,17 @@ class FilmSignatures:
     thumbs: np.ndarray
     properties: pd.DataFrame
     cache_hit: bool = False
+    skipped: list[dict] = field(default_factory=list)
+
+    def readable(self) -> "FilmSignatures":
+        """The signatures without the skipped films' rows (``rel_paths`` says which remain)."""
+        if not self.skipped:
+            return self
+        bad = {s["rel_path"] for s in self.skipped}
+        keep = np.array([p not in bad for p in self.rel_paths], bool)
+        return FilmSignatures([p for p in self.rel_paths if p not in bad], self.phash[keep],
+                              self.dhash[keep], self.window_phash[keep], self.thumbs[keep],
+                              self.properties[keep].reset_index(drop=True), self.cache_hit)
 
 
 def _bits_to_int(bits: np.ndarray) -> np.uint64:
@@ -149,10 +163,8 @@ def scan_films(manifest: pd.DataFrame, *, fingerprint: str | None = None, use_ca
         progress: ``progress(done, total)`` callback.
 
     Returns:
-        The :class:`FilmSignatures`, rows in the manifest's order.
-
-    Raises:
-        OSError / ImageReadError: when a film cannot be decoded.
+        The :class:`FilmSignatures`, rows in the manifest's order; films that cannot be decoded
+        are listed in ``skipped`` with the reason, and never stop the pass.
     """
     paths = [str(p) for p in manifest["path"]]
     rel_paths = [str(p) for p in manifest["rel_path"]]
@@ -168,9 +180,26 @@ def scan_films(manifest: pd.DataFrame, *, fingerprint: str | None = None, use_ca
     dh = np.zeros(n, np.uint64)
     wh = np.zeros((n, len(WINDOWS)), np.uint64)
     thumbs = np.zeros((n, THUMB_SIZE, THUMB_SIZE), np.uint8)
-    rows = []
+    rows, skipped = [], []
+    decoded: dict[tuple, int] = {}  # file identity -> its row: a hard link is decoded once
     for i, path in enumerate(paths):
-        film = read_film(path).pixels
+        same = _same_file_as(path, decoded, i)
+        if same is not None:
+            ph[i], dh[i], wh[i], thumbs[i] = ph[same], dh[same], wh[same], thumbs[same]
+            rows.append(dict(rows[same]))
+            skipped += [{**s, "rel_path": rel_paths[i]} for s in skipped if s["rel_path"] == rel_paths[same]]
+            if progress is not None:
+                progress(i + 1, n)
+            continue
+        try:
+            film = read_film(path).pixels
+        except (ImageReadError, OSError) as exc:
+            skipped.append({"rel_path": rel_paths[i],
+                            "reason": getattr(exc, "reason", None) or exc.strerror or str(exc)})
+            rows.append(dict.fromkeys(PROPERTY_COLUMNS, float("nan")))
+            if progress is not None:
+                progress(i + 1, n)
+            continue
         grey = to_grey(film)
         work = thumbnail(grey, WORK_SIZE)
         ph[i], dh[i] = phash(work), dhash(work)
@@ -180,10 +209,23 @@ def scan_films(manifest: pd.DataFrame, *, fingerprint: str | None = None, use_ca
         if progress is not None:
             progress(i + 1, n)
     props = pd.DataFrame(rows, columns=list(PROPERTY_COLUMNS))
-    sig = FilmSignatures(rel_paths, ph, dh, wh, thumbs, props)
+    sig = FilmSignatures(rel_paths, ph, dh, wh, thumbs, props, skipped=skipped)
     if use_cache:
         _save(cache_file, sig)
     return sig
+
+
+def _same_file_as(path: str, decoded: dict[tuple, int], row: int) -> int | None:
+    """The earlier row that is the same file (same device, inode, size and modification time:
+    a hard link or the same path twice), else None; ``row`` is remembered for this file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not st.st_ino:  # a file system without inode numbers: no way to tell
+        return None
+    first = decoded.setdefault((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), row)
+    return first if first != row else None
 
 
 def _cache_key(paths: list[str], rel_paths: list[str], fingerprint: str | None) -> str:
@@ -205,6 +247,8 @@ def _save(target: Path, sig: FilmSignatures) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, rel_paths=np.array(sig.rel_paths, dtype=str), phash=sig.phash,
                      dhash=sig.dhash, window_phash=sig.window_phash, thumbs=sig.thumbs,
+                     skipped_rel_paths=np.array([s["rel_path"] for s in sig.skipped], dtype=str),
+                     skipped_reasons=np.array([s["reason"] for s in sig.skipped], dtype=str),
                      **{f"prop_{c}": sig.properties[c].to_numpy() for c in PROPERTY_COLUMNS})
 
 
@@ -213,5 +257,7 @@ def _load(source: Path, rel_paths: list[str]) -> FilmSignatures:
         if list(z["rel_paths"]) != rel_paths:
             raise ValueError("cache rows do not match the manifest")
         props = pd.DataFrame({c: z[f"prop_{c}"] for c in PROPERTY_COLUMNS})
+        skipped = [{"rel_path": str(p), "reason": str(r)}
+                   for p, r in zip(z["skipped_rel_paths"], z["skipped_reasons"])]
         return FilmSignatures(rel_paths, z["phash"], z["dhash"], z["window_phash"], z["thumbs"],
-                              props, cache_hit=True)
+                              props, cache_hit=True, skipped=skipped)

@@ -14,6 +14,9 @@ EXIT_CANCELLED = 130
 
 _DATA_ERRORS = ("DatasetError", "ImageReadError", "ModelFileError", "WeightsUnavailable",
                 "RunFileError", "RunNotFound", "RunBusy", "DatasetChanged")
+"""Names of the error classes about the user's data (their subclasses count too, e.g.
+``FolderNotAllowed`` and ``TooFewFilms`` are DatasetErrors); by name, so that mapping an error
+imports nothing."""
 
 
 class UsageError(Exception):
@@ -24,7 +27,7 @@ def data_error_message(exc: BaseException) -> str | None:
     """The one-line message of an error that is about the user's data, or None for a bug."""
     if isinstance(exc, KeyError) and type(exc).__name__ == "RunNotFound":
         return str(exc.args[0] if exc.args else exc)
-    if type(exc).__name__ in _DATA_ERRORS or isinstance(exc, ValueError):
+    if any(c.__name__ in _DATA_ERRORS for c in type(exc).__mro__) or isinstance(exc, ValueError):
         return str(exc)
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
         where = f"{exc.filename}: " if exc.filename else ""
@@ -33,12 +36,16 @@ def data_error_message(exc: BaseException) -> str | None:
 
 
 def scan(root: str | Path, bacterial: str):
-    """:func:`cxrlib.data.datasets.scan_dataset` with a progress bar on stderr."""
+    """:func:`cxrlib.data.datasets.scan_dataset` with a progress bar on stderr, then the dataset's
+    warnings (empty or unreadable class folders, skipped folders, manifest disagreements) there."""
     from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
     from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415
 
     with ProgressBar(f"scan {root}") as bar:
-        return scan_dataset(root, bacterial=bacterial, progress=bar.callback)
+        dataset = scan_dataset(root, bacterial=bacterial, progress=bar.callback)
+    for message in dataset.warnings:
+        warn(message)
+    return dataset
 
 
 def print_json(value: Any) -> None:

@@ -26,6 +26,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     print(dataset_stats(dataset).to_string(index=False))
     for _, row in dataset.problems.head(20).iterrows():
         print(f"unreadable: {row['path']}: {row['reason']}", file=sys.stderr)
+    if len(dataset.problems) > 20:
+        print(f"unreadable: ... and {len(dataset.problems) - 20} more (the app's Dataset page "
+              "lists them all)", file=sys.stderr)
     if args.manifest:
         from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA
+from cxrlib.cli.common import EXIT_DATA, UsageError, warn
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import PreprocessConfig, RunConfig
 
@@ -19,10 +19,17 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="a trained run on another labelled dataset folder")
+    p = sub.add_parser("evaluate", help="a trained run on its test split or another labelled "
+                                         "folder, overall and by subgroup")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--data", required=True, type=Path, help="labelled dataset folder")
-    p.add_argument("--out-dir", required=True, type=Path, help="gets metrics.json and predictions.csv")
+    p.add_argument("--data", type=Path, help="labelled dataset folder (default: the run's own "
+                                             "test split)")
+    p.add_argument("--by", action="append", default=[], metavar="COLUMN",
+                   help="subgroups by a manifest column or derived attribute (source, view, notes, "
+                        "width, height, megapixels, format, jpeg_quality, small_copy...); repeatable")
+    p.add_argument("--out-dir", required=True, type=Path,
+                   help="gets metrics.json, predictions.csv and (with --by) subgroups.csv")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per subgroup")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_evaluate)
 
@@ -42,6 +49,9 @@ class _ModelFile:
         self.classes = TASK_CLASSES["binary"] if n_out == 2 else CLASSES
         size = int(self.model.input_shape[1])
         self.config = RunConfig(preprocess=PreprocessConfig(size=size))
+        from cxrlib.evaluation.predict import check_model_fits  # noqa: PLC0415
+
+        check_model_fits(self.model, self.config.preprocess, self.classes)  # before the note
         print(f"note: {path} is not in a run folder; using preprocessing {self.config.preprocess.steps} "
               f"at {size} px and classes {list(self.classes)}", file=sys.stderr)
 
@@ -91,22 +101,55 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cxrlib.core.fsutil import write_json_atomic, write_text_atomic  # noqa: PLC0415
-    from cxrlib.evaluation.predict import evaluate_folder  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     run = get_run(args.run)
-    bar = ProgressBar("evaluate")
-    try:
-        metrics, predictions = evaluate_folder(run, args.data, batch_size=args.batch_size,
-                                               progress=bar.callback)
-    finally:
-        bar.close()
+    metrics, frame = _evaluated(run, args)
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.by:
+        from cxrlib.evaluation.subgroups import subgroup_analysis, subgroups_csv  # noqa: PLC0415
+
+        analysis = subgroup_analysis(frame, run.classes, args.by, n_boot=args.n_boot)
+        if analysis.skipped:
+            raise UsageError("; ".join(analysis.skipped.values()))
+        table = analysis.table
+        metrics["subgroups"] = {"by": list(args.by), "overall_ci": [analysis.overall["ci_low"],
+                                                                   analysis.overall["ci_high"]],
+                                "flagged": int(table["flagged"].sum()), "worst": analysis.worst(3)}
+        write_text_atomic(args.out_dir / "subgroups.csv", subgroups_csv(analysis))
     write_json_atomic(args.out_dir / "metrics.json", metrics)
-    write_text_atomic(args.out_dir / "predictions.csv", predictions.to_csv(index=False))
+    write_text_atomic(args.out_dir / "predictions.csv", frame.to_csv(index=False))
     auc = (metrics.get("auc") or {}).get("macro")
     print(f"accuracy {metrics['accuracy']:.4f}  macro_auc {'-' if auc is None else f'{auc:.4f}'}  "
           f"n {metrics['n']}  -> {args.out_dir}")
+    if args.by:
+        for row in table.head(5).itertuples():
+            mark = "  FLAGGED" if row.flagged else ""
+            print(f"  {row.column}={row.value}: accuracy {row.accuracy:.3f} "
+                  f"[{row.ci_low:.3f}, {row.ci_high:.3f}] n {row.n}{mark}")
     return 0
 
 
+def _evaluated(run, args: argparse.Namespace):
+    """Metrics and predictions (with every manifest column) of ``--data`` or the test split."""
+    from cxrlib.data.datasets import DatasetError, scan_dataset  # noqa: PLC0415
+    from cxrlib.evaluation.predict import evaluate_folder, evaluate_test_split  # noqa: PLC0415
+    from cxrlib.evaluation.subgroups import attach_manifest  # noqa: PLC0415
+
+    bacterial = run.config.data.bacterial
+    if args.data is None:
+        metrics, predictions = evaluate_test_split(run)
+        try:
+            manifest = scan_dataset(run.config.data.root, bacterial=bacterial).manifest
+        except DatasetError as exc:  # the data moved: subgroups of the stored columns only
+            warn(f"{exc}; only the columns stored with the run's predictions are available")
+            return metrics, predictions
+    else:
+        bar = ProgressBar("evaluate")
+        try:
+            metrics, predictions = evaluate_folder(run, args.data, batch_size=args.batch_size,
+                                                   progress=bar.callback)
+        finally:
+            bar.close()
+        manifest = scan_dataset(args.data, bacterial=bacterial).manifest  # cached by the first scan
+    return metrics, attach_manifest(predictions, manifest)

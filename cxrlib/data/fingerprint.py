@@ -111,7 +111,8 @@ def content_fingerprint(manifest: pd.DataFrame, problems: pd.DataFrame | None = 
     if problems is not None and len(problems):
         cols = ["rel_path", "file_bytes", "digest", "label", "reason"]
         lines += ["!\t" + "\t".join(str(v) for v in row)
-                  for row in problems.reindex(columns=cols).fillna("").itertuples(index=False)]
+                  # object first: a float column of NaN sizes (files never stat-ed) takes "" too
+                  for row in problems.reindex(columns=cols).astype(object).fillna("").itertuples(index=False)]
     blob = "\n".join(sorted(lines)).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:16]
 

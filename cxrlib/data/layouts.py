@@ -1,17 +1,21 @@
 """Recognise the folder layouts of public chest X-ray sets and list their image files.
 
 Used by :func:`cxrlib.data.datasets.scan_dataset` (see its module docstring for the layouts); this
-module only walks folders and reads ``manifest.csv``: it opens no image.
+module only walks folders and reads ``manifest.csv``: it opens no image. Folders reached through a
+symbolic link that leads outside the dataset folder are skipped with a warning, and an entry that
+cannot be inspected (a link loop) never stops the walk (see :mod:`cxrlib.data.roots`).
 """
 from __future__ import annotations
 
 import csv
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cxrlib.core.classes import BACTERIAL, NORMAL, VIRAL, canonical_class
 from cxrlib.data.imageio import IMAGE_SUFFIXES
+from cxrlib.data.roots import DatasetError, DatasetFolder
 
 LAYOUTS: dict[str, str] = {
     "class_folders": "one folder per class (COVID-19 / COVID / covid, Normal / NORMAL, "
@@ -25,10 +29,6 @@ SPLIT_FOLDERS = {"train": "train", "training": "train", "test": "test", "testing
 _SKIP = {"__macosx", "masks"}
 
 
-class DatasetError(Exception):
-    """A folder that cannot be opened as a dataset (the message says why and what to do)."""
-
-
 @dataclass
 class Candidate:
     """An image file found by a layout, before its header is read."""
@@ -40,17 +40,46 @@ class Candidate:
 
 
 # --------------------------------------------------------------------------------- folders
-def subdirs(folder: Path, warnings: list[str] | None = None) -> list[Path]:
-    """Visible sub-folders, sorted; a root that cannot be listed raises, a sub-folder warns."""
+def subdirs(folder: Path, warnings: list[str] | None = None, inside: DatasetFolder | None = None,
+            *, strict: bool | None = None) -> list[Path]:
+    """Visible sub-folders of ``folder``, sorted.
+
+    Args:
+        folder: the folder to list.
+        warnings: where skipped folders are reported.
+        inside: the dataset's :class:`DatasetFolder`; a sub-folder that is a link leading outside
+            it is skipped with a warning.
+        strict: raise :class:`DatasetError` when ``folder`` cannot be listed (the dataset root);
+            default: when ``warnings`` is None. Otherwise that is a warning and ``[]``.
+    """
+    strict = warnings is None if strict is None else strict
     try:
         with os.scandir(folder) as it:
-            entries = [e for e in it if not e.name.startswith(".") and e.is_dir()]
+            entries = [e for e in it if not e.name.startswith(".") and _is_dir(e)]
     except PermissionError:
-        if warnings is None:
+        if strict:
             raise DatasetError(f"cannot read dataset folder {folder}: permission denied") from None
-        warnings.append(f"cannot read folder {folder}: permission denied; skipped")
+        if warnings is not None:
+            warnings.append(f"cannot read folder {folder}: permission denied; skipped")
         return []
-    return sorted((Path(e.path) for e in entries if e.name.lower() != "__macosx"), key=lambda p: p.name)
+    found = []
+    for e in entries:
+        if e.name.lower() == "__macosx":
+            continue
+        refusal = inside.folder_refusal(e.path) if inside is not None and e.is_symlink() else None
+        if refusal:
+            if warnings is not None:
+                warnings.append(f"folder '{e.name}' in {folder} is {refusal}; skipped")
+            continue
+        found.append(Path(e.path))
+    return sorted(found, key=lambda p: p.name)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop (ELOOP) and the like: not a folder; a scan lists such files
+        return False
 
 
 def _image_files(folder: Path, warnings: list[str], skip: set[str] = frozenset()) -> list[str]:
@@ -66,33 +95,41 @@ def _image_files(folder: Path, warnings: list[str], skip: set[str] = frozenset()
     return sorted(found)
 
 
-def _child(folder: Path, name: str) -> Path | None:
-    for d in subdirs(folder, []):
+def _child(folder: Path, name: str, inside: DatasetFolder | None = None) -> Path | None:
+    for d in subdirs(folder, [], inside):
         if d.name.lower() == name:
             return d
     return None
 
 
-def _class_candidates(class_dirs: list[tuple[Path, str, str]], warnings: list[str]) -> tuple[str, list[Candidate]]:
-    radiography = any(_child(d, "images") for d, _, _ in class_dirs)
+def _class_candidates(class_dirs: list[tuple[Path, str, str]], warnings: list[str],
+                      inside: DatasetFolder) -> tuple[str, list[Candidate]]:
+    radiography = any(_child(d, "images", inside) for d, _, _ in class_dirs)
     out: list[Candidate] = []
     for folder, label, split in class_dirs:
-        images = _child(folder, "images") if radiography else None
-        masks = _child(folder, "masks") if radiography else None
+        images = _child(folder, "images", inside) if radiography else None
+        masks = _child(folder, "masks", inside) if radiography else None
         files = _image_files(images or folder, warnings, skip=_SKIP if radiography else set())
         if not files:
             warnings.append(f"class folder '{folder.name}' ({label}) holds no images")
         for f in files:
             mask = os.path.join(masks, os.path.basename(f)) if masks else ""
-            out.append(Candidate(f, label, split, mask if mask and os.path.isfile(mask) else ""))
+            out.append(Candidate(f, label, split, mask if mask and _usable(mask, inside) else ""))
     return ("radiography_db" if radiography else "class_folders"), out
 
 
-def _kermany_candidates(splits: dict[str, Path], warnings: list[str]) -> list[Candidate]:
+def _usable(path: str, inside: DatasetFolder) -> bool:
+    """A regular file that resolves inside the dataset folder."""
+    st, _ = inside.stat(path)
+    return st is not None and stat.S_ISREG(st.st_mode)
+
+
+def _kermany_candidates(splits: dict[str, Path], warnings: list[str],
+                        inside: DatasetFolder) -> list[Candidate]:
     out: list[Candidate] = []
     unknown = 0
     for split, folder in sorted(splits.items()):
-        for d in subdirs(folder, warnings):
+        for d in subdirs(folder, warnings, inside):
             kind = d.name.lower()
             other = canonical_class(d.name) if kind not in ("normal", "pneumonia") else None
             if kind not in ("normal", "pneumonia") and other is None:
@@ -128,25 +165,26 @@ def find_layout(root: Path, warnings: list[str]) -> tuple[str, Path, list[Candid
         DatasetError: ``root`` cannot be listed.
     """
     folder = root
+    inside = DatasetFolder(root)
     for _ in range(4):
-        dirs = subdirs(folder, None if folder == root else warnings)
+        dirs = subdirs(folder, warnings, inside, strict=folder == root)
         names = {d.name.lower(): d for d in dirs}
         splits = {SPLIT_FOLDERS[n]: d for n, d in names.items() if n in SPLIT_FOLDERS}
         if "pneumonia" in names:
             split = SPLIT_FOLDERS.get(folder.name.lower(), "")
-            return "kermany", folder, _kermany_candidates({split: folder}, warnings)
-        if splits and any(_child(d, "pneumonia") for d in splits.values()):
-            return "kermany", folder, _kermany_candidates(splits, warnings)
+            return "kermany", folder, _kermany_candidates({split: folder}, warnings, inside)
+        if splits and any(_child(d, "pneumonia", inside) for d in splits.values()):
+            return "kermany", folder, _kermany_candidates(splits, warnings, inside)
         class_dirs = [(d, canonical_class(d.name), "") for d in dirs]
         if not any(label for _, label, _ in class_dirs) and splits:
             class_dirs = [(c, canonical_class(c.name), split) for split, d in sorted(splits.items())
-                          for c in subdirs(d, warnings)]
+                          for c in subdirs(d, warnings, inside)]
         known = [(d, label, split) for d, label, split in class_dirs if label]
         if known:
             for d, label, _ in class_dirs:
                 if not label and d.name.lower() not in _SKIP:
                     warnings.append(f"folder '{d.name}' is not a known class; skipped")
-            layout, candidates = _class_candidates(known, warnings)
+            layout, candidates = _class_candidates(known, warnings, inside)
             return layout, folder, candidates
         if len(dirs) != 1 or _image_files_here(folder):
             return None
@@ -181,17 +219,24 @@ def read_manifest_csv(path: Path, warnings: list[str]) -> dict[str, dict[str, st
 
 def manifest_candidates(folder: Path, table: dict[str, dict[str, str]], warnings: list[str],
                         problems: list[dict]) -> list[Candidate]:
-    """The files a labelled ``manifest.csv`` lists (missing ones go to ``problems``)."""
+    """The files a labelled ``manifest.csv`` lists.
+
+    Missing files, and paths that lead outside ``folder`` (absolute, ``../``, links), go to
+    ``problems`` with the reason; a path outside is refused before it is looked at.
+    """
     out, unknown = [], 0
+    inside = DatasetFolder(folder)
     for rel, info in table.items():
         label = canonical_class(info["label"])
         if label is None:
             unknown += 1
             continue
         path = os.path.normpath(os.path.join(folder, rel))
-        if not os.path.isfile(path):
-            problems.append({"path": path, "reason": "listed in manifest.csv but not found",
-                             "label": label})
+        st, reason = inside.stat(path)
+        if st is None or not stat.S_ISREG(st.st_mode):
+            missing = reason in (None, "file not found")
+            problems.append({"path": path, "label": label,
+                             "reason": "listed in manifest.csv but not found" if missing else reason})
             continue
         out.append(Candidate(path, label))
     if unknown:

@@ -24,7 +24,7 @@ def _pixels(film: Any) -> np.ndarray:
 
 
 def predict_films(model, films: Sequence[Any], preprocess_cfg: PreprocessConfig,
-                  batch_size: int = 32) -> np.ndarray:
+                  batch_size: int = 32, tta: str = "none") -> np.ndarray:
     """Class probabilities of decoded films.
 
     Args:
@@ -32,11 +32,13 @@ def predict_films(model, films: Sequence[Any], preprocess_cfg: PreprocessConfig,
         films: uint8 grey ``(H, W)`` or RGB ``(H, W, 3)`` arrays (or :class:`cxrlib.data.imageio.Film`).
         preprocess_cfg: the run's preprocessing.
         batch_size: films per model call (memory is bounded by one batch of inputs).
+        tta: the run's test-time augmentation (``TrainConfig.tta``, :mod:`cxrlib.models.tta`),
+            so a film gets the probabilities the run's own test predictions were made with.
 
     Returns:
         float32 ``(N, C)`` probabilities in the model's class order.
     """
-    from cxrlib.models.inference import predict  # noqa: PLC0415
+    from cxrlib.models.tta import predict_tta  # noqa: PLC0415
     from cxrlib.preprocessing.pipeline import preprocess_film  # noqa: PLC0415
 
     _check_batch_size(batch_size)
@@ -48,7 +50,7 @@ def predict_films(model, films: Sequence[Any], preprocess_cfg: PreprocessConfig,
     for begin in range(0, len(films), batch_size):
         grey = np.stack([preprocess_film(_pixels(f), preprocess_cfg)
                          for f in films[begin:begin + batch_size]])
-        out.append(predict(model, grey, batch_size=batch_size))
+        out.append(predict_tta(model, grey, tta, batch_size=batch_size))
     return np.concatenate(out, axis=0)
 
 
@@ -159,12 +161,13 @@ def predict_paths(run, paths: Iterable[str | Path], *, batch_size: int = 32, mod
         files), ``p_<class>`` per class (NaN when unreadable), ``error`` ("" or the reason).
     """
     return _predict_files(model or run.load_model(), list(map(str, paths)), run.config.preprocess,
-                          run.classes, batch_size=batch_size, progress=progress)
+                          run.classes, batch_size=batch_size, progress=progress,
+                          tta=run.config.train.tta)
 
 
 def _predict_files(model, files: list[str], preprocess_cfg: PreprocessConfig,
                    classes: Sequence[str], *, batch_size: int,
-                   progress: Callable[[int, int], None] | None) -> pd.DataFrame:
+                   progress: Callable[[int, int], None] | None, tta: str = "none") -> pd.DataFrame:
     from cxrlib.data.imageio import ImageReadError, read_film  # noqa: PLC0415
 
     _check_batch_size(batch_size)
@@ -182,7 +185,8 @@ def _predict_files(model, files: list[str], preprocess_cfg: PreprocessConfig,
             except OSError as exc:
                 errors[i] = exc.strerror or str(exc)
         if films:
-            probs[rows] = predict_films(model, films, preprocess_cfg, batch_size=batch_size)
+            probs[rows] = predict_films(model, films, preprocess_cfg, batch_size=batch_size,
+                                        tta=tta)
         if progress is not None:
             progress(min(begin + batch_size, len(files)), len(files))
     frame = pd.DataFrame({"path": files})
@@ -209,7 +213,7 @@ def evaluate_folder(run, root: str | Path, *, batch_size: int = 32, model=None,
         ``(metrics, predictions)``: :func:`cxrlib.evaluation.metrics.evaluate` plus ``run_id``, ``data``,
         ``fingerprint``, ``excluded`` (images per class the run does not know) and ``unreadable``;
         predictions has ``rel_path``, ``path``, ``label``,
-        ``patient_id``, ``group_id``, ``pred``, ``p_<class>``..., ``error``.
+        ``patient_id``, ``group_id``, ``source``, ``pred``, ``p_<class>``..., ``error``.
 
     Raises:
         cxrlib.data.datasets.DatasetError: for a folder that is not a dataset.
@@ -227,8 +231,9 @@ def evaluate_folder(run, root: str | Path, *, batch_size: int = 32, model=None,
     if manifest.empty:
         raise ValueError(f"{root} has no images of the run's classes {list(classes)}")
     scored = _predict_files(model or run.load_model(), manifest["path"].astype(str).tolist(),
-                            run.config.preprocess, classes, batch_size=batch_size, progress=progress)
-    keep = [c for c in ("rel_path", "path", "label", "patient_id", "group_id") if c in manifest]
+                            run.config.preprocess, classes, batch_size=batch_size, progress=progress,
+                            tta=run.config.train.tta)
+    keep = [c for c in ("rel_path", "path", "label", "patient_id", "group_id", "source") if c in manifest]
     predictions = pd.concat([manifest[keep], scored.drop(columns=["path"])], axis=1)
     ok = predictions["error"] == ""
     prob_cols = [f"p_{c}" for c in classes]
@@ -238,4 +243,30 @@ def evaluate_folder(run, root: str | Path, *, batch_size: int = 32, model=None,
     metrics.update({"run_id": run.id, "data": str(Path(root).resolve()),
                     "fingerprint": dataset.fingerprint, "excluded": {str(k): int(v) for k, v in excluded.items()},
                     "unreadable": int((~ok).sum()) + int(len(dataset.problems))})
+    return metrics, predictions
+
+
+def evaluate_test_split(run) -> tuple[dict, pd.DataFrame]:
+    """A run's own test split, as :func:`evaluate_folder` reports a folder (no model is run).
+
+    Returns:
+        ``(metrics, predictions)``: :func:`cxrlib.evaluation.metrics.evaluate` of the stored
+        test predictions plus ``run_id``, ``data`` and ``fingerprint``; the test rows of
+        ``run.predictions()``.
+
+    Raises:
+        ValueError: the run has no test predictions (not done yet).
+    """
+    from cxrlib.evaluation.core import from_predictions  # noqa: PLC0415
+    from cxrlib.evaluation.metrics import evaluate  # noqa: PLC0415
+
+    predictions = run.predictions()
+    if "split" in predictions:
+        predictions = predictions[predictions["split"].astype(str) == "test"].reset_index(drop=True)
+    if predictions.empty:
+        raise ValueError(f"run {run.id} has no test predictions (is it done?)")
+    y, probs, patients = from_predictions(predictions, run.classes)
+    metrics = evaluate(y, probs, run.classes, patients)
+    metrics.update({"run_id": run.id, "data": str(run.config.data.root), "fingerprint": run.fingerprint,
+                    "split": "test"})
     return metrics, predictions

@@ -32,7 +32,8 @@ from cxrlib.core.processes import pid_alive
 from cxrlib.core.fsutil import read_json, write_json_atomic
 from cxrlib.preprocessing.pipeline import preprocess_film
 
-CACHE_FORMAT = 1  # bump when preprocessing code changes its output, to retire old entries
+CACHE_FORMAT = 2  # bump when preprocessing code changes its output, to retire old entries
+# 2: a JPEG with corrupt scan data is a decode failure now (cxrlib.data.imageio.libjpeg), not a film
 IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.json"
 
@@ -202,6 +203,21 @@ def load_tensors(dataset, cfg: PreprocessConfig, *, workers: int | None = None,
         raise RuntimeError(f"tensor cache entry {folder} is unreadable right after writing it")
     entry.hit = False
     return entry
+
+
+def cached_problems(dataset, cfg: PreprocessConfig) -> list[dict] | None:
+    """The films of ``dataset`` that failed to decode when its cache entry for ``cfg`` was built
+    (``{"rel_path", "reason"}`` each; training leaves them out), or ``None`` when there is no
+    entry yet. Reads the entry's index only: nothing is decoded."""
+    rel_paths = [str(p) for p in dataset.manifest["rel_path"]]
+    key = tensor_key(dataset.fingerprint, cfg, rel_paths)
+    try:
+        index = read_json(paths.cache_dir("tensors") / key / INDEX_FILE)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or index.get("key") != key:
+        return None
+    return list(index.get("problems", []))
 
 
 def clear_cache() -> int:

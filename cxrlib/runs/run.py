@@ -69,11 +69,15 @@ class Run:
         return self.folder.name
 
     def _json(self, name: str, default: Any = None) -> Any:
-        """A JSON file of the run folder; a damaged one raises :class:`RunFileError`."""
+        """A JSON object file of the run folder; a damaged one raises :class:`RunFileError`."""
         try:
-            return read_json(self.folder / name, default=default)
+            value = read_json(self.folder / name, default=default)
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             raise RunFileError(self.id, name, str(exc).splitlines()[0][:120]) from None
+        # Every run file is an object; valid JSON of another kind ("[1, 2]") is damage too.
+        if value is not None and not isinstance(value, dict):
+            raise RunFileError(self.id, name, f"a JSON {type(value).__name__}, not an object")
+        return value
 
     def _record(self) -> dict[str, Any]:
         record = self._json("config.json")
@@ -82,19 +86,33 @@ class Run:
                                "missing" if record is None else "not a run record")
         return record
 
+    def damage(self) -> RunFileError | None:
+        """The first damaged file of config.json, status.json, metrics.json, or None.
+
+        Returns:
+            A :class:`RunFileError` whose ``file`` names the file and ``reason`` says what is
+            wrong (a config.json that parses but is no valid configuration counts too).
+        """
+        try:
+            self._record()
+            try:
+                self.config  # noqa: B018  (parses the configuration)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RunFileError(self.id, "config.json", str(exc).splitlines()[0][:120]) from None
+            self._json("status.json")
+            self._json("metrics.json")
+        except RunFileError as exc:
+            return exc
+        return None
+
     def problem(self) -> str | None:
         """What is damaged in the run folder (config.json, status.json, metrics.json), or None.
 
         A damaged run is listed, shown as a broken row and can be deleted; it never stops the
         other runs from being listed or used.
         """
-        try:
-            self.config  # noqa: B018  (parses config.json)
-            self._json("status.json")
-            self._json("metrics.json")
-        except (RunFileError, ValueError, KeyError, TypeError) as exc:
-            return str(exc)
-        return None
+        damage = self.damage()
+        return None if damage is None else str(damage)
 
     @property
     def config(self) -> RunConfig:
@@ -314,21 +332,3 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
-
-
-def _start_pending(run: Run) -> bool:
-    """A queued run with no pid yet: starting only while someone holds its start lock."""
-    return lock_is_held(run.folder / "start.lock")
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except FileNotFoundError:
-        return pd.DataFrame()
-
-
-def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    write_text_atomic(path, frame.to_csv(index=False))
-
-

@@ -25,11 +25,13 @@ Rules (the same for files and uploaded bytes):
   so that bone is bright in every film. Multi-frame files give their first frame.
 """
 from cxrlib.data.imageio.decode import decode_film, read_film, stretch_to_uint8, to_uint8
-from cxrlib.data.imageio.film import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES, Film,
-                                      ImageMeta, ImageReadError)
-from cxrlib.data.imageio.headers import check_size, read_header
+from cxrlib.data.imageio.film import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES,
+                                      MIN_FILM_SIDE, Film, ImageMeta, ImageReadError,
+                                      min_film_side)
+from cxrlib.data.imageio.headers import check_min_side, check_size, read_header
 from cxrlib.data.imageio.jpeg import jpeg_quality
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "Film", "ImageMeta",
-           "ImageReadError", "check_size", "decode_film", "jpeg_quality", "read_film",
-           "read_header", "stretch_to_uint8", "to_uint8"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MIN_FILM_SIDE", "Film",
+           "ImageMeta", "ImageReadError", "check_min_side", "check_size", "decode_film",
+           "jpeg_quality", "min_film_side", "read_film", "read_header", "stretch_to_uint8",
+           "to_uint8"]

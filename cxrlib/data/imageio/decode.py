@@ -4,6 +4,15 @@ Rules (the same for files and uploaded bytes; see :mod:`cxrlib.data.imageio`):
 grey stays ``(H, W)``, colour becomes ``(H, W, 3)`` RGB, alpha is dropped, 16-bit samples are
 min-max stretched to 8 bits over the film's actual range, DICOM gets its modality and VOI LUTs
 (pydicom) and MONOCHROME1 is inverted. Every failure is an :class:`ImageReadError` with a reason.
+
+A JPEG whose scan data libjpeg reports as corrupt ("Corrupt JPEG data: ...", "Premature end of JPEG
+file") is an error for that file, not a warning: libjpeg still returns a full-size picture, but
+it fills the part it could not decode with grey or with garbage from a desynchronised Huffman
+stream. Those pixels are invented, and a classifier trained or scored on them learns or reports
+on an artefact. A header scan cannot see this; every decode does (:mod:`.libjpeg` catches the
+warning that libjpeg would otherwise only print on stderr), so training, prediction, the audit and
+the Explain page all list such a film with this reason. libjpeg's harmless warnings (an unknown
+JFIF revision, say) are kept in ``Film.meta.extra["decoder_warnings"]``.
 """
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ import numpy as np
 
 from cxrlib.data.imageio.film import DEFAULT_MAX_PIXELS, Film, ImageMeta, ImageReadError
 from cxrlib.data.imageio.headers import _os_error, _parse_header, _Source, check_size
+from cxrlib.data.imageio.libjpeg import corruption, imdecode_jpeg
 
 
 def read_film(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Film:
@@ -68,12 +78,22 @@ def _decode(data: bytes, name: str, where: str, max_pixels: int) -> Film:
 
 
 def _decode_raster(data: bytes, name: str, meta: ImageMeta) -> np.ndarray:
+    buffer, warnings = np.frombuffer(data, np.uint8), []
     try:
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if meta.format == "JPEG":
+            arr, warnings = imdecode_jpeg(buffer, cv2.IMREAD_UNCHANGED)
+        else:
+            arr = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     except cv2.error:
         arr = None
     if arr is None or arr.size == 0:
         raise ImageReadError(name, f"corrupt {meta.format} (the decoder could not read the image data)")
+    damaged = corruption(warnings)
+    if damaged:
+        raise ImageReadError(name, "corrupt JPEG data: the decoder would invent part of the picture "
+                                   f"(libjpeg: {'; '.join(dict.fromkeys(damaged))})")
+    if warnings:
+        meta.extra["decoder_warnings"] = warnings
     if arr.ndim == 3:
         if meta.channels == 2:  # grey + alpha comes back as BGRA with B == G == R
             arr = arr[..., 0]

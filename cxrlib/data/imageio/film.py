@@ -11,6 +11,18 @@ DEFAULT_MAX_PIXELS = int(os.environ.get("CXR_MAX_PIXELS", 40_000_000))
 """Largest film (width x height) the readers decode: 40 megapixels, or ``$CXR_MAX_PIXELS``.
 The largest public CXRs are about 4300 x 4300 (18.5 MP)."""
 
+MIN_FILM_SIDE = 32
+"""Smallest short side, in pixels, of a film that can be classified (default of :func:`min_film_side`).
+A narrower film is a strip, not a chest. The models' inputs are 96-224 px a side, and stretching a
+few pixels to that size invents nearly all of them. A dataset scan lists such films as problems
+("too small to classify"), so training leaves them out, and the Explain page refuses them with
+that message."""
+
+
+def min_film_side() -> int:
+    """The minimum short side in force: ``$CXR_MIN_FILM_SIDE``, else :data:`MIN_FILM_SIDE`."""
+    return int(os.environ.get("CXR_MIN_FILM_SIDE") or MIN_FILM_SIDE)
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8"
 DICOM_SUFFIXES = (".dcm", ".dicom")

@@ -69,6 +69,14 @@ def check_size(meta: ImageMeta, max_pixels: int, path: str | os.PathLike) -> Non
                                    f"{max_pixels / 1e6:.1f} MP")
 
 
+def check_min_side(meta: ImageMeta, min_side: int, path: str | os.PathLike) -> None:
+    """Raise :class:`ImageReadError` when ``meta``'s short side is under ``min_side`` pixels
+    ("too small to classify"; see :data:`cxrlib.data.imageio.film.MIN_FILM_SIDE`)."""
+    if min(meta.width, meta.height) < min_side:
+        raise ImageReadError(path, f"too small to classify: {meta.width} x {meta.height} px "
+                                   f"(the short side must be at least {min_side} px)")
+
+
 class _Source:
     """Random access to a file's bytes through one 64 KiB window: a single read covers the
     headers of almost every film, where byte-by-byte reads cost ~0.15 ms a file."""

@@ -1,0 +1,531 @@
+"""The standing bad-input suite: what a hostile but fair user can hand the CLI, and what happens.
+
+Every case asserts the exact outcome: the message the user sees, the exit code, and that nothing
+the user had was changed (a snapshot of their folder before and after). Inputs are generated
+(``tests/bad_files.py``); no binary fixture is committed. The app's side of the same cases is in
+``test_app_explain.py`` / ``test_app_training.py`` / ``test_browser.py``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bad_files as bf
+import cxrlib.data.datasets as datasets
+from cxrlib.cli import main
+from cxrlib.core import paths
+from cxrlib.data.imageio import ImageReadError, read_film
+from cxrlib.data.roots import DANGLING_LINK, LINK_LOOP, REFUSED_LINK, REFUSED_OUTSIDE
+
+CORRUPT_JPEG = "corrupt JPEG data: the decoder would invent part of the picture (libjpeg: Corrupt JPEG data: "
+JPEG_LOSSLESS = ("cannot decode DICOM pixel data (Unable to decompress 'JPEG Lossless, Non-Hierarchical, "
+                 "First-Order Prediction (Process 14 [Selection Value 1])' pixel da)")
+# name: (bytes maker, reason of the header scan or None, reason of decoding or None)
+FILES = {
+    "zero-byte.png": (lambda t: b"", "empty file (0 bytes)", "empty file (0 bytes)"),
+    "truncated.png": (lambda t: bf.truncated_png(), "truncated PNG (no IEND chunk)", "truncated PNG (no IEND chunk)"),
+    "truncated.jpg": (lambda t: bf.truncated_jpeg(), "truncated JPEG (no end-of-image marker)",
+                      "truncated JPEG (no end-of-image marker)"),
+    "bit-rot.png": (lambda t: bf.bitrot_png(), None, "corrupt PNG (the decoder could not read the image data)"),
+    "cut-then-eoi.jpg": (lambda t: bf.truncated_jpeg_with_eoi(), None, CORRUPT_JPEG + "premature end of data segment)"),
+    "random-scan.jpg": (lambda t: bf.random_scan_jpeg(), None, CORRUPT_JPEG + "1937 extraneous bytes before marker 0xd9)"),
+    "overwritten.jpg": (lambda t: bf.overwritten_jpeg(), None, CORRUPT_JPEG + "326 extraneous bytes before marker 0xd9)"),
+    "text.png": (lambda t: bf.text_as_png(), *["not an image: unrecognised file signature (expected JPEG, PNG or DICOM)"] * 2),
+    "png-named.jpg": (lambda t: bf.good_png(3), None, None),
+    "16-bit.png": (lambda t: bf.png16(), None, None),
+    "rgba.png": (lambda t: bf.rgba_png(), None, None),
+    "palette.png": (lambda t: bf.palette_png(), None, None),
+    "1-bit.png": (lambda t: bf.one_bit_png(), None, None),
+    "bomb.png": (lambda t: bf.bomb_png(), *["image too large: 100000 x 100000 = 10000.0 MP exceeds the limit of 40.0 MP"] * 2),
+    "strip.png": (lambda t: bf.strip_png(), "too small to classify: 20000 x 1 px (the short side must be at least 32 px)", None),
+    "mono1.dcm": (lambda t: bf.dicom(t, "MONOCHROME1"), None, None),
+    "mono2.dcm": (lambda t: bf.dicom(t, "MONOCHROME2"), None, None),
+    "no-pixel-data.dcm": (bf.dicom_without_pixel_data, None, "cannot decode DICOM pixel data (The dataset has no "
+                          "'Pixel Data', 'Float Pixel Data' or 'Double Float Pixel Data' element, no pixel data to decode)"),
+    "jpeg-lossless.dcm": (bf.dicom_jpeg_lossless, None, JPEG_LOSSLESS),
+    "window-0.dcm": (lambda t: bf.dicom(t, WindowCenter=100, WindowWidth=0), None,
+                     "corrupt DICOM (bad modality or VOI LUT: ValueError)"),
+}
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    v = values.astype(np.float64)
+    return np.round((v - v.min()) * 255.0 / (v.max() - v.min())).astype(np.uint8)
+
+
+def _dicom_grey(invert: bool) -> np.ndarray:
+    grey = _stretch(bf.chest(11).astype(np.uint16) * 16)  # no window: the stored range, stretched
+    return 255 - grey if invert else grey
+
+
+# The pixels each readable case must decode to, computed here from what the file was made of.
+DECODED = {
+    "png-named.jpg": lambda: bf.chest(3),                         # the signature decides, not the name
+    "16-bit.png": lambda: _stretch(bf.chest(7).astype(np.uint16) * 200),
+    "rgba.png": lambda: np.dstack([bf.chest(8)] * 3),             # alpha dropped, not composited
+    "palette.png": lambda: np.dstack([bf.chest(9)] * 3),          # entry i of the palette is (i, i, i)
+    "1-bit.png": lambda: (bf.chest(10) > 127).astype(np.uint8) * 255,
+    "strip.png": lambda: np.full((1, 20_000), 128, np.uint8),     # decodes; the scan refuses it
+    "mono1.dcm": lambda: _dicom_grey(invert=True),                # bone bright in both
+    "mono2.dcm": lambda: _dicom_grey(invert=False),
+}
+
+
+@pytest.fixture(autouse=True)
+def fresh(workspace, monkeypatch):
+    datasets._SCAN_CACHE.clear()
+    monkeypatch.delenv("CXR_DATA_ROOTS", raising=False)
+
+
+def snapshot(folder: Path) -> dict[str, tuple]:
+    """Every entry under ``folder`` (links not followed): kind, mode, link target, content hash."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            st = p.lstat()
+            if p.is_symlink():
+                out[str(p)] = ("link", os.readlink(p))
+            elif p.is_dir():
+                out[str(p)] = ("dir", st.st_mode)
+            else:
+                out[str(p)] = ("file", st.st_mode, hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
+
+
+def dataset(root: Path, per_class: int = 5, classes=("COVID-19", "Normal", "Viral Pneumonia")) -> Path:
+    for c, label in enumerate(classes):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (root / label / f"good{i}.png").write_bytes(bf.good_png(100 * c + i))
+    return root
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# ------------------------------------------------------------------ files: scan and decode
+@pytest.mark.parametrize("name", list(FILES))
+def test_a_bad_or_odd_file_is_listed_with_its_reason_and_never_stops_a_scan(tmp_path, capsys, name):
+    make, scan_reason, decode_reason = FILES[name]
+    if name == "jpeg-lossless.dcm" and _has_jpeg_lossless_decoder():
+        pytest.skip("a JPEG Lossless decoder is installed: the garbage frame fails in its own words")
+    root = dataset(tmp_path / "ds")
+    path = root / "COVID-19" / name
+    path.write_bytes(make(tmp_path))
+    before = snapshot(root)
+
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert rc == 0
+    readable = 16 if scan_reason is None else 15
+    assert f"images {readable}  unreadable {16 - readable}" in out
+    assert (f"unreadable: {path}: {scan_reason}" in err.splitlines()) == (scan_reason is not None), err
+    if decode_reason is None:
+        film = read_film(path)
+        assert film.pixels.dtype == np.uint8
+        np.testing.assert_array_equal(film.pixels, DECODED[name]())
+    else:
+        with pytest.raises(ImageReadError) as info:
+            read_film(path)
+        assert info.value.reason == decode_reason and info.value.path == str(path)
+    assert snapshot(root) == before
+
+
+def _has_jpeg_lossless_decoder() -> bool:
+    from pydicom.pixels.decoders import JPEGLosslessSV1Decoder
+
+    return JPEGLosslessSV1Decoder.is_available
+
+
+def test_every_place_that_decodes_lists_a_corrupt_film_with_its_reason(tmp_path):
+    """The header scan cannot see corrupt scan data or pixels; the tensor cache (training), the
+    audit's decoding pass and predict each list the film with the decoder's reason."""
+    from cxrlib.audit.film_scan import scan_films
+    from cxrlib.core.config import PreprocessConfig
+    from cxrlib.preprocessing.tensor_cache import load_tensors
+
+    root = dataset(tmp_path / "ds")
+    decode_only = {n: FILES[n][2] for n in ("bit-rot.png", "cut-then-eoi.jpg", "random-scan.jpg",
+                                            "overwritten.jpg", "no-pixel-data.dcm", "window-0.dcm")}
+    for name in decode_only:
+        (root / "Normal" / name).write_bytes(FILES[name][0](tmp_path))
+    expected = {f"Normal/{n}": r for n, r in decode_only.items()}
+    ds = datasets.scan_dataset(root)
+    assert ds.problems.empty and len(ds) == 21  # the header scan sees nothing wrong
+
+    tensors = load_tensors(ds, PreprocessConfig(size=32), workers=2)
+    assert {p["rel_path"]: p["reason"] for p in tensors.problems} == expected
+    sig = scan_films(ds.manifest, fingerprint=ds.fingerprint)
+    assert {s["rel_path"]: s["reason"] for s in sig.skipped} == expected
+    assert len(sig.rel_paths) == len(sig.thumbs) == len(sig.properties) == 21  # rows stay aligned
+    readable = sig.readable()
+    assert readable.rel_paths == [p for p in ds.manifest["rel_path"] if p not in expected]
+    assert len(readable.phash) == len(readable.properties) == 15
+    assert {s["rel_path"] for s in scan_films(ds.manifest, fingerprint=ds.fingerprint).skipped} == set(expected)
+
+
+def test_libjpeg_warnings_are_caught_and_other_stderr_text_is_passed_on(tmp_path, capfd, monkeypatch):
+    import cv2
+
+    import cxrlib.data.imageio.libjpeg as libjpeg
+
+    real = cv2.imdecode
+
+    def noisy(data, flags):  # another library writes to fd 2 while the decoder runs
+        os.write(2, b"hello from another library\n")
+        return real(data, flags)
+
+    monkeypatch.setattr(libjpeg.cv2, "imdecode", noisy)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(bf.truncated_jpeg_with_eoi())
+    with pytest.raises(ImageReadError) as info:
+        read_film(path)
+    assert info.value.reason == FILES["cut-then-eoi.jpg"][2]
+    good = tmp_path / "good.jpg"
+    good.write_bytes(bf.good_jpeg(1))
+    assert read_film(good).pixels.shape == (256, 256)
+    err = capfd.readouterr().err
+    # once per decode: the corrupt file is decoded twice (shared, then alone), the good one once
+    assert err.count("hello from another library\n") == 3 and "Corrupt JPEG" not in err
+
+
+# ------------------------------------------------------------------ folders and links
+def _loop(root, outside):
+    os.symlink("b.png", root / "COVID-19" / "a.png")
+    os.symlink("a.png", root / "COVID-19" / "b.png")
+    return {"COVID-19/a.png": LINK_LOOP, "COVID-19/b.png": LINK_LOOP}, []
+
+
+def _dangling(root, outside):
+    os.symlink("gone.png", root / "COVID-19" / "dangling.png")
+    return {"COVID-19/dangling.png": DANGLING_LINK}, []
+
+
+def _file_link_outside(root, outside):
+    os.symlink(outside / "secret.png", root / "COVID-19" / "escape.png")
+    os.symlink("/etc/passwd", root / "COVID-19" / "passwd.png")
+    return {"COVID-19/escape.png": REFUSED_LINK, "COVID-19/passwd.png": REFUSED_LINK}, []
+
+
+def _folder_link_outside(root, outside):
+    shutil.rmtree(root / "Viral Pneumonia")
+    os.symlink(outside, root / "Viral Pneumonia")
+    return {}, [f"folder 'Viral Pneumonia' in {root} is a symbolic link to a folder outside the "
+                "dataset folder; skipped"]
+
+
+def _manifest_escapes(root, outside):
+    for label in ("COVID-19", "Normal", "Viral Pneumonia"):  # a manifest-only layout instead
+        shutil.rmtree(root / label)
+    (root / "films").mkdir()
+    rows = []
+    for i in range(10):
+        (root / "films" / f"f{i}.png").write_bytes(bf.good_png(i))
+        rows.append({"file": f"films/f{i}.png", "label": ("COVID-19", "Normal")[i % 2]})
+    os.symlink(outside, root / "films" / "elsewhere")
+    rows += [{"file": "/etc/passwd", "label": "Normal"}, {"file": "../outside/secret.png", "label": "COVID-19"},
+             {"file": "films/elsewhere/secret.png", "label": "COVID-19"},
+             {"file": "films/missing.png", "label": "COVID-19"}]
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return {"/etc/passwd": REFUSED_OUTSIDE, str(outside / "secret.png"): REFUSED_OUTSIDE,
+            "films/elsewhere/secret.png": REFUSED_OUTSIDE,
+            "films/missing.png": "listed in manifest.csv but not found"}, []
+
+
+@pytest.mark.parametrize("case", [_loop, _dangling, _file_link_outside, _folder_link_outside,
+                                  _manifest_escapes], ids=lambda f: f.__name__[1:])
+def test_links_and_paths_that_escape_are_listed_and_the_scan_goes_on(tmp_path, capsys, case):
+    root = dataset(tmp_path / "ds")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(bf.good_png(999))
+    problems, warnings = case(root, outside)
+    before, before_outside = snapshot(root), snapshot(outside)
+
+    ds = datasets.scan_dataset(root)
+    assert dict(zip(ds.problems["rel_path"], ds.problems["reason"])) == problems
+    assert all(w in ds.warnings for w in warnings), ds.warnings
+    assert not any(str(p).startswith(str(outside)) or p.startswith("/etc") for p in ds.manifest["path"])
+    rc, _, err = run_cli(capsys, "scan", root)
+    assert rc == 0 and all(f"warning: {w}" in err for w in warnings)
+    assert snapshot(root) == before and snapshot(outside) == before_outside
+
+
+def test_data_roots_limit_what_the_cli_opens_and_say_nothing_about_the_rest(tmp_path, capsys, monkeypatch):
+    allowed = tmp_path / "allowed"
+    root = dataset(allowed / "ds")
+    elsewhere = dataset(tmp_path / "elsewhere")
+    os.symlink(elsewhere, allowed / "link-out")
+    monkeypatch.setenv("CXR_DATA_ROOTS", f"{allowed}{os.pathsep}{tmp_path / 'second'}")
+    assert run_cli(capsys, "scan", root)[0] == 0
+    limit = f"is outside the folders this installation may open (CXR_DATA_ROOTS: {allowed}:{tmp_path / 'second'})"
+    for target in (elsewhere, tmp_path / "no-such-folder", allowed / "link-out", "/etc"):
+        rc, out, err = run_cli(capsys, "scan", target)
+        assert (rc, out, err) == (4, "", f"error: {target} {limit}\n")  # existing or not: one answer
+    rc, _, err = run_cli(capsys, "train", "--data", elsewhere, "--model", "tiny")
+    assert rc == 4 and err.endswith(f"error: {elsewhere} {limit}\n") and not paths.runs_dir().exists()
+    from cxrlib.data.roots import FolderNotAllowed
+    from cxrlib.evaluation.predict import image_files
+
+    assert image_files([root / "COVID-19"])  # what predict reads: the same rule
+    with pytest.raises(FolderNotAllowed, match="CXR_DATA_ROOTS"):
+        image_files([elsewhere / "COVID-19" / "good0.png"])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="setpriv and permission bits are Linux tests")
+def test_an_unreadable_class_folder_is_a_warning_and_an_unreadable_root_an_error(tmp_path):
+    """Run as a user without rights (root reads any folder): setpriv as nobody, when we are root."""
+    base = Path(tempfile.mkdtemp(prefix="cxr-perm-"))
+    try:
+        os.chmod(base, 0o755)
+        root = dataset(base / "ds")
+        work = base / "workspace"
+        work.mkdir()
+        os.chmod(work, 0o777)
+        (root / "Normal").chmod(0o000)
+        prefix = []
+        if os.geteuid() == 0:
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root and setpriv is missing: cannot drop the right to read")
+            prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        env = dict(os.environ, CXR_WORKSPACE=str(work), PYTHONDONTWRITEBYTECODE="1",
+                   PYTHONPATH=str(paths.PROJECT_ROOT))
+        cmd = [*prefix, sys.executable, "-m", "cxrlib", "scan", str(root)]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=base, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert f"warning: cannot read folder {root / 'Normal'}: Permission denied; skipped" in done.stderr
+        assert "warning: class folder 'Normal' (Normal) holds no images" in done.stderr
+        root.chmod(0o000)
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=base, timeout=120)
+        assert done.returncode == 4
+        assert done.stderr.splitlines()[-1] == f"error: cannot read dataset folder {root}: permission denied"
+    finally:
+        for p in (base / "ds", base / "ds" / "Normal"):
+            if p.exists():
+                p.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ classes and warnings
+def test_scan_and_train_print_the_dataset_warnings(tmp_path, capsys):
+    root = dataset(tmp_path / "ds", classes=("COVID-19", "Normal"))
+    (root / "Lung_Opacity").mkdir()
+    (root / "Lung_Opacity" / "x.png").write_bytes(bf.good_png(5))
+    (root / "Viral Pneumonia").mkdir()
+    rows = [{"file": f"Normal/good{i}.png", "label": "COVID-19"} for i in range(3)]
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    expected = ["warning: folder 'Lung_Opacity' is not a known class; skipped",
+                "warning: class folder 'Viral Pneumonia' (Viral Pneumonia) holds no images",
+                "warning: 3 files have a different label in manifest.csv than their folder; the "
+                "folder's class is used"]
+    rc, _, err = run_cli(capsys, "scan", root)
+    assert rc == 0 and all(line in err.splitlines() for line in expected), err
+    rc, _, err = run_cli(capsys, "train", "--data", root, "--model", "tiny")
+    assert rc == 4 and all(line in err.splitlines() for line in expected)
+    assert err.splitlines()[-1] == (
+        f"error: cannot train the 3class task on {root}: Viral Pneumonia has 0 readable films "
+        "(at least 5 needed). Add films, choose another task, or lower the minimum "
+        "(CXR_MIN_CLASS_FILMS, CXR_MIN_CLASS_PATIENTS).")
+    assert not paths.runs_dir().exists()  # refused before any run was created
+
+
+@pytest.mark.parametrize("films,patients,argv,message", [
+    (3, 3, [], "Normal has 3 readable films (at least 5 needed)"),
+    (6, 1, [], "Normal has 1 patient (a grouped split needs at least 2)"),
+    (3, 3, ["--min-class-films", "4"], "Normal has 3 readable films (at least 4 needed)"),
+    (6, 1, ["--min-class-patients", "3"], "Normal has 1 patient (a grouped split needs at least 3)"),
+], ids=["3-films", "1-patient", "films-flag", "patients-flag"])
+def test_training_a_tiny_class_is_refused(tmp_path, capsys, films, patients, argv, message):
+    root = dataset(tmp_path / "ds", classes=("COVID-19",), per_class=6)
+    (root / "Normal").mkdir()
+    rows = []
+    for i in range(films):
+        (root / "Normal" / f"n{i}.png").write_bytes(bf.good_png(50 + i))
+        rows.append({"file": f"Normal/n{i}.png", "label": "Normal", "patient_id": f"p{i % patients}"})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    before = snapshot(root)
+    rc, _, err = run_cli(capsys, "train", "--data", root, "--task", "binary", "--model", "tiny", *argv)
+    assert rc == 4 and err.splitlines()[-1] == (
+        f"error: cannot train the binary task on {root}: {message}. Add films, choose another "
+        "task, or lower the minimum (CXR_MIN_CLASS_FILMS, CXR_MIN_CLASS_PATIENTS).")
+    assert not paths.runs_dir().exists() and snapshot(root) == before
+
+
+def test_a_random_split_needs_films_not_patients(tmp_path):
+    from cxrlib.data.checks import check_trainable
+
+    root = dataset(tmp_path / "ds", classes=("COVID-19", "Normal"), per_class=5)
+    ds = datasets.scan_dataset(root)
+    ds.manifest["patient_id"] = "same"
+    ds.manifest["group_id"] = "same"
+    check_trainable(ds, "binary", "random")
+    with pytest.raises(datasets.DatasetError, match="COVID-19 has 1 patient"):
+        check_trainable(ds, "binary", "grouped")
+
+
+# ------------------------------------------------------------------ run files
+@pytest.mark.parametrize("damage", ["truncated", "binary", "empty", "a list"])
+@pytest.mark.parametrize("name", ["config.json", "status.json", "metrics.json"])
+def test_a_damaged_run_file_is_a_broken_row_that_can_be_deleted(workspace, capsys, name, damage):
+    from cxrlib.core.config import RunConfig, TrainConfig
+    from cxrlib.runs.registry import create_run
+
+    runs = []
+    for epochs in (2, 3):
+        run = create_run(RunConfig(train=TrainConfig(epochs=epochs)), "fp-bad")
+        run.write_status(state="done", epoch=epochs, epochs=epochs)
+        run.write_metrics({"accuracy": 0.5, "macro_auc": 0.75})
+        runs.append(run)
+    good, bad = runs
+    path = bad.folder / name
+    text = {"truncated": path.read_text()[:17], "binary": "\x00\xff garbage", "empty": "",
+            "a list": "[1, 2]"}[damage]
+    path.write_text(text, encoding="latin-1")
+    rc, out, err = run_cli(capsys, "runs")
+    assert rc == 0 and good.id in out and f"{bad.id}  broken" in out
+    assert f"warning: run {bad.id}: {name} is damaged (" in err
+    assert err.rstrip().endswith(f"`python -m cxrlib delete {bad.id}` removes it")
+    listed = {r["id"]: r for r in json.loads(run_cli(capsys, "runs", "--json")[1])}
+    assert listed[good.id]["accuracy"] == 0.5 and listed[bad.id]["state"] == "broken"
+    assert run_cli(capsys, "delete", bad.id)[:2] == (0, f"deleted run {bad.id}\n")
+    assert not bad.folder.exists() and good.folder.exists()
+
+
+# ------------------------------------------------------------------ model files
+def _keras():
+    from cxrlib.core.tfsetup import tf
+
+    tf()
+    import keras
+
+    return keras
+
+
+def _model(keras, shape, n_out, middle=None):
+    inputs = keras.Input(shape)
+    x = middle(inputs) if middle else inputs
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(x))
+    return keras.Model(inputs, keras.layers.Dense(n_out, activation="softmax")(x))
+
+
+def test_hostile_and_unfitting_model_files_are_refused_in_one_line(tmp_path, capsys):
+    keras = _keras()
+    films = dataset(tmp_path / "films", per_class=1)
+    marker = tmp_path / "pwned.txt"
+    payload = eval(f"lambda x: (open({str(marker)!r}, 'w').write('ran'), x)[1]")  # noqa: S307
+    models = {"lambda": _model(keras, (64, 64, 3), 3, keras.layers.Lambda(payload)),
+              "shape": _model(keras, (64, 48, 1), 3), "classes": _model(keras, (64, 64, 3), 5)}
+    for name, model in models.items():
+        model.save(tmp_path / f"{name}.keras")
+    marker.unlink()  # building the model called the payload once; loading must not
+    (tmp_path / "fake.keras").write_bytes(b"not a zip archive")
+    before = snapshot(films)
+    expected = {
+        "shape": "error: the model's input is 64 x 48 x 1, but films are prepared as 64 x 64 x 3 "
+                 "(grey on 3 channels): it cannot score them",
+        "classes": "error: the model outputs 5 values, but the task has 3 classes (COVID-19, Normal, "
+                   "Viral Pneumonia)",
+        "fake": f"error: {tmp_path / 'fake.keras'} is not a Keras model file (.keras zip archive)",
+    }
+    for name in ("lambda", "shape", "classes", "fake"):
+        out_csv = tmp_path / f"{name}.csv"
+        rc, out, err = run_cli(capsys, "predict", tmp_path / f"{name}.keras", films, "--out", out_csv)
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert rc == 4 and out == "" and len(lines) == 1, err
+        if name == "lambda":
+            assert lines[0].startswith(f"error: could not load model {tmp_path / 'lambda.keras'}")
+            assert "safe_mode" in lines[0]
+        else:
+            assert lines[0] == expected[name]
+        assert not out_csv.exists()
+    assert not marker.exists() and snapshot(films) == before
+
+
+def test_predict_lists_left_out_and_corrupt_files_with_their_reasons(tmp_path, capsys):
+    keras = _keras()
+    model_path = tmp_path / "m.keras"
+    _model(keras, (64, 64, 3), 3).save(model_path)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ok.png").write_bytes(bf.good_png(1))
+    (folder / "cut.jpg").write_bytes(bf.truncated_jpeg_with_eoi())
+    (folder / "notes.txt").write_text("x")
+    (folder / ".hidden.png").write_bytes(bf.good_png(2))
+    os.symlink("/etc/passwd", folder / "passwd.png")
+    os.symlink("loop.png", folder / "loop.png")
+    rc, out, err = run_cli(capsys, "predict", model_path, folder, "--out", tmp_path / "p.csv")
+    assert rc == 0 and out.endswith(f"1 predicted, 1 unreadable, 4 left out -> {tmp_path / 'p.csv'}\n")
+    for line in (f"left out: {folder / '.hidden.png'}: hidden file",
+                 f"left out: {folder / 'loop.png'}: {LINK_LOOP}",
+                 f"left out: {folder / 'notes.txt'}: not an image file name (reads "
+                 ".png, .jpg, .jpeg, .jpe, .jfif, .dcm, .dicom)",
+                 f"left out: {folder / 'passwd.png'}: {REFUSED_LINK}",
+                 f"unreadable: {folder / 'cut.jpg'}: {FILES['cut-then-eoi.jpg'][2]}"):
+        assert line in err.splitlines(), err
+
+
+# ------------------------------------------------------------------ the audit
+def test_one_corrupt_png_is_skipped_by_the_audit_which_finishes(tmp_path, capsys):
+    from cxrlib.audit import report as audit_report
+    from cxrlib.core.config import DataConfig, PreprocessConfig, RunConfig
+    from cxrlib.data.splits import split_manifest, split_table
+    from cxrlib.runs.registry import create_run
+
+    root = dataset(tmp_path / "ds", per_class=8)
+    (root / "Normal" / "bit-rot.png").write_bytes(bf.bitrot_png())
+    reason = FILES["bit-rot.png"][2]
+    ds = datasets.scan_dataset(root).for_task("3class")
+    cfg = RunConfig(data=DataConfig(root=str(root)), preprocess=PreprocessConfig(size=32, steps=()))
+    run = create_run(cfg, ds.fingerprint)
+    table = split_table(ds.manifest, split_manifest(ds.manifest, cfg.split))
+    table.loc[table["rel_path"] == "Normal/bit-rot.png", "split"] = "test"
+    run.write_split(table)
+    run.write_predictions(table.assign(pred=table["label"]))
+    run.write_status(state="done")
+    before = snapshot(root)
+
+    rc, out, err = run_cli(capsys, "audit", run.id, "--steps", "duplicates,metadata")
+    assert rc == 0, err
+    assert f"skipped (duplicates and metadata): Normal/bit-rot.png: {reason}" in err.splitlines()
+    summary = json.loads(out[out.index("{"):])
+    assert summary["skipped"] == [{"rel_path": "Normal/bit-rot.png", "reason": reason,
+                                   "step": "duplicates and metadata"}]
+    # the attention and masking steps read the tensor cache: the film is left out there too
+    report = audit_report.AuditReport(run_id=run.id)
+    images, labels, rel_paths = audit_report._test_images(ds, run, run.split_table(), None, 0,
+                                                          lambda *a: None, report)
+    assert "Normal/bit-rot.png" not in rel_paths and len(images) == len(labels) == len(rel_paths) > 0
+    assert report.skipped == [{"rel_path": "Normal/bit-rot.png", "reason": reason,
+                               "step": "attention and masking"}]
+    assert snapshot(root) == before
+
+
+@pytest.mark.slow
+def test_training_leaves_out_a_corrupt_jpeg_and_says_so(tmp_path, capsys):
+    """The header scan takes it; decoding for training refuses it, and the CLI names it."""
+    root = dataset(tmp_path / "ds", per_class=6)
+    (root / "Normal" / "cut.jpg").write_bytes(bf.truncated_jpeg_with_eoi())
+    before = snapshot(root)
+    rc, out, err = run_cli(capsys, "train", "--data", root, "--model", "tiny", "--weights", "random",
+                           "--mode", "head", "--epochs", "2", "--size", "32", "--steps", "none",
+                           "--split", "random")
+    assert rc == 0 and "state done" in out, err
+    assert f"warning: left out of training: Normal/cut.jpg: {FILES['cut-then-eoi.jpg'][2]}" in err.splitlines()
+    from cxrlib.runs.registry import get_run
+
+    run = get_run(out.split()[1])
+    assert run.metrics()["excluded_undecodable"] == 1
+    assert snapshot(root) == before
