@@ -120,3 +120,67 @@ def test_split_leakage_finds_clusters_and_patients_across_splits():
     assert out["summary"] == {"leaking_clusters": 1, "leaking_cluster_films": 2,
                               "test_films_with_train_duplicate": 1, "leaking_patients": 1,
                               "leaking_patient_films": 2}
+
+
+def _skewed_hashes(rng, n: int) -> np.ndarray:
+    """Hashes whose bits are as uneven as chest films' (some bits set in 3 % or 97 % of them),
+    in clusters of near neighbours, with exact repeats."""
+    p = rng.choice([0.03, 0.2, 0.5, 0.8, 0.97], 64)
+    centres = (rng.random((n // 8, 64)) < p).astype(np.uint64)
+    bits = centres[rng.integers(0, len(centres), n)]
+    flips = rng.random((n, 64)) < 0.04
+    bits = bits ^ flips.astype(np.uint64)
+    values = (bits << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+    values[: n // 10] = values[n // 10: 2 * (n // 10)]  # exact copies
+    return values
+
+
+@pytest.mark.parametrize("radius", [0, 2, 6, 8])
+def test_hash_index_finds_exactly_the_pairs_all_pairs_finds(radius):
+    from cxrlib.audit.hash_index import near_matches, near_pairs
+
+    rng = np.random.default_rng(radius)
+    h = _skewed_hashes(rng, 900)
+    d = hamming(h[:, None], h[None, :])
+    i, j = np.nonzero(np.triu(d <= radius, 1))
+    a, b = near_pairs(h, radius)
+    assert np.array_equal(a, i) and np.array_equal(b, j)
+    base = _skewed_hashes(rng, 1500)
+    q, k = np.nonzero(hamming(h[:, None], base[None, :]) <= radius)
+    qa, kb = near_matches(h, base, radius)
+    assert np.array_equal(qa, q) and np.array_equal(kb, k)
+
+
+def test_hard_links_are_decoded_once_and_paired_with_all_their_copies(planted, tmp_path, workspace,
+                                                                     monkeypatch):
+    import os
+
+    from cxrlib.audit import film_scan
+
+    manifest, truth = planted
+    rows = [manifest]
+    for name in ("texture_02.png", "synth_05.png"):  # three more names for each of two films
+        src = manifest.loc[manifest["rel_path"] == name].iloc[0]
+        for k in range(3):
+            link = tmp_path / f"link{k}_{name}"
+            os.link(src["path"], link)
+            rows.append(pd.DataFrame([{**src.to_dict(), "path": str(link), "rel_path": link.name,
+                                       "patient_id": f"p-link{k}-{name}"}]))
+    big = pd.concat(rows, ignore_index=True)
+    calls = []
+    real = film_scan.read_film
+    monkeypatch.setattr(film_scan, "read_film", lambda p: calls.append(p) or real(p))
+    sig = scan_films(big, use_cache=False)
+    assert len(calls) == len(manifest)  # every hard link was recognised, none decoded twice
+    for name in ("texture_02.png", "synth_05.png"):
+        rows_of = big.index[big["path"].map(os.path.realpath) == os.path.realpath(
+            manifest.loc[manifest["rel_path"] == name, "path"].iloc[0])]
+        assert len({sig.phash[r] for r in rows_of}) == 1
+    clusters = find_duplicates(big, signatures=sig)
+    sizes = clusters.groupby("cluster_id")["rel_path"].apply(set)
+    assert {"texture_02.png", *(f"link{k}_texture_02.png" for k in range(3))} in list(sizes)
+    assert {"synth_05.png", *(f"link{k}_synth_05.png" for k in range(3))} in list(sizes)
+    cluster_of = dict(zip(clusters["rel_path"], clusters["cluster_id"]))
+    for copy, original in truth.items():  # the planted copies are still found
+        assert cluster_of[copy] == cluster_of[original]
+    assert clusters["cluster_id"].nunique() == 5 and len(clusters) == 6 + 8

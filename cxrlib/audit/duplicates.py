@@ -9,7 +9,7 @@ Method (measured on ../shared/datasets/cxr3, 1800 films; see ``bench/audit.py``)
    re-encoded copies differ by 0-2 pHash bits; distinct films of different patients by 26 bits
    at the median and rarely under 8. Chest films all share the same coarse layout, so a dHash
    alone is weak: it is only trusted at a very small distance.
-2. **Confirmation.** Hashes only propose pairs; two checks decide:
+2. **Confirmation** (:mod:`cxrlib.audit.similarity`). Hashes only propose pairs; two checks decide:
 
    * *copy*: the normalised correlation of the 64 x 64 thumbnails is at least
      ``min_correlation`` (rescaled / re-encoded copies: >= 0.99; distinct cxr3 candidate
@@ -35,102 +35,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cxrlib.audit.film_scan import WINDOWS, FilmSignatures, hamming, scan_films
+from cxrlib.audit.candidates import candidate_pairs, group_contents, self_window
+from cxrlib.audit.film_scan import FilmSignatures, scan_films
+from cxrlib.audit.similarity import (COARSE, PairCheck, crop_match, detail_correlation,  # noqa: F401
+                                     thumb_correlation)
 
-COARSE = 64
-# Measured on cxr3 (300 distinct candidate pairs + the hardest one found; 90 planted crops of
-# 8-10%, some re-encoded at JPEG quality 25): the coarse 64 px match (sigma 3) gives cropped
-# copies >= 0.76 and distinct films a median of 0.46; the fine 128 px match (sigma 1, shares
-# refined in 1.25% steps) then gives cropped copies a median of 0.74-0.81 (crops anchored at
-# an edge or the centre >= 0.69; off-grid crops down to 0.45) and distinct films up to 0.49 over
-# all 1800 films; distinct 256 px synthetic drawings of one class up to 0.56. The threshold 0.6
-# favours precision: some off-grid or heavily re-encoded crops are missed.
-# Copies: fine-detail correlation of rescaled cxr3 copies >= 0.91, JPEG quality 20 re-encodes
-# median 0.935 (min 0.77), distinct cxr3 candidates <= 0.48, distinct synthetic films <= 0.82.
-COARSE_CROP_GATE = 0.65
-FINE_SIGMA = 1.0
 PAIR_COLUMNS = ["rel_path_a", "rel_path_b", "label_a", "label_b", "kind", "phash_distance",
                 "dhash_distance", "window_distance", "correlation", "crop_score"]
 CLUSTER_COLUMNS = ["cluster_id", "rel_path", "path", "label", "patient_id", "source", "cluster_size"]
-
-
-def thumb_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two equally sized thumbnails (1 = identical up to contrast)."""
-    x = a.astype(np.float64).ravel() - a.mean()
-    y = b.astype(np.float64).ravel() - b.mean()
-    denom = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / denom) if denom > 0 else 0.0
-
-
-def detail_correlation(a: np.ndarray, b: np.ndarray, sigma: float = 1.0) -> float:
-    """Correlation of the fine detail (image minus its Gaussian blur) of two equal-size thumbnails.
-
-    Two films of the same layout (two patients, or two synthetic drawings) correlate in their
-    coarse structure; only a copy also repeats the fine texture and noise.
-    """
-    return thumb_correlation(_high_pass(a, sigma), _high_pass(b, sigma))
-
-
-def _high_pass(img: np.ndarray, sigma: float) -> np.ndarray:
-    f = img.astype(np.float32)
-    return f - cv2.GaussianBlur(f, (0, 0), sigma)
-
-
-def crop_match(crop: np.ndarray, whole: np.ndarray,
-               shares: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
-               sigma: float = 3.0) -> tuple[float, float, float]:
-    """How well thumbnail ``crop`` matches a sub-window of thumbnail ``whole``.
-
-    Both are films squashed to a square; a crop keeping share ``(cx, cy)`` of the original's
-    sides therefore appears in ``whole`` resized to ``(cx * S, cy * S)``. The best normalised
-    cross-correlation (``TM_CCOEFF_NORMED``) over the candidate shares and all positions is
-    taken on high-pass-filtered images (minus a Gaussian blur of ``sigma`` pixels), so the
-    layout every chest film shares does not count as a match.
-
-    Args:
-        crop: square grey thumbnail of the possibly cropped film.
-        whole: square grey thumbnail (same size) of the possibly original film.
-        shares: candidate x and y shares; default 0.7-1.0 in steps of 0.05 on both axes.
-        sigma: high-pass scale in pixels of ``whole``.
-
-    Returns:
-        ``(score, cx, cy)``: the best score in [-1, 1] and the shares where it was found.
-    """
-    size = whole.shape[0]
-    if shares is None:
-        grid = tuple(np.round(np.arange(0.7, 1.001, 0.05), 3))
-        shares = (grid, grid)
-    target = _high_pass(whole, sigma)
-    best = (-1.0, 1.0, 1.0)
-    for cx in shares[0]:
-        for cy in shares[1]:
-            tw, th = max(8, round(cx * size)), max(8, round(cy * size))
-            if tw > size or th > size:
-                continue
-            template = _high_pass(cv2.resize(crop, (tw, th), interpolation=cv2.INTER_AREA),
-                                  sigma * min(cx, cy))
-            if not np.ptp(template) > 0:
-                continue
-            score = float(cv2.matchTemplate(target, template, cv2.TM_CCOEFF_NORMED).max())
-            if score > best[0]:
-                best = (score, cx, cy)
-    return best
-
-
-def _hinted_shares(share: float) -> tuple[float, ...]:
-    return tuple(s for s in (share - 0.05, share - 0.025, share, share + 0.025, share + 0.05) if s <= 1.0)
-
-
-def _confirm_crop(part_small: np.ndarray, whole_small: np.ndarray, part: np.ndarray,
-                  whole: np.ndarray, shares) -> float:
-    """Coarse match at 64 px over the hinted shares, refined at 128 px where it is promising;
-    a pair that fails the coarse gate scores ``nan`` (not confirmed)."""
-    coarse, cx, cy = crop_match(part_small, whole_small, shares, sigma=3.0)
-    if coarse < COARSE_CROP_GATE:
-        return float("nan")
-    steps = np.arange(-0.025, 0.026, 0.0125)
-    near = (tuple(c for c in cx + steps if c <= 1.0), tuple(c for c in cy + steps if c <= 1.0))
-    return crop_match(part, whole, near, sigma=FINE_SIGMA)[0]
 
 
 def find_duplicate_pairs(manifest: pd.DataFrame, *, signatures: FilmSignatures | None = None,
@@ -139,6 +51,10 @@ def find_duplicate_pairs(manifest: pd.DataFrame, *, signatures: FilmSignatures |
                          min_detail: float = 0.88, min_crop_score: float = 0.6,
                          progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Confirmed near-duplicate pairs of films (see the module docstring for the method).
+
+    Candidates come from a multi-index hash search (:mod:`cxrlib.audit.candidates`), not from
+    every pair: 21 600 films take seconds, not hours. The pairs are exactly those the all-pairs
+    comparison finds. Films that could not be decoded (``signatures.skipped``) pair with none.
 
     Args:
         manifest: a dataset manifest (``path``, ``rel_path``, ``label``; rows in any order).
@@ -153,45 +69,51 @@ def find_duplicate_pairs(manifest: pd.DataFrame, *, signatures: FilmSignatures |
         progress: ``progress(done, total)`` during the decoding pass.
 
     Returns:
-        One row per confirmed pair: :data:`PAIR_COLUMNS`; ``kind`` is ``"copy"`` or ``"crop"``.
+        One row per confirmed pair, sorted by the rows of the two films: :data:`PAIR_COLUMNS`;
+        ``kind`` is ``"copy"`` or ``"crop"``.
     """
     sig = signatures or scan_films(manifest, fingerprint=fingerprint, progress=progress)
     n = len(sig.rel_paths)
     labels = manifest["label"].astype(str).tolist() if "label" in manifest else [""] * n
-    small = np.stack([cv2.resize(t, (COARSE, COARSE), interpolation=cv2.INTER_AREA)
-                      for t in sig.thumbs]) if n else np.zeros((0, COARSE, COARSE), np.uint8)
-    rows = []
-    for start in range(0, n, 256):
-        stop = min(n, start + 256)
-        ph = hamming(sig.phash[start:stop, None], sig.phash[None, :])
-        dh = hamming(sig.dhash[start:stop, None], sig.dhash[None, :])
-        # film i whole vs windows of film j, and windows of i vs film j whole
-        w_ij = hamming(sig.phash[start:stop, None, None], sig.window_phash[None, :, :])
-        w_ji = hamming(sig.window_phash[start:stop, None, :], sig.phash[None, :, None])
-        win = np.minimum(w_ij.min(-1), w_ji.min(-1))
-        cand = (ph <= max_phash) | (dh <= max_dhash) | (win <= max_window)
-        for r, j in zip(*np.nonzero(cand)):
-            i = start + r
-            if j <= i:
-                continue
-            corr = thumb_correlation(small[i], small[j])
-            kind, crop = None, float("nan")
-            if corr >= min_correlation and detail_correlation(sig.thumbs[i], sig.thumbs[j]) >= min_detail:
-                kind = "copy"
-            elif win[r, j] <= max_window:
-                if w_ij[r, j].min() <= w_ji[r, j].min():  # i is the crop of j
-                    part, whole, k = i, j, int(w_ij[r, j].argmin())
-                else:
-                    part, whole, k = j, i, int(w_ji[r, j].argmin())
-                (sx, _), (sy, _) = WINDOWS[k]
-                crop = _confirm_crop(small[part], small[whole], sig.thumbs[part], sig.thumbs[whole],
-                                     (_hinted_shares(sx), _hinted_shares(sy)))
-                if crop >= min_crop_score:
-                    kind = "crop"
+    contents = group_contents(sig)
+    small = np.stack([cv2.resize(sig.thumbs[r], (COARSE, COARSE), interpolation=cv2.INTER_AREA)
+                      for r in contents.first]) if len(contents.first) else np.zeros((0, COARSE, COARSE), np.uint8)
+    limits = dict(min_correlation=min_correlation, min_detail=min_detail,
+                  min_crop_score=min_crop_score, max_window=max_window)
+    check = PairCheck(sig, contents, small, **limits)
+    found: list[tuple] = []
+    cand = candidate_pairs(sig, contents, max_phash=max_phash, max_dhash=max_dhash,
+                           max_window=max_window)
+    for a, b, ph, dh, w_ab, k_ab, w_ba, k_ba in zip(cand.a, cand.b, cand.phash, cand.dhash,
+                                                    cand.w_ab, cand.k_ab, cand.w_ba, cand.k_ba):
+        for i, j, part_first in _film_pairs(contents.films[a], contents.films[b]):
+            # as for every pair of rows i < j: i is the crop of j when its whole-film hash lies
+            # closer to j's windows than j's to i's (ties: the earlier row is the crop)
+            if part_first:
+                part_is_a = w_ab <= w_ba
+            else:
+                part_is_a = w_ab < w_ba
+            kind, corr, crop = check.pair(a, b, min(w_ab, w_ba), part_is_a, k_ab if part_is_a else k_ba)
             if kind:
-                rows.append((sig.rel_paths[i], sig.rel_paths[j], labels[i], labels[j], kind,
-                             int(ph[r, j]), int(dh[r, j]), int(win[r, j]), corr, crop))
+                found.append((i, j, kind, ph, dh, min(w_ab, w_ba), corr, crop))
+    w_self, k_self = self_window(sig, contents)
+    for c, films in enumerate(contents.films):
+        if len(films) > 1:
+            kind, corr, crop = check.pair(c, c, w_self[c], True, k_self[c])
+            if kind:
+                found += [(i, j, kind, 0, 0, int(w_self[c]), corr, crop)
+                          for i, j in zip(*(films[t] for t in np.triu_indices(len(films), 1)))]
+    found.sort(key=lambda r: (r[0], r[1]))
+    rows = [(sig.rel_paths[i], sig.rel_paths[j], labels[i], labels[j], kind, int(ph), int(dh),
+             int(w), corr, crop) for i, j, kind, ph, dh, w, corr, crop in found]
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def _film_pairs(films_a: np.ndarray, films_b: np.ndarray):
+    """``(i, j, a_first)`` for every film of content a with every film of content b, i < j."""
+    for fa in films_a:
+        for fb in films_b:
+            yield (fa, fb, True) if fa < fb else (fb, fa, False)
 
 
 class _UnionFind:

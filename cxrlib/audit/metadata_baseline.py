@@ -1,10 +1,19 @@
-"""Metadata-only baseline: can non-clinical image properties alone predict the class?
+"""Metadata-only baseline: can acquisition properties alone predict the class?
 
-If a classifier that never sees anatomy (only size, file format, compression, brightness and the
-film's border) predicts the label well, the classes differ in *how the images were made*, and a
-CNN can score well by learning that instead of the disease. On ../shared/datasets/cxr3 the
-Kermany films (all Viral Pneumonia, many Normal) are small pediatric re-encoded copies, the
-Normal NIH films are 1024 px PNG originals, and the COVID films come from web pages and papers.
+If a classifier that never sees the body (only size, file format, compression settings and the
+intensities of the film's outer border) predicts the label well, the classes differ in
+*how the images were made*, and a CNN can score well by learning that instead of the disease.
+On ../shared/datasets/cxr3 the Kermany films (all Viral Pneumonia, many Normal) are small
+pediatric re-encoded copies, the Normal NIH films are 1024 px PNG originals, and the COVID films
+come from web pages and papers.
+
+The features (:data:`FEATURES`, described in :data:`FEATURE_DESCRIPTIONS`) are restricted to
+acquisition properties on purpose: size, aspect, channels, format, bit depth, JPEG quality and
+the intensities of the outer border. Whole-film statistics are NOT among them: the mean and
+spread of a film carry lung density and consolidation, i.e. disease, and so do a lossless
+file's bytes per pixel; a baseline using them would call a real signal a confound. The border frame (5 % of each side) lies outside the
+lung fields of a chest film. Scores are balanced accuracy (chance: one over the classes) and
+accuracy next to the majority-class rate, from :func:`cxrlib.evaluation.metrics.point_metrics`.
 """
 from __future__ import annotations
 
@@ -14,11 +23,21 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.audit.film_scan import FilmSignatures, scan_films
+from cxrlib.evaluation.metrics import point_metrics
 
-FEATURES = ("width", "height", "aspect", "megapixels", "format", "bit_depth", "channels",
-            "jpeg_quality", "bytes_per_pixel", "mean", "std", "border_mean", "border_std",
-            "border_black", "border_white", "colour")
-"""Feature names, all non-clinical: none depends on what the film shows inside the body."""
+FEATURE_DESCRIPTIONS = {
+    "width": "width in pixels", "height": "height in pixels", "aspect": "width / height",
+    "megapixels": "width x height / 10^6", "format": "file format (JPEG, PNG, DICOM)",
+    "bit_depth": "bits per sample (8 or 16)", "channels": "stored channels (grey, RGB, RGBA)",
+    "jpeg_quality": "JPEG quality estimated from the quantisation table (-1: not a JPEG)",
+    "border_mean": "mean grey of the outer frame (5 % of each side)",
+    "border_std": "spread of grey in the outer frame",
+    "border_black": "share of outer-frame pixels <= 5 (black padding)",
+    "border_white": "share of outer-frame pixels >= 250 (white padding, burnt-in labels)",
+}
+"""What each feature is, for the Audit page."""
+FEATURES = tuple(FEATURE_DESCRIPTIONS)
+"""Feature names, all acquisition properties: none looks inside the body."""
 
 
 @dataclass
@@ -27,19 +46,24 @@ class MetadataBaseline:
 
     Attributes:
         accuracy: test-split accuracy of the metadata-only classifier.
-        chance: accuracy of always predicting the commonest training class (on the test split).
+        balanced_accuracy: its mean per-class recall (chance: ``1 / classes``, whatever the
+            class mix); the verdict reads this one.
+        majority_rate: accuracy of always predicting the commonest test class (the chance level
+            of ``accuracy``).
         per_class_recall: class -> recall on the test split.
         confusion: DataFrame, rows = true class, columns = predicted class (counts).
         importances: DataFrame (``feature``, ``importance``), largest first (impurity-based
             random-forest importances, summing to 1).
         n_train / n_test: films used.
-        confounded: accuracy at or above the ``confounded_at`` level.
+        confounded: balanced accuracy at or above :func:`confounded_level`.
         verdict: one plain-language sentence for the page.
         predictions: DataFrame (``rel_path``, ``label``, ``pred``) on the test split.
+        features: the features used (:data:`FEATURES`).
     """
 
     accuracy: float
-    chance: float
+    balanced_accuracy: float
+    majority_rate: float
     per_class_recall: dict[str, float]
     confusion: pd.DataFrame
     importances: pd.DataFrame
@@ -48,13 +72,20 @@ class MetadataBaseline:
     confounded: bool
     verdict: str
     predictions: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    features: tuple[str, ...] = FEATURES
+
+    @property
+    def chance(self) -> float:
+        """The chance level of :attr:`accuracy`: the majority-class rate."""
+        return self.majority_rate
 
     def to_dict(self) -> dict:
         """JSON-friendly summary (no DataFrames except as records)."""
-        return {"accuracy": self.accuracy, "chance": self.chance,
+        return {"accuracy": self.accuracy, "balanced_accuracy": self.balanced_accuracy,
+                "majority_rate": self.majority_rate, "chance_balanced": 1.0 / max(len(self.per_class_recall), 1),
                 "per_class_recall": self.per_class_recall, "n_train": self.n_train,
                 "n_test": self.n_test, "confounded": self.confounded, "verdict": self.verdict,
-                "importances": self.importances.to_dict("records")}
+                "features": list(self.features), "importances": self.importances.to_dict("records")}
 
 
 def metadata_features(manifest: pd.DataFrame, signatures: FilmSignatures | None = None, *,
@@ -79,9 +110,10 @@ def metadata_features(manifest: pd.DataFrame, signatures: FilmSignatures | None 
     out["megapixels"] = out["width"] * out["height"] / 1e6
     fmt = manifest["format"].astype(str).str.upper() if "format" in manifest else pd.Series([""] * len(out))
     out["format"] = fmt.map({f: i for i, f in enumerate(sorted(set(fmt)))}).astype(float)
-    out["bytes_per_pixel"] = props["file_bytes"] / (out["width"] * out["height"]).replace(0, np.nan)
-    for col in ("jpeg_quality", "mean", "std", "border_mean", "border_std", "border_black",
-                "border_white", "colour"):
+    # Never the whole film's mean / std (they carry the lungs' density), nor the bytes per pixel
+    # or the colour of the whole film: a lossless file's size and a film's tint follow what it
+    # shows (a planted lung-density signal was found through PNG file sizes alone).
+    for col in ("jpeg_quality", "border_mean", "border_std", "border_black", "border_white"):
         out[col] = props[col].to_numpy()
     # Missing values (a PNG has no JPEG quality) become -1: trees split them off cleanly.
     out[list(FEATURES)] = out[list(FEATURES)].astype(float).fillna(-1.0)
@@ -128,37 +160,35 @@ def metadata_baseline(manifest: pd.DataFrame, split_table: pd.DataFrame, *,
     forest.fit(train[list(FEATURES)].to_numpy(), train["label"].to_numpy())
     pred = forest.predict(test[list(FEATURES)].to_numpy())
     truth = test["label"].to_numpy()
-    accuracy = float((pred == truth).mean())
-    majority = train["label"].value_counts().idxmax()
-    chance = float((truth == majority).mean())
-    recall = {c: float((pred[truth == c] == c).mean()) if (truth == c).any() else float("nan")
-              for c in classes}
-    confusion = pd.crosstab(pd.Categorical(truth, classes), pd.Categorical(pred, classes),
-                            rownames=["true"], colnames=["predicted"], dropna=False)
+    point = point_metrics(truth, pred, classes)
+    confusion = pd.DataFrame(point["confusion"], index=pd.Index(classes, name="true"),
+                             columns=pd.Index(classes, name="predicted"))
     importances = (pd.DataFrame({"feature": FEATURES, "importance": forest.feature_importances_})
                    .sort_values("importance", ascending=False).reset_index(drop=True))
-    confounded, verdict = _verdict(accuracy, len(classes), importances)
+    confounded, verdict = _verdict(point, len(classes), importances)
     preds = pd.DataFrame({"rel_path": test["rel_path"].to_numpy(), "label": truth, "pred": pred})
-    return MetadataBaseline(accuracy, chance, recall, confusion, importances, len(train), len(test),
-                            confounded, verdict, preds)
+    recall = {c: float("nan") if r is None else r for c, r in point["recall"].items()}
+    return MetadataBaseline(point["accuracy"], point["balanced_accuracy"], point["majority_rate"],
+                            recall, confusion, importances, len(train), len(test), confounded,
+                            verdict, preds)
 
 
 def confounded_level(n_classes: int) -> float:
-    """Accuracy from which metadata alone counts as confounding: 70% of the way from uniform
-    chance to perfect (0.8 for 3 classes, 0.85 for 2)."""
+    """Balanced accuracy from which metadata alone counts as confounding: 70% of the way from
+    chance (``1 / n_classes``) to perfect (0.8 for 3 classes, 0.85 for 2)."""
     chance = 1.0 / max(n_classes, 1)
     return chance + 0.7 * (1.0 - chance)
 
 
-def _verdict(accuracy: float, n_classes: int, importances: pd.DataFrame) -> tuple[bool, str]:
+def _verdict(point: dict, n_classes: int, importances: pd.DataFrame) -> tuple[bool, str]:
     top = ", ".join(importances["feature"].head(3))
-    chance = 1.0 / max(n_classes, 1)
-    if accuracy >= confounded_level(n_classes):
-        return True, (f"The data is confounded: image properties alone (size, format, compression, "
-                      f"brightness, borders) predict the class with {accuracy:.0%} accuracy, mostly "
-                      f"from {top}. A CNN's accuracy on this split does not show it sees disease.")
-    if accuracy >= chance + 0.3 * (1.0 - chance):
-        return False, (f"The data is partly confounded: image properties alone reach {accuracy:.0%} "
-                       f"accuracy (chance {chance:.0%}), mostly from {top}.")
-    return False, (f"No strong metadata shortcut: image properties alone reach {accuracy:.0%} "
-                   f"accuracy (chance {chance:.0%}).")
+    balanced, chance = point["balanced_accuracy"] or 0.0, 1.0 / max(n_classes, 1)
+    scores = (f"balanced accuracy {balanced:.0%} (chance {chance:.0%}); accuracy "
+              f"{point['accuracy']:.0%} (majority class {point['majority_rate']:.0%})")
+    if balanced >= confounded_level(n_classes):
+        return True, (f"The data is confounded: acquisition properties alone (size, format, "
+                      f"compression, borders) predict the class: {scores}, mostly from {top}. A "
+                      f"CNN's accuracy on this split does not show it sees disease.")
+    if balanced >= chance + 0.3 * (1.0 - chance):
+        return False, f"The data is partly confounded: acquisition properties alone reach {scores}, mostly from {top}."
+    return False, f"No strong acquisition shortcut: image properties alone reach {scores}."

@@ -61,16 +61,26 @@ def external_check(run, folder, *, model=None, progress=None) -> dict:
 
     Returns:
         ``external_accuracy``, ``own_test_accuracy``, ``drop`` (own - external), ``films``,
-        ``per_class_recall``, ``verdict`` and ``predictions`` (DataFrame).
+        ``per_class_recall`` (classes the folder holds), ``verdict``, ``predictions``
+        (DataFrame, with the folder's manifest columns) and ``subgroups``: the
+        :class:`cxrlib.evaluation.subgroups.SubgroupAnalysis` of the folder by its usual
+        columns (a recall of 0.78 that is 1.00 in one subgroup and 0.05 in another is the
+        finding, not the average), or ``None`` when it has none with two values.
     """
+    from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415
     from cxrlib.evaluation.predict import evaluate_folder  # noqa: PLC0415
+    from cxrlib.evaluation.subgroups import attach_manifest, default_columns, subgroup_analysis  # noqa: PLC0415
 
     metrics, predictions = evaluate_folder(run, folder, model=model, progress=progress)
+    predictions = attach_manifest(predictions, scan_dataset(folder, bacterial=run.config.data.bacterial).manifest)
     ok = predictions[predictions.get("error", "") == ""] if "error" in predictions else predictions
     external = float(metrics.get("accuracy", (ok["label"] == ok["pred"]).mean()))
     own = own_test_accuracy(run)
     drop = own - external if own == own else float("nan")
-    recall = {c: float((g["pred"] == c).mean()) for c, g in ok.groupby("label")}
+    recall = {c: row["sensitivity"] for c, row in metrics["per_class"].items()
+              if row["sensitivity"] is not None}
+    by = default_columns(ok)
+    subgroups = subgroup_analysis(ok, run.classes, by) if by else None
     if drop == drop and drop >= 0.1:
         verdict = (f"Accuracy falls from {own:.0%} on the run's own test split to {external:.0%} on "
                    f"{folder}: the model does not carry over to new data.")
@@ -80,7 +90,7 @@ def external_check(run, folder, *, model=None, progress=None) -> dict:
         verdict = f"Accuracy on {folder} is {external:.0%}."
     return {"external_accuracy": external, "own_test_accuracy": own, "drop": drop,
             "films": int(len(ok)), "per_class_recall": recall, "verdict": verdict,
-            "predictions": predictions}
+            "predictions": predictions, "subgroups": subgroups}
 
 
 def own_test_accuracy(run) -> float:

@@ -25,8 +25,13 @@ patient id; ``source`` is the layout's name (``kermany``, ``radiography_db``, ``
 never the folder's own name, so a copied or moved dataset is the same data.
 
 Sizes come from file headers (:func:`cxrlib.data.imageio.read_header`), never from decoding, so large
-folders are summarised in seconds. Files whose header cannot be read, or that exceed ``max_pixels``,
-are listed in ``Dataset.problems`` with the reason; they never stop a scan.
+folders are summarised in seconds. Files whose header cannot be read, that exceed ``max_pixels`` or
+whose short side is under ``min_side`` ("too small to classify") are listed in ``Dataset.problems``
+with the reason; they never stop a scan.
+
+Where a scan may read is decided by :mod:`cxrlib.data.roots`: the folder must be allowed by
+``CXR_DATA_ROOTS``, and every file it yields must resolve inside it (links and manifest paths that
+lead out are refused and listed as problems; link loops and dangling links are listed as unreadable).
 """
 from __future__ import annotations
 
@@ -39,16 +44,16 @@ from typing import Callable
 
 import pandas as pd
 
-from cxrlib.core.classes import BACTERIAL, CLASSES, canonical_class, task_classes
-from cxrlib.data.imageio import DEFAULT_MAX_PIXELS, ImageMeta, ImageReadError, check_size, read_header
+from cxrlib.core.classes import BACTERIAL, CLASSES, task_classes
+from cxrlib.data.imageio import (DEFAULT_MAX_PIXELS, ImageMeta, ImageReadError, check_min_side,
+                                 check_size, min_film_side, read_header)
 from cxrlib.data.fingerprint import DigestCache, content_fingerprint, stat_key
-from cxrlib.data.identity import patient_id_from_name
-from cxrlib.data.layouts import (LAYOUTS, Candidate, DatasetError, find_layout, has_entries,
+from cxrlib.data.rows import (MANIFEST_COLUMNS, _rel, check_labels, extra_manifest_columns,
+                              extra_values, manifest_row)
+from cxrlib.data.layouts import (LAYOUTS, DatasetError, find_layout, has_entries,
                       manifest_candidates, read_manifest_csv, subdirs)
+from cxrlib.data.roots import DatasetFolder, check_allowed
 
-MANIFEST_COLUMNS = ["path", "rel_path", "label", "patient_id", "group_id", "source", "width",
-                    "height", "channels", "bit_depth", "format", "mask_path", "folder_split",
-                    "file_bytes", "digest"]
 PROBLEM_COLUMNS = ["path", "reason", "rel_path", "label", "file_bytes", "digest"]
 ProgressFn = Callable[[int, int], None]
 
@@ -61,7 +66,8 @@ class Dataset:
         root: the folder as given (absolute).
         layout: one of :data:`LAYOUTS`.
         manifest: one row per readable image of a known class; columns :data:`MANIFEST_COLUMNS`
-            (plus ``kermany_split`` for the Kermany layout), sorted by ``rel_path``.
+            (plus ``kermany_split`` for the Kermany layout, and every other column of a
+            ``manifest.csv``: :func:`extra_manifest_columns`), sorted by ``rel_path``.
         problems: files that could not be read: ``path``, ``reason``, ``rel_path``, ``label``.
         fingerprint: the content fingerprint of the rows (:mod:`cxrlib.data.fingerprint`):
             relative paths, sizes, content digests, labels, ids and sources of every film
@@ -128,7 +134,7 @@ def _header(path: str, size: int, mtime_ns: int) -> ImageMeta | str:
 
 def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
                  progress: ProgressFn | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 workers: int = 1) -> Dataset:
+                 workers: int = 1, min_side: int | None = None) -> Dataset:
     """Scan a dataset folder into a :class:`Dataset` (see the module docstring for layouts).
 
     Scanning the same unchanged folder again in one process returns the cached result (the
@@ -142,6 +148,9 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
         progress: called as ``progress(done, total)`` while headers are read (about 100 times,
             and always once with ``done == total``).
         max_pixels: films with more pixels are listed as problems ("image too large").
+        min_side: films whose short side is under this many pixels are listed as problems
+            ("too small to classify"), so nothing trains on them (default
+            :func:`cxrlib.data.imageio.min_film_side`: 32, or ``$CXR_MIN_FILM_SIDE``).
         workers: threads reading headers. 1 (default) reads them in this thread: with files in
             the page cache, parsing holds the GIL and 4 threads measured 20-40% slower on 20 000
             files; more threads can help on a slow network disk.
@@ -150,24 +159,25 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
         The :class:`Dataset`.
 
     Raises:
+        FolderNotAllowed: (a DatasetError) ``CXR_DATA_ROOTS`` does not allow this folder.
         DatasetError: missing, unreadable or empty folder, unrecognised layout, or no images.
         ValueError: ``bacterial`` is not ``"exclude"`` or ``"class"``.
     """
     if bacterial not in ("exclude", "class"):
         raise ValueError("bacterial must be 'exclude' or 'class'")
-    root = Path(root).expanduser().resolve()
+    root = check_allowed(root)  # first: a refused folder is not even looked at
+    min_side = min_film_side() if min_side is None else int(min_side)
     warnings: list[str] = []
     problems: list[dict] = []
     layout, base, candidates, manifest_file, table = _locate(root, bacterial, warnings, problems)
 
+    inside = DatasetFolder(root)
     files, lines = [], []
     for c in candidates:
         rel = _rel(c.path, root)
-        try:
-            st = os.stat(c.path)
-        except OSError as exc:
-            problems.append({"path": c.path, "reason": f"cannot read file ({exc.strerror})",
-                             "label": c.label})
+        st, reason = inside.stat(c.path)
+        if st is None:
+            problems.append({"path": c.path, "reason": reason, "label": c.label})
             continue
         files.append((c, rel, st.st_size, st.st_mtime_ns))
         lines.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n")
@@ -175,7 +185,7 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
         st = manifest_file.stat()
         lines.append(f"{_rel(str(manifest_file), root)}\t{st.st_size}\t{st.st_mtime_ns}\n")
     key = stat_key(lines)
-    cache_key = (str(root), bacterial, max_pixels)
+    cache_key = (str(root), bacterial, max_pixels, min_side)
     cached = _SCAN_CACHE.get(cache_key)
     if cached is not None and cached[0] == key:
         if progress:
@@ -183,11 +193,13 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
         return _copy(cached[1])
 
     digests = DigestCache(root)
+    extra = extra_manifest_columns(table)
     rows = []
     for (c, rel, size, mtime), meta in zip(files, _read_headers(files, progress, workers)):
-        if isinstance(meta, ImageMeta) and meta.pixels > max_pixels:
+        if isinstance(meta, ImageMeta):
             try:
                 check_size(meta, max_pixels, c.path)
+                check_min_side(meta, min_side, c.path)
             except ImageReadError as exc:
                 meta = exc.reason
         try:
@@ -198,16 +210,16 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
             problems.append({"path": c.path, "reason": meta, "label": c.label,
                              "file_bytes": size, "digest": digest})
         else:
-            rows.append({**_row(c, rel, meta, base, table, layout), "file_bytes": size,
-                         "digest": digest})
+            rows.append({**manifest_row(c, rel, meta, base, table, layout), "file_bytes": size,
+                         "digest": digest, **extra_values(c, base, table, extra)})
     digests.save()
     if not rows:
         raise DatasetError(f"no readable images in {root}: all {len(problems)} files failed, e.g. "
                            f"{problems[0]['path']}: {problems[0]['reason']}")
-    columns = MANIFEST_COLUMNS + (["kermany_split"] if layout == "kermany" else [])
+    columns = MANIFEST_COLUMNS + (["kermany_split"] if layout == "kermany" else []) + list(extra.values())
     manifest = pd.DataFrame(rows, columns=columns).sort_values("rel_path").reset_index(drop=True)
     if table and layout != "manifest" and "label" in next(iter(table.values())):
-        _check_labels(manifest, table, base, warnings)
+        check_labels(manifest, table, base, warnings)
     problem_table = pd.DataFrame(problems, columns=["path", "reason", "label", "file_bytes", "digest"])
     problem_table["rel_path"] = [_rel(p, root) for p in problem_table["path"]]
     problem_table = problem_table[PROBLEM_COLUMNS].sort_values("rel_path").reset_index(drop=True)
@@ -228,8 +240,13 @@ def _locate(root: Path, bacterial: str, warnings: list[str], problems: list[dict
                            f"{'; or '.join(LAYOUTS.values())})")
     found = find_layout(root, warnings)
     manifest_file, table = None, None
-    for folder in ([found[1]] if found else []) + [root]:
+    inside = DatasetFolder(root)
+    for folder in dict.fromkeys(([found[1]] if found else []) + [root]):
         if (folder / "manifest.csv").is_file():
+            if inside.stat(str(folder / "manifest.csv"))[0] is None:
+                warnings.append(f"{folder / 'manifest.csv'} is a link to outside the dataset "
+                                "folder; ignored")
+                continue
             manifest_file = folder / "manifest.csv"
             table = read_manifest_csv(manifest_file, warnings)
             break
@@ -249,14 +266,6 @@ def _locate(root: Path, bacterial: str, warnings: list[str], problems: list[dict
         raise DatasetError(f"no images found in {root} ({LAYOUTS[layout]}); "
                            + "; ".join(warnings))
     return layout, base, candidates, manifest_file, table
-
-
-def _rel(path: str, folder: Path | str) -> str:
-    """``path`` relative to ``folder`` with ``/`` separators (``path`` itself when outside it)."""
-    prefix = os.path.join(str(folder), "")
-    if not path.startswith(prefix):
-        return path
-    return path[len(prefix):].replace(os.sep, "/")
 
 
 def _copy(dataset: Dataset) -> Dataset:
@@ -286,31 +295,3 @@ def _read_headers(stats: list, progress: ProgressFn | None, workers: int) -> lis
     if progress and total == 0:
         progress(0, 0)
     return out
-
-
-def _row(c: Candidate, rel: str, meta: ImageMeta, base: Path,
-         table: dict[str, dict[str, str]] | None, layout: str) -> dict:
-    info: dict[str, str] = {}
-    if table:
-        info = table.get(_rel(c.path, base), {})
-    name = os.path.basename(c.path)
-    patient = info.get("patient_id") or patient_id_from_name(name) or os.path.splitext(name)[0]
-    row = {"path": c.path, "rel_path": rel, "label": c.label, "patient_id": patient,
-           "group_id": info.get("group_id") or patient,
-           "source": info.get("source") or info.get("source_repo") or layout,
-           "width": meta.width, "height": meta.height, "channels": meta.channels,
-           "bit_depth": meta.bit_depth, "format": meta.format, "mask_path": c.mask,
-           "folder_split": c.split}
-    if layout == "kermany":
-        row["kermany_split"] = c.split
-    return row
-
-
-def _check_labels(manifest: pd.DataFrame, table: dict[str, dict[str, str]], base: Path,
-                  warnings: list[str]) -> None:
-    listed = {f: canonical_class(info["label"]) for f, info in table.items()}
-    clash = sum(1 for p, lab in zip(manifest["path"], manifest["label"])
-                if listed.get(_rel(p, base), lab) != lab)
-    if clash:
-        warnings.append(f"{clash} files have a different label in manifest.csv than their "
-                        "folder; the folder's class is used")

@@ -12,7 +12,7 @@ import numpy as np
 
 def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
                       y_val: np.ndarray, *, epochs: int, batch_size: int, seed: int,
-                      callbacks) -> None:
+                      callbacks, extra=None) -> None:
     """Fit a compiled head on in-memory features with one compiled call per epoch.
 
     What ``head.fit(shuffled batches, validation_data=(x_val, y_val), callbacks=callbacks)``
@@ -34,6 +34,12 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
 
     All of one epoch (the steps and the validation) is a single ``tf.function`` call (a graph
     while loop over the steps), traced once. Not for several replicas (see ``_fit_head``).
+
+    ``extra`` (optional, training only) adds a term to each step's loss: an object with
+    ``variables`` (trained too) and ``forward(x_batch, rows) -> (probabilities, loss term)``,
+    ``rows`` being the batch's rows of ``x_train`` (the source-adversarial branch,
+    :class:`cxrlib.training.adversarial.SourceAdversary`). The logged losses stay the
+    classification loss alone, so model selection on ``val_loss`` is unchanged.
     """
     from cxrlib.core.tfsetup import tf as _tf
 
@@ -41,7 +47,7 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     import keras  # noqa: PLC0415
 
     opt, loss_fn = head.optimizer, head.loss
-    variables = head.trainable_variables
+    variables = head.trainable_variables + (list(extra.variables) if extra is not None else [])
     opt.build(variables)  # the optimizer's slots must exist before tracing
     apply = _fused_adam(opt, variables) or (lambda grads: opt.apply(grads, variables))
     x = tf.constant(np.asarray(x_train, np.float32))
@@ -63,9 +69,14 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
             rows = perm[i * bs:tf.minimum((i + 1) * bs, n)]
             xb, yb = tf.gather(x, rows), tf.gather(y, rows)
             with tf.GradientTape() as tape:
-                pred = head(xb, training=True)
-                loss = loss_fn(yb, pred)
-                scaled = opt.scale_loss(loss)  # loss scaling under mixed precision, else same
+                if extra is None:
+                    pred = head(xb, training=True)
+                    loss = total = loss_fn(yb, pred)
+                else:
+                    pred, term = extra.forward(xb, rows)
+                    loss = loss_fn(yb, pred)
+                    total = loss + term
+                scaled = opt.scale_loss(total)  # loss scaling under mixed precision, else same
             apply(tape.gradient(scaled, variables))
             size = tf.cast(tf.shape(rows)[0], tf.float32)
             loss_sum += tf.cast(loss, tf.float32) * size

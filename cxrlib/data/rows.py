@@ -1,0 +1,79 @@
+"""A film's manifest row: its ids and source (from manifest.csv, else the file name), its
+header facts, and the extra columns a user's manifest.csv brings."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlib.core.classes import canonical_class
+from cxrlib.data.identity import patient_id_from_name
+from cxrlib.data.imageio import ImageMeta
+from cxrlib.data.layouts import Candidate
+
+MANIFEST_COLUMNS = ["path", "rel_path", "label", "patient_id", "group_id", "source", "width",
+                    "height", "channels", "bit_depth", "format", "mask_path", "folder_split",
+                    "file_bytes", "digest"]
+"""The columns every scanned manifest has, in this order (extra manifest.csv columns follow)."""
+
+
+def _rel(path: str, folder: Path | str) -> str:
+    """``path`` relative to ``folder`` with ``/`` separators (``path`` itself when outside it)."""
+    prefix = os.path.join(str(folder), "")
+    if not path.startswith(prefix):
+        return path
+    return path[len(prefix):].replace(os.sep, "/")
+
+
+
+def manifest_row(c: Candidate, rel: str, meta: ImageMeta, base: Path,
+         table: dict[str, dict[str, str]] | None, layout: str) -> dict:
+    info: dict[str, str] = {}
+    if table:
+        info = table.get(_rel(c.path, base), {})
+    name = os.path.basename(c.path)
+    patient = info.get("patient_id") or patient_id_from_name(name) or os.path.splitext(name)[0]
+    row = {"path": c.path, "rel_path": rel, "label": c.label, "patient_id": patient,
+           "group_id": info.get("group_id") or patient,
+           "source": info.get("source") or info.get("source_repo") or layout,
+           "width": meta.width, "height": meta.height, "channels": meta.channels,
+           "bit_depth": meta.bit_depth, "format": meta.format, "mask_path": c.mask,
+           "folder_split": c.split}
+    if layout == "kermany":
+        row["kermany_split"] = c.split
+    return row
+
+
+_CONSUMED_COLUMNS = ("file", "label", "patient_id", "group_id", "source")
+
+
+def extra_manifest_columns(table: dict[str, dict[str, str]] | None) -> dict[str, str]:
+    """The other columns of a manifest.csv, carried into the manifest: ``{csv name: column}``.
+
+    Every column a user's manifest.csv brings (cxr3's ``view``, ``notes``, ``source_repo``,
+    ``license``...) becomes a manifest column of the same name, so subgroup analysis can use
+    it; a name the scan itself fills (``width``, ``format``...) is kept as ``manifest_<name>``.
+    ``file``, ``label``, ``patient_id``, ``group_id`` and ``source`` are already used.
+    """
+    if not table:
+        return {}
+    names = dict.fromkeys(k for info in table.values() for k in info)
+    return {k: (f"manifest_{k}" if k in MANIFEST_COLUMNS or k == "kermany_split" else k)
+            for k in names if k and k not in _CONSUMED_COLUMNS}
+
+
+def extra_values(c: Candidate, base: Path, table: dict[str, dict[str, str]] | None,
+                  extra: dict[str, str]) -> dict[str, str]:
+    info = table.get(_rel(c.path, base), {}) if table and extra else {}
+    return {column: info.get(name, "") for name, column in extra.items()}
+
+
+def check_labels(manifest: pd.DataFrame, table: dict[str, dict[str, str]], base: Path,
+                  warnings: list[str]) -> None:
+    listed = {f: canonical_class(info["label"]) for f, info in table.items()}
+    clash = sum(1 for p, lab in zip(manifest["path"], manifest["label"])
+                if listed.get(_rel(p, base), lab) != lab)
+    if clash:
+        warnings.append(f"{clash} files have a different label in manifest.csv than their "
+                        "folder; the folder's class is used")
