@@ -7,16 +7,10 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.core.config import ExplainConfig
-
 from cxrlib import audit
-
-
 from cxrlib import explain
+from cxrlib import lungs
 
-from .core import file_stamp, shrink
-from .data import film
-from .explaining import explanation
 from .runs import run_stamp
 
 
@@ -49,18 +43,25 @@ def _reports() -> _Reports:
     return _Reports(REPORTS_KEPT)
 
 
-def audit_key(run, external: str | None, max_films: int | None, method: str) -> tuple:
+def audit_key(run, external: str | None, max_films: int | None, method: str,
+              adversarial: float = 0.0, masks: str | None = None) -> tuple:
     """Cache key of an audit: the run's artefacts and the options that change the result."""
-    return (run_stamp(run), external or None, max_films, method)
+    return (run_stamp(run), external or None, max_films, method, float(adversarial), masks or None)
 
 
-def cached_audit(run, external: str | None, max_films: int | None, method: str):
+def cached_audit(run, external: str | None, max_films: int | None, method: str,
+                 adversarial: float = 0.0, masks: str | None = None):
     """The stored report of these options, or ``None`` when it was never computed."""
-    return _reports().get(audit_key(run, external, max_films, method))
+    return _reports().get(audit_key(run, external, max_films, method, adversarial, masks))
 
 
-def run_audit(run, ds, external: str | None, max_films: int | None, method: str):
-    """Run every audit of ``run`` with a live status box; the report is stored for next time."""
+def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
+              adversarial: float = 0.0, masks: str | None = None):
+    """Run every audit of ``run`` with a live status box; the report is stored for next time.
+
+    ``adversarial`` > 0 also measures leave-one-source-out with the source-adversarial head;
+    ``masks``: a folder of lung masks that win over the predicted ones.
+    """
     with st.status("Auditing the run…", expanded=True) as box:
         bar = st.progress(0.0, text="starting")
 
@@ -68,24 +69,40 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str)
             bar.progress(min(done / total, 1.0) if total else 0.0, text=f"{step}: {done}/{total}")
 
         report = audit.audit_run(run, dataset=ds, external=external or None, cam_method=method,
-                                 max_films=max_films, progress=progress)
+                                 max_films=max_films, adversarial=adversarial, masks=masks or None,
+                                 progress=progress)
         box.update(label="Audit finished", state="complete", expanded=False)
-    _reports().put(audit_key(run, external, max_films, method), report)
+    _reports().put(audit_key(run, external, max_films, method, adversarial, masks), report)
     return report
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
-def _mask_view(stamp: str, path: str):
-    pixels = film(path).pixels
-    seg = audit.segment_lungs(pixels)
-    outline = explain.overlay(pixels, seg.mask.astype("float32"), alpha=1.0, colormap="turbo",
-                              contour=True, levels=(0.5,))
-    return outline, seg.method
+def gallery_views(report, n: int = 4) -> list[dict[str, Any]]:
+    """The gallery's first ``n`` films exactly as they were scored, ready to draw.
+
+    Each is the model input (at its own size, e.g. 224 x 224) with the outline of the very
+    mask the in-lung share was computed with, and the CAM over that input with the same outline.
+    """
+    views = []
+    for g in report.gallery_films[:n]:
+        cam = explain.overlay(g.image, g.heatmap, alpha=0.4, colormap="jet")
+        views.append({"rel_path": g.rel_path, "label": g.label, "pred": g.pred,
+                      "share": g.in_lung_share, "masks": g.mask_source,
+                      "size": f"{g.image.shape[1]}×{g.image.shape[0]}",
+                      "outline": lungs.draw_lung_outline(g.image, g.mask),
+                      "cam": lungs.draw_lung_outline(cam, g.mask)})
+    return views
 
 
-def mask_and_cam(run, path: str, method: str) -> tuple[Any, Any, str]:
-    """A film with its lung-mask outline, and with its CAM overlay (display size)."""
-    stamp = file_stamp(path)
-    outline, how = _mask_view(stamp, path)
-    res = explanation(run, film(path).pixels, stamp, ExplainConfig(method=method), faithful=False)
-    return shrink(outline, 384), shrink(res["overlay"], 384), how
+def lung_masks_text(report) -> str:
+    """Which lung masks the attention and masked figures used, and how many films were left out."""
+    c = report.lung_masks
+    if not c:
+        return ""
+    where = " and ".join(f"{c[k]} {k}" for k in ("predicted", "dataset") if c.get(k))
+    text = (f"Lung masks of the {c['films']} test films: {where or 'none'}. `lung_area`: the share "
+            "of the model input inside the mask, what a CAM spread evenly would score.")
+    if c.get("flagged"):
+        text += (f" {c['flagged']} predicted masks are flagged as poor (quality below the "
+                 "segmenter's threshold): those films are left out of the in-lung shares, the "
+                 "gallery and the masked evaluation.")
+    return text

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from cxrlib.audit import (attention_gallery, attention_summary, attention_table, blank_lungs,
-                          keep_lungs, masked_evaluation, per_source_metrics, shortcut_verdict)
+                          cam_in_lung_share, keep_lungs, masked_evaluation, per_source_metrics,
+                          shortcut_verdict)
 from cxrlib.core.classes import CLASSES
 from cxrlib.data.synthetic import lung_boxes
 
@@ -76,9 +77,56 @@ def test_shortcut_model_keeps_its_accuracy_without_lungs(brightness_model):
 
 def test_verdict_for_a_model_that_needs_the_lungs():
     table = pd.DataFrame({"condition": ["unmasked", "lungs blanked", "lungs only"],
-                          "accuracy": [0.92, 0.36, 0.80]})
+                          "accuracy": [0.92, 0.36, 0.80], "balanced_accuracy": [0.92, 0.35, 0.80],
+                          "predicted_Normal": [0.3, 0.9, 0.3]})
     shortcut, sentence = shortcut_verdict(table, 3)
     assert not shortcut and "depends on the lung fields" in sentence
+    assert "calls 90% of the blanked films Normal" in sentence
+
+
+def test_majority_class_on_blanked_films_of_an_imbalanced_set_is_no_shortcut():
+    """80 % of the films are Normal. The model reads the lungs only (their mean grey: dark lungs
+    Normal, bright lungs COVID-19); with the lungs blanked (filled with the film's mean) it calls
+    every film Normal. Accuracy stays at 0.8, far above uniform chance (0.5) and keeping 60 % of
+    the margin: the old rule called that a shortcut. Balanced accuracy falls to chance (0.5)."""
+    from cxrlib.core.tfsetup import tf
+
+    keras = tf().keras
+    classes = ("COVID-19", "Normal")
+    mask = np.zeros((S, S), np.uint8)
+    for cx, cy, ax, ay in lung_boxes(S):
+        cv2.ellipse(mask, (cx, cy), (ax, ay), 0, 0, 360, 1, -1)
+    mask = mask.astype(bool)
+    images, labels = [], []
+    for k in range(20):
+        covid = k < 4  # 4 COVID-19, 16 Normal
+        img = np.full((S, S), 150, np.uint8)
+        img[mask] = 200 if covid else 60
+        images.append(img)
+        labels.append(classes[0] if covid else classes[1])
+    images = np.stack(images)
+    weights = (mask / mask.sum()).astype(np.float32)  # the mean grey of the lungs, channel 0
+    inputs = keras.Input((S, S, 3))
+    lung_mean = keras.layers.Dense(1, use_bias=False)(keras.layers.Flatten()(inputs[..., :1]))
+    logits = keras.layers.Dense(2)(lung_mean)
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    model.layers[-3].set_weights([weights.reshape(-1, 1)])
+    model.layers[-2].set_weights([np.array([[40.0, -40.0]], np.float32), np.array([-26.0, 26.0], np.float32)])
+    # boundary at lung mean 0.65 (166 grey): COVID lungs 200, Normal 60; blanked: the film mean
+    blanked_fill = [round(float(g.mean())) for g in images]
+    assert max(blanked_fill) < 166
+    table = masked_evaluation(model, images, labels, classes, masks=np.stack([mask] * 20))
+    rows = table.set_index("condition")
+    assert rows.loc["unmasked", "accuracy"] == 1.0
+    assert rows.loc["lungs blanked", "accuracy"] == pytest.approx(0.8)
+    assert rows.loc["lungs blanked", "majority_rate"] == pytest.approx(0.8)
+    assert rows.loc["lungs blanked", "balanced_accuracy"] == pytest.approx(0.5)
+    assert rows.loc["lungs blanked", "predicted_Normal"] == pytest.approx(1.0)
+    shortcut, sentence = shortcut_verdict(table, 2)
+    assert not shortcut and "depends on the lung fields" in sentence
+    # the rule this replaces (accuracy against uniform chance) would have called it a shortcut
+    acc, chance = rows["accuracy"], 0.5
+    assert acc["lungs blanked"] >= chance + 0.15 and (acc["lungs blanked"] - chance) / (acc["unmasked"] - chance) >= 0.5
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +156,21 @@ def bright_dark_model():
 
 
 def test_attention_table_on_a_conv_model_with_known_heatmaps(bright_dark_model):
-    from cxrlib.lungs.classical import LungSegmentation
+    from cxrlib.audit.attention import attention_audit, gallery_films
+    from cxrlib.lungs import LungSegmentation
 
     images, labels, masks = _films(3)
-    # Known masks (the true ellipses); the last film's is marked as a fallback prior.
-    segs = [LungSegmentation(m, "threshold") for m in masks[:-1]] + [LungSegmentation(masks[-1], "prior")]
-    table = attention_table(bright_dark_model, images, labels, CLASSES, layer="conv",
+    # Known masks (the true ellipses); the last film's is flagged as poor, the first is a dataset's.
+    segs = ([LungSegmentation(masks[0], 1.0, False, "dataset")]
+            + [LungSegmentation(m, 0.99, False, "predicted") for m in masks[1:-1]]
+            + [LungSegmentation(masks[-1], 0.9, True, "predicted")])
+    found = attention_audit(bright_dark_model, images, labels, CLASSES, layer="conv",
                             batch_size=4, segmentations=segs, rel_paths=[f"f{i}" for i in range(9)])
+    table = found.table
     assert list(table["rel_path"]) == [f"f{i}" for i in range(9)]
     assert list(table["label"]) == labels and list(table["pred"]) == labels  # brightness bands
-    assert list(table["mask_method"]) == ["threshold"] * 8 + ["prior"]
+    assert list(table["mask_source"]) == ["dataset"] + ["predicted"] * 8
+    assert list(table["mask_flagged"]) == [False] * 8 + [True]
     # Each film has two grey levels (lungs 30 darker), so normalise(g) is 1 outside the lungs
     # and 0 inside: in-lung share 0; normalise(1 - g) the reverse: share 1.
     expected = np.array([1.0 if label == "COVID-19" else 0.0 for label in labels])
@@ -128,30 +181,43 @@ def test_attention_table_on_a_conv_model_with_known_heatmaps(bright_dark_model):
     for label in CLASSES:
         assert summary.loc[label, "films"] == 3
         assert summary.loc[label, "mean"] == pytest.approx(1.0 if label == "COVID-19" else 0.0, abs=1e-6)
-    assert summary.loc["all", "films"] == 9
-    assert summary.loc["all", "mean"] == pytest.approx(1 / 3, abs=1e-6)
+    # the flagged film (a Viral one) is left out of the shares and counted
+    assert summary.loc["Viral Pneumonia", "flagged"] == 1 and summary.loc["Viral Pneumonia", "scored"] == 2
+    assert summary.loc["all", "films"] == 9 and summary.loc["all", "flagged"] == 1
+    assert summary.loc["all", "scored"] == 8
+    assert summary.loc["all", "mean"] == pytest.approx(3 / 8, abs=1e-6)
     assert summary.loc["all", "median"] == pytest.approx(0.0, abs=1e-6)
-    assert summary.loc["all", "reliable_masks"] == pytest.approx(8 / 9)
-    assert summary.loc["Viral Pneumonia", "reliable_masks"] == pytest.approx(2 / 3)
+    assert summary.loc["all", "masks"] == "dataset (1), predicted (7)"
+    assert summary.loc["COVID-19", "masks"] == "dataset (1), predicted (2)"
+    # the level an evenly spread CAM would reach: the lung share of the input, scored films only
+    assert summary.loc["all", "lung_area"] == pytest.approx(masks[:-1].mean())
+    assert list(table["lung_area"]) == pytest.approx([m.mean() for m in masks])
 
-    # Most CAM mass outside the lungs first; the fallback-mask film only when asked for.
+    # Most CAM mass outside the lungs first; the flagged film only when asked for.
     gallery = attention_gallery(table, 4, reliable_only=False)
     assert len(gallery) == 4 and set(gallery["label"]) <= {"Normal", "Viral Pneumonia"}
     reliable = attention_gallery(table, 12)
     assert len(reliable) == 8 and "f8" not in set(reliable["rel_path"])
     assert list(reliable["label"]).count("COVID-19") == 3 and list(reliable["label"])[-3:] == ["COVID-19"] * 3
+    # the gallery's films carry the very input, mask and CAM each share was computed with
+    for g in gallery_films(found, images, reliable):
+        i = int(g.rel_path[1:])
+        assert g.image is not None and np.array_equal(g.image, images[i])
+        assert np.array_equal(g.mask, segs[i].mask) and g.mask_source == segs[i].source
+        assert cam_in_lung_share(g.heatmap, g.mask) == pytest.approx(table["in_lung_share"][i])
 
 
 def test_attention_table_masks_films_it_segments_itself(bright_dark_model):
-    """Without precomputed masks the table segments each film itself (:func:`segment_lungs`)."""
-    from cxrlib.lungs.classical import segment_lungs
+    """Without precomputed masks the table segments each model input itself (the learned
+    segmenter, :func:`cxrlib.lungs.segment_batch`)."""
+    from cxrlib.lungs import segment_batch
 
     images, labels, _ = _films(2)
     table = attention_table(bright_dark_model, images, labels, CLASSES, layer="conv")
-    for i, film in enumerate(images):
-        seg = segment_lungs(film)
+    for i, (film, seg) in enumerate(zip(images, segment_batch(list(images)))):
         heat = (film < film.max()).astype(float) if labels[i] == "COVID-19" else (film == film.max()).astype(float)
-        assert table["mask_method"].iloc[i] == seg.method
+        assert table["mask_source"].iloc[i] == "predicted"
+        assert table["mask_flagged"].iloc[i] == seg.flagged
         assert table["in_lung_share"].iloc[i] == pytest.approx(heat[seg.mask].sum() / heat.sum(), abs=1e-6)
 
 

@@ -25,6 +25,8 @@ with ``encoder_weights=None`` and fills in the asset, so inference never needs t
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -198,6 +200,26 @@ def load_asset(path: str | Path | None = None):
                              f"(e.g. {misfits[:3]})")
     model.set_weights([arrays[n].astype(np.float32) for n in names])
     return model, meta
+
+
+def asset_digest(path: str | Path | None = None) -> str:
+    """``<name>:<16 hex>``: the sha256 of a weights asset's ``.npz`` (default: the shipped one).
+
+    Whatever the network decides (the lung-crop step's box above all) is a function of these
+    bytes, so caches and run ids that depend on its masks carry this digest.
+
+    Raises:
+        LungModelError: no such asset.
+    """
+    npz = _asset_paths(path)[1]
+    stat = npz.stat()
+    return _digest(str(npz.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(npz: str, size: int, mtime_ns: int) -> str:
+    with open(npz, "rb") as fh:
+        return f"{Path(npz).stem}:{hashlib.sha256(fh.read()).hexdigest()[:16]}"
 
 
 def _asset_paths(path: str | Path | None) -> tuple[Path, Path]:

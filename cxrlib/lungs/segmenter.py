@@ -152,10 +152,12 @@ def segment_lungs(film: np.ndarray, *, weights: str | Path | None = None) -> Lun
 
 def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | None], *,
                 masks=None, rel_paths: Sequence[str] | None = None, batch_size: int = 16,
-                weights: str | Path | None = None) -> list[LungSegmentation]:
+                weights: str | Path | None = None,
+                mask_paths: Sequence[str | Path | None] | None = None) -> list[LungSegmentation]:
     """Lung fields of films, a dataset's own masks taking precedence over predicted ones.
 
-    A film's own mask is looked up with :func:`cxrlib.lungs.masks.find_dataset_mask` (a
+    A film's own mask is the file the dataset names for it (``mask_paths``: the manifest's
+    ``mask_path``), else one found with :func:`cxrlib.lungs.masks.find_dataset_mask` (a
     ``--masks`` folder, else a Radiography DB ``masks/`` sibling); it is used, resized to the
     film, with ``source="dataset"``, ``quality=1.0`` and never flagged. The other films are
     segmented in batches (``source="predicted"``).
@@ -167,6 +169,7 @@ def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | N
         rel_paths: the films' paths relative to their dataset root (for ``masks``).
         batch_size: films per network call.
         weights: a weights asset (default: the shipped one).
+        mask_paths: per film, a mask file the dataset names for it ("" or None: none).
 
     Returns:
         One :class:`LungSegmentation` per film, in order.
@@ -175,10 +178,12 @@ def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | N
 
     out: list[LungSegmentation | None] = []
     for i, (film, path) in enumerate(zip(films, film_paths)):
-        found = None
-        if path is not None:
+        shape = np.asarray(film).shape[:2]
+        named = mask_paths[i] if mask_paths is not None else None
+        found = dataset_mask(named, shape) if isinstance(named, (str, Path)) and str(named) else None
+        if found is None and path is not None:
             rel = rel_paths[i] if rel_paths is not None else None
-            found = dataset_mask(find_dataset_mask(path, masks=masks, rel_path=rel), np.asarray(film).shape[:2])
+            found = dataset_mask(find_dataset_mask(path, masks=masks, rel_path=rel), shape)
         out.append(None if found is None else LungSegmentation(found, 1.0, False, "dataset"))
     todo = [i for i, seg in enumerate(out) if seg is None]
     if todo:

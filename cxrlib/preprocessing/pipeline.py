@@ -2,10 +2,13 @@
 the model sees.
 
 Order (see :class:`cxrlib.core.config.PreprocessConfig`): white balance per channel at native
-resolution, then grey, then the other steps in the configured order at native resolution, then
-one ``INTER_AREA`` resize to the model size. :func:`preprocess_reference` is the same pipeline
-computed the published way (``np.percentile`` white balance), kept to prove the fast path
-bit-exact and to time it.
+resolution, then grey, then CLAHE and gamma in the configured order at native resolution, then
+the lung crop (the box of both lungs plus a margin, from the learned segmenter run on the
+decoded film: :func:`cxrlib.preprocessing.geometry.input_box`), then one ``INTER_AREA`` resize
+to the model size. The crop comes after the intensity steps so that it only chooses which of
+their pixels are resized: white balance and CLAHE give the same pixels with and without it.
+:func:`preprocess_reference` is the same pipeline computed the published way
+(``np.percentile`` white balance), kept to prove the fast path bit-exact and to time it.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import cv2
 import numpy as np
 
 from cxrlib.core.config import PreprocessConfig
+from cxrlib.preprocessing.geometry import crop_to_box, crops_to_lungs, input_box
 from cxrlib.preprocessing.steps import (_check_film, apply_gamma, clahe, grey_if_channels_equal,
                                         resize_square, to_grey, white_balance,
                                         white_balance_reference)
@@ -37,39 +41,54 @@ def _grey_steps(grey: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     return grey
 
 
-def preprocess_preview(film: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+def _lung_crop(grey: np.ndarray, film: np.ndarray, cfg: PreprocessConfig, segmentation) -> np.ndarray:
+    if not crops_to_lungs(cfg):
+        return grey
+    return crop_to_box(grey, input_box(film, cfg, segmentation))
+
+
+def preprocess_preview(film: np.ndarray, cfg: PreprocessConfig, segmentation=None) -> np.ndarray:
     """The configured steps at the film's native size (no resize): what the UI sliders show.
-
-    Returns:
-        uint8 ``(H, W)`` grey.
-    """
-    film = _check_film(film)
-    return _grey_steps(_grey_after_white_balance(film, cfg, reference=False), cfg)
-
-
-def preprocess_film(film: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """A decoded film as the model sees it (before scaling): grey ``cfg.size`` x ``cfg.size``.
-
-    Order: white balance per channel at native resolution (when in ``cfg.steps``), grey, the
-    other steps in ``cfg.steps`` order, ``INTER_AREA`` resize.
 
     Args:
         film: uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB.
         cfg: the preprocessing configuration.
+        segmentation: the film's predicted lung field (:func:`cxrlib.lungs.segment_lungs`), when
+            the caller has it; the lung crop segments the film itself otherwise.
+
+    Returns:
+        uint8 grey: ``(H, W)``, or the lung box's size with the lung crop.
+    """
+    film = _check_film(film)
+    grey = _grey_steps(_grey_after_white_balance(film, cfg, reference=False), cfg)
+    return _lung_crop(grey, film, cfg, segmentation)
+
+
+def preprocess_film(film: np.ndarray, cfg: PreprocessConfig, segmentation=None) -> np.ndarray:
+    """A decoded film as the model sees it (before scaling): grey ``cfg.size`` x ``cfg.size``.
+
+    Order: white balance per channel at native resolution (when in ``cfg.steps``), grey, CLAHE
+    and gamma in ``cfg.steps`` order, the lung crop (when in ``cfg.steps``), ``INTER_AREA`` resize.
+
+    Args:
+        film: uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB.
+        cfg: the preprocessing configuration.
+        segmentation: as for :func:`preprocess_preview`.
 
     Returns:
         uint8 ``(cfg.size, cfg.size)``.
     """
-    return resize_square(preprocess_preview(film, cfg), cfg.size)
+    return resize_square(preprocess_preview(film, cfg, segmentation), cfg.size)
 
 
-def preprocess_reference(film: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+def preprocess_reference(film: np.ndarray, cfg: PreprocessConfig, segmentation=None) -> np.ndarray:
     """:func:`preprocess_film` computed the published way (``np.percentile`` white balance).
 
     Slow; it exists to prove the fast path bit-exact and to time it in ``bench/preprocess.py``.
     """
     film = _check_film(film)
     grey = _grey_steps(_grey_after_white_balance(film, cfg, reference=True), cfg)
+    grey = _lung_crop(grey, film, cfg, segmentation)
     # Published order: grey back to 3 channels, then resize. Each channel is resized on its
     # own, so channel 0 equals resizing the grey film once (what the fast path does).
     rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
