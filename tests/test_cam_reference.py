@@ -1,4 +1,5 @@
-"""Grad-CAM++ and Score-CAM against a plain NumPy reference of the papers' closed forms.
+"""Every CAM method whose paper gives a closed form against a plain NumPy reference of it:
+Grad-CAM++, Score-CAM and Faster Score-CAM, HiResCAM, XGrad-CAM, LayerCAM, Ablation-CAM, EigenCAM.
 
 The reference never goes through :mod:`cxrlib.explain`: activations come from calling the
 model's own layer objects in order, gradients from an eager ``tf.GradientTape`` on those
@@ -11,8 +12,9 @@ differ from Grad-CAM's mean gradient, and the reference can tell the two apart.
 
 The class score differentiated is what :mod:`cxrlib.explain.base` documents for a ``Dense``
 softmax output: the pre-softmax logit ``h @ kernel + bias`` (``cam.score == "dense_logit"``).
-Score-CAM uses probabilities, ``p_c(x * mask_k) - p_c(0)``, as :mod:`cxrlib.explain.methods`
-documents.
+Score-CAM uses probabilities, ``p_c(x * mask_k) - p_c(0)``, as :mod:`cxrlib.explain.gradient_free`
+documents; Ablation-CAM the logit of the model with a channel zeroed, run here through the same
+layer objects eagerly; EigenCAM a full ``np.linalg.svd`` (the library uses a Gram matrix).
 """
 from __future__ import annotations
 
@@ -104,9 +106,15 @@ def _acts_and_grads(net, x: np.ndarray, targets: np.ndarray):
 
 def _to_heatmaps(acts: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ReLU(sum_k w_k A_k), bilinearly resized to the input size, min-max scaled per map."""
+    return _maps_to_heatmaps(np.stack([np.tensordot(a, w, axes=([2], [0]))
+                                       for a, w in zip(acts, weights)]))
+
+
+def _maps_to_heatmaps(raw: np.ndarray) -> np.ndarray:
+    """ReLU of raw ``(N, h, w)`` maps, bilinearly resized to the input size, min-max scaled."""
     maps = []
-    for a, w in zip(acts, weights):
-        cam = np.maximum(np.tensordot(a, w, axes=([2], [0])), 0.0).astype(np.float32)
+    for m in raw:
+        cam = np.maximum(m, 0.0).astype(np.float32)
         cam = cv2.resize(cam, (S, S), interpolation=cv2.INTER_LINEAR).astype(np.float64)
         span = cam.max() - cam.min()
         maps.append((cam - cam.min()) / span if span > 0 else np.zeros_like(cam))
@@ -137,16 +145,18 @@ def gradcam_reference(net, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def scorecam_reference(net, x: np.ndarray, targets: np.ndarray,
-                       max_channels: int | None = None) -> np.ndarray:
+                       max_channels: int | None = None, rank_by: str = "mean") -> np.ndarray:
     """Wang et al. 2020: each channel, upsampled and min-max scaled to [0, 1], masks the input;
     its weight is ``p_c(x * mask_k) - p_c(black image)``; a flat channel weighs 0. With
-    ``max_channels``, only the channels of largest mean activation are scored."""
+    ``max_channels``, only the channels of largest mean activation (``rank_by="variance"``:
+    largest spatial variance, Faster Score-CAM) are scored."""
     model, front, _, _ = net
     acts = np.asarray(front(x)).astype(np.float64)
     baseline = np.asarray(model(np.zeros((1, S, S, 3), np.float32), training=False))[0]
     weights = np.zeros((len(x), acts.shape[-1]))
     for i in range(len(x)):
-        order = np.argsort(-acts[i].mean(axis=(0, 1)), kind="stable")
+        rank = acts[i].mean(axis=(0, 1)) if rank_by == "mean" else acts[i].var(axis=(0, 1))
+        order = np.argsort(-rank, kind="stable")
         for k in order[:max_channels]:
             up = cv2.resize(acts[i, :, :, k].astype(np.float32), (S, S),
                             interpolation=cv2.INTER_LINEAR)
@@ -203,3 +213,140 @@ def test_scorecam_scores_only_the_most_active_channels(net):
     expected = scorecam_reference(net, x, targets, max_channels=2)
     np.testing.assert_allclose(heat, expected, atol=1e-5)
     assert np.abs(expected - scorecam_reference(net, x, targets)).max() > 0.05
+
+
+# --- the methods added on the same base -----------------------------------------------------
+
+def hirescam_reference(net, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Draelos & Carin 2020: ``M[i, j] = sum_k g_k[i, j] A_k[i, j]``."""
+    acts, g = _acts_and_grads(net, x, targets)
+    raw = np.zeros(acts.shape[:3])
+    for n, r, c, k in np.ndindex(*acts.shape):
+        raw[n, r, c] += g[n, r, c, k] * acts[n, r, c, k]
+    return _maps_to_heatmaps(raw)
+
+
+def xgradcam_reference(net, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Fu et al. 2020: ``w_k = sum_ij A_k[i, j] g_k[i, j] / sum_ab A_k[a, b]`` (0 for a dead channel)."""
+    acts, g = _acts_and_grads(net, x, targets)
+    weights = np.zeros((len(x), acts.shape[-1]))
+    for n in range(len(x)):
+        for k in range(acts.shape[-1]):
+            total = acts[n, :, :, k].sum()
+            if total != 0:
+                weights[n, k] = (acts[n, :, :, k] * g[n, :, :, k]).sum() / total
+    return _to_heatmaps(acts, weights)
+
+
+def layercam_reference(net, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Jiang et al. 2021: ``M = ReLU(sum_k ReLU(g_k) A_k)`` element-wise."""
+    acts, g = _acts_and_grads(net, x, targets)
+    raw = np.zeros(acts.shape[:3])
+    for k in range(acts.shape[-1]):
+        raw += np.maximum(g[..., k], 0.0) * acts[..., k]
+    return _maps_to_heatmaps(raw)
+
+
+def ablationcam_reference(net, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Desai & Ramaswamy 2020: ``w_k = (y_c - y_c^k) / |y_c|`` with ``y_c`` the class logit and
+    ``y_c^k`` the logit with channel k of the explained layer set to 0 (eager layer calls)."""
+    _, front, rest, out = net
+    kernel, bias = (w.astype(np.float64) for w in out.get_weights())
+    acts = np.asarray(front(x)).astype(np.float64)
+    weights = np.zeros((len(x), acts.shape[-1]))
+    for n in range(len(x)):
+        def logit(a: np.ndarray) -> float:
+            hidden = np.asarray(rest(a[None].astype(np.float32))).astype(np.float64)[0]
+            return float(hidden @ kernel[:, targets[n]] + bias[targets[n]])
+
+        y = logit(acts[n])
+        for k in range(acts.shape[-1]):
+            ablated = acts[n].copy()
+            ablated[:, :, k] = 0.0
+            weights[n, k] = (y - logit(ablated)) / abs(y)
+    return _to_heatmaps(acts, weights)
+
+
+def eigencam_reference(net, x: np.ndarray) -> np.ndarray:
+    """Muhammad & Yeasin 2020: the activations ``(h w, K)`` projected on their first
+    right-singular vector (no centring), its sign chosen so that the projection sums >= 0."""
+    acts = np.asarray(net[1](x)).astype(np.float64)
+    raw = []
+    for a in acts:
+        flat = a.reshape(-1, a.shape[-1])
+        _, _, vt = np.linalg.svd(flat)
+        projection = flat @ vt[0]
+        raw.append((projection if projection.sum() >= 0 else -projection).reshape(a.shape[:2]))
+    return _maps_to_heatmaps(np.stack(raw))
+
+
+GRADIENT_REFERENCES = {"hirescam": hirescam_reference, "xgradcam": xgradcam_reference,
+                       "layercam": layercam_reference}
+
+
+@pytest.mark.parametrize("method", sorted(GRADIENT_REFERENCES))
+@pytest.mark.parametrize("target", [None, [2, 0, 1]])
+def test_gradient_methods_match_their_numpy_references(net, method, target):
+    from cxrlib.explain import get_cam
+
+    x = _images(seed=3)
+    cam = get_cam(method, net[0], "explained")
+    heat, _ = cam(x, target=target)
+    targets = _predicted(net, x) if target is None else np.asarray(target, np.int32)
+    expected = GRADIENT_REFERENCES[method](net, x, targets)
+    assert expected.max(axis=(1, 2)).min() == pytest.approx(1.0)
+    np.testing.assert_allclose(heat, expected, atol=1e-5)
+    # The gradient varies over the map on this model: none of them is Grad-CAM renamed.
+    assert np.abs(expected - gradcam_reference(net, x, targets)).max() > 0.05
+
+
+def test_xgradcam_and_layercam_differ_from_hirescam_on_this_model(net):
+    """Three element-wise-looking formulas that a mix-up would make equal."""
+    x = _images(seed=3)
+    targets = _predicted(net, x)
+    hires = hirescam_reference(net, x, targets)
+    assert np.abs(hires - layercam_reference(net, x, targets)).max() > 0.05
+    assert np.abs(hires - xgradcam_reference(net, x, targets)).max() > 0.05
+
+
+@pytest.mark.parametrize("target", [None, [1, 2, 0]])
+def test_ablationcam_matches_the_numpy_reference(net, target):
+    from cxrlib.explain import get_cam
+
+    x = _images(seed=4)
+    cam = get_cam("ablationcam", net[0], "explained")
+    assert cam.score == "dense_logit"
+    heat, _ = cam(x, target=target)
+    targets = _predicted(net, x) if target is None else np.asarray(target, np.int32)
+    expected = ablationcam_reference(net, x, targets)
+    assert expected.max(axis=(1, 2)).min() == pytest.approx(1.0)
+    np.testing.assert_allclose(heat, expected, atol=1e-5)
+    assert np.abs(expected - gradcam_reference(net, x, targets)).max() > 0.05
+
+
+def test_eigencam_matches_the_numpy_reference_for_any_target(net):
+    from cxrlib.explain import get_cam
+
+    x = _images(seed=5)
+    expected = eigencam_reference(net, x)
+    assert expected.max(axis=(1, 2)).min() == pytest.approx(1.0)
+    cam = get_cam("eigencam", net[0], "explained")
+    for target in (None, [0, 1, 2]):
+        np.testing.assert_allclose(cam(x, target=target)[0], expected, atol=1e-5)
+    assert np.abs(expected - gradcam_reference(net, x, _predicted(net, x))).max() > 0.05
+
+
+def test_faster_scorecam_is_scorecam_on_the_channels_of_largest_variance(net):
+    from cxrlib.explain import get_cam
+
+    x = _images(seed=6)
+    targets = _predicted(net, x)
+    heat, _ = get_cam("faster-scorecam", net[0], "explained", max_channels=2)(x)
+    expected = scorecam_reference(net, x, targets, max_channels=2, rank_by="variance")
+    assert expected.max(axis=(1, 2)).min() == pytest.approx(1.0)
+    np.testing.assert_allclose(heat, expected, atol=1e-5)
+    # Ranking by variance is not ranking by mean here, and all channels give Score-CAM itself.
+    by_mean = scorecam_reference(net, x, targets, max_channels=2)
+    assert np.abs(expected - by_mean).max() > 0.05
+    full, _ = get_cam("faster-scorecam", net[0], "explained", max_channels=None)(x)
+    np.testing.assert_allclose(full, scorecam_reference(net, x, targets), atol=1e-5)

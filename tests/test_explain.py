@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 S = 32
+METHODS = ["gradcam", "gradcam++", "scorecam", "faster-scorecam", "hirescam", "xgradcam",
+           "layercam", "ablationcam", "eigencam"]
 ROWS, COLS = (4, 12), (20, 30)  # the region (input pixels); off the diagonal, so a transposed map fails
 ACT_ROWS, ACT_COLS = (2, 6), (10, 15)  # the same region on the 16 x 16 activation grid
 
@@ -117,9 +119,11 @@ def _snapshot(model, x):
 
 
 # --- contract ------------------------------------------------------------------------------
+# (Its other case, no method flat at its default layer on a trained tiny model, and the layers
+# each method is valid on: tests/test_cam_flat.py.)
 
 @pytest.mark.parametrize("kind", ["flat", "nested", "sequential"])
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_method_keeps_the_contract(method, kind):
     from cxrlib.explain import CAM_METHODS, get_cam
 
@@ -146,7 +150,7 @@ def test_every_method_keeps_the_contract(method, kind):
 def test_every_registered_method_is_covered():
     from cxrlib.explain import CAM_METHODS
 
-    assert set(CAM_METHODS) == {"gradcam", "gradcam++", "scorecam"}
+    assert set(CAM_METHODS) == set(METHODS)
 
 
 def test_all_zero_evidence_gives_zeros_not_nan():
@@ -159,7 +163,7 @@ def test_all_zero_evidence_gives_zeros_not_nan():
 
 # --- correctness ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
+@pytest.mark.parametrize("method", METHODS)
 def test_heatmap_peaks_in_the_only_region_the_output_depends_on(method):
     from cxrlib.explain import get_cam
 
@@ -193,7 +197,7 @@ def test_gradcam_matches_the_formula_computed_independently():
     np.testing.assert_allclose(heat, np.stack(expected), atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
+@pytest.mark.parametrize("method", METHODS)
 def test_nested_sequential_and_flat_models_give_the_same_heatmap(method):
     from cxrlib.explain import get_cam
 
@@ -328,6 +332,21 @@ def test_mobilenetv2_named_defaults():
     assert names.index("block_16_depthwise") < names.index("out_relu") == len(names) - 1
     assert names[0] == "Conv1" and "block_16_depthwise_BN" not in names
     assert default_layer(nested) == MOBILENETV2_LAYERS[0] == "block_16_depthwise"
+    # What each layer gives, and so where each method defaults: signed methods keep the
+    # published layer, those needing non-negative activations get the backbone's last ReLU6.
+    from cxrlib.explain import (ANY, CAM_METHODS, NON_NEGATIVE, layer_activations,
+                                method_default_layer, method_layers)
+
+    assert layer_activations(nested, "block_16_depthwise") == ANY
+    assert layer_activations(nested, "block_16_depthwise_relu") == NON_NEGATIVE
+    assert layer_activations(nested, "out_relu") == NON_NEGATIVE
+    assert default_layer(nested, NON_NEGATIVE) == MOBILENETV2_LAYERS[1] == "out_relu"
+    for name, cls in CAM_METHODS.items():
+        expected = "block_16_depthwise" if cls.activations == ANY else "out_relu"
+        assert method_default_layer(name, nested) == expected, name
+    valid = method_layers("gradcam++", nested)
+    assert "block_16_depthwise" not in valid and {"block_16_depthwise_relu", "out_relu"} <= set(valid)
+    assert all(n.endswith("relu") for n in valid) and method_layers("gradcam", nested) == names
 
 
 def test_unknown_method_or_layer_errors_list_the_valid_ones():

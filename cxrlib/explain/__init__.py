@@ -8,19 +8,32 @@ Typical use::
 
     cam = explain.get_cam("gradcam", model)            # block_16_depthwise for MobileNetV2
     heatmaps, probs = cam(batch)                       # (N, S, S) in [0, 1], (N, C)
+    result = cam.explain(batch)                        # ... and which maps are flat
     rgb = explain.overlay(film, heatmaps[0], alpha=0.4, colormap="jet")   # film's own size
     png = explain.to_png(rgb)
+
+A flat map (``result.flat``, :func:`is_flat`) is not an explanation: it comes back as zeros and
+must not be drawn as one. Methods that need non-negative activations (Grad-CAM++, Score-CAM, ...)
+default to a layer that has them (``out_relu`` for MobileNetV2).
 """
-from cxrlib.explain.base import CAM, normalise, predict_probs
+from cxrlib.explain.base import CAM, Explanation, normalise, predict_probs
 from cxrlib.explain.faithfulness import (deletion_insertion, deletion_score, layers_above, randomisation_check,
                            ssim)
-from cxrlib.explain.graph import MOBILENETV2_LAYERS, conv_layer_names, default_layer
-from cxrlib.explain.methods import CAM_METHODS, GRADIENT_METHODS, GradCAM, GradCAMPlusPlus, ScoreCAM, get_cam
+from cxrlib.explain.graph import (ANY, MOBILENETV2_LAYERS, NON_NEGATIVE, conv_layer_names,
+                                  default_layer, layer_activations, valid_layers)
+from cxrlib.explain.maps import FLAT_TOLERANCE, is_flat
+from cxrlib.explain.methods import (CAM_METHODS, GRADIENT_METHODS, AblationCAM, EigenCAM,
+                                    FasterScoreCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
+                                    ScoreCAM, XGradCAM, get_cam, method_default_layer,
+                                    method_label, method_layers)
 from cxrlib.explain.overlay import COLORMAPS, CONTOUR_LEVELS, colormap_lut, overlay, to_png
 
 __all__ = [
-    "CAM", "CAM_METHODS", "COLORMAPS", "CONTOUR_LEVELS", "GRADIENT_METHODS", "GradCAM",
-    "GradCAMPlusPlus", "MOBILENETV2_LAYERS", "ScoreCAM", "colormap_lut", "conv_layer_names",
-    "default_layer", "deletion_insertion", "deletion_score", "get_cam", "layers_above", "normalise",
-    "overlay", "predict_probs", "randomisation_check", "ssim", "to_png",
+    "ANY", "AblationCAM", "CAM", "CAM_METHODS", "COLORMAPS", "CONTOUR_LEVELS", "EigenCAM",
+    "Explanation", "FLAT_TOLERANCE", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
+    "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "MOBILENETV2_LAYERS", "NON_NEGATIVE", "ScoreCAM",
+    "XGradCAM", "colormap_lut", "conv_layer_names", "default_layer", "deletion_insertion",
+    "deletion_score", "get_cam", "is_flat", "layer_activations", "layers_above",
+    "method_default_layer", "method_label", "method_layers", "normalise", "overlay",
+    "predict_probs", "randomisation_check", "ssim", "to_png", "valid_layers",
 ]

@@ -4,35 +4,34 @@ A class activation map for class c at layer L is ``ReLU(sum_k w_k^c A_k)``, wher
 k-th channel of L's activations and each method chooses the channel weights ``w^c`` (Grad-CAM:
 the spatial mean of the gradient of the class score with respect to ``A_k``). This module does
 everything but the weighting, as jacobgil/pytorch-grad-cam's ``BaseCAM`` does: methods are small
-subclasses (:mod:`cxrlib.explain.methods`) that implement :meth:`CAM.channel_weights` only.
+subclasses (:mod:`cxrlib.explain.gradient_methods`, :mod:`cxrlib.explain.gradient_free`) that
+implement :meth:`CAM.channel_weights` only, or, for the element-wise methods (HiResCAM,
+LayerCAM) whose map is not a weighted sum of channels, :meth:`CAM.combine`.
+
+Each method declares what it needs of the layer's activations (:attr:`CAM.activations`: any sign,
+or non-negative) and, when no layer is given, explains a layer where that holds
+(:func:`cxrlib.explain.graph.default_layer`). A map without contrast is never returned as if it
+were an explanation: it comes back as zeros and flagged (:class:`Explanation`,
+:mod:`cxrlib.explain.maps`).
 
 The class score differentiated is the pre-softmax logit when it can be recovered from the
 model's output layer without changing the model, otherwise ``log p_c``; see
 :func:`cxrlib.explain.graph.score_kind`. The user's model is never modified: the gradient model
-is a new Keras model sharing its layers (:func:`cxrlib.explain.graph.build_tap_model`), built once
-per (model, layer) and kept in a weak cache, with one ``tf.function`` per image shape (its input
-signature fixes the image shape and leaves the batch size free, so it never retraces).
+(:mod:`cxrlib.explain.engine`) is a new Keras model sharing its layers.
 """
 from __future__ import annotations
 
-import weakref
+from dataclasses import dataclass
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
-from cxrlib.explain.graph import (SCORE_DENSE_LOGIT, SCORE_LOGIT, build_tap_model, conv_layer_names,
-                    default_layer, find_layer)
+from cxrlib.explain.engine import _tf, engine
+from cxrlib.explain.graph import (ANY, NON_NEGATIVE, conv_layer_names, default_layer, find_layer,
+                                  layer_activations, valid_layers)
+from cxrlib.explain.maps import is_flat, normalise, resize_maps, to_heatmaps
 
 Target = int | Sequence[int] | None
-
-_ENGINES: "weakref.WeakKeyDictionary[Any, dict[str, _Engine]]" = weakref.WeakKeyDictionary()
-
-
-def _tf():
-    from cxrlib.core.tfsetup import tf
-
-    return tf()
 
 
 def as_batch(inputs: np.ndarray) -> np.ndarray:
@@ -68,89 +67,27 @@ def predict_probs(model: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarray
     return predict(model, as_batch(x), batch_size=batch_size)
 
 
-class _Engine:
-    """The gradient model of one (model, layer) and its compiled functions; shared by all methods."""
+@dataclass(frozen=True)
+class Explanation:
+    """Heatmaps of a batch and what they explain.
 
-    def __init__(self, model: Any, layer: str) -> None:
-        self.tap, self.kind, self.head = build_tap_model(model, layer)
-        self._grad_fns: dict[tuple[int, ...], Any] = {}
-        self._act_fns: dict[tuple[int, ...], Any] = {}
+    Attributes:
+        heatmaps: float32 ``(N, S, S)`` in [0, 1] at the input size; all zeros where flat.
+        probs: the model's float32 ``(N, C)`` probabilities.
+        targets: int32 ``(N,)`` class explained per image (the predicted one when not given).
+        flat: bool ``(N,)``: the map has no contrast (:mod:`cxrlib.explain.maps`); it is not an
+            explanation and must not be drawn as one.
+        method: the method's registry name; ``layer``: the explained layer.
+        layer_valid: the layer's activations are what the method needs (:attr:`CAM.activations`).
+    """
 
-    def _class_scores(self, source, probs, targets):
-        tf = _tf()
-        if self.kind == SCORE_DENSE_LOGIT:
-            logits = tf.matmul(tf.cast(source, tf.float32), tf.cast(self.head.kernel, tf.float32))
-            if self.head.use_bias:
-                logits = logits + tf.cast(self.head.bias, tf.float32)
-        elif self.kind == SCORE_LOGIT:
-            logits = tf.cast(source, tf.float32)
-        else:  # log p_c; the floor keeps log finite where p_c underflows to 0
-            logits = tf.math.log(tf.maximum(tf.cast(probs, tf.float32), 1e-30))
-        return tf.gather(logits, targets, axis=1, batch_dims=1)
-
-    def _resolve(self, probs, targets):
-        tf = _tf()
-        predicted = tf.argmax(probs, axis=1, output_type=tf.int32)
-        return tf.where(targets < 0, predicted, targets)
-
-    def gradient_fn(self, shape: tuple[int, ...]):
-        """``fn(x, targets) -> (activations, d score / d activations, probs, targets)``, compiled
-        once per image shape ``shape[1:]`` (any batch size)."""
-        shape = (None, *shape[1:])
-        if shape not in self._grad_fns:
-            tf = _tf()
-            tap = self.tap
-
-            def fn(x, targets):
-                with tf.GradientTape() as tape:
-                    acts, source, probs = tap(x, training=False)
-                    targets = self._resolve(probs, targets)
-                    score = tf.reduce_sum(self._class_scores(source, probs, targets))
-                # Images are independent in inference mode, so d(sum of scores)/dA_i = d score_i/dA_i.
-                grads = tape.gradient(score, acts)
-                return acts, grads, probs, targets
-
-            self._grad_fns[shape] = tf.function(fn, input_signature=[
-                tf.TensorSpec(shape, tf.float32), tf.TensorSpec(shape[:1], tf.int32)])
-        return self._grad_fns[shape]
-
-    def activation_fn(self, shape: tuple[int, ...]):
-        """``fn(x, targets) -> (activations, probs, targets)``, compiled (no gradient)."""
-        shape = (None, *shape[1:])
-        if shape not in self._act_fns:
-            tf = _tf()
-            tap = self.tap
-
-            def fn(x, targets):
-                acts, _, probs = tap(x, training=False)
-                return acts, probs, self._resolve(probs, targets)
-
-            self._act_fns[shape] = tf.function(fn, input_signature=[
-                tf.TensorSpec(shape, tf.float32), tf.TensorSpec(shape[:1], tf.int32)])
-        return self._act_fns[shape]
-
-
-def _engine(model: Any, layer: str) -> _Engine:
-    per_model = _ENGINES.setdefault(model, {})
-    if layer not in per_model:
-        per_model[layer] = _Engine(model, layer)
-    return per_model[layer]
-
-
-def normalise(maps: np.ndarray) -> np.ndarray:
-    """Min-max scale each map of ``(N, h, w)`` to [0, 1]; a flat (e.g. all-zero) map becomes zeros."""
-    maps = np.asarray(maps, np.float32)
-    lo = maps.min(axis=(1, 2), keepdims=True)
-    span = maps.max(axis=(1, 2), keepdims=True) - lo
-    ok = np.isfinite(span) & (span > 1e-30)
-    out = np.where(ok, (maps - lo) / np.where(ok, span, 1.0), 0.0)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of ``(N, h, w)`` maps to ``(N, H, W)`` with ``size = (H, W)``."""
-    h, w = size
-    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps])
+    heatmaps: np.ndarray
+    probs: np.ndarray
+    targets: np.ndarray
+    flat: np.ndarray
+    method: str
+    layer: str
+    layer_valid: bool
 
 
 class CAM:
@@ -159,22 +96,38 @@ class CAM:
     Args:
         model: a Keras model taking float32 ``(N, S, S, 3)`` in [0, 1] and returning
             ``(N, n_classes)`` probabilities; flat, sequential, or with a nested backbone.
-        layer: a name from :func:`conv_layer_names`, or ``None`` for :func:`default_layer`
-            (``block_16_depthwise`` for MobileNetV2, else the last conv-like layer).
+        layer: a name from :func:`conv_layer_names`, or ``None`` for
+            ``default_layer(model, self.activations)`` (for MobileNetV2: ``block_16_depthwise``
+            for methods taking signed activations, ``out_relu`` for those needing non-negative
+            ones; else the last conv-like layer that fits).
+
+    Attributes:
+        name: the registry name; ``label``: the name people read (``"Grad-CAM++"``).
+        activations: what the method needs of the layer: ``"any"`` (signed activations are
+            fine) or ``"non_negative"`` (its closed form assumes ``A >= 0``, e.g. after a ReLU).
+        uses_gradients: whether the backward pass is needed.
+        class_specific: whether the map depends on the explained class.
+        layer_valid: ``layer``'s activations are what the method needs; a method may still be
+            run on another layer, its flat maps are then reported (:class:`Explanation`).
 
     Raises:
         ValueError: when ``layer`` is not a conv-like layer of ``model`` (lists the valid ones).
     """
 
     name = "cam"
+    label = "CAM"
+    activations = ANY
     uses_gradients = True
+    class_specific = True
 
     def __init__(self, model: Any, layer: str | None = None) -> None:
         _tf()
         self.model = model
-        self.layer = layer if layer is not None else default_layer(model)
+        self.layer = layer if layer is not None else default_layer(model, self.activations)
         find_layer(model, self.layer)  # clear error before any graph is built
-        self._engine = _engine(model, self.layer)
+        self.layer_valid = (self.activations == ANY
+                            or layer_activations(model, self.layer) == NON_NEGATIVE)
+        self._engine = engine(model, self.layer)
 
     @property
     def grad_model(self) -> Any:
@@ -187,7 +140,17 @@ class CAM:
         return self._engine.kind
 
     def __call__(self, inputs: np.ndarray, target: Target = None) -> tuple[np.ndarray, np.ndarray]:
-        """Heatmaps for a batch.
+        """Heatmaps for a batch: ``(heatmaps, probs)`` of :meth:`explain` (see there).
+
+        Returns:
+            float32 ``(N, S, S)`` in [0, 1] at the input size (all zeros where the map is flat,
+            e.g. has no positive evidence), and the model's ``(N, C)`` probabilities.
+        """
+        result = self.explain(inputs, target)
+        return result.heatmaps, result.probs
+
+    def explain(self, inputs: np.ndarray, target: Target = None) -> Explanation:
+        """Heatmaps for a batch, with the explained classes and which maps are flat.
 
         Args:
             inputs: float32 ``(N, S, S, 3)`` in [0, 1] (a single ``(S, S, 3)`` image is a batch of 1).
@@ -196,8 +159,7 @@ class CAM:
                 (``-1`` in a per-image list also means the predicted class).
 
         Returns:
-            ``(heatmaps, probs)``: float32 ``(N, S, S)`` in [0, 1] at the input size (all zeros
-            where the map has no positive evidence), and the model's ``(N, C)`` probabilities.
+            An :class:`Explanation`.
 
         Raises:
             ValueError: for a target that is not a class index of the model, or a wrong number
@@ -217,10 +179,20 @@ class CAM:
             acts, probs, resolved = (np.asarray(t) for t in self._engine.activation_fn(x.shape)(
                 x, targets))
             grads = None
-        weights = self.channel_weights(acts, grads, x, resolved)
-        cams = np.maximum(np.einsum("nhwk,nk->nhw", acts, weights.astype(np.float32)), 0.0)
-        heatmaps = normalise(resize_maps(cams.astype(np.float32), x.shape[1:3]))
-        return heatmaps, probs.astype(np.float32)
+        raw = self.combine(acts, grads, x, resolved)
+        heatmaps, flat = to_heatmaps(raw, x.shape[1:3])
+        return Explanation(heatmaps, probs.astype(np.float32), resolved.astype(np.int32), flat,
+                           self.name, self.layer, self.layer_valid)
+
+    def combine(self, activations: np.ndarray, gradients: np.ndarray | None, inputs: np.ndarray,
+                targets: np.ndarray) -> np.ndarray:
+        """The raw map ``(N, h, w)`` before ReLU, resize and normalisation.
+
+        By default ``sum_k w_k A_k`` with ``w`` from :meth:`channel_weights`; element-wise
+        methods override this instead. Arguments as :meth:`channel_weights`.
+        """
+        weights = self.channel_weights(activations, gradients, inputs, targets)
+        return np.einsum("nhwk,nk->nhw", activations, np.asarray(weights, np.float32))
 
     def channel_weights(self, activations: np.ndarray, gradients: np.ndarray | None,
                         inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -236,5 +208,6 @@ class CAM:
         raise NotImplementedError
 
 
-__all__ = ["CAM", "as_batch", "conv_layer_names", "default_layer", "normalise", "predict_probs",
-           "resize_maps", "resolve_targets"]
+__all__ = ["ANY", "CAM", "Explanation", "NON_NEGATIVE", "as_batch", "conv_layer_names",
+           "default_layer", "is_flat", "normalise", "predict_probs", "resize_maps",
+           "resolve_targets", "valid_layers"]

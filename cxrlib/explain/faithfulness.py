@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from cxrlib.explain.base import as_batch, predict_probs, resize_maps
-from cxrlib.explain.graph import _walk, default_layer, find_layer
+from cxrlib.explain.graph import _walk, find_layer
 from cxrlib.explain.methods import get_cam
 
 BASELINES = ("blur", "mean", "zero")
@@ -206,7 +206,7 @@ def randomisation_check(model: Any, x: np.ndarray, method: str = "gradcam",
     Args:
         model: the trained Keras model.
         x: images ``(N, S, S, 3)`` in [0, 1] (or one image).
-        method: a CAM method name; ``layer``: the explained layer (``None``: the default).
+        method: a CAM method name; ``layer``: the explained layer (``None``: the method's default).
         target: class index, or ``None`` for the class the ORIGINAL model predicts (the same
             class is then explained in the randomised copy).
         layers: names of the layers to re-initialise; ``None`` means every layer with weights
@@ -221,8 +221,9 @@ def randomisation_check(model: Any, x: np.ndarray, method: str = "gradcam",
         ``differs`` (bool), ``heatmaps`` and ``heatmaps_randomised`` (arrays).
     """
     batch = as_batch(x)
-    layer = layer if layer is not None else default_layer(model)
-    heat, probs = get_cam(method, model, layer, **options)(batch, target)
+    cam = get_cam(method, model, layer, **options)
+    layer = cam.layer  # None: the method's own default layer
+    heat, probs = cam(batch, target)
     targets = np.argmax(probs, axis=1) if target is None else np.full(len(batch), target)
     names = list(layers) if layers is not None else layers_above(model, layer)
     copy = _copy_model(model)

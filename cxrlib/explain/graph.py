@@ -15,7 +15,19 @@ from __future__ import annotations
 from typing import Any
 
 MOBILENETV2_LAYERS = ("block_16_depthwise", "out_relu")
-"""Named defaults for MobileNetV2: the published Grad-CAM layer, and the backbone's last ReLU."""
+"""Named defaults for MobileNetV2: the published Grad-CAM layer (a depthwise convolution before
+its batch norm and ReLU6, so its activations are signed: on real films mostly negative), and the
+backbone's last ReLU6 (non-negative), the default of every method that needs non-negative
+activations."""
+
+# What a CAM method needs of the explained layer's activations (``CAM.activations``), and what a
+# layer gives (:func:`layer_activations`).
+ANY = "any"
+NON_NEGATIVE = "non_negative"
+
+# Activation functions whose output is never negative.
+_NON_NEGATIVE_FUNCTIONS = {"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus", "softmax",
+                           "exponential"}
 
 # The score that a CAM differentiates, see :func:`score_kind`.
 SCORE_DENSE_LOGIT = "dense_logit"
@@ -74,9 +86,56 @@ def conv_layer_names(model: Any) -> list[str]:
     return names
 
 
-def default_layer(model: Any) -> str:
-    """The layer a CAM explains when none is given: MobileNetV2's published
-    ``block_16_depthwise`` when the model has it, else the last conv-like layer.
+def activation_sign(layer: Any) -> str:
+    """:data:`NON_NEGATIVE` when a layer's output can never be negative, else :data:`ANY`.
+
+    Decided from the layer alone: a ``ReLU`` without a negative slope or a negative threshold,
+    an ``Activation`` with a non-negative function (relu, relu6, sigmoid, softplus, ...), or a
+    convolution with such a built-in activation. A linear convolution (MobileNetV2's
+    ``block_16_depthwise``), a leaky ReLU, ELU or PReLU give signed activations.
+    """
+    layers = _keras().layers
+    if isinstance(layer, layers.ReLU):
+        slope = float(getattr(layer, "negative_slope", 0.0) or 0.0)
+        threshold = float(getattr(layer, "threshold", 0.0) or 0.0)
+        return NON_NEGATIVE if slope == 0.0 and threshold >= 0.0 else ANY
+    if isinstance(layer, (layers.LeakyReLU, layers.ELU, layers.PReLU)):
+        return ANY
+    function = getattr(getattr(layer, "activation", None), "__name__", "")
+    return NON_NEGATIVE if function in _NON_NEGATIVE_FUNCTIONS else ANY
+
+
+def layer_activations(model: Any, name: str) -> str:
+    """:func:`activation_sign` of the conv-like layer ``name`` of ``model``.
+
+    Raises:
+        ValueError: for a name that is not a conv-like layer (lists the valid ones).
+    """
+    return activation_sign(find_layer(model, name)[1])
+
+
+def valid_layers(model: Any, activations: str = ANY) -> list[str]:
+    """The conv-like layers whose activations a method needing ``activations`` can explain, in
+    model order: every one for :data:`ANY`, the non-negative ones for :data:`NON_NEGATIVE`."""
+    names = conv_layer_names(model)
+    if activations == ANY:
+        return names
+    if activations != NON_NEGATIVE:
+        raise ValueError(f"activations must be {ANY!r} or {NON_NEGATIVE!r}, got {activations!r}")
+    return [name for name in names if layer_activations(model, name) == NON_NEGATIVE]
+
+
+def default_layer(model: Any, activations: str = ANY) -> str:
+    """The layer a CAM explains when none is given, valid for what the method needs.
+
+    MobileNetV2: the published ``block_16_depthwise`` for methods that take signed activations
+    (:data:`ANY`: Grad-CAM, HiResCAM), ``out_relu`` for those that need non-negative ones
+    (:data:`NON_NEGATIVE`). Other models: the last conv-like layer whose activations fit (the
+    last conv-like layer when none does; the CAM then reports its maps as flat if they are).
+
+    Args:
+        model: a Keras model.
+        activations: what the method needs, :data:`ANY` or :data:`NON_NEGATIVE`.
 
     Raises:
         ValueError: when the model has no conv-like layer with a 4-D output.
@@ -84,7 +143,11 @@ def default_layer(model: Any) -> str:
     names = conv_layer_names(model)
     if not names:
         raise ValueError(f"model {model.name!r} has no convolutional layer to explain")
-    return MOBILENETV2_LAYERS[0] if MOBILENETV2_LAYERS[0] in names else names[-1]
+    fitting = valid_layers(model, activations)
+    preferred = MOBILENETV2_LAYERS[0] if activations == ANY else MOBILENETV2_LAYERS[1]
+    if preferred in fitting and MOBILENETV2_LAYERS[0] in names:
+        return preferred
+    return fitting[-1] if fitting else names[-1]
 
 
 def find_layer(model: Any, name: str) -> tuple[tuple[Any, ...], Any]:
@@ -156,19 +219,23 @@ def _fresh_inputs(model: Any) -> Any:
 
 
 def _tap_graph(model: Any, inputs: Any, path: tuple[Any, ...], target: Any,
-               head: Any | None) -> tuple[Any, Any, Any]:
-    """Symbolic ``(activations, head_input, output)`` of ``model`` applied to ``inputs``."""
+               head: Any | None, inject: Any = None) -> tuple[Any, Any, Any]:
+    """Symbolic ``(activations, head_input, output)`` of ``model`` applied to ``inputs``.
+
+    With ``inject`` (a symbolic tensor shaped like the target's output), the target layer is not
+    called: ``inject`` takes the place of its output, so the graph from there on reads it.
+    """
     found: dict[str, Any] = {}
     inner = path[1] if len(path) > 1 else None
 
     def call_fn(layer, *args, **kwargs):
         if layer is target:
-            out = layer(*args, **kwargs)
+            out = layer(*args, **kwargs) if inject is None else inject
             found["act"] = out
             return out
         if layer is inner:
             sub_inputs = args[0] if len(args) == 1 else list(args)
-            act, _, out = _tap_graph(layer, sub_inputs, path[1:], target, None)
+            act, _, out = _tap_graph(layer, sub_inputs, path[1:], target, None, inject)
             found["act"] = act
             return out
         if layer is head:
@@ -209,3 +276,38 @@ def build_tap_model(model: Any, layer_name: str) -> tuple[Any, str, Any]:
     source = probs if kind == SCORE_LOG_PROB else head_in
     tap = keras.Model(inputs[0] if len(inputs) == 1 else inputs, [act, source, probs], name=f"cam_tap_{model.name}_{layer_name}")
     return tap, kind, head
+
+
+def build_tail_model(model: Any, layer_name: str) -> tuple[Any, str]:
+    """A new model ``activations of layer_name -> score source``: the part of ``model`` above
+    the layer, sharing its layers (for methods that change activations, e.g. Ablation-CAM).
+
+    Args:
+        model: the user's model (never modified).
+        layer_name: a name from :func:`conv_layer_names`.
+
+    Returns:
+        ``(tail_model, score_kind)``; the score source is what :func:`build_tap_model` returns.
+
+    Raises:
+        ValueError: when some path from the input to the output goes around the layer (e.g. a
+            residual connection), so its activations alone do not determine the output.
+    """
+    keras = _keras()
+    path, target = find_layer(model, layer_name)
+    head = output_layer(model)
+    kind = score_kind(head)
+    inject = keras.Input(batch_shape=(None, *target.output.shape[1:]), dtype="float32",
+                         name=f"{layer_name}_activations")
+    _, head_in, probs = _tap_graph(model, _fresh_inputs(model), path, target, head, inject)
+    if head_in is None:
+        kind = SCORE_LOG_PROB
+    source = probs if kind == SCORE_LOG_PROB else head_in
+    try:
+        tail = keras.Model(inject, source, name=f"cam_tail_{model.name}_{layer_name}")
+    except ValueError as exc:  # Keras: "Graph disconnected" (the output also needs the input)
+        raise ValueError(f"layer {layer_name!r} of model {model.name!r} is bypassed by another "
+                         f"path to the output (e.g. a residual connection): its activations "
+                         f"alone do not determine the output; choose a layer every path goes "
+                         f"through") from exc
+    return tail, kind

@@ -76,13 +76,18 @@ def _heatmap_u8(heatmap: np.ndarray, size: tuple[int, int] | None) -> np.ndarray
 
 
 def overlay(film: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet",
-            contour: bool = False, levels: tuple[float, ...] = CONTOUR_LEVELS) -> np.ndarray:
+            contour: bool = False, levels: tuple[float, ...] = CONTOUR_LEVELS,
+            box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Draw ``heatmap`` over ``film`` at the film's resolution.
 
     Args:
         film: uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB, any size (e.g. 2500 x 3000).
         heatmap: ``(h, w)`` in [0, 1], usually at the model input size; it is stretched over
-            the whole film.
+            the whole film, or over ``box``.
+        box: ``(x0, y0, x1, y1)``, the part of the film the model saw (a lung-cropped input:
+            :func:`cxrlib.preprocessing.geometry.input_box`); the heatmap is drawn there only
+            and the rest of the film is left as it is (the model saw none of it). None: the
+            whole film.
         alpha: opacity of the colour map in [0, 1]: 0 gives the film, 1 the colour map alone
             (published 0.4). In contour mode, the opacity of the lines.
         colormap: a key of :data:`COLORMAPS` (published ``"jet"``).
@@ -104,6 +109,10 @@ def overlay(film: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap:
     lut = colormap_lut(colormap)
     rgb = _film_rgb(film)
     h, w = rgb.shape[:2]
+    if box is not None and tuple(box) != (0, 0, w, h):
+        x0, y0, x1, y1 = box
+        rgb[y0:y1, x0:x1] = overlay(rgb[y0:y1, x0:x1], heatmap, alpha, colormap, contour, levels)
+        return rgb
     if contour:
         return _draw_contours(rgb, heatmap, alpha, lut, levels)
     if alpha == 0.0:

@@ -1,0 +1,144 @@
+"""``explain``: CAM overlays and a table for image files or a whole folder, batch by batch."""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+from pathlib import Path
+
+from cxrlib.cli.common import EXIT_DATA, UsageError
+from cxrlib.cli.progress import ProgressBar
+
+CSV_NAME = "explanations.csv"
+
+
+def _method_name(value: str) -> str:
+    from cxrlib.explain.methods import CAM_METHODS  # noqa: PLC0415  (only when the command runs)
+
+    if value not in CAM_METHODS:
+        raise argparse.ArgumentTypeError(f"unknown CAM method {value!r}; choose one of "
+                                         f"{', '.join(CAM_METHODS)}")
+    return value
+
+
+def register(sub) -> None:
+    """Add the ``explain`` subcommand."""
+    p = sub.add_parser(
+        "explain", help="CAM overlays (native resolution) and a CSV for image files or a folder",
+        description=f"Writes, under --out, one overlay PNG per film at the film's own resolution "
+                    f"(sub-folders mirrored) and {CSV_NAME}: per film the class probabilities, the "
+                    f"explained class, whether the map is flat (then no overlay: a flat map is not "
+                    f"an explanation), the deletion score (as on the Explain page) and the share "
+                    f"of the heatmap inside the lungs. That share needs the learned lung "
+                    f"segmenter's weights (cxrlib/lungs/assets); without them the column is empty "
+                    f"and the lung_mask column says so. Films are read, explained and written one "
+                    f"batch at a time; unreadable files get a row with the reason.")
+    p.add_argument("model", metavar="RUN", help="run id (or prefix), run folder, or .keras file")
+    p.add_argument("inputs", nargs="+", metavar="FILES_OR_FOLDER")
+    p.add_argument("--out", type=Path, required=True, help="folder for the overlays and the CSV")
+    p.add_argument("--method", type=_method_name, default="gradcam",
+                   help="a registered CAM method (default gradcam; an unknown name lists them)")
+    p.add_argument("--layer", help="layer to explain (default: the method's own default layer)")
+    p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity (default 0.4)")
+    p.add_argument("--colormap", default="jet", help="default jet")
+    p.add_argument("--contour", action="store_true", help="contour lines instead of a filled map")
+    p.add_argument("--deletion-steps", type=int, default=20,
+                   help="steps of the deletion test (default 20, about 84 forward passes a "
+                        "film); 0 skips it")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="films in memory at once (default 16)")
+    p.set_defaults(func=cmd_explain)
+
+
+def _target(value: str | None, classes) -> int | None:
+    if value is None:
+        return None
+    names = list(classes)
+    if value in names:
+        return names.index(value)
+    if value.lstrip("-").isdigit() and 0 <= int(value) < len(names):
+        return int(value)
+    raise UsageError(f"--target {value!r} is not a class of this run ({', '.join(names)}) "
+                     f"or an index 0-{len(names) - 1}")
+
+
+def output_names(inputs, files) -> list[str]:
+    """Per file, its overlay's path under ``--out`` without suffix: its path relative to the
+    folder it was found in (a file given by name: its name), made unique."""
+    folders = [Path(i).resolve() for i in inputs if Path(i).is_dir()]
+    names, seen = [], set()
+    for f in map(Path, files):
+        base = next((d for d in folders if d in f.resolve().parents), None)
+        stem = (f.resolve().relative_to(base) if base else Path(f.name)).with_suffix("").as_posix()
+        name, k = stem, 2
+        while name in seen:
+            name, k = f"{stem}-{k}", k + 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cxrlib.cli.predict import _resolve_model  # noqa: PLC0415
+    from cxrlib.evaluation.predict import image_files  # noqa: PLC0415
+    from cxrlib.explain.batch import BatchSettings, columns, explain_files, lung_segmenter  # noqa: PLC0415
+
+    from cxrlib.explain.overlay import COLORMAPS  # noqa: PLC0415
+
+    if args.batch_size < 1 or args.deletion_steps < 0 or not 0.0 <= args.alpha <= 1.0:
+        raise UsageError("--batch-size must be >= 1, --deletion-steps >= 0, --alpha in [0, 1]")
+    if args.colormap not in COLORMAPS:
+        raise UsageError(f"--colormap {args.colormap!r} is not one of {', '.join(COLORMAPS)}")
+    source = _resolve_model(args.model)
+    settings = BatchSettings(method=args.method, layer=args.layer,
+                             target=_target(args.target, source.classes), alpha=args.alpha,
+                             colormap=args.colormap, contour=args.contour,
+                             deletion_steps=args.deletion_steps, batch_size=args.batch_size)
+    left_out: list[dict] = []
+    files = image_files(args.inputs, left_out)
+    for row in left_out:
+        print(f"left out: {row['path']}: {row['reason']}", file=sys.stderr)
+    if not files:
+        print("no image files found", file=sys.stderr)
+        return EXIT_DATA
+    lungs, why_not = lung_segmenter()
+    if lungs is None:
+        print(f"note: {why_not}", file=sys.stderr)
+    bar = ProgressBar(f"explain ({args.method})")
+    rows = explain_files(source, files, output_names(args.inputs, files), args.out, settings,
+                         progress=bar.callback)
+    counts = _write(args.out, columns(source.classes), rows, bar)
+    print(f"{counts['explained']} explained, {counts['flat']} flat (no overlay), "
+          f"{counts['unreadable']} unreadable, {len(left_out)} left out -> {args.out / CSV_NAME}")
+    if counts["flat"]:
+        print("note: a flat map has no contrast at this layer; a layer the method is valid on "
+              "(its default, without --layer) usually gives one", file=sys.stderr)
+    return 0
+
+
+def _write(out: Path, fieldnames: list[str], rows, bar) -> dict[str, int]:
+    """Stream ``rows`` into ``out/explanations.csv`` (renamed into place when complete); a
+    missing value (NaN, None) is an empty cell."""
+    out.mkdir(parents=True, exist_ok=True)
+    part = out / f".{CSV_NAME}.part"
+    counts = {"explained": 0, "flat": 0, "unreadable": 0}
+    try:
+        with open(part, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fieldnames)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v))
+                                 else v for k, v in row.items()})
+                fh.flush()
+                if row["error"]:
+                    counts["unreadable"] += 1
+                    print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
+                else:
+                    counts["flat" if row["flat"] else "explained"] += 1
+    finally:
+        bar.close()
+    os.replace(part, out / CSV_NAME)
+    return counts

@@ -1,0 +1,191 @@
+"""Explaining many films: overlays at native resolution and one table row per film, streamed.
+
+Films are decoded, preprocessed and explained one batch at a time; a batch's overlays are written
+and its films dropped before the next batch is read, so a folder of any size never holds more
+than ``batch_size`` decoded films in memory. Files that cannot be read get a row with the reason.
+
+Each row holds the class probabilities, the explained class, whether the map is flat (no overlay
+is written for a flat map: it is not an explanation), the deletion score
+(:func:`cxrlib.explain.faithfulness.deletion_score`) and the share of the heatmap inside the lung
+fields when the learned lung segmenter's weights are installed (:func:`lung_segmenter`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NO_LUNGS = "lung segmenter weights not installed (cxrlib/lungs/assets): in_lung_share left empty"
+NO_LUNGS_CELL = "none (no lung segmenter weights)"
+"""The ``lung_mask`` cell of every row when the segmenter is not available."""
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a folder is explained.
+
+    Attributes:
+        method: a :data:`cxrlib.explain.CAM_METHODS` name; ``layer``: a layer, or ``None`` for
+            the method's default.
+        target: class index to explain, or ``None`` for each film's predicted class.
+        alpha, colormap, contour: the overlay (:func:`cxrlib.explain.overlay`).
+        deletion_steps: steps of the deletion test (as the Explain page: 20); 0 skips it.
+        batch_size: films decoded and explained at once (the memory bound).
+    """
+
+    method: str = "gradcam"
+    layer: str | None = None
+    target: int | None = None
+    alpha: float = 0.4
+    colormap: str = "jet"
+    contour: bool = False
+    deletion_steps: int = 20
+    batch_size: int = 16
+
+
+def lung_segmenter() -> tuple[Callable[[list, list], list] | None, str]:
+    """``(lung_fields, "")`` when the learned lung segmenter and its weights are installed, else
+    ``(None, why not)``. ``lung_fields(films, paths)`` is :func:`cxrlib.lungs.lung_fields`."""
+    try:
+        from cxrlib.lungs import lung_fields  # noqa: PLC0415
+        from cxrlib.lungs.network import ASSET_DIR, ASSET_NAME  # noqa: PLC0415
+    except ImportError:
+        return None, NO_LUNGS
+    if not (Path(ASSET_DIR) / f"{ASSET_NAME}.json").is_file():
+        return None, NO_LUNGS
+    return lung_fields, ""
+
+
+def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[str | Path],
+                  out_dir: str | Path, settings: BatchSettings = BatchSettings(), *,
+                  progress: Callable[[int, int], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Explain image files with a run's model, writing an overlay PNG per film; yields rows.
+
+    Args:
+        source: a :class:`cxrlib.runs.run.Run` (or anything with ``config.preprocess``,
+            ``classes`` and ``load_model()``).
+        files: image files, in order.
+        out_names: per file, the overlay's path relative to ``out_dir`` (without suffix).
+        out_dir: folder for the overlays (created).
+        settings: method, layer, target, overlay and batch size.
+        progress: ``progress(done, total)`` after each batch.
+
+    Yields:
+        One dict per file, in order: ``path``, ``overlay`` (relative path, "" when none),
+        ``width``, ``height``, ``method``, ``layer``, ``target`` (class name), ``predicted``,
+        ``p_<class>``, ``flat``, ``deletion_score``, ``in_lung_share``, ``lung_mask``, ``error``.
+
+    Raises:
+        ValueError: an unknown method or layer, or a model that does not fit the run.
+    """
+    from cxrlib.evaluation.predict import check_model_fits  # noqa: PLC0415
+    from cxrlib.explain.methods import get_cam  # noqa: PLC0415
+
+    if settings.batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {settings.batch_size}")
+    model = source.load_model()
+    check_model_fits(model, source.config.preprocess, source.classes)
+    cam = get_cam(settings.method, model, settings.layer)
+    lungs, _ = lung_segmenter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for begin in range(0, len(files), settings.batch_size):
+        end = min(begin + settings.batch_size, len(files))
+        # One function call per batch: its films are freed when it returns, before the next read.
+        yield from _explain_batch(source, model, cam, list(files[begin:end]),
+                                  list(out_names[begin:end]), out_dir, settings, lungs)
+        if progress is not None:
+            progress(end, len(files))
+
+
+def _read(paths: list) -> tuple[list, list[str]]:
+    from cxrlib.data.imageio import ImageReadError, read_film  # noqa: PLC0415
+
+    films, errors = [], []
+    for path in paths:
+        try:
+            films.append(read_film(path).pixels)
+            errors.append("")
+        except ImageReadError as exc:
+            films.append(None)
+            errors.append(exc.reason)
+        except OSError as exc:
+            films.append(None)
+            errors.append(exc.strerror or str(exc))
+    return films, errors
+
+
+def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
+                   settings: BatchSettings, lungs) -> list[dict[str, Any]]:
+    from cxrlib.explain.faithfulness import deletion_score  # noqa: PLC0415
+    from cxrlib.explain.overlay import overlay, to_png  # noqa: PLC0415
+    from cxrlib.preprocessing.geometry import input_box, mask_to_input  # noqa: PLC0415
+    from cxrlib.preprocessing.pipeline import preprocess_film, to_model_input  # noqa: PLC0415
+
+    classes, cfg = list(source.classes), source.config.preprocess
+    films, errors = _read(paths)
+    rows = [_empty_row(str(p), classes, cam.name, cam.layer, e) for p, e in zip(paths, errors)]
+    ok = [i for i, f in enumerate(films) if f is not None]
+    if not ok:
+        return rows
+    crops = _crop_lungs(cfg, [films[i] for i in ok])  # the lung crop's masks, segmented once
+    x = to_model_input(np.stack([preprocess_film(films[i], cfg, c) for i, c in zip(ok, crops)]))
+    boxes = [input_box(films[i], cfg, c) for i, c in zip(ok, crops)]  # what the model saw
+    result = cam.explain(x, settings.target)
+    masks = _lung_masks(lungs, [films[i] for i in ok], [paths[i] for i in ok])
+    for j, i in enumerate(ok):
+        heat, row = result.heatmaps[j], rows[i]
+        row.update({"width": films[i].shape[1], "height": films[i].shape[0],
+                    "target": classes[int(result.targets[j])],
+                    "predicted": classes[int(result.probs[j].argmax())],
+                    "flat": bool(result.flat[j])})
+        row.update({f"p_{c}": float(p) for c, p in zip(classes, result.probs[j])})
+        row["lung_mask"] = NO_LUNGS_CELL if masks is None else ""
+        if result.flat[j]:  # not an explanation: no overlay, no scores
+            continue
+        rel = Path(f"{names[i]}-{cam.name}.png")
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / rel).write_bytes(to_png(overlay(films[i], heat, alpha=settings.alpha,
+                                                   colormap=settings.colormap,
+                                                   contour=settings.contour, box=boxes[j])))
+        row["overlay"] = rel.as_posix()
+        if settings.deletion_steps > 0:
+            row["deletion_score"] = deletion_score(model, x[j], heat, int(result.targets[j]),
+                                                   steps=settings.deletion_steps)
+        if masks is not None:
+            from cxrlib.lungs import cam_in_lung_share  # noqa: PLC0415
+
+            seg = masks[j]  # counted at the model input, as the audit counts it
+            lung = mask_to_input(seg.mask, boxes[j], cfg.size)
+            row.update(in_lung_share=cam_in_lung_share(heat, lung),
+                       lung_mask=seg.source + (" (flagged: poor mask)" if seg.flagged else ""))
+    return rows
+
+
+def _crop_lungs(cfg, films: list) -> list:
+    if "lung_crop" not in cfg.steps:
+        return [None] * len(films)
+    from cxrlib.lungs import segment_lungs  # noqa: PLC0415
+
+    return [segment_lungs(f) for f in films]
+
+
+def _lung_masks(lungs, films: list, paths: list):
+    return None if lungs is None else lungs(films, [str(p) for p in paths])
+
+
+def _empty_row(path: str, classes: list[str], method: str, layer: str,
+               error: str) -> dict[str, Any]:
+    return {"path": path, "overlay": "", "width": None, "height": None, "method": method,
+            "layer": layer, "target": "", "predicted": "",
+            **{f"p_{c}": float("nan") for c in classes}, "flat": None,
+            "deletion_score": float("nan"), "in_lung_share": float("nan"), "lung_mask": "",
+            "error": error}
+
+
+def columns(classes: Sequence[str]) -> list[str]:
+    """The columns of :func:`explain_files`' rows, in order."""
+    return list(_empty_row("", list(classes), "", "", ""))
