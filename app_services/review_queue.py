@@ -1,0 +1,126 @@
+"""Review queue services: the order films are reviewed in, the film picker (kept in the page's
+address), the link from the Evaluation grid, and the film with its heatmap."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from cxrlib import reviews as rv
+
+from .core import RUN_ID, file_stamp, safe, shrink
+from .data import film, path_of
+from .explaining import cam_layers, explanation
+from .reviewing import REVIEW_PAGE, review_store
+from .runs import predictions
+
+
+# The Audit page's choices (CAM method × test films), largest sample first: its reports are
+# looked up through the public ``cached_audit`` (an audit with an external folder is the same
+# attention table, so only ``external=None`` is tried).
+_AUDIT_OPTIONS = [(method, films) for films in (None, 500, 200, 100, 50)
+                  for method in ("gradcam", "gradcam++")]
+
+
+def _attention(run):
+    """CAM in-lung shares of the run's test films from an audit run in this app process, or
+    ``None`` when none was."""
+    from .auditing import cached_audit  # noqa: PLC0415
+
+    for method, films in _AUDIT_OPTIONS:
+        report = cached_audit(run, None, films, method)
+        if report is not None and len(getattr(report, "attention", ())):
+            return report.attention
+    return None
+
+
+def review_queue(run, threshold: float | None = None):
+    """The run's test films in review order, and whether CAM in-lung shares ordered it.
+
+    Returns:
+        ``(queue, uses_cam)``: :func:`cxrlib.reviews.review_queue`'s frame; ``uses_cam`` is
+        False when no audit of this run exists in this app yet.
+    """
+    attention = _attention(run)
+    queue = rv.review_queue(predictions(run), list(run.classes), in_lung_share=attention,
+                            threshold=threshold)
+    return queue, attention is not None
+
+
+def review_progress(queue, reviews, reviewer: str | None) -> dict[str, Any]:
+    """Films of the queue reviewed by this reviewer and by anyone."""
+    return rv.review_progress(queue, reviews, reviewer)
+
+
+def _sync_film(key: str) -> None:
+    st.query_params["film"] = st.session_state[key]  # a refresh reopens the same film
+
+
+def _next_film(run_id: str, films: list[str], reviewer: str, key: str) -> None:
+    mine = set(review_store().reviews(run_id, reviewer=reviewer)["rel_path"].astype(str))
+    current = st.session_state.get(key)
+    start = films.index(current) + 1 if current in films else 0
+    todo = [f for f in films[start:] + films[:start] if f not in mine]
+    if todo:
+        st.session_state[key] = todo[0]
+        _sync_film(key)
+
+
+def film_picker(run, queue, reviews, reviewer: str, *, key: str = "rv_film") -> str | None:
+    """Pick a film of the queue (the ``?film=`` query parameter wins, e.g. from Evaluation);
+    by default the first the reviewer has not reviewed. Returns its ``rel_path``."""
+    films = queue["rel_path"].astype(str).tolist()
+    if not films:
+        return None
+    mine = set(reviews.loc[reviews["reviewer"] == reviewer, "rel_path"].astype(str))
+    anyone = set(reviews["rel_path"].astype(str))
+    wanted = st.query_params.get("film")
+    if wanted in films and st.session_state.get(key) != wanted:
+        st.session_state[key] = wanted
+    if st.session_state.get(key) not in films:
+        st.session_state[key] = next((f for f in films if f not in mine), films[0])
+    reasons = dict(zip(films, queue["reason"]))
+    position = {f: i + 1 for i, f in enumerate(films)}
+
+    def label(f: str) -> str:
+        mark = "✓ mine · " if f in mine else ("reviewed · " if f in anyone else "")
+        return f"{position[f]}. {mark}{f} — {reasons[f]}"
+
+    c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
+    c1.selectbox("Film of the queue", films, key=key, format_func=label, on_change=_sync_film,
+                 args=(key,))
+    if st.query_params.get("film") != st.session_state[key]:
+        _sync_film(key)  # the address names the film shown: a reload comes back to it
+    c2.button("Next to review", icon=":material/skip_next:", key=f"{key}_next",
+              on_click=_next_film, args=(run.id, films, reviewer, key),
+              help="The next film in the queue that you have not reviewed")
+    return st.session_state[key]
+
+
+def _open_review(run_id: str) -> None:
+    st.session_state[RUN_ID] = run_id  # in a callback: before the sidebar's picker is drawn
+
+
+def review_link(run, shown, *, key: str) -> None:
+    """Under a sample grid: choose one of its films and open it on the Review page."""
+    films = shown["rel_path"].astype(str).tolist() if "rel_path" in shown else []
+    if not films:
+        return
+    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+    film = c1.selectbox("Review a film of this grid", films, key=f"{key}_film")
+    if c2.button("Review it", icon=":material/rate_review:", key=f"{key}_go",
+                 on_click=_open_review, args=(run.id,)):
+        st.switch_page(REVIEW_PAGE, query_params={"film": film})
+
+
+def review_images(run, ds, row, side: int = 512):
+    """A queue row's film and its Grad-CAM overlay (default layer, predicted class), shrunk for
+    display, and a caption naming them."""
+    from cxrlib.core.config import ExplainConfig  # noqa: PLC0415
+
+    path = safe(lambda: path_of(ds, row.rel_path), row.path)
+    pixels = film(path).pixels
+    res = explanation(run, pixels, file_stamp(path), ExplainConfig(), faithful=False)
+    h, w = pixels.shape[:2]
+    caption = f"{row.rel_path} · {w}×{h} px · Grad-CAM on {cam_layers(run)[1]}, predicted class"
+    return shrink(pixels, side), shrink(res["overlay"], side), caption

@@ -1,0 +1,178 @@
+"""Review services: the review store, the reviewer's name and the review form.
+
+Reviews are never cached: every read goes to the database, so a review saved in another tab
+shows at the next rerun. (Only the statistics are cached, in :mod:`.review_stats`, keyed on the
+run and the number and last id of its reviews: a new review is a new key.) The queue and the
+film picker are in :mod:`.review_queue`.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import streamlit as st
+
+from cxrlib import reviews as rv
+from cxrlib.reviews.records import MAX_COMMENT
+
+
+REVIEWER = "reviewer"
+"""Session key of the reviewer's name (asked once per session)."""
+REVIEW_PAGE = "views/review.py"
+ANSWERS = {True: "Yes", False: "No"}
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> rv.ReviewStore:
+    return rv.ReviewStore(path)
+
+
+def review_store() -> rv.ReviewStore:
+    """The workspace's review database (one connection per app process and workspace)."""
+    return _store(str(rv.default_path()))
+
+
+def run_reviews(run, rel_path: str | None = None):
+    """Every review of a run (or of one of its films), oldest first, straight from the store."""
+    return review_store().reviews(run.id, rel_path=rel_path)
+
+
+def reviewer_ui(key: str) -> str | None:
+    """The session's reviewer name; asks for it (once per session) when it is not known yet."""
+    name = st.session_state.get(REVIEWER)
+    if name:
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.caption(f"Reviewing as **{name}**", width="content")
+            st.button("Not you?", key=f"{key}_change_reviewer", on_click=st.session_state.pop,
+                      args=(REVIEWER, None), type="tertiary")
+        return name
+    with st.form(f"{key}_reviewer_form"):
+        typed = st.text_input("Your name (asked once per session; it goes with every review)",
+                              key=f"{key}_reviewer_name")
+        if st.form_submit_button("Start reviewing", icon=":material/person:"):
+            try:
+                st.session_state[REVIEWER] = rv.clean_reviewer(typed)
+            except ValueError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
+    return None
+
+
+def _film_digest(ds, rel_path: str) -> str | None:
+    if ds is None or "digest" not in ds.manifest.columns:
+        return None
+    match = ds.manifest.loc[ds.manifest["rel_path"] == rel_path, "digest"]
+    return str(match.iloc[0]) if len(match) and str(match.iloc[0]) else None
+
+
+def _defaults(run, rel_path: str, reviewer: str) -> dict[str, Any]:
+    """The reviewer's latest answers on this film (a refresh shows them again), else neutral."""
+    mine = review_store().reviews(run.id, rel_path=rel_path, reviewer=reviewer)
+    if not len(mine):  # nothing pre-selected: every verdict is the reviewer's own choice
+        return {"agrees_with_label": None, "agrees_with_prediction": None,
+                "heatmap_location": None, "confidence": 3, "comment": "", "when": None}
+    last = mine.iloc[-1]
+    return {**{k: last[k] for k in ("agrees_with_label", "agrees_with_prediction",
+                                    "heatmap_location", "comment")},
+            "confidence": int(last["confidence"]), "when": last["created"]}
+
+
+def review_form(run, rel_path: str, *, label: str | None, prediction: str | None, ds=None,
+                key: str, ask_name: bool = True) -> None:
+    """The review form of one film of ``run`` (the reviewer's name is asked first if needed).
+
+    A save is one transaction; the form keeps its values when a save fails. Saving the same
+    answers again in this session stores nothing new (a double click or a rerun); changed
+    answers are a new review, and the earlier one stays in the history. ``ask_name=False``:
+    the page asked for the name already (:func:`reviewer_ui`).
+    """
+    name = reviewer_ui(key) if ask_name else st.session_state.get(REVIEWER)
+    if not name:
+        return
+    prior = _defaults(run, rel_path, name)
+    if prior["when"]:
+        st.caption(f"You reviewed this film at {prior['when'][:19].replace('T', ' ')} UTC; "
+                   "saving again adds a new review (the earlier one is kept).")
+    form_key = f"{key}_{hashlib.sha1(f'{run.id}/{rel_path}'.encode()).hexdigest()[:12]}"
+    saved = st.session_state.pop(f"{form_key}_flash", None)  # set by the save before its rerun
+    if saved:
+        st.success(saved, icon=":material/check_circle:")
+    locations = list(rv.HEATMAP_LOCATIONS)
+    with st.form(form_key, clear_on_submit=False, border=True):
+        a1, a2 = st.columns(2)
+        agree_label = a1.radio(f"Agree with the label ({label or 'unknown'})?", [True, False],
+                               index=_index([True, False], prior["agrees_with_label"]),
+                               horizontal=True, format_func=ANSWERS.get, key=f"{form_key}_label")
+        agree_pred = a2.radio(f"Agree with the prediction ({prediction or 'unknown'})?",
+                              [True, False],
+                              index=_index([True, False], prior["agrees_with_prediction"]),
+                              horizontal=True, format_func=ANSWERS.get, key=f"{form_key}_pred")
+        location = st.radio("Where does the heatmap fall?", locations,
+                            index=_index(locations, prior["heatmap_location"]),
+                            format_func=rv.HEATMAP_LOCATIONS.get, key=f"{form_key}_where")
+        confidence = st.select_slider("Your confidence (1 unsure – 5 certain)",
+                                      list(rv.CONFIDENCE_LEVELS), prior["confidence"],
+                                      key=f"{form_key}_conf")
+        comment = st.text_area("Comment", prior["comment"], key=f"{form_key}_comment",
+                               max_chars=MAX_COMMENT)
+        submitted = st.form_submit_button("Save review", type="primary", icon=":material/save:")
+    if submitted:
+        if None in (agree_label, agree_pred, location):
+            st.error("Answer the two agreement questions and where the heatmap falls, then save.",
+                     icon=":material/error:")
+            return
+        answers = (bool(agree_label), bool(agree_pred), location, int(confidence), comment)
+        _save(run, rel_path, name, answers, label=label, prediction=prediction,
+              digest=_film_digest(ds, rel_path), form_key=form_key)
+
+
+def _index(options: list, value) -> int | None:
+    """The radio index of a prior answer; ``None`` (nothing selected) without one."""
+    return None if value is None else options.index(value)
+
+
+def _save(run, rel_path, name, answers, *, label, prediction, digest, form_key) -> None:
+    # Per form and session: the last saved answers and their id. The id of a new save hashes
+    # this session's token, the previous id and the answers: a rerun that repeats a save the
+    # store already holds (interrupted before this state was written) gets the same id and is
+    # ignored by the store.
+    state = st.session_state.setdefault(f"{form_key}_saved", {"token": uuid.uuid4().hex,
+                                                              "id": "", "answers": None})
+    if state["answers"] == (name, *answers):
+        st.info("This review is already saved.", icon=":material/check:")
+        return
+    seed = repr((state["token"], state["id"], name, answers)).encode()
+    review_id = hashlib.sha256(seed).hexdigest()[:32]
+    try:
+        review = rv.Review(reviewer=name, run_id=run.id, rel_path=rel_path,
+                           agrees_with_label=answers[0], agrees_with_prediction=answers[1],
+                           heatmap_location=answers[2], confidence=answers[3], comment=answers[4],
+                           label=label, prediction=prediction, film_digest=digest,
+                           review_id=review_id)
+        review_store().add(review)
+    except (ValueError, rv.ReviewStoreError) as exc:
+        st.error(f"The review was NOT saved: {exc}. Your answers are still in the form; "
+                 "save again.", icon=":material/error:")
+        return
+    state.update(id=review_id, answers=(name, *answers))
+    # Rerun so that everything drawn above the form (progress, queue marks) counts this review.
+    st.session_state[f"{form_key}_flash"] = f"Review saved ({name}, {rel_path})."
+    st.rerun()
+
+
+def film_reviews_table(run, rel_path: str):
+    """Every review of one film, newest first, in words."""
+    frame = run_reviews(run, rel_path).iloc[::-1]
+    return _in_words(frame)[["reviewer", "agrees with label", "agrees with prediction",
+                             "heatmap", "confidence", "comment", "created"]]
+
+
+def _in_words(frame):
+    out = frame.copy()
+    out["agrees with label"] = out["agrees_with_label"].map(ANSWERS)
+    out["agrees with prediction"] = out["agrees_with_prediction"].map(ANSWERS)
+    out["heatmap"] = out["heatmap_location"].map(rv.HEATMAP_LOCATIONS)
+    out["created"] = out["created"].astype(str).str.slice(0, 19).str.replace("T", " ")
+    return out.reset_index(drop=True)

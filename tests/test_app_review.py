@@ -1,0 +1,221 @@
+"""Review page, the Explain page's review form, the Evaluation grid's link to a review, and the
+Evaluation page's verdict on two runs, all on copies of the tiny run in a fresh workspace (so the
+review database and the extra runs touch no other test)."""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from app_fixtures import app, app_workspace, metric, texts, trained_run  # noqa: F401
+
+from cxrlib.data.fingerprint import file_digest
+from cxrlib.reviews import Review, ReviewStore
+from cxrlib.runs.run import Run
+
+PAGE = "views/review.py"
+
+
+@pytest.fixture
+def workspace_copy(tmp_path, trained_run, monkeypatch):
+    """``copy(prefix="", edit=None) -> Run``: a copy of the tiny run in a fresh workspace (under
+    another id when ``prefix`` is given), its predictions changed by ``edit(frame)``."""
+    runs_dir = tmp_path / "ws" / "models" / "runs"
+    monkeypatch.setenv("CXR_WORKSPACE", str(tmp_path / "ws"))
+
+    def copy(prefix: str = "", edit=None) -> Run:
+        run_id = prefix + trained_run.id[len(prefix):]  # another short id: another label
+        folder = runs_dir / run_id
+        shutil.copytree(trained_run.folder, folder)
+        if edit is not None:
+            preds = edit(pd.read_csv(folder / "predictions.csv", keep_default_na=False))
+            preds.to_csv(folder / "predictions.csv", index=False)
+        return Run(folder)
+
+    copy()
+    return copy
+
+
+def _test_rows(run) -> pd.DataFrame:
+    preds = run.predictions()
+    return preds[preds["split"] == "test"].reset_index(drop=True)
+
+
+def _button(at, label: str):
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r} among {[b.label for b in at.button]}"
+    return found[0]
+
+
+def _progress(at) -> str:
+    return at.get("progress")[0].proto.text
+
+
+def _answer(at, *, label: bool, prediction: bool, where: str) -> None:
+    radios = {r.label.split(" (")[0]: r for r in at.radio}
+    radios["Agree with the label"].set_value(label)
+    radios["Agree with the prediction"].set_value(prediction)
+    radios["Where does the heatmap fall?"].set_value(where)
+
+
+def _sign_in(at, name: str = "Dr Ada"):
+    at.text_input(key="rv_reviewer_name").input(name)
+    _button(at, "Start reviewing").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_review_page_asks_the_name_queues_errors_first_and_saves_a_review(app, trained_run,
+                                                                          workspace_copy):
+    at = app(PAGE, run_id=trained_run.id)
+    assert texts(at.title) == ["Review"]
+    assert not at.get("progress")  # nothing but the name until the reviewer says who they are
+    _sign_in(at)
+    assert "Reviewing as **Dr Ada**" in texts(at.caption)
+    test = _test_rows(trained_run)
+    probs = test[[f"p_{c}" for c in trained_run.classes]].to_numpy()
+    truth = test["label"].map({c: i for i, c in enumerate(trained_run.classes)}).to_numpy()
+    wrong = probs.argmax(1) != truth
+    conf = probs.max(1)
+    errors = test["rel_path"][wrong].to_numpy()[np.argsort(-conf[wrong], kind="stable")]
+    assert _progress(at).startswith(f"You have reviewed 0 of {len(test)} films in the queue")
+    picker = at.selectbox(key="rv_film")
+    assert picker.options[:len(errors)] == [o for o in picker.options if "error:" in o]
+    assert [o.split(". ", 1)[1].split(" — ")[0] for o in picker.options[:len(errors)]] == list(errors)
+    film = picker.value
+    assert film == (errors[0] if len(errors) else test["rel_path"].iloc[0])
+
+    _button(at, "Save review").click().run()  # nothing is pre-selected: every answer is asked
+    assert any(e.startswith("Answer the two agreement questions") for e in texts(at.error))
+    assert len(ReviewStore().reviews(trained_run.id)) == 0
+    _answer(at, label=False, prediction=True, where="markers")
+    at.select_slider[0].set_value(5)
+    at.text_area[0].input("heat on the R marker")
+    _button(at, "Save review").click().run()
+    assert "Review saved (Dr Ada, " + film + ")." in texts(at.success)
+    stored = ReviewStore().reviews(trained_run.id)
+    row = test.set_index("rel_path").loc[film]
+    assert len(stored) == 1
+    saved = stored.iloc[0]
+    assert (saved["reviewer"], saved["rel_path"], saved["agrees_with_label"],
+            saved["agrees_with_prediction"], saved["heatmap_location"], saved["confidence"],
+            saved["comment"]) == ("Dr Ada", film, False, True, "markers", 5, "heat on the R marker")
+    predicted = trained_run.classes[int(row[[f"p_{c}" for c in trained_run.classes]].to_numpy(float).argmax())]
+    assert (saved["label"], saved["prediction"]) == (row["label"], predicted)
+    assert saved["film_digest"] == file_digest(row["path"], os.path.getsize(row["path"]))
+    assert _progress(at).startswith(f"You have reviewed 1 of {len(test)} films")
+    assert [o for o in at.selectbox(key="rv_film").options if "✓ mine" in o] == [
+        o for o in at.selectbox(key="rv_film").options if f" {film} — " in o]
+    shown = [d.value for d in at.dataframe if "comment" in d.value.columns][0]
+    assert shown["comment"].tolist() == ["heat on the R marker"]
+
+    _button(at, "Save review").click().run()  # the same answers again: stored once
+    assert "This review is already saved." in texts(at.info)
+    assert len(ReviewStore().reviews(trained_run.id)) == 1
+    _button(at, "Next to review").click().run()
+    assert at.selectbox(key="rv_film").value != film
+
+
+def test_agreement_tables_appear_with_two_reviewers(app, trained_run, workspace_copy):
+    films = _test_rows(trained_run)["rel_path"].tolist()[:8]
+    a = [True, True, False, True, False, True, True, False]
+    b = [True, False, False, True, False, True, False, False]
+    store = ReviewStore()
+    for who, answers in (("Dr A", a), ("Dr B", b)):
+        for film, value in zip(films, answers):
+            store.add(Review(reviewer=who, run_id=trained_run.id, rel_path=film,
+                             agrees_with_label=value, agrees_with_prediction=True,
+                             heatmap_location="outside_body" if value else "lung_findings",
+                             confidence=3, label="Normal"))
+    at = app(PAGE, run_id=trained_run.id, reviewer="Dr A")
+    overall = [d.value for d in at.dataframe if "method" in d.value.columns][0].set_index("question")
+    # by hand: p_o = 6/8; A says yes 5/8, B 3/8: p_e = 2 · 15/64; kappa = (48 − 30)/(64 − 30) = 9/17
+    label = overall.loc["agrees with the label"]
+    assert (label["method"], label["films"], label["observed agreement"]) == ("Cohen", 8, "75%")
+    assert label["kappa (95 % CI)"].startswith(f"{9 / 17:.2f} (")
+    off = [d.value for d in at.dataframe if "class" in d.value.columns][0].set_index("class")
+    # 8 of the 16 reviews put the heatmap outside the body
+    assert off.loc["Normal", "off target (95 % CI)"].startswith("50% (")
+    assert off.loc["Normal", "outside the body"] == sum(a) + sum(b) == 8
+    assert _progress(at).startswith(f"You have reviewed 8 of {len(_test_rows(trained_run))}")
+    assert [d.label for d in at.download_button] == ["All reviews of this run (CSV)"]
+
+
+def test_explain_page_review_form_saves_with_the_films_prediction(app, trained_run, workspace_copy):
+    at = app("views/explain.py", run_id=trained_run.id)
+    film = at.selectbox(key="ex_film_Test").value
+    at.text_input(key="ex_reviewer_name").input("Dr Eve")
+    _button(at, "Start reviewing").click().run()
+    _answer(at, label=True, prediction=False, where="outside_body")
+    _button(at, "Save review").click().run()
+    assert f"Review saved (Dr Eve, {film})." in texts(at.success)
+    saved = ReviewStore().reviews(trained_run.id).iloc[0]
+    pred = [m.label[2:-1] for m in at.metric if m.label.startswith("P(")]
+    values = [float(m.value.rstrip("%")) for m in at.metric if m.label.startswith("P(")]
+    assert saved["prediction"] == pred[int(np.argmax(values))]
+    assert (saved["agrees_with_label"], saved["agrees_with_prediction"],
+            saved["heatmap_location"]) == (True, False, "outside_body")
+    assert saved["label"] == _test_rows(trained_run).set_index("rel_path").loc[film, "label"]
+    assert len(at.image) == 2  # the form adds no image to the page
+
+
+def test_evaluation_grid_opens_a_film_on_the_review_page(app, trained_run, workspace_copy):
+    at = app("views/evaluation.py", run_id=trained_run.id, reviewer="Dr Ada")
+    box = at.selectbox(key=f"ev_review_{trained_run.id}_film")
+    film = box.options[2]
+    box.set_value(film)
+    _button(at, "Review it").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert texts(at.title) == ["Review"]
+    assert at.selectbox(key="rv_film").value == film
+
+
+def _edit_b(k_fix: int, j_break: int, classes):
+    """Run B: run A with ``k_fix`` of its errors made right and ``j_break`` hits made wrong."""
+    cols = [f"p_{c}" for c in classes]
+
+    def edit(preds):
+        test = preds.index[preds["split"] == "test"]
+        truth = preds.loc[test, "label"].map({c: i for i, c in enumerate(classes)})
+        right = preds.loc[test, cols].to_numpy(float).argmax(1) == truth.to_numpy()
+        for idx, make_right in [(i, True) for i in test[~right][:k_fix]] + \
+                               [(i, False) for i in test[right][:j_break]]:
+            t = int(truth[idx])
+            target = t if make_right else (t + 1) % len(classes)
+            preds.loc[idx, cols] = [0.9 if i == target else 0.1 / (len(classes) - 1)
+                                    for i in range(len(classes))]
+        return preds
+    return edit
+
+
+def test_two_runs_the_page_says_whether_the_difference_is_real(app, trained_run, workspace_copy):
+    test = _test_rows(trained_run)
+    probs = test[[f"p_{c}" for c in trained_run.classes]].to_numpy()
+    errors = int((np.asarray(trained_run.classes)[probs.argmax(1)] != test["label"]).sum())
+    k, j = min(2, errors), 4
+    other = workspace_copy("bbbb", _edit_b(k, j, trained_run.classes))
+    at = app("views/evaluation.py", run_id=trained_run.id)
+    at.multiselect(key="ev_runs").set_value([trained_run.id, other.id]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Is the difference real?" in texts(at.subheader)
+    # hand computation: only A right on j films, only B right on k
+    p = min(1.0, 2 * sum(math.comb(j + k, i) for i in range(min(j, k) + 1)) / 2 ** (j + k))
+    assert metric(at, "McNemar p (exact)") == format(p, ".3g")
+    assert metric(at, "Accuracy B − A") == format((k - j) / len(test), "+.3f")
+    assert metric(at, "Films only one run gets right") == str(j + k)
+
+
+def test_two_runs_on_other_test_films_are_refused_with_the_reason(app, trained_run, workspace_copy):
+    def other_split(preds):
+        test = preds.index[preds["split"] == "test"]
+        return preds.drop(test[:3])  # three test films fewer: another split
+    other = workspace_copy("cccc", other_split)
+    at = app("views/evaluation.py", run_id=trained_run.id)
+    at.multiselect(key="ev_runs").set_value([trained_run.id, other.id]).run()
+    refusal = [w for w in texts(at.warning) if "cannot be compared film by film" in w]
+    assert refusal and "tested on different films (another split): 3 test films only in run" in refusal[0]
+    assert not [m for m in at.metric if m.label == "McNemar p (exact)"]
+
