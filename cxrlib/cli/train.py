@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from cxrlib.cli.common import EXIT_CANCELLED, EXIT_FAILED, UsageError, scan, warn
+from cxrlib.cli.workers import add_worker_args, cluster_role, release_if_finished, train_worker
 from cxrlib.core import paths
-from cxrlib.core.config import PREPROCESS_STEPS, PreprocessConfig, RunConfig
+from cxrlib.core.config import (FINETUNE_RECIPE_SIZE, PREPROCESS_STEPS, SCHEDULES, TTA_MODES,
+                                PreprocessConfig, RunConfig, TrainConfig)
 
 
 def register(sub) -> None:
@@ -31,19 +33,35 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test-fraction", type=float, help=f"default {d.split.test_fraction}")
     g.add_argument("--val-fraction", type=float,
                    help=f"default {d.split.val_fraction}; 0 = test doubles as validation (published 80/20)")
+    g.add_argument("--min-class-films", type=int, metavar="N",
+                   help="refuse to train when a class has fewer readable films (default 5, "
+                        "or $CXR_MIN_CLASS_FILMS)")
+    g.add_argument("--min-class-patients", type=int, metavar="N",
+                   help="grouped split: refuse when a class has fewer patients (default 2, "
+                        "or $CXR_MIN_CLASS_PATIENTS)")
     g = p.add_argument_group("preprocessing")
     g.add_argument("--steps", help=f"comma list of {','.join(PREPROCESS_STEPS)} or 'none' "
-                                   "(default white_balance; clahe for small_cnn, as published)")
+                                   "(default white_balance; clahe for small_cnn, as published); "
+                                   "lung_crop crops to the box of both lungs (learned segmenter) "
+                                   "plus --lung-crop-margin, just before the resize")
     g.add_argument("--wb-percentile", type=float, help=f"default {d.preprocess.wb_percentile}")
     g.add_argument("--clahe-clip", type=float, help=f"default {d.preprocess.clahe_clip_limit}")
     g.add_argument("--clahe-grid", type=int, help=f"default {d.preprocess.clahe_tile_grid}")
     g.add_argument("--gamma", type=float, help=f"default {d.preprocess.gamma}")
+    g.add_argument("--lung-crop-margin", type=float, metavar="FRACTION",
+                   help=f"lung_crop: margin on each side as a fraction of the lungs' box "
+                        f"(default {d.preprocess.lung_crop_margin:g}, chosen on validation films)")
     g.add_argument("--size", type=int, help=f"model input side in pixels (default {d.preprocess.size})")
     g = p.add_argument_group("model and training")
     g.add_argument("--model", choices=("mobilenetv2", "small_cnn", "tiny"), help=f"default {d.model.family}")
     g.add_argument("--weights", choices=("imagenet", "random"), help=f"default {d.model.weights}")
     g.add_argument("--mode", choices=("head", "finetune"),
-                   help="head: frozen backbone, cached features (fast on CPU; default); finetune: all layers")
+                   help="head: frozen backbone, cached features (fast on CPU; default); finetune: "
+                        "MobileNetV2 starts from the validated recipe (TrainConfig.finetune_recipe: "
+                        "from the trained head, block_13 up, BatchNorm frozen, lr 1e-4, warm-up + "
+                        "cosine, early stopping); the flags below override its values")
+    g.add_argument("--published-finetune", action="store_true",
+                   help="finetune: the published recipe instead (all layers, lr 1e-3, plateau)")
     g.add_argument("--epochs", type=int, help=f"default {d.train.epochs}")
     g.add_argument("--batch-size", type=int, help=f"default {d.train.batch_size}")
     g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.train.learning_rate})")
@@ -56,6 +74,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val-loss gain")
     g.add_argument("--init-from-head", action="store_const", const=True,
                    help="finetune: start from the trained head of the matching head run")
+    g.add_argument("--finetune-from", metavar="LAYER",
+                   help="finetune: first layer that trains ('all' = every layer)")
+    g.add_argument("--freeze-bn", dest="freeze_batchnorm", action="store_const", const=True,
+                   help="finetune: BatchNorm layers in inference mode")
+    g.add_argument("--train-bn", dest="freeze_batchnorm", action="store_const", const=False,
+                   help="finetune: BatchNorm layers train (published)")
+    g.add_argument("--schedule", choices=SCHEDULES, help="finetune: learning-rate schedule")
+    g.add_argument("--warmup-epochs", type=int, help="finetune, cosine: epochs of linear warm-up")
+    g.add_argument("--tta", choices=TTA_MODES,
+                   help="test-time augmentation of the test predictions (no flips; default none)")
     g.add_argument("--seed", type=int, help="seed of the split and of training (default 42)")
     g = p.add_argument_group("execution")
     g.add_argument("--background", action="store_true",
@@ -63,6 +91,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-restart", dest="restart", action="store_false",
                    help="return a failed or cancelled run as it is instead of restarting it")
     g.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
+    add_worker_args(g)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -97,15 +126,40 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         steps = PreprocessConfig.published_clahe().steps
     preprocess = base.preprocess.replace(**pick(
         steps=steps, wb_percentile=args.wb_percentile, clahe_clip_limit=args.clahe_clip,
-        clahe_tile_grid=args.clahe_grid, gamma=args.gamma, size=args.size))
+        clahe_tile_grid=args.clahe_grid, gamma=args.gamma,
+        size=FINETUNE_RECIPE_SIZE if args.size is None and _uses_recipe(base, args, model.family)
+        else args.size,
+        lung_crop_margin=args.lung_crop_margin))
     split = base.split.replace(**pick(kind=args.split, test_fraction=args.test_fraction,
                                       val_fraction=args.val_fraction, seed=args.seed))
-    train = base.train.replace(**pick(
+    train = _train_base(base, args, model.family).replace(**pick(
         mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         augment=args.augment, rotation=args.rotation, hflip=args.hflip,
         feature_augment_copies=args.feature_augment_copies, early_stopping=args.early_stopping,
-        init_from_head=args.init_from_head, seed=args.seed))
+        init_from_head=args.init_from_head, freeze_batchnorm=args.freeze_batchnorm,
+        finetune_from=args.finetune_from, schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs, tta=args.tta, seed=args.seed))
+    if args.finetune_from == "all":  # every layer trains (None, which pick() would drop)
+        train = train.replace(finetune_from=None)
     return RunConfig(data=data, preprocess=preprocess, model=model, split=split, train=train)
+
+
+def _uses_recipe(base: RunConfig, args: argparse.Namespace, family: str) -> bool:
+    """Whether ``--mode finetune`` switches a MobileNetV2 head config to the fine-tune recipe."""
+    return (args.mode == "finetune" and base.train.mode != "finetune" and family == "mobilenetv2"
+            and not getattr(args, "published_finetune", False))
+
+
+def _train_base(base: RunConfig, args: argparse.Namespace, family: str) -> TrainConfig:
+    """The TrainConfig the flags apply to: switching a MobileNetV2 head config to ``--mode
+    finetune`` starts from :meth:`TrainConfig.finetune_recipe` (a head's learning rate is not a
+    fine-tune's; the recipe's input size is :data:`FINETUNE_RECIPE_SIZE` unless ``--size``),
+    or with ``--published-finetune`` from the published defaults."""
+    if _uses_recipe(base, args, family):
+        return TrainConfig.finetune_recipe(seed=base.train.seed)
+    if args.mode == "finetune" and base.train.mode != "finetune" and family == "mobilenetv2":
+        return TrainConfig(mode="finetune", seed=base.train.seed)  # --published-finetune
+    return base.train
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -122,7 +176,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"{exc.filename}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    fingerprint = scan(cfg.data.root, cfg.data.bacterial).for_task(cfg.data.task).fingerprint
+    from cxrlib.data.checks import check_trainable  # noqa: PLC0415
+
+    dataset = scan(cfg.data.root, cfg.data.bacterial).for_task(cfg.data.task)
+    check_trainable(dataset, cfg.data.task, cfg.split.kind, min_films=args.min_class_films,
+                    min_patients=args.min_class_patients)  # before any run folder exists
+    fingerprint = dataset.fingerprint
+    role = cluster_role(args)  # sets TF_CONFIG from --workers before TensorFlow is imported
+    if role is not None and not role.chief:
+        return train_worker(cfg, fingerprint, role, background=args.background)
+    if role is not None:
+        release_if_finished(cfg, fingerprint)
     if args.background:
         run = runner.start(cfg, fingerprint=fingerprint, restart=args.restart)
         status = run.status()
@@ -142,6 +206,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if leak.get("patients_on_several_sides") or leak.get("groups_on_several_sides"):
         warn(f"{leak.get('patients_on_several_sides')} patients and "
              f"{leak.get('groups_on_several_sides')} groups are on more than one side of the split")
+    from cxrlib.preprocessing.tensor_cache import cached_problems  # noqa: PLC0415
+
+    for film in cached_problems(dataset, cfg.preprocess) or []:  # decoding found what a scan cannot
+        warn(f"left out of training: {film['rel_path']}: {film['reason']}")
     if status.get("error"):
         print(f"error: {status['error']} (log: {run.log_path})", file=sys.stderr)
     return {"done": 0, "cancelled": EXIT_CANCELLED}.get(status.get("state"), EXIT_FAILED)

@@ -54,7 +54,22 @@ def gpus() -> list:
     return tf().config.list_physical_devices("GPU")
 
 
+@functools.lru_cache(maxsize=1)
 def distribution_strategy():
-    """MirroredStrategy over several GPUs, else the default strategy."""
+    """This process's ``tf.distribute`` strategy, made once (call it before any other TF op).
+
+    * ``TF_CONFIG`` naming several tasks (:func:`cxrlib.core.cluster.role`):
+      ``MultiWorkerMirroredStrategy`` (synchronous data parallelism across machines, collectives
+      over gRPC; every local GPU of each worker is a replica);
+    * otherwise several GPUs: ``MirroredStrategy``;
+    * otherwise (a CPU, or one GPU): the default strategy.
+
+    ``MultiWorkerMirroredStrategy`` must exist before TensorFlow runs its first operation, and
+    one process can only ever join one cluster: hence the cache.
+    """
+    from cxrlib.core.cluster import role  # noqa: PLC0415
+
     tf_ = tf()
+    if role() is not None:
+        return tf_.distribute.MultiWorkerMirroredStrategy()
     return tf_.distribute.MirroredStrategy() if len(gpus()) > 1 else tf_.distribute.get_strategy()

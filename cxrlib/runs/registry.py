@@ -56,17 +56,30 @@ class RunBusy(RuntimeError):
     """A run that is being trained right now cannot be deleted (cancel it first)."""
 
 
-def create_run(cfg: RunConfig, fingerprint: str) -> Run:
-    """Make the run folder with config.json (kept when it already exists) and return the Run."""
-    folder = paths.runs_dir() / run_id(cfg, fingerprint)
+def create_run(cfg: RunConfig, fingerprint: str, *, folder=None) -> Run:
+    """Make the run folder with config.json (kept when it already exists) and return the Run.
+
+    ``folder`` puts it elsewhere than the registry (a non-chief worker's scratch copy of a
+    multi-worker run, see :func:`worker_run`); its config.json still names the run's id.
+    """
+    rid = run_id(cfg, fingerprint)
+    folder = paths.runs_dir() / rid if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
     run = Run(folder)
     if not (folder / "config.json").exists():
         write_json_atomic(folder / "config.json", {
-            "run_id": run.id, "config": cfg.to_dict(), "fingerprint": fingerprint,
+            "run_id": rid, "config": cfg.to_dict(), "fingerprint": fingerprint,
             "classes": list(task_classes(cfg.data.task)), "created": now_iso(),
             "val_is_test": val_is_test(cfg.split)})
     return run
+
+
+def worker_run(cfg: RunConfig, fingerprint: str, index: int) -> Run:
+    """The scratch run folder of worker ``index`` (not the chief) of a multi-worker run:
+    ``models/workers/<run id>/worker-<index>/``, outside the registry (never listed). Its
+    status.json is that worker's own progress; the chief writes the run itself."""
+    folder = paths.workspace() / "models" / "workers" / run_id(cfg, fingerprint) / f"worker-{index}"
+    return create_run(cfg, fingerprint, folder=folder)
 
 
 def list_runs() -> list[Run]:

@@ -45,7 +45,8 @@ def dataset_fingerprint(cfg: RunConfig) -> str:
     return scan_dataset(cfg.data.root, bacterial=cfg.data.bacterial).for_task(cfg.data.task).fingerprint
 
 
-def start(cfg: RunConfig, *, fingerprint: str | None = None, restart: bool = True) -> Run:
+def start(cfg: RunConfig, *, fingerprint: str | None = None, restart: bool = True,
+          run: Run | None = None) -> Run:
     """Return the run of ``cfg``, starting a background training process only when needed.
 
     Args:
@@ -53,12 +54,13 @@ def start(cfg: RunConfig, *, fingerprint: str | None = None, restart: bool = Tru
         fingerprint: the dataset fingerprint when the caller already has it (saves a scan).
         restart: restart a failed or cancelled run (from scratch; the trainer may resume from
             ``best.keras``). When False such a run is returned as it is.
+        run: the run folder when it is not the registry's (a worker's scratch copy).
 
     Returns:
         The :class:`Run`: done, running (attached), or freshly queued.
     """
     fingerprint = fingerprint or dataset_fingerprint(cfg)
-    run = create_run(cfg, fingerprint)
+    run = run or create_run(cfg, fingerprint)
     if run.raw_status().get("state") == "done":
         return run  # the cache hit: no lock, no process, no TensorFlow
     with RunLock(run.folder / "start.lock"):
@@ -167,7 +169,8 @@ def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | Non
         except Exception as exc:  # the run records any failure; the process reports it
             traceback.print_exc()
             run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}",
-                             traceback=traceback.format_exc(limit=20), finished=now_iso())
+                             traceback=traceback.format_exc(limit=20), finished=now_iso(),
+                             resumable=run.has_checkpoint())
             return 1
         state = run.raw_status().get("state")
         if state not in TERMINAL_STATES:
@@ -182,7 +185,7 @@ def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | Non
 
 def train_foreground(cfg: RunConfig, *, fingerprint: str | None = None,
                      on_status: Callable[[dict[str, Any]], None] | None = None,
-                     poll_s: float = 0.5) -> Run:
+                     poll_s: float = 0.5, run: Run | None = None) -> Run:
     """Train ``cfg`` in this process (the CLI without ``--background``), reporting progress.
 
     A done run is returned at once and a run trained elsewhere is followed to its end, so this
@@ -193,9 +196,10 @@ def train_foreground(cfg: RunConfig, *, fingerprint: str | None = None,
         fingerprint: the dataset fingerprint when already known.
         on_status: called with the status about every ``poll_s`` seconds and at the end.
         poll_s: progress polling period.
+        run: the run folder when it is not the registry's (a worker's scratch copy).
     """
     fingerprint = fingerprint or dataset_fingerprint(cfg)
-    run = create_run(cfg, fingerprint)
+    run = run or create_run(cfg, fingerprint)
     lock = RunLock(run.lock_path)
     with RunLock(run.folder / "start.lock"):
         if not _claimed(run):

@@ -16,10 +16,21 @@ dataset, splits it and loads the preprocessed tensors (:mod:`cxrlib.training.dat
   ``init_from_head`` the model starts from the trained weights of the matching head run
   (:func:`head_run_config`; trained first, as a run of its own, when it does not exist yet).
 
-Both keep the weights of the best validation loss, reduce the learning rate on plateau
-(factor 0.3, patience 2), optionally stop early, write throttled progress into status.json and
-check ``cancel_check()`` after every batch (fine-tune) or every epoch (head mode)
-(:mod:`cxrlib.training.callbacks`). The small CNN's loss is the class-weighted cross-entropy
+The fine-tune recipe (:meth:`cxrlib.core.config.TrainConfig.finetune_recipe`): which layers
+train and BatchNorm in inference mode (:func:`cxrlib.training.finetune.prepare_finetune`), and
+the learning-rate schedule (:func:`cxrlib.training.finetune.schedule_callbacks`: plateau, as
+published, or warm-up + cosine). Both modes keep the weights of the best validation loss,
+optionally stop early, write throttled progress into status.json and check ``cancel_check()``
+after every batch (fine-tune) or every epoch (head mode) (:mod:`cxrlib.training.callbacks`).
+With ``TrainConfig.tta`` the test predictions average shifted / scaled views
+(:mod:`cxrlib.models.tta`).
+
+Devices: head mode runs on one device (its head trains in seconds on cached features). Fine-
+tuning runs under :func:`cxrlib.core.tfsetup.distribution_strategy`: one device through
+``model.fit``; several GPUs or several machines (``TF_CONFIG``) through
+:func:`cxrlib.training.replicated_fit.fit_replicated`, the chief alone writing the run
+(:mod:`cxrlib.training.distribute`). Mixed precision and XLA only on a GPU (XLA was 4.5x
+slower on the 2-core CPU). The small CNN's loss is the class-weighted cross-entropy
 (:func:`cxrlib.models.class_weights` as sample weights on Keras's standard loss).
 """
 from __future__ import annotations
@@ -33,8 +44,9 @@ import numpy as np
 from cxrlib.core.classes import task_classes
 from cxrlib.core.config import RunConfig, TrainConfig
 from cxrlib.core.tfsetup import TF_ENV
-from cxrlib.training.callbacks import STATUS_INTERVAL_S, Cancelled, progress_callback, resume
+from cxrlib.training.callbacks import STATUS_INTERVAL_S, Cancelled, progress_callback
 from cxrlib.training.data import DatasetChanged, load_training_data
+from cxrlib.training.distribute import is_chief
 from cxrlib.training.head_fit import fit_head_compiled
 
 #: Environment the training process sets before TensorFlow is imported (see cxrlib.core.tfsetup).
@@ -87,6 +99,7 @@ class _Training:
         self.cancel_check = cancel_check
         self.t0 = time.perf_counter()
         self.info: dict = {}
+        self.chief = is_chief()  # only the chief writes the run's files (see .distribute)
 
     def lap(self, phase: str) -> None:
         """Record the seconds since the previous lap under ``metrics["timings"][phase]``."""
@@ -99,11 +112,14 @@ class _Training:
         self.run_.write_status(**fields)
 
     def run(self) -> None:
-        from cxrlib.core.tfsetup import distribution_strategy, gpus, keras
+        from cxrlib.core.tfsetup import gpus, keras
 
         cfg = self.cfg
         self.status(state="running", message="reading the dataset", error=None,
                     epoch=0, epochs=cfg.train.epochs, step=0, steps=0, eta_s=None)
+        strategy = self._strategy()  # before any other TensorFlow op (multi-worker needs it)
+        if not self._cluster_go(strategy):
+            return
         keras().utils.set_random_seed(cfg.train.seed)  # the one place seeds are set
         if gpus():
             keras().mixed_precision.set_global_policy("mixed_float16")
@@ -119,7 +135,7 @@ class _Training:
             self.idx["val"] = self.idx["test"]
         if not len(self.idx["train"]) or not len(self.idx["test"]):
             raise ValueError("the split left no training or no test images")
-        with distribution_strategy().scope():
+        with strategy.scope():
             from cxrlib.models import build_model  # noqa: PLC0415
 
             self.model = build_model(cfg.model, self.classes, cfg.preprocess.size)
@@ -132,6 +148,28 @@ class _Training:
                     self._start_from_head_run()
                 probs = self._fit_full(self.data.images)
         self._finish(probs)
+
+    def _strategy(self):
+        """One device for head mode; :func:`distribution_strategy` for fine-tuning."""
+        from cxrlib.core.cluster import role  # noqa: PLC0415
+        from cxrlib.core.tfsetup import distribution_strategy, tf  # noqa: PLC0415
+
+        if self.cfg.model.family in HEAD_FAMILIES and self.cfg.train.mode == "head":
+            if role() is not None:
+                raise ValueError("head mode trains on one machine (seconds on cached features); "
+                                 "several workers are for --mode finetune")
+            return tf().distribute.get_strategy()
+        return distribution_strategy()
+
+    def _cluster_go(self, strategy) -> bool:
+        """In a cluster, the chief's word that there is something to train (see .distribute)."""
+        from cxrlib.core.cluster import role  # noqa: PLC0415
+        from cxrlib.training.distribute import handshake  # noqa: PLC0415
+
+        if role() is None or handshake(strategy, proceed=True):
+            return True
+        self.status(state="done", message="nothing to train: the chief's run was finished")
+        return False
 
     def _progress(self, what: str):
         last = [0.0]
@@ -147,12 +185,14 @@ class _Training:
 
     # -- fitting ------------------------------------------------------------------------------
     def _compile(self, model, lr: float):
-        from cxrlib.core.tfsetup import keras  # noqa: PLC0415
+        from cxrlib.core.tfsetup import gpus, keras  # noqa: PLC0415
 
         k = keras()
-        # The loss object (not the string) so the compiled head loop can call it too.
+        # The loss object (not the string) so the compiled head loop can call it too. XLA on a
+        # GPU only: on the 2-core CPU it was 4.5x slower (../shared/NOTES.md).
         model.compile(optimizer=k.optimizers.Adam(lr), loss=k.losses.CategoricalCrossentropy(),
-                      metrics=[k.metrics.CategoricalAccuracy(name="accuracy")])
+                      metrics=[k.metrics.CategoricalAccuracy(name="accuracy")],
+                      jit_compile=bool(gpus()))
 
     def _class_weight(self) -> np.ndarray | None:
         """The small CNN's class weights (published rule) from the training films, else None."""
@@ -168,12 +208,12 @@ class _Training:
     def _callbacks(self, model, steps: int, record: bool, checkpoint: bool, initial_epoch=0,
                    best=math.inf, per_batch=True):
         from cxrlib.core.tfsetup import keras  # noqa: PLC0415
+        from cxrlib.training.finetune import schedule_callbacks  # noqa: PLC0415
 
-        tcfg = self.cfg.train
+        tcfg = self.cfg.train  # head mode: schedule is always "plateau" (canonical config)
         progress = progress_callback(per_batch)(self, model, steps, record, checkpoint,
                                                 initial_epoch, best)
-        cbs = [progress, keras().callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2,
-                                                              verbose=0)]
+        cbs = [progress, *schedule_callbacks(tcfg, steps)]
         if tcfg.early_stopping:
             cbs.append(keras().callbacks.EarlyStopping("val_loss", patience=tcfg.early_stopping))
         return progress, cbs
@@ -223,48 +263,32 @@ class _Training:
         return head.predict(fs.features[0][self.idx["test"]], batch_size=256, verbose=0)
 
     def _start_from_head_run(self) -> None:
-        """Load the trained weights of the matching head run (training it first if needed)."""
-        from cxrlib.runs import runner  # noqa: PLC0415
+        from cxrlib.training.full_fit import start_from_head_run  # noqa: PLC0415
 
-        head_cfg = head_run_config(self.cfg)
-        self.status(message="training the head first (init from head)")
-        head_run = runner.train_foreground(head_cfg, fingerprint=self.data.fingerprint)
-        state = head_run.status().get("state")
-        if state != "done":
-            raise RuntimeError(f"the head run {head_run.id} to start from ended {state}: "
-                               f"{head_run.status().get('error') or ''}".strip())
-        self.model.load_weights(head_run.model_path)
-        self.info["init_from_head_run"] = head_run.id
-        self.lap("init_from_head")
+        start_from_head_run(self, head_run_config(self.cfg))
 
-    def _fit_full(self, images) -> np.ndarray:
-        from cxrlib.models.inference import predict  # noqa: PLC0415
-        from cxrlib.training.input_pipeline import input_pipeline  # noqa: PLC0415
+    def _fit_full(self, images) -> np.ndarray | None:
+        from cxrlib.training.full_fit import fit_trainable_layers  # noqa: PLC0415
 
-        tcfg = self.cfg.train
-        model = self.model
-        model.trainable = True
-        self._compile(model, tcfg.learning_rate)
-        initial_epoch, best = resume(self, model)
-        weight = self._class_weight()
-        train_ds = input_pipeline(images, self.idx["train"], self.onehot, tcfg, training=True,
-                                  class_weight=weight)
-        val_ds = input_pipeline(images, self.idx["val"], self.onehot, tcfg, training=False,
-                                class_weight=weight)
-        steps = math.ceil(len(self.idx["train"]) / tcfg.batch_size)
-        progress, cbs = self._callbacks(model, steps, True, True, initial_epoch, best)
-        self.status(message="training all layers")
-        if initial_epoch < tcfg.epochs:
-            model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs, verbose=0,
-                      initial_epoch=initial_epoch, callbacks=cbs, shuffle=False)
-        progress.restore_best()
-        self.lap("fit_all")
-        return predict(model, images[self.idx["test"]], batch_size=tcfg.batch_size)
+        return fit_trainable_layers(self, images)
 
     # -- results ------------------------------------------------------------------------------
-    def _finish(self, probs: np.ndarray) -> None:
+    def _finish(self, probs: np.ndarray | None) -> None:
         from cxrlib.training.results import write_results  # noqa: PLC0415
 
+        if not self.chief:  # another worker: saves as the chief does (collectives), then drops it
+            from cxrlib.training.distribute import discard_scratch_model  # noqa: PLC0415
+
+            self.run_.save_model(self.model)
+            discard_scratch_model(self.run_)
+            self.status(state="done", message="done (worker: the chief wrote the run)", eta_s=0)
+            return
+        tta = self.cfg.train.tta
+        if tta != "none":
+            from cxrlib.models.tta import predict_tta  # noqa: PLC0415
+
+            self.status(message=f"test-time augmentation ({tta})")
+            probs = predict_tta(self.model, self.data.images[self.idx["test"]], tta)
         self.status(message="writing results")
         self.lap("predict")
         self.run_.save_model(self.model)

@@ -4,15 +4,27 @@ from __future__ import annotations
 import numpy as np
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the ``n`` training films in ``epoch``: a permutation drawn from
+    ``np.random.default_rng([seed, epoch])`` alone, so every process (a worker of a cluster, a
+    resumed run) sees the same order for the same epoch."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
 def input_pipeline(images: np.ndarray, idx: np.ndarray, onehot: np.ndarray, tcfg, *,
-                   training: bool, class_weight: np.ndarray | None = None):
+                   training: bool, class_weight: np.ndarray | None = None,
+                   epochs: range | None = None):
     """``tf.data`` pipeline of grey uint8 films -> (float32 (B, S, S, 3) in [0, 1], one-hot).
 
-    Training: shuffled each epoch (seeded), batched, then random rotation (``tcfg.rotation`` of a
-    full turn, reflected borders) and horizontal flip when ``tcfg.augment``, on the whole batch;
-    always prefetched. With ``class_weight`` (one weight per class) every film also carries the
-    weight of its class as a sample weight, for the class-weighted loss (training and validation
-    alike, so the validation loss that picks the best epoch is weighted the same way).
+    Training: for every epoch of ``epochs`` (default: one, epoch 0) the films in the order
+    :func:`epoch_order`, cut into batches of ``tcfg.batch_size`` (the last one of an epoch
+    smaller; batches never span two epochs), so the dataset holds ``len(epochs)`` epochs one
+    after the other (iterate it once, ``steps_per_epoch`` batches an epoch). Then random rotation
+    (``tcfg.rotation`` of a full turn, reflected borders) and horizontal flip when
+    ``tcfg.augment``, on the whole batch; always prefetched. With ``class_weight`` (one weight per
+    class) every film also carries the weight of its class as a sample weight, for the
+    class-weighted loss (training and validation alike, so the validation loss that picks the
+    best epoch is weighted the same way).
     """
     from cxrlib.core.tfsetup import tf as _tf
 
@@ -22,10 +34,18 @@ def input_pipeline(images: np.ndarray, idx: np.ndarray, onehot: np.ndarray, tcfg
     parts = (np.asarray(images[idx]), onehot[idx])
     if class_weight is not None:
         parts += (np.asarray(class_weight, np.float32)[onehot[idx].argmax(1)],)
-    ds = tf.data.Dataset.from_tensor_slices(parts)
+    bs = int(tcfg.batch_size)
     if training:
-        ds = ds.shuffle(len(idx), seed=tcfg.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(tcfg.batch_size)
+        epochs = range(1) if epochs is None else epochs
+        table = tuple(tf.constant(p) for p in parts)
+        orders = np.stack([epoch_order(len(idx), tcfg.seed, e) for e in epochs]).astype(np.int64)
+        batches = len(epochs) * -(-len(idx) // bs)  # flat_map hides the count: state it
+        ds = (tf.data.Dataset.from_tensor_slices(orders)
+              .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(bs))
+              .apply(tf.data.experimental.assert_cardinality(batches))
+              .map(lambda rows: tuple(tf.gather(t, rows) for t in table)))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(parts).batch(bs)
     layers = []
     if training and tcfg.augment:
         if tcfg.rotation > 0:
@@ -41,5 +61,12 @@ def input_pipeline(images: np.ndarray, idx: np.ndarray, onehot: np.ndarray, tcfg
             x = layer(x, training=True)
         return (tf.repeat(x, 3, axis=-1), *rest)
 
-    return ds.map(to_input, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # Several workers: tf.data auto-sharding by element (batches, after the distribution
+    # rebatches each global batch into the replicas' shares); in-memory arrays have no files to
+    # shard by. Every worker shuffles and augments identically (same seeds), so the shares
+    # together are exactly the single-process global batch. No effect on one device.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.map(to_input, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(options)
 
