@@ -27,9 +27,25 @@ def cache_dir(kind: str) -> Path:
     return workspace() / "models" / "cache" / kind
 
 
+SAMPLE_DIR = PROJECT_ROOT / "samples" / "cxr3-sample"
+"""The bundled real sample: 120 redistributable films of cxr3 (40 a class; see its README.txt
+for the attribution that travels with it)."""
+
+
 def default_data_dir() -> Path:
-    """The dataset folder the app opens first: ``CXR_DATA_DIR`` or the project's ``data/``."""
-    return Path(os.environ.get("CXR_DATA_DIR") or PROJECT_ROOT / "data")
+    """The dataset folder the app opens first.
+
+    ``CXR_DATA_DIR`` when set; else the project's ``data/`` when something was put there; else
+    the bundled real sample (:data:`SAMPLE_DIR`), so a fresh machine opens on real films.
+    """
+    if os.environ.get("CXR_DATA_DIR"):
+        return Path(os.environ["CXR_DATA_DIR"])
+    data = PROJECT_ROOT / "data"
+    try:
+        used = any(not p.name.startswith(".") and p.name != "README.md" for p in data.iterdir())
+    except OSError:
+        used = False
+    return data if used or not SAMPLE_DIR.is_dir() else SAMPLE_DIR
 
 
 def keras_home() -> Path:
