@@ -7,13 +7,14 @@ st.set_page_config(page_title="CXR Explorer", page_icon="🩻", layout="wide")
 svc.init_state()
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:"),
-    st.Page("pages/preprocessing.py", title="Preprocessing", icon=":material/tune:"),
-    st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:"),
-    st.Page("pages/explain.py", title="Explain", icon=":material/visibility:"),
-    st.Page("pages/audit.py", title="Audit", icon=":material/policy:"),
+    st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("views/dataset.py", title="Dataset", icon=":material/photo_library:"),
+    st.Page("views/preprocessing.py", title="Preprocessing", icon=":material/tune:"),
+    st.Page("views/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("views/evaluation.py", title="Evaluation", icon=":material/analytics:"),
+    st.Page("views/explain.py", title="Explain", icon=":material/visibility:"),
+    st.Page("views/audit.py", title="Audit", icon=":material/policy:"),
+    st.Page("views/review.py", title="Review", icon=":material/rate_review:"),
 ]
 page = st.navigation(pages)
 

@@ -16,20 +16,40 @@ def test_predictions(run):
     return preds[preds["split"] == "test"].reset_index(drop=True) if "split" in preds else preds
 
 
-@st.cache_data(max_entries=16, show_spinner="Evaluating…")
-def _evaluation(stamp: str, run_id: str, threshold: float | None) -> dict[str, Any]:
+@st.cache_data(max_entries=16, show_spinner="Computing the curves…")
+def _curves(stamp: str, run_id: str) -> dict[str, Any]:
+    """ROC, PR and calibration: they do not depend on the decision threshold."""
     run = get_run(run_id)
     classes = list(run.classes)
-    y, probs, patients = ev.from_predictions(test_predictions(run), classes)
-    return {"eval": ev.evaluate(y, probs, classes, patients, threshold=threshold),
-            "roc": ev.roc_curves(y, probs, classes),
-            "pr": ev.pr_curves(y, probs, classes),
+    y, probs, _ = ev.from_predictions(test_predictions(run), classes)
+    return {"roc": ev.roc_curves(y, probs, classes), "pr": ev.pr_curves(y, probs, classes),
             "calibration": ev.calibration(y, probs, classes=classes)}
 
 
+@st.cache_data(max_entries=64, show_spinner="Evaluating…")
+def _point(stamp: str, run_id: str, threshold: float | None) -> dict[str, Any]:
+    run = get_run(run_id)
+    classes = list(run.classes)
+    y, probs, patients = ev.from_predictions(test_predictions(run), classes)
+    return ev.evaluate(y, probs, classes, patients, threshold=threshold)
+
+
 def evaluation(run, threshold: float | None = None) -> dict[str, Any]:
-    """Point metrics, ROC, PR and calibration of a run's test split (cached per run)."""
-    return _evaluation(run_stamp(run), run.id, threshold)
+    """Point metrics (``eval``, at ``threshold``), ROC, PR and calibration of a run's test split.
+
+    Cached per run; moving the threshold recomputes the point metrics only, never the curves.
+    """
+    return {"eval": _point(run_stamp(run), run.id, threshold), **_curves(run_stamp(run), run.id)}
+
+
+def predictive_values(run, threshold: float | None, target: str, prevalence: float) -> dict[str, Any]:
+    """PPV and NPV of ``target`` against the rest at a prevalence the user sets."""
+    return ev.predictive_values(evaluation(run, threshold)["eval"], target, prevalence)
+
+
+def sample_records(run, threshold: float | None = None):
+    """One row per test film for the sample grid, most confident errors first."""
+    return ev.sample_records(test_predictions(run), list(run.classes), threshold=threshold)
 
 
 @st.cache_data(max_entries=16, show_spinner="Bootstrapping confidence intervals…")
@@ -43,6 +63,17 @@ def _bootstrap(stamp: str, run_id: str, n_boot: int, threshold: float | None) ->
 def bootstrap(run, n_boot: int = 1000, threshold: float | None = None) -> dict[str, Any]:
     """95 % bootstrap CIs (patients resampled when ids are known), cached per run."""
     return _bootstrap(run_stamp(run), run.id, n_boot, threshold)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _model_file(stamp: str, path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def model_file(run) -> bytes:
+    """The bytes of a run's ``best.keras`` (for a download button; cached per run state)."""
+    return _model_file(run_stamp(run), str(run.model_path))
 
 
 def report_table(ev: dict[str, Any]):

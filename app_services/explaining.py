@@ -9,7 +9,9 @@ from cxrlib.core.config import ExplainConfig, PreprocessConfig
 
 from cxrlib import explain
 from cxrlib import preprocessing as pre
+from cxrlib.data import imageio
 
+from .lungs import input_box, predicted_lungs
 from .runs import get_run, model, run_stamp
 
 
@@ -24,6 +26,29 @@ def cam_layers(run) -> tuple[list[str], str]:
     return _layers(run_stamp(run), run.id)
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _method_layers(stamp: str, run_id: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    m = model(get_run(run_id))
+    return {name: (explain.method_default_layer(name, m), tuple(explain.method_layers(name, m)))
+            for name in explain.CAM_METHODS}
+
+
+def method_layers(run) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Per registered CAM method: its default layer on the run's model and the layers it is
+    valid on (those whose activations are what it needs)."""
+    return _method_layers(run_stamp(run), run.id)
+
+
+def cam_methods() -> list[str]:
+    """Registered CAM method names, in the registry's order (for method lists)."""
+    return list(explain.CAM_METHODS)
+
+
+def method_label(name: str) -> str:
+    """The readable name of a CAM method (``"gradcam++"`` -> ``"Grad-CAM++"``)."""
+    return explain.method_label(name)
+
+
 @st.cache_resource(max_entries=6, show_spinner="Building the explanation model…")
 def _cam(stamp: str, run_id: str, method: str, layer: str):
     return explain.get_cam(method, model(get_run(run_id)), layer)
@@ -31,7 +56,8 @@ def _cam(stamp: str, run_id: str, method: str, layer: str):
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _model_input(film_key: str, cfg_key: str, _pixels, _cfg: PreprocessConfig):
-    return pre.to_model_input(pre.preprocess_film(_pixels, _cfg)[None])
+    seg = predicted_lungs(film_key, _pixels) if pre.crops_to_lungs(_cfg) else None
+    return pre.to_model_input(pre.preprocess_film(_pixels, _cfg, segmentation=seg)[None])
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing the heatmap…")
@@ -39,8 +65,9 @@ def _heatmap(stamp: str, film_key: str, method: str, layer: str, target: int | N
              _run, _pixels) -> dict[str, Any]:
     cfg = _run.config.preprocess
     x = _model_input(film_key, cfg.hash(), _pixels, cfg)
-    heatmaps, probs = _cam(stamp, _run.id, method, layer)(x, target)
-    return {"heatmap": heatmaps[0], "probs": probs[0]}
+    result = _cam(stamp, _run.id, method, layer).explain(x, target)
+    return {"heatmap": result.heatmaps[0], "probs": result.probs[0], "layer": result.layer,
+            "flat": bool(result.flat[0]), "layer_valid": result.layer_valid}
 
 
 @st.cache_data(max_entries=64, show_spinner="Measuring faithfulness (deletion test)…")
@@ -55,29 +82,90 @@ def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: boo
     """Heatmap, probabilities, overlay (at the film's size) and deletion test of one film.
 
     Cached on the run, the film's content key and the CAM settings; alpha, colormap and contour
-    only redraw the overlay.
+    only redraw the overlay. ``layer`` is the layer explained (``cfg.layer`` or the method's
+    default); ``flat`` says the map has no contrast: then there is no overlay to draw (the film
+    itself is returned), no deletion test (``faithfulness`` None), and ``valid_layer`` is the
+    method's default layer, one where it is valid. ``box`` is the part of the film the model
+    saw (the lung crop's box, or the whole film): the heatmap is drawn over it only.
     """
     stamp = run_stamp(run)
-    layer = cfg.layer or cam_layers(run)[1]
+    default, _ = method_layers(run)[cfg.method]
+    layer = cfg.layer or default
     res = dict(_heatmap(stamp, film_key, cfg.method, layer, cfg.target, run, pixels))
-    res["overlay"] = explain.overlay(pixels, res["heatmap"], alpha=cfg.alpha,
-                                            colormap=cfg.colormap, contour=cfg.contour)
+    res["valid_layer"] = default
+    res["box"] = input_box(run.config.preprocess, pixels, film_key)
+    res["overlay"] = pixels if res["flat"] else explain.overlay(
+        pixels, res["heatmap"], alpha=cfg.alpha, colormap=cfg.colormap, contour=cfg.contour,
+        box=res["box"])
     if faithful:
-        res["faithfulness"] = _faithfulness(stamp, film_key, cfg.method, layer, cfg.target, run,
-                                            pixels, res["heatmap"])
+        res["faithfulness"] = None if res["flat"] else _faithfulness(
+            stamp, film_key, cfg.method, layer, cfg.target, run, pixels, res["heatmap"])
     return res
 
 
-def explain_ui(layers: list[str], default_layer: str, classes: list[str]) -> ExplainConfig:
-    """Widgets for a CAM explanation; returns an :class:`ExplainConfig`."""
+def _use_layer(layer: str | None) -> None:
+    st.session_state["ex_layer"] = DEFAULT_LAYER if layer is None else layer
+
+
+def flat_map_notice(container, cfg: ExplainConfig, res: dict[str, Any]) -> None:
+    """Say that the map is flat (and not an explanation), and offer the method's valid layer."""
+    label = explain.method_label(cfg.method)
+    why = ("" if res["layer_valid"] else f" {label} needs non-negative activations, and "
+           f"{res['layer']}'s activations can be negative.")
+    container.warning(f"{label} gives a flat map on {res['layer']} for this film: nothing to draw, "
+                      f"so no heatmap is shown.{why}", icon=":material/blur_off:")
+    if res["valid_layer"] != res["layer"]:
+        container.button(f"Explain {res['valid_layer']} instead", key="ex_use_valid_layer",
+                         on_click=_use_layer, args=(None,), icon=":material/layers:")
+
+
+def explain_refusal(film) -> str | None:
+    """Why a film cannot be explained, or None: a film under the minimum side is too small to
+    classify (the rule the dataset scan applies, :func:`cxrlib.data.imageio.check_min_side`)."""
+    try:
+        imageio.check_min_side(film.meta, imageio.min_film_side(), "")
+    except imageio.ImageReadError as exc:
+        return exc.reason
+    return None
+
+
+PREDICTED = "the predicted class"
+DEFAULT_LAYER = "the method's default layer"
+
+
+def explain_ui(layers: list[str], default_layer: str, classes: list[str],
+               methods: dict[str, tuple[str, tuple[str, ...]]] | None = None) -> ExplainConfig:
+    """Widgets for a CAM explanation; returns an :class:`ExplainConfig`.
+
+    With ``methods`` (:func:`method_layers`), the layer box starts on each method's own default
+    layer and marks the layers a method is not valid on.
+    """
     c1, c2, c3 = st.columns(3)
-    method = c1.selectbox("Method", list(explain.CAM_METHODS), key="ex_method",
-                          persist_state="session")
-    layer = c2.selectbox("Layer", layers, index=layers.index(default_layer)
-                         if default_layer in layers else len(layers) - 1, key="ex_layer",
-                         help=f"Default: {default_layer}")
-    target = c3.selectbox("Explain class", [None, *range(len(classes))], key="ex_target",
-                          format_func=lambda i: "the predicted class" if i is None else classes[i])
+    method = c1.selectbox("Method", cam_methods(), key="ex_method", persist_state="session",
+                          format_func=method_label)
+    if methods is None:
+        layer = c2.selectbox("Layer", layers, index=layers.index(default_layer)
+                             if default_layer in layers else len(layers) - 1, key="ex_layer",
+                             help=f"Default: {default_layer}")
+    else:
+        own, valid = methods[method]
+        needs = explain.CAM_METHODS[method].activations == explain.NON_NEGATIVE
+        # Labels must not depend on the method: the browser keeps showing a chosen option's old
+        # label when only the labels change, so the default layer is named in the help and caption.
+        choice = c2.selectbox(
+            "Layer", [DEFAULT_LAYER, *layers], key="ex_layer",
+            help=f"{method_label(method)} " + ("needs non-negative activations (after a ReLU): "
+                                               f"valid on {len(valid)} of {len(layers)} layers"
+                                               if needs else "takes signed activations")
+                 + f"; its default layer here is {own}.")
+        if choice != DEFAULT_LAYER and choice not in valid:
+            c2.caption(f":orange[{choice} has signed activations; {method_label(method)} assumes "
+                       f"non-negative ones, so its map may be flat or mislead. Valid: {own}.]")
+        layer = None if choice == DEFAULT_LAYER else choice
+    # Options are plain strings: a None option serialises as "no selection", so after a rerun
+    # the box would read "Choose an option" instead of the predicted class.
+    choice = c3.selectbox("Explain class", [PREDICTED, *classes], key="ex_target")
+    target = None if choice == PREDICTED else list(classes).index(choice)
     alpha = c1.slider("Heatmap opacity (alpha)", 0.0, 1.0, 0.4, 0.05, key="ex_alpha",
                       persist_state="session")
     cmap = c2.selectbox("Colormap", list(explain.COLORMAPS), key="ex_cmap", persist_state="session")

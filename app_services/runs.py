@@ -6,8 +6,8 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.core.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig, SplitConfig,
-                           TrainConfig)
+from cxrlib.core.config import (FINETUNE_RECIPE_SIZE, DataConfig, ModelConfig, PreprocessConfig,
+                                RunConfig, SplitConfig, TrainConfig)
 
 from cxrlib.runs import registry
 
@@ -82,7 +82,7 @@ def current_run_ui(status: DataStatus) -> None:
         st.session_state[RUN_ID] = None
         return
     runs = [r for r in dataset_runs(status.dataset, status.dataset.task)
-            if (safe(r.status, {}) or {}).get("state") == "done"]
+            if (safe(r.status, {}) or {}).get("state") == "done" and r.problem() is None]
     if not runs:
         st.session_state[RUN_ID] = None
         st.caption("No finished run on this dataset and task yet: start one on Training.")
@@ -100,7 +100,7 @@ def require_run():
     if run is None:
         st.info("No finished run for this dataset and task yet. Train one on the Training page, "
                 "then pick it as the current run in the sidebar.", icon=":material/model_training:")
-        st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")
+        st.page_link("views/training.py", label="Go to Training", icon=":material/model_training:")
         st.stop()
     return run
 
@@ -115,11 +115,17 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
     left, right = st.columns(2)
     family = left.selectbox("Model family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get,
                             key="tr_family", persist_state="session")
-    modes = ["head", "finetune"] if family != "small_cnn" else ["finetune"]
+    modes = {"mobilenetv2": ["head", "recipe", "finetune"], "tiny": ["head", "finetune"],
+             "small_cnn": ["finetune"]}[family]
     mode = left.radio("Mode", modes, horizontal=True, key=f"tr_mode_{family}",
                       persist_state="session",
                       format_func={"head": "head only (backbone frozen, fast)",
-                                   "finetune": "fine-tune all layers (published)"}.get)
+                                   "recipe": "fine-tune recipe (from the head, top blocks)",
+                                   "finetune": "fine-tune all layers (published)"}.get,
+                      help="The recipe starts from the trained head and fine-tunes from "
+                           "block_13 up at 288 px with a warm-up and cosine decay "
+                           "(TrainConfig.finetune_recipe, chosen on validation); its epochs and "
+                           "learning rate are the recipe's.")
     weights = "imagenet"
     if family == "mobilenetv2":
         weights = left.radio("Backbone weights", ["imagenet", "random"], horizontal=True,
@@ -150,25 +156,58 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
             # Fast, and grey films as they are: the tiny backbone's fixed standardisation is
             # measured on unprocessed films (white balance would put its features off-scale).
             preprocess = PreprocessConfig(steps=(), size=96)
+        elif mode == "recipe":
+            preprocess = preprocess.replace(size=FINETUNE_RECIPE_SIZE)
     try:
+        if mode == "recipe":
+            train = TrainConfig.finetune_recipe(batch_size=int(batch), augment=augment, seed=int(seed))
+        else:
+            train = TrainConfig(mode=mode, epochs=int(epochs), batch_size=int(batch),
+                                learning_rate=float(lr), augment=augment,
+                                early_stopping=int(patience) or None, seed=int(seed))
         return RunConfig(
             data=data, preprocess=preprocess,
             model=ModelConfig(family=family, weights=weights),
             split=SplitConfig(kind=split, test_fraction=test_f, val_fraction=val_f, seed=int(seed)),
-            train=TrainConfig(mode=mode, epochs=int(epochs), batch_size=int(batch),
-                              learning_rate=float(lr), augment=augment,
-                              early_stopping=int(patience) or None, seed=int(seed)))
+            train=train)
     except ValueError as exc:
         st.error(f"These settings are not valid: {exc}")
         return None
 
 
+def find_run(cfg: RunConfig, fingerprint: str):
+    """The run of this exact configuration on this dataset, or None when it was never made."""
+    return registry.find_run(cfg, fingerprint)
+
+
+def start_run(cfg: RunConfig, fingerprint: str):
+    """Start (or attach to, or return the finished) run of ``cfg`` in a background process."""
+    from cxrlib.runs import runner  # noqa: PLC0415
+
+    return runner.start(cfg, fingerprint=fingerprint)
+
+
+def cancel_run(run) -> None:
+    """Ask a run to stop and return at once; a background thread escalates to SIGTERM/SIGKILL
+    if the training process does not stop by itself (the page never waits for it)."""
+    import threading  # noqa: PLC0415
+
+    from cxrlib.runs import runner  # noqa: PLC0415
+
+    run.request_cancel()
+    threading.Thread(target=runner.cancel, args=(run.id,), kwargs={"grace_s": 15.0},
+                     name=f"cancel-{run.id}", daemon=True).start()
+
+
 def runs_table(runs: list):
-    """One row per run (``cxrlib.runs.registry.headline``), newest first."""
+    """One row per run (``cxrlib.runs.registry.headline``, which never raises: a damaged run is
+    a ``broken`` row naming its damaged file), newest first; ``problem`` is empty for sound runs."""
     import pandas as pd
 
-    rows = [safe(lambda r=r: registry.headline(r)) for r in runs]
-    return pd.DataFrame([r for r in rows if r])
+    table = pd.DataFrame([registry.headline(r) for r in runs])
+    if "problem" in table:
+        table["problem"] = table["problem"].fillna("")
+    return table
 
 
 def progress_text(status: dict[str, Any]) -> tuple[float, str]:
@@ -218,3 +257,53 @@ def leakage_text(run, leak: dict[str, Any]) -> str:
     return (f"Run `{run.id[:8]}`: its split puts {' and '.join(parts)} on more than one side "
             f"(e.g. {examples}). Its test metrics are optimistic: the model has seen these "
             "patients in training. Use the grouped split.")
+
+
+def damaged_runs() -> list[tuple[Any, Any]]:
+    """Runs of the registry with a damaged file, as ``(run, RunFileError)`` pairs.
+
+    All of the registry's, not one dataset's: a run whose config.json is damaged cannot say
+    which dataset it was made on.
+    """
+    found = []
+    for run in registry.list_runs():
+        damage = run.damage()
+        if damage is not None:
+            found.append((run, damage))
+    return found
+
+
+def runs_to_list(ds, task: str) -> list:
+    """The Training page's table: this dataset's runs of ``task``, then every damaged run."""
+    runs = dataset_runs(ds, task)
+    return runs + [r for r, _ in damaged_runs() if r not in runs]
+
+
+def delete_run(run_id: str) -> None:
+    """Button callback: delete a finished, failed, cancelled or damaged run; a refusal (a run
+    that is training) is kept in the session for the page to show."""
+    try:
+        registry.delete_run(registry.get_run(run_id))
+        st.session_state.pop("delete_error", None)
+    except (registry.RunBusy, registry.RunNotFound, OSError) as exc:
+        st.session_state["delete_error"] = str(exc.args[0] if exc.args else exc)
+
+
+def left_out_of_training(ds, cfg: RunConfig) -> list[dict]:
+    """Films of ``ds`` that failed to decode when ``cfg``'s preprocessing cached them, so training
+    left them out (``rel_path``, ``reason``); a header scan cannot see these (corrupt JPEG data)."""
+    from cxrlib.preprocessing.tensor_cache import cached_problems  # noqa: PLC0415
+
+    return cached_problems(ds, cfg.preprocess) or []
+
+
+def trainable_error(ds, cfg: RunConfig) -> str | None:
+    """Why this dataset cannot train ``cfg``'s task (a class with too few films or patients),
+    or None (:func:`cxrlib.data.checks.check_trainable`, the check the CLI's train makes)."""
+    from cxrlib.data.checks import TooFewFilms, check_trainable  # noqa: PLC0415
+
+    try:
+        check_trainable(ds, cfg.data.task, cfg.split.kind)
+    except TooFewFilms as exc:
+        return str(exc)
+    return None

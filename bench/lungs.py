@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, value in result["dice_per_class"].items():
         print(f"  {label:16s} n={result['n_per_class'][label]:3d}  Dice {value:.4f}   classical {ref_per_class[label]:.4f}")
     print(f"  {'all':16s} n={result['n']:3d}  Dice {result['dice_mean']:.4f}   classical {ref.mean():.4f}")
-    print(f"  worst films: " + ", ".join(f"{r.rel_path} {r.dice:.3f}" for r in per_film.nsmallest(3, "dice").itertuples()))
+    print("  worst films: " + ", ".join(f"{r.rel_path} {r.dice:.3f}" for r in per_film.nsmallest(3, "dice").itertuples()))
     print(f"quality flag (threshold {segmenter.threshold:.4f}, chosen on validation groups): "
           f"{result['flagged_share']:.1%} flagged, Dice flagged {result['flagged_dice_mean']} vs "
           f"unflagged {result['unflagged_dice_mean']}")

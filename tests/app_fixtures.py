@@ -6,10 +6,9 @@
 * ``app``: a function-scoped factory of :class:`AppTest` objects opened on the synthetic dataset,
   with ``CXR_WORKSPACE`` pointing at ``app_workspace`` for that test only.
 
-AppTest in Streamlit 1.67 resets ``PagesManager.uses_pages_directory`` before every run; with a
-``pages/`` folder beside the entry file the reruns after the first one then take the legacy
-"pages directory" path and skip the entry file (no sidebar, no router). A real server does not do
-this (``st.navigation`` switches that flag off for good), so the tests switch it off the same way.
+The pages live in ``views/``, not ``pages/``: Streamlit treats a ``pages/`` folder beside the
+entry file as its legacy multipage app, which skipped the router (no sidebar) for a deep link on
+a fresh server and for AppTest's reruns. ``st.navigation`` is the only router.
 """
 from __future__ import annotations
 
@@ -18,22 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
 TIMEOUT = 60
-
-_original_init = PagesManager.__init__
-
-
-def _init_without_pages_dir(self, *args, **kwargs):
-    _original_init(self, *args, **kwargs)
-    PagesManager.uses_pages_directory = False
-
-
-PagesManager.__init__ = _init_without_pages_dir
 
 
 def tiny_config(root: Path, **train):

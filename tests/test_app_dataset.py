@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from app_fixtures import app, app_workspace, metric, plotly_titles, texts  # noqa: F401
 
-PAGE = "pages/dataset.py"
+PAGE = "views/dataset.py"
 
 
 def _on_disk(root):

@@ -6,7 +6,7 @@ import numpy as np
 from app_fixtures import app, app_workspace, metric, plotly_titles, texts, trained_run  # noqa: F401
 from sklearn.metrics import roc_auc_score
 
-PAGE = "pages/evaluation.py"
+PAGE = "views/evaluation.py"
 
 
 def _test_split(run):
@@ -74,7 +74,8 @@ def test_sample_grid_errors_first_and_downloads(app, trained_run):
     assert wrong == sorted(wrong, reverse=True)  # every (red) error before every hit
     assert sum(wrong) == min(errors, 12)
     assert {d.label for d in at.download_button} == {"Predictions (CSV)",
-                                                     "Classification report (CSV)"}
+                                                     "Classification report (CSV)",
+                                                     "Model (best.keras)"}
 
 
 def test_two_runs_side_by_side(app, trained_run, synthetic_dataset):
@@ -87,3 +88,23 @@ def test_two_runs_side_by_side(app, trained_run, synthetic_dataset):
     at.multiselect(key="ev_runs").set_value([trained_run.id, second.id]).run()
     assert {f"Run `{trained_run.id[:8]}`", f"Run `{second.id[:8]}`"} <= set(texts(at.subheader))
     assert len([m for m in at.metric if m.label == "Test accuracy"]) == 2
+
+
+def test_subgroups_by_a_chosen_column(app, trained_run):
+    """Cut by ``format`` (every synthetic film is a PNG): one subgroup holding the whole test
+    split, whose accuracy is the run's and whose figures are drawn."""
+    at = app(PAGE)
+    at.multiselect(key="ev_runs").set_value([trained_run.id]).run()
+    assert "Where it fails: accuracy by subgroup" in texts(at.subheader)
+    assert "format" in at.multiselect(key="ev_by").options
+    at.multiselect(key="ev_by").set_value(["format"]).run()
+    assert not at.exception
+    test = _test_split(trained_run)
+    table = [d.value for d in at.dataframe if "flagged" in d.value.columns][0]
+    assert table["value"].tolist() == ["PNG"] and table["n"].tolist() == [len(test)]
+    accuracy = (test["label"] == test["pred"]).mean()
+    assert table["accuracy"].iloc[0] == accuracy and not table["flagged"].iloc[0]
+    assert table["ci_low"].iloc[0] <= accuracy <= table["ci_high"].iloc[0]
+    titles = " | ".join(plotly_titles(at))
+    assert "Accuracy by subgroup" in titles and "Recall of each class by subgroup" in titles
+    assert "Subgroups (CSV)" in {d.label for d in at.download_button}

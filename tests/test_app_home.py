@@ -1,13 +1,15 @@
 """Home page and the shared sidebar: dataset validation, the demo offer, the synthetic demo."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from app_fixtures import app, app_workspace, texts  # noqa: F401 (fixtures)
 
 from cxrlib.data.synthetic import DEMO_README
 
-PAGES = ["pages/dataset.py", "pages/preprocessing.py", "pages/training.py",
-         "pages/evaluation.py", "pages/explain.py", "pages/audit.py"]
+PAGES = ["views/dataset.py", "views/preprocessing.py", "views/training.py",
+         "views/evaluation.py", "views/explain.py", "views/audit.py"]
 
 
 def test_empty_folder_offers_the_demo(app, tmp_path):
@@ -85,3 +87,48 @@ def test_sidebar_shows_dataset_task_and_current_run(app, synthetic_dataset):
     at.radio(key="task").set_value("binary").run()
     assert texts(at.sidebar.success)[0].startswith("48 images · 2 classes")
     assert at.metric[0].value == "48"
+
+
+def test_a_fresh_machine_opens_the_bundled_sample_and_offers_one_quick_run(app, monkeypatch, workspace):
+    from app_fixtures import ROOT, wait_for
+
+    from cxrlib.core import paths
+    from cxrlib.runs import registry, runner
+
+    monkeypatch.delenv("CXR_DATA_DIR", raising=False)
+    assert paths.default_data_dir() == paths.SAMPLE_DIR  # data/ holds only its README
+    monkeypatch.setenv(runner.TRAIN_ENTRY_ENV, f"{ROOT / 'tests' / 'app_fixtures.py'}:fake_trainer")
+    at = app(data_dir=paths.default_data_dir())
+    assert any(s.startswith("120 images") for s in texts(at.sidebar.success))
+    assert any("bundled sample" in s for s in texts(at.info))
+    images = {m.label: m.value for m in at.metric}
+    assert images == {"Images": "120", "COVID-19": "40", "Normal": "40", "Viral Pneumonia": "40"}
+    [b for b in at.button if b.label == "Train a quick MobileNetV2 run on the sample"][0].click().run()
+    runs = registry.list_runs()
+    assert len(runs) == 1
+    cfg = runs[0].config
+    assert (cfg.model.family, cfg.model.weights, cfg.train.mode) == ("mobilenetv2", "imagenet", "head")
+    assert cfg.preprocess.steps == ("white_balance",) and cfg.split.kind == "grouped"
+    assert wait_for(lambda: runs[0].status().get("epoch") == 1, 60)
+    at.run()
+    assert any(p.text.startswith(f"Quick run `{runs[0].id[:8]}`") for p in at.progress)
+    assert not [b for b in at.button if b.label.startswith("Train a quick")]
+    runner.cancel(runs[0].id, grace_s=5)
+
+
+def test_data_roots_limit_the_sidebar_and_reveal_nothing_outside(app, synthetic_dataset, tmp_path,
+                                                                  monkeypatch):
+    """CXR_DATA_ROOTS (issue 12): a folder outside the allowed roots gets the same answer whether
+    it exists or not, and no page opens it; a folder inside opens as usual."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    monkeypatch.setenv("CXR_DATA_ROOTS", str(allowed))
+    for target in (synthetic_dataset, tmp_path / "no-such-folder", Path("/etc")):
+        at = app("views/dataset.py", data_dir=target)
+        assert texts(at.sidebar.error) == [
+            f"{target} is outside the folders this installation may open (CXR_DATA_ROOTS: "
+            f"{allowed}). Give a folder inside one of them."]
+        assert any(w.startswith("No dataset is open") for w in texts(at.warning))
+    monkeypatch.setenv("CXR_DATA_ROOTS", str(synthetic_dataset.parent))
+    at = app(data_dir=synthetic_dataset)
+    assert texts(at.sidebar.success)[0].startswith("72 images · 3 classes")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from app_fixtures import app, app_workspace, plotly_titles, texts  # noqa: F401
 
-PAGE = "pages/preprocessing.py"
+PAGE = "views/preprocessing.py"
 
 
 def _preview_urls(at) -> tuple[str, str]:
@@ -56,5 +56,5 @@ def test_use_for_training_carries_the_settings(app):
     at.slider(key="pp_clip").set_value(3.0).run()
     [b for b in at.button if b.label == "Use these settings for training"][0].click().run()
     assert "The Training page will use these settings." in texts(at.success)
-    at.switch_page("pages/training.py").run()
+    at.switch_page("views/training.py").run()
     assert any("CLAHE 3 / 8×8 → 224 px" in i for i in texts(at.info))

@@ -2,6 +2,8 @@
 the runs table, and the warning for a split that puts patients on both sides."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from app_fixtures import (ROOT, app, app_workspace, fake_trainer, texts, tiny_config,  # noqa: F401
@@ -15,7 +17,7 @@ from cxrlib.runs import runner
 from cxrlib.data import splits
 from cxrlib.core.config import SplitConfig
 
-PAGE = "pages/training.py"
+PAGE = "views/training.py"
 
 
 def _set_tiny(at, epochs: int = 5):
@@ -60,8 +62,11 @@ def test_start_shows_live_progress_that_survives_a_refresh_and_cancel(app, monke
 
     fresh = _set_tiny(app(PAGE), epochs=7)  # a refresh: a new session, the run on disk
     assert any(run_id[:8] in p.text for p in fresh.progress)
+    clicked = time.monotonic()
     [b for b in fresh.button if b.label == "Cancel"][0].click().run()
-    assert run.status()["state"] == "cancelled"
+    assert time.monotonic() - clicked < 5  # the page does not wait for the process to end
+    assert wait_for(lambda: run.status()["state"] == "cancelled", 20)
+    fresh.run()
     table = fresh.dataframe[0].value
     assert table.set_index("id").loc[run_id, "state"] == "cancelled"
     assert not fresh.progress
@@ -84,3 +89,68 @@ def test_random_split_leakage_is_warned(app, synthetic_dataset):
     warnings = [w for w in texts(at.warning) if w.startswith(f"Run `{run.id[:8]}`")]
     assert len(warnings) == 1
     assert f"puts {leaked} of 36 patients" in warnings[0] and "grouped split" in warnings[0]
+
+
+def test_damaged_runs_are_broken_rows_that_can_be_deleted_and_no_page_breaks(
+        app, trained_run, synthetic_dataset, tmp_path, monkeypatch):
+    """A truncated config.json or status.json of one run (issue 12): the Training page lists it
+    as a broken row naming the run and the file, with a delete button; every page still works."""
+    import shutil
+
+    work = tmp_path / "workspace"
+    shutil.copytree(trained_run.folder, work / "models" / "runs" / trained_run.id)
+    monkeypatch.setenv("CXR_WORKSPACE", str(work))  # a copy: the shared workspace stays intact
+    fingerprint = runner.dataset_fingerprint(tiny_config(synthetic_dataset))
+    damaged = {}
+    for epochs, name in ((7, "status.json"), (8, "config.json")):
+        run = registry.create_run(tiny_config(synthetic_dataset, epochs=epochs), fingerprint)
+        run.write_status(state="done", epoch=epochs, epochs=epochs)
+        path = run.folder / name
+        path.write_text(path.read_text()[:20])
+        damaged[run.id] = name
+
+    at = _set_tiny(app(PAGE))
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[trained_run.id, "state"] == "done"
+    for run_id, name in damaged.items():
+        assert table.loc[run_id, "state"] == "broken" and f"{name} is damaged" in table.loc[run_id, "problem"]
+    assert "Damaged runs" in texts(at.subheader)
+    for run_id, name in damaged.items():
+        assert any(e.startswith(f"Run `{run_id}`: **{name}** is damaged (") for e in texts(at.error))
+    for page in ("views/home.py", "views/dataset.py", "views/preprocessing.py", "views/training.py",
+                 "views/evaluation.py", "views/explain.py", "views/audit.py"):
+        other = app(page)  # the fixture asserts no exception on every page
+        assert other.session_state["run_id"] == trained_run.id  # damaged runs are never picked
+
+    gone = next(iter(damaged))
+    [b for b in at.button if b.key == f"delete_{gone}"][0].click().run()
+    assert not at.exception and not (work / "models" / "runs" / gone).exists()
+    assert gone not in set(at.dataframe[0].value["id"])
+    assert (work / "models" / "runs" / trained_run.id).exists()
+
+
+def test_a_class_too_small_to_train_is_an_error_box_and_start_is_disabled(app, tmp_path):
+    from cxrlib.data.synthetic import make_synthetic_dataset
+
+    root = make_synthetic_dataset(tmp_path / "small", n_per_class=6, size=64)
+    for path in sorted((root / "Viral Pneumonia").iterdir())[3:]:
+        path.unlink()  # 3 Viral films left
+    at = _set_tiny(app(PAGE, data_dir=root))
+    assert ("Training refused: cannot train the 3class task on " f"{root}: Viral Pneumonia has 3 "
+            "readable films (at least 5 needed). Add films, choose another task, or lower the "
+            "minimum (CXR_MIN_CLASS_FILMS, CXR_MIN_CLASS_PATIENTS).") in texts(at.error)
+    assert [b for b in at.button if b.label == "Start training"][0].disabled
+
+
+def test_the_recipe_mode_builds_the_validated_finetune_recipe(app):
+    from cxrlib.core.config import FINETUNE_RECIPE_SIZE
+
+    at = app(PAGE)
+    at.selectbox(key="tr_family").set_value("mobilenetv2").run()
+    at.radio(key="tr_mode_mobilenetv2").set_value("recipe").run()
+    assert not at.exception
+    captions = " ".join(texts(at.caption))
+    assert f"→ {FINETUNE_RECIPE_SIZE} px" in captions  # the recipe's input size
+    at.radio(key="tr_mode_mobilenetv2").set_value("finetune").run()
+    assert "→ 224 px" in " ".join(texts(at.caption))  # the published fine-tune keeps 224

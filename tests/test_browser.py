@@ -162,6 +162,10 @@ def _ready(tab, name: str) -> None:
     """Wait for what a page shows last: figures, or the Explain overlay."""
     if name in ("dataset", "evaluation"):
         tab.locator(".js-plotly-plot").first.wait_for()
+    if name == "review":  # the film and its Grad-CAM overlay
+        for img in tab.locator('[data-testid="stImage"] img').all()[:2]:
+            tab.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                                  arg=img.element_handle())
     if name == "explain":
         column = tab.locator('[data-testid="stColumn"]').filter(has_text="gradcam on").last
         img = column.locator('[data-testid="stImage"] img').first
@@ -244,3 +248,82 @@ def test_readme_screenshots(cxr3, tmp_path, request):
         _settle(tab, 600)
         _shoot(tab, "audit", folder)
     assert all((folder / f"{n}.png").stat().st_size > 10_000 for n in PAGES)
+
+
+def test_explain_survives_hostile_uploads(page, server, tmp_path):
+    """A bad file, a 20000 x 1 px strip, a 40 x 20000 px film and a MONOCHROME1 DICOM uploaded on
+    Explain (issue 12): a clear message or the film, never an exception box."""
+    import bad_files as bf
+
+    _visit(page, server, "explain")
+    page.get_by_text("Upload (PNG / JPEG / DICOM)").click()
+    _settle(page)
+    uploads = [
+        ("bad", "broken.png", "image/png", b"\x89PNG\r\n\x1a\nrubbish", "Could not read this film"),
+        ("strip", "strip.png", "image/png", bf.strip_png(),
+         "Cannot explain this film: too small to classify: 20000 x 1 px"),
+        ("long", "long.png", "image/png", bf.tall_strip_png(), "shown padded (very long film)"),
+        ("mono1", "mono1.dcm", "application/dicom", bf.dicom(tmp_path, "MONOCHROME1"),
+         "Original · mono1.dcm · 64×64 px"),
+    ]
+    for shot, name, mime, data, expected in uploads:
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+            files=[{"name": name, "mimeType": mime, "buffer": data}])
+        page.get_by_text(expected).first.wait_for()
+        _settle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"traceback for {name}"
+        if shot in ("long", "mono1"):
+            _ready(page, "explain")
+        _shoot(page, f"explain-upload-{shot}")
+        if shot in ("long", "mono1"):  # the Explain class box names its choice after an upload
+            box = page.get_by_role("combobox", name="Explain class")
+            assert box.input_value() == "the predicted class"  # not the "Choose an option" placeholder
+
+
+def test_review_is_saved_and_seen_again_after_a_reload(page, server):
+    """The Review page in a real browser: give a name, save a review, reload the page (a new
+    session), give the name again: the review comes back from the database."""
+    page.goto(f"{server}/review")
+    page.get_by_role("heading", name="Review", exact=True).first.wait_for()
+    _settle(page)
+    name = "Your name (asked once per session; it goes with every review)"
+    page.get_by_label(name).fill("Dr Browser")
+    page.get_by_role("button", name="Start reviewing").click()
+    page.get_by_role("button", name="Save review").wait_for()
+    _settle(page)
+    _ready(page, "review")
+    _shoot(page, "review")
+    film = page.evaluate("() => new URL(location.href).searchParams.get('film')")
+    assert film, "the address should name the film under review"
+    radios = page.locator('[data-testid="stRadio"]')
+    radios.filter(has_text="Agree with the label").get_by_text("No", exact=True).click()
+    radios.filter(has_text="Agree with the prediction").get_by_text("Yes", exact=True).click()
+    page.get_by_text("on markers, text or devices").click()
+    page.get_by_label("Comment").fill("marker R, browser test")
+    page.get_by_role("button", name="Save review").click()
+    page.get_by_text(f"Review saved (Dr Browser, {film}).").wait_for()
+    _settle(page)
+    assert page.get_by_text("You have reviewed 1 of").count() == 1
+    _shoot(page, "review-saved")
+
+    page.reload()
+    page.get_by_label(name).fill("Dr Browser")
+    page.get_by_role("button", name="Start reviewing").click()
+    page.get_by_text("You reviewed this film at").first.wait_for()
+    _settle(page)
+    assert page.evaluate("() => new URL(location.href).searchParams.get('film')") == film
+    assert page.get_by_label("Comment").input_value() == "marker R, browser test"
+    assert page.get_by_text("You have reviewed 1 of").count() == 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    _shoot(page, "review-reloaded")
+
+
+def test_a_deep_link_on_a_fresh_server_runs_the_router(driver, app_workspace, synthetic_dataset,
+                                                       tmp_path):
+    """A bookmarked page opened first after a restart: the sidebar and the page, not Streamlit's
+    legacy pages-folder mode (which a ``pages/`` folder beside the entry file used to trigger)."""
+    with _streamlit(synthetic_dataset, app_workspace, tmp_path / "streamlit.log") as url, \
+            _chromium(driver) as tab:
+        _visit(tab, url, "preprocessing")
+        assert tab.get_by_label("Dataset folder", exact=True).count() >= 1  # the router's sidebar ran
+        assert tab.get_by_text("No dataset is open").count() == 0

@@ -164,3 +164,19 @@ def test_no_streamlit_or_tensorflow_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False"
+
+
+def test_dark_theme_recolours_backgrounds_and_reference_marks():
+    from cxrlib.viz.figures import INK, THEMES, themed
+
+    y = np.array([0, 1, 2, 0, 1, 2])
+    probs = np.eye(3)[[0, 1, 2, 1, 1, 0]] * 0.8 + 0.2 / 3
+    fig = figures.reliability_figure(metrics.calibration(y, probs, n_bins=5))
+    diagonal = [t for t in fig.data if t.name == "perfect calibration"][0]
+    assert diagonal.line.color == INK
+    themed(fig, "dark")
+    assert fig.layout.paper_bgcolor == THEMES["dark"]["paper"] != "#FFFFFF"
+    assert diagonal.line.color == THEMES["dark"]["ink"]
+    assert all(getattr(t.line, "color", None) != INK for t in fig.data if hasattr(t, "line"))
+    with pytest.raises(ValueError, match="unknown theme"):
+        themed(fig, "sepia")

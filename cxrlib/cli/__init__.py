@@ -19,7 +19,7 @@ from typing import Sequence
 
 from cxrlib.cli.common import EXIT_DATA, EXIT_USAGE, UsageError, data_error_message
 
-COMMAND_MODULES = ("train", "runs", "predict", "data", "audit", "lungs", "export")
+COMMAND_MODULES = ("train", "runs", "predict", "explain", "data", "audit", "lungs", "reviews", "export")
 """Modules of :mod:`cxrlib.cli` whose ``register(subparsers)`` adds their subcommands, in help order."""
 
 

@@ -184,9 +184,3 @@ def leakage(table: pd.DataFrame, split: pd.Series, *, examples: int = 5) -> dict
         report[f"{kind}_examples"] = sorted(leaks["id"])[:examples]
         report[f"{kind}_images"] = int(leaks["films"].sum())
     return report
-
-
-def split_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Images per class (rows) and side (columns) of a split table, with totals."""
-    counts = pd.crosstab(table["label"], table["split"], margins=True, margins_name="total")
-    return counts.reindex(columns=[c for c in (*SIDES, "total") if c in counts.columns])

@@ -21,8 +21,40 @@ from cxrlib.evaluation.history import best_epoch, training_curves
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
 CLASS_COLOURS = {COVID: "#D55E00", NORMAL: "#0072B2", VIRAL: "#009E73", BACTERIAL: "#CC79A7"}
 SPLIT_COLOURS = {"train": "#0072B2", "validation": "#E69F00"}
-AVERAGE_STYLE = {"micro": dict(color="#000000", dash="dash"), "macro": dict(color="#7F7F7F", dash="dot")}
+INK = "#000000"
+"""The neutral colour of reference marks (diagonals, the best-epoch star, the micro average);
+:func:`themed` turns it into the theme's text colour."""
+AVERAGE_STYLE = {"micro": dict(color=INK, dash="dash"), "macro": dict(color="#7F7F7F", dash="dot")}
 TEMPLATE = "plotly_white"
+THEMES = {
+    "light": {"template": "plotly_white", "ink": INK, "paper": "#FFFFFF", "plot": "#FFFFFF"},
+    "dark": {"template": "plotly_dark", "ink": "#E4E9EF", "paper": "#11161D", "plot": "#1B232D"},
+}
+"""Figure themes; ``dark`` matches the app's theme (.streamlit/config.toml)."""
+
+
+def themed(fig: go.Figure, theme: str = "light") -> go.Figure:
+    """``fig`` drawn for a light or dark surround: template, backgrounds and the :data:`INK`
+    marks recoloured (in place; returns the figure).
+
+    Raises:
+        ValueError: for an unknown theme.
+    """
+    try:
+        spec = THEMES[theme]
+    except KeyError:
+        raise ValueError(f"unknown theme {theme!r}; choose one of {sorted(THEMES)}") from None
+    fig.update_layout(template=spec["template"], paper_bgcolor=spec["paper"], plot_bgcolor=spec["plot"])
+    ink = spec["ink"]
+    for trace in fig.data:
+        for part in ("line", "marker"):
+            obj = getattr(trace, part, None)
+            if obj is not None and getattr(obj, "color", None) == INK:
+                obj.color = ink
+    for shape in fig.layout.shapes:
+        if shape.line and shape.line.color == INK:
+            shape.line.color = ink
+    return fig
 MAX_SCATTER_POINTS = 5000
 
 
@@ -150,7 +182,7 @@ def reliability_figure(cal: dict) -> go.Figure:
                              hovertemplate="Mean confidence: %{x:.1%}<br>Accuracy: %{y:.1%}<br>"
                                            "Images: %{customdata}<extra></extra>"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
-                             line=dict(color="#000000", dash="dash", width=1), hoverinfo="skip"))
+                             line=dict(color=INK, dash="dash", width=1), hoverinfo="skip"))
     _unit_square(fig, "Confidence of the predicted class", "Accuracy")
     return _layout(fig, f"Reliability diagram (ECE {cal['ece']:.1%}, {cal['n']} images)", bargap=0,
                    legend=dict(x=0.02, y=0.98))
@@ -182,7 +214,7 @@ def training_curves_figure(history: pd.DataFrame) -> go.Figure:
         best = best_epoch(val_loss.rename(columns={"value": "val_loss"}))
         best_value = float(val_loss.loc[val_loss["epoch"] == best, "value"].iloc[0])
         fig.add_trace(go.Scatter(x=[best], y=[best_value], mode="markers", name=f"best epoch ({best})",
-                                 marker=dict(symbol="star", size=14, color="#000000"),
+                                 marker=dict(symbol="star", size=14, color=INK),
                                  hovertemplate="best validation loss<br>epoch %{x}: %{y:.4f}<extra></extra>"),
                       row=1, col=1)
         for col in (1, 2):

@@ -1,9 +1,7 @@
-"""Preprocessing: white balance, CLAHE and gamma on a film, before / after, updated live."""
+"""Preprocessing: white balance, CLAHE, gamma and the lung crop on a film, before / after, live."""
 import streamlit as st
 
 import app_services as svc
-from cxrlib.viz import figures
-from cxrlib.core.config import PreprocessConfig
 
 st.title("Preprocessing")
 ds = svc.require_dataset()
@@ -22,11 +20,11 @@ if choice == ANY:
 path = svc.path_of(ds, choice)
 presets.markdown("**Published settings**")
 presets.button("White balance → MobileNetV2", on_click=svc.apply_preset,
-               args=(PreprocessConfig.published_mobilenet(),))
+               args=(svc.PreprocessConfig.published_mobilenet(),))
 presets.button("CLAHE → small CNN", on_click=svc.apply_preset,
-               args=(PreprocessConfig.published_clahe(),))
+               args=(svc.PreprocessConfig.published_clahe(),))
 
-cfg = svc.preprocess_ui(st.session_state.get(svc.TRAIN_PREPROCESS) or PreprocessConfig())
+cfg = svc.preprocess_ui(st.session_state.get(svc.TRAIN_PREPROCESS) or svc.PreprocessConfig())
 if cfg is None:
     st.stop()
 try:
@@ -34,10 +32,20 @@ try:
 except Exception as exc:  # noqa: BLE001 - an unreadable film is a message, not a traceback
     st.error(f"Could not preprocess {choice}: {getattr(exc, 'reason', exc)}")
     st.stop()
+outline = st.toggle("Show the predicted lung mask", True, key="pp_lungs", persist_state="session",
+                    help="The learned segmenter's lung field of this film: what the lung-crop "
+                         "step cuts by, and what the Audit counts as lung when the dataset has "
+                         "no masks of its own.")
 before, after = st.columns(2)
 before.image(view["before"], caption=f"Original · {choice}", width="stretch")
-after.image(view["after"], caption="Preprocessed: " + svc.describe_preprocess(cfg), width="stretch")
-svc.chart(figures.histogram_figure(view["hist_before"], view["hist_after"]))
+after.image(svc.with_outline(view["after"], view["lungs"]) if outline else view["after"],
+            caption="Preprocessed: " + svc.describe_preprocess(cfg), width="stretch")
+if outline:
+    after.caption(f"Green: the predicted lung mask (quality {view['lungs_quality']:.2f}).")
+if outline and view["lungs_flagged"]:
+    st.warning("The segmenter flags this film's lung mask as poor (quality below its threshold); "
+               "the Audit leaves such films out of its lung figures.", icon=":material/masks:")
+svc.chart(svc.figures.histogram_figure(view["hist_before"], view["hist_after"]))
 
 st.subheader("The same settings on one film per class")
 cols = st.columns(len(films))
@@ -49,4 +57,4 @@ if st.button("Use these settings for training", type="primary", icon=":material/
     st.session_state[svc.TRAIN_PREPROCESS] = cfg
 if st.session_state.get(svc.TRAIN_PREPROCESS) == cfg:
     st.success("The Training page will use these settings.", icon=":material/check_circle:")
-    st.page_link("pages/training.py", label="Go to Training", icon=":material/model_training:")
+    st.page_link("views/training.py", label="Go to Training", icon=":material/model_training:")

@@ -2,9 +2,6 @@
 import streamlit as st
 
 import app_services as svc
-from cxrlib import evaluation as metrics
-
-from cxrlib.viz import figures
 
 st.title("Evaluation")
 ds = svc.require_dataset()
@@ -40,24 +37,50 @@ for col, run in zip(cols, runs):
         m3.metric("Test films", f"{ev['n']}", help=f"{ev.get('n_patients') or '?'} patients")
         st.caption(f"95 % CI of accuracy: {svc.fmt(acc_ci['low'])} – {svc.fmt(acc_ci['high'])} "
                    f"({ci['n_boot']} {ci['unit']}-level bootstrap resamples)")
-        svc.chart(figures.training_curves_figure(run.history()), key=f"hist_{run.id}")
+        svc.chart(svc.figures.training_curves_figure(run.history()), key=f"hist_{run.id}")
         # one run: figures two to a row; two runs: one column each, aligned figure by figure
         a, b = st.columns(2) if len(runs) == 1 else (st.container(), st.container())
         with a:
-            svc.chart(figures.confusion_heatmap(ev["confusion"], ev["classes"], normalised),
+            svc.chart(svc.figures.confusion_heatmap(ev["confusion"], ev["classes"], normalised),
                       key=f"conf_{run.id}")
         b.dataframe(svc.report_table(ev), hide_index=True)
         a, b = st.columns(2) if len(runs) == 1 else (st.container(), st.container())
         with a:
-            svc.chart(figures.roc_figure(res["roc"]), key=f"roc_{run.id}")
+            svc.chart(svc.figures.roc_figure(res["roc"]), key=f"roc_{run.id}")
         with b:
-            svc.chart(figures.pr_figure(res["pr"]), key=f"pr_{run.id}")
+            svc.chart(svc.figures.pr_figure(res["pr"]), key=f"pr_{run.id}")
         a, b = st.columns(2) if len(runs) == 1 else (st.container(), st.container())
         with a:
-            svc.chart(figures.reliability_figure(res["calibration"]), key=f"cal_{run.id}")
+            svc.chart(svc.figures.reliability_figure(res["calibration"]), key=f"cal_{run.id}")
         with b:
-            svc.chart(figures.bootstrap_ci_figure(ci), key=f"ci_{run.id}")
+            svc.chart(svc.figures.bootstrap_ci_figure(ci), key=f"ci_{run.id}")
             st.dataframe(svc.ci_table(ci), hide_index=True)
+
+if len(runs) == 2:
+    svc.comparison_ui(runs[0], runs[1], threshold)
+
+st.subheader("Where it fails: accuracy by subgroup")
+available, default = svc.subgroup_columns(runs[0], ds)
+by = st.multiselect("Cut the test split by", available, default=default, key="ev_by",
+                    help="Any manifest column, or a derived attribute: binned width, height and "
+                         "megapixels, format, JPEG quality, small re-encoded copy. Every subgroup "
+                         "has a patient-level bootstrap 95 % CI; red: the whole CI lies below the "
+                         "overall accuracy.")
+if by:
+    cols = st.columns(len(runs))
+    for col, run in zip(cols, runs):
+        with col:
+            sub = svc.subgroups(run, ds, by)
+            flagged = sub["table"][sub["table"]["flagged"]]
+            st.markdown(f"Run `{run.id[:8]}`: {len(sub['table'])} subgroups, "
+                        f"**{len(flagged)} flagged** (overall accuracy "
+                        f"{svc.fmt(sub['overall']['accuracy'])})")
+            forest, heat = svc.subgroup_figures(sub)
+            svc.chart(forest, key=f"sg_forest_{run.id}")
+            svc.chart(heat, key=f"sg_heat_{run.id}")
+            st.dataframe(svc.subgroup_table(sub["table"], sub["classes"]), hide_index=True)
+            st.download_button("Subgroups (CSV)", sub["csv"], f"subgroups-{run.id}.csv", "text/csv",
+                               key=f"dl_sg_{run.id}")
 
 st.subheader("Predictive values at the prevalence you expect")
 p1, p2 = st.columns([1, 2])
@@ -66,7 +89,7 @@ prevalence = p2.slider("Prevalence in the population of interest", 0.001, 0.999,
                        format="%.3f", key="ev_prev")
 cols = st.columns(len(runs))
 for col, run in zip(cols, runs):
-    pv = metrics.predictive_values(svc.evaluation(run, threshold)["eval"], target, prevalence)
+    pv = svc.predictive_values(run, threshold, target, prevalence)
     a, b, c, d = col.columns(4)
     a.metric("Sensitivity", svc.fmt(pv["sensitivity"]))
     b.metric("Specificity", svc.fmt(pv["specificity"]))
@@ -75,16 +98,20 @@ for col, run in zip(cols, runs):
 
 st.subheader("Sample predictions, most confident errors first")
 for run in runs:
-    records = metrics.sample_records(svc.test_predictions(run), list(run.classes),
-                                     threshold=threshold)
+    records = svc.sample_records(run, threshold)
     st.markdown(f"Run `{run.id[:8]}`: {int((~records['correct']).sum())} errors of {len(records)}")
     shown = records.head(12)
     svc.image_grid(shown, [(f"✓ {r.true} → {r.predicted} ({r.confidence:.0%})" if r.correct else
                             f":red[**✗ {r.true} → {r.predicted}** ({r.confidence:.0%})]")
                            for r in shown.itertuples()])
-    d1, d2 = st.columns(2)
+    svc.review_link(run, shown, key=f"ev_review_{run.id}")
+    d1, d2, d3 = st.columns(3)
     d1.download_button("Predictions (CSV)", svc.test_predictions(run).to_csv(index=False),
                        f"predictions-{run.id}.csv", "text/csv", key=f"dl_p_{run.id}")
     d2.download_button("Classification report (CSV)",
                        svc.report_table(svc.evaluation(run, threshold)["eval"]).to_csv(index=False),
                        f"report-{run.id}.csv", "text/csv", key=f"dl_r_{run.id}")
+    d3.download_button("Model (best.keras)", svc.model_file(run), f"{run.id}.keras",
+                       "application/octet-stream", key=f"dl_m_{run.id}",
+                       help="Loads in plain Keras: keras.models.load_model(path). "
+                            "`python -m cxrlib export` writes a SavedModel or TFLite file.")

@@ -2,9 +2,6 @@
 import streamlit as st
 
 import app_services as svc
-from cxrlib.runs import runner
-
-from cxrlib.runs import registry
 
 st.title("Training")
 ds = svc.require_dataset()
@@ -14,17 +11,33 @@ if pre is not None:
     st.info(f"Preprocessing from the Preprocessing page: **{svc.describe_preprocess(pre)}**.",
             icon=":material/tune:")
 cfg = svc.training_ui(svc.data_config(), pre)
+if cfg is not None:
+    cfg = svc.lung_crop_ui(cfg)
 if cfg is None:
     st.stop()
 if pre is None:
-    st.caption(f"Preprocessing: {svc.describe_preprocess(cfg.preprocess)} (the published one for "
-               "this model; change it on the Preprocessing page).")
+    st.caption(f"Preprocessing: {svc.describe_preprocess(cfg.preprocess)} (the published steps "
+               "for this model, with the lung crop when it is switched on above; change them on "
+               "the Preprocessing page).")
 
-existing = registry.find_run(cfg, ds.fingerprint)
-state = (existing.status().get("state") if existing else None)
-if state == "done":
+existing = svc.find_run(cfg, ds.fingerprint)
+damage = existing.damage() if existing else None
+state = "broken" if damage else (existing.status().get("state") if existing else None)
+refusal = svc.trainable_error(ds, cfg)
+if refusal:
+    st.error(f"Training refused: {refusal}", icon=":material/block:")
+if state == "broken":
+    st.error(f"Run `{existing.id}` of this configuration is damaged ({damage.file}: "
+             f"{damage.reason}). Delete it below to train this configuration again.",
+             icon=":material/broken_image:")
+elif state == "done":
     st.success(f"Already trained: this exact configuration is cached as run `{existing.id}`. "
                "Starting it again returns the stored result at once.", icon=":material/bolt:")
+    left_out = svc.left_out_of_training(ds, cfg)
+    if left_out:
+        st.warning(f"{len(left_out)} films could not be decoded and were left out of this run.",
+                   icon=":material/broken_image:")
+        st.dataframe(left_out, hide_index=True)
 elif state in ("queued", "running"):
     st.info(f"This configuration is training now (run `{existing.id}`).", icon=":material/sync:")
 else:
@@ -32,9 +45,9 @@ else:
                f"Run `{existing.id}` of this configuration ended {state}; starting restarts it.")
 
 if st.button("Start training", type="primary", icon=":material/play_arrow:",
-             disabled=state in ("queued", "running")):
+             disabled=state in ("queued", "running", "broken") or bool(refusal)):
     try:
-        run = runner.start(cfg, fingerprint=ds.fingerprint)
+        run = svc.start_run(cfg, ds.fingerprint)
         st.session_state["watch_run"] = run.id
         st.rerun()
     except Exception as exc:  # noqa: BLE001 - e.g. an unwritable workspace
@@ -55,14 +68,14 @@ def live_progress():
         frac, text = svc.progress_text(run.status())
         st.progress(frac, text=f"{svc.run_title(run)} — {text}")
         if st.button("Cancel", key=f"cancel_{run.id}", icon=":material/stop:"):
-            runner.cancel(run.id, grace_s=5)
+            svc.cancel_run(run)
             st.rerun()
 
 
 live_progress()
 
 st.subheader("All runs on this dataset")
-runs = svc.dataset_runs(ds, cfg.data.task)
+runs = svc.runs_to_list(ds, cfg.data.task)
 if not runs:
     st.caption("No runs yet.")
 else:
@@ -76,3 +89,15 @@ else:
         leak = svc.leakage(run)
         if leak.get("patients_on_several_sides") or leak.get("groups_on_several_sides"):
             st.warning(svc.leakage_text(run, leak), icon=":material/warning:")
+
+damaged = svc.damaged_runs()
+if damaged:
+    st.subheader("Damaged runs")
+    if st.session_state.get("delete_error"):
+        st.error(f"Could not delete: {st.session_state['delete_error']}")
+    for run, damage in damaged:
+        text, button = st.columns([6, 1], vertical_alignment="center")
+        text.error(f"Run `{run.id}`: **{damage.file}** is damaged ({damage.reason}). Its results "
+                   "cannot be used; the other runs are not affected.", icon=":material/broken_image:")
+        button.button("Delete", key=f"delete_{run.id}", icon=":material/delete:",
+                      on_click=svc.delete_run, args=(run.id,))

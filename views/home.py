@@ -1,4 +1,5 @@
-"""Home: what CXR Explorer is, which dataset layouts it reads, and the synthetic demo."""
+"""Home: what CXR Explorer is, the bundled sample and its one-click first run, the accepted
+dataset layouts, and the synthetic demo."""
 import streamlit as st
 
 import app_services as svc
@@ -20,14 +21,47 @@ if status.level == "ok":
     cols[0].metric("Images", f"{len(ds.manifest):,}")
     for col, (label, n) in zip(cols[1:], counts.items()):
         col.metric(label, f"{n:,}")
+    if svc.is_bundled_sample(ds):
+        st.info("You are looking at the **bundled sample**: 120 real chest films (40 a class, one "
+                "per patient, redistributable licences; see `samples/cxr3-sample/README.txt`). "
+                "It carries the usual shortcuts of such sets: children's Viral and Normal films, "
+                "adults' COVID-19 films.", icon=":material/photo_library:")
+        quick = svc.quick_run_config(ds, ds.task)
+        existing = svc.find_run(quick, ds.fingerprint)
+        state = existing.status().get("state") if existing else None
+        if state == "done":
+            st.success(f"The quick MobileNetV2 run on the sample is ready (run `{existing.id[:8]}`, "
+                       "picked in the sidebar): every page shows it.", icon=":material/check_circle:")
+        elif state in ("queued", "running"):
+            @st.fragment(run_every=2)
+            def follow(run=existing):
+                status = run.status()
+                if status.get("state") not in ("queued", "running"):
+                    st.rerun()  # finished: the sidebar's run picker and this page refresh
+                frac, text = svc.progress_text(status)
+                st.progress(frac, text=f"Quick run `{run.id[:8]}` — {text}")
+
+            follow()
+            st.page_link("views/training.py", label="Follow it on Training",
+                         icon=":material/model_training:")
+        elif st.button("Train a quick MobileNetV2 run on the sample", type="primary",
+                       icon=":material/play_arrow:",
+                       help="Frozen ImageNet backbone, head only, early stopping: under a minute "
+                            "on a laptop CPU, in the background."):
+            try:
+                svc.start_run(quick, ds.fingerprint)
+            except Exception as exc:  # noqa: BLE001 - e.g. no ImageNet weights offline
+                st.error(f"Could not start the quick run: {exc}")
+            else:
+                st.rerun()
     st.markdown("**Next steps**")
     for path, label, icon in [
-            ("pages/dataset.py", "Dataset: counts, sizes, sources and a sample grid", "photo_library"),
-            ("pages/preprocessing.py", "Preprocessing: white balance, CLAHE, gamma, live", "tune"),
-            ("pages/training.py", "Training: start a run in the background", "model_training"),
-            ("pages/evaluation.py", "Evaluation: ROC, confusion, PPV / NPV, CIs", "analytics"),
-            ("pages/explain.py", "Explain: Grad-CAM and friends on any film", "visibility"),
-            ("pages/audit.py", "Audit: leakage, shortcuts, where the model looks", "policy")]:
+            ("views/dataset.py", "Dataset: counts, sizes, sources and a sample grid", "photo_library"),
+            ("views/preprocessing.py", "Preprocessing: white balance, CLAHE, gamma, live", "tune"),
+            ("views/training.py", "Training: start a run in the background", "model_training"),
+            ("views/evaluation.py", "Evaluation: ROC, confusion, PPV / NPV, CIs", "analytics"),
+            ("views/explain.py", "Explain: Grad-CAM and friends on any film", "visibility"),
+            ("views/audit.py", "Audit: leakage, shortcuts, where the model looks", "policy")]:
         st.page_link(path, label=label, icon=f":material/{icon}:")
 else:
     if status.level == "empty":

@@ -2,7 +2,6 @@
 import streamlit as st
 
 import app_services as svc
-from cxrlib.viz import figures
 
 st.title("Dataset")
 ds = svc.require_dataset(full=True)
@@ -20,9 +19,9 @@ cols[3].metric("Unreadable files", f"{len(ds.problems):,}")
 
 left, right = st.columns(2)
 with left:
-    svc.chart(figures.class_counts_figure(stats))
+    svc.chart(svc.figures.class_counts_figure(stats))
 with right:
-    svc.chart(figures.size_scatter_figure(ds.manifest))
+    svc.chart(svc.figures.size_scatter_figure(ds.manifest))
 
 st.subheader("Per class: images, patients and sizes")
 st.caption("Width and height in pixels as stored, before any resizing (the published table).")

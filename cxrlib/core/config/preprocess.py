@@ -1,0 +1,113 @@
+"""How a decoded film becomes a model-sized grey image: :class:`PreprocessConfig`."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from cxrlib.core.config.base import _Config
+
+PREPROCESS_STEPS = ("white_balance", "clahe", "gamma", "lung_crop")
+
+
+# Margin of the lung-crop step, a fraction of the lungs' box on each side. Chosen on the
+# segmenter's VALIDATION films (bench/lung_crop.py): the smallest margin at which the crop made
+# from the predicted mask keeps the human-annotated lungs of nearly every film.
+LUNG_CROP_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class PreprocessConfig(_Config):
+    """How a decoded film becomes a model-sized grey image.
+
+    Order (chosen on purpose, documented in the README): ``white_balance`` runs per channel on the
+    decoded film at native resolution, as published; then the film is converted to grey; CLAHE
+    and gamma run on the grey film in the given order at native resolution; then ``lung_crop``
+    cuts the film to the box of both lungs plus ``lung_crop_margin`` (the box comes from the
+    learned lung segmenter run on the decoded film); finally it is resized to ``size`` x ``size``
+    with ``INTER_AREA``. The model sees the grey film repeated on 3 channels and scaled to [0, 1].
+
+    Attributes:
+        steps: ordered subset of ``("white_balance", "clahe", "gamma", "lung_crop")``. White
+            balance, when present, always runs first (it is defined per colour channel) and the
+            lung crop last, just before the resize (it only chooses which pixels are resized).
+            The config is canonical: white balance is listed first and the lung crop last, a
+            gamma of 1.0 drops its step, and the settings of steps that do not run take their
+            defaults, so configs that give the same pixels are equal and hash alike.
+        wb_percentile: white-balance percentile ``perc``: channel values at ``perc`` and
+            ``100 - perc`` percent map to 0 and 255 (published 0.05).
+        clahe_clip_limit: CLAHE clip limit (published 2.0).
+        clahe_tile_grid: CLAHE tiles per side (published 8, i.e. 8x8).
+        gamma: output = 255 * (input / 255) ** gamma; 1.0 is the identity.
+        lung_crop_margin: lung crop: added on every side of the lungs' box, as a fraction of
+            the box's own width (left, right) and height (top, bottom); see
+            :data:`LUNG_CROP_MARGIN` for how the default was chosen.
+        lung_model: lung crop: the lung segmenter whose masks give the box, as
+            :func:`cxrlib.lungs.network.asset_digest` (filled in with the shipped model's when
+            left empty). Part of the config because the crop, and so every pixel the model
+            sees, depends on those weights: a retrained segmenter is a new run and new caches.
+        size: side of the square model input in pixels.
+    """
+
+    steps: tuple[str, ...] = ("white_balance",)
+    wb_percentile: float = 0.05
+    clahe_clip_limit: float = 2.0
+    clahe_tile_grid: int = 8
+    gamma: float = 1.0
+    lung_crop_margin: float = LUNG_CROP_MARGIN
+    lung_model: str = ""
+    size: int = 224
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.steps if s not in PREPROCESS_STEPS]
+        if bad:
+            raise ValueError(f"unknown preprocessing steps {bad}; choose from {PREPROCESS_STEPS}")
+        if len(set(self.steps)) != len(self.steps):
+            raise ValueError(f"repeated preprocessing step in {self.steps}")
+        if not 0 <= self.wb_percentile < 50:
+            raise ValueError("wb_percentile must be in [0, 50)")
+        if self.clahe_clip_limit <= 0 or self.clahe_tile_grid < 1:
+            raise ValueError("CLAHE clip limit must be > 0 and tile grid >= 1")
+        if self.gamma <= 0 or self.size < 8:
+            raise ValueError("gamma must be > 0 and size >= 8")
+        if not 0 <= self.lung_crop_margin <= 1:
+            raise ValueError("lung_crop_margin must be in [0, 1]")
+        self._canonicalise()
+
+    def _canonicalise(self) -> None:
+        """One config per set of pixels, so equal preprocessing gives one run id.
+
+        White balance runs first whatever the listed order (it is defined per colour channel),
+        so it is listed first; the lung crop runs last (just before the resize), so it is listed
+        last; a gamma of 1.0 is the identity, so its step is dropped; and the settings of a step
+        that does not run are set to their defaults (they change nothing).
+        """
+        steps = tuple(self.steps)
+        if "white_balance" in steps:
+            steps = ("white_balance", *(s for s in steps if s != "white_balance"))
+        if "lung_crop" in steps:
+            steps = (*(s for s in steps if s != "lung_crop"), "lung_crop")
+        if float(self.gamma) == 1.0:
+            steps = tuple(s for s in steps if s != "gamma")
+        object.__setattr__(self, "steps", steps)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        unused = {"white_balance": ("wb_percentile",), "clahe": ("clahe_clip_limit", "clahe_tile_grid"),
+                  "gamma": ("gamma",), "lung_crop": ("lung_crop_margin", "lung_model")}
+        for step, names in unused.items():
+            if step not in steps:
+                for name in names:
+                    object.__setattr__(self, name, defaults[name])
+        if "lung_crop" in steps and not self.lung_model:
+            from cxrlib.lungs.network import asset_digest  # noqa: PLC0415  (reads no TensorFlow)
+
+            object.__setattr__(self, "lung_model", asset_digest())
+
+    @classmethod
+    def published_mobilenet(cls) -> "PreprocessConfig":
+        """White balance (perc 0.05) -> grey -> 224 px: the MobileNetV2 pipeline."""
+        return cls(steps=("white_balance",))
+
+    @classmethod
+    def published_clahe(cls) -> "PreprocessConfig":
+        """CLAHE 2.0 / 8x8 -> 224 px: the small-CNN pipeline."""
+        return cls(steps=("clahe",))
+
