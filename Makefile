@@ -34,6 +34,7 @@ bench: venv
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/lungs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -61,7 +61,8 @@ if status.level == "ok":
             ("views/training.py", "Training: start a run in the background", "model_training"),
             ("views/evaluation.py", "Evaluation: ROC, confusion, PPV / NPV, CIs", "analytics"),
             ("views/explain.py", "Explain: Grad-CAM and friends on any film", "visibility"),
-            ("views/audit.py", "Audit: leakage, shortcuts, where the model looks", "policy")]:
+            ("views/audit.py", "Audit: leakage, shortcuts, where the model looks", "policy"),
+            ("views/review.py", "Review: radiologists' verdicts on films and heatmaps", "rate_review")]:
         st.page_link(path, label=label, icon=f":material/{icon}:")
 else:
     if status.level == "empty":

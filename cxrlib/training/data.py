@@ -81,4 +81,5 @@ def load_training_data(cfg: RunConfig, run, *, status, progress) -> TrainingData
     if undecodable:  # their tensor rows are zeros: keep them out of every split
         manifest.loc[manifest["rel_path"].isin(undecodable), "split"] = "excluded"
     info["excluded_undecodable"] = len(undecodable)
+    info["undecodable"] = list(tensors.problems)  # rel_path and reason of each, kept with the run
     return TrainingData(manifest, tensors.images, ds.fingerprint, info)
