@@ -75,3 +75,18 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def warn(message: str) -> None:
     """A warning line on stderr."""
     print(f"warning: {message}", file=sys.stderr)
+
+
+def input_files(inputs) -> tuple[list, list[dict]]:
+    """``(image files, files left out)`` of ``inputs`` (files and folders;
+    :func:`cxrlib.evaluation.predict.image_files`), each file left out listed on stderr with its
+    reason; no image file at all says so too."""
+    from cxrlib.evaluation.predict import image_files  # noqa: PLC0415
+
+    left_out: list[dict] = []
+    files = image_files(inputs, left_out)
+    for row in left_out:
+        print(f"left out: {row['path']}: {row['reason']}", file=sys.stderr)
+    if not files:
+        print("no image files found", file=sys.stderr)
+    return files, left_out

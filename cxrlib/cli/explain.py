@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, UsageError
+from cxrlib.cli.common import EXIT_DATA, UsageError, input_files
 from cxrlib.cli.progress import ProgressBar
 
 CSV_NAME = "explanations.csv"
@@ -83,7 +83,7 @@ def output_names(inputs, files) -> list[str]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from cxrlib.cli.predict import _resolve_model  # noqa: PLC0415
-    from cxrlib.evaluation.predict import image_files  # noqa: PLC0415
+    from cxrlib.core.config import ExplainConfig  # noqa: PLC0415
     from cxrlib.explain.batch import BatchSettings, columns, explain_files, lung_segmenter  # noqa: PLC0415
 
     from cxrlib.explain.overlay import COLORMAPS  # noqa: PLC0415
@@ -93,16 +93,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.colormap not in COLORMAPS:
         raise UsageError(f"--colormap {args.colormap!r} is not one of {', '.join(COLORMAPS)}")
     source = _resolve_model(args.model)
-    settings = BatchSettings(method=args.method, layer=args.layer,
-                             target=_target(args.target, source.classes), alpha=args.alpha,
-                             colormap=args.colormap, contour=args.contour,
-                             deletion_steps=args.deletion_steps, batch_size=args.batch_size)
-    left_out: list[dict] = []
-    files = image_files(args.inputs, left_out)
-    for row in left_out:
-        print(f"left out: {row['path']}: {row['reason']}", file=sys.stderr)
+    look = ExplainConfig(method=args.method, layer=args.layer,
+                         target=_target(args.target, source.classes), alpha=args.alpha,
+                         colormap=args.colormap, contour=args.contour)
+    settings = BatchSettings(explain=look, deletion_steps=args.deletion_steps,
+                             batch_size=args.batch_size)
+    files, left_out = input_files(args.inputs)
     if not files:
-        print("no image files found", file=sys.stderr)
         return EXIT_DATA
     lungs, why_not = lung_segmenter()
     if lungs is None:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, UsageError, warn
+from cxrlib.cli.common import EXIT_DATA, UsageError, input_files, warn
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import PreprocessConfig, RunConfig
 
@@ -75,15 +75,11 @@ def _resolve_model(ref: str):
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
-    from cxrlib.evaluation.predict import image_files, predict_paths  # noqa: PLC0415
+    from cxrlib.evaluation.predict import predict_paths  # noqa: PLC0415
 
     source = _resolve_model(args.model)
-    left_out: list[dict] = []
-    files = image_files(args.inputs, left_out)
-    for row in left_out:
-        print(f"left out: {row['path']}: {row['reason']}", file=sys.stderr)
+    files, left_out = input_files(args.inputs)
     if not files:
-        print("no image files found", file=sys.stderr)
         return EXIT_DATA
     bar = ProgressBar("predict")
     try:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from cxrlib.core.config import ExplainConfig
+
 NO_LUNGS = "lung segmenter weights not installed (cxrlib/lungs/assets): in_lung_share left empty"
 NO_LUNGS_CELL = "none (no lung segmenter weights)"
 """The ``lung_mask`` cell of every row when the segmenter is not available."""
@@ -28,20 +30,14 @@ class BatchSettings:
     """How a folder is explained.
 
     Attributes:
-        method: a :data:`cxrlib.explain.CAM_METHODS` name; ``layer``: a layer, or ``None`` for
-            the method's default.
-        target: class index to explain, or ``None`` for each film's predicted class.
-        alpha, colormap, contour: the overlay (:func:`cxrlib.explain.overlay`).
+        explain: the CAM and how it is drawn (:class:`cxrlib.core.config.ExplainConfig`: method,
+            layer or ``None`` for the method's default, target or ``None`` for each film's
+            predicted class, alpha, colormap, contour).
         deletion_steps: steps of the deletion test (as the Explain page: 20); 0 skips it.
         batch_size: films decoded and explained at once (the memory bound).
     """
 
-    method: str = "gradcam"
-    layer: str | None = None
-    target: int | None = None
-    alpha: float = 0.4
-    colormap: str = "jet"
-    contour: bool = False
+    explain: ExplainConfig = ExplainConfig()
     deletion_steps: int = 20
     batch_size: int = 16
 
@@ -88,7 +84,7 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
         raise ValueError(f"batch_size must be at least 1, got {settings.batch_size}")
     model = source.load_model()
     check_model_fits(model, source.config.preprocess, source.classes)
-    cam = get_cam(settings.method, model, settings.layer)
+    cam = get_cam(settings.explain.method, model, settings.explain.layer)
     lungs, _ = lung_segmenter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +130,7 @@ def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
     crops = _crop_lungs(cfg, [films[i] for i in ok])  # the lung crop's masks, segmented once
     x = to_model_input(np.stack([preprocess_film(films[i], cfg, c) for i, c in zip(ok, crops)]))
     boxes = [input_box(films[i], cfg, c) for i, c in zip(ok, crops)]  # what the model saw
-    result = cam.explain(x, settings.target)
+    result = cam.explain(x, settings.explain.target)
     masks = _lung_masks(lungs, [films[i] for i in ok], [paths[i] for i in ok])
     for j, i in enumerate(ok):
         heat, row = result.heatmaps[j], rows[i]
@@ -148,9 +144,9 @@ def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
             continue
         rel = Path(f"{names[i]}-{cam.name}.png")
         (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out_dir / rel).write_bytes(to_png(overlay(films[i], heat, alpha=settings.alpha,
-                                                   colormap=settings.colormap,
-                                                   contour=settings.contour, box=boxes[j])))
+        (out_dir / rel).write_bytes(to_png(overlay(films[i], heat, alpha=settings.explain.alpha,
+                                                   colormap=settings.explain.colormap,
+                                                   contour=settings.explain.contour, box=boxes[j])))
         row["overlay"] = rel.as_posix()
         if settings.deletion_steps > 0:
             row["deletion_score"] = deletion_score(model, x[j], heat, int(result.targets[j]),
