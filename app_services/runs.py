@@ -123,7 +123,8 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
                                    "recipe": "fine-tune recipe (from the head, top blocks)",
                                    "finetune": "fine-tune all layers (published)"}.get,
                       help="The recipe starts from the trained head and fine-tunes from "
-                           "block_13 up at 288 px with a warm-up and cosine decay "
+                           "block_13 up at 288 px with a warm-up and cosine decay, small "
+                           "rotations and no flip "
                            "(TrainConfig.finetune_recipe, chosen on validation); its epochs and "
                            "learning rate are the recipe's.")
     weights = "imagenet"
@@ -144,8 +145,9 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
                                 persist_state="session")
     lr = right.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-3,
                              format_func=lambda v: f"{v:g}", key="tr_lr", persist_state="session")
-    augment = right.checkbox("Augment: random rotation and horizontal flip", True, key="tr_aug",
-                             persist_state="session")
+    augment = right.checkbox("Augment: random rotation" + (" (no flip)" if mode == "recipe"
+                                                           else " and horizontal flip"),
+                             True, key="tr_aug", persist_state="session")
     patience = right.number_input("Early stopping patience (0 = none)", 0, 50, 0, key="tr_es",
                                   persist_state="session")
     seed = right.number_input("Seed", 0, 2**31 - 1, 42, key="tr_seed", persist_state="session")

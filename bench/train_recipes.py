@@ -212,8 +212,8 @@ def finetune_section(data, fingerprint: str, timed_run, *, head_sizes, finetune_
 
 def binary_section(data, fingerprint_of, timed_run, *, sizes, augments=(True, False),
                    epochs: int = 40, patience: int = 5) -> dict:
-    """CLAHE + small CNN, COVID-19 vs Normal: input size and augmentation (rotation + flip, or
-    none) chosen by validation loss on a random split (the project's 70/10/20 fractions; the
+    """CLAHE + small CNN, COVID-19 vs Normal: input size and augmentation (small rotations, no
+    flip as in the fine-tune recipe, or none) chosen by validation loss on a random split (the project's 70/10/20 fractions; the
     published split was 80/10/10), then the chosen one's test figures there and on the grouped
     split of the same fractions."""
     from cxrlib.core.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig,
@@ -224,7 +224,7 @@ def binary_section(data, fingerprint_of, timed_run, *, sizes, augments=(True, Fa
                          preprocess=PreprocessConfig(steps=("clahe",), size=size),
                          model=ModelConfig(family="small_cnn"), split=SplitConfig(kind=kind),
                          train=TrainConfig(mode="finetune", epochs=epochs, early_stopping=patience,
-                                           augment=augment))
+                                           augment=augment, hflip=False))
 
     fp = fingerprint_of(cfg(sizes[0], True, "random"))
     names = {f"{size}px-{'aug' if aug else 'noaug'}": (size, aug) for size in sizes for aug in augments}

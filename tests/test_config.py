@@ -60,3 +60,24 @@ def test_reordered_steps_and_an_identity_gamma_give_one_run_id():
             != PreprocessConfig(steps=("gamma", "clahe"), gamma=0.8))
     assert PreprocessConfig(steps=("gamma",), gamma=0.8) != PreprocessConfig(steps=("gamma",), gamma=0.9)
 
+
+
+def test_augmentation_settings_that_augment_nothing_do_not_change_the_run_id():
+    from cxrlib.runs.registry import run_id
+    from cxrlib.training.engine import head_run_config
+
+    # Head mode without augmented feature copies never rotates or flips anything.
+    assert TrainConfig(mode="head", hflip=False, rotation=0.2) == TrainConfig(mode="head")
+    # A fine-tune without augmentation ignores the rotation and the flip.
+    assert (TrainConfig(mode="finetune", augment=False, hflip=False)
+            == TrainConfig(mode="finetune", augment=False, rotation=0.1))
+    # Augmentation with neither rotation nor flip is no augmentation.
+    assert (TrainConfig(mode="finetune", rotation=0.0, hflip=False)
+            == TrainConfig(mode="finetune", augment=False))
+    # So a recipe with and without the flip starts from one head run, trained once.
+    flip, no_flip = (RunConfig(train=TrainConfig.finetune_recipe(hflip=h)) for h in (True, False))
+    assert run_id(head_run_config(flip), "fp") == run_id(head_run_config(no_flip), "fp")
+    # ...while augmentation that does happen keeps its settings apart.
+    assert run_id(flip, "fp") != run_id(no_flip, "fp")
+    assert (TrainConfig(mode="head", feature_augment_copies=2, hflip=False)
+            != TrainConfig(mode="head", feature_augment_copies=2))

@@ -196,6 +196,8 @@ def test_cli_finetune_starts_from_the_recipe_and_flags_override_it():
     assert _cfg("--mode", "finetune", "--lr", "3e-5", "--finetune-from", "all",
                 "--tta", "shift").train == TrainConfig.finetune_recipe(
         learning_rate=3e-5, finetune_from=None, tta="shift")
+    assert not recipe.train.hflip  # a chest film is not left-right symmetric
+    assert _cfg("--mode", "finetune", "--hflip").train == TrainConfig.finetune_recipe(hflip=True)
     published = _cfg("--mode", "finetune", "--published-finetune")
     assert published.train == TrainConfig(mode="finetune") and published.preprocess.size == 224
     small = _cfg("--model", "small_cnn", "--mode", "finetune")

@@ -137,7 +137,7 @@ def test_input_pipeline_scales_and_augments_as_documented():
     expected = np.repeat(images[idx].astype(np.float32)[..., None] / 255.0, 3, axis=-1)
     np.testing.assert_allclose(x, expected, atol=1e-6)
     np.testing.assert_array_equal(y, onehot[idx])
-    flips = TrainConfig(batch_size=4, augment=True, rotation=0.0, hflip=True, seed=5)
+    flips = TrainConfig(mode="finetune", batch_size=4, augment=True, rotation=0.0, hflip=True, seed=5)
     seen = []
     for x, y in input_pipeline(images, idx, onehot, flips, training=True):
         for xi, yi in zip(x.numpy(), y.numpy()):

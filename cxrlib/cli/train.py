@@ -68,6 +68,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                    help="no random rotation / flip")
     g.add_argument("--rotation", type=float, help=f"max rotation, fraction of a turn (default {d.train.rotation})")
+    g.add_argument("--hflip", dest="hflip", action="store_const", const=True,
+                   help="random horizontal flip (default: on, as published; off in the fine-tune recipe)")
     g.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, help="no horizontal flip")
     g.add_argument("--feature-augment-copies", type=int,
                    help="head mode: augmented copies of each training film whose features are cached (default 0)")
