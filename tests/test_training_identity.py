@@ -103,3 +103,22 @@ def test_near_duplicate_clusters_join_the_split_groups(workspace, synthetic_data
     off = _run(cfg.replace(split=cfg.split.replace(group_duplicates=False)))
     assert off.id != run.id
     assert table.loc[f"COVID-19/{covid[0]}", "group"] != table.loc[f"COVID-19/{covid[9]}", "group"]
+
+
+def test_a_dataset_without_near_duplicates_gets_empty_cluster_ids(workspace, synthetic_dataset,
+                                                                   monkeypatch):
+    """No clusters at all: the mapped column is all missing (float NaN), and filling it with ""
+    is refused by pandas 4 (a Pandas4Warning today, an error then)."""
+    import warnings
+
+    from cxrlib.audit import duplicates
+
+    monkeypatch.setattr(duplicates, "duplicate_clusters", lambda ds, progress=None: {})
+    run = _run(_cfg(synthetic_dataset, epochs=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.filterwarnings("error", message=".*not supported as a fill value.*")
+        engine.execute(run)
+    table = run.split_table()
+    assert run.status()["state"] == "done"
+    assert table["dup_cluster"].isna().all()  # split.csv reads an empty id back as missing

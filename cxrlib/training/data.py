@@ -67,7 +67,7 @@ def load_training_data(cfg: RunConfig, run, *, status, progress) -> TrainingData
 
         status(message="near-duplicate search")
         clusters = duplicate_clusters(ds, progress=progress("near-duplicate search"))
-        manifest["dup_cluster"] = manifest["rel_path"].map(clusters).fillna("").astype(str)
+        manifest["dup_cluster"] = [clusters.get(p, "") for p in manifest["rel_path"]]
         info["duplicate_clusters"] = int(manifest.loc[manifest["dup_cluster"] != "", "dup_cluster"].nunique())
     split = split_manifest(manifest, cfg.split)
     info["leakage"] = run.write_split(split_table(manifest, split))
