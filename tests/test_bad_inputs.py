@@ -277,6 +277,8 @@ def test_data_roots_limit_what_the_cli_opens_and_say_nothing_about_the_rest(tmp_
         assert (rc, out, err) == (4, "", f"error: {target} {limit}\n")  # existing or not: one answer
     rc, _, err = run_cli(capsys, "train", "--data", elsewhere, "--model", "tiny")
     assert rc == 4 and err.endswith(f"error: {elsewhere} {limit}\n") and not paths.runs_dir().exists()
+    rc, _, err = run_cli(capsys, "lungs", "predict", elsewhere, "--out", tmp_path / "masks")
+    assert (rc, err) == (4, f"error: {elsewhere} {limit}\n") and not (tmp_path / "masks").exists()
     from cxrlib.data.roots import FolderNotAllowed
     from cxrlib.evaluation.predict import image_files
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import UsageError, print_table
+from cxrlib.cli.common import UsageError, input_files, print_table
 from cxrlib.core import paths
 
 
@@ -68,21 +68,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _film_files(items: list[Path]) -> list[Path]:
-    from cxrlib.data.imageio import IMAGE_SUFFIXES  # noqa: PLC0415
-
-    files: list[Path] = []
-    for item in items:
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                            and not p.name.startswith("."))
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise FileNotFoundError(errno.ENOENT, "no such film file or folder", str(item))
-    return files
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     import cv2  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
@@ -91,7 +76,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cxrlib.data.imageio import read_film  # noqa: PLC0415
     from cxrlib.lungs.segmenter import load_segmenter  # noqa: PLC0415
 
-    files = _film_files(args.files)
+    for item in args.files:  # an explicit film that is not there: say so before any work
+        if not item.exists() and not item.is_symlink():
+            raise FileNotFoundError(errno.ENOENT, "no such film file or folder", str(item))
+    files, _ = input_files(args.files)  # the CXR_DATA_ROOTS check and the folder rules of predict
     if not files:
         raise UsageError("no film files given (folders held no images)")
     segmenter = load_segmenter(args.weights)
