@@ -21,31 +21,27 @@ One concern per module; pages import the package (``import app_services as svc``
   reviewer name and form; queue, film picker and link from Evaluation; agreement statistics).
 - :mod:`.comparing`: two runs on the same test films (McNemar, paired bootstrap) for Evaluation.
 """
-from .core import (DATA_DIR, DISPLAY_MAX_SIDE, RUN_ID, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart,
-                   for_display, plain_table,
-                   file_stamp, fmt, safe)
-from .data import (DataStatus, build_demo_dataset, crosstab, data_config, dataset_stats,
-                   dataset_status, demo_folder, display_pixels, film, film_meta_table,
-                   image_grid, init_state, is_demo, path_of, require_dataset, sample_rows,
-                   thumbnail, upload_film)
+from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
+                   for_display, plain_table)
+from .data import (build_demo_dataset, crosstab, data_config, dataset_stats, dataset_status,
+                   display_pixels, film, film_meta_table, image_grid, init_state, is_demo,
+                   path_of, require_dataset, sample_rows, upload_film)
 from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive_values, report_table,
                          sample_records, test_predictions)
 from .explaining import (cam_layers, cam_methods, explain_refusal, explain_ui, explanation,
                          flat_map_notice, method_label, method_layers)
 from .preprocessing import (apply_preset, describe_preprocess, lung_crop_ui, preprocess_preview,
                             preprocess_ui, preview_films, reshuffle_preview_films)
-from .runs import (FAMILY_LABELS, active_runs, cancel_run, current_run_ui, damaged_runs,
-                   dataset_runs, delete_run, find_run, get_run, leakage, left_out_of_training,
-                   runs_to_list, start_run, trainable_error,
-                   leakage_text, list_runs, model, predictions, progress_text, require_run,
-                   run_label, run_stamp, run_title, runs_table, training_ui)
-from .auditing import cached_audit, gallery_views, lung_masks_text, run_audit
-from .lungs import explanation_lungs, film_lungs, predicted_lungs, with_outline
+from .runs import (active_runs, cancel_run, current_run_ui, damaged_runs, dataset_runs,
+                   delete_run, find_run, get_run, leakage_warning, left_out_of_training, model,
+                   progress_text, require_run, run_label, run_title, runs_table, runs_to_list,
+                   start_run, trainable_error, training_ui)
+from .auditing import cached_audit, gallery_views, lung_masks_text, run_audit, verdict_is_alarming
+from .lungs import explanation_lungs, with_outline
 from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,
                            subgroup_columns, subgroup_figures, subgroup_table, subgroups)
-from .comparing import comparison, comparison_ui, difference_table, mcnemar_table
-from .reviewing import (REVIEWER, film_reviews_table, review_form, review_store, reviewer_ui,
-                        run_reviews)
+from .comparing import comparison, comparison_ui
+from .reviewing import film_reviews_table, review_form, reviewer_ui, run_reviews
 from .review_queue import film_picker, review_images, review_link, review_progress, review_queue
 from .review_stats import (agreement, kappa_display, model_agreement_display, off_target_display,
                            reviews_csv)

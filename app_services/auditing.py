@@ -106,3 +106,12 @@ def lung_masks_text(report) -> str:
                  "segmenter's threshold): those films are left out of the in-lung shares, the "
                  "gallery and the masked evaluation.")
     return text
+
+
+_ALARMS = ("confounded", "Leakage", "shortcuts", "falls from", "partly relies", "tell the source",
+           "clearly below")
+
+
+def verdict_is_alarming(verdict: str) -> bool:
+    """Whether an audit verdict sentence reports a warning sign (shown as a warning, not a note)."""
+    return any(word in verdict for word in _ALARMS)

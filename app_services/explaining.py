@@ -103,8 +103,8 @@ def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: boo
     return res
 
 
-def _use_layer(layer: str | None) -> None:
-    st.session_state["ex_layer"] = DEFAULT_LAYER if layer is None else layer
+def _use_default_layer() -> None:
+    st.session_state["ex_layer"] = DEFAULT_LAYER
 
 
 def flat_map_notice(container, cfg: ExplainConfig, res: dict[str, Any]) -> None:
@@ -116,7 +116,7 @@ def flat_map_notice(container, cfg: ExplainConfig, res: dict[str, Any]) -> None:
                       f"so no heatmap is shown.{why}", icon=":material/blur_off:")
     if res["valid_layer"] != res["layer"]:
         container.button(f"Explain {res['valid_layer']} instead", key="ex_use_valid_layer",
-                         on_click=_use_layer, args=(None,), icon=":material/layers:")
+                         on_click=_use_default_layer, icon=":material/layers:")
 
 
 def explain_refusal(film) -> str | None:
@@ -133,35 +133,30 @@ PREDICTED = "the predicted class"
 DEFAULT_LAYER = "the method's default layer"
 
 
-def explain_ui(layers: list[str], default_layer: str, classes: list[str],
-               methods: dict[str, tuple[str, tuple[str, ...]]] | None = None) -> ExplainConfig:
+def explain_ui(layers: list[str], classes: list[str],
+               methods: dict[str, tuple[str, tuple[str, ...]]]) -> ExplainConfig:
     """Widgets for a CAM explanation; returns an :class:`ExplainConfig`.
 
-    With ``methods`` (:func:`method_layers`), the layer box starts on each method's own default
+    ``methods`` (:func:`method_layers`): the layer box starts on each method's own default
     layer and marks the layers a method is not valid on.
     """
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox("Method", cam_methods(), key="ex_method", persist_state="session",
                           format_func=method_label)
-    if methods is None:
-        layer = c2.selectbox("Layer", layers, index=layers.index(default_layer)
-                             if default_layer in layers else len(layers) - 1, key="ex_layer",
-                             help=f"Default: {default_layer}")
-    else:
-        own, valid = methods[method]
-        needs = explain.CAM_METHODS[method].activations == explain.NON_NEGATIVE
-        # Labels must not depend on the method: the browser keeps showing a chosen option's old
-        # label when only the labels change, so the default layer is named in the help and caption.
-        choice = c2.selectbox(
-            "Layer", [DEFAULT_LAYER, *layers], key="ex_layer",
-            help=f"{method_label(method)} " + ("needs non-negative activations (after a ReLU): "
-                                               f"valid on {len(valid)} of {len(layers)} layers"
-                                               if needs else "takes signed activations")
-                 + f"; its default layer here is {own}.")
-        if choice != DEFAULT_LAYER and choice not in valid:
-            c2.caption(f":orange[{choice} has signed activations; {method_label(method)} assumes "
-                       f"non-negative ones, so its map may be flat or mislead. Valid: {own}.]")
-        layer = None if choice == DEFAULT_LAYER else choice
+    own, valid = methods[method]
+    needs = explain.CAM_METHODS[method].activations == explain.NON_NEGATIVE
+    # Labels must not depend on the method: the browser keeps showing a chosen option's old
+    # label when only the labels change, so the default layer is named in the help and caption.
+    choice = c2.selectbox(
+        "Layer", [DEFAULT_LAYER, *layers], key="ex_layer",
+        help=f"{method_label(method)} " + ("needs non-negative activations (after a ReLU): "
+                                           f"valid on {len(valid)} of {len(layers)} layers"
+                                           if needs else "takes signed activations")
+             + f"; its default layer here is {own}.")
+    if choice != DEFAULT_LAYER and choice not in valid:
+        c2.caption(f":orange[{choice} has signed activations; {method_label(method)} assumes "
+                   f"non-negative ones, so its map may be flat or mislead. Valid: {own}.]")
+    layer = None if choice == DEFAULT_LAYER else choice
     # Options are plain strings: a None option serialises as "no selection", so after a rerun
     # the box would read "Choose an option" instead of the predicted class.
     choice = c3.selectbox("Explain class", [PREDICTED, *classes], key="ex_target")

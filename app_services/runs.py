@@ -241,13 +241,12 @@ def active_runs(ds, task: str) -> list:
             if (safe(r.status, {}) or {}).get("state") in ("queued", "running")]
 
 
-def leakage(run) -> dict[str, Any]:
-    """A run's split leakage report (``{}`` when it has no split yet)."""
-    return safe(lambda: run.leakage, {}) or {}
-
-
-def leakage_text(run, leak: dict[str, Any]) -> str:
-    """The warning shown when a run's split puts patients (or duplicate groups) on both sides."""
+def leakage_warning(run) -> str | None:
+    """The warning to show when a run's split puts patients (or duplicate groups) on both sides,
+    or None (also when it has no split yet)."""
+    leak = safe(lambda: run.leakage, {}) or {}
+    if not (leak.get("patients_on_several_sides") or leak.get("groups_on_several_sides")):
+        return None
     parts = []
     if leak.get("patients_on_several_sides"):
         parts.append(f"{leak['patients_on_several_sides']} of {leak.get('patients_total', '?')} "

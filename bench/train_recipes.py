@@ -127,20 +127,22 @@ def multiworker_check(timeout_s: float = 300) -> dict:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
 
+    def finish(procs: list[subprocess.Popen]) -> list[int | None]:
+        """Exit codes within ``timeout_s``; a process still running then is killed (None)."""
+        try:
+            return [p.wait(timeout=timeout_s) for p in procs]
+        except subprocess.TimeoutExpired:
+            return [p.poll() for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, 9)
+
     t0 = time.perf_counter()
-    procs = [start(tmp / f"machine-{k}", ["--workers", workers, "--worker-index", str(k)])
-             for k in range(2)]
-    try:
-        codes = [p.wait(timeout=timeout_s) for p in procs]
-    except subprocess.TimeoutExpired:
-        codes = [p.poll() for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, 9)
+    codes = finish([start(tmp / f"machine-{k}", ["--workers", workers, "--worker-index", str(k)])
+                    for k in range(2)])
     seconds = time.perf_counter() - t0
-    single = start(tmp / "single", [])
-    single.wait(timeout=timeout_s)
+    finish([start(tmp / "single", [])])
     from cxrlib.data.datasets import scan_dataset
 
     rid = run_id(cfg, scan_dataset(root).for_task("3class").fingerprint)

@@ -173,6 +173,18 @@ def _predicted(net, x: np.ndarray) -> np.ndarray:
     return np.asarray(net[0](x, training=False)).argmax(axis=1).astype(np.int32)
 
 
+def _assert_matches_reference(net, x: np.ndarray, heat: np.ndarray, target, reference) -> np.ndarray:
+    """``heat`` equals ``reference(net, x, targets)`` (which is not empty) and is not Grad-CAM
+    under another name on this model; returns the targets (the predicted class for None)."""
+    targets = _predicted(net, x) if target is None else np.asarray(target, np.int32)
+    expected = reference(net, x, targets)
+    assert expected.max(axis=(1, 2)).min() == pytest.approx(1.0)  # the reference is not empty
+    np.testing.assert_allclose(heat, expected, atol=1e-5)
+    # The test can tell the method from Grad-CAM on this model: their maps differ.
+    assert np.abs(expected - gradcam_reference(net, x, targets)).max() > 0.05
+    return targets
+
+
 @pytest.mark.parametrize("target", [None, [2, 0, 1]])
 def test_gradcam_plus_plus_matches_the_numpy_reference(net, target):
     from cxrlib.explain import get_cam
@@ -181,13 +193,8 @@ def test_gradcam_plus_plus_matches_the_numpy_reference(net, target):
     cam = get_cam("gradcam++", net[0], "explained")
     assert cam.score == "dense_logit"  # the reference differentiates the logit
     heat, probs = cam(x, target=target)
-    targets = _predicted(net, x) if target is None else np.asarray(target, np.int32)
-    expected = gradcam_pp_reference(net, x, targets)
-    assert expected.max(axis=(1, 2)).min() == pytest.approx(1.0)  # the reference is not empty
-    np.testing.assert_allclose(heat, expected, atol=1e-5)
+    _assert_matches_reference(net, x, heat, target, gradcam_pp_reference)
     np.testing.assert_allclose(probs, np.asarray(net[0](x, training=False)), atol=1e-6)
-    # The test can tell Grad-CAM++ from Grad-CAM on this model: their maps differ.
-    assert np.abs(expected - gradcam_reference(net, x, targets)).max() > 0.05
 
 
 @pytest.mark.parametrize("target", [None, [1, 2, 1]])
@@ -196,12 +203,7 @@ def test_scorecam_matches_the_numpy_reference(net, target):
 
     x = _images(seed=1)
     heat, _ = get_cam("scorecam", net[0], "explained")(x, target=target)
-    targets = _predicted(net, x) if target is None else np.asarray(target, np.int32)
-    expected = scorecam_reference(net, x, targets)
-    assert expected.max(axis=(1, 2)).min() == pytest.approx(1.0)
-    np.testing.assert_allclose(heat, expected, atol=1e-5)
-    # Score-CAM is not Grad-CAM with another name on this model.
-    assert np.abs(expected - gradcam_reference(net, x, targets)).max() > 0.05
+    _assert_matches_reference(net, x, heat, target, scorecam_reference)
 
 
 def test_scorecam_scores_only_the_most_active_channels(net):
@@ -292,12 +294,7 @@ def test_gradient_methods_match_their_numpy_references(net, method, target):
     x = _images(seed=3)
     cam = get_cam(method, net[0], "explained")
     heat, _ = cam(x, target=target)
-    targets = _predicted(net, x) if target is None else np.asarray(target, np.int32)
-    expected = GRADIENT_REFERENCES[method](net, x, targets)
-    assert expected.max(axis=(1, 2)).min() == pytest.approx(1.0)
-    np.testing.assert_allclose(heat, expected, atol=1e-5)
-    # The gradient varies over the map on this model: none of them is Grad-CAM renamed.
-    assert np.abs(expected - gradcam_reference(net, x, targets)).max() > 0.05
+    _assert_matches_reference(net, x, heat, target, GRADIENT_REFERENCES[method])
 
 
 def test_xgradcam_and_layercam_differ_from_hirescam_on_this_model(net):
@@ -317,11 +314,7 @@ def test_ablationcam_matches_the_numpy_reference(net, target):
     cam = get_cam("ablationcam", net[0], "explained")
     assert cam.score == "dense_logit"
     heat, _ = cam(x, target=target)
-    targets = _predicted(net, x) if target is None else np.asarray(target, np.int32)
-    expected = ablationcam_reference(net, x, targets)
-    assert expected.max(axis=(1, 2)).min() == pytest.approx(1.0)
-    np.testing.assert_allclose(heat, expected, atol=1e-5)
-    assert np.abs(expected - gradcam_reference(net, x, targets)).max() > 0.05
+    _assert_matches_reference(net, x, heat, target, ablationcam_reference)
 
 
 def test_eigencam_matches_the_numpy_reference_for_any_target(net):

@@ -52,9 +52,7 @@ m[2].metric("CAM mass inside the lungs", svc.fmt(summary["cam_in_lung_share"].ge
 m[3].metric("Accuracy, lungs blanked", svc.fmt(summary["lungs_blanked_accuracy"]))
 m[4].metric("Duplicate clusters", summary["duplicate_clusters"])
 for verdict in report.verdicts:
-    alarming = any(w in verdict for w in ("confounded", "Leakage", "shortcuts", "falls from",
-                                          "partly relies", "tell the source", "clearly below"))
-    (st.warning if alarming else st.info)(verdict)
+    (st.warning if svc.verdict_is_alarming(verdict) else st.info)(verdict)
 if report.skipped:  # films that could not be decoded: left out, the audit went on
     st.warning(f"{len(report.skipped)} films could not be read and were left out of the audit "
                "steps named below.", icon=":material/broken_image:")

@@ -26,9 +26,8 @@ for col, run in zip(cols, runs):
         if run.val_is_test:
             st.warning("The test split doubled as validation (published 80/20): these test "
                        "metrics are optimistic.", icon=":material/warning:")
-        leak = svc.leakage(run)
-        if leak.get("patients_on_several_sides") or leak.get("groups_on_several_sides"):
-            st.warning(svc.leakage_text(run, leak), icon=":material/warning:")
+        if warning := svc.leakage_warning(run):
+            st.warning(warning, icon=":material/warning:")
         acc_ci = ci["metrics"]["accuracy"]
         m1, m2, m3 = st.columns(3)
         m1.metric("Test accuracy", svc.fmt(ev["accuracy"]),

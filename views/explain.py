@@ -38,8 +38,8 @@ if refusal:
     st.error(f"Cannot explain this film: {refusal}.")
     st.stop()
 
-layers, default_layer = svc.cam_layers(run)
-cfg = svc.explain_ui(layers, default_layer, list(run.classes), svc.method_layers(run))
+layers, _ = svc.cam_layers(run)
+cfg = svc.explain_ui(layers, list(run.classes), svc.method_layers(run))
 try:
     res = svc.explanation(run, film.pixels, film_key, cfg)
 except ValueError as exc:

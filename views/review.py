@@ -57,7 +57,6 @@ else:
     st.caption("No review of this film yet.")
 
 st.divider()
-reviews = svc.run_reviews(run)  # again: the form above may just have saved one
 stats = svc.agreement(run, reviews)
 st.subheader("Agreement between reviewers")
 overall, pairwise = stats["kappa"]["overall"], stats["kappa"]["pairwise"]

@@ -86,9 +86,8 @@ else:
         status = run.status()
         if status.get("state") == "failed" and status.get("error"):
             st.error(f"Run `{run.id[:8]}` failed: {status['error']}")
-        leak = svc.leakage(run)
-        if leak.get("patients_on_several_sides") or leak.get("groups_on_several_sides"):
-            st.warning(svc.leakage_text(run, leak), icon=":material/warning:")
+        if warning := svc.leakage_warning(run):
+            st.warning(warning, icon=":material/warning:")
 
 damaged = svc.damaged_runs()
 if damaged:

@@ -35,11 +35,6 @@ import numpy as np
 from cxrlib.core.cluster import ENV, role
 
 
-def replicas(strategy) -> int:
-    """Replicas in sync (1: the plain single-device loop applies)."""
-    return int(strategy.num_replicas_in_sync)
-
-
 def is_chief() -> bool:
     """Whether this process writes the run registry (no cluster: always)."""
     r = role()

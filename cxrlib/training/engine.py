@@ -219,20 +219,17 @@ class _Training:
         return progress, cbs
 
     def _fit_head(self, images) -> np.ndarray:
-        from cxrlib.core.tfsetup import tf  # noqa: PLC0415
         from cxrlib.models import backbone_and_head  # noqa: PLC0415
-        from cxrlib.training.features import cached_features  # noqa: PLC0415
+        from cxrlib.training.features import config_features  # noqa: PLC0415
 
-        cfg, tcfg = self.cfg, self.cfg.train
+        tcfg = self.cfg.train
         feature_model, head = backbone_and_head(self.model)
         feature_model.trainable = False
         self.status(message="backbone features")
         copies = tcfg.feature_augment_copies
-        fs = cached_features(feature_model, images, rel_paths=self.data.manifest["rel_path"].tolist(),
-                             fingerprint=self.data.fingerprint, preprocess_cfg=cfg.preprocess,
-                             model_cfg=cfg.model, copies=copies,
-                             rotation=tcfg.rotation if tcfg.augment else 0.0,
-                             hflip=tcfg.hflip and tcfg.augment, seed=tcfg.seed,
+        fs = config_features(feature_model, images, self.cfg,
+                             rel_paths=self.data.manifest["rel_path"].tolist(),
+                             fingerprint=self.data.fingerprint,
                              progress=self._progress("backbone features"))
         self.info.update(feature_cache_hit=fs.hit, feature_seconds=round(fs.seconds, 2))
         self.lap("features")
@@ -243,21 +240,9 @@ class _Training:
         self._compile(head, tcfg.learning_rate)
         progress, cbs = self._callbacks(head, steps, True, checkpoint=False, per_batch=False)
         self.status(message="training the head")
-        if tf().distribute.get_strategy().num_replicas_in_sync > 1:
-            # Several GPUs: Keras's fit distributes the steps (the compiled loop is written for
-            # one device); the same callbacks give the same semantics.
-            tfm = tf()
-            train_ds = (tfm.data.Dataset.from_tensor_slices((x_train, y_train))
-                        .shuffle(len(x_train), seed=tcfg.seed, reshuffle_each_iteration=True)
-                        .batch(tcfg.batch_size).prefetch(tfm.data.AUTOTUNE))
-            val_ds = tfm.data.Dataset.from_tensor_slices(
-                (fs.features[0][val], self.onehot[val])).batch(256)
-            head.fit(train_ds, epochs=tcfg.epochs, verbose=0, validation_data=val_ds,
-                     callbacks=cbs, shuffle=False)
-        else:
-            fit_head_compiled(head, x_train, y_train, fs.features[0][val], self.onehot[val],
-                              epochs=tcfg.epochs, batch_size=tcfg.batch_size, seed=tcfg.seed,
-                              callbacks=cbs)
+        fit_head_compiled(head, x_train, y_train, fs.features[0][val], self.onehot[val],
+                          epochs=tcfg.epochs, batch_size=tcfg.batch_size, seed=tcfg.seed,
+                          callbacks=cbs)
         progress.restore_best()
         self.lap("fit_head")
         return head.predict(fs.features[0][self.idx["test"]], batch_size=256, verbose=0)

@@ -121,6 +121,18 @@ def extract_features(feature_model, images: np.ndarray, *, batch_size: int = 32,
     return predict(feature_model, images, batch_size=batch_size, progress=progress)
 
 
+def config_features(feature_model, images: np.ndarray, cfg, *, rel_paths, fingerprint: str,
+                    progress: Callable[[int, int], None] | None = None) -> FeatureSet:
+    """:func:`cached_features` with a run config's head-mode augmentation: the training engine
+    and leave-one-source-out call this, so they share one cache entry per run."""
+    t = cfg.train
+    return cached_features(feature_model, images, rel_paths=rel_paths, fingerprint=fingerprint,
+                           preprocess_cfg=cfg.preprocess, model_cfg=cfg.model,
+                           copies=t.feature_augment_copies,
+                           rotation=t.rotation if t.augment else 0.0, hflip=t.hflip and t.augment,
+                           seed=t.seed, progress=progress)
+
+
 def cached_features(feature_model, images: np.ndarray, *, rel_paths, fingerprint: str,
                     preprocess_cfg: PreprocessConfig, model_cfg: ModelConfig, copies: int = 0,
                     rotation: float = 0.0, hflip: bool = False, seed: int = 0,

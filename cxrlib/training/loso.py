@@ -56,7 +56,7 @@ def run_features(run, *, dataset=None, progress: Callable[[int, int], None] | No
     from cxrlib.data.identity import group_keys  # noqa: PLC0415
     from cxrlib.models import backbone_and_head  # noqa: PLC0415
     from cxrlib.preprocessing.tensor_cache import load_tensors  # noqa: PLC0415
-    from cxrlib.training.features import cached_features  # noqa: PLC0415
+    from cxrlib.training.features import config_features  # noqa: PLC0415
 
     cfg = run.config
     ds = dataset or scan_dataset(cfg.data.root, bacterial=cfg.data.bacterial)
@@ -66,11 +66,8 @@ def run_features(run, *, dataset=None, progress: Callable[[int, int], None] | No
         raise ValueError(f"the dataset at {cfg.data.root} is not the one run {run.id} was trained on")
     feature_model, head = backbone_and_head(run.load_model())
     tensors = load_tensors(ds, cfg.preprocess)
-    t = cfg.train
-    fs = cached_features(feature_model, tensors.images, rel_paths=ds.manifest["rel_path"].tolist(),
-                         fingerprint=ds.fingerprint, preprocess_cfg=cfg.preprocess, model_cfg=cfg.model,
-                         copies=t.feature_augment_copies, rotation=t.rotation if t.augment else 0.0,
-                         hflip=t.hflip and t.augment, seed=t.seed, progress=progress)
+    fs = config_features(feature_model, tensors.images, cfg, rel_paths=ds.manifest["rel_path"].tolist(),
+                         fingerprint=ds.fingerprint, progress=progress)
     split = run.split_table()
     manifest = ds.manifest.reset_index(drop=True)
     lookup = split.set_index(split["rel_path"].astype(str))
