@@ -12,8 +12,7 @@ from .runs import get_run, predictions, run_stamp
 
 def test_predictions(run):
     """The run's predictions on its test split."""
-    preds = predictions(run)
-    return preds[preds["split"] == "test"].reset_index(drop=True) if "split" in preds else preds
+    return ev.test_rows(predictions(run))
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing the curves…")

@@ -75,7 +75,7 @@ def bootstrap_seconds(run, n_boot: int = 1000) -> float:
     from cxrlib import evaluation as ev
 
     preds = run.predictions()
-    y, probs, patients = ev.from_predictions(preds[preds["split"] == "test"], list(run.classes))
+    y, probs, patients = ev.from_predictions(ev.test_rows(preds), list(run.classes))
     t0 = time.perf_counter()
     ev.bootstrap_ci(y, probs, list(run.classes), patients, n_boot=n_boot, seed=0)
     return round(time.perf_counter() - t0, 3)

@@ -362,3 +362,18 @@ def test_sample_records_without_a_path_column():
 def test_calibration_rejects_one_dimensional_probabilities():
     with pytest.raises(ValueError, match=r"\(N, C\)"):
         metrics.calibration([0, 1], np.array([0.2, 0.9]))
+
+
+def test_test_rows_keeps_only_the_test_split_in_order():
+    """A predictions frame read back from CSV may hold the split as any dtype; the test rows keep
+    their order and get a fresh index; a folder's predictions (no split column) pass whole."""
+    preds = pd.DataFrame({"rel_path": list("abcdef"),
+                          "split": ["train", "test", "val", "test", None, "test"]},
+                         index=[10, 11, 12, 13, 14, 15])
+    rows = metrics.test_rows(preds)
+    assert rows["rel_path"].tolist() == ["b", "d", "f"]
+    assert rows.index.tolist() == [0, 1, 2]
+    categorical = preds.astype({"split": "category"})
+    assert metrics.test_rows(categorical)["rel_path"].tolist() == ["b", "d", "f"]
+    folder = preds.drop(columns="split")
+    assert metrics.test_rows(folder)["rel_path"].tolist() == list("abcdef")

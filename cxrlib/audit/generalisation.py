@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from cxrlib.evaluation.core import test_rows
+
 HEAD_FAMILIES = ("mobilenetv2", "tiny")
 ADVERSARIAL_WEIGHT = 0.3
 """The gradient-reversal weight the audit measures the source-adversarial head with (on cxr3:
@@ -47,10 +49,7 @@ def split_subgroups(run, manifest: pd.DataFrame, *, by=None, n_boot: int = 1000)
     """Subgroups of the run's own test predictions by ``by`` (default: the usual columns)."""
     from cxrlib.evaluation.subgroups import attach_manifest, default_columns, subgroup_analysis  # noqa: PLC0415
 
-    predictions = run.predictions()
-    if "split" in predictions:
-        predictions = predictions[predictions["split"].astype(str) == "test"]
-    frame = attach_manifest(predictions.reset_index(drop=True), manifest)
+    frame = attach_manifest(test_rows(run.predictions()), manifest)
     columns = list(by) if by else default_columns(frame)
     return subgroup_analysis(frame, run.classes, columns, n_boot=n_boot) if columns else None
 

@@ -6,6 +6,8 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 
+from cxrlib.evaluation.core import test_rows
+
 
 def source_of(predictions: pd.DataFrame, manifest: pd.DataFrame | None = None) -> pd.Series:
     """The source of each prediction row: the manifest's ``source`` column when available,
@@ -98,6 +100,5 @@ def own_test_accuracy(run) -> float:
     p = run.predictions()
     if p.empty:
         return float(run.metrics().get("accuracy", np.nan))
-    if "split" in p:
-        p = p[p["split"].astype(str) == "test"]
+    p = test_rows(p)
     return float((p["label"].astype(str) == p["pred"].astype(str)).mean()) if len(p) else float("nan")

@@ -2,7 +2,8 @@
 
 The public functions of the submodules, in one namespace (``from cxrlib import evaluation``):
 
-- :mod:`.core`: inputs (:func:`label_indices`, :func:`from_predictions`, :func:`decide`);
+- :mod:`.core`: inputs (:func:`label_indices`, :func:`from_predictions`, :func:`decide`,
+  :func:`test_rows`);
 - :mod:`.metrics`: :func:`point_metrics` (the one accuracy path), :func:`evaluate`,
   :func:`ppv_npv`, :func:`predictive_values`;
 - :mod:`.curves`: :func:`roc_curves`, :func:`pr_curves`; :mod:`.calibration`: :func:`calibration`;
@@ -20,7 +21,7 @@ from cxrlib.evaluation.bootstrap import bootstrap_ci, resample_weights
 from cxrlib.evaluation.calibration import calibration
 from cxrlib.evaluation.compare import (NotComparable, compare_predictions, compare_runs,
                                        mcnemar_exact, paired_bootstrap, paired_test_predictions)
-from cxrlib.evaluation.core import decide, from_predictions, label_indices
+from cxrlib.evaluation.core import decide, from_predictions, label_indices, test_rows
 from cxrlib.evaluation.curves import pr_curves, precision_recall_curve, roc_curve, roc_curves
 from cxrlib.evaluation.history import best_epoch, training_curves
 from cxrlib.evaluation.metrics import (confusion_counts, evaluate, point_metrics, ppv_npv,
@@ -31,4 +32,4 @@ __all__ = ["NotComparable", "best_epoch", "bootstrap_ci", "calibration", "compar
            "compare_runs", "confusion_counts", "decide", "evaluate", "from_predictions",
            "label_indices", "mcnemar_exact", "paired_bootstrap", "paired_test_predictions", "point_metrics", "ppv_npv", "pr_curves",
            "precision_recall_curve", "predictive_values", "resample_weights", "roc_curve",
-           "roc_curves", "sample_records", "training_curves"]
+           "roc_curves", "sample_records", "test_rows", "training_curves"]

@@ -58,6 +58,14 @@ def _patient_codes(patient_ids, n_images: int) -> np.ndarray:
     return pd.factorize(ids, sort=True)[0]
 
 
+def test_rows(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a run's predictions on its test split (``split == "test"``), index reset; a
+    frame without a ``split`` column (predictions of a folder) is returned whole."""
+    if "split" not in predictions.columns:
+        return predictions.reset_index(drop=True)
+    return predictions[predictions["split"].astype(str) == "test"].reset_index(drop=True)
+
+
 def from_predictions(df: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Labels, probabilities and patient ids from a run's stored predictions.
 

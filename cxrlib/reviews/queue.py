@@ -6,6 +6,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from cxrlib.evaluation.core import test_rows
 from cxrlib.evaluation.records import sample_records
 
 
@@ -31,10 +32,7 @@ def review_queue(predictions: pd.DataFrame, classes: Sequence[str], *,
         The columns of :func:`sample_records` plus ``in_lung_share`` (NaN when unknown),
         ``position`` (1-based) and ``reason`` (why the film is where it is).
     """
-    test = predictions
-    if "split" in predictions.columns:
-        test = predictions[predictions["split"].astype(str) == "test"]
-    records = sample_records(test.reset_index(drop=True), classes, threshold=threshold)
+    records = sample_records(test_rows(predictions), classes, threshold=threshold)
     share = pd.Series(np.nan, index=records.index)
     if in_lung_share is not None and len(in_lung_share) and "rel_path" in records:
         lookup = in_lung_share.drop_duplicates("rel_path").set_index("rel_path")["in_lung_share"]

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.classes import task_classes
+from cxrlib.evaluation.core import test_rows
 
 
 @dataclass
@@ -210,8 +211,7 @@ def _own_test_accuracy(run) -> dict:
     """The run's test-split accuracy per source, and overall under ``"__all__"``."""
     from cxrlib.evaluation.metrics import point_metrics  # noqa: PLC0415
 
-    p = run.predictions()
-    p = p[p["split"].astype(str) == "test"] if "split" in p else p
+    p = test_rows(run.predictions())
     if p.empty:
         return {}
     out = {"__all__": point_metrics(p["label"].astype(str), p["pred"].astype(str), run.classes)["accuracy"]}
