@@ -126,3 +126,35 @@ def test_a_dataset_without_near_duplicates_gets_empty_cluster_ids(workspace, syn
     table = run.split_table()
     assert run.status()["state"] == "done"
     assert table["dup_cluster"].isna().all()  # split.csv reads an empty id back as missing
+
+
+def test_a_dead_writers_partial_feature_folder_is_removed_a_live_ones_kept(workspace):
+    """A process killed while writing a feature entry leaves its hidden build folder behind;
+    the next writer of that entry removes it (the tensor cache's rule), but not the folder of
+    a writer still alive."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from cxrlib.core.config import ModelConfig, PreprocessConfig
+    from cxrlib.core.paths import cache_dir
+    from cxrlib.models import backbone_and_head, build_model
+
+    backbone, _ = backbone_and_head(build_model(ModelConfig(family="tiny", head_units=(4,),
+                                                            head_dropout=(0.0,)), 3, 32))
+    films = np.random.default_rng(2).integers(0, 256, (3, 32, 32), dtype=np.uint8)
+    kw = dict(rel_paths=["a", "b", "c"], fingerprint="fp", model_cfg=ModelConfig(family="tiny"),
+              preprocess_cfg=PreprocessConfig(steps=(), size=32))
+    key = features.cached_features(backbone, films, **kw).key
+    root = cache_dir("features")
+    shutil.rmtree(root / key)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    dead_partial = root / f".{key}.partial-{dead}-deadbeef"
+    live_partial = root / f".{key}.partial-{os.getppid()}-cafef00d"
+    for folder in (dead_partial, live_partial):
+        folder.mkdir()
+        np.save(folder / "features.npy", np.ones((2, 5), np.float32))
+    assert not features.cached_features(backbone, films, **kw).hit
+    assert not dead_partial.exists() and live_partial.exists()

@@ -1,9 +1,12 @@
-"""Atomic file writes: a reader never sees a half-written file, a crash leaves the old one."""
+"""Atomic file and folder writes: a reader never sees a half-written file or cache entry, a crash
+leaves the old one (and a build folder that the next writer of the same entry removes)."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,6 +34,33 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def partial_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh hidden build folder ``.<name>.partial-<pid>-<random>`` beside the folder
+    ``target``, to fill and then ``os.replace`` into place; it is removed on exit if still there.
+
+    Build folders of the same ``target`` left by processes that died mid-write are deleted
+    first; those of a writer still alive are kept (it may yet finish first).
+    """
+    from cxrlib.core.processes import pid_alive  # noqa: PLC0415
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for old in target.parent.glob(f".{target.name}.partial-*"):
+        try:
+            pid = int(old.name.rsplit(".partial-", 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not pid_alive(pid):
+            shutil.rmtree(old, ignore_errors=True)
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    partial.mkdir()
+    try:
+        yield partial
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,8 +27,7 @@ import numpy as np
 
 from cxrlib.core import paths
 from cxrlib.core.config import PreprocessConfig
-from cxrlib.core.processes import pid_alive
-from cxrlib.core.fsutil import read_json, write_json_atomic
+from cxrlib.core.fsutil import partial_folder, read_json, write_json_atomic
 from cxrlib.preprocessing.pipeline import preprocess_film
 
 CACHE_FORMAT = 2  # bump when preprocessing code changes its output, to retire old entries
@@ -97,17 +95,6 @@ def _open_entry(folder: Path, key: str, rel_paths: list[str], size: int) -> Cach
 
 
 
-def _remove_dead_partials(root: Path, key: str) -> None:
-    """Delete build folders of this key left behind by processes that died mid-fill."""
-    for partial in root.glob(f".{key}.partial-*"):
-        try:
-            pid = int(partial.name.split(".partial-")[1].split("-")[0])
-        except (IndexError, ValueError):
-            continue
-        if pid != os.getpid() and not pid_alive(pid):
-            shutil.rmtree(partial, ignore_errors=True)
-
-
 def _fill(out: np.ndarray, paths_: list[str], rel_paths: list[str], cfg: PreprocessConfig,
           workers: int, executor: str, progress: Callable[[int, int], None] | None) -> list[dict]:
     total = len(paths_)
@@ -171,11 +158,7 @@ def load_tensors(dataset, cfg: PreprocessConfig, *, workers: int | None = None,
             progress(len(rel_paths), len(rel_paths))
         return entry
 
-    root.mkdir(parents=True, exist_ok=True)
-    _remove_dead_partials(root, key)
-    partial = root / f".{key}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    partial.mkdir()
-    try:
+    with partial_folder(folder) as partial:
         started = time.perf_counter()
         images = np.lib.format.open_memmap(partial / IMAGES_FILE, mode="w+", dtype=np.uint8,
                                            shape=(len(rel_paths), size, size))
@@ -194,10 +177,7 @@ def load_tensors(dataset, cfg: PreprocessConfig, *, workers: int | None = None,
         try:
             os.replace(partial, folder)
         except OSError:  # another process finished the same entry first: use theirs
-            shutil.rmtree(partial, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+            pass
     entry = _open_entry(folder, key, rel_paths, size)
     if entry is None:
         raise RuntimeError(f"tensor cache entry {folder} is unreadable right after writing it")

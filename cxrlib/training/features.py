@@ -25,7 +25,6 @@ import hashlib
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 
 from cxrlib.core import paths
 from cxrlib.core.config import ModelConfig, PreprocessConfig, config_hash
-from cxrlib.core.fsutil import read_json, write_json_atomic
+from cxrlib.core.fsutil import partial_folder, read_json, write_json_atomic
 
 CACHE_VERSION = 1
 
@@ -195,11 +194,9 @@ def _load(folder: Path, n: int, rows: str) -> np.ndarray | None:
 
 
 def _store(folder: Path, feats: np.ndarray, meta: dict) -> None:
-    """Write the entry under a hidden name, then rename it into place (first writer wins)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    partial.mkdir()
-    try:
+    """Write the entry under a hidden name, then rename it into place (first writer wins; the
+    build folders of dead writers go, :func:`cxrlib.core.fsutil.partial_folder`)."""
+    with partial_folder(folder) as partial:
         np.save(partial / "features.npy", feats)
         write_json_atomic(partial / "meta.json", meta)
         if _load(folder, meta["n"], meta["rows"]) is None and folder.exists():
@@ -208,5 +205,3 @@ def _store(folder: Path, feats: np.ndarray, meta: dict) -> None:
             os.replace(partial, folder)
         except OSError:  # another process finished the same entry first: keep theirs
             pass
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
