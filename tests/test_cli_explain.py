@@ -149,3 +149,32 @@ def test_overlay_names_mirror_folders_and_stay_unique(tmp_path):
              tmp_path / "other" / "a.png", tmp_path / "b.jpg"]
     inputs = [tmp_path / "in", files[2], files[3]]
     assert output_names(inputs, files) == ["x/a", "a", "a-2", "b"]
+
+
+def test_a_crop_runs_films_are_segmented_once(trained_run, folder, tmp_path, monkeypatch):
+    """Explaining films of a lung-crop run needs each film's predicted mask for the crop and for
+    its lung field: the segmenter runs once per film, not twice."""
+    from types import SimpleNamespace
+
+    from cxrlib.explain.batch import BatchSettings, explain_files, lung_segmenter
+    from cxrlib.lungs import segmenter
+
+    if lung_segmenter()[0] is None:
+        pytest.skip("the lung segmenter's weights are not installed")
+    cfg = trained_run.config.preprocess
+    crop = cfg.replace(steps=(*cfg.steps, "lung_crop"))
+    source = SimpleNamespace(config=SimpleNamespace(preprocess=crop), classes=trained_run.classes,
+                             load_model=trained_run.load_model)
+    real, segmented = segmenter.segment_batch, []
+
+    def counting(batch, *args, **kwargs):
+        segmented.append(len(batch))
+        return real(batch, *args, **kwargs)
+
+    monkeypatch.setattr(segmenter, "segment_batch", counting)
+    files = sorted((folder / "a").glob("*.png"))
+    rows = list(explain_files(source, files, [f.stem for f in files], tmp_path / "o",
+                              BatchSettings(deletion_steps=0, batch_size=2)))
+    assert len(files) == 3 and sum(segmented) == len(files)
+    assert [r["error"] for r in rows] == [""] * 3
+    assert all(r["lung_mask"].startswith("predicted") for r in rows)

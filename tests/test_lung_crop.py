@@ -166,3 +166,24 @@ def test_cli_steps_and_margin_flags():
     cfg = config_from_args(args).preprocess
     assert cfg.steps == ("white_balance", "lung_crop") and cfg.lung_crop_margin == 0.1
     assert config_from_args(parser.parse_args(["--data", "x"])).preprocess.steps == ("white_balance",)
+
+
+def test_a_crop_runs_films_are_segmented_once_for_both_box_and_field(monkeypatch):
+    """The lung field of a lung-crop run's film needs its predicted mask twice (for the crop box
+    and, without a dataset mask, as the field): the segmenter runs once per film, and the
+    fields are those of the films segmented one by one."""
+    from cxrlib.lungs import segment_lungs, segmenter
+
+    films = [_film(label, 120, 100, 10 + i) for i, label in enumerate(CLASSES)]
+    expected = [mask_to_input(segment_lungs(f).mask, input_box(f, CROP), CROP.size) for f in films]
+    real, segmented = segmenter.segment_batch, []
+
+    def counting(batch, *args, **kwargs):
+        segmented.append(len(batch))
+        return real(batch, *args, **kwargs)
+
+    monkeypatch.setattr(segmenter, "segment_batch", counting)
+    fields = input_lung_fields(films, [None] * len(films), CROP)
+    assert sum(segmented) == len(films)
+    for field, mask in zip(fields, expected):
+        assert field.source == "predicted" and np.array_equal(field.mask, mask)

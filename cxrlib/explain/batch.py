@@ -42,9 +42,10 @@ class BatchSettings:
     batch_size: int = 16
 
 
-def lung_segmenter() -> tuple[Callable[[list, list], list] | None, str]:
+def lung_segmenter() -> tuple[Callable[..., list] | None, str]:
     """``(lung_fields, "")`` when the learned lung segmenter and its weights are installed, else
-    ``(None, why not)``. ``lung_fields(films, paths)`` is :func:`cxrlib.lungs.lung_fields`."""
+    ``(None, why not)``. ``lung_fields(films, paths, predicted=...)`` is
+    :func:`cxrlib.lungs.lung_fields`."""
     try:
         from cxrlib.lungs import lung_fields  # noqa: PLC0415
         from cxrlib.lungs.network import ASSET_DIR, ASSET_NAME  # noqa: PLC0415
@@ -131,7 +132,7 @@ def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
     x = to_model_input(np.stack([preprocess_film(films[i], cfg, c) for i, c in zip(ok, crops)]))
     boxes = [input_box(films[i], cfg, c) for i, c in zip(ok, crops)]  # what the model saw
     result = cam.explain(x, settings.explain.target)
-    masks = _lung_masks(lungs, [films[i] for i in ok], [paths[i] for i in ok])
+    masks = _lung_masks(lungs, [films[i] for i in ok], [paths[i] for i in ok], crops)
     for j, i in enumerate(ok):
         heat, row = result.heatmaps[j], rows[i]
         row.update({"width": films[i].shape[1], "height": films[i].shape[0],
@@ -169,8 +170,11 @@ def _crop_lungs(cfg, films: list) -> list:
     return [segment_lungs(f) for f in films]
 
 
-def _lung_masks(lungs, films: list, paths: list):
-    return None if lungs is None else lungs(films, [str(p) for p in paths])
+def _lung_masks(lungs, films: list, paths: list, crops: list):
+    """The films' lung fields; a crop run's predicted masks (``crops``) are not computed again."""
+    if lungs is None:
+        return None
+    return lungs(films, [str(p) for p in paths], predicted=crops)
 
 
 def _empty_row(path: str, classes: list[str], method: str, layer: str,

@@ -153,7 +153,8 @@ def segment_lungs(film: np.ndarray, *, weights: str | Path | None = None) -> Lun
 def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | None], *,
                 masks=None, rel_paths: Sequence[str] | None = None, batch_size: int = 16,
                 weights: str | Path | None = None,
-                mask_paths: Sequence[str | Path | None] | None = None) -> list[LungSegmentation]:
+                mask_paths: Sequence[str | Path | None] | None = None,
+                predicted: Sequence[LungSegmentation | None] | None = None) -> list[LungSegmentation]:
     """Lung fields of films, a dataset's own masks taking precedence over predicted ones.
 
     A film's own mask is the file the dataset names for it (``mask_paths``: the manifest's
@@ -170,6 +171,9 @@ def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | N
         batch_size: films per network call.
         weights: a weights asset (default: the shipped one).
         mask_paths: per film, a mask file the dataset names for it ("" or None: none).
+        predicted: per film, its predicted segmentation when the caller has it already (e.g.
+            for the lung crop; None where not): a film without a dataset mask uses it instead
+            of being segmented again.
 
     Returns:
         One :class:`LungSegmentation` per film, in order.
@@ -185,6 +189,9 @@ def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | N
             rel = rel_paths[i] if rel_paths is not None else None
             found = dataset_mask(find_dataset_mask(path, masks=masks, rel_path=rel), shape)
         out.append(None if found is None else LungSegmentation(found, 1.0, False, "dataset"))
+    for i, seg in enumerate(out):
+        if seg is None and predicted is not None and predicted[i] is not None:
+            out[i] = predicted[i]
     todo = [i for i, seg in enumerate(out) if seg is None]
     if todo:
         for i, seg in zip(todo, segment_batch([films[i] for i in todo], batch_size, weights=weights)):

@@ -121,14 +121,16 @@ def input_lung_fields(films: Sequence[np.ndarray], film_paths: Sequence, cfg: Pr
     """
     from cxrlib.lungs import LungSegmentation, lung_fields, segment_lungs  # noqa: PLC0415
 
+    # A crop run: each film's predicted mask, from the same single-film call as the crop in the
+    # pipeline (so the box is that one), is also its field when it has no dataset mask.
+    crops = [segment_lungs(film) for film in films] if crops_to_lungs(cfg) else None
     fields = lung_fields(films, film_paths, masks=masks, rel_paths=rel_paths,
-                         mask_paths=mask_paths, batch_size=batch_size)
+                         mask_paths=mask_paths, batch_size=batch_size, predicted=crops)
     out = []
-    for film, seg in zip(films, fields):
+    for k, (film, seg) in enumerate(zip(films, fields)):
         box = (0, 0, seg.mask.shape[1], seg.mask.shape[0])
-        if crops_to_lungs(cfg):
-            # The same single-film call as the crop in the pipeline, so the box is that one.
-            box = input_box(film, cfg, segment_lungs(film))
+        if crops is not None:
+            box = input_box(film, cfg, crops[k])
         out.append(LungSegmentation(mask_to_input(seg.mask, box, cfg.size), seg.quality,
                                     seg.flagged, seg.source))
     return out
