@@ -377,3 +377,18 @@ def test_test_rows_keeps_only_the_test_split_in_order():
     assert metrics.test_rows(categorical)["rel_path"].tolist() == ["b", "d", "f"]
     folder = preds.drop(columns="split")
     assert metrics.test_rows(folder)["rel_path"].tolist() == list("abcdef")
+
+
+def test_percentile_interval_skips_undefined_resamples():
+    """The interval is numpy's percentile interval of the finite samples (a resample missing a
+    class has a NaN AUC); none finite gives nulls; JSON numbers are never NaN or infinite."""
+    from cxrlib.evaluation.bootstrap import percentile_interval
+    from cxrlib.evaluation.core import json_number
+
+    samples = np.array([0.1 * k for k in range(11)] + [np.nan, np.inf, -np.inf])
+    low, high, n = percentile_interval(samples, 0.2)
+    assert n == 11
+    assert (low, high) == pytest.approx((np.percentile(samples[:11], 10), np.percentile(samples[:11], 90)))
+    assert (low, high) == pytest.approx((0.1, 0.9))
+    assert percentile_interval(np.full(5, np.nan), 0.05) == (None, None, 0)
+    assert [json_number(v) for v in (None, np.nan, np.inf, np.float32(0.25), 3)] == [None, None, None, 0.25, 3.0]

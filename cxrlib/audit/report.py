@@ -20,6 +20,7 @@ from cxrlib.audit.generalisation import verdicts as generalisation_verdicts
 from cxrlib.audit.masked_eval import masked_evaluation, shortcut_verdict
 from cxrlib.audit.metadata_baseline import MetadataBaseline, metadata_baseline
 from cxrlib.audit.per_source import external_check, own_test_accuracy, per_source_metrics
+from cxrlib.evaluation.core import json_number
 
 STEPS = ("duplicates", "metadata", "attention", "masked", "per_source", "subgroups", "loso")
 
@@ -82,20 +83,20 @@ class AuditReport:
                  if len(self.attention_summary) else {})
         clusters = (int(self.duplicate_clusters["cluster_id"].nunique())
                     if len(self.duplicate_clusters) else 0)
-        return {"run_id": self.run_id, "cnn_accuracy": _num(self.cnn_accuracy),
-                "metadata_accuracy": _num(self.metadata.accuracy) if self.metadata else None,
-                "metadata_balanced_accuracy": _num(self.metadata.balanced_accuracy) if self.metadata else None,
-                "majority_rate": _num(self.metadata.majority_rate) if self.metadata else None,
+        return {"run_id": self.run_id, "cnn_accuracy": json_number(self.cnn_accuracy),
+                "metadata_accuracy": json_number(self.metadata.accuracy) if self.metadata else None,
+                "metadata_balanced_accuracy": json_number(self.metadata.balanced_accuracy) if self.metadata else None,
+                "majority_rate": json_number(self.metadata.majority_rate) if self.metadata else None,
                 "masked": (self.masked.astype(object).where(self.masked.notna(), None).to_dict("records")
                            if len(self.masked) else []),
                 **_generalisation_summary(self.generalisation, self.external_subgroups),
                 "duplicate_clusters": clusters,
                 "leakage": self.leakage.get("summary", {}),
-                "cam_in_lung_share": {k: _num(v) for k, v in share.items()},
+                "cam_in_lung_share": {k: json_number(v) for k, v in share.items()},
                 "lung_masks": self.lung_masks,
-                "lungs_blanked_accuracy": _num(masked.get("lungs blanked")),
-                "lungs_only_accuracy": _num(masked.get("lungs only")),
-                "unmasked_accuracy": _num(masked.get("unmasked")),
+                "lungs_blanked_accuracy": json_number(masked.get("lungs blanked")),
+                "lungs_only_accuracy": json_number(masked.get("lungs only")),
+                "unmasked_accuracy": json_number(masked.get("unmasked")),
                 "external": None if self.external is None else
                 {k: v for k, v in self.external.items() if k != "predictions"},
                 "verdicts": self.verdicts, "timings": self.timings, "skipped": self.skipped}
@@ -256,21 +257,17 @@ def _generalisation_summary(gen, external_subgroups) -> dict:
     probe = getattr(gen, "source_probe", None)
     sub = getattr(gen, "subgroups", None)
     return {
-        "loso_expected_accuracy": _num(loso.expected_accuracy) if loso else None,
-        "loso": ({r["source"]: {"accuracy": _num(r["held_out_accuracy"]), "n": int(r["n"])}
+        "loso_expected_accuracy": json_number(loso.expected_accuracy) if loso else None,
+        "loso": ({r["source"]: {"accuracy": json_number(r["held_out_accuracy"]), "n": int(r["n"])}
                   for r in loso.table.to_dict("records")} if loso else None),
         "loso_s": round(loso.seconds, 2) if loso else None,
-        "adversarial_loso_expected_accuracy": _num(adv.expected_accuracy) if adv else None,
-        "source_probe_accuracy": _num(probe["accuracy"]) if probe else None,
+        "adversarial_loso_expected_accuracy": json_number(adv.expected_accuracy) if adv else None,
+        "source_probe_accuracy": json_number(probe["accuracy"]) if probe else None,
         "source_probe_within_class_balanced_accuracy":
-            _num(probe.get("within_class_balanced_accuracy")) if probe else None,
+            json_number(probe.get("within_class_balanced_accuracy")) if probe else None,
         "worst_subgroups": sub.worst(3) if sub is not None else None,
         "external_worst_subgroups": external_subgroups.worst(3) if external_subgroups is not None else None,
     }
-
-
-def _num(v) -> float | None:
-    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

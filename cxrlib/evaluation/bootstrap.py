@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cxrlib.evaluation.core import _check, _num, _patient_codes, _weighted_stats, decide
+from cxrlib.evaluation.core import _check, json_number, _patient_codes, _weighted_stats, decide
 
 _WEIGHT_CELLS = 4_000_000  # bootstrap weights processed per chunk (rows × images), bounds memory
 
@@ -32,6 +32,21 @@ def resample_weights(n_images: int, patient_ids=None, *, n_boot: int, rng: np.ra
     n_patients = int(codes.max()) + 1
     per_patient = rng.multinomial(n_patients, np.full(n_patients, 1.0 / n_patients), size=n_boot)
     return per_patient[:, codes]
+
+
+def percentile_interval(samples: np.ndarray, alpha: float) -> tuple[float | None, float | None, int]:
+    """The ``1 - alpha`` percentile interval of bootstrap ``samples``, over the finite ones.
+
+    Returns:
+        ``(low, high, n_valid)``: JSON numbers (None when no sample is finite) and the count of
+        finite samples (a resample without some class has an undefined recall or AUC).
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    valid = samples[np.isfinite(samples)]
+    if not valid.size:
+        return None, None, 0
+    low, high = np.quantile(valid, [alpha / 2, 1 - alpha / 2])
+    return json_number(low), json_number(high), int(valid.size)
 
 
 def bootstrap_ci(labels, probs, classes: Sequence[str], patient_ids=None, *, n_boot: int = 1000,
@@ -79,10 +94,9 @@ def bootstrap_ci(labels, probs, classes: Sequence[str], patient_ids=None, *, n_b
 
     metrics = {}
     for name, (estimate, samples) in columns.items():
-        valid = samples[np.isfinite(samples)]
-        low, high = np.quantile(valid, [alpha / 2, 1 - alpha / 2]) if valid.size else (np.nan, np.nan)
-        metrics[name] = {"estimate": _num(estimate), "low": _num(low), "high": _num(high),
-                         "n_valid": int(valid.size), "n_skipped": int(n_boot - valid.size)}
+        low, high, n_valid = percentile_interval(samples, alpha)
+        metrics[name] = {"estimate": json_number(estimate), "low": low, "high": high,
+                         "n_valid": n_valid, "n_skipped": int(n_boot - n_valid)}
     n_units = y.size if patient_ids is None else int(_patient_codes(patient_ids, y.size).max() + 1)
     return {"unit": "image" if patient_ids is None else "patient", "n_units": n_units, "n_boot": int(n_boot),
             "seed": int(seed), "confidence": 1 - alpha, "metrics": metrics}

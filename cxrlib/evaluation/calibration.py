@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cxrlib.evaluation.core import _num, _safe_div, label_indices
+from cxrlib.evaluation.core import json_number, _safe_div, label_indices
 
 
 def calibration(labels, probs, n_bins: int = 10, *, classes: Sequence[str] | None = None) -> dict:
@@ -47,8 +47,8 @@ def calibration(labels, probs, n_bins: int = 10, *, classes: Sequence[str] | Non
         "n": int(y.size),
         "bin_edges": np.linspace(0.0, 1.0, n_bins + 1).tolist(),
         "count": count.tolist(),
-        "confidence": [_num(v) for v in mean_conf],
-        "accuracy": [_num(v) for v in accuracy],
+        "confidence": [json_number(v) for v in mean_conf],
+        "accuracy": [json_number(v) for v in accuracy],
         "ece": float(np.sum(count[filled] / y.size * gaps[filled])),
         "mce": float(gaps[filled].max()),
     }

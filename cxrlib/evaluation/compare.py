@@ -27,8 +27,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from cxrlib.evaluation.bootstrap import _WEIGHT_CELLS, resample_weights
-from cxrlib.evaluation.core import (_check, _num, _patient_codes, _weighted_stats, decide,
+from cxrlib.evaluation.bootstrap import _WEIGHT_CELLS, percentile_interval, resample_weights
+from cxrlib.evaluation.core import (_check, json_number, _patient_codes, _weighted_stats, decide,
                                     from_predictions, test_rows)
 
 
@@ -105,13 +105,10 @@ def paired_bootstrap(labels, probs_a, probs_b, classes: Sequence[str], patient_i
             diffs.setdefault(name, []).append(vb - va)
     metrics = {}
     for name, (va, vb) in _columns(point_a, point_b, classes).items():
-        samples = np.concatenate(diffs[name])
-        valid = samples[np.isfinite(samples)]
-        low, high = (np.quantile(valid, [alpha / 2, 1 - alpha / 2]) if valid.size
-                     else (np.nan, np.nan))
-        metrics[name] = {"a": _num(va[0]), "b": _num(vb[0]), "difference": _num(vb[0] - va[0]),
-                         "low": _num(low), "high": _num(high), "n_valid": int(valid.size),
-                         "n_skipped": int(n_boot - valid.size)}
+        low, high, n_valid = percentile_interval(np.concatenate(diffs[name]), alpha)
+        metrics[name] = {"a": json_number(va[0]), "b": json_number(vb[0]),
+                         "difference": json_number(vb[0] - va[0]), "low": low, "high": high,
+                         "n_valid": n_valid, "n_skipped": int(n_boot - n_valid)}
     n_units = y.size if patient_ids is None else int(_patient_codes(patient_ids, y.size).max() + 1)
     return {"unit": "image" if patient_ids is None else "patient", "n_units": n_units,
             "n_boot": int(n_boot), "seed": int(seed), "confidence": 1 - alpha, "metrics": metrics}

@@ -103,8 +103,10 @@ def decide(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
     return np.where(probs[:, 0] >= threshold, 0, 1)
 
 
-def _num(x: Any) -> float | None:
-    """A JSON number: NaN and infinities become None."""
+def json_number(x: Any) -> float | None:
+    """A JSON number: None, NaN and infinities become None (``null``)."""
+    if x is None:
+        return None
     x = float(x)
     return x if math.isfinite(x) else None
 

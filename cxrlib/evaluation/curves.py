@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cxrlib.evaluation.core import _check, _num, _safe_div
+from cxrlib.evaluation.core import _check, json_number, _safe_div
 
 
 def _ranked_counts(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -66,18 +66,18 @@ def roc_curves(labels, probs, classes: Sequence[str]) -> dict:
             undefined.append(name)
             continue
         fpr, tpr, thr = roc_curve(onehot[:, i], p[:, i])
-        per_class[name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": [_num(t) for t in thr],
-                           "auc": _num(np.trapezoid(tpr, fpr))}
+        per_class[name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": [json_number(t) for t in thr],
+                           "auc": json_number(np.trapezoid(tpr, fpr))}
     fpr, tpr, thr = roc_curve(onehot.ravel(), p.ravel())
     out = {"per_class": per_class, "undefined": undefined,
-           "micro": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": [_num(t) for t in thr],
-                     "auc": _num(np.trapezoid(tpr, fpr))}}
+           "micro": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": [json_number(t) for t in thr],
+                     "auc": json_number(np.trapezoid(tpr, fpr))}}
     if per_class and not undefined:
         grid = np.unique(np.concatenate([c["fpr"] for c in per_class.values()]))
         mean_tpr = np.mean([np.interp(grid, c["fpr"], c["tpr"]) for c in per_class.values()], axis=0)
         out["macro"] = {"fpr": grid.tolist(), "tpr": mean_tpr.tolist(), "thresholds": [None] * grid.size,
-                        "auc": _num(np.mean([c["auc"] for c in per_class.values()])),
-                        "curve_auc": _num(np.trapezoid(mean_tpr, grid))}
+                        "auc": json_number(np.mean([c["auc"] for c in per_class.values()])),
+                        "curve_auc": json_number(np.trapezoid(mean_tpr, grid))}
     return out
 
 
@@ -96,8 +96,8 @@ def pr_curves(labels, probs, classes: Sequence[str]) -> dict:
 
     def one(truth: np.ndarray, scores: np.ndarray) -> dict:
         precision, recall, thr = precision_recall_curve(truth, scores)
-        return {"recall": recall.tolist(), "precision": precision.tolist(), "thresholds": [_num(t) for t in thr],
-                "ap": _num(-np.sum(np.diff(recall) * precision[:-1])), "prevalence": _num(truth.mean())}
+        return {"recall": recall.tolist(), "precision": precision.tolist(), "thresholds": [json_number(t) for t in thr],
+                "ap": json_number(-np.sum(np.diff(recall) * precision[:-1])), "prevalence": json_number(truth.mean())}
 
     per_class, undefined = {}, []
     for i, name in enumerate(classes):

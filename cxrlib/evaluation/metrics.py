@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cxrlib.evaluation.core import (_check, _num, _patient_codes, _safe_div, _weighted_auc,
+from cxrlib.evaluation.core import (_check, json_number, _patient_codes, _safe_div, _weighted_auc,
                                     _weighted_stats, decide, label_indices)
 
 
@@ -46,10 +46,10 @@ def point_metrics(labels, preds, classes: Sequence[str]) -> dict[str, Any]:
     present = support > 0
     return {
         "n": int(y.size),
-        "accuracy": _num(np.trace(counts) / y.size) if y.size else None,
-        "balanced_accuracy": _num(recall[present].mean()) if present.any() else None,
-        "majority_rate": _num(support.max() / y.size) if y.size else None,
-        "recall": {c: _num(recall[i]) for i, c in enumerate(classes)},
+        "accuracy": json_number(np.trace(counts) / y.size) if y.size else None,
+        "balanced_accuracy": json_number(recall[present].mean()) if present.any() else None,
+        "majority_rate": json_number(support.max() / y.size) if y.size else None,
+        "recall": {c: json_number(recall[i]) for i, c in enumerate(classes)},
         "support": {c: int(support[i]) for i, c in enumerate(classes)},
         "predicted": {c: int(n) for c, n in zip(classes, counts.sum(axis=0))},
         "confusion": counts.tolist(),
@@ -94,33 +94,33 @@ def evaluate(labels, probs, classes: Sequence[str], patient_ids=None, *, thresho
     micro = _weighted_auc(onehot.ravel(), p.ravel(), np.ones((1, onehot.size)))[0]
     report: dict[str, dict] = {}
     for i, name in enumerate(classes):
-        report[name] = {"precision": _num(precision[i]), "recall": _num(np.nan_to_num(recall[i])),
-                        "f1": _num(f1[i]), "support": int(support[i])}
+        report[name] = {"precision": json_number(precision[i]), "recall": json_number(np.nan_to_num(recall[i])),
+                        "f1": json_number(f1[i]), "support": int(support[i])}
     share = support / support.sum()
     for avg, w in (("macro avg", np.full(n_classes, 1.0 / n_classes)), ("weighted avg", share)):
-        report[avg] = {"precision": _num(w @ precision), "recall": _num(w @ np.nan_to_num(recall)),
-                       "f1": _num(w @ f1), "support": int(support.sum())}
+        report[avg] = {"precision": json_number(w @ precision), "recall": json_number(w @ np.nan_to_num(recall)),
+                       "f1": json_number(w @ f1), "support": int(support.sum())}
     return {
         "n": int(y.size),
         "n_patients": None if patient_ids is None else int(_patient_codes(patient_ids, y.size).max() + 1),
         "classes": list(classes),
         "threshold": None if threshold is None else float(threshold),
         "positive_class": classes[0] if n_classes == 2 else None,
-        "accuracy": _num(np.mean(pred == y)),
+        "accuracy": json_number(np.mean(pred == y)),
         "confusion": {
             "counts": counts.tolist(),
             "normalised": np.nan_to_num(_safe_div(counts, support[:, None])).tolist(),
         },
         "report": report,
         "per_class": {
-            name: {"sensitivity": _num(recall[i]), "specificity": _num(specificity[i]),
-                   "prevalence": _num(share[i]), "auc": _num(auc[i])}
+            name: {"sensitivity": json_number(recall[i]), "specificity": json_number(specificity[i]),
+                   "prevalence": json_number(share[i]), "auc": json_number(auc[i])}
             for i, name in enumerate(classes)
         },
         "auc": {
-            "per_class": {name: _num(auc[i]) for i, name in enumerate(classes)},
-            "micro": _num(micro),
-            "macro": _num(np.mean(auc)),  # None when any class AUC is undefined
+            "per_class": {name: json_number(auc[i]) for i, name in enumerate(classes)},
+            "micro": json_number(micro),
+            "macro": json_number(np.mean(auc)),  # None when any class AUC is undefined
         },
     }
 
@@ -176,6 +176,6 @@ def predictive_values(evaluation: dict, class_name: str, prevalence: float | Non
            "prevalence": prev, "ppv": None, "npv": None}
     if row["sensitivity"] is not None and row["specificity"] is not None:
         ppv, npv = ppv_npv(row["sensitivity"], row["specificity"], prev)
-        out["ppv"], out["npv"] = _num(ppv), _num(npv)
+        out["ppv"], out["npv"] = json_number(ppv), json_number(npv)
     return out
 

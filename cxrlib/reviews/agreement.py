@@ -24,7 +24,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from cxrlib.evaluation.bootstrap import resample_weights
+from cxrlib.evaluation.bootstrap import percentile_interval, resample_weights
+from cxrlib.evaluation.core import json_number
 from cxrlib.reviews.records import HEATMAP_LOCATIONS, OFF_TARGET
 from cxrlib.reviews.store import latest_reviews
 
@@ -82,14 +83,8 @@ def _fleiss(m: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _interval(point: float, samples: np.ndarray, alpha: float) -> dict:
-    valid = samples[np.isfinite(samples)]
-    low, high = np.quantile(valid, [alpha / 2, 1 - alpha / 2]) if valid.size else (np.nan, np.nan)
-    return {"kappa": _nan_none(point), "low": _nan_none(low), "high": _nan_none(high),
-            "n_valid": int(valid.size)}
-
-
-def _nan_none(x) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
+    low, high, n_valid = percentile_interval(samples, alpha)
+    return {"kappa": json_number(point), "low": low, "high": high, "n_valid": n_valid}
 
 
 def rating_matrix(reviews: pd.DataFrame, question: str) -> pd.DataFrame:
