@@ -135,6 +135,33 @@ def test_predict_tta_averages_the_views_of_the_one_forward_pass():
         tta.predict_tta(model, films, "hflip")
 
 
+def test_predict_tta_reuses_the_plain_prediction_it_is_given(monkeypatch):
+    """The training engine has the test films' plain probabilities already: given them as the
+    identity view, TTA runs the model on the other views only, with the same result."""
+    from cxrlib.core.tfsetup import keras
+    from cxrlib.models import inference
+
+    k = keras()
+    inp = k.Input((24, 24, 3))
+    x = k.layers.Conv2D(3, 5, kernel_initializer=k.initializers.GlorotUniform(seed=4))(inp)
+    model = k.Model(inp, k.layers.Softmax()(k.layers.GlobalAveragePooling2D()(x)))
+    films = np.random.default_rng(5).integers(0, 256, (6, 24, 24), dtype=np.uint8)
+    plain = inference.predict(model, films)
+    expected = tta.predict_tta(model, films, "shift")
+    real, seen = inference.predict, []
+
+    def counting(m, images, **kwargs):
+        seen.append(len(images))
+        return real(m, images, **kwargs)
+
+    monkeypatch.setattr(inference, "predict", counting)
+    got = tta.predict_tta(model, films, "shift", identity=plain)
+    assert sum(seen) == (len(tta.VIEWS["shift"]) - 1) * len(films)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="identity"):
+        tta.predict_tta(model, films, "shift", identity=plain[:2])
+
+
 # ------------------------------------------------------------------------- per-epoch order
 def test_training_pipeline_gives_each_epoch_its_own_seeded_order_in_whole_batches():
     images = (np.arange(7 * 4 * 4) % 251).astype(np.uint8).reshape(7, 4, 4)

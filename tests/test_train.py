@@ -89,6 +89,25 @@ def test_saved_model_reproduces_stored_predictions(head_run):
     np.testing.assert_allclose(probs, stored, atol=1e-4)
 
 
+def test_a_tta_runs_stored_test_predictions_are_its_models_tta(synthetic_dataset, workspace):
+    """With test-time augmentation the stored test probabilities are the saved model's average
+    over the views (the plain pass the engine already made stands for the identity view)."""
+    from cxrlib.models.tta import predict_tta
+    from cxrlib.preprocessing.tensor_cache import load_tensors
+
+    run = _run(_cfg(synthetic_dataset, epochs=5, tta="shift"))
+    train.execute(run)
+    assert run.status()["state"] == "done", run.status()
+    ds = scan_dataset(run.config.data.root).for_task(run.config.data.task)
+    tensors = load_tensors(ds, run.config.preprocess)
+    test = run.predictions().query("split == 'test'")
+    films = np.asarray(tensors.images[[tensors.rel_paths.index(p) for p in test["rel_path"]]])
+    model = run.load_model()
+    stored = test[[f"p_{c}" for c in run.classes]].to_numpy()
+    np.testing.assert_allclose(stored, predict_tta(model, films, "shift"), atol=1e-4)
+    assert not np.allclose(stored, predict_tta(model, films, "none"), atol=1e-4)
+
+
 def test_features_are_computed_once_per_backbone(synthetic_dataset, workspace, monkeypatch):
     calls = []
     real = features.extract_features

@@ -45,7 +45,8 @@ def view(images: np.ndarray, dx: float, dy: float, scale: float) -> np.ndarray:
 
 
 def predict_tta(model, images: np.ndarray, mode: str = "none", *, batch_size: int = 32,
-                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                progress: Callable[[int, int], None] | None = None,
+                identity: np.ndarray | None = None) -> np.ndarray:
     """The model's probabilities of grey films averaged over the views of ``mode``.
 
     Args:
@@ -54,12 +55,15 @@ def predict_tta(model, images: np.ndarray, mode: str = "none", *, batch_size: in
         mode: a key of :data:`VIEWS` (``TrainConfig.tta``); ``"none"`` is plain prediction.
         batch_size: images per model call.
         progress: ``progress(done, total)`` over all views' films.
+        identity: the films' plain probabilities when the caller has them already (the
+            training engine does): they stand for the identity view, which is not run again.
 
     Returns:
         float32 ``(N, C)``: the mean over the views.
 
     Raises:
-        ValueError: unknown ``mode``, or films that are not grey uint8 when ``mode`` has views.
+        ValueError: unknown ``mode``, films that are not grey uint8 when ``mode`` has views,
+            or ``identity`` of another shape than the output.
     """
     from cxrlib.models.inference import predict  # noqa: PLC0415
 
@@ -70,7 +74,14 @@ def predict_tta(model, images: np.ndarray, mode: str = "none", *, batch_size: in
         raise ValueError("test-time augmentation takes grey uint8 films (N, S, S)")
     n = len(images)
     total = np.zeros((n, *model.output_shape[1:]), np.float64)
+    if identity is not None:  # VIEWS list the identity first
+        if np.shape(identity) != total.shape:
+            raise ValueError(f"identity probabilities {np.shape(identity)} do not fit the "
+                             f"output {total.shape}")
+        total += identity
     for k, (dx, dy, scale) in enumerate(views):
+        if k == 0 and identity is not None:
+            continue
         done = k * n
         report = (lambda d, _t, done=done: progress(done + d, n * len(views))) if progress else None
         total += predict(model, view(images, dx, dy, scale), batch_size=batch_size,

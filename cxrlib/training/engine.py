@@ -273,7 +273,7 @@ class _Training:
             from cxrlib.models.tta import predict_tta  # noqa: PLC0415
 
             self.status(message=f"test-time augmentation ({tta})")
-            probs = predict_tta(self.model, self.data.images[self.idx["test"]], tta)
+            probs = predict_tta(self.model, self.data.images[self.idx["test"]], tta, identity=probs)
         self.status(message="writing results")
         self.lap("predict")
         self.run_.save_model(self.model)
