@@ -232,3 +232,23 @@ def test_per_source_metrics_from_manifest_and_folder():
     assert table.loc["web", "accuracy"] == pytest.approx(2 / 3) and not table.loc["web", "single_class"]
     by_folder = per_source_metrics(preds).set_index("source")
     assert by_folder.loc["b", "films"] == 3
+
+
+def test_per_source_metrics_and_loso_name_the_same_sources():
+    """One rule names a film's source for the per-source table and for leave-one-source-out.
+    A folder per hospital whose scan gave every film the layout's name as its source: both see
+    the two hospitals (the per-source table used to show one "kermany" row)."""
+    from cxrlib.training.loso import loso_sources
+
+    preds = pd.DataFrame({"rel_path": ["siteA/COVID-19/1.png", "siteA/Normal/2.png",
+                                       "siteB/COVID-19/3.png", "siteB/Normal/4.png"],
+                          "label": ["COVID-19", "Normal", "COVID-19", "Normal"],
+                          "pred": ["COVID-19", "COVID-19", "COVID-19", "Normal"],
+                          "split": ["test"] * 4, "source": ["kermany"] * 4})
+    table = per_source_metrics(preds).set_index("source")
+    assert sorted(table.index) == sorted(set(loso_sources(preds))) == ["siteA", "siteB"]
+    assert table.loc["siteA", "accuracy"] == pytest.approx(0.5)
+    # The sources are named on the whole frame, then the split is chosen: a test split that
+    # holds one hospital's films only still names them by hospital.
+    one = per_source_metrics(preds.assign(split=["test", "test", "train", "train"]))
+    assert one["source"].tolist() == ["siteA"]

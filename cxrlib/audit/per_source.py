@@ -1,25 +1,23 @@
 """Per-source metrics of a run's predictions, and the external-set check."""
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 import numpy as np
 import pandas as pd
 
+from cxrlib.data.identity import film_sources
 from cxrlib.evaluation.core import test_rows
 
 
 def source_of(predictions: pd.DataFrame, manifest: pd.DataFrame | None = None) -> pd.Series:
-    """The source of each prediction row: the manifest's ``source`` column when available,
-    else the folder of ``rel_path`` (the full parent path, e.g. ``train/NORMAL``)."""
-    if "source" in predictions and predictions["source"].astype(str).str.len().gt(0).any():
-        return predictions["source"].fillna("").astype(str)
-    if manifest is not None and "source" in manifest:
+    """The source of each prediction row (:func:`cxrlib.data.identity.film_sources`, the rule
+    leave-one-source-out uses), with the manifest's ``source`` column when the predictions have
+    none. Pass every row (all splits): the sources are named on the whole set."""
+    frame = predictions
+    has_own = "source" in frame and frame["source"].fillna("").astype(str).str.len().gt(0).any()
+    if not has_own and manifest is not None and "source" in manifest:
         lookup = dict(zip(manifest["rel_path"].astype(str), manifest["source"].fillna("").astype(str)))
-        src = predictions["rel_path"].astype(str).map(lookup)
-        if src.notna().any():
-            return src.fillna("")
-    return predictions["rel_path"].astype(str).map(lambda p: str(PurePosixPath(p).parent))
+        frame = frame.assign(source=frame["rel_path"].astype(str).map(lookup).fillna("").to_numpy())
+    return film_sources(frame)
 
 
 def per_source_metrics(predictions: pd.DataFrame, manifest: pd.DataFrame | None = None, *,
@@ -37,10 +35,9 @@ def per_source_metrics(predictions: pd.DataFrame, manifest: pd.DataFrame | None 
         holds one class only: its accuracy is then that class's recall, and a model can earn
         it by recognising the source).
     """
-    p = predictions
+    p = predictions.assign(source=source_of(predictions, manifest).to_numpy())
     if split is not None and "split" in p:
         p = p[p["split"].astype(str) == split]
-    p = p.assign(source=source_of(p, manifest).to_numpy())
     rows = []
     for source, g in p.groupby("source", sort=False):
         counts = g["label"].value_counts()

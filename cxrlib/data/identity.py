@@ -1,4 +1,5 @@
-"""Who a film belongs to: patient ids from file names, and the one group key every split uses.
+"""Who a film belongs to: patient ids from file names, the one group key every split uses, and
+the one rule that names a film's source (:func:`film_sources`).
 
 A *group* is what must never be split across train / validation / test: every film connected
 to another by a shared ``patient_id``, ``group_id`` (a source's own patient / duplicate groups,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -87,3 +89,32 @@ def group_keys(manifest: pd.DataFrame) -> pd.Series:
               else [str(i) for i in range(n)])
     keys = [best.get(component[i]) or f"image:{lonely[i]}" for i in range(n)]
     return pd.Series(keys, index=manifest.index, dtype=object)
+
+
+def film_sources(films: pd.DataFrame) -> pd.Series:
+    """The source (hospital, repository) of every film: one rule for the per-source table and
+    leave-one-source-out, so the audit's steps always name the same sources.
+
+    The ``source`` column when it names two or more; else the top-level folder of ``rel_path``
+    when every film lies in one, there are two or more, and they are not just the class folders
+    (one folder per label); else the one named source (``""`` when there is none). Name the
+    sources on the whole dataset, then choose rows: a subset may not tell its sources apart.
+
+    Args:
+        films: ``rel_path`` and ``label`` per film, optionally ``source``.
+
+    Returns:
+        A string Series on ``films``' index.
+    """
+    if "source" in films:
+        source = films["source"].fillna("").astype(str)
+    else:
+        source = pd.Series("", index=films.index, dtype=object)
+    if source.nunique() >= 2:
+        return source
+    parts = films["rel_path"].astype(str).map(lambda p: PurePosixPath(p).parts)
+    if len(parts) and (parts.map(len) >= 2).all():
+        top = parts.map(lambda p: p[0])
+        if top.nunique() >= 2 and not (top.groupby(films["label"]).nunique() == 1).all():
+            return top
+    return source

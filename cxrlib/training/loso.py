@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from cxrlib.core.classes import task_classes
+from cxrlib.data.identity import film_sources
 from cxrlib.evaluation.core import test_rows
 
 
@@ -83,18 +83,14 @@ def run_features(run, *, dataset=None, progress: Callable[[int, int], None] | No
 
 
 def loso_sources(manifest: pd.DataFrame) -> pd.Series:
-    """The source of every film: the manifest's ``source`` when it names two or more, else the
-    top-level folder of ``rel_path`` when that is not just the class folder.
+    """The source of every film (:func:`cxrlib.data.identity.film_sources`).
 
     Raises:
         ValueError: fewer than two sources can be told apart.
     """
-    source = manifest["source"].fillna("").astype(str) if "source" in manifest else None
-    if source is not None and source.nunique() >= 2:
+    source = film_sources(manifest)
+    if source.nunique() >= 2:
         return source
-    top = manifest["rel_path"].astype(str).map(lambda p: PurePosixPath(p).parts[0])
-    if top.nunique() >= 2 and not (top.groupby(manifest["label"]).nunique() == 1).all():
-        return top
     raise ValueError("leave-one-source-out needs films from at least two sources (a manifest "
                      "'source' or 'source_repo' column, or one top-level folder per source)")
 
@@ -157,7 +153,7 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
     source = loso_sources(m).to_numpy()
     y = np.array([classes.index(c) for c in m["label"]])
     onehot = np.eye(len(classes), dtype=np.float32)[y]
-    own = _own_test_accuracy(run)
+    own = _own_test_accuracy(run, dict(zip(m["rel_path"].astype(str), source)))
     names = sorted(set(source[usable]))
     rows, notes, t0 = [], [], time.perf_counter()
     for k, name in enumerate(names):
@@ -207,18 +203,19 @@ def _row(name, point, classes, in_dist, fold_test, n_train) -> dict:
     return row
 
 
-def _own_test_accuracy(run) -> dict:
-    """The run's test-split accuracy per source, and overall under ``"__all__"``."""
+def _own_test_accuracy(run, sources: dict[str, str]) -> dict:
+    """The run's test-split accuracy per source (``sources``: rel_path -> source, named on the
+    whole dataset), and overall under ``"__all__"``."""
     from cxrlib.evaluation.metrics import point_metrics  # noqa: PLC0415
 
     p = test_rows(run.predictions())
     if p.empty:
         return {}
     out = {"__all__": point_metrics(p["label"].astype(str), p["pred"].astype(str), run.classes)["accuracy"]}
-    try:
-        src = loso_sources(p)
-    except ValueError:  # one source only among the test films
-        return out
+    src = p["rel_path"].astype(str).map(sources)
+    for name, g in p[src.notna()].groupby(src[src.notna()].to_numpy()):
+        out[str(name)] = point_metrics(g["label"].astype(str), g["pred"].astype(str), run.classes)["accuracy"]
+    return out
     for name, g in p.groupby(src.to_numpy()):
         out[str(name)] = point_metrics(g["label"].astype(str), g["pred"].astype(str), run.classes)["accuracy"]
     return out
