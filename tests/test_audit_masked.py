@@ -252,3 +252,23 @@ def test_per_source_metrics_and_loso_name_the_same_sources():
     # holds one hospital's films only still names them by hospital.
     one = per_source_metrics(preds.assign(split=["test", "test", "train", "train"]))
     assert one["source"].tolist() == ["siteA"]
+
+
+def test_films_at_the_root_or_in_class_folders_are_not_sources_each():
+    """Without a source column that names two, top-level folders are sources only when every
+    film lies in one and they are not the class folders; otherwise the one named source stays
+    (and leave-one-source-out refuses)."""
+    from cxrlib.data.identity import film_sources
+    from cxrlib.training.loso import loso_sources
+
+    root = pd.DataFrame({"rel_path": ["1.png", "2.png", "3.png", "4.png"],
+                         "label": ["COVID-19", "Normal", "COVID-19", "Normal"],
+                         "source": ["manifest"] * 4})
+    assert film_sources(root).tolist() == ["manifest"] * 4
+    classes = root.assign(rel_path=["COVID-19/1.png", "Normal/2.png", "COVID-19/3.png", "Normal/4.png"])
+    assert film_sources(classes).tolist() == ["manifest"] * 4
+    for frame in (root, classes):
+        with pytest.raises(ValueError, match="two sources"):
+            loso_sources(frame)
+    named = classes.assign(source=["nih", "nih", "web", "web"])
+    assert film_sources(named).tolist() == ["nih", "nih", "web", "web"]
