@@ -31,9 +31,10 @@ Then (unless ``--skip-recipes``; in ``--workspace`` when given, reusing its fini
   ``finetune_total_s`` adds the head run it starts from), ``chosen_recipe``; and
   ``finetune_random_split_accuracy``: the same recipe on a random split of the same fractions;
 * ``binary_small_cnn``: CLAHE + small CNN, COVID-19 vs Normal, input size (``--cnn-sizes``) and
-  augmentation (small rotations without flip / none) chosen by validation loss on a random 70/10/20 split (images
-  independent, as published; the published fractions were 80/10/10); accuracy, sensitivity,
-  specificity, AUC, ``ppv_at_10pct`` and ``train_s`` there, and the same under ``grouped``;
+  augmentation (small rotations without flip / none) chosen by validation loss on a random
+  70/10/20 split (images independent, as published; the published fractions were 80/10/10);
+  accuracy, sensitivity, specificity, AUC, ``ppv_at_10pct`` and ``train_s`` there, and the same
+  under ``grouped``;
 * ``multiworker_ok``: a 2-worker run on 127.0.0.1 (tiny model) equals a single-process run.
 
 ``--onednn-compare`` also measures the fine-tune throughput in two fresh processes with

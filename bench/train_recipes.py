@@ -215,8 +215,8 @@ def finetune_section(data, fingerprint: str, timed_run, *, head_sizes, finetune_
 def binary_section(data, fingerprint_of, timed_run, *, sizes, augments=(True, False),
                    epochs: int = 40, patience: int = 5) -> dict:
     """CLAHE + small CNN, COVID-19 vs Normal: input size and augmentation (small rotations, no
-    flip as in the fine-tune recipe, or none) chosen by validation loss on a random split (the project's 70/10/20 fractions; the
-    published split was 80/10/10), then the chosen one's test figures there and on the grouped
+    flip as in the fine-tune recipe, or none) chosen by validation loss on a random split (the
+    project's 70/10/20 fractions; the published split was 80/10/10), then the chosen one's test figures there and on the grouped
     split of the same fractions."""
     from cxrlib.core.config import (DataConfig, ModelConfig, PreprocessConfig, RunConfig,
                                     SplitConfig, TrainConfig)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cxrlib.evaluation.core import _check, json_number, _patient_codes, _weighted_stats, decide
+from cxrlib.evaluation.core import _check, _patient_codes, _weighted_stats, decide, json_number
 
 _WEIGHT_CELLS = 4_000_000  # bootstrap weights processed per chunk (rows × images), bounds memory
 

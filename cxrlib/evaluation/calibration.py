@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cxrlib.evaluation.core import json_number, _safe_div, label_indices
+from cxrlib.evaluation.core import _safe_div, json_number, label_indices
 
 
 def calibration(labels, probs, n_bins: int = 10, *, classes: Sequence[str] | None = None) -> dict:

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.evaluation.bootstrap import _WEIGHT_CELLS, percentile_interval, resample_weights
-from cxrlib.evaluation.core import (_check, json_number, _patient_codes, _weighted_stats, decide,
-                                    from_predictions, test_rows)
+from cxrlib.evaluation.core import (_check, _patient_codes, _weighted_stats, decide,
+                                    from_predictions, json_number, test_rows)
 
 
 class NotComparable(ValueError):

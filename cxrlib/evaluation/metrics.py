@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cxrlib.evaluation.core import (_check, json_number, _patient_codes, _safe_div, _weighted_auc,
-                                    _weighted_stats, decide, label_indices)
+from cxrlib.evaluation.core import (_check, _patient_codes, _safe_div, _weighted_auc,
+                                    _weighted_stats, decide, json_number, label_indices)
 
 
 def confusion_counts(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -94,11 +94,13 @@ def evaluate(labels, probs, classes: Sequence[str], patient_ids=None, *, thresho
     micro = _weighted_auc(onehot.ravel(), p.ravel(), np.ones((1, onehot.size)))[0]
     report: dict[str, dict] = {}
     for i, name in enumerate(classes):
-        report[name] = {"precision": json_number(precision[i]), "recall": json_number(np.nan_to_num(recall[i])),
+        report[name] = {"precision": json_number(precision[i]),
+                        "recall": json_number(np.nan_to_num(recall[i])),
                         "f1": json_number(f1[i]), "support": int(support[i])}
     share = support / support.sum()
     for avg, w in (("macro avg", np.full(n_classes, 1.0 / n_classes)), ("weighted avg", share)):
-        report[avg] = {"precision": json_number(w @ precision), "recall": json_number(w @ np.nan_to_num(recall)),
+        report[avg] = {"precision": json_number(w @ precision),
+                       "recall": json_number(w @ np.nan_to_num(recall)),
                        "f1": json_number(w @ f1), "support": int(support.sum())}
     return {
         "n": int(y.size),
@@ -113,7 +115,8 @@ def evaluate(labels, probs, classes: Sequence[str], patient_ids=None, *, thresho
         },
         "report": report,
         "per_class": {
-            name: {"sensitivity": json_number(recall[i]), "specificity": json_number(specificity[i]),
+            name: {"sensitivity": json_number(recall[i]),
+                   "specificity": json_number(specificity[i]),
                    "prevalence": json_number(share[i]), "auc": json_number(auc[i])}
             for i, name in enumerate(classes)
         },

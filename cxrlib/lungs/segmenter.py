@@ -188,10 +188,8 @@ def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | N
         if found is None and path is not None:
             rel = rel_paths[i] if rel_paths is not None else None
             found = dataset_mask(find_dataset_mask(path, masks=masks, rel_path=rel), shape)
-        out.append(None if found is None else LungSegmentation(found, 1.0, False, "dataset"))
-    for i, seg in enumerate(out):
-        if seg is None and predicted is not None and predicted[i] is not None:
-            out[i] = predicted[i]
+        own = predicted[i] if predicted is not None else None  # None: segmented below
+        out.append(own if found is None else LungSegmentation(found, 1.0, False, "dataset"))
     todo = [i for i, seg in enumerate(out) if seg is None]
     if todo:
         for i, seg in zip(todo, segment_batch([films[i] for i in todo], batch_size, weights=weights)):
