@@ -68,6 +68,27 @@ def test_class_folders_inside_split_folders_keep_the_split(tmp_path):
     assert dict(zip(ds.manifest["rel_path"], ds.manifest["folder_split"]))["test/Normal/3.png"] == "test"
 
 
+@pytest.mark.parametrize("layout", ["kermany", "class_folders"])
+def test_split_folders_are_not_sources(tmp_path, layout):
+    """train/ and test/ folders are how a set was split, not where its films came from: the
+    source rule (per-source table, leave-one-source-out) must not hold out "test" as a hospital."""
+    from cxrlib.data.identity import film_sources
+    from cxrlib.training.loso import loso_sources
+
+    if layout == "kermany":
+        root = _kermany(tmp_path)
+    else:
+        root = tmp_path / "Covid19-dataset"
+        for split in ("train", "test"):
+            film(root / split / "Covid" / f"{split}1.png")
+            film(root / split / "Normal" / f"{split}2.png")
+    manifest = scan_dataset(root).manifest
+    assert set(manifest["folder_split"]) >= {"train", "test"}
+    assert set(film_sources(manifest)) == {layout}
+    with pytest.raises(ValueError, match="two sources"):
+        loso_sources(manifest)
+
+
 def test_radiography_database_reads_images_and_remembers_masks(tmp_path):
     root = tmp_path / "COVID-19_Radiography_Dataset"
     film(root / "COVID" / "images" / "COVID-1.png")

@@ -96,8 +96,10 @@ def film_sources(films: pd.DataFrame) -> pd.Series:
     leave-one-source-out, so the audit's steps always name the same sources.
 
     The ``source`` column when it names two or more; else the top-level folder of ``rel_path``
-    when every film lies in one, there are two or more, and they are not just the class folders
-    (one folder per label); else the one named source (``""`` when there is none). Name the
+    when every film lies in one, there are two or more, and they are neither the class folders
+    (one folder per label) nor split folders (``train/``, ``test/``...: the names the layouts
+    recognise, :data:`cxrlib.data.layouts.SPLIT_FOLDERS`, which record how the set was split, not
+    where its films came from); else the one named source (``""`` when there is none). Name the
     sources on the whole dataset, then choose rows: a subset may not tell its sources apart.
 
     Args:
@@ -106,6 +108,8 @@ def film_sources(films: pd.DataFrame) -> pd.Series:
     Returns:
         A string Series on ``films``' index.
     """
+    from cxrlib.data.layouts import SPLIT_FOLDERS  # noqa: PLC0415 (layouts imports OpenCV)
+
     if "source" in films:
         source = films["source"].fillna("").astype(str)
     else:
@@ -115,6 +119,8 @@ def film_sources(films: pd.DataFrame) -> pd.Series:
     parts = films["rel_path"].astype(str).map(lambda p: PurePosixPath(p).parts)
     if len(parts) and (parts.map(len) >= 2).all():
         top = parts.map(lambda p: p[0])
-        if top.nunique() >= 2 and not (top.groupby(films["label"]).nunique() == 1).all():
+        split_level = top.str.lower().isin(list(SPLIT_FOLDERS)).any()
+        by_class = (top.groupby(films["label"]).nunique() == 1).all()
+        if top.nunique() >= 2 and not by_class and not split_level:
             return top
     return source
