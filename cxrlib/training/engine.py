@@ -18,7 +18,7 @@ dataset, splits it and loads the preprocessed tensors (:mod:`cxrlib.training.dat
 
 The fine-tune recipe (:meth:`cxrlib.core.config.TrainConfig.finetune_recipe`): which layers
 train and BatchNorm in inference mode (:func:`cxrlib.training.finetune.prepare_finetune`), and
-the learning-rate schedule (:func:`cxrlib.training.finetune.schedule_callbacks`: plateau, as
+the learning-rate schedule (:func:`cxrlib.training.finetune.fit_callbacks`: plateau, as
 published, or warm-up + cosine). Both modes keep the weights of the best validation loss,
 optionally stop early, write throttled progress into status.json and check ``cancel_check()``
 after every batch (fine-tune) or every epoch (head mode) (:mod:`cxrlib.training.callbacks`).
@@ -47,6 +47,7 @@ from cxrlib.core.tfsetup import TF_ENV
 from cxrlib.training.callbacks import STATUS_INTERVAL_S, Cancelled, progress_callback
 from cxrlib.training.data import DatasetChanged, load_training_data
 from cxrlib.training.distribute import is_chief
+from cxrlib.training.finetune import compile_classifier, fit_callbacks
 from cxrlib.training.head_fit import fit_head_compiled
 
 #: Environment the training process sets before TensorFlow is imported (see cxrlib.core.tfsetup).
@@ -184,16 +185,6 @@ class _Training:
         return report
 
     # -- fitting ------------------------------------------------------------------------------
-    def _compile(self, model, lr: float):
-        from cxrlib.core.tfsetup import gpus, keras  # noqa: PLC0415
-
-        k = keras()
-        # The loss object (not the string) so the compiled head loop can call it too. XLA on a
-        # GPU only: on the 2-core CPU it was 4.5x slower (../shared/NOTES.md).
-        model.compile(optimizer=k.optimizers.Adam(lr), loss=k.losses.CategoricalCrossentropy(),
-                      metrics=[k.metrics.CategoricalAccuracy(name="accuracy")],
-                      jit_compile=bool(gpus()))
-
     def _class_weight(self) -> np.ndarray | None:
         """The small CNN's class weights (published rule) from the training films, else None."""
         if self.cfg.model.family != "small_cnn":
@@ -207,16 +198,10 @@ class _Training:
 
     def _callbacks(self, model, steps: int, record: bool, checkpoint: bool, initial_epoch=0,
                    best=math.inf, per_batch=True):
-        from cxrlib.core.tfsetup import keras  # noqa: PLC0415
-        from cxrlib.training.finetune import schedule_callbacks  # noqa: PLC0415
-
-        tcfg = self.cfg.train  # head mode: schedule is always "plateau" (canonical config)
+        # head mode: the schedule is always "plateau" (canonical config)
         progress = progress_callback(per_batch)(self, model, steps, record, checkpoint,
                                                 initial_epoch, best)
-        cbs = [progress, *schedule_callbacks(tcfg, steps)]
-        if tcfg.early_stopping:
-            cbs.append(keras().callbacks.EarlyStopping("val_loss", patience=tcfg.early_stopping))
-        return progress, cbs
+        return progress, [progress, *fit_callbacks(self.cfg.train, steps)]
 
     def _fit_head(self, images) -> np.ndarray:
         from cxrlib.models import backbone_and_head  # noqa: PLC0415
@@ -237,7 +222,7 @@ class _Training:
         x_train = np.concatenate([fs.features[k][tr] for k in range(copies + 1)])
         y_train = np.concatenate([self.onehot[tr]] * (copies + 1))
         steps = math.ceil(len(x_train) / tcfg.batch_size)
-        self._compile(head, tcfg.learning_rate)
+        compile_classifier(head, tcfg.learning_rate)
         progress, cbs = self._callbacks(head, steps, True, checkpoint=False, per_batch=False)
         self.status(message="training the head")
         fit_head_compiled(head, x_train, y_train, fs.features[0][val], self.onehot[val],

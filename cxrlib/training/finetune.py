@@ -1,9 +1,13 @@
-"""The fine-tune recipe's pieces: which layers train, and the learning-rate schedule.
+"""How every classifier trains: which layers, its compilation, the schedule and stopping.
 
 :func:`prepare_finetune` sets the trainable flags of a model before it is compiled for
 fine-tuning (``TrainConfig.finetune_from``, ``TrainConfig.freeze_batchnorm``);
-:func:`schedule_callbacks` gives the learning-rate callbacks of ``TrainConfig.schedule``.
-The recipe itself (which values) is :meth:`cxrlib.core.config.TrainConfig.finetune_recipe`.
+:func:`compile_classifier` compiles a model (a whole one, or a head on cached features) with
+the project's optimizer, loss and metric; :func:`fit_callbacks` gives the learning-rate
+callbacks of ``TrainConfig.schedule`` and early stopping. The training engine and the heads
+that leave-one-source-out trains (:mod:`cxrlib.training.head_train`) both use these, so they
+always train alike. The recipe itself (which values) is
+:meth:`cxrlib.core.config.TrainConfig.finetune_recipe`.
 """
 from __future__ import annotations
 
@@ -48,18 +52,41 @@ def prepare_finetune(model, tcfg) -> dict:
             "trainable_parameters": trainable, "parameters": total}
 
 
-def schedule_callbacks(tcfg, steps_per_epoch: int) -> list:
-    """The learning-rate callbacks of ``tcfg.schedule``.
+def compile_classifier(model, learning_rate: float) -> None:
+    """Compile ``model`` with Adam at ``learning_rate``, categorical cross-entropy and accuracy.
+
+    The loss is an object (not the string) so the compiled head loop
+    (:func:`cxrlib.training.head_fit.fit_head_compiled`) can call it too. XLA on a GPU only: on
+    the 2-core CPU it was 4.5x slower (../shared/NOTES.md).
+    """
+    from cxrlib.core.tfsetup import gpus, keras  # noqa: PLC0415
+
+    k = keras()
+    model.compile(optimizer=k.optimizers.Adam(learning_rate),
+                  loss=k.losses.CategoricalCrossentropy(),
+                  metrics=[k.metrics.CategoricalAccuracy(name="accuracy")],
+                  jit_compile=bool(gpus()))
+
+
+def fit_callbacks(tcfg, steps_per_epoch: int) -> list:
+    """The learning-rate callbacks of ``tcfg.schedule``, then early stopping.
 
     ``"plateau"``: ReduceLROnPlateau on validation loss (factor 0.3, patience 2: published).
     ``"cosine"``: :func:`warmup_cosine` over ``tcfg.epochs`` epochs of ``steps_per_epoch``.
+    With ``tcfg.early_stopping``: EarlyStopping on validation loss with that patience (the
+    weights of the best epoch are kept by the caller's own callback).
     """
     from cxrlib.core.tfsetup import keras  # noqa: PLC0415
 
+    k = keras()
     if tcfg.schedule == "cosine":
-        return [warmup_cosine(tcfg.learning_rate, steps_per_epoch, tcfg.warmup_epochs,
-                              tcfg.epochs)]
-    return [keras().callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, verbose=0)]
+        cbs = [warmup_cosine(tcfg.learning_rate, steps_per_epoch, tcfg.warmup_epochs,
+                             tcfg.epochs)]
+    else:
+        cbs = [k.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, verbose=0)]
+    if tcfg.early_stopping:
+        cbs.append(k.callbacks.EarlyStopping("val_loss", patience=tcfg.early_stopping))
+    return cbs
 
 
 def cosine_rate(step: int, peak: float, warmup_steps: int, total_steps: int) -> float:

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 
 from cxrlib.training.callbacks import resume
+from cxrlib.training.finetune import compile_classifier, prepare_finetune
 
 
 def start_from_head_run(t, head_cfg) -> None:
@@ -57,12 +58,11 @@ def fit_trainable_layers(t, images) -> np.ndarray | None:
     from cxrlib.core.cluster import role  # noqa: PLC0415
     from cxrlib.core.tfsetup import tf  # noqa: PLC0415
     from cxrlib.models.inference import predict  # noqa: PLC0415
-    from cxrlib.training.finetune import prepare_finetune  # noqa: PLC0415
     from cxrlib.training.input_pipeline import input_pipeline  # noqa: PLC0415
 
     tcfg, model = t.cfg.train, t.model
     t.info.update(prepare_finetune(model, tcfg))
-    t._compile(model, tcfg.learning_rate)
+    compile_classifier(model, tcfg.learning_rate)
     strategy = tf().distribute.get_strategy()
     if role() is None:
         initial_epoch, best = resume(t, model)

@@ -1,10 +1,11 @@
 """One head trained afresh on cached features, as a head-mode run trains its own.
 
 Leave-one-source-out trains the run's head once per held-out source: the same architecture
-(a fresh copy of the run's head layers, initialised from the run's seed), optimizer, learning
-rate, schedule, epochs, batch size, best-validation-loss weights and compiled loop
-(:func:`cxrlib.training.head_fit.fit_head_compiled`) as :mod:`cxrlib.training.engine`, on other
-rows, without a run folder.
+(a fresh copy of the run's head layers, initialised from the run's seed), compilation and
+callbacks (:func:`cxrlib.training.finetune.compile_classifier` and
+:func:`~cxrlib.training.finetune.fit_callbacks`, which the engine uses too), epochs, batch size,
+best-validation-loss weights and compiled loop (:func:`cxrlib.training.head_fit.fit_head_compiled`)
+as :mod:`cxrlib.training.engine`, on other rows, without a run folder.
 """
 from __future__ import annotations
 
@@ -33,15 +34,13 @@ def train_head(template, features: np.ndarray, train_rows: np.ndarray, val_rows:
     """
     from cxrlib.core.tfsetup import keras as _keras  # noqa: PLC0415
     from cxrlib.training.adversarial import SourceAdversary  # noqa: PLC0415
-    from cxrlib.training.finetune import schedule_callbacks  # noqa: PLC0415
+    from cxrlib.training.finetune import compile_classifier, fit_callbacks  # noqa: PLC0415
     from cxrlib.training.head_fit import fit_head_compiled  # noqa: PLC0415
 
     keras = _keras()
     keras.utils.set_random_seed(tcfg.seed)  # the same initial weights for every fold
     head = keras.models.clone_model(template)
-    head.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate),
-                 loss=keras.losses.CategoricalCrossentropy(),
-                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    compile_classifier(head, tcfg.learning_rate)
     copies = features.shape[0]
     x_train = np.concatenate([features[k][train_rows] for k in range(copies)])
     y_train = np.concatenate([onehot[train_rows]] * copies)
@@ -49,9 +48,7 @@ def train_head(template, features: np.ndarray, train_rows: np.ndarray, val_rows:
     if adversarial > 0:
         extra = SourceAdversary(head, list(np.asarray(sources)[train_rows]) * copies, y_train, adversarial)
     keep = _keep_best_type()()
-    callbacks = [keep, *schedule_callbacks(tcfg, math.ceil(len(x_train) / tcfg.batch_size))]
-    if tcfg.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=tcfg.early_stopping))
+    callbacks = [keep, *fit_callbacks(tcfg, math.ceil(len(x_train) / tcfg.batch_size))]
     fit_head_compiled(head, x_train, y_train, features[0][val_rows], onehot[val_rows],
                       epochs=tcfg.epochs, batch_size=tcfg.batch_size, seed=tcfg.seed,
                       callbacks=callbacks, extra=extra)

@@ -216,6 +216,3 @@ def _own_test_accuracy(run, sources: dict[str, str]) -> dict:
     for name, g in p[src.notna()].groupby(src[src.notna()].to_numpy()):
         out[str(name)] = point_metrics(g["label"].astype(str), g["pred"].astype(str), run.classes)["accuracy"]
     return out
-    for name, g in p.groupby(src.to_numpy()):
-        out[str(name)] = point_metrics(g["label"].astype(str), g["pred"].astype(str), run.classes)["accuracy"]
-    return out
