@@ -15,21 +15,14 @@ from .reviewing import REVIEW_PAGE, review_store
 from .runs import predictions
 
 
-# The Audit page's choices (CAM method × test films), largest sample first: its reports are
-# looked up through the public ``cached_audit`` (an audit with an external folder is the same
-# attention table, so only ``external=None`` is tried).
-_AUDIT_OPTIONS = [(method, films) for films in (None, 500, 200, 100, 50)
-                  for method in ("gradcam", "gradcam++")]
-
-
 def _attention(run):
-    """CAM in-lung shares of the run's test films from an audit run in this app process, or
-    ``None`` when none was."""
-    from .auditing import cached_audit  # noqa: PLC0415
+    """CAM in-lung shares of the run's test films from the audit of this run used last in this
+    app process (any CAM method, film count, adversarial weight or mask folder), or ``None``
+    when there is none."""
+    from .auditing import latest_audits  # noqa: PLC0415
 
-    for method, films in _AUDIT_OPTIONS:
-        report = cached_audit(run, None, films, method)
-        if report is not None and len(getattr(report, "attention", ())):
+    for report in latest_audits(run):
+        if len(getattr(report, "attention", ())):
             return report.attention
     return None
 

@@ -219,3 +219,31 @@ def test_two_runs_on_other_test_films_are_refused_with_the_reason(app, trained_r
     assert refusal and "tested on different films (another split): 3 test films only in run" in refusal[0]
     assert not [m for m in at.metric if m.label == "McNemar p (exact)"]
 
+
+
+def test_queue_uses_an_audit_of_any_options_the_audit_page_offers(app, trained_run, workspace_copy):
+    """An audit run with a CAM method, film count, adversarial weight or mask folder of the Audit
+    page's choice orders the queue's correct films by their CAM share inside the lungs (the
+    queue used to find only Grad-CAM / Grad-CAM++ audits without those options)."""
+    from types import SimpleNamespace
+
+    from app_services.auditing import _reports, audit_key
+
+    test = _test_rows(trained_run)
+    probs = test[[f"p_{c}" for c in trained_run.classes]].to_numpy()
+    truth = test["label"].map({c: i for i, c in enumerate(trained_run.classes)}).to_numpy()
+    correct = test["rel_path"][probs.argmax(1) == truth].tolist()
+    assert len(correct) >= 3
+    shares = np.linspace(0.9, 0.1, len(correct))  # the reverse of the rel_path order
+    attention = pd.DataFrame({"rel_path": correct, "in_lung_share": shares})
+    key = audit_key(trained_run, None, 50, "hirescam", 0.3, "/elsewhere/masks")
+    _reports().put(key, SimpleNamespace(attention=attention))
+    try:
+        at = app(PAGE, run_id=trained_run.id)
+        _sign_in(at)
+        options = at.selectbox(key="rv_film").options
+        measured = [o for o in options if "of the CAM inside the lungs" in o]
+        ranked = [o.split(". ", 1)[1].split(" — ")[0] for o in measured]
+        assert ranked == correct[::-1]  # least inside the lungs first
+    finally:
+        _reports().items.pop(key, None)
