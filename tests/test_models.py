@@ -180,6 +180,7 @@ def test_load_model_rejects_wrong_files(tmp_path):
 def test_weights_unavailable_offline_says_choose_random(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("CXR_SHARED_DIR", str(tmp_path / "no-shared"))
 
     def no_network(cache_dir):
         raise OSError("URL fetch failure: no network")
@@ -189,6 +190,19 @@ def test_weights_unavailable_offline_says_choose_random(tmp_path, monkeypatch):
         models.resolve_imagenet_weights()
     with pytest.raises(models.WeightsUnavailable):
         models.build_model(ModelConfig(family="mobilenetv2", weights="imagenet"), CLASSES, 96)
+
+
+def test_resolve_weights_finds_the_shared_copy_without_downloading(tmp_path, monkeypatch):
+    """A fresh machine has no Keras cache, but the shared folder beside the checkout holds the
+    weights: the app's first MobileNetV2 run must use them, not try the network."""
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    shared = tmp_path / "shared" / "weights" / paths.WEIGHTS_FILE
+    shared.parent.mkdir(parents=True)
+    shared.write_bytes(b"x")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CXR_SHARED_DIR", str(tmp_path / "shared"))
+    monkeypatch.setattr(weights_module, "_download_weights", lambda d: pytest.fail("must not download"))
+    assert models.resolve_imagenet_weights() == shared
 
 
 def test_resolve_weights_finds_file_in_keras_home(tmp_path, monkeypatch):

@@ -48,6 +48,12 @@ def default_data_dir() -> Path:
     return data if used or not SAMPLE_DIR.is_dir() else SAMPLE_DIR
 
 
+def shared_dir() -> Path:
+    """The shared folder beside the project (``CXR_SHARED_DIR``, default ``../shared``): the
+    datasets and the offline ImageNet weights (``weights/``) of this installation."""
+    return Path(os.environ.get("CXR_SHARED_DIR") or PROJECT_ROOT.parent / "shared")
+
+
 def keras_home() -> Path:
     """Keras's own folder (``$KERAS_HOME``, default ``~/.keras``); weights live in ``models/``."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")

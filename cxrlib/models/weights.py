@@ -1,4 +1,5 @@
-"""MobileNetV2's ImageNet weights, found offline first (Keras's own cache), downloaded otherwise."""
+"""MobileNetV2's ImageNet weights, found offline first (Keras's own cache, then the shared
+folder), downloaded otherwise."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,9 +25,10 @@ def _download_weights(cache_dir: Path) -> Path:
 def resolve_imagenet_weights() -> Path:
     """Find the MobileNetV2 ImageNet (no-top, alpha 1.0) weights file, downloading if needed.
 
-    Looks in ``$KERAS_HOME/models/`` (default ``~/.keras/models``) first, then lets Keras download
-    it there as it always does. The 224-px file is used for every input size: the convolution
-    weights do not depend on the input size.
+    Looks in ``$KERAS_HOME/models/`` (default ``~/.keras/models``), then in the shared folder's
+    ``weights/`` (:func:`cxrlib.core.paths.shared_dir`, ``../shared/weights`` beside the project),
+    and only then lets Keras download it into its cache as it always does. The 224-px file is
+    used for every input size: the convolution weights do not depend on the input size.
 
     Returns:
         Path of the ``.h5`` weights file.
@@ -36,14 +38,16 @@ def resolve_imagenet_weights() -> Path:
             ``weights="random"`` explicitly; random weights are never chosen silently.
     """
     local = paths.keras_home() / "models" / paths.WEIGHTS_FILE
-    if local.is_file():
-        return local
+    shared = paths.shared_dir() / "weights" / paths.WEIGHTS_FILE
+    for found in (local, shared):
+        if found.is_file():
+            return found
     try:
         return _download_weights(paths.keras_home())
     except Exception as exc:  # URL errors, SSL errors, hash mismatch, read-only folder...
         raise WeightsUnavailable(
-            f"MobileNetV2 ImageNet weights are not available: {local} does not exist and the "
-            f"download from {WEIGHTS_URL} failed ({type(exc).__name__}: {exc}). Put the file "
+            f"MobileNetV2 ImageNet weights are not available: neither {local} nor {shared} "
+            f"exists and the download from {WEIGHTS_URL} failed ({type(exc).__name__}: {exc}). Put the file "
             f"{paths.WEIGHTS_FILE} in {local.parent}, or set KERAS_HOME to a folder whose "
             f"models/ holds it, or choose weights='random' explicitly (ModelConfig(weights="
             f"'random'), CLI --weights random) to train from random weights.") from exc
