@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, {root!r})
 from cxrlib.reviews import Review, ReviewStore
 db, who, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+(go.parent / f"ready-{{who}}").touch()  # imports done: only the release is left
 while not go.exists():
     time.sleep(0.005)
 start = time.time()
@@ -50,7 +51,13 @@ def test_two_processes_writing_many_reviews_at_once_lose_nothing(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", script, str(db), who, str(n), str(go)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for who in ("alice", "bob")]
-    time.sleep(0.5)  # both interpreters are up and polling: release them together
+    # release them together once both interpreters are up and polling (a fixed sleep was not
+    # enough on a loaded machine: one writer finished before the other had imported)
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready-{who}").exists() for who in ("alice", "bob")):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+            [p.communicate()[1][-2000:] for p in procs if p.poll() is not None]
+        time.sleep(0.01)
     go.touch()
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
