@@ -34,6 +34,17 @@ REAL_DATA_REASON = f"real-data tier skipped: {CXR3} not found (../shared is not 
 
 
 @pytest.fixture
+def default_cam_layers() -> dict[str, str]:
+    """Where each CAM method defaults on MobileNetV2, written out here rather than read from the
+    methods' own declarations: the signed methods keep the published layer, those that need
+    non-negative activations take the backbone's last ReLU6."""
+    published, relu = "block_16_depthwise", "out_relu"
+    return {"gradcam": published, "hirescam": published, "gradcam++": relu, "scorecam": relu,
+            "faster-scorecam": relu, "xgradcam": relu, "layercam": relu, "ablationcam": relu,
+            "eigencam": relu}
+
+
+@pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """A fresh ``CXR_WORKSPACE`` (runs and caches) for one test."""
     monkeypatch.setenv("CXR_WORKSPACE", str(tmp_path / "workspace"))

@@ -68,19 +68,38 @@ def _sign_in(at, name: str = "Dr Ada"):
     return at
 
 
+def _planted_errors(classes, confidences=(0.95, 0.85)):
+    """An edit making the first test hits confident errors, one per confidence (distinct, so
+    their order in the queue is known)."""
+    cols = [f"p_{c}" for c in classes]
+
+    def edit(preds):
+        test = preds.index[preds["split"] == "test"]
+        truth = preds.loc[test, "label"].map({c: i for i, c in enumerate(classes)})
+        right = preds.loc[test, cols].to_numpy(float).argmax(1) == truth.to_numpy()
+        for idx, conf in zip(test[right], confidences):
+            wrong = (int(truth[idx]) + 1) % len(classes)
+            preds.loc[idx, cols] = [conf if i == wrong else (1 - conf) / (len(classes) - 1)
+                                    for i in range(len(classes))]
+        return preds
+    return edit
+
+
 def test_review_page_asks_the_name_queues_errors_first_and_saves_a_review(app, trained_run,
                                                                           workspace_copy):
-    at = app(PAGE, run_id=trained_run.id)
+    run = workspace_copy("eeee", _planted_errors(trained_run.classes))  # errors of known order
+    at = app(PAGE, run_id=run.id)
     assert texts(at.title) == ["Review"]
     assert not at.get("progress")  # nothing but the name until the reviewer says who they are
     _sign_in(at)
     assert "Reviewing as **Dr Ada**" in texts(at.caption)
-    test = _test_rows(trained_run)
-    probs = test[[f"p_{c}" for c in trained_run.classes]].to_numpy()
-    truth = test["label"].map({c: i for i, c in enumerate(trained_run.classes)}).to_numpy()
+    test = _test_rows(run)
+    probs = test[[f"p_{c}" for c in run.classes]].to_numpy()
+    truth = test["label"].map({c: i for i, c in enumerate(run.classes)}).to_numpy()
     wrong = probs.argmax(1) != truth
     conf = probs.max(1)
     errors = test["rel_path"][wrong].to_numpy()[np.argsort(-conf[wrong], kind="stable")]
+    assert len(errors) >= 2  # else "errors first, most confident first" would check nothing
     assert _progress(at).startswith(f"You have reviewed 0 of {len(test)} films in the queue")
     picker = at.selectbox(key="rv_film")
     assert picker.options[:len(errors)] == [o for o in picker.options if "error:" in o]
@@ -90,20 +109,20 @@ def test_review_page_asks_the_name_queues_errors_first_and_saves_a_review(app, t
 
     _button(at, "Save review").click().run()  # nothing is pre-selected: every answer is asked
     assert any(e.startswith("Answer the two agreement questions") for e in texts(at.error))
-    assert len(ReviewStore().reviews(trained_run.id)) == 0
+    assert len(ReviewStore().reviews(run.id)) == 0
     _answer(at, label=False, prediction=True, where="markers")
     at.select_slider[0].set_value(5)
     at.text_area[0].input("heat on the R marker")
     _button(at, "Save review").click().run()
     assert "Review saved (Dr Ada, " + film + ")." in texts(at.success)
-    stored = ReviewStore().reviews(trained_run.id)
+    stored = ReviewStore().reviews(run.id)
     row = test.set_index("rel_path").loc[film]
     assert len(stored) == 1
     saved = stored.iloc[0]
     assert (saved["reviewer"], saved["rel_path"], saved["agrees_with_label"],
             saved["agrees_with_prediction"], saved["heatmap_location"], saved["confidence"],
             saved["comment"]) == ("Dr Ada", film, False, True, "markers", 5, "heat on the R marker")
-    predicted = trained_run.classes[int(row[[f"p_{c}" for c in trained_run.classes]].to_numpy(float).argmax())]
+    predicted = run.classes[int(row[[f"p_{c}" for c in run.classes]].to_numpy(float).argmax())]
     assert (saved["label"], saved["prediction"]) == (row["label"], predicted)
     assert saved["film_digest"] == file_digest(row["path"], os.path.getsize(row["path"]))
     assert _progress(at).startswith(f"You have reviewed 1 of {len(test)} films")
@@ -114,7 +133,7 @@ def test_review_page_asks_the_name_queues_errors_first_and_saves_a_review(app, t
 
     _button(at, "Save review").click().run()  # the same answers again: stored once
     assert "This review is already saved." in texts(at.info)
-    assert len(ReviewStore().reviews(trained_run.id)) == 1
+    assert len(ReviewStore().reviews(run.id)) == 1
     _button(at, "Next to review").click().run()
     assert at.selectbox(key="rv_film").value != film
 

@@ -13,7 +13,7 @@ from cxrlib.audit import audit_run, cam_in_lung_share, lung_mask_counts, masks_u
 from cxrlib.audit.attention import lung_fields_of
 from cxrlib.core.config import PreprocessConfig
 from cxrlib.data.synthetic import lung_boxes, synthetic_film
-from cxrlib.lungs import LungSegmentation, MaskIndex, segment_lungs
+from cxrlib.lungs import MaskIndex, segment_lungs
 from cxrlib.preprocessing import preprocess_film, to_model_input
 
 
@@ -109,4 +109,3 @@ def test_in_lung_share_inside_outside_and_half():
     m[:, :5] = True  # equal mass in and out
     assert cam_in_lung_share(half, m) == pytest.approx(0.5)
     assert np.isnan(cam_in_lung_share(np.zeros((10, 10)), m))
-    assert LungSegmentation(m, 1.0, False, "dataset").source == "dataset"

@@ -80,9 +80,16 @@ def test_explain_a_folder_writes_overlays_and_the_table(trained_run, folder, tmp
     if lung_segmenter()[0] is None:
         assert (good["in_lung_share"] == "").all()
         assert good["lung_mask"].str.startswith("none").all() and "in_lung_share left empty" in captured.err
-    else:
-        shares = good["in_lung_share"].astype(float)
-        assert ((shares >= 0) & (shares <= 1)).all()
+    else:  # the shipped weights: the share of this film, recomputed from the library's parts
+        from cxrlib.lungs import cam_in_lung_share, segment_lungs
+        from cxrlib.preprocessing.geometry import input_box, mask_to_input
+
+        film = cv2.imread(row.path, cv2.IMREAD_GRAYSCALE)
+        cfg = trained_run.config.preprocess
+        lung = mask_to_input(segment_lungs(film).mask, input_box(film, cfg, None), cfg.size)
+        assert 0 < float(row["in_lung_share"]) < 1  # some of the heat in the lungs, not all
+        assert float(row["in_lung_share"]) == pytest.approx(cam_in_lung_share(heat[0], lung), abs=1e-6)
+        assert good["lung_mask"].str.startswith("predicted").all()  # no dataset masks here
     broken = table[table["error"] != ""].iloc[0]
     assert broken["overlay"] == "" and broken["p_Normal"] == "" and broken["deletion_score"] == ""
 

@@ -173,9 +173,13 @@ def test_training_pipeline_gives_each_epoch_its_own_seeded_order_in_whole_batche
                input_pipeline(images, idx, onehot, tcfg, training=True, epochs=range(2, 4))]
     assert [len(b) for b in batches] == [2, 2, 1, 2, 2, 1]  # no batch spans two epochs
     seen = np.rint(np.concatenate(batches)).astype(int)
-    expected = np.concatenate([idx[epoch_order(5, 9, e)] for e in (2, 3)])
+    # the documented order, computed here from NumPy: a permutation drawn from [seed, epoch]
+    expected = np.concatenate([idx[np.random.default_rng([9, e]).permutation(5)] for e in (2, 3)])
     np.testing.assert_array_equal(seen, expected)
-    assert not np.array_equal(epoch_order(5, 9, 2), epoch_order(5, 9, 3))
+    for epoch in (seen[:5], seen[5:]):  # every training film once an epoch
+        assert sorted(epoch) == sorted(idx)
+    assert not np.array_equal(seen[:5], seen[5:])  # each epoch its own order
+    assert not np.array_equal(epoch_order(5, 9, 2), epoch_order(5, 10, 2))  # the seed counts
 
 
 # ------------------------------------------------------------------------------------ cluster

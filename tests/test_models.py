@@ -47,7 +47,9 @@ def test_models_output_class_probabilities_from_their_last_layer(family, task):
         expected = np.exp(logits - logits.max(axis=1, keepdims=True))
         expected /= expected.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
-    # inference mode: dropout is off, so the same films give the same probabilities
+    # the model has dropout (a training call draws a mask: other probabilities), and it is off
+    # at inference: a second inference call gives the same probabilities (a mask would not)
+    assert not np.allclose(np.asarray(model(x, training=True)), probs, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(model(x, training=False)), probs)
 
 
@@ -115,16 +117,22 @@ def test_class_weights_three_classes():
 
 
 def test_class_weighted_loss_equals_the_published_weighted_bce():
-    import keras
-
     w = models.class_weights(["COVID-19"] * 3 + ["Normal"] * 7, ("COVID-19", "Normal"))  # 0.7, 0.3
     y = np.array([[1, 0], [0, 1], [1, 0]], np.float32)
     s = np.array([0.9, 0.2, 0.4])
     p = np.stack([s, 1 - s], axis=1).astype(np.float32)
     # The published weighted BCE on s = P(COVID-19): -(w_pos y log s + w_neg (1 - y) log(1 - s)),
     # batch mean; the engine gets it from Keras's standard loss with class weights as sample weights.
+    # The loss is the one every classifier is compiled with; the per-film weights are what the
+    # input pipeline attaches (test_input_pipeline_carries_the_class_weight_of_every_film).
+    from cxrlib.training.finetune import compile_classifier
+
+    assert w == pytest.approx([0.7, 0.3])
+    model = models.build_model(ModelConfig(family="small_cnn", cnn_filters=(4,), cnn_dense=8),
+                               TASK_CLASSES["binary"], 32)
+    compile_classifier(model, 1e-3)
     hand = -np.mean([0.7 * math.log(0.9), 0.3 * math.log(1 - 0.2), 0.7 * math.log(0.4)])
-    loss = keras.losses.CategoricalCrossentropy()(y, p, sample_weight=w[y.argmax(1)])
+    loss = model.loss(y, p, sample_weight=w[y.argmax(1)])
     assert float(loss) == pytest.approx(hand, rel=1e-5)
 
 
