@@ -177,6 +177,26 @@ def test_manifest_beside_class_folders_supplies_patient_group_source(tmp_path):
     assert any(w.startswith("1 files have a different label") for w in ds.warnings)
 
 
+def test_manifest_mask_path_column_names_the_films_own_masks(tmp_path):
+    """A manifest.csv ``mask_path`` (relative to it) is the film's own lung mask, which wins over
+    a predicted one; a path leading outside the dataset, or to no file, is refused and said."""
+    root = tmp_path / "cxr"
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        film(root / "COVID-19" / name)
+    film(root / "masks" / "a.png", value=255)
+    film(tmp_path / "outside.png", value=255)
+    pd.DataFrame({"file": ["COVID-19/a.png", "COVID-19/b.png", "COVID-19/c.png", "COVID-19/d.png"],
+                  "label": ["COVID-19"] * 4,
+                  "mask_path": ["masks/a.png", "../outside.png", "masks/missing.png", ""]}
+                 ).to_csv(root / "manifest.csv", index=False)
+    ds = scan_dataset(root)
+    masks = dict(zip(ds.manifest["rel_path"], ds.manifest["mask_path"]))
+    assert masks == {"COVID-19/a.png": str(root.resolve() / "masks" / "a.png"),
+                     "COVID-19/b.png": "", "COVID-19/c.png": "", "COVID-19/d.png": ""}
+    assert "manifest_mask_path" not in ds.manifest.columns
+    assert any(w.startswith("2 manifest.csv mask paths") for w in ds.warnings), ds.warnings
+
+
 def test_manifest_with_missing_columns_is_tolerated(tmp_path):
     root = tmp_path / "set"
     film(root / "covid" / "x.png")

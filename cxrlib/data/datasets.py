@@ -18,7 +18,8 @@ Wrapper folders are looked through: a root holding a single sub-folder (as unzip
 is opened one level down, up to three levels.
 
 A ``manifest.csv`` beside the images (e.g. ``../shared/datasets/cxr3``) supplies ``patient_id``,
-``group_id`` and ``source`` (or ``source_repo``) for the files it lists (column ``file``, a path
+``group_id``, ``source`` (or ``source_repo``) and ``mask_path`` (a lung mask file, relative to
+it: :func:`cxrlib.data.rows.manifest_masks`) for the files it lists (column ``file``, a path
 relative to the manifest); missing columns and empty cells fall back to the rules below. Without
 one, patient ids come from :func:`patient_id_from_name`, else the file stem; ``group_id`` is the
 patient id; ``source`` is the layout's name (``kermany``, ``radiography_db``, ``class_folders``):
@@ -49,7 +50,7 @@ from cxrlib.data.imageio import (DEFAULT_MAX_PIXELS, ImageMeta, ImageReadError, 
                                  check_size, min_film_side, read_header)
 from cxrlib.data.fingerprint import DigestCache, content_fingerprint, stat_key
 from cxrlib.data.rows import (MANIFEST_COLUMNS, _rel, check_labels, extra_manifest_columns,
-                              extra_values, manifest_row)
+                              extra_values, manifest_masks, manifest_row)
 from cxrlib.data.layouts import (LAYOUTS, DatasetError, find_layout, has_entries,
                       manifest_candidates, read_manifest_csv, subdirs)
 from cxrlib.data.roots import DatasetFolder, check_allowed
@@ -265,6 +266,8 @@ def _locate(root: Path, bacterial: str, warnings: list[str], problems: list[dict
     if not candidates:
         raise DatasetError(f"no images found in {root} ({LAYOUTS[layout]}); "
                            + "; ".join(warnings))
+    if manifest_file is not None:
+        manifest_masks(candidates, base, manifest_file.parent, table, inside, warnings)
     return layout, base, candidates, manifest_file, table
 
 

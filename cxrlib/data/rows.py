@@ -3,6 +3,7 @@ header facts, and the extra columns a user's manifest.csv brings."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ from cxrlib.core.classes import canonical_class
 from cxrlib.data.identity import patient_id_from_name
 from cxrlib.data.imageio import ImageMeta
 from cxrlib.data.layouts import Candidate
+from cxrlib.data.roots import DatasetFolder
 
 MANIFEST_COLUMNS = ["path", "rel_path", "label", "patient_id", "group_id", "source", "width",
                     "height", "channels", "bit_depth", "format", "mask_path", "folder_split",
@@ -45,7 +47,34 @@ def manifest_row(c: Candidate, rel: str, meta: ImageMeta, base: Path,
     return row
 
 
-_CONSUMED_COLUMNS = ("file", "label", "patient_id", "group_id", "source")
+_CONSUMED_COLUMNS = ("file", "label", "patient_id", "group_id", "source", "mask_path")
+
+
+def manifest_masks(candidates: list[Candidate], base: Path, manifest_folder: Path,
+                   table: dict[str, dict[str, str]] | None, inside: DatasetFolder,
+                   warnings: list[str]) -> None:
+    """Give each film without a mask of its layout's own the ``mask_path`` its manifest.csv row
+    names (relative to the manifest's folder), when that is a file inside the dataset folder.
+
+    A path that leads outside (absolute, ``../``, a link) is refused before it is looked at; it
+    and a path to no file are counted in one warning, and those films' lungs are predicted.
+    """
+    if not table or not any(info.get("mask_path") for info in table.values()):
+        return
+    refused = 0
+    for c in candidates:
+        named = (table.get(_rel(c.path, base), {}).get("mask_path") or "").strip()
+        if c.mask or not named:
+            continue
+        path = os.path.normpath(os.path.join(manifest_folder, named.replace("\\", "/")))
+        st, _ = inside.stat(path)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            c.mask = path
+        else:
+            refused += 1
+    if refused:
+        warnings.append(f"{refused} manifest.csv mask paths name no file inside the dataset "
+                        "folder; those films' lungs are predicted")
 
 
 def extra_manifest_columns(table: dict[str, dict[str, str]] | None) -> dict[str, str]:
