@@ -233,3 +233,16 @@ def test_audit_command_delegates_with_its_own_help_and_errors(capsys, workspace)
     assert "--external" in capsys.readouterr().out
     assert main(["audit", "no-such-run"]) == 2
     assert "no run 'no-such-run'" in capsys.readouterr().err
+
+
+def test_small_cnn_trains_all_layers_so_its_flags_are_kept(capsys, workspace):
+    """The small CNN has no pretrained backbone, so it has no head mode: without --mode the CLI
+    used to give it the head-mode default, whose canonical form drops the fine-tune settings, so
+    --no-augment was silently ignored (and the engine trained it with augmentation)."""
+    args = build_parser().parse_args(["train", "--model", "small_cnn", "--no-augment",
+                                      "--schedule", "cosine", "--warmup-epochs", "1"])
+    train = config_from_args(args).train
+    assert (train.mode, train.augment, train.schedule, train.warmup_epochs) == (
+        "finetune", False, "cosine", 1)
+    assert main(["train", "--model", "small_cnn", "--mode", "head"]) == 2
+    assert "small CNN" in capsys.readouterr().err

@@ -81,3 +81,13 @@ def test_augmentation_settings_that_augment_nothing_do_not_change_the_run_id():
     assert run_id(flip, "fp") != run_id(no_flip, "fp")
     assert (TrainConfig(mode="head", feature_augment_copies=2, hflip=False)
             != TrainConfig(mode="head", feature_augment_copies=2))
+
+
+def test_a_small_cnn_config_is_always_a_finetune_config():
+    """What the engine does with a small CNN (train every layer) is what its config says, and a
+    head-mode spelling of it (an older run's config.json) is the same run."""
+    head = RunConfig(model=ModelConfig(family="small_cnn"), train=TrainConfig(mode="head", epochs=3))
+    fine = RunConfig(model=ModelConfig(family="small_cnn"), train=TrainConfig(mode="finetune", epochs=3))
+    assert head.train.mode == "finetune" and head == fine and head.hash() == fine.hash()
+    assert RunConfig.from_dict(head.to_dict()) == fine
+    assert RunConfig(train=TrainConfig(mode="head")).train.mode == "head"  # MobileNetV2 keeps it

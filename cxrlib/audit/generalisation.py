@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from cxrlib.core.config import HEAD_FAMILIES
 from cxrlib.evaluation.core import test_rows
 
-HEAD_FAMILIES = ("mobilenetv2", "tiny")
 ADVERSARIAL_WEIGHT = 0.3
 """The gradient-reversal weight the audit measures the source-adversarial head with (on cxr3:
 0.3 left the expected accuracy at an unseen source unchanged, 1.0 destroyed the head)."""

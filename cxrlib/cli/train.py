@@ -10,8 +10,8 @@ from typing import Any
 from cxrlib.cli.common import EXIT_CANCELLED, EXIT_FAILED, UsageError, scan, warn
 from cxrlib.cli.workers import add_worker_args, cluster_role, release_if_finished, train_worker
 from cxrlib.core import paths
-from cxrlib.core.config import (FINETUNE_RECIPE_SIZE, PREPROCESS_STEPS, SCHEDULES, TTA_MODES,
-                                PreprocessConfig, RunConfig, TrainConfig)
+from cxrlib.core.config import (FINETUNE_RECIPE_SIZE, HEAD_FAMILIES, PREPROCESS_STEPS, SCHEDULES,
+                                TTA_MODES, PreprocessConfig, RunConfig, TrainConfig)
 
 
 def register(sub) -> None:
@@ -59,7 +59,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="head: frozen backbone, cached features (fast on CPU; default); finetune: "
                         "MobileNetV2 starts from the validated recipe (TrainConfig.finetune_recipe: "
                         "from the trained head, block_13 up, BatchNorm frozen, lr 1e-4, warm-up + "
-                        "cosine, early stopping); the flags below override its values")
+                        "cosine, early stopping); the flags below override its values. The "
+                        "small CNN always trains all its layers (finetune)")
     g.add_argument("--published-finetune", action="store_true",
                    help="finetune: the published recipe instead (all layers, lr 1e-3, plateau)")
     g.add_argument("--epochs", type=int, help=f"default {d.train.epochs}")
@@ -120,6 +121,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if not args.config and args.data is None:
         data = data.replace(root=str(paths.default_data_dir()))
     model = base.model.replace(**pick(family=args.model, weights=args.weights))
+    if model.family not in HEAD_FAMILIES and args.mode == "head":
+        raise ValueError("the small CNN has no pretrained backbone to freeze: it always trains "
+                         "all its layers (--mode finetune, its default), not --mode head")
     steps = None
     if args.steps is not None:
         steps = () if args.steps.strip().lower() in ("", "none") else tuple(
@@ -161,6 +165,9 @@ def _train_base(base: RunConfig, args: argparse.Namespace, family: str) -> Train
         return TrainConfig.finetune_recipe(seed=base.train.seed)
     if args.mode == "finetune" and base.train.mode != "finetune" and family == "mobilenetv2":
         return TrainConfig(mode="finetune", seed=base.train.seed)  # --published-finetune
+    if family not in HEAD_FAMILIES and base.train.mode == "head":
+        # before the flags: a head-mode TrainConfig drops the fine-tune settings they may set
+        return base.train.replace(mode="finetune")
     return base.train
 
 

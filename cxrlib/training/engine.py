@@ -42,7 +42,7 @@ from collections.abc import Callable
 import numpy as np
 
 from cxrlib.core.classes import task_classes
-from cxrlib.core.config import RunConfig, TrainConfig
+from cxrlib.core.config import HEAD_FAMILIES, RunConfig, TrainConfig
 from cxrlib.core.tfsetup import TF_ENV
 from cxrlib.training.callbacks import STATUS_INTERVAL_S, Cancelled, progress_callback
 from cxrlib.training.data import DatasetChanged, load_training_data
@@ -52,7 +52,6 @@ from cxrlib.training.head_fit import fit_head_compiled
 
 #: Environment the training process sets before TensorFlow is imported (see cxrlib.core.tfsetup).
 TRAIN_ENV = TF_ENV
-HEAD_FAMILIES = ("mobilenetv2", "tiny")
 
 __all__ = ["Cancelled", "DatasetChanged", "HEAD_FAMILIES", "TRAIN_ENV", "execute", "head_run_config"]
 

@@ -7,9 +7,10 @@ the explanation settings); this package is their one namespace.
 """
 from cxrlib.core.config.base import config_hash
 from cxrlib.core.config.preprocess import LUNG_CROP_MARGIN, PREPROCESS_STEPS, PreprocessConfig
-from cxrlib.core.config.run import DataConfig, ExplainConfig, ModelConfig, RunConfig, SplitConfig
+from cxrlib.core.config.run import (HEAD_FAMILIES, DataConfig, ExplainConfig, ModelConfig, RunConfig,
+                                    SplitConfig)
 from cxrlib.core.config.train import FINETUNE_RECIPE_SIZE, SCHEDULES, TTA_MODES, TrainConfig
 
-__all__ = ["FINETUNE_RECIPE_SIZE", "LUNG_CROP_MARGIN", "PREPROCESS_STEPS", "SCHEDULES", "TTA_MODES",
-           "DataConfig", "ExplainConfig", "ModelConfig", "PreprocessConfig", "RunConfig",
+__all__ = ["FINETUNE_RECIPE_SIZE", "HEAD_FAMILIES", "LUNG_CROP_MARGIN", "PREPROCESS_STEPS",
+           "SCHEDULES", "TTA_MODES", "DataConfig", "ExplainConfig", "ModelConfig", "PreprocessConfig", "RunConfig",
            "SplitConfig", "TrainConfig", "config_hash"]

@@ -27,6 +27,11 @@ class DataConfig(_Config):
     bacterial: str = "exclude"
 
 
+HEAD_FAMILIES = ("mobilenetv2", "tiny")
+"""The model families with a frozen-backbone head mode; ``small_cnn`` has no pretrained backbone
+and always trains all its layers (a ``RunConfig`` says so: its train mode is ``"finetune"``)."""
+
+
 @dataclass(frozen=True)
 class ModelConfig(_Config):
     """Model family and architecture.
@@ -116,13 +121,22 @@ class ExplainConfig(_Config):
 
 @dataclass(frozen=True)
 class RunConfig(_Config):
-    """Everything that defines a training run; its hash plus the data fingerprint is the run id."""
+    """Everything that defines a training run; its hash plus the data fingerprint is the run id.
+
+    A family without a head mode (:data:`HEAD_FAMILIES`: the small CNN) trains every layer, so
+    its train mode is ``"finetune"`` whatever was asked: the config says what the engine does,
+    and the head-mode spelling of an older run's config.json is the same run.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.family not in HEAD_FAMILIES and self.train.mode == "head":
+            object.__setattr__(self, "train", self.train.replace(mode="finetune"))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name).to_dict() for f in dataclasses.fields(self)}
