@@ -185,16 +185,47 @@ def test_manifest_mask_path_column_names_the_films_own_masks(tmp_path):
         film(root / "COVID-19" / name)
     film(root / "masks" / "a.png", value=255)
     film(tmp_path / "outside.png", value=255)
-    pd.DataFrame({"file": ["COVID-19/a.png", "COVID-19/b.png", "COVID-19/c.png", "COVID-19/d.png"],
-                  "label": ["COVID-19"] * 4,
-                  "mask_path": ["masks/a.png", "../outside.png", "masks/missing.png", ""]}
+    (root / "notes.txt").write_text("not a mask")
+    pd.DataFrame({"file": ["COVID-19/a.png", "COVID-19/b.png", "COVID-19/c.png", "COVID-19/d.png",
+                           "COVID-19/e.png"],
+                  "label": ["COVID-19"] * 5,
+                  "mask_path": ["masks/a.png", "../outside.png", "masks/missing.png", "", "notes.txt"]}
                  ).to_csv(root / "manifest.csv", index=False)
+    film(root / "COVID-19" / "e.png")
     ds = scan_dataset(root)
     masks = dict(zip(ds.manifest["rel_path"], ds.manifest["mask_path"]))
-    assert masks == {"COVID-19/a.png": str(root.resolve() / "masks" / "a.png"),
-                     "COVID-19/b.png": "", "COVID-19/c.png": "", "COVID-19/d.png": ""}
+    assert masks == {"COVID-19/a.png": str(root.resolve() / "masks" / "a.png"), "COVID-19/b.png": "",
+                     "COVID-19/c.png": "", "COVID-19/d.png": "", "COVID-19/e.png": ""}
     assert "manifest_mask_path" not in ds.manifest.columns
-    assert any(w.startswith("2 manifest.csv mask paths") for w in ds.warnings), ds.warnings
+    assert any(w.startswith("3 manifest.csv mask paths") for w in ds.warnings), ds.warnings
+    # the scan cache sees a mask file appear: the next scan uses it
+    film(root / "masks" / "missing.png", value=255)
+    again = scan_dataset(root).manifest.set_index("rel_path")["mask_path"]
+    assert again["COVID-19/c.png"] == str(root.resolve() / "masks" / "missing.png")
+
+
+def test_a_manifest_beside_a_wrapper_folder_names_its_films_relative_to_itself(tmp_path):
+    """A manifest.csv at the root, the class folders one wrapper folder down: its ``file`` paths
+    are relative to the manifest, as documented (they used to be looked up relative to the
+    class folders' parent, so no row matched and nothing said so)."""
+    root = tmp_path / "set"
+    film(root / "inner" / "COVID-19" / "a.png")
+    film(root / "inner" / "Normal" / "b.png")
+    pd.DataFrame({"file": ["inner/COVID-19/a.png", "inner/Normal/b.png"], "label": ["COVID-19", "Normal"],
+                  "patient_id": ["P1", "P2"], "source_repo": ["x", "y"]}).to_csv(root / "manifest.csv", index=False)
+    m = scan_dataset(root).manifest.set_index("rel_path")
+    assert m.loc["inner/COVID-19/a.png", ["patient_id", "source"]].tolist() == ["P1", "x"]
+    assert m.loc["inner/Normal/b.png", ["patient_id", "source"]].tolist() == ["P2", "y"]
+
+
+def test_a_manifest_that_lists_none_of_the_films_says_so(tmp_path):
+    root = tmp_path / "set"
+    film(root / "COVID-19" / "a.png")
+    pd.DataFrame({"file": ["elsewhere/a.png"], "label": ["COVID-19"], "patient_id": ["P1"]}
+                 ).to_csv(root / "manifest.csv", index=False)
+    ds = scan_dataset(root)
+    assert ds.manifest["patient_id"].tolist() == ["a"]
+    assert any("lists none of the" in w for w in ds.warnings), ds.warnings
 
 
 def test_manifest_with_missing_columns_is_tolerated(tmp_path):

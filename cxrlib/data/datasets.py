@@ -171,6 +171,10 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
     warnings: list[str] = []
     problems: list[dict] = []
     layout, base, candidates, manifest_file, table = _locate(root, bacterial, warnings, problems)
+    listed = manifest_file.parent if manifest_file is not None else base  # its `file` paths' folder
+    if table and layout != "manifest" and not any(_rel(c.path, listed) in table for c in candidates):
+        warnings.append(f"manifest.csv lists none of the {len(candidates)} films found (its 'file' "
+                        f"paths are relative to {listed.name}/); its columns are not used")
 
     inside = DatasetFolder(root)
     files, lines = [], []
@@ -181,7 +185,7 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
             problems.append({"path": c.path, "reason": reason, "label": c.label})
             continue
         files.append((c, rel, st.st_size, st.st_mtime_ns))
-        lines.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n")
+        lines.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\t{c.mask}\n")  # a mask that appears
     if manifest_file is not None:
         st = manifest_file.stat()
         lines.append(f"{_rel(str(manifest_file), root)}\t{st.st_size}\t{st.st_mtime_ns}\n")
@@ -211,8 +215,8 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
             problems.append({"path": c.path, "reason": meta, "label": c.label,
                              "file_bytes": size, "digest": digest})
         else:
-            rows.append({**manifest_row(c, rel, meta, base, table, layout), "file_bytes": size,
-                         "digest": digest, **extra_values(c, base, table, extra)})
+            rows.append({**manifest_row(c, rel, meta, listed, table, layout), "file_bytes": size,
+                         "digest": digest, **extra_values(c, listed, table, extra)})
     digests.save()
     if not rows:
         raise DatasetError(f"no readable images in {root}: all {len(problems)} files failed, e.g. "
@@ -220,7 +224,7 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
     columns = MANIFEST_COLUMNS + (["kermany_split"] if layout == "kermany" else []) + list(extra.values())
     manifest = pd.DataFrame(rows, columns=columns).sort_values("rel_path").reset_index(drop=True)
     if table and layout != "manifest" and "label" in next(iter(table.values())):
-        check_labels(manifest, table, base, warnings)
+        check_labels(manifest, table, listed, warnings)
     problem_table = pd.DataFrame(problems, columns=["path", "reason", "label", "file_bytes", "digest"])
     problem_table["rel_path"] = [_rel(p, root) for p in problem_table["path"]]
     problem_table = problem_table[PROBLEM_COLUMNS].sort_values("rel_path").reset_index(drop=True)
@@ -267,7 +271,7 @@ def _locate(root: Path, bacterial: str, warnings: list[str], problems: list[dict
         raise DatasetError(f"no images found in {root} ({LAYOUTS[layout]}); "
                            + "; ".join(warnings))
     if manifest_file is not None:
-        manifest_masks(candidates, base, manifest_file.parent, table, inside, warnings)
+        manifest_masks(candidates, manifest_file.parent, table, inside, warnings)
     return layout, base, candidates, manifest_file, table
 
 

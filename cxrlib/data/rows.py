@@ -10,7 +10,7 @@ import pandas as pd
 
 from cxrlib.core.classes import canonical_class
 from cxrlib.data.identity import patient_id_from_name
-from cxrlib.data.imageio import ImageMeta
+from cxrlib.data.imageio import IMAGE_SUFFIXES, ImageMeta
 from cxrlib.data.layouts import Candidate
 from cxrlib.data.roots import DatasetFolder
 
@@ -50,31 +50,33 @@ def manifest_row(c: Candidate, rel: str, meta: ImageMeta, base: Path,
 _CONSUMED_COLUMNS = ("file", "label", "patient_id", "group_id", "source", "mask_path")
 
 
-def manifest_masks(candidates: list[Candidate], base: Path, manifest_folder: Path,
+def manifest_masks(candidates: list[Candidate], manifest_folder: Path,
                    table: dict[str, dict[str, str]] | None, inside: DatasetFolder,
                    warnings: list[str]) -> None:
     """Give each film without a mask of its layout's own the ``mask_path`` its manifest.csv row
-    names (relative to the manifest's folder), when that is a file inside the dataset folder.
+    names (relative to the manifest's folder, as its ``file`` is), when that is an image file
+    inside the dataset folder.
 
-    A path that leads outside (absolute, ``../``, a link) is refused before it is looked at; it
-    and a path to no file are counted in one warning, and those films' lungs are predicted.
+    A path that leads outside (absolute, ``../``, a link) is refused before it is looked at; it,
+    a path to no file and a file that is not an image are counted in one warning, and those
+    films' lungs are predicted.
     """
     if not table or not any(info.get("mask_path") for info in table.values()):
         return
     refused = 0
     for c in candidates:
-        named = (table.get(_rel(c.path, base), {}).get("mask_path") or "").strip()
+        named = (table.get(_rel(c.path, manifest_folder), {}).get("mask_path") or "").strip()
         if c.mask or not named:
             continue
         path = os.path.normpath(os.path.join(manifest_folder, named.replace("\\", "/")))
         st, _ = inside.stat(path)
-        if st is not None and stat.S_ISREG(st.st_mode):
+        if st is not None and stat.S_ISREG(st.st_mode) and path.lower().endswith(IMAGE_SUFFIXES):
             c.mask = path
         else:
             refused += 1
     if refused:
-        warnings.append(f"{refused} manifest.csv mask paths name no file inside the dataset "
-                        "folder; those films' lungs are predicted")
+        warnings.append(f"{refused} manifest.csv mask paths name no image file inside the "
+                        "dataset folder; those films' lungs are predicted")
 
 
 def extra_manifest_columns(table: dict[str, dict[str, str]] | None) -> dict[str, str]:
@@ -83,7 +85,8 @@ def extra_manifest_columns(table: dict[str, dict[str, str]] | None) -> dict[str,
     Every column a user's manifest.csv brings (cxr3's ``view``, ``notes``, ``source_repo``,
     ``license``...) becomes a manifest column of the same name, so subgroup analysis can use
     it; a name the scan itself fills (``width``, ``format``...) is kept as ``manifest_<name>``.
-    ``file``, ``label``, ``patient_id``, ``group_id`` and ``source`` are already used.
+    ``file``, ``label``, ``patient_id``, ``group_id``, ``source`` and ``mask_path`` are already
+    used.
     """
     if not table:
         return {}
