@@ -298,3 +298,37 @@ def test_cli_predict_and_eval_with_tiny_weights(tmp_path, capsys, tiny_asset):
     result = json.loads(out[-1])
     assert result["n"] == 6 and set(result["dice_per_class"]) == {"COVID-19", "Normal"}
     assert result["dice_mean"] > 0.85 and "held-out" in out[0]
+
+
+def test_one_rule_for_a_films_own_mask_and_an_unreadable_one_falls_back(tmp_path, tiny_asset):
+    """The --masks folder (the user's explicit choice) wins over the mask the dataset names, which
+    wins over a Radiography masks/ sibling; the lung-model data and the lung fields use the same
+    rule. A named mask that cannot be decoded leaves that film's lungs predicted, with a warning,
+    instead of stopping the audit."""
+    rng = np.random.default_rng(2)
+    film, _ = film_and_mask(rng, 96, 96)
+    (tmp_path / "COVID" / "images").mkdir(parents=True)
+    (tmp_path / "COVID" / "masks").mkdir()
+    path = tmp_path / "COVID" / "images" / "a.png"
+    cv2.imwrite(str(path), film)
+    sibling, named, chosen = (np.zeros((96, 96), np.uint8) for _ in range(3))
+    sibling[10:30, 10:30], named[40:60, 40:60], chosen[60:90, 5:25] = 255, 255, 255
+    cv2.imwrite(str(tmp_path / "COVID" / "masks" / "a.png"), sibling)
+    cv2.imwrite(str(tmp_path / "named.png"), named)
+    (tmp_path / "folder" / "COVID").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "folder" / "COVID" / "a.png"), chosen)
+    index = MaskIndex(tmp_path / "folder")
+    rel = "COVID/a.png"
+    assert find_dataset_mask(path, masks=index, rel_path=rel, named=tmp_path / "named.png") == \
+        tmp_path / "folder" / "COVID" / "a.png"
+    assert find_dataset_mask(path, rel_path=rel, named=tmp_path / "named.png") == tmp_path / "named.png"
+    assert find_dataset_mask(path, rel_path=rel, named="") == tmp_path / "COVID" / "masks" / "a.png"
+    segs = lung_fields([film] * 2, [path] * 2, masks=index, rel_paths=[rel, "elsewhere/b.png"],
+                       mask_paths=[str(tmp_path / "named.png")] * 2, weights=tiny_asset)
+    assert np.array_equal(segs[0].mask, chosen > 0) and np.array_equal(segs[1].mask, named > 0)
+
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot a mask")
+    with pytest.warns(UserWarning, match="broken.png"):
+        seg, = lung_fields([film], [None], mask_paths=[str(tmp_path / "broken.png")],
+                           weights=tiny_asset)
+    assert seg.source == "predicted" and seg.mask.shape == (96, 96)

@@ -58,9 +58,8 @@ def paired_rows(data_dir: str | os.PathLike, masks_dir: str | os.PathLike | None
     licences = _dataset_licences(dataset.manifest_file)
     rows = []
     for r in manifest.itertuples(index=False):
-        mask = find_dataset_mask(r.path, masks=index, rel_path=r.rel_path)
-        if mask is None and getattr(r, "mask_path", ""):
-            mask = Path(r.mask_path)
+        mask = find_dataset_mask(r.path, masks=index, rel_path=r.rel_path,
+                                 named=getattr(r, "mask_path", "") or None)
         if mask is None:
             continue
         licence = (index.row(r.rel_path).get("image_license") if index else None) or licences.get(r.rel_path, "")

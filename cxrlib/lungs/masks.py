@@ -138,23 +138,31 @@ def _key(rel_path: str) -> str:
     return "/".join("images" if p.lower() == "masks" else p.lower() for p in parts)
 
 
-def find_dataset_mask(film_path: str | os.PathLike, *, masks: MaskIndex | None = None,
-                      rel_path: str | None = None) -> Path | None:
-    """A film's own mask file: in ``masks`` (a ``--masks`` folder), else a Radiography DB sibling.
+def find_dataset_mask(film_path: str | os.PathLike | None, *, masks: MaskIndex | None = None,
+                      rel_path: str | None = None,
+                      named: str | os.PathLike | None = None) -> Path | None:
+    """A film's own mask file, by the one rule every lung measure and the lung model's data use:
+    the ``--masks`` folder's (the user's explicit choice), else the file the dataset names for
+    it (``named``: the manifest's ``mask_path``), else a Radiography DB ``masks/`` sibling.
 
     Args:
-        film_path: the film's file.
+        film_path: the film's file (None for a film without one, e.g. an upload).
         masks: an index of a ``--masks`` folder (cxr3-lungs or Radiography DB layout), if any.
         rel_path: the film's path relative to its dataset root (default: its file name).
+        named: the mask file the dataset names for the film ("" or None: none).
 
     Returns:
         The mask's path, or None when the film has none.
     """
-    film_path = Path(film_path)
-    if masks is not None:
-        hit = masks.find(rel_path or film_path.name)
+    if masks is not None and film_path is not None:
+        hit = masks.find(rel_path or Path(film_path).name)
         if hit is not None:
             return hit
+    if named is not None and str(named) and Path(named).is_file():
+        return Path(named)
+    if film_path is None:
+        return None
+    film_path = Path(film_path)
     if film_path.parent.name.lower() == "images":
         for folder in film_path.parent.parent.iterdir():
             if folder.name.lower() == "masks":

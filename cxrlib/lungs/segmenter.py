@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -157,11 +158,11 @@ def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | N
                 predicted: Sequence[LungSegmentation | None] | None = None) -> list[LungSegmentation]:
     """Lung fields of films, a dataset's own masks taking precedence over predicted ones.
 
-    A film's own mask is the file the dataset names for it (``mask_paths``: the manifest's
-    ``mask_path``), else one found with :func:`cxrlib.lungs.masks.find_dataset_mask` (a
-    ``--masks`` folder, else a Radiography DB ``masks/`` sibling); it is used, resized to the
-    film, with ``source="dataset"``, ``quality=1.0`` and never flagged. The other films are
-    segmented in batches (``source="predicted"``).
+    A film's own mask is found by :func:`cxrlib.lungs.masks.find_dataset_mask` (the ``--masks``
+    folder, else the file the dataset names for it, else a Radiography DB ``masks/`` sibling);
+    it is used, resized to the film, with ``source="dataset"``, ``quality=1.0`` and never
+    flagged. The other films are segmented in batches (``source="predicted"``), and so is a film
+    whose own mask cannot be decoded (with a warning naming the file).
 
     Args:
         films: decoded ``uint8`` films (grey or RGB).
@@ -178,16 +179,22 @@ def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | N
     Returns:
         One :class:`LungSegmentation` per film, in order.
     """
+    from cxrlib.data.imageio import ImageReadError  # noqa: PLC0415
     from cxrlib.lungs.masks import dataset_mask, find_dataset_mask  # noqa: PLC0415
 
     out: list[LungSegmentation | None] = []
     for i, (film, path) in enumerate(zip(films, film_paths)):
         shape = np.asarray(film).shape[:2]
         named = mask_paths[i] if mask_paths is not None else None
-        found = dataset_mask(named, shape) if isinstance(named, (str, Path)) and str(named) else None
-        if found is None and path is not None:
-            rel = rel_paths[i] if rel_paths is not None else None
-            found = dataset_mask(find_dataset_mask(path, masks=masks, rel_path=rel), shape)
+        rel = rel_paths[i] if rel_paths is not None else None
+        file = find_dataset_mask(path, masks=masks, rel_path=rel,
+                                 named=named if isinstance(named, (str, Path)) else None)
+        try:
+            found = dataset_mask(file, shape)
+        except ImageReadError as exc:
+            warnings.warn(f"lung mask {file} cannot be read ({exc}); the film's lungs are "
+                          "predicted instead", stacklevel=2)
+            found = None
         own = predicted[i] if predicted is not None else None  # None: segmented below
         out.append(own if found is None else LungSegmentation(found, 1.0, False, "dataset"))
     todo = [i for i, seg in enumerate(out) if seg is None]
