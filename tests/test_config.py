@@ -84,10 +84,22 @@ def test_augmentation_settings_that_augment_nothing_do_not_change_the_run_id():
 
 
 def test_a_small_cnn_config_is_always_a_finetune_config():
-    """What the engine does with a small CNN (train every layer) is what its config says, and a
-    head-mode spelling of it (an older run's config.json) is the same run."""
-    head = RunConfig(model=ModelConfig(family="small_cnn"), train=TrainConfig(mode="head", epochs=3))
+    """The small CNN has no head mode: asking for one is refused (a head-mode TrainConfig has
+    already dropped fine-tune settings such as augment=False), and an older run's config.json
+    that spelled it so loads as what the engine trained: every layer, finetune."""
+    with pytest.raises(ValueError, match="small CNN"):
+        RunConfig(model=ModelConfig(family="small_cnn"), train=TrainConfig(mode="head"))
     fine = RunConfig(model=ModelConfig(family="small_cnn"), train=TrainConfig(mode="finetune", epochs=3))
-    assert head.train.mode == "finetune" and head == fine and head.hash() == fine.hash()
-    assert RunConfig.from_dict(head.to_dict()) == fine
+    old = fine.to_dict()
+    old["train"]["mode"] = "head"
+    assert RunConfig.from_dict(old) == fine
     assert RunConfig(train=TrainConfig(mode="head")).train.mode == "head"  # MobileNetV2 keeps it
+
+
+def test_head_only_settings_do_not_change_a_finetune_run_id():
+    """Cached-feature copies exist only in head mode (and in the head a fine-tune starts from):
+    a fine-tune config from scratch with them is the same run."""
+    assert TrainConfig(mode="finetune", feature_augment_copies=2) == TrainConfig(mode="finetune")
+    assert TrainConfig(mode="head", feature_augment_copies=2) != TrainConfig(mode="head")
+    assert TrainConfig(mode="finetune", init_from_head=True, feature_augment_copies=2) != \
+        TrainConfig(mode="finetune", init_from_head=True)

@@ -123,9 +123,12 @@ class ExplainConfig(_Config):
 class RunConfig(_Config):
     """Everything that defines a training run; its hash plus the data fingerprint is the run id.
 
-    A family without a head mode (:data:`HEAD_FAMILIES`: the small CNN) trains every layer, so
-    its train mode is ``"finetune"`` whatever was asked: the config says what the engine does,
-    and the head-mode spelling of an older run's config.json is the same run.
+    A family without a head mode (:data:`HEAD_FAMILIES`: the small CNN) trains every layer: its
+    train mode must be ``"finetune"`` (a head-mode ``TrainConfig`` has already dropped the
+    fine-tune settings, such as ``augment=False``, so it is refused rather than converted). An
+    older run's config.json that spelled it ``"head"`` loads (:meth:`from_dict`) as what the
+    engine trained: the same settings in finetune mode. Such a run keeps its folder and its id;
+    asking for its configuration again gives the finetune spelling's id.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -136,7 +139,8 @@ class RunConfig(_Config):
 
     def __post_init__(self) -> None:
         if self.model.family not in HEAD_FAMILIES and self.train.mode == "head":
-            object.__setattr__(self, "train", self.train.replace(mode="finetune"))
+            raise ValueError("the small CNN has no pretrained backbone to freeze: it always "
+                             "trains all its layers (TrainConfig(mode='finetune'))")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name).to_dict() for f in dataclasses.fields(self)}
@@ -148,7 +152,11 @@ class RunConfig(_Config):
         unknown = set(data) - set(kinds)
         if unknown:
             raise ValueError(f"RunConfig: unknown sections {sorted(unknown)}")
-        return cls(**{k: kinds[k].from_dict(v) for k, v in data.items()})
+        parts = {k: kinds[k].from_dict(v) for k, v in data.items()}
+        model, train = parts.get("model", ModelConfig()), parts.get("train", TrainConfig())
+        if model.family not in HEAD_FAMILIES and train.mode == "head":  # an older run's spelling
+            parts["train"] = train.replace(mode="finetune")
+        return cls(**parts)
 
     def identity(self) -> dict[str, Any]:
         """The part of the config that defines results: the dataset root path is left out

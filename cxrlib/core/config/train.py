@@ -91,6 +91,8 @@ class TrainConfig(_Config):
         if self.mode == "head":
             for name in _FINETUNE_ONLY:
                 object.__setattr__(self, name, defaults[name])
+        elif not self.init_from_head:  # cached-feature copies: head mode, or the head it starts from
+            object.__setattr__(self, "feature_augment_copies", defaults["feature_augment_copies"])
         # Augmentation settings that augment nothing change no pixel, so they are canonical
         # (one run id): head mode without feature copies keeps the defaults; no rotation and no
         # flip is no augmentation.
