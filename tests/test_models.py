@@ -213,6 +213,30 @@ def test_resolve_weights_finds_the_shared_copy_without_downloading(tmp_path, mon
     assert models.resolve_imagenet_weights() == shared
 
 
+def test_an_unreadable_shared_folder_is_skipped_not_a_crash(tmp_path, monkeypatch):
+    """A shared folder the user may not read (PermissionError from is_file on Python 3.11) is
+    passed over: the answer is the usual WeightsUnavailable, not a traceback."""
+    import pathlib
+
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CXR_SHARED_DIR", str(tmp_path / "locked"))
+    real = pathlib.Path.is_file
+
+    def is_file(self):
+        if str(self).startswith(str(tmp_path / "locked")):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    def no_network(cache_dir):
+        raise OSError("no network")
+
+    monkeypatch.setattr(pathlib.Path, "is_file", is_file)
+    monkeypatch.setattr(weights_module, "_download_weights", no_network)
+    with pytest.raises(models.WeightsUnavailable, match="locked"):
+        models.resolve_imagenet_weights()
+
+
 def test_resolve_weights_finds_file_in_keras_home(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     target = tmp_path / "models" / paths.WEIGHTS_FILE

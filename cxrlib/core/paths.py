@@ -49,8 +49,8 @@ def default_data_dir() -> Path:
 
 
 def shared_dir() -> Path:
-    """The shared folder beside the project (``CXR_SHARED_DIR``, default ``../shared``): the
-    datasets and the offline ImageNet weights (``weights/``) of this installation."""
+    """The shared folder beside the project (``CXR_SHARED_DIR``, default ``../shared``), where
+    the offline ImageNet weights are looked for (``weights/``)."""
     return Path(os.environ.get("CXR_SHARED_DIR") or PROJECT_ROOT.parent / "shared")
 
 

@@ -40,15 +40,19 @@ def resolve_imagenet_weights() -> Path:
     local = paths.keras_home() / "models" / paths.WEIGHTS_FILE
     shared = paths.shared_dir() / "weights" / paths.WEIGHTS_FILE
     for found in (local, shared):
-        if found.is_file():
-            return found
+        try:
+            if found.is_file():
+                return found
+        except OSError:  # a folder this user may not read: as if the file were not there
+            pass
     try:
         return _download_weights(paths.keras_home())
     except Exception as exc:  # URL errors, SSL errors, hash mismatch, read-only folder...
         raise WeightsUnavailable(
             f"MobileNetV2 ImageNet weights are not available: neither {local} nor {shared} "
-            f"exists and the download from {WEIGHTS_URL} failed ({type(exc).__name__}: {exc}). Put the file "
-            f"{paths.WEIGHTS_FILE} in {local.parent}, or set KERAS_HOME to a folder whose "
-            f"models/ holds it, or choose weights='random' explicitly (ModelConfig(weights="
-            f"'random'), CLI --weights random) to train from random weights.") from exc
+            f"exists and the download from {WEIGHTS_URL} failed ({type(exc).__name__}: {exc}). "
+            f"Put the file {paths.WEIGHTS_FILE} in {local.parent} or {shared.parent}, or set "
+            f"KERAS_HOME to a folder whose models/ holds it, or choose weights='random' "
+            f"explicitly (ModelConfig(weights='random'), CLI --weights random) to train from "
+            f"random weights.") from exc
 
