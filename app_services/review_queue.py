@@ -16,15 +16,13 @@ from .runs import predictions
 
 
 def _attention(run):
-    """CAM in-lung shares of the run's test films from the audit of this run used last in this
-    app process (any CAM method, film count, adversarial weight or mask folder), or ``None``
-    when there is none."""
+    """CAM in-lung shares of the run's test films from its audits in this app process (any CAM
+    method, film count, adversarial weight or mask folder): the one that measured the most
+    films, the most recently used of those; ``None`` when there is none."""
     from .auditing import latest_audits  # noqa: PLC0415
 
-    for report in latest_audits(run):
-        if len(getattr(report, "attention", ())):
-            return report.attention
-    return None
+    tables = [r.attention for r in latest_audits(run) if len(getattr(r, "attention", ()))]
+    return max(tables, key=len) if tables else None  # max keeps the first (newest) of a tie
 
 
 def review_queue(run, threshold: float | None = None):

@@ -243,7 +243,8 @@ def test_two_runs_on_other_test_films_are_refused_with_the_reason(app, trained_r
 def test_queue_uses_an_audit_of_any_options_the_audit_page_offers(app, trained_run, workspace_copy):
     """An audit run with a CAM method, film count, adversarial weight or mask folder of the Audit
     page's choice orders the queue's correct films by their CAM share inside the lungs (the
-    queue used to find only Grad-CAM / Grad-CAM++ audits without those options)."""
+    queue used to find only Grad-CAM / Grad-CAM++ audits without those options); of several,
+    the one that measured the most films."""
     from types import SimpleNamespace
 
     from app_services.auditing import _reports, audit_key
@@ -255,8 +256,11 @@ def test_queue_uses_an_audit_of_any_options_the_audit_page_offers(app, trained_r
     assert len(correct) >= 3
     shares = np.linspace(0.9, 0.1, len(correct))  # the reverse of the rel_path order
     attention = pd.DataFrame({"rel_path": correct, "in_lung_share": shares})
-    key = audit_key(trained_run, None, 50, "hirescam", 0.3, "/elsewhere/masks")
+    key = audit_key(trained_run, None, None, "hirescam", 0.3, "/elsewhere/masks")
     _reports().put(key, SimpleNamespace(attention=attention))
+    # a smaller audit used since (fewer films): the queue keeps the one that covers more films
+    small = audit_key(trained_run, None, 50, "gradcam", 0.0, None)
+    _reports().put(small, SimpleNamespace(attention=attention.head(1)))
     try:
         at = app(PAGE, run_id=trained_run.id)
         _sign_in(at)
@@ -266,3 +270,4 @@ def test_queue_uses_an_audit_of_any_options_the_audit_page_offers(app, trained_r
         assert ranked == correct[::-1]  # least inside the lungs first
     finally:
         _reports().items.pop(key, None)
+        _reports().items.pop(small, None)
