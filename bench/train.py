@@ -28,13 +28,15 @@ Then (unless ``--skip-recipes``; in ``--workspace`` when given, reusing its fini
   each with test-time augmentation none / shift / shift_scale; the lowest validation loss wins.
   It prints every candidate's validation figures, then the chosen one's test figures:
   ``finetune_accuracy``, ``finetune_macro_auc``, ``finetune_s`` (its run's training time;
-  ``finetune_total_s`` adds the head run it starts from), ``chosen_recipe``; and
-  ``finetune_random_split_accuracy``: the same recipe on a random split of the same fractions;
+  ``finetune_total_s`` adds the head run it starts from), ``chosen_recipe``, the 95 %
+  patient-bootstrap intervals ``finetune_accuracy_ci95`` / ``finetune_macro_auc_ci95`` (is a
+  miss more than the 360 test films can tell?); and ``finetune_random_split_accuracy``: the
+  same recipe on a random split of the same fractions;
 * ``binary_small_cnn``: CLAHE + small CNN, COVID-19 vs Normal, input size (``--cnn-sizes``) and
   augmentation (small rotations without flip / none) chosen by validation loss on a random
   70/10/20 split (images independent, as published; the published fractions were 80/10/10);
-  accuracy, sensitivity, specificity, AUC, ``ppv_at_10pct`` and ``train_s`` there, and the same
-  under ``grouped``;
+  accuracy (with ``accuracy_ci95``), sensitivity, specificity, AUC (``macro_auc_ci95``),
+  ``ppv_at_10pct`` and ``train_s`` there, and the same under ``grouped``;
 * ``multiworker_ok``: a 2-worker run on 127.0.0.1 (tiny model) equals a single-process run.
 
 ``--onednn-compare`` also measures the fine-tune throughput in two fresh processes with

@@ -64,6 +64,19 @@ def choose(table: dict) -> str:
     return min(table, key=lambda k: table[k]["loss"])
 
 
+def test_intervals(run) -> dict:
+    """95 % patient-level bootstrap intervals of a run's test accuracy and macro AUC, from its
+    stored test predictions (1000 resamples, seed 0: the Evaluation page's intervals). A target
+    inside the interval is not missed by more than the test split can tell; one above it is."""
+    from cxrlib import evaluation as ev
+
+    classes = list(run.classes)
+    y, probs, patients = ev.from_predictions(ev.test_rows(run.predictions()), classes)
+    ci = ev.bootstrap_ci(y, probs, classes, patients, n_boot=1000, seed=0)["metrics"]
+    return {"accuracy_ci95": [round(ci["accuracy"]["low"], 4), round(ci["accuracy"]["high"], 4)],
+            "macro_auc_ci95": [round(ci["auc/macro"]["low"], 4), round(ci["auc/macro"]["high"], 4)]}
+
+
 def binary_figures(run, side_arrays: dict | None = None) -> dict:
     """The binary run's test figures: accuracy, sensitivity (COVID-19 recall), specificity
     (Normal recall), AUC, PPV at 10 % prevalence (Bayes' rule, :func:`cxrlib.evaluation.ppv_npv`)
@@ -77,7 +90,7 @@ def binary_figures(run, side_arrays: dict | None = None) -> dict:
             "specificity": round(spec, 4), "auc": round(m["macro_auc"], 4),
             "ppv_at_10pct": round(ppv, 4), "npv_at_10pct": round(npv, 4),
             "train_s": m["seconds"], "best_epoch": m.get("best_epoch"),
-            "epochs_run": int(len(run.history())), "n_test": m["n_test"]}
+            "epochs_run": int(len(run.history())), "n_test": m["n_test"], **test_intervals(run)}
 
 
 def multiworker_check(timeout_s: float = 300) -> dict:
@@ -187,8 +200,10 @@ def finetune_section(data, fingerprint: str, timed_run, *, head_sizes, finetune_
     chosen = choose(table)
     name, tta = chosen.split("/tta-")
     test = split_scores(runs[name], (tta,), "test")[tta]
-    print(f"chosen {chosen}: TEST accuracy {test['accuracy']:.4f}  macro AUC {test['macro_auc']:.4f}",
-          flush=True)
+    # the run's stored test predictions are its own TTA mode's: intervals only for that one
+    ci = test_intervals(runs[name]) if tta == runs[name].config.train.tta else {}
+    print(f"chosen {chosen}: TEST accuracy {test['accuracy']:.4f}  macro AUC {test['macro_auc']:.4f}"
+          f"  (95 % patient-bootstrap CIs {ci or 'not computed for another TTA mode'})", flush=True)
     seconds = runs[name].metrics()["seconds"]
     head_s = None
     if name.startswith("finetune"):  # the head it starts from is a run of its own (done: a hit)
@@ -205,6 +220,8 @@ def finetune_section(data, fingerprint: str, timed_run, *, head_sizes, finetune_
             "chosen_config": configs[name].train.to_dict() | {"tta": tta,
                                                              "size": configs[name].preprocess.size},
             "finetune_accuracy": test["accuracy"], "finetune_macro_auc": test["macro_auc"],
+            "finetune_accuracy_ci95": ci.get("accuracy_ci95"),
+            "finetune_macro_auc_ci95": ci.get("macro_auc_ci95"),
             "finetune_test_loss": test["loss"], "finetune_s": seconds, "finetune_head_s": head_s,
             "finetune_total_s": seconds + (head_s or 0.0),
             "finetune_random_split_accuracy": random_test["accuracy"],

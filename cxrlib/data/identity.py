@@ -99,7 +99,8 @@ def film_sources(films: pd.DataFrame) -> pd.Series:
     when every film lies in one, there are two or more, and they are neither the class folders
     (one folder per label) nor split folders (``train/``, ``test/``...: the names the layouts
     recognise, :data:`cxrlib.data.layouts.SPLIT_FOLDERS`, which record how the set was split, not
-    where its films came from); else the one named source (``""`` when there is none). Name the
+    where its films came from: when any top-level folder is one, the top level is the split's
+    and names no sources); else the one named source (``""`` when there is none). Name the
     sources on the whole dataset, then choose rows: a subset may not tell its sources apart.
 
     Args:
