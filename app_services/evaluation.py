@@ -81,7 +81,7 @@ def report_table(ev: dict[str, Any]):
 
     rows = []
     for name, rep in ev["report"].items():
-        extra = ev["per_class"].get(name, {})
+        extra = ev["per_class"].get(name, rep)  # the average rows carry their own
         rows.append({"class": name, **rep, "specificity": extra.get("specificity"),
                      "auc": extra.get("auc")})
     table = pd.DataFrame(rows)

@@ -67,6 +67,15 @@ def test_evaluate_matches_sklearn_three_classes(seed):
         assert result["per_class"][name]["specificity"] == pytest.approx(recall_score(y != i, pred != i))
     assert result["auc"]["macro"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
     assert result["auc"]["micro"] == pytest.approx(roc_auc_score(onehot.ravel(), probs.ravel()))
+    # the report's average rows carry specificity and AUC too (they showed as empty cells)
+    spec = [recall_score(y != i, pred != i) for i in range(3)]
+    share = np.bincount(y, minlength=3) / len(y)
+    assert result["report"]["macro avg"]["specificity"] == pytest.approx(np.mean(spec))
+    assert result["report"]["weighted avg"]["specificity"] == pytest.approx(share @ spec)
+    assert result["report"]["macro avg"]["auc"] == pytest.approx(
+        roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    assert result["report"]["weighted avg"]["auc"] == pytest.approx(
+        roc_auc_score(y, probs, multi_class="ovr", average="weighted"))
 
 
 def test_evaluate_binary_auc_and_undefined_class():
@@ -78,6 +87,7 @@ def test_evaluate_binary_auc_and_undefined_class():
     only_two = metrics.evaluate(y, np.c_[probs * 0.9, np.full(len(y), 0.1)], CLASSES)
     assert only_two["auc"]["per_class"]["Viral Pneumonia"] is None
     assert only_two["auc"]["macro"] is None
+    assert only_two["report"]["macro avg"]["auc"] is None and only_two["report"]["weighted avg"]["auc"] is None
     assert only_two["report"]["Viral Pneumonia"]["support"] == 0
 
 

@@ -70,7 +70,8 @@ def evaluate(labels, probs, classes: Sequence[str], patient_ids=None, *, thresho
     Returns:
         ``accuracy``; ``confusion`` (``counts``, ``normalised`` by true-class row);
         ``report`` (per class and ``macro avg`` / ``weighted avg``: precision, recall, f1, support;
-        an undefined precision or F1 counts as 0, as scikit-learn does); ``per_class``
+        an undefined precision or F1 counts as 0, as scikit-learn does; the two averages also
+        specificity and AUC, None when a class's is undefined); ``per_class``
         (sensitivity, specificity, prevalence, auc); ``auc`` (``per_class``, ``micro``, ``macro``;
         ``None`` where a class is absent or the only one present); plus ``n``, ``classes``,
         ``threshold``, ``positive_class`` (binary) and ``n_patients``.
@@ -101,7 +102,9 @@ def evaluate(labels, probs, classes: Sequence[str], patient_ids=None, *, thresho
     for avg, w in (("macro avg", np.full(n_classes, 1.0 / n_classes)), ("weighted avg", share)):
         report[avg] = {"precision": json_number(w @ precision),
                        "recall": json_number(w @ np.nan_to_num(recall)),
-                       "f1": json_number(w @ f1), "support": int(support.sum())}
+                       "f1": json_number(w @ f1), "support": int(support.sum()),
+                       # undefined (None) when any class's value is
+                       "specificity": json_number(w @ specificity), "auc": json_number(w @ auc)}
     return {
         "n": int(y.size),
         "n_patients": None if patient_ids is None else int(_patient_codes(patient_ids, y.size).max() + 1),
