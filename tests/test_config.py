@@ -93,6 +93,8 @@ def test_a_small_cnn_config_is_always_a_finetune_config():
     old = fine.to_dict()
     old["train"]["mode"] = "head"
     assert RunConfig.from_dict(old) == fine
+    old["train"]["augment"] = False  # kept: the file is read as finetune, not head, mode
+    assert RunConfig.from_dict(old).train.augment is False
     assert RunConfig(train=TrainConfig(mode="head")).train.mode == "head"  # MobileNetV2 keeps it
 
 

@@ -8,13 +8,57 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+def _is(kind: str, value: Any) -> bool:
+    """Whether ``value`` is a plain ``kind`` value (numbers finite; a bool is not a number)."""
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, (bool,)) or type(value).__name__ == "bool_"
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return False
+    if kind == "int":
+        return isinstance(value, numbers.Integral)
+    if kind == "float":
+        return isinstance(value, numbers.Real) and math.isfinite(value)
+    return True  # a type this check does not know (a nested config)
+
+
+def check_types(cfg) -> None:
+    """Refuse a field whose value is not of its declared type, and a number that is NaN or
+    infinite (a config.json edited by hand, or a flag such as ``--lr nan``), naming the field.
+
+    Raises:
+        ValueError: naming the config, the field, its type and the value.
+    """
+    for f in dataclasses.fields(cfg):
+        declared = str(f.type).replace(" ", "")
+        value = getattr(cfg, f.name)
+        optional = declared.endswith("|None")
+        kind = declared[:-len("|None")] if optional else declared
+        if value is None:
+            ok = optional
+        elif kind.startswith("tuple[") and kind.endswith(",...]"):
+            inner = kind[len("tuple["):-len(",...]")]
+            ok = isinstance(value, (tuple, list)) and all(_is(inner, v) for v in value)
+        else:
+            ok = _is(kind, value)
+        if not ok:
+            raise ValueError(f"{type(cfg).__name__}.{f.name} must be {declared.replace('|', ' | ')}"
+                             f"{' (finite)' if 'float' in declared else ''}, not {value!r}")
+
+
 class _Config:
-    """Mixin: dict round-trip and a stable content hash."""
+    """Mixin: dict round-trip and a stable content hash; field types are checked on creation."""
+
+    def __post_init__(self) -> None:
+        check_types(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _jsonable(_as_declared(f.type, getattr(self, f.name)))

@@ -58,6 +58,7 @@ class PreprocessConfig(_Config):
     size: int = 224
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         bad = [s for s in self.steps if s not in PREPROCESS_STEPS]
         if bad:
             raise ValueError(f"unknown preprocessing steps {bad}; choose from {PREPROCESS_STEPS}")

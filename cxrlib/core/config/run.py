@@ -54,6 +54,7 @@ class ModelConfig(_Config):
     cnn_dense: int = 64
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.family not in ("mobilenetv2", "small_cnn", "tiny"):
             raise ValueError(f"unknown model family {self.family!r}")
         if self.weights not in ("imagenet", "random"):
@@ -87,8 +88,11 @@ class SplitConfig(_Config):
     group_duplicates: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.kind not in ("grouped", "random"):
             raise ValueError("split kind must be 'grouped' or 'random'")
+        if self.seed < 0:
+            raise ValueError("the split seed must be >= 0")
         if not (0 < self.test_fraction < 1 and 0 <= self.val_fraction < 1
                 and self.test_fraction + self.val_fraction < 1):
             raise ValueError("fractions must be in (0, 1) and sum to less than 1")
@@ -138,6 +142,7 @@ class RunConfig(_Config):
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.model.family not in HEAD_FAMILIES and self.train.mode == "head":
             raise ValueError("the small CNN has no pretrained backbone to freeze: it always "
                              "trains all its layers (TrainConfig(mode='finetune'))")
@@ -152,11 +157,13 @@ class RunConfig(_Config):
         unknown = set(data) - set(kinds)
         if unknown:
             raise ValueError(f"RunConfig: unknown sections {sorted(unknown)}")
-        parts = {k: kinds[k].from_dict(v) for k, v in data.items()}
-        model, train = parts.get("model", ModelConfig()), parts.get("train", TrainConfig())
-        if model.family not in HEAD_FAMILIES and train.mode == "head":  # an older run's spelling
-            parts["train"] = train.replace(mode="finetune")
-        return cls(**parts)
+        family = (data.get("model") or {}).get("family", ModelConfig().family)
+        train = data.get("train") or {}
+        if family not in HEAD_FAMILIES and train.get("mode", TrainConfig().mode) == "head":
+            # an older run's spelling: finetune BEFORE parsing, or head mode's canonical form
+            # would drop the fine-tune settings it holds (augment=False...)
+            data = {**data, "train": {**train, "mode": "finetune"}}
+        return cls(**{k: kinds[k].from_dict(v) for k, v in data.items()})
 
     def identity(self) -> dict[str, Any]:
         """The part of the config that defines results: the dataset root path is left out

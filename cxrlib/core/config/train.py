@@ -77,6 +77,7 @@ class TrainConfig(_Config):
     seed: int = 42
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.mode not in ("head", "finetune"):
             raise ValueError("mode must be 'head' or 'finetune'")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -87,6 +88,10 @@ class TrainConfig(_Config):
             raise ValueError(f"tta must be one of {TTA_MODES}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError("warmup_epochs must be in [0, epochs)")
+        if self.feature_augment_copies < 0 or self.seed < 0 or (self.early_stopping or 0) < 0:
+            raise ValueError("feature_augment_copies, seed and early_stopping must be >= 0")
+        if not 0 <= self.rotation <= 0.5:
+            raise ValueError("rotation must be in [0, 0.5] (a fraction of a full turn)")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if self.mode == "head":
             for name in _FINETUNE_ONLY:
