@@ -531,3 +531,70 @@ def test_training_leaves_out_a_corrupt_jpeg_and_says_so(tmp_path, capsys):
     run = get_run(out.split()[1])
     assert run.metrics()["excluded_undecodable"] == 1
     assert snapshot(root) == before
+
+
+# ------------------------------------------------------------- nothing the user made is lost
+def test_outputs_never_write_over_the_users_own_files(tmp_path, capsys):
+    """``scan --manifest`` onto the dataset's own manifest.csv, and ``lungs predict`` with its
+    films' own folder as ``--out``, used to replace the user's files; both are refused."""
+    root = dataset(tmp_path / "d")
+    (root / "manifest.csv").write_text("file,label,patient_id\nCOVID-19/good0.png,COVID-19,P1\n")
+    before = snapshot(root)
+    rc, _, err = run_cli(capsys, "scan", root, "--manifest", root / "manifest.csv")
+    assert rc == 2 and "manifest.csv" in err and "would write over" in err
+    rc, _, err = run_cli(capsys, "scan", root, "--manifest", root / "COVID-19" / "good1.png")
+    assert rc == 2 and "would write over" in err
+    png = root / "Normal" / "x.png"
+    png.write_bytes(bf.good_png(7))
+    before = snapshot(root)
+    rc, _, err = run_cli(capsys, "lungs", "predict", png, "--out", root / "Normal")
+    assert rc == 2 and "would write over" in err and "x.png" in err
+    assert snapshot(root) == before
+    rc, _, _ = run_cli(capsys, "scan", root, "--manifest", tmp_path / "export.csv")  # elsewhere: fine
+    assert rc == 0 and (tmp_path / "export.csv").is_file()
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "nan"), ("--lr", "inf"), ("--gamma", "nan"),
+                                         ("--clahe-clip", "nan"), ("--rotation", "nan"),
+                                         ("--early-stopping", "-1"), ("--feature-augment-copies", "-3"),
+                                         ("--seed", "-1")])
+def test_non_finite_and_negative_training_values_are_usage_errors(tmp_path, capsys, flag, value):
+    """Checks written as ``x <= 0`` let NaN through (a run that trained to a NaN loss), and a
+    negative copy count or seed failed inside the run with a traceback."""
+    root = dataset(tmp_path / "d")
+    rc, _, err = run_cli(capsys, "train", "--data", root, "--model", "tiny", flag, value)
+    assert rc == 2, err
+    assert "Traceback" not in err and err.startswith("error:")
+    assert not list((Path(os.environ["CXR_WORKSPACE"]) / "models" / "runs").glob("*"))
+
+
+@pytest.mark.parametrize("section, field, value", [("train", "epochs", "2"), ("train", "epochs", None),
+                                                   ("model", "head_units", 5), ("preprocess", "steps", 5),
+                                                   ("data", "root", 5), ("split", "test_fraction", "0.2"),
+                                                   ("preprocess", "size", 64.5)])
+def test_a_config_file_with_wrong_types_is_a_usage_error(tmp_path, capsys, section, field, value):
+    from cxrlib.core.config import RunConfig
+
+    cfg = RunConfig().to_dict()
+    cfg[section][field] = value
+    (tmp_path / "config.json").write_text(json.dumps({"config": cfg}))
+    rc, _, err = run_cli(capsys, "train", "--config", tmp_path / "config.json")
+    assert rc == 2, err
+    assert "Traceback" not in err and field in err
+
+
+def test_a_nul_byte_in_a_manifest_path_is_one_refused_row(tmp_path, capsys):
+    root = dataset(tmp_path / "d")
+    (root / "manifest.csv").write_text("file,label,mask_path\nCOVID-19/good0.png,COVID-19,m\x00.png\n"
+                                       "ghost\x00.png,Normal,\n")
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert rc == 0, err
+    assert "images 15" in out
+
+
+def test_an_out_path_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+    root = dataset(tmp_path / "d")
+    (tmp_path / "taken").write_text("mine")
+    rc, _, err = run_cli(capsys, "lungs", "predict", root / "Normal", "--out", tmp_path / "taken")
+    assert rc in (2, 4) and "Traceback" not in err and "taken" in err
+    assert (tmp_path / "taken").read_text() == "mine"

@@ -29,7 +29,8 @@ def data_error_message(exc: BaseException) -> str | None:
         return str(exc.args[0] if exc.args else exc)
     if any(c.__name__ in _DATA_ERRORS for c in type(exc).__mro__) or isinstance(exc, ValueError):
         return str(exc)
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+    if isinstance(exc, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                        PermissionError)):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"
     return None

@@ -32,5 +32,21 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.manifest:
         from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
 
+        _refuse_dataset_file(Path(args.manifest), dataset)
         write_text_atomic(args.manifest, dataset.manifest.to_csv(index=False))
     return 0
+
+
+def _refuse_dataset_file(target: Path, dataset) -> None:
+    """``--manifest`` may not replace a file of the dataset (its manifest.csv, a film, a mask),
+    nor put a manifest.csv into it (the next scan would read it as the dataset's own)."""
+    import os  # noqa: PLC0415
+
+    from cxrlib.cli.common import UsageError  # noqa: PLC0415
+    from cxrlib.data.roots import is_inside  # noqa: PLC0415
+
+    real = os.path.realpath(target)
+    if is_inside(real, os.path.realpath(dataset.root)) and (
+            os.path.lexists(real) or target.name.lower() == "manifest.csv"):
+        raise UsageError(f"--manifest {target} would write over a file of the dataset in "
+                         f"{dataset.root}; write the manifest outside it")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -82,14 +83,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files, _ = input_files(args.files)  # the CXR_DATA_ROOTS check and the folder rules of predict
     if not files:
         raise UsageError("no film files given (folders held no images)")
+    used: set[str] = set()
+    names = [_unique(f"{path.stem}.png", used) for path in files]
+    inputs = {os.path.realpath(p) for p in files}
+    clash = [n for n in names if os.path.realpath(args.out / n) in inputs]
+    if clash:  # a film's own folder as --out: its masks would replace the films
+        raise UsageError(f"--out {args.out}: the mask {clash[0]} would write over the film of that "
+                         f"name ({len(clash)} such); choose another folder")
     segmenter = load_segmenter(args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, used = [], set()
+    rows = []
     with ProgressBar(f"lung masks of {len(files)} films") as bar:
         for start in range(0, len(files), 16):
             chunk = files[start:start + 16]
-            for path, seg in zip(chunk, segmenter.segment([read_film(p).pixels for p in chunk])):
-                name = _unique(f"{path.stem}.png", used)
+            segs = segmenter.segment([read_film(p).pixels for p in chunk])
+            for path, seg, name in zip(chunk, segs, names[start:start + 16]):
                 cv2.imwrite(str(args.out / name), seg.mask.astype(np.uint8) * 255)
                 rows.append({"film": str(path), "mask": str(args.out / name), "quality": f"{seg.quality:.3f}",
                              "flagged": "yes" if seg.flagged else "no"})

@@ -104,8 +104,11 @@ class DatasetFolder:
 
         Reasons: :data:`REFUSED_OUTSIDE` (the path itself leads out), :data:`REFUSED_LINK` (a link
         whose target lies outside; its target is not looked at), :data:`LINK_LOOP`,
-        :data:`DANGLING_LINK`, ``"file not found"`` or ``"cannot read file (...)"``.
+        :data:`DANGLING_LINK`, ``"file not found"`` (also for a path with a NUL byte) or
+        ``"cannot read file (...)"``.
         """
+        if "\x00" in str(path):  # no file system takes it (os.stat raises ValueError)
+            return None, "file not found (the path holds a NUL byte)"
         head, name = os.path.split(path)
         real_head = self._real_dir(head)
         if not is_inside(real_head, self.root):
