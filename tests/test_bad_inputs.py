@@ -598,3 +598,22 @@ def test_an_out_path_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     rc, _, err = run_cli(capsys, "lungs", "predict", root / "Normal", "--out", tmp_path / "taken")
     assert rc in (2, 4) and "Traceback" not in err and "taken" in err
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_train_without_usable_weights_fails_before_any_run_exists(tmp_path, capsys, monkeypatch):
+    """No ImageNet weights anywhere (and no network): one line and exit 4 before a run folder is
+    made, not a failed run with a traceback."""
+    import cxrlib.models.weights as weights_module
+
+    root = dataset(tmp_path / "d")
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CXR_SHARED_DIR", str(tmp_path / "none"))
+
+    def no_network(cache_dir):
+        raise OSError("no network")
+
+    monkeypatch.setattr(weights_module, "_download_weights", no_network)
+    rc, _, err = run_cli(capsys, "train", "--data", root, "--model", "mobilenetv2", "--size", "32")
+    assert rc == 4 and "weights are not available" in err and "Traceback" not in err
+    assert not list((Path(os.environ["CXR_WORKSPACE"]) / "models" / "runs").glob("*"))

@@ -206,7 +206,7 @@ def test_resolve_weights_finds_the_shared_copy_without_downloading(tmp_path, mon
     (tmp_path / "home" / "models").mkdir(parents=True)
     shared = tmp_path / "shared" / "weights" / paths.WEIGHTS_FILE
     shared.parent.mkdir(parents=True)
-    shared.write_bytes(b"x")
+    shared.write_bytes(b"\x89HDF\r\n\x1a\n")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CXR_SHARED_DIR", str(tmp_path / "shared"))
     monkeypatch.setattr(weights_module, "_download_weights", lambda d: pytest.fail("must not download"))
@@ -237,10 +237,24 @@ def test_an_unreadable_shared_folder_is_skipped_not_a_crash(tmp_path, monkeypatc
         models.resolve_imagenet_weights()
 
 
+def test_a_weights_file_that_is_not_hdf5_is_passed_over(tmp_path, monkeypatch):
+    """A 0-byte or truncated download in the Keras cache used to be taken, and Keras then failed
+    deep inside a run naming no file; the good shared copy behind it is used instead."""
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    (tmp_path / "home" / "models" / paths.WEIGHTS_FILE).write_bytes(b"")
+    shared = tmp_path / "shared" / "weights" / paths.WEIGHTS_FILE
+    shared.parent.mkdir(parents=True)
+    shared.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CXR_SHARED_DIR", str(tmp_path / "shared"))
+    monkeypatch.setattr(weights_module, "_download_weights", lambda d: pytest.fail("must not download"))
+    assert models.resolve_imagenet_weights() == shared
+
+
 def test_resolve_weights_finds_file_in_keras_home(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     target = tmp_path / "models" / paths.WEIGHTS_FILE
-    target.write_bytes(b"x")
+    target.write_bytes(b"\x89HDF\r\n\x1a\n")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(weights_module, "_download_weights", lambda d: pytest.fail("must not download"))
     assert models.resolve_imagenet_weights() == target

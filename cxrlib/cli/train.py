@@ -150,6 +150,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(data=data, preprocess=preprocess, model=model, split=split, train=train)
 
 
+def _finished(cfg: RunConfig, fingerprint: str) -> bool:
+    from cxrlib.runs.registry import find_run  # noqa: PLC0415
+
+    run = find_run(cfg, fingerprint)
+    return run is not None and run.raw_status().get("state") == "done"
+
+
 def _uses_recipe(base: RunConfig, args: argparse.Namespace, family: str) -> bool:
     """Whether ``--mode finetune`` switches a MobileNetV2 head config to the fine-tune recipe."""
     return (args.mode == "finetune" and base.train.mode != "finetune" and family == "mobilenetv2"
@@ -191,6 +198,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_trainable(dataset, cfg.data.task, cfg.split.kind, min_films=args.min_class_films,
                     min_patients=args.min_class_patients)  # before any run folder exists
     fingerprint = dataset.fingerprint
+    if (cfg.model.family == "mobilenetv2" and cfg.model.weights == "imagenet"
+            and not _finished(cfg, fingerprint)):
+        from cxrlib.models.weights import resolve_imagenet_weights  # noqa: PLC0415
+
+        resolve_imagenet_weights()  # WeightsUnavailable here: before any run folder exists
     role = cluster_role(args)  # sets TF_CONFIG from --workers before TensorFlow is imported
     if role is not None and not role.chief:
         return train_worker(cfg, fingerprint, role, background=args.background)

@@ -22,12 +22,26 @@ def _download_weights(cache_dir: Path) -> Path:
                                      cache_dir=str(cache_dir)))
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5(path: Path) -> bool:
+    """A readable file that starts as an HDF5 file does: not an empty or broken download, nor a
+    folder this user may not read (PermissionError), which count as no file."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
 def resolve_imagenet_weights() -> Path:
     """Find the MobileNetV2 ImageNet (no-top, alpha 1.0) weights file, downloading if needed.
 
     Looks in ``$KERAS_HOME/models/`` (default ``~/.keras/models``), then in the shared folder's
     ``weights/`` (:func:`cxrlib.core.paths.shared_dir`, ``../shared/weights`` beside the project),
-    and only then lets Keras download it into its cache as it always does. The 224-px file is
+    and only then lets Keras download it into its cache as it always does; a file there that
+    is not an HDF5 file (empty, a broken download) counts as none. The 224-px file is
     used for every input size: the convolution weights do not depend on the input size.
 
     Returns:
@@ -40,11 +54,8 @@ def resolve_imagenet_weights() -> Path:
     local = paths.keras_home() / "models" / paths.WEIGHTS_FILE
     shared = paths.shared_dir() / "weights" / paths.WEIGHTS_FILE
     for found in (local, shared):
-        try:
-            if found.is_file():
-                return found
-        except OSError:  # a folder this user may not read: as if the file were not there
-            pass
+        if _is_hdf5(found):
+            return found
     try:
         return _download_weights(paths.keras_home())
     except Exception as exc:  # URL errors, SSL errors, hash mismatch, read-only folder...
