@@ -185,3 +185,17 @@ def test_a_crop_runs_films_are_segmented_once(trained_run, folder, tmp_path, mon
     assert len(files) == 3 and sum(segmented) == len(files)
     assert [r["error"] for r in rows] == [""] * 3
     assert all(r["lung_mask"].startswith("predicted") for r in rows)
+
+
+def test_a_warning_from_the_library_is_one_warning_line(trained_run, synthetic_dataset, tmp_path, capsys):
+    """A Radiography-style film whose own mask is broken: explain goes on with a predicted lung
+    field and says so in one ``warning:`` line, not a Python UserWarning with a source line."""
+    images, masks = tmp_path / "COVID" / "images", tmp_path / "COVID" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    shutil.copy(sorted(synthetic_dataset.glob("*/*.png"))[0], images / "a.png")
+    (masks / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n not a mask")
+    assert main(["explain", trained_run.id[:8], str(images), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: lung mask" in err and "a.png" in err
+    assert "UserWarning" not in err

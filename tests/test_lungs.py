@@ -332,3 +332,11 @@ def test_one_rule_for_a_films_own_mask_and_an_unreadable_one_falls_back(tmp_path
         seg, = lung_fields([film], [None], mask_paths=[str(tmp_path / "broken.png")],
                            weights=tiny_asset)
     assert seg.source == "predicted" and seg.mask.shape == (96, 96)
+    # a mask with no lung at all, or lung everywhere (a 1 x 1 white mask resized to the film),
+    # describes no lungs: the audit said "lungs cover 0 %" or counted every pixel as lung
+    cv2.imwrite(str(tmp_path / "empty.png"), np.zeros((96, 96), np.uint8))
+    cv2.imwrite(str(tmp_path / "dot.png"), np.full((1, 1), 255, np.uint8))
+    for name in ("empty.png", "dot.png"):
+        with pytest.warns(UserWarning, match=name):
+            seg, = lung_fields([film], [None], mask_paths=[str(tmp_path / name)], weights=tiny_asset)
+        assert seg.source == "predicted", name

@@ -15,9 +15,10 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from typing import Sequence
 
-from cxrlib.cli.common import EXIT_DATA, EXIT_USAGE, UsageError, data_error_message
+from cxrlib.cli.common import EXIT_DATA, EXIT_USAGE, UsageError, data_error_message, warn
 
 COMMAND_MODULES = ("train", "runs", "predict", "explain", "data", "audit", "lungs", "reviews", "export")
 """Modules of :mod:`cxrlib.cli` whose ``register(subparsers)`` adds their subcommands, in help order."""
@@ -32,6 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The library's own warnings as one ``warning:`` line (as :func:`common.warn` prints);
+    other libraries' as Python prints them."""
+    if os.sep + "cxrlib" + os.sep in str(filename):
+        warn(str(message))
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -39,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["audit", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -162,7 +162,8 @@ def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | N
     folder, else the file the dataset names for it, else a Radiography DB ``masks/`` sibling);
     it is used, resized to the film, with ``source="dataset"``, ``quality=1.0`` and never
     flagged. The other films are segmented in batches (``source="predicted"``), and so is a film
-    whose own mask cannot be decoded (with a warning naming the file).
+    whose own mask cannot be decoded, marks no lung or marks the whole film (with a warning
+    naming the file).
 
     Args:
         films: decoded ``uint8`` films (grey or RGB).
@@ -191,9 +192,13 @@ def lung_fields(films: Sequence[np.ndarray], film_paths: Sequence[str | Path | N
                                  named=named if isinstance(named, (str, Path)) else None)
         try:
             found = dataset_mask(file, shape)
+            why = None if found is None or 0 < found.mean() < 1 else (
+                "it marks no lung" if not found.any() else "it marks the whole film as lung")
         except ImageReadError as exc:
-            warnings.warn(f"lung mask {file} cannot be read ({exc}); the film's lungs are "
-                          "predicted instead", stacklevel=2)
+            found, why = None, f"it cannot be read ({exc})"
+        if why:
+            warnings.warn(f"lung mask {file}: {why}; the film's lungs are predicted instead",
+                          stacklevel=2)
             found = None
         own = predicted[i] if predicted is not None else None  # None: segmented below
         out.append(own if found is None else LungSegmentation(found, 1.0, False, "dataset"))
