@@ -218,6 +218,29 @@ def test_a_manifest_beside_a_wrapper_folder_names_its_films_relative_to_itself(t
     assert m.loc["inner/Normal/b.png", ["patient_id", "source"]].tolist() == ["P2", "y"]
 
 
+def test_a_manifest_in_any_wrapper_folder_between_root_and_films_is_read(tmp_path):
+    """Opened two wrapper folders above the class folders, with the manifest.csv in the middle
+    one: it was looked for only beside the class folders and at the root, so it was ignored."""
+    root = tmp_path / "outer"
+    film(root / "set" / "inner" / "COVID-19" / "a.png")
+    film(root / "set" / "inner" / "Normal" / "b.png")
+    pd.DataFrame({"file": ["inner/COVID-19/a.png", "inner/Normal/b.png"], "label": ["COVID-19", "Normal"],
+                  "patient_id": ["P1", "P2"]}).to_csv(root / "set" / "manifest.csv", index=False)
+    ds = scan_dataset(root)
+    assert ds.manifest_file == (root / "set" / "manifest.csv").resolve()
+    assert sorted(ds.manifest["patient_id"]) == ["P1", "P2"]
+
+
+def test_folders_beside_split_folders_are_named_when_left_out(tmp_path):
+    root = tmp_path / "set"
+    film(root / "train" / "COVID-19" / "a.png")
+    film(root / "train" / "Normal" / "b.png")
+    film(root / "hospA" / "COVID-19" / "c.png")
+    ds = scan_dataset(root)
+    assert len(ds.manifest) == 2
+    assert any("hospA" in w and "not read" in w for w in ds.warnings), ds.warnings
+
+
 def test_a_manifest_that_lists_none_of_the_films_says_so(tmp_path):
     root = tmp_path / "set"
     film(root / "COVID-19" / "a.png")

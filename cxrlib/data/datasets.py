@@ -246,7 +246,13 @@ def _locate(root: Path, bacterial: str, warnings: list[str], problems: list[dict
     found = find_layout(root, warnings)
     manifest_file, table = None, None
     inside = DatasetFolder(root)
-    for folder in dict.fromkeys(([found[1]] if found else []) + [root]):
+    between = []  # the layout's folder and every wrapper folder above it, up to the root
+    if found:
+        folder = found[1]
+        while folder != root and root in folder.parents:
+            between.append(folder)
+            folder = folder.parent
+    for folder in dict.fromkeys([*between, root]):
         if (folder / "manifest.csv").is_file():
             if inside.stat(str(folder / "manifest.csv"))[0] is None:
                 warnings.append(f"{folder / 'manifest.csv'} is a link to outside the dataset "

@@ -179,6 +179,11 @@ def find_layout(root: Path, warnings: list[str]) -> tuple[str, Path, list[Candid
         if not any(label for _, label, _ in class_dirs) and splits:
             class_dirs = [(c, canonical_class(c.name), split) for split, d in sorted(splits.items())
                           for c in subdirs(d, warnings, inside)]
+            others = [d.name for d in dirs if d.name.lower() not in {*SPLIT_FOLDERS, *_SKIP}]
+            if others:
+                warnings.append(f"folder{'s' * (len(others) > 1)} {', '.join(others)} beside the "
+                                f"split folders {', '.join(sorted(d.name for d in splits.values()))} "
+                                "not read (only class folders inside split folders are)")
         known = [(d, label, split) for d, label, split in class_dirs if label]
         if known:
             for d, label, _ in class_dirs:
