@@ -340,3 +340,29 @@ def test_one_rule_for_a_films_own_mask_and_an_unreadable_one_falls_back(tmp_path
         with pytest.warns(UserWarning, match=name):
             seg, = lung_fields([film], [None], mask_paths=[str(tmp_path / name)], weights=tiny_asset)
         assert seg.source == "predicted", name
+
+
+def test_a_masks_folder_obeys_the_data_roots_and_its_manifest_is_contained(tmp_path, monkeypatch):
+    """``--masks`` is data the installation reads: it must lie inside CXR_DATA_ROOTS, its
+    manifest.csv may not point outside it, and a manifest.csv it cannot parse is a warning
+    (it gave a csv traceback or a codec error naming no file)."""
+    from cxrlib.data.roots import FolderNotAllowed
+
+    masks = tmp_path / "masks"
+    (masks / "COVID").mkdir(parents=True)
+    cv2.imwrite(str(masks / "COVID" / "a.png"), np.zeros((4, 4), np.uint8))
+    cv2.imwrite(str(tmp_path / "outside.png"), np.zeros((4, 4), np.uint8))
+    (masks / "manifest.csv").write_text("file,mask\nCOVID/b.jpg,../outside.png\nCOVID/c.jpg,COVID/a.png\n")
+    index = MaskIndex(masks)
+    assert index.find("COVID/b.jpg") is None and index.find("COVID/c.jpg") == masks / "COVID" / "a.png"
+    monkeypatch.setenv("CXR_DATA_ROOTS", str(tmp_path / "elsewhere"))
+    with pytest.raises(FolderNotAllowed):
+        MaskIndex(masks)
+    monkeypatch.delenv("CXR_DATA_ROOTS")
+    (masks / "manifest.csv").write_bytes("file,mask\nCOVID/é.jpg,COVID/a.png\n".encode("latin-1"))
+    with pytest.warns(UserWarning, match="manifest.csv"):
+        index = MaskIndex(masks)
+    assert index.find("COVID/a.jpg") == masks / "COVID" / "a.png"  # the folder itself still indexed
+    (masks / "manifest.csv").write_text("file,mask\n" + "x" * 200_000 + ",COVID/a.png\n")
+    with pytest.warns(UserWarning, match="manifest.csv"):
+        MaskIndex(masks)

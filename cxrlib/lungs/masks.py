@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
+import warnings
 from pathlib import Path
 
 import cv2
@@ -76,6 +78,10 @@ def dataset_mask(path: str | os.PathLike | None, shape: tuple[int, int] | None =
     return lung | ignore
 
 
+MASK_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""File-name endings of the mask files a ``--masks`` folder is indexed by."""
+
+
 class MaskIndex:
     """The mask files of one ``--masks`` folder, looked up by the film's path in its dataset.
 
@@ -88,30 +94,50 @@ class MaskIndex:
     def __init__(self, folder: str | os.PathLike):
         """Index every PNG (and JPEG) mask under ``folder``.
 
+        The folder must be one ``CXR_DATA_ROOTS`` allows; files and ``manifest.csv`` pairs that
+        lead outside it are left out, and a ``manifest.csv`` that cannot be parsed is a warning.
+
         Raises:
             NotADirectoryError: ``folder`` is not a folder.
+            cxrlib.data.roots.FolderNotAllowed: ``CXR_DATA_ROOTS`` does not allow it.
         """
+        from cxrlib.data.roots import DatasetFolder, check_allowed  # noqa: PLC0415
+
+        check_allowed(folder)
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise NotADirectoryError(f"masks folder {self.folder} not found")
+        inside = DatasetFolder(self.folder)
         self._by_key: dict[str, Path] = {}
         self._by_stem: dict[str, list[Path]] = {}
         self.rows: dict[str, dict[str, str]] = {}
         for dirpath, dirnames, filenames in os.walk(self.folder):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if name.startswith(".") or not name.lower().endswith((".png", ".jpg", ".jpeg")):
+                if name.startswith(".") or not name.lower().endswith(MASK_SUFFIXES):
                     continue
                 path = Path(dirpath) / name
+                if inside.stat(str(path))[0] is None:  # a link that leads out, a loop
+                    continue
                 self._by_key.setdefault(_key(path.relative_to(self.folder).as_posix()), path)
                 self._by_stem.setdefault(path.stem.lower(), []).append(path)
         manifest = self.folder / MANIFEST
         if manifest.is_file():
-            with open(manifest, newline="", encoding="utf-8") as fh:
-                for row in csv.DictReader(fh):
-                    if row.get("file") and row.get("mask") and (self.folder / row["mask"]).is_file():
-                        self._by_key[_key(row["file"])] = self.folder / row["mask"]
-                        self.rows[_key(row["file"])] = row
+            try:
+                with open(manifest, newline="", encoding="utf-8-sig") as fh:
+                    pairs = [(r.get("file"), r.get("mask"), r) for r in csv.DictReader(fh)]
+            except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                warnings.warn(f"{manifest} could not be read ({type(exc).__name__}: {exc}); its "
+                              "file/mask pairs are not used", stacklevel=2)
+                pairs = []
+            for film, mask, row in pairs:
+                if not film or not mask or not mask.lower().endswith(MASK_SUFFIXES):
+                    continue
+                path = os.path.normpath(self.folder / mask)
+                st, _ = inside.stat(path)  # refused before it is looked at when it leads out
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    self._by_key[_key(film)] = Path(path)
+                    self.rows[_key(film)] = row
 
     def __len__(self) -> int:
         return len(set(self._by_key.values()))
