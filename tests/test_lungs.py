@@ -366,3 +366,21 @@ def test_a_masks_folder_obeys_the_data_roots_and_its_manifest_is_contained(tmp_p
     (masks / "manifest.csv").write_text("file,mask\n" + "x" * 200_000 + ",COVID/a.png\n")
     with pytest.warns(UserWarning, match="manifest.csv"):
         MaskIndex(masks)
+
+
+def test_lung_model_rows_read_the_licence_the_scan_carried(tmp_path):
+    """Behind a wrapper folder the manifest's ``file`` paths are relative to it, not to the
+    opened folder: the licences were looked up by the scan's rel_path, found nothing, and CC
+    BY-NC films counted as trainable."""
+    from cxrlib.lungs.data import paired_rows
+
+    root = tmp_path / "set"
+    for i, label in enumerate(("COVID-19", "Normal")):
+        (root / "inner" / label).mkdir(parents=True)
+        (root / "inner" / "masks" / label).mkdir(parents=True)
+        cv2.imwrite(str(root / "inner" / label / f"{i}.png"), np.full((40, 40), 90, np.uint8))
+        cv2.imwrite(str(root / "inner" / "masks" / label / f"{i}.png"), np.full((40, 40), 255, np.uint8))
+    pd.DataFrame({"file": ["COVID-19/0.png", "Normal/1.png"], "label": ["COVID-19", "Normal"],
+                  "license": ["CC BY-NC 4.0", "CC BY 4.0"]}).to_csv(root / "inner" / "manifest.csv", index=False)
+    rows = paired_rows(root, root / "inner" / "masks").set_index("rel_path")
+    assert rows["nc"].to_dict() == {"inner/COVID-19/0.png": True, "inner/Normal/1.png": False}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -55,28 +54,22 @@ def paired_rows(data_dir: str | os.PathLike, masks_dir: str | os.PathLike | None
     manifest = dataset.manifest.copy()
     manifest["group_id"] = group_keys(manifest)
     index = MaskIndex(masks_dir) if masks_dir is not None else None
-    licences = _dataset_licences(dataset.manifest_file)
     rows = []
     for r in manifest.itertuples(index=False):
         mask = find_dataset_mask(r.path, masks=index, rel_path=r.rel_path,
                                  named=getattr(r, "mask_path", "") or None)
         if mask is None:
             continue
-        licence = (index.row(r.rel_path).get("image_license") if index else None) or licences.get(r.rel_path, "")
+        # the masks folder's own licence column, else the one the scan carried from the
+        # dataset's manifest.csv (matched to its films however deep the manifest sits)
+        licence = ((index.row(r.rel_path).get("image_license") if index else None)
+                   or str(getattr(r, "image_license", "") or getattr(r, "license", "") or ""))
         rows.append({"path": r.path, "rel_path": r.rel_path, "label": r.label, "group_id": r.group_id,
                      "mask_path": str(mask), "image_license": licence, "nc": "NC" in licence})
     if not rows:
         where = f" in {masks_dir}" if masks_dir is not None else " (no --masks folder, no masks/ folders)"
         raise ValueError(f"no film of {data_dir} has a lung mask{where}")
     return pd.DataFrame(rows, columns=ROW_COLUMNS).sort_values("rel_path").reset_index(drop=True)
-
-
-def _dataset_licences(manifest_file: Path | None) -> dict[str, str]:
-    if manifest_file is None:
-        return {}
-    table = pd.read_csv(manifest_file, dtype=str, keep_default_na=False)
-    column = next((c for c in ("image_license", "license") if c in table.columns), None)
-    return dict(zip(table["file"], table[column])) if column and "file" in table.columns else {}
 
 
 def split_rows(rows: pd.DataFrame, *, seed: int = 0, test_fraction: float = 0.2,
