@@ -384,3 +384,21 @@ def test_lung_model_rows_read_the_licence_the_scan_carried(tmp_path):
                   "license": ["CC BY-NC 4.0", "CC BY 4.0"]}).to_csv(root / "inner" / "manifest.csv", index=False)
     rows = paired_rows(root, root / "inner" / "masks").set_index("rel_path")
     assert rows["nc"].to_dict() == {"inner/COVID-19/0.png": True, "inner/Normal/1.png": False}
+
+
+def test_lungs_predict_lists_an_unreadable_film_and_does_the_others(tmp_path, capsys, tiny_asset):
+    """One undecodable film among several: it is listed with its reason and the others get
+    their masks (one bad file stopped the command,
+    with no mask written); as ``predict`` does, it is listed on stderr and the command succeeds."""
+    from cxrlib.cli import main
+
+    rng = np.random.default_rng(6)
+    (tmp_path / "films").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "films" / f"{i}.png"), film_and_mask(rng, 64, 64)[0])
+    (tmp_path / "films" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    rc = main(["lungs", "predict", str(tmp_path / "films"), "--out", str(tmp_path / "out"),
+               "--weights", str(tiny_asset)])
+    err = capsys.readouterr().err
+    assert rc == 0 and f"unreadable: {tmp_path / 'films' / '3.png'}: corrupt PNG" in err
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png", "1.png", "2.png"]

@@ -74,7 +74,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np  # noqa: PLC0415
 
     from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
-    from cxrlib.data.imageio import read_film  # noqa: PLC0415
+    from cxrlib.data.imageio import ImageReadError, read_film  # noqa: PLC0415
     from cxrlib.lungs.segmenter import load_segmenter  # noqa: PLC0415
 
     for item in args.files:  # an explicit film that is not there: say so before any work
@@ -95,9 +95,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     rows = []
     with ProgressBar(f"lung masks of {len(files)} films") as bar:
         for start in range(0, len(files), 16):
-            chunk = files[start:start + 16]
-            segs = segmenter.segment([read_film(p).pixels for p in chunk])
-            for path, seg, name in zip(chunk, segs, names[start:start + 16]):
+            chunk, films = [], []
+            for path, name in zip(files[start:start + 16], names[start:start + 16]):
+                try:
+                    films.append(read_film(path).pixels)
+                    chunk.append((path, name))
+                except ImageReadError as exc:  # listed, as predict lists it; the others go on
+                    print(f"unreadable: {path}: {exc.reason}", file=sys.stderr)
+            segs = segmenter.segment(films) if films else []
+            for (path, name), seg in zip(chunk, segs):
                 cv2.imwrite(str(args.out / name), seg.mask.astype(np.uint8) * 255)
                 rows.append({"film": str(path), "mask": str(args.out / name), "quality": f"{seg.quality:.3f}",
                              "flagged": "yes" if seg.flagged else "no"})
