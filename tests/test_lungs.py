@@ -402,3 +402,21 @@ def test_lungs_predict_lists_an_unreadable_film_and_does_the_others(tmp_path, ca
     err = capsys.readouterr().err
     assert rc == 0 and f"unreadable: {tmp_path / 'films' / '3.png'}: corrupt PNG" in err
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png", "1.png", "2.png"]
+
+
+def test_lungs_eval_leaves_out_a_pair_it_cannot_read_and_scores_the_rest(tmp_path, tiny_asset):
+    from cxrlib.lungs.evaluate import evaluate_rows
+    from cxrlib.lungs.segmenter import load_segmenter
+
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(3):
+        film, mask = film_and_mask(rng, 64, 64)
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), film)
+        cv2.imwrite(str(tmp_path / f"m{i}.png"), mask.astype(np.uint8) * 255)
+        rows.append({"path": str(tmp_path / f"f{i}.png"), "rel_path": f"f{i}.png", "label": "Normal",
+                     "group_id": f"g{i}", "mask_path": str(tmp_path / f"m{i}.png")})
+    (tmp_path / "m1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    with pytest.warns(UserWarning, match="m1.png"):
+        table = evaluate_rows(pd.DataFrame(rows), load_segmenter(tiny_asset))
+    assert table["rel_path"].tolist() == ["f0.png", "f2.png"] and table["dice"].notna().all()

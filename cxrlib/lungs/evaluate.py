@@ -1,6 +1,7 @@
 """Scoring the segmenter against human masks: Dice per film, per class, and the quality check."""
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -26,17 +27,27 @@ def evaluate_rows(rows: pd.DataFrame, segmenter, *, batch_size: int = 16,
 
     Returns:
         One row per film: ``rel_path``, ``label``, ``group_id``, ``split`` (when ``rows`` has
-        it), ``dice`` (value-127 pixels left out), ``quality``, ``flagged``.
+        it), ``dice`` (value-127 pixels left out), ``quality``, ``flagged``. A film whose film
+        or mask cannot be decoded is left out, with a warning naming the file.
     """
-    from cxrlib.data.imageio import read_film  # noqa: PLC0415
+    from cxrlib.data.imageio import ImageReadError, read_film  # noqa: PLC0415
 
     out = []
     records = list(rows.itertuples(index=False))
     for start in range(0, len(records), batch_size):
-        chunk = records[start:start + batch_size]
-        films = [read_film(r.path).pixels for r in chunk]
-        for r, film, seg in zip(chunk, films, segmenter.segment(films, batch_size)):
-            lung, ignore = read_mask_levels(r.mask_path, film.shape[:2])
+        chunk, films, masks = [], [], []
+        for r in records[start:start + batch_size]:
+            try:  # a film or mask that cannot be decoded is left out and named, not fatal
+                pixels = read_film(r.path).pixels
+                masks.append(read_mask_levels(r.mask_path, pixels.shape[:2]))
+            except ImageReadError as exc:
+                warnings.warn(f"{exc.path}: {exc.reason}; {r.rel_path} left out of the scores",
+                              stacklevel=2)
+                continue
+            chunk.append(r)
+            films.append(pixels)
+        segs = segmenter.segment(films, batch_size) if films else []
+        for r, (lung, ignore), seg in zip(chunk, masks, segs):
             out.append({"rel_path": r.rel_path, "label": r.label, "group_id": r.group_id,
                         "split": getattr(r, "split", ""), "dice": dice(seg.mask, lung, ignore),
                         "quality": seg.quality, "flagged": seg.flagged})
