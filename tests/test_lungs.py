@@ -420,3 +420,45 @@ def test_lungs_eval_leaves_out_a_pair_it_cannot_read_and_scores_the_rest(tmp_pat
     with pytest.warns(UserWarning, match="m1.png"):
         table = evaluate_rows(pd.DataFrame(rows), load_segmenter(tiny_asset))
     assert table["rel_path"].tolist() == ["f0.png", "f2.png"] and table["dice"].notna().all()
+
+
+def test_lungs_predict_and_eval_that_can_read_nothing_say_so_in_one_line(tmp_path, capsys, tiny_asset):
+    from cxrlib.cli import main
+
+    (tmp_path / "films" / "COVID-19").mkdir(parents=True)
+    (tmp_path / "films" / "COVID-19" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    rc = main(["lungs", "predict", str(tmp_path / "films"), "--out", str(tmp_path / "out"),
+               "--weights", str(tiny_asset)])
+    err = capsys.readouterr().err
+    assert rc == 4 and "none of the 1 films could be read" in err and "Traceback" not in err
+
+
+def test_lungs_predict_never_replaces_files_already_in_out_unless_asked(tmp_path, capsys, tiny_asset):
+    """A folder of human masks as --out: masks of the same names would have replaced them."""
+    from cxrlib.cli import main
+
+    rng = np.random.default_rng(8)
+    (tmp_path / "films").mkdir()
+    cv2.imwrite(str(tmp_path / "films" / "a.png"), film_and_mask(rng, 64, 64)[0])
+    (tmp_path / "human").mkdir()
+    (tmp_path / "human" / "a.png").write_bytes(b"the radiologist's mask")
+    argv = ["lungs", "predict", str(tmp_path / "films"), "--out", str(tmp_path / "human"),
+            "--weights", str(tiny_asset)]
+    assert main(argv) == 2 and "already there" in capsys.readouterr().err
+    assert (tmp_path / "human" / "a.png").read_bytes() == b"the radiologist's mask"
+    assert main([*argv, "--overwrite"]) == 0
+    assert cv2.imread(str(tmp_path / "human" / "a.png"), cv2.IMREAD_UNCHANGED).shape == (64, 64)
+
+
+def test_lungs_eval_that_can_read_no_pair_says_so_in_one_line(tmp_path, capsys, tiny_asset):
+    from cxrlib.cli import main
+
+    for label in ("COVID-19", "Normal"):
+        (tmp_path / "films" / label).mkdir(parents=True)
+        (tmp_path / "masks" / label).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "films" / label / "a.png"), np.full((40, 40), 90, np.uint8))
+        (tmp_path / "masks" / label / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    rc = main(["lungs", "eval", "--data", str(tmp_path / "films"), "--masks", str(tmp_path / "masks"),
+               "--weights", str(tiny_asset), "--all"])
+    err = capsys.readouterr().err
+    assert rc == 4 and "could be read" in err and "Traceback" not in err

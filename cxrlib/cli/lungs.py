@@ -30,6 +30,8 @@ def register(sub) -> None:
     q.add_argument("files", nargs="+", type=Path, metavar="FILES", help="films, or folders of films")
     q.add_argument("--out", type=Path, required=True, help="folder for the mask PNGs")
     q.add_argument("--weights", type=Path, default=None, help="a weights asset (default: shipped)")
+    q.add_argument("--overwrite", action="store_true",
+                   help="replace files of the same name already in --out (default: refuse)")
     q.set_defaults(func=cmd_predict)
 
     e = lungs.add_parser("eval", help="Dice of predicted masks against human masks, per class")
@@ -90,6 +92,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if clash:  # a film's own folder as --out: its masks would replace the films
         raise UsageError(f"--out {args.out}: the mask {clash[0]} would write over the film of that "
                          f"name ({len(clash)} such); choose another folder")
+    taken = [n for n in names if os.path.lexists(args.out / n)]
+    links = [n for n in taken if os.path.islink(args.out / n)]
+    if links or (taken and not args.overwrite):  # e.g. a folder of human masks of those names
+        raise UsageError(f"--out {args.out}: {taken[0]} is already there ({len(taken)} such"
+                         f"{', links are never followed' if links else ''}); choose an empty "
+                         "folder, or --overwrite to replace them")
     segmenter = load_segmenter(args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -108,6 +116,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 rows.append({"film": str(path), "mask": str(args.out / name), "quality": f"{seg.quality:.3f}",
                              "flagged": "yes" if seg.flagged else "no"})
             bar.callback(min(start + 16, len(files)), len(files))
+    if not rows:
+        raise ValueError(f"none of the {len(files)} films could be read (listed above)")
     print_table(rows)
     return 0
 
@@ -144,6 +154,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"scoring {scope}")
     with ProgressBar(f"lung masks of {len(rows)} films") as bar:
         per_film = evaluate_rows(rows, load_segmenter(args.weights), progress=bar.callback)
+    if per_film.empty:
+        raise ValueError(f"none of the {len(rows)} film / mask pairs could be read (listed above)")
     if args.per_film:
         per_film.to_csv(args.per_film, index=False)
     summary = summarise(per_film)
