@@ -105,3 +105,26 @@ def test_head_only_settings_do_not_change_a_finetune_run_id():
     assert TrainConfig(mode="head", feature_augment_copies=2) != TrainConfig(mode="head")
     assert TrainConfig(mode="finetune", init_from_head=True, feature_augment_copies=2) != \
         TrainConfig(mode="finetune", init_from_head=True)
+
+
+def test_numpy_scalars_become_plain_values_and_absurd_numbers_are_refused():
+    """A numpy integer hashed as the string "3" (another run id than 3), a float32 could not be
+    written to config.json, and 10**400 raised OverflowError (a traceback in the CLI)."""
+    import json
+
+    import numpy as np
+
+    cfg = TrainConfig(epochs=np.int64(3), learning_rate=np.float32(0.5), augment=np.bool_(False),
+                      mode="finetune")
+    assert cfg == TrainConfig(epochs=3, learning_rate=0.5, augment=False, mode="finetune")
+    assert cfg.hash() == TrainConfig(epochs=3, learning_rate=0.5, augment=False, mode="finetune").hash()
+    json.dumps(cfg.to_dict())
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig(learning_rate=10 ** 400)
+
+
+def test_a_config_section_that_is_not_an_object_is_a_value_error():
+    """A damaged config.json must stay a broken row of the runs table (ValueError), not stop it."""
+    for bad in ({"model": "mobilenetv2"}, {"train": [1, 2]}, {"data": None}):
+        with pytest.raises(ValueError, match="section"):
+            RunConfig.from_dict(bad)

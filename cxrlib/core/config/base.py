@@ -15,24 +15,35 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _is(kind: str, value: Any) -> bool:
-    """Whether ``value`` is a plain ``kind`` value (numbers finite; a bool is not a number)."""
+def _plain(kind: str, value: Any) -> tuple[bool, Any]:
+    """``(ok, value as a plain Python value)`` for a ``kind`` field: numpy scalars become int,
+    float or bool (they would hash and serialise otherwise); numbers must be finite, and a bool
+    is not a number."""
+    is_bool = isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
     if kind == "str":
-        return isinstance(value, str)
+        return isinstance(value, str), value
     if kind == "bool":
-        return isinstance(value, (bool,)) or type(value).__name__ == "bool_"
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return False
+        return is_bool, bool(value) if is_bool else value
+    if is_bool:
+        return False, value
     if kind == "int":
-        return isinstance(value, numbers.Integral)
+        ok = isinstance(value, numbers.Integral)
+        return ok, int(value) if ok else value
     if kind == "float":
-        return isinstance(value, numbers.Real) and math.isfinite(value)
-    return True  # a type this check does not know (a nested config)
+        if not isinstance(value, numbers.Real):
+            return False, value
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            return False, value
+        return math.isfinite(number), value if type(value) in (int, float) else number
+    return True, value  # a type this check does not know (a nested config)
 
 
 def check_types(cfg) -> None:
     """Refuse a field whose value is not of its declared type, and a number that is NaN or
-    infinite (a config.json edited by hand, or a flag such as ``--lr nan``), naming the field.
+    infinite (a config.json edited by hand, or a flag such as ``--lr nan``), naming the field;
+    numpy scalars are stored as the plain Python values they stand for.
 
     Raises:
         ValueError: naming the config, the field, its type and the value.
@@ -43,15 +54,19 @@ def check_types(cfg) -> None:
         optional = declared.endswith("|None")
         kind = declared[:-len("|None")] if optional else declared
         if value is None:
-            ok = optional
+            ok, plain = optional, value
         elif kind.startswith("tuple[") and kind.endswith(",...]"):
             inner = kind[len("tuple["):-len(",...]")]
-            ok = isinstance(value, (tuple, list)) and all(_is(inner, v) for v in value)
+            pairs = [_plain(inner, v) for v in value] if isinstance(value, (tuple, list)) else None
+            ok = pairs is not None and all(p[0] for p in pairs)
+            plain = tuple(p[1] for p in pairs) if ok else value
         else:
-            ok = _is(kind, value)
+            ok, plain = _plain(kind, value)
         if not ok:
             raise ValueError(f"{type(cfg).__name__}.{f.name} must be {declared.replace('|', ' | ')}"
                              f"{' (finite)' if 'float' in declared else ''}, not {value!r}")
+        if plain is not value:
+            object.__setattr__(cfg, f.name, plain)
 
 
 class _Config:

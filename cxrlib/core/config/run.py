@@ -157,6 +157,9 @@ class RunConfig(_Config):
         unknown = set(data) - set(kinds)
         if unknown:
             raise ValueError(f"RunConfig: unknown sections {sorted(unknown)}")
+        bad = [k for k, v in data.items() if not isinstance(v, dict)]
+        if bad:
+            raise ValueError(f"RunConfig: section {bad[0]!r} must be an object, not {data[bad[0]]!r}")
         family = (data.get("model") or {}).get("family", ModelConfig().family)
         train = data.get("train") or {}
         if family not in HEAD_FAMILIES and train.get("mode", TrainConfig().mode) == "head":
