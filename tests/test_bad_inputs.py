@@ -552,6 +552,17 @@ def test_outputs_never_write_over_the_users_own_files(tmp_path, capsys):
     assert snapshot(root) == before
     rc, _, _ = run_cli(capsys, "scan", root, "--manifest", tmp_path / "export.csv")  # elsewhere: fine
     assert rc == 0 and (tmp_path / "export.csv").is_file()
+    # the rule is "outside the dataset folder": a new file there is refused too (it used to be
+    # allowed once, then refused on the rerun), and a link cannot carry the write in or out
+    rc, _, err = run_cli(capsys, "scan", root, "--manifest", root / "sub" / "scan.csv")
+    assert rc == 2 and "outside" in err
+    (root / "manifest.csv").unlink()
+    (root / "manifest.csv").symlink_to(tmp_path / "export.csv")
+    rc, _, err = run_cli(capsys, "scan", root, "--manifest", root / "manifest.csv")
+    assert rc == 2 and (root / "manifest.csv").is_symlink()
+    (tmp_path / "into").symlink_to(root / "COVID-19")
+    rc, _, err = run_cli(capsys, "scan", root, "--manifest", tmp_path / "into" / "m.csv")
+    assert rc == 2
 
 
 @pytest.mark.parametrize("flag, value", [("--lr", "nan"), ("--lr", "inf"), ("--gamma", "nan"),
@@ -610,7 +621,7 @@ def test_train_without_usable_weights_fails_before_any_run_exists(tmp_path, caps
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CXR_SHARED_DIR", str(tmp_path / "none"))
 
-    def no_network(cache_dir):
+    def no_network(cache_dir, **options):
         raise OSError("no network")
 
     monkeypatch.setattr(weights_module, "_download_weights", no_network)

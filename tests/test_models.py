@@ -190,7 +190,7 @@ def test_weights_unavailable_offline_says_choose_random(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv("CXR_SHARED_DIR", str(tmp_path / "no-shared"))
 
-    def no_network(cache_dir):
+    def no_network(cache_dir, **options):
         raise OSError("URL fetch failure: no network")
 
     monkeypatch.setattr(weights_module, "_download_weights", no_network)
@@ -228,7 +228,7 @@ def test_an_unreadable_shared_folder_is_skipped_not_a_crash(tmp_path, monkeypatc
             raise PermissionError(13, "Permission denied", str(self))
         return real(self)
 
-    def no_network(cache_dir):
+    def no_network(cache_dir, **options):
         raise OSError("no network")
 
     monkeypatch.setattr(pathlib.Path, "is_file", is_file)
@@ -249,6 +249,26 @@ def test_a_weights_file_that_is_not_hdf5_is_passed_over(tmp_path, monkeypatch):
     monkeypatch.setenv("CXR_SHARED_DIR", str(tmp_path / "shared"))
     monkeypatch.setattr(weights_module, "_download_weights", lambda d: pytest.fail("must not download"))
     assert models.resolve_imagenet_weights() == shared
+
+
+def test_a_broken_cached_file_is_downloaded_again_and_checked(tmp_path, monkeypatch):
+    """Keras returns a file already in its cache without downloading: a broken one must be
+    fetched again (force_download), and what comes back must be an HDF5 file."""
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    broken = tmp_path / "home" / "models" / paths.WEIGHTS_FILE
+    broken.write_bytes(b"")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CXR_SHARED_DIR", str(tmp_path / "none"))
+    asked = []
+
+    def cached(cache_dir, **options):  # what Keras does without force_download: the same file
+        asked.append(options)
+        return broken
+
+    monkeypatch.setattr(weights_module, "_download_weights", cached)
+    with pytest.raises(models.WeightsUnavailable, match="not an HDF5"):
+        models.resolve_imagenet_weights()
+    assert asked == [{"force_download": True}]
 
 
 def test_resolve_weights_finds_file_in_keras_home(tmp_path, monkeypatch):

@@ -38,15 +38,17 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _refuse_dataset_file(target: Path, dataset) -> None:
-    """``--manifest`` may not replace a file of the dataset (its manifest.csv, a film, a mask),
-    nor put a manifest.csv into it (the next scan would read it as the dataset's own)."""
+    """``--manifest`` is written outside the dataset folder: inside it, it could replace a file
+    of the dataset (its manifest.csv, a film, a mask) or become the manifest the next scan
+    reads. Both the path as given (its folder's links followed) and its target, when it is a
+    link, are checked, so a link cannot carry the write into the folder or out of the rule."""
     import os  # noqa: PLC0415
 
     from cxrlib.cli.common import UsageError  # noqa: PLC0415
     from cxrlib.data.roots import is_inside  # noqa: PLC0415
 
-    real = os.path.realpath(target)
-    if is_inside(real, os.path.realpath(dataset.root)) and (
-            os.path.lexists(real) or target.name.lower() == "manifest.csv"):
-        raise UsageError(f"--manifest {target} would write over a file of the dataset in "
-                         f"{dataset.root}; write the manifest outside it")
+    root = os.path.realpath(dataset.root)
+    where = [os.path.join(os.path.realpath(target.parent), target.name), os.path.realpath(target)]
+    if any(is_inside(p, root) for p in where):
+        raise UsageError(f"--manifest {target} would write over or into the dataset in "
+                         f"{dataset.root}; write the manifest outside that folder")

@@ -198,12 +198,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_trainable(dataset, cfg.data.task, cfg.split.kind, min_films=args.min_class_films,
                     min_patients=args.min_class_patients)  # before any run folder exists
     fingerprint = dataset.fingerprint
+    role = cluster_role(args)  # sets TF_CONFIG from --workers before TensorFlow is imported
     if (cfg.model.family == "mobilenetv2" and cfg.model.weights == "imagenet"
             and not _finished(cfg, fingerprint)):
         from cxrlib.models.weights import resolve_imagenet_weights  # noqa: PLC0415
 
         resolve_imagenet_weights()  # WeightsUnavailable here: before any run folder exists
-    role = cluster_role(args)  # sets TF_CONFIG from --workers before TensorFlow is imported
     if role is not None and not role.chief:
         return train_worker(cfg, fingerprint, role, background=args.background)
     if role is not None:

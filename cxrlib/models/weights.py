@@ -15,11 +15,12 @@ class WeightsUnavailable(RuntimeError):
     """The ImageNet weights are neither on disk nor downloadable."""
 
 
-def _download_weights(cache_dir: Path) -> Path:
-    """Let Keras fetch the weights file into ``cache_dir/models`` (its usual download)."""
+def _download_weights(cache_dir: Path, **options) -> Path:
+    """Let Keras fetch the weights file into ``cache_dir/models`` (its usual download);
+    ``force_download=True`` when a broken file of that name is there (Keras would return it)."""
     keras = _keras()
     return Path(keras.utils.get_file(paths.WEIGHTS_FILE, WEIGHTS_URL, cache_subdir="models",
-                                     cache_dir=str(cache_dir)))
+                                     cache_dir=str(cache_dir), **options))
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -57,7 +58,11 @@ def resolve_imagenet_weights() -> Path:
         if _is_hdf5(found):
             return found
     try:
-        return _download_weights(paths.keras_home())
+        options = {"force_download": True} if local.exists() else {}
+        got = _download_weights(paths.keras_home(), **options)
+        if not _is_hdf5(got):
+            raise OSError(f"{got} is not an HDF5 weights file")
+        return got
     except Exception as exc:  # URL errors, SSL errors, hash mismatch, read-only folder...
         raise WeightsUnavailable(
             f"MobileNetV2 ImageNet weights are not available: neither {local} nor {shared} "
