@@ -239,6 +239,16 @@ def test_folders_beside_split_folders_are_named_when_left_out(tmp_path):
     ds = scan_dataset(root)
     assert len(ds.manifest) == 2
     assert any("hospA" in w and "not read" in w for w in ds.warnings), ds.warnings
+    # a manifest.csv that lists them all: the manifest layout reads every film, no such warning
+    film(root / "train" / "misc" / "d.png")
+    shutil.rmtree(root / "train" / "COVID-19")
+    shutil.rmtree(root / "train" / "Normal")
+    pd.DataFrame({"file": ["train/misc/d.png", "hospA/COVID-19/c.png"], "label": ["Normal", "COVID-19"]}
+                 ).to_csv(root / "manifest.csv", index=False)
+    datasets._SCAN_CACHE.clear()
+    ds = scan_dataset(root)
+    assert ds.layout == "manifest" and len(ds.manifest) == 2
+    assert not any("not read" in w for w in ds.warnings), ds.warnings
 
 
 def test_a_manifest_that_lists_none_of_the_films_says_so(tmp_path):

@@ -34,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """The library's own warnings as one ``warning:`` line (as :func:`common.warn` prints);
-    other libraries' as Python prints them."""
-    if os.sep + "cxrlib" + os.sep in str(filename):
+    """The library's own warnings (a UserWarning raised from a cxrlib module) as one
+    ``warning:`` line, as :func:`common.warn` prints; every other one as Python prints it."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    if issubclass(category, UserWarning) and os.path.abspath(str(filename)).startswith(package):
         warn(str(message))
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

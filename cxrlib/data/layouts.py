@@ -180,12 +180,14 @@ def find_layout(root: Path, warnings: list[str]) -> tuple[str, Path, list[Candid
             class_dirs = [(c, canonical_class(c.name), split) for split, d in sorted(splits.items())
                           for c in subdirs(d, warnings, inside)]
             others = [d.name for d in dirs if d.name.lower() not in {*SPLIT_FOLDERS, *_SKIP}]
-            if others:
+        else:
+            others = []
+        known = [(d, label, split) for d, label, split in class_dirs if label]
+        if known:
+            if others:  # only when the split folders' class folders are what is read
                 warnings.append(f"folder{'s' * (len(others) > 1)} {', '.join(others)} beside the "
                                 f"split folders {', '.join(sorted(d.name for d in splits.values()))} "
                                 "not read (only class folders inside split folders are)")
-        known = [(d, label, split) for d, label, split in class_dirs if label]
-        if known:
             for d, label, _ in class_dirs:
                 if not label and d.name.lower() not in _SKIP:
                     warnings.append(f"folder '{d.name}' is not a known class; skipped")
