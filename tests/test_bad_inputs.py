@@ -563,6 +563,13 @@ def test_outputs_never_write_over_the_users_own_files(tmp_path, capsys):
     (tmp_path / "into").symlink_to(root / "COVID-19")
     rc, _, err = run_cli(capsys, "scan", root, "--manifest", tmp_path / "into" / "m.csv")
     assert rc == 2
+    # a link outside that points in is replaced itself, never written through: allowed
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "into.csv").symlink_to(root / "COVID-19" / "x.csv")
+    before = snapshot(root)
+    rc, _, err = run_cli(capsys, "scan", root, "--manifest", tmp_path / "other" / "into.csv")
+    assert rc == 0, err
+    assert snapshot(root) == before and not (tmp_path / "other" / "into.csv").is_symlink()
 
 
 @pytest.mark.parametrize("flag, value", [("--lr", "nan"), ("--lr", "inf"), ("--gamma", "nan"),

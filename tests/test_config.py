@@ -121,6 +121,8 @@ def test_numpy_scalars_become_plain_values_and_absurd_numbers_are_refused():
     json.dumps(cfg.to_dict())
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig(learning_rate=10 ** 400)
+    with pytest.raises(ValueError, match="hflip"):
+        TrainConfig(hflip=np.array([True, False]))
 
 
 def test_a_config_section_that_is_not_an_object_is_a_value_error():

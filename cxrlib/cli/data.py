@@ -40,15 +40,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def _refuse_dataset_file(target: Path, dataset) -> None:
     """``--manifest`` is written outside the dataset folder: inside it, it could replace a file
     of the dataset (its manifest.csv, a film, a mask) or become the manifest the next scan
-    reads. Both the path as given (its folder's links followed) and its target, when it is a
-    link, are checked, so a link cannot carry the write into the folder or out of the rule."""
+    reads. The folder's links are followed, so a link cannot carry the write into the dataset;
+    a link named as the target is replaced itself, never written through."""
     import os  # noqa: PLC0415
 
     from cxrlib.cli.common import UsageError  # noqa: PLC0415
     from cxrlib.data.roots import is_inside  # noqa: PLC0415
 
-    root = os.path.realpath(dataset.root)
-    where = [os.path.join(os.path.realpath(target.parent), target.name), os.path.realpath(target)]
-    if any(is_inside(p, root) for p in where):
+    # the atomic write replaces the path's last part (a link itself, never its target), so
+    # where it lands is the real folder plus the name
+    lands = os.path.join(os.path.realpath(target.parent), target.name)
+    if is_inside(lands, os.path.realpath(dataset.root)):
         raise UsageError(f"--manifest {target} would write over or into the dataset in "
                          f"{dataset.root}; write the manifest outside that folder")

@@ -93,11 +93,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out}: the mask {clash[0]} would write over the film of that "
                          f"name ({len(clash)} such); choose another folder")
     taken = [n for n in names if os.path.lexists(args.out / n)]
-    links = [n for n in taken if os.path.islink(args.out / n)]
-    if links or (taken and not args.overwrite):  # e.g. a folder of human masks of those names
-        raise UsageError(f"--out {args.out}: {taken[0]} is already there ({len(taken)} such"
-                         f"{', links are never followed' if links else ''}); choose an empty "
-                         "folder, or --overwrite to replace them")
+    odd = [n for n in taken if os.path.islink(args.out / n) or not os.path.isfile(args.out / n)]
+    if odd:  # a link (never followed) or a folder of a mask's name: --overwrite cannot help
+        raise UsageError(f"--out {args.out}: {odd[0]} is already there and is not a plain file "
+                         f"({len(odd)} such); choose an empty folder")
+    if taken and not args.overwrite:  # e.g. a folder of human masks of those names
+        raise UsageError(f"--out {args.out}: {taken[0]} is already there ({len(taken)} such); "
+                         "choose an empty folder, or --overwrite to replace them")
     segmenter = load_segmenter(args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -112,7 +114,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     print(f"unreadable: {path}: {exc.reason}", file=sys.stderr)
             segs = segmenter.segment(films) if films else []
             for (path, name), seg in zip(chunk, segs):
-                cv2.imwrite(str(args.out / name), seg.mask.astype(np.uint8) * 255)
+                if not cv2.imwrite(str(args.out / name), seg.mask.astype(np.uint8) * 255):
+                    raise ValueError(f"{args.out / name}: the mask cannot be written there")
                 rows.append({"film": str(path), "mask": str(args.out / name), "quality": f"{seg.quality:.3f}",
                              "flagged": "yes" if seg.flagged else "no"})
             bar.callback(min(start + 16, len(files)), len(files))

@@ -2,6 +2,7 @@
 folder), downloaded otherwise."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cxrlib.core import paths
@@ -58,7 +59,7 @@ def resolve_imagenet_weights() -> Path:
         if _is_hdf5(found):
             return found
     try:
-        options = {"force_download": True} if local.exists() else {}
+        options = {"force_download": True} if os.path.lexists(local) else {}
         got = _download_weights(paths.keras_home(), **options)
         if not _is_hdf5(got):
             raise OSError(f"{got} is not an HDF5 weights file")

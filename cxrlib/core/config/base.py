@@ -19,7 +19,8 @@ def _plain(kind: str, value: Any) -> tuple[bool, Any]:
     """``(ok, value as a plain Python value)`` for a ``kind`` field: numpy scalars become int,
     float or bool (they would hash and serialise otherwise); numbers must be finite, and a bool
     is not a number."""
-    is_bool = isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
+    is_bool = isinstance(value, bool) or (getattr(getattr(value, "dtype", None), "kind", "") == "b"
+                                          and getattr(value, "shape", None) == ())
     if kind == "str":
         return isinstance(value, str), value
     if kind == "bool":
