@@ -114,14 +114,8 @@ def _class_candidates(class_dirs: list[tuple[Path, str, str]], warnings: list[st
             warnings.append(f"class folder '{folder.name}' ({label}) holds no images")
         for f in files:
             mask = os.path.join(masks, os.path.basename(f)) if masks else ""
-            out.append(Candidate(f, label, split, mask if mask and _usable(mask, inside) else ""))
+            out.append(Candidate(f, label, split, mask if mask and inside.regular_file(mask) else ""))
     return ("radiography_db" if radiography else "class_folders"), out
-
-
-def _usable(path: str, inside: DatasetFolder) -> bool:
-    """A regular file that resolves inside the dataset folder."""
-    st, _ = inside.stat(path)
-    return st is not None and stat.S_ISREG(st.st_mode)
 
 
 def _kermany_candidates(splits: dict[str, Path], warnings: list[str],

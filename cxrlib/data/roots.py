@@ -99,6 +99,11 @@ class DatasetFolder:
             return None
         return "a symbolic link to a folder outside the dataset folder"
 
+    def regular_file(self, path: str) -> bool:
+        """Whether ``path`` is a regular file that resolves inside the folder (:meth:`stat`)."""
+        st, _ = self.stat(path)
+        return st is not None and stat_.S_ISREG(st.st_mode)
+
     def stat(self, path: str) -> tuple[os.stat_result | None, str | None]:
         """The file's ``stat`` (links followed), or ``None`` and the reason it cannot be used.
 

@@ -3,7 +3,6 @@ header facts, and the extra columns a user's manifest.csv brings."""
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pandas as pd
@@ -69,8 +68,7 @@ def manifest_masks(candidates: list[Candidate], manifest_folder: Path,
         if c.mask or not named:
             continue
         path = os.path.normpath(os.path.join(manifest_folder, named.replace("\\", "/")))
-        st, _ = inside.stat(path)
-        if st is not None and stat.S_ISREG(st.st_mode) and path.lower().endswith(IMAGE_SUFFIXES):
+        if path.lower().endswith(IMAGE_SUFFIXES) and inside.regular_file(path):
             c.mask = path
         else:
             refused += 1

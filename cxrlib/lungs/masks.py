@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import os
-import stat
 import warnings
 from pathlib import Path
 
@@ -134,8 +133,7 @@ class MaskIndex:
                 if not film or not mask or not mask.lower().endswith(MASK_SUFFIXES):
                     continue
                 path = os.path.normpath(self.folder / mask)
-                st, _ = inside.stat(path)  # refused before it is looked at when it leads out
-                if st is not None and stat.S_ISREG(st.st_mode):
+                if inside.regular_file(path):  # refused before it is looked at when it leads out
                     self._by_key[_key(film)] = Path(path)
                     self.rows[_key(film)] = row
 
