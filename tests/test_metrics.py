@@ -402,3 +402,40 @@ def test_percentile_interval_skips_undefined_resamples():
     assert (low, high) == pytest.approx((0.1, 0.9))
     assert percentile_interval(np.full(5, np.nan), 0.05) == (None, None, 0)
     assert [json_number(v) for v in (None, np.nan, np.inf, np.float32(0.25), 3)] == [None, None, None, 0.25, 3.0]
+
+
+class _StubRun:
+    """What own_test_accuracy reads of a run: its predictions and metrics.json."""
+
+    def __init__(self, predictions: pd.DataFrame, metrics: dict):
+        self._p, self._m = predictions, metrics
+
+    def predictions(self) -> pd.DataFrame:
+        return self._p
+
+    def metrics(self) -> dict:
+        return self._m
+
+
+def test_own_test_accuracy_counts_test_films_overall_and_per_source():
+    from cxrlib.evaluation.core import own_test_accuracy
+
+    # hand-counted: test films a1 a2 a3 (source A, 2 right) and b1 b2 (B, 0 right); the
+    # train film t1 is wrong and c1 is a test film of no known source
+    p = pd.DataFrame({"rel_path": ["a1", "a2", "a3", "b1", "b2", "t1", "c1"],
+                      "split": ["test"] * 5 + ["train", "test"],
+                      "label": ["Normal", "COVID-19", "Normal", "Normal", "COVID-19", "Normal", "Normal"],
+                      "pred": ["Normal", "COVID-19", "COVID-19", "COVID-19", "Normal", "COVID-19", "Normal"]})
+    sources = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "b2": "B", "t1": "A"}
+    overall, per = own_test_accuracy(_StubRun(p, {"accuracy": 0.99}), sources)
+    assert overall == pytest.approx(3 / 6)
+    assert per == {"A": pytest.approx(2 / 3), "B": 0.0}
+    assert own_test_accuracy(_StubRun(p, {}))[1] == {}
+
+
+def test_own_test_accuracy_without_predictions_is_the_metrics_figure():
+    from cxrlib.evaluation.core import own_test_accuracy
+
+    assert own_test_accuracy(_StubRun(pd.DataFrame(), {"accuracy": 0.875}), {"a": "A"}) == (0.875, {})
+    overall, per = own_test_accuracy(_StubRun(pd.DataFrame(), {}))
+    assert np.isnan(overall) and per == {}

@@ -1,11 +1,10 @@
 """Per-source metrics of a run's predictions, and the external-set check."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from cxrlib.data.identity import film_sources
-from cxrlib.evaluation.core import test_rows
+from cxrlib.evaluation.core import own_test_accuracy
 
 
 def source_of(predictions: pd.DataFrame, manifest: pd.DataFrame | None = None) -> pd.Series:
@@ -74,7 +73,7 @@ def external_check(run, folder, *, model=None, progress=None) -> dict:
     predictions = attach_manifest(predictions, scan_dataset(folder, bacterial=run.config.data.bacterial).manifest)
     ok = predictions[predictions.get("error", "") == ""] if "error" in predictions else predictions
     external = float(metrics.get("accuracy", (ok["label"] == ok["pred"]).mean()))
-    own = own_test_accuracy(run)
+    own, _ = own_test_accuracy(run)
     drop = own - external if own == own else float("nan")
     recall = {c: row["sensitivity"] for c, row in metrics["per_class"].items()
               if row["sensitivity"] is not None}
@@ -90,12 +89,3 @@ def external_check(run, folder, *, model=None, progress=None) -> dict:
     return {"external_accuracy": external, "own_test_accuracy": own, "drop": drop,
             "films": int(len(ok)), "per_class_recall": recall, "verdict": verdict,
             "predictions": predictions, "subgroups": subgroups}
-
-
-def own_test_accuracy(run) -> float:
-    """The run's accuracy on its own test split (from its predictions), ``nan`` if unknown."""
-    p = run.predictions()
-    if p.empty:
-        return float(run.metrics().get("accuracy", np.nan))
-    p = test_rows(p)
-    return float((p["label"].astype(str) == p["pred"].astype(str)).mean()) if len(p) else float("nan")

@@ -19,8 +19,8 @@ from cxrlib.audit.generalisation import generalisation_audit
 from cxrlib.audit.generalisation import verdicts as generalisation_verdicts
 from cxrlib.audit.masked_eval import masked_evaluation, shortcut_verdict
 from cxrlib.audit.metadata_baseline import MetadataBaseline, metadata_baseline
-from cxrlib.audit.per_source import external_check, own_test_accuracy, per_source_metrics
-from cxrlib.evaluation.core import json_number
+from cxrlib.audit.per_source import external_check, per_source_metrics
+from cxrlib.evaluation.core import json_number, own_test_accuracy
 
 STEPS = ("duplicates", "metadata", "attention", "masked", "per_source", "subgroups", "loso")
 
@@ -126,7 +126,7 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
     Returns:
         An :class:`AuditReport`.
     """
-    report = AuditReport(run_id=run.id, cnn_accuracy=own_test_accuracy(run))
+    report = AuditReport(run_id=run.id, cnn_accuracy=own_test_accuracy(run)[0])
     note = (lambda step, d, t: progress(step, d, t)) if progress else (lambda *a: None)
     if dataset is None:
         from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415

@@ -12,7 +12,7 @@ two can never disagree in how they count. No TensorFlow here: this module must i
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,6 +64,28 @@ def test_rows(predictions: pd.DataFrame) -> pd.DataFrame:
     if "split" not in predictions.columns:
         return predictions.reset_index(drop=True)
     return predictions[predictions["split"].astype(str) == "test"].reset_index(drop=True)
+
+
+def own_test_accuracy(run, sources: Mapping[str, str] | None = None) -> tuple[float, dict[str, float]]:
+    """A run's accuracy on its own test split, from its stored predictions (its metrics.json
+    figure when it has none; ``nan`` when neither), and with ``sources`` (rel_path -> source,
+    named on the whole dataset: a subset may not tell sources apart) the accuracy on the test
+    films of each source. The one rule for the audit's "own test split" and leave-one-source-out's
+    in-distribution accuracy.
+
+    Returns:
+        ``(overall, {source: accuracy})``; the dict is empty without ``sources`` or predictions.
+    """
+    p = run.predictions()
+    if p.empty:
+        return float(run.metrics().get("accuracy", np.nan)), {}
+    p = test_rows(p)
+    hit = p["label"].astype(str) == p["pred"].astype(str)
+    per: dict[str, float] = {}
+    if sources is not None and len(p):
+        src = p["rel_path"].astype(str).map(sources)
+        per = {str(k): float(v) for k, v in hit[src.notna()].groupby(src[src.notna()]).mean().items()}
+    return (float(hit.mean()) if len(p) else float("nan")), per
 
 
 def from_predictions(df: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

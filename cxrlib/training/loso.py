@@ -25,7 +25,7 @@ import pandas as pd
 
 from cxrlib.core.classes import task_classes
 from cxrlib.data.identity import film_sources
-from cxrlib.evaluation.core import test_rows
+from cxrlib.evaluation.core import own_test_accuracy
 
 
 @dataclass
@@ -153,7 +153,7 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
     source = loso_sources(m).to_numpy()
     y = np.array([classes.index(c) for c in m["label"]])
     onehot = np.eye(len(classes), dtype=np.float32)[y]
-    own = _own_test_accuracy(run, dict(zip(m["rel_path"].astype(str), source)))
+    overall, own = own_test_accuracy(run, dict(zip(m["rel_path"].astype(str), source)))
     names = sorted(set(source[usable]))
     rows, notes, t0 = [], [], time.perf_counter()
     for k, name in enumerate(names):
@@ -179,7 +179,8 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
     acc = table["held_out_accuracy"].astype(float)
     expected = float(acc.mean()) if len(acc) else None
     weighted = float((acc * table["n"]).sum() / table["n"].sum()) if len(acc) else None
-    return LosoResult(table, expected, weighted, own.get("__all__"), float(adversarial),
+    own_all = overall if overall == overall else None  # nan: the run has no test figure
+    return LosoResult(table, expected, weighted, own_all, float(adversarial),
                       time.perf_counter() - t0, notes)
 
 
@@ -201,18 +202,3 @@ def _row(name, point, classes, in_dist, fold_test, n_train) -> dict:
     row.update(in_distribution_accuracy=in_dist, fold_test_accuracy=fold_test, n_train=int(n_train),
                drop=None if in_dist is None or point["accuracy"] is None else in_dist - point["accuracy"])
     return row
-
-
-def _own_test_accuracy(run, sources: dict[str, str]) -> dict:
-    """The run's test-split accuracy per source (``sources``: rel_path -> source, named on the
-    whole dataset), and overall under ``"__all__"``."""
-    from cxrlib.evaluation.metrics import point_metrics  # noqa: PLC0415
-
-    p = test_rows(run.predictions())
-    if p.empty:
-        return {}
-    out = {"__all__": point_metrics(p["label"].astype(str), p["pred"].astype(str), run.classes)["accuracy"]}
-    src = p["rel_path"].astype(str).map(sources)
-    for name, g in p[src.notna()].groupby(src[src.notna()].to_numpy()):
-        out[str(name)] = point_metrics(g["label"].astype(str), g["pred"].astype(str), run.classes)["accuracy"]
-    return out
