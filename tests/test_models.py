@@ -47,10 +47,17 @@ def test_models_output_class_probabilities_from_their_last_layer(family, task):
         expected = np.exp(logits - logits.max(axis=1, keepdims=True))
         expected /= expected.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
-    # the model has dropout (a training call draws a mask: other probabilities), and it is off
-    # at inference: a second inference call gives the same probabilities (a mask would not)
-    assert not np.allclose(np.asarray(model(x, training=True)), probs, atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(model(x, training=False)), probs)
+    # the model has dropout, and it is off at inference: each Dropout layer passes its own
+    # input through unchanged at inference and zeroes some units in training. (Comparing two
+    # whole-model calls instead was flaky under load: the tiny backbone's standardisation
+    # amplifies the CPU's run-to-run float noise.)
+    drops = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert drops and all(layer.rate > 0 for layer in drops)
+    for layer in drops:
+        h = np.asarray(keras.Model(model.input, layer.input)(x))
+        np.testing.assert_array_equal(np.asarray(layer(h, training=False)), h)
+        ones = np.ones((64, 64), np.float32)  # enough units that some are always dropped
+        assert (np.asarray(layer(ones, training=True)) == 0).any()
 
 
 def test_binary_small_cnn_outputs_sigmoid_and_complement():
