@@ -20,6 +20,25 @@ def test_int_and_float_spellings_hash_alike():
         ModelConfig(head_dropout=(1.0, 0.0, 0.0, 0.0)))
 
 
+def test_a_field_added_later_keeps_every_earlier_run_id():
+    """Ids pinned before ModelConfig.cnn_arch existed (stop 18): at its default the field is left
+    out of the identity, but it is stored, and any other value is a new run."""
+    from cxrlib.runs.registry import run_id
+
+    small = RunConfig(data=DataConfig(task="binary"), preprocess=PreprocessConfig.published_clahe(),
+                      model=ModelConfig(family="small_cnn"), train=TrainConfig(mode="finetune"))
+    assert run_id(RunConfig(), "f" * 16) == "9c435b176d2b69ae"
+    assert run_id(small, "f" * 16) == "642c89ed3f28bc69"
+    assert small.to_dict()["model"]["cnn_arch"] == "published"
+    bn = small.replace(model=small.model.replace(cnn_arch="bn_gap"))
+    assert run_id(bn, "f" * 16) != run_id(small, "f" * 16)
+    assert RunConfig.from_dict(bn.to_dict()) == bn
+    # no small CNN, no effect: one id
+    assert ModelConfig(cnn_arch="bn_gap") == ModelConfig()
+    with pytest.raises(ValueError, match="cnn_arch"):
+        ModelConfig(family="small_cnn", cnn_arch="resnet")
+
+
 def test_identity_ignores_dataset_location_but_not_task():
     a = RunConfig(data=DataConfig(root="/a"))
     b = RunConfig(data=DataConfig(root="/b"))

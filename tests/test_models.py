@@ -19,16 +19,19 @@ def _inputs(n=4, size=32, seed=0):
     return np.random.default_rng(seed).random((n, size, size, 3), dtype=np.float32)
 
 
-@pytest.mark.parametrize("family, task", [("tiny", "3class"), ("tiny", "binary"),
-                                          ("small_cnn", "3class"), ("small_cnn", "binary")])
-def test_models_output_class_probabilities_from_their_last_layer(family, task):
+@pytest.mark.parametrize("family, task, arch", [
+    ("tiny", "3class", "published"), ("tiny", "binary", "published"),
+    ("small_cnn", "3class", "published"), ("small_cnn", "binary", "published"),
+    ("small_cnn", "3class", "bn_gap"), ("small_cnn", "binary", "bn_gap")])
+def test_models_output_class_probabilities_from_their_last_layer(family, task, arch):
     """Each column is the probability of one class of the task, in task order, computed here in
     NumPy from the last hidden features and the output weights: a softmax of the logits, or for
     the binary CNN ``[sigmoid(z), 1 - sigmoid(z)]`` with ``z`` the COVID-19 score."""
     import keras
 
     classes = TASK_CLASSES[task]
-    cfg = ModelConfig(family=family, weights="random", cnn_filters=(4, 8), cnn_dense=8, **SMALL_HEAD)
+    cfg = ModelConfig(family=family, weights="random", cnn_filters=(4, 8), cnn_dense=8,
+                      cnn_arch=arch, **SMALL_HEAD)
     model = models.build_model(cfg, classes, 32)
     x = _inputs()
     probs = np.asarray(model(x, training=False))
@@ -50,7 +53,7 @@ def test_models_output_class_probabilities_from_their_last_layer(family, task):
     # the model has dropout, and it is off at inference: each Dropout layer passes its own
     # input through unchanged at inference and zeroes some units in training. (Comparing two
     # whole-model calls instead was flaky under load: the tiny backbone's standardisation
-    # amplifies the CPU's run-to-run float noise.)
+    # amplifies the CPU's run-to-run float noise; BatchNorm moves in a training call.)
     drops = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert drops and all(layer.rate > 0 for layer in drops)
     for layer in drops:
@@ -70,6 +73,26 @@ def test_binary_small_cnn_outputs_sigmoid_and_complement():
     probs = np.asarray(model(x))
     np.testing.assert_allclose(probs[:, :1], s, atol=1e-6)
     np.testing.assert_allclose(probs[:, 1:], 1.0 - s, atol=1e-6)
+
+
+def test_bn_gap_small_cnn_has_the_counted_weights_and_a_relu_cam_layer():
+    """The bn_gap blocks: conv (no bias), BatchNorm (momentum 0.9), ReLU, max-pool; global
+    average pooling, not a flatten. Weights counted by hand for filters (32, 64, 128, 128),
+    dense 64, binary: convs 3*3*(3*32 + 32*64 + 64*128 + 128*128), BatchNorm 4 per channel,
+    dense 128*64 + 64, the sigmoid unit 64 + 1 (the published blocks: 765 249)."""
+    from cxrlib.explain import ANY, NON_NEGATIVE, default_layer
+
+    build = lambda arch: models.build_model(ModelConfig(family="small_cnn", cnn_arch=arch),  # noqa: E731
+                                            TASK_CLASSES["binary"], 128)
+    model = build("bn_gap")
+    convs = 9 * (3 * 32 + 32 * 64 + 64 * 128 + 128 * 128)
+    assert model.count_params() == convs + 4 * (32 + 64 + 128 + 128) + 128 * 64 + 64 + 65 == 250_209
+    assert build("published").count_params() == 765_249
+    names = [layer.name for layer in model.layers]
+    assert "flatten" not in names and "gap" in names and models.FEATURE_LAYER not in names
+    assert names[1:5] == ["conv_0", "bn_0", "relu_0", "pool_0"]
+    assert {model.get_layer(f"bn_{i}").momentum for i in range(4)} == {0.9}
+    assert default_layer(model, ANY) == default_layer(model, NON_NEGATIVE) == "relu_3"
 
 
 def test_mobilenetv2_random_is_flat_with_cam_layers_and_scaling():

@@ -16,7 +16,9 @@ probabilities in task class order (see docs/INTERFACES.md):
   standardisation (:func:`_tiny_reference_stats`), then the same ``global_pool`` + head, so the
   head-mode mechanics (cached features, :func:`backbone_and_head`) are testable without weights.
 * ``small_cnn``: conv + max-pool blocks per ``ModelConfig.cnn_filters``, flatten, dropout 0.2,
-  dense ``cnn_dense`` (relu), then softmax for 3 classes; for the binary task one sigmoid unit
+  dense ``cnn_dense`` (relu), then softmax for 3 classes (``cnn_arch="bn_gap"``: each conv
+  followed by BatchNormalization and a ``relu_<i>`` layer, and global average pooling (``gap``,
+  not ``global_pool``: the small CNN has no head mode) instead of the flatten); for the binary task one sigmoid unit
   ``s = P(COVID-19)`` and ``predictions = Concatenate([s, Rescaling(-1, offset=1)(s)])``, i.e.
   ``[s, 1 - s]``.
 """
@@ -107,10 +109,21 @@ def _tiny_reference_stats(conv_model, size: int) -> tuple[np.ndarray, np.ndarray
 
 def _small_cnn(keras, model_cfg: ModelConfig, inputs, n: int):
     x = inputs
+    bn_gap = model_cfg.cnn_arch == "bn_gap"
     for i, filters in enumerate(model_cfg.cnn_filters):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{i}")(x)
+        if bn_gap:
+            # momentum 0.9: with ~50 steps an epoch the Keras default 0.99 lags the weights so far
+            # that the inference-mode statistics called every validation film one class
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv_{i}")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn_{i}")(x)
+            x = keras.layers.ReLU(name=f"relu_{i}")(x)
+        else:
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool_{i}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
+    if bn_gap:
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)  # not FEATURE_LAYER: no head mode
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(0.2, name="dropout")(x)
     x = keras.layers.Dense(model_cfg.cnn_dense, activation="relu", name="dense")(x)
     if n == 2:

@@ -1,7 +1,9 @@
 """The configs' common base: a dict round-trip and a stable content hash (the run id's basis).
 
 Every field of a config that changes a result must be a field (not a global), and fields must be
-plain JSON values (str, int, float, bool, None, tuples of those).
+plain JSON values (str, int, float, bool, None, tuples of those). A field added after runs were
+recorded is declared with :func:`added_field`: while it holds its default it is left out of the
+identity (:meth:`_Config.identity_dict`), so every earlier run keeps its id.
 """
 from __future__ import annotations
 
@@ -13,6 +15,15 @@ import numbers
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+_ADDED = "cxr_added_field"
+
+
+def added_field(default: Any) -> Any:
+    """A dataclass field added to a config after runs were recorded under ids computed without
+    it: left out of the run identity while it holds ``default`` (which must be what those runs
+    did), so they keep their ids; any other value is part of the identity like any field."""
+    return dataclasses.field(default=default, metadata={_ADDED: True})
 
 
 def _plain(kind: str, value: Any) -> tuple[bool, Any]:
@@ -79,6 +90,15 @@ class _Config:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _jsonable(_as_declared(f.type, getattr(self, f.name)))
                 for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def identity_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the :func:`added_field` fields that hold their default: what
+        the run id hashes."""
+        d = self.to_dict()
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.metadata.get(_ADDED) and getattr(self, f.name) == f.default:
+                del d[f.name]
+        return d
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from cxrlib.core.config.base import _Config
+from cxrlib.core.config.base import _Config, added_field
 from cxrlib.core.config.preprocess import PreprocessConfig
 from cxrlib.core.config.train import TrainConfig
 
@@ -32,6 +32,10 @@ HEAD_FAMILIES = ("mobilenetv2", "tiny")
 and always trains all its layers (a ``RunConfig`` says so: its train mode is ``"finetune"``)."""
 
 
+CNN_ARCHS = ("published", "bn_gap")
+"""The small CNN's block designs (``ModelConfig.cnn_arch``)."""
+
+
 @dataclass(frozen=True)
 class ModelConfig(_Config):
     """Model family and architecture.
@@ -44,6 +48,11 @@ class ModelConfig(_Config):
         head_dropout: dropout after each head layer (published 0.7, 0.5, 0.3, 0.3).
         cnn_filters: filters of the small CNN's conv + max-pool blocks.
         cnn_dense: units of the small CNN's dense layer before the output.
+        cnn_arch: the small CNN's blocks (:data:`CNN_ARCHS`): ``"published"`` (convolution with
+            ReLU, max-pool; flatten before the dense layer) or ``"bn_gap"`` (convolution,
+            BatchNormalization, ReLU, max-pool; global average pooling before the dense layer:
+            a third of the weights, chosen on validation by bench/train.py). Other families
+            keep the default.
     """
 
     family: str = "mobilenetv2"
@@ -52,11 +61,16 @@ class ModelConfig(_Config):
     head_dropout: tuple[float, ...] = (0.7, 0.5, 0.3, 0.3)
     cnn_filters: tuple[int, ...] = (32, 64, 128, 128)
     cnn_dense: int = 64
+    cnn_arch: str = added_field("published")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.family not in ("mobilenetv2", "small_cnn", "tiny"):
             raise ValueError(f"unknown model family {self.family!r}")
+        if self.cnn_arch not in CNN_ARCHS:
+            raise ValueError(f"cnn_arch must be one of {CNN_ARCHS}, not {self.cnn_arch!r}")
+        if self.family != "small_cnn":  # no effect there: one run id
+            object.__setattr__(self, "cnn_arch", "published")
         if self.weights not in ("imagenet", "random"):
             raise ValueError("weights must be 'imagenet' or 'random'")
         if len(self.head_units) != len(self.head_dropout):
@@ -171,7 +185,7 @@ class RunConfig(_Config):
     def identity(self) -> dict[str, Any]:
         """The part of the config that defines results: the dataset root path is left out
         (the dataset fingerprint stands for its content), so a moved dataset keeps its runs."""
-        d = self.to_dict()
+        d = {f.name: getattr(self, f.name).identity_dict() for f in dataclasses.fields(self)}
         d["data"] = {k: v for k, v in d["data"].items() if k != "root"}
         return d
 
