@@ -32,7 +32,8 @@ Then (unless ``--skip-recipes``; in ``--workspace`` when given, reusing its fini
   patient-bootstrap intervals ``finetune_accuracy_ci95`` / ``finetune_macro_auc_ci95`` (is a
   miss more than the 360 test films can tell?); and ``finetune_random_split_accuracy``: the
   same recipe on a random split of the same fractions;
-* ``binary_small_cnn``: CLAHE + small CNN, COVID-19 vs Normal, input size (``--cnn-sizes``) and
+* ``binary_small_cnn``: CLAHE + small CNN, COVID-19 vs Normal, blocks (published at
+  ``--cnn-sizes``, BatchNorm + global average pooling at ``--bn-gap-sizes``) and
   augmentation (small rotations without flip / none) chosen by validation loss on a random
   70/10/20 split (images independent, as published; the published fractions were 80/10/10);
   accuracy (with ``accuracy_ci95``), sensitivity, specificity, AUC (``macro_auc_ci95``),
@@ -56,6 +57,7 @@ from pathlib import Path
 from _common import ROOT, SHARED, WEIGHTS, isolated_env
 
 DEFAULT_DATA = SHARED / "datasets" / "cxr3"
+BINARY_TARGETS = {"accuracy": 0.96, "sensitivity": 0.947, "specificity": 0.966, "train_s": 300}
 TARGETS = {"cold_s": 120, "warm_s": 20, "hit_s": 1, "bootstrap_s": 3, "accuracy": 0.956,
            "macro_auc": 0.99}
 
@@ -155,13 +157,18 @@ def recipes(args, result: dict) -> None:
         args.workspace.mkdir(parents=True, exist_ok=True)
         os.environ["CXR_WORKSPACE"] = str(args.workspace)
     sizes = {k: [int(v) for v in getattr(args, k).split(",") if v]
-             for k in ("head_sizes", "finetune_sizes", "cnn_sizes")}
+             for k in ("head_sizes", "finetune_sizes", "cnn_sizes", "bn_gap_sizes")}
     fp = runner.dataset_fingerprint(RunConfig(data=DataConfig(root=str(args.data))))
     result.update(train_recipes.finetune_section(args.data, fp, _timed_run,
                                                  head_sizes=sizes["head_sizes"],
                                                  finetune_sizes=sizes["finetune_sizes"]))
     result["binary_small_cnn"] = train_recipes.binary_section(
-        args.data, runner.dataset_fingerprint, _timed_run, sizes=sizes["cnn_sizes"])
+        args.data, runner.dataset_fingerprint, _timed_run, sizes=sizes["cnn_sizes"],
+        bn_gap_sizes=sizes["bn_gap_sizes"])
+    small = result["binary_small_cnn"]  # the published ~96 % / 94.7 % / 96.6 %, random split
+    small["targets"] = BINARY_TARGETS
+    small["met"] = {k: small[k] <= v if k.endswith("_s") else small[k] >= v
+                    for k, v in BINARY_TARGETS.items()}
     mw = train_recipes.multiworker_check()
     result.update(multiworker_ok=mw["ok"], multiworker=mw)
     print(f"2-worker run on 127.0.0.1: ok={mw['ok']} ({mw})", flush=True)
@@ -184,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune-sizes", default="224,288",
                         help="fine-tune recipe candidate input sizes")
     parser.add_argument("--cnn-sizes", default="128,160", help="small CNN candidate input sizes")
+    parser.add_argument("--bn-gap-sizes", default="128",
+                        help="input sizes of the small CNN candidates with BatchNorm + GAP blocks")
     parser.add_argument("--skip-recipes", action="store_true", help="only the cache tiers")
     args = parser.parse_args(argv)
     if not (args.data / "manifest.csv").exists() or not WEIGHTS.exists():

@@ -154,3 +154,29 @@ def test_the_recipe_mode_builds_the_validated_finetune_recipe(app):
     assert f"→ {FINETUNE_RECIPE_SIZE} px" in captions  # the recipe's input size
     at.radio(key="tr_mode_mobilenetv2").set_value("finetune").run()
     assert "→ 224 px" in " ".join(texts(at.caption))  # the published fine-tune keeps 224
+
+
+def test_the_small_cnn_starts_from_its_recipe_and_its_blocks_can_be_chosen(app, monkeypatch):
+    import app_services
+    from cxrlib.core.config import TrainConfig
+
+    asked = []
+    real = app_services.find_run
+    monkeypatch.setattr(app_services, "find_run", lambda cfg, fp: asked.append(cfg) or real(cfg, fp))
+    at = app(PAGE)
+    at.selectbox(key="tr_family").set_value("small_cnn").run()
+    assert not at.exception
+    cfg = asked[-1]
+    assert (cfg.model.cnn_arch, cfg.preprocess.size, cfg.preprocess.steps) == ("bn_gap", 128, ("clahe",))
+    assert cfg.train == TrainConfig(mode="finetune", epochs=20, learning_rate=2e-3, schedule="cosine",
+                                    warmup_epochs=1, early_stopping=5, augment=False)
+    assert not [r for r in at.radio if r.key == "tr_cnn_arch"]  # the recipe fixes its blocks
+    at.radio(key="tr_mode_small_cnn").set_value("finetune").run()
+    assert not at.exception and asked[-1].model.cnn_arch == "published"  # the published defaults
+    assert asked[-1].train.epochs == 50 and asked[-1].preprocess.size == 224
+    at.radio(key="tr_cnn_arch").set_value("bn_gap").run()
+    assert not at.exception
+    assert (asked[-1].model.family, asked[-1].model.cnn_arch) == ("small_cnn", "bn_gap")
+    at.selectbox(key="tr_family").set_value("tiny").run()  # no blocks choice there
+    assert not at.exception and asked[-1].model.cnn_arch == "published"
+    assert not [r for r in at.radio if r.key == "tr_cnn_arch"]

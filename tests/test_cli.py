@@ -43,7 +43,8 @@ def test_flags_build_the_expected_config(tmp_path):
         "train", "--data", "/d", "--task", "binary", "--model", "small_cnn", "--weights", "random",
         "--mode", "finetune", "--split", "random", "--test-fraction", "0.1", "--val-fraction", "0",
         "--epochs", "7", "--batch-size", "8", "--lr", "0.01", "--no-augment", "--early-stopping", "3",
-        "--seed", "5", "--clahe-clip", "3.0", "--clahe-grid", "4", "--gamma", "0.8", "--size", "128"])
+        "--seed", "5", "--clahe-clip", "3.0", "--clahe-grid", "4", "--gamma", "0.8", "--size", "128",
+        "--published-finetune"])  # over the published defaults (the recipe's own test: below)
     expected = RunConfig(
         data=DataConfig(root="/d", task="binary"),
         preprocess=PreprocessConfig(steps=("clahe",), clahe_clip_limit=3.0, clahe_tile_grid=4,
@@ -246,3 +247,25 @@ def test_small_cnn_trains_all_layers_so_its_flags_are_kept(capsys, workspace):
         "finetune", False, "cosine", 1)
     assert main(["train", "--model", "small_cnn", "--mode", "head"]) == 2
     assert "small CNN" in capsys.readouterr().err
+
+
+def test_the_small_cnn_starts_from_its_recipe_and_cnn_arch_is_a_small_cnn_flag(capsys, workspace):
+    from cxrlib.core.config import ModelConfig, PreprocessConfig, TrainConfig
+
+    parse = lambda *flags: config_from_args(build_parser().parse_args(["train", *flags]))  # noqa: E731
+    recipe = parse("--model", "small_cnn", "--seed", "3")
+    assert recipe.model == ModelConfig(family="small_cnn", cnn_arch="bn_gap")
+    assert recipe.preprocess == PreprocessConfig(steps=("clahe",), size=128)
+    assert recipe.train == TrainConfig(mode="finetune", epochs=20, learning_rate=2e-3,
+                                       schedule="cosine", warmup_epochs=1, early_stopping=5,
+                                       augment=False, seed=3)
+    # the flags still apply over it, and --published-finetune is the published small CNN
+    over = parse("--model", "small_cnn", "--cnn-arch", "published", "--size", "160", "--epochs", "9")
+    assert (over.model.cnn_arch, over.preprocess.size, over.train.epochs) == ("published", 160, 9)
+    published = parse("--model", "small_cnn", "--published-finetune")
+    assert published.model == ModelConfig(family="small_cnn")
+    assert published.preprocess.size == 224
+    assert published.train == TrainConfig(mode="finetune")
+    # a flag the model would ignore is refused, not dropped silently
+    assert main(["train", "--model", "mobilenetv2", "--cnn-arch", "bn_gap"]) == 2
+    assert "--cnn-arch is a small CNN setting" in capsys.readouterr().err

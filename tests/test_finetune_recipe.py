@@ -231,6 +231,8 @@ def test_cli_finetune_starts_from_the_recipe_and_flags_override_it():
     assert _cfg("--mode", "finetune", "--hflip").train == TrainConfig.finetune_recipe(hflip=True)
     published = _cfg("--mode", "finetune", "--published-finetune")
     assert published.train == TrainConfig(mode="finetune") and published.preprocess.size == 224
-    small = _cfg("--model", "small_cnn", "--mode", "finetune")
+    small = _cfg("--model", "small_cnn", "--mode", "finetune")  # the small CNN's own recipe
+    assert small.train == TrainConfig.small_cnn_recipe() and small.preprocess.size == 128
+    small = _cfg("--model", "small_cnn", "--published-finetune")
     assert small.train == TrainConfig(mode="finetune") and small.preprocess.size == 224
     assert _cfg().train == TrainConfig() and _cfg().preprocess.size == 224

@@ -10,8 +10,9 @@ from typing import Any
 from cxrlib.cli.common import EXIT_CANCELLED, EXIT_FAILED, UsageError, scan, warn
 from cxrlib.cli.workers import add_worker_args, cluster_role, release_if_finished, train_worker
 from cxrlib.core import paths
-from cxrlib.core.config import (FINETUNE_RECIPE_SIZE, HEAD_FAMILIES, PREPROCESS_STEPS, SCHEDULES,
-                                TTA_MODES, PreprocessConfig, RunConfig, TrainConfig)
+from cxrlib.core.config import (CNN_ARCHS, FINETUNE_RECIPE_SIZE, HEAD_FAMILIES, PREPROCESS_STEPS,
+                                SCHEDULES, SMALL_CNN_RECIPE_SIZE, TTA_MODES, PreprocessConfig,
+                                RunConfig, TrainConfig)
 
 
 def register(sub) -> None:
@@ -55,14 +56,20 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument("--model", choices=("mobilenetv2", "small_cnn", "tiny"), help=f"default {d.model.family}")
     g.add_argument("--weights", choices=("imagenet", "random"), help=f"default {d.model.weights}")
+    g.add_argument("--cnn-arch", choices=CNN_ARCHS,
+                   help="small CNN blocks: bn_gap (conv, BatchNorm, ReLU, max-pool; global average "
+                        "pooling: the recipe's) or published (conv, max-pool, flatten)")
     g.add_argument("--mode", choices=("head", "finetune"),
                    help="head: frozen backbone, cached features (fast on CPU; default); finetune: "
                         "MobileNetV2 starts from the validated recipe (TrainConfig.finetune_recipe: "
                         "from the trained head, block_13 up, BatchNorm frozen, lr 1e-4, warm-up + "
                         "cosine, early stopping); the flags below override its values. The "
-                        "small CNN always trains all its layers (finetune)")
+                        "small CNN always trains all its layers (finetune), from its validated "
+                        "recipe (TrainConfig.small_cnn_recipe: bn_gap blocks, 128 px, peak lr "
+                        "2e-3, warm-up + cosine over 20 epochs, early stopping, no augmentation)")
     g.add_argument("--published-finetune", action="store_true",
-                   help="finetune: the published recipe instead (all layers, lr 1e-3, plateau)")
+                   help="finetune: the published recipe instead (all layers, lr 1e-3, plateau; "
+                        "the small CNN: published blocks, 224 px, 50 epochs, rotation + flip)")
     g.add_argument("--epochs", type=int, help=f"default {d.train.epochs}")
     g.add_argument("--batch-size", type=int, help=f"default {d.train.batch_size}")
     g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.train.learning_rate})")
@@ -121,6 +128,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if not args.config and args.data is None:
         data = data.replace(root=str(paths.default_data_dir()))
     model = base.model.replace(**pick(family=args.model, weights=args.weights))
+    cnn_recipe = _uses_cnn_recipe(base, args, model.family)
+    model = model.replace(**pick(cnn_arch=args.cnn_arch or ("bn_gap" if cnn_recipe else None)))
+    if args.cnn_arch is not None and model.family != "small_cnn":
+        raise ValueError(f"--cnn-arch is a small CNN setting; --model {model.family} has none")
     if model.family not in HEAD_FAMILIES and args.mode == "head":
         raise ValueError("the small CNN has no pretrained backbone to freeze: it always trains "
                          "all its layers (--mode finetune, its default), not --mode head")
@@ -130,11 +141,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             s.strip() for s in args.steps.split(",") if s.strip())
     elif args.model == "small_cnn" and not args.config:
         steps = PreprocessConfig.published_clahe().steps
+    recipe_size = (FINETUNE_RECIPE_SIZE if _uses_recipe(base, args, model.family)
+                   else SMALL_CNN_RECIPE_SIZE if cnn_recipe else None)
     preprocess = base.preprocess.replace(**pick(
         steps=steps, wb_percentile=args.wb_percentile, clahe_clip_limit=args.clahe_clip,
         clahe_tile_grid=args.clahe_grid, gamma=args.gamma,
-        size=FINETUNE_RECIPE_SIZE if args.size is None and _uses_recipe(base, args, model.family)
-        else args.size,
+        size=args.size if args.size is not None else recipe_size,
         lung_crop_margin=args.lung_crop_margin))
     split = base.split.replace(**pick(kind=args.split, test_fraction=args.test_fraction,
                                       val_fraction=args.val_fraction, seed=args.seed))
@@ -163,13 +175,24 @@ def _uses_recipe(base: RunConfig, args: argparse.Namespace, family: str) -> bool
             and not getattr(args, "published_finetune", False))
 
 
+def _uses_cnn_recipe(base: RunConfig, args: argparse.Namespace, family: str) -> bool:
+    """Whether ``--model small_cnn`` starts from the small CNN recipe: a switch to the small CNN
+    (from the defaults or another family's ``--config``) without ``--published-finetune``."""
+    return (family == "small_cnn" and base.model.family != "small_cnn"
+            and not getattr(args, "published_finetune", False))
+
+
 def _train_base(base: RunConfig, args: argparse.Namespace, family: str) -> TrainConfig:
     """The TrainConfig the flags apply to: switching a MobileNetV2 head config to ``--mode
     finetune`` starts from :meth:`TrainConfig.finetune_recipe` (a head's learning rate is not a
-    fine-tune's; the recipe's input size is :data:`FINETUNE_RECIPE_SIZE` unless ``--size``),
-    or with ``--published-finetune`` from the published defaults."""
+    fine-tune's; the recipe's input size is :data:`FINETUNE_RECIPE_SIZE` unless ``--size``);
+    switching to the small CNN starts from :meth:`TrainConfig.small_cnn_recipe` (its blocks
+    ``bn_gap``, its size :data:`SMALL_CNN_RECIPE_SIZE`, unless ``--cnn-arch`` / ``--size``);
+    with ``--published-finetune`` either starts from the published defaults."""
     if _uses_recipe(base, args, family):
         return TrainConfig.finetune_recipe(seed=base.train.seed)
+    if _uses_cnn_recipe(base, args, family):
+        return TrainConfig.small_cnn_recipe(seed=base.train.seed)
     if args.mode == "finetune" and base.train.mode != "finetune" and family == "mobilenetv2":
         return TrainConfig(mode="finetune", seed=base.train.seed)  # --published-finetune
     if family not in HEAD_FAMILIES and base.train.mode == "head":
