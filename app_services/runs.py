@@ -42,7 +42,7 @@ def get_run(run_id: str | None):
 def run_title(run) -> str:
     """Short id, model family / mode and split kind, e.g. ``1a2b3c4d · tiny/head, grouped split``."""
     cfg = safe(lambda: run.config)
-    what = f" · {cfg.model.family}/{cfg.train.mode}, {cfg.split.kind} split" if cfg else ""
+    what = f" · {cfg.model.label}/{cfg.train.mode}, {cfg.split.kind} split" if cfg else ""
     return run.id[:8] + what
 
 
@@ -106,7 +106,7 @@ def require_run():
 
 
 FAMILY_LABELS = {"mobilenetv2": "MobileNetV2 (ImageNet transfer learning, published 3-class)",
-                 "small_cnn": "Small CNN (published CLAHE binary pipeline)",
+                 "small_cnn": "Small CNN (the CLAHE binary pipeline)",
                  "tiny": "Tiny (a few-kilobyte backbone: seconds on a CPU, for demos)"}
 
 
@@ -135,6 +135,9 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
                            "(TrainConfig.finetune_recipe, chosen on validation); its epochs and "
                            "learning rate are the recipe's.")
     recipe = mode == "recipe"
+    if recipe:
+        left.caption("The recipe sets its own epochs, learning rate and early stopping; those "
+                     "widgets apply to the other modes.")
     weights, arch = "imagenet", "bn_gap" if recipe else "published"
     if cnn and not recipe:
         arch = left.radio("Blocks", CNN_ARCHS, horizontal=True, key="tr_cnn_arch",

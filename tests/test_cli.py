@@ -240,8 +240,8 @@ def test_small_cnn_trains_all_layers_so_its_flags_are_kept(capsys, workspace):
     """The small CNN has no pretrained backbone, so it has no head mode: without --mode the CLI
     used to give it the head-mode default, whose canonical form drops the fine-tune settings, so
     --no-augment was silently ignored (and the engine trained it with augmentation)."""
-    args = build_parser().parse_args(["train", "--model", "small_cnn", "--no-augment",
-                                      "--schedule", "cosine", "--warmup-epochs", "1"])
+    args = build_parser().parse_args(["train", "--model", "small_cnn", "--published-finetune",
+                                      "--no-augment", "--schedule", "cosine", "--warmup-epochs", "1"])
     train = config_from_args(args).train
     assert (train.mode, train.augment, train.schedule, train.warmup_epochs) == (
         "finetune", False, "cosine", 1)
@@ -266,6 +266,22 @@ def test_the_small_cnn_starts_from_its_recipe_and_cnn_arch_is_a_small_cnn_flag(c
     assert published.model == ModelConfig(family="small_cnn")
     assert published.preprocess.size == 224
     assert published.train == TrainConfig(mode="finetune")
+    # --augment gives the recipe rotations without a flip; a rotation with augmentation off,
+    # and a pretrained backbone's settings, are refused (they would be dropped, or freeze
+    # untrained BatchNorm statistics)
+    assert parse("--model", "small_cnn", "--augment", "--rotation", "0.1").train == TrainConfig(
+        mode="finetune", epochs=20, learning_rate=2e-3, schedule="cosine", warmup_epochs=1,
+        early_stopping=5, augment=True, rotation=0.1, hflip=False)
+    assert main(["train", "--model", "small_cnn", "--rotation", "0.1"]) == 2
+    assert "add --augment" in capsys.readouterr().err
+    for flag in ("--freeze-bn", "--init-from-head", "--finetune-from=block_1"):
+        assert main(["train", "--model", "small_cnn", flag]) == 2
+        assert "pretrained backbone" in capsys.readouterr().err
+    # over another family's --config, the recipe takes its preprocessing too (CLAHE)
+    record = workspace.parent / "mnv2.json"
+    record.write_text(json.dumps(parse("--size", "192").to_dict()))
+    over = parse("--config", str(record), "--model", "small_cnn")
+    assert over.preprocess == PreprocessConfig(steps=("clahe",), size=128)
     # a flag the model would ignore is refused, not dropped silently
     assert main(["train", "--model", "mobilenetv2", "--cnn-arch", "bn_gap"]) == 2
     assert "--cnn-arch is a small CNN setting" in capsys.readouterr().err

@@ -33,6 +33,7 @@ def test_a_field_added_later_keeps_every_earlier_run_id():
     bn = small.replace(model=small.model.replace(cnn_arch="bn_gap"))
     assert run_id(bn, "f" * 16) != run_id(small, "f" * 16)
     assert RunConfig.from_dict(bn.to_dict()) == bn
+    assert (small.model.label, bn.model.label) == ("small_cnn", "small_cnn[bn_gap]")
     # no small CNN, no effect: one id
     assert ModelConfig(cnn_arch="bn_gap") == ModelConfig()
     with pytest.raises(ValueError, match="cnn_arch"):

@@ -437,5 +437,6 @@ def test_own_test_accuracy_without_predictions_is_the_metrics_figure():
     from cxrlib.evaluation.core import own_test_accuracy
 
     assert own_test_accuracy(_StubRun(pd.DataFrame(), {"accuracy": 0.875}), {"a": "A"}) == (0.875, {})
-    overall, per = own_test_accuracy(_StubRun(pd.DataFrame(), {}))
-    assert np.isnan(overall) and per == {}
+    for stored in ({}, {"accuracy": None}):  # none, or a null in a hand-edited metrics.json
+        overall, per = own_test_accuracy(_StubRun(pd.DataFrame(), stored))
+        assert np.isnan(overall) and per == {}

@@ -186,9 +186,11 @@ def test_dataset_change_fails_the_run_clearly(synthetic_dataset, workspace):
     assert status["state"] == "failed" and "DatasetChanged" in status["error"]
 
 
-def test_binary_small_cnn_finetune_resumes_after_interruption(synthetic_dataset, workspace):
+@pytest.mark.parametrize("arch", ["published", "bn_gap"])
+def test_binary_small_cnn_finetune_resumes_after_interruption(synthetic_dataset, workspace, arch):
     cfg = _cfg(synthetic_dataset, task="binary", family="small_cnn", mode="finetune", epochs=3,
                batch_size=8, learning_rate=1e-3)
+    cfg = cfg.replace(model=cfg.model.replace(cnn_arch=arch))
     run = _run(cfg)
 
     def stop_in_epoch_two() -> bool:  # the first epoch's checkpoint is then on disk
@@ -208,6 +210,15 @@ def test_binary_small_cnn_finetune_resumes_after_interruption(synthetic_dataset,
     np.testing.assert_allclose(preds["p_COVID-19"] + preds["p_Normal"], 1.0, atol=1e-5)
     model = run.load_model()
     assert model.get_layer("p_positive").output.shape[-1] == 1
+    if arch == "bn_gap":
+        from cxrlib.explain import get_cam
+
+        # the saved model carries the BatchNorm statistics it learned (not the initial 0 / 1)
+        assert not np.allclose(model.get_layer("bn_0").moving_variance.numpy(), 1.0)
+        x = np.random.default_rng(0).random((2, SIZE, SIZE, 3), dtype=np.float32)
+        heat, probs = get_cam("gradcam", model)(x)
+        assert heat.shape[0] == 2 and np.isfinite(heat).all()
+        np.testing.assert_allclose(probs, np.asarray(model(x, training=False)), atol=1e-5)
 
 
 def test_head_training_is_deterministic(synthetic_dataset, tmp_path, monkeypatch):

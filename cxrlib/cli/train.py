@@ -73,6 +73,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help=f"default {d.train.epochs}")
     g.add_argument("--batch-size", type=int, help=f"default {d.train.batch_size}")
     g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.train.learning_rate})")
+    g.add_argument("--augment", dest="augment", action="store_const", const=True,
+                   help="random rotation (and flip, see --hflip) while training (default: on; "
+                        "off in the small CNN recipe)")
     g.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                    help="no random rotation / flip")
     g.add_argument("--rotation", type=float, help=f"max rotation, fraction of a turn (default {d.train.rotation})")
@@ -139,8 +142,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.steps is not None:
         steps = () if args.steps.strip().lower() in ("", "none") else tuple(
             s.strip() for s in args.steps.split(",") if s.strip())
-    elif args.model == "small_cnn" and not args.config:
-        steps = PreprocessConfig.published_clahe().steps
+    elif cnn_recipe or (args.model == "small_cnn" and not args.config):
+        steps = PreprocessConfig.published_clahe().steps  # the recipe's too, over another config
     recipe_size = (FINETUNE_RECIPE_SIZE if _uses_recipe(base, args, model.family)
                    else SMALL_CNN_RECIPE_SIZE if cnn_recipe else None)
     preprocess = base.preprocess.replace(**pick(
@@ -159,6 +162,18 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         warmup_epochs=args.warmup_epochs, tta=args.tta, seed=args.seed))
     if args.finetune_from == "all":  # every layer trains (None, which pick() would drop)
         train = train.replace(finetune_from=None)
+    if not train.augment and (args.rotation is not None or args.hflip):
+        raise ValueError("--rotation / --hflip say how films are augmented, but this run trains "
+                         "without augmentation (--no-augment, or the small CNN recipe's "
+                         "default): add --augment")
+    pretrained_only = [flag for flag, on in (("--init-from-head", train.init_from_head),
+                                             ("--freeze-bn", train.freeze_batchnorm),
+                                             ("--finetune-from", train.finetune_from is not None))
+                       if on]
+    if model.family == "small_cnn" and pretrained_only:
+        raise ValueError(f"{', '.join(pretrained_only)}: settings of a pretrained backbone; the "
+                         "small CNN starts from random weights (frozen BatchNorm would keep its "
+                         "untrained statistics)")
     return RunConfig(data=data, preprocess=preprocess, model=model, split=split, train=train)
 
 
@@ -192,7 +207,10 @@ def _train_base(base: RunConfig, args: argparse.Namespace, family: str) -> Train
     if _uses_recipe(base, args, family):
         return TrainConfig.finetune_recipe(seed=base.train.seed)
     if _uses_cnn_recipe(base, args, family):
-        return TrainConfig.small_cnn_recipe(seed=base.train.seed)
+        # --augment here, before the canonical form of "no augmentation" forgets the recipe's
+        # hflip=False: rotations without a flip, as the bench's augmented candidate
+        return TrainConfig.small_cnn_recipe(seed=base.train.seed,
+                                            **({"augment": True} if args.augment else {}))
     if args.mode == "finetune" and base.train.mode != "finetune" and family == "mobilenetv2":
         return TrainConfig(mode="finetune", seed=base.train.seed)  # --published-finetune
     if family not in HEAD_FAMILIES and base.train.mode == "head":

@@ -78,7 +78,8 @@ def own_test_accuracy(run, sources: Mapping[str, str] | None = None) -> tuple[fl
     """
     p = run.predictions()
     if p.empty:
-        return float(run.metrics().get("accuracy", np.nan)), {}
+        stored = run.metrics().get("accuracy")
+        return (float(stored) if isinstance(stored, (int, float)) else float("nan")), {}
     p = test_rows(p)
     hit = p["label"].astype(str) == p["pred"].astype(str)
     per: dict[str, float] = {}

@@ -150,7 +150,7 @@ def headline(run: Run) -> dict[str, Any]:
         auc = metrics["auc"].get("macro")
     epochs = f"{status.get('epoch', 0) or 0}/{status.get('epochs', cfg.train.epochs)}"
     return {"id": run.id, "state": status.get("state", "?"), "task": cfg.data.task,
-            "model": cfg.model.family, "mode": cfg.train.mode, "split": cfg.split.kind,
+            "model": cfg.model.label, "mode": cfg.train.mode, "split": cfg.split.kind,
             "epochs": epochs, "accuracy": metrics.get("accuracy"), "macro_auc": auc,
             "created": run.created, "problem": None}
 
