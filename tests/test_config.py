@@ -53,6 +53,8 @@ def test_identity_ignores_dataset_location_but_not_task():
     lambda: PreprocessConfig(steps=("clahe", "clahe")),
     lambda: PreprocessConfig(wb_percentile=60),
     lambda: ModelConfig(family="resnet"),
+    lambda: ModelConfig(weights="pretrained"),
+    lambda: ModelConfig(head_units=(32, 16), head_dropout=(0.5,)),
     lambda: SplitConfig(test_fraction=0.6, val_fraction=0.5),
     lambda: TrainConfig(mode="scratch"),
     lambda: RunConfig.from_dict({"nonsense": {}}),

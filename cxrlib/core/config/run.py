@@ -71,16 +71,16 @@ class ModelConfig(_Config):
             raise ValueError(f"cnn_arch must be one of {CNN_ARCHS}, not {self.cnn_arch!r}")
         if self.family != "small_cnn":  # no effect there: one run id
             object.__setattr__(self, "cnn_arch", "published")
+        if self.weights not in ("imagenet", "random"):
+            raise ValueError("weights must be 'imagenet' or 'random'")
+        if len(self.head_units) != len(self.head_dropout):
+            raise ValueError("head_units and head_dropout must have the same length")
 
     @property
     def label(self) -> str:
         """The family, with the small CNN's blocks when not the published ones (``small_cnn``,
         ``small_cnn[bn_gap]``): how run lists name a run's model."""
         return self.family + ("" if self.cnn_arch == "published" else f"[{self.cnn_arch}]")
-        if self.weights not in ("imagenet", "random"):
-            raise ValueError("weights must be 'imagenet' or 'random'")
-        if len(self.head_units) != len(self.head_dropout):
-            raise ValueError("head_units and head_dropout must have the same length")
 
 
 @dataclass(frozen=True)
