@@ -6,8 +6,9 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.core.config import (CNN_ARCHS, FINETUNE_RECIPE_SIZE, SMALL_CNN_RECIPE_SIZE, DataConfig,
-                                ModelConfig, PreprocessConfig, RunConfig, SplitConfig, TrainConfig)
+from cxrlib.core.config import (CNN_ARCHS, FINETUNE_RECIPE_SIZE, SMALL_CNN_RECIPE_ARCH,
+                                SMALL_CNN_RECIPE_SIZE, DataConfig, ModelConfig, PreprocessConfig,
+                                RunConfig, SplitConfig, TrainConfig)
 
 from cxrlib.runs import registry
 
@@ -138,7 +139,7 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
     if recipe:
         left.caption("The recipe sets its own epochs, learning rate and early stopping; those "
                      "widgets apply to the other modes.")
-    weights, arch = "imagenet", "bn_gap" if recipe else "published"
+    weights, arch = "imagenet", SMALL_CNN_RECIPE_ARCH if cnn and recipe else "published"
     if cnn and not recipe:
         arch = left.radio("Blocks", CNN_ARCHS, horizontal=True, key="tr_cnn_arch",
                           persist_state="session",

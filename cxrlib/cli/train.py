@@ -11,8 +11,8 @@ from cxrlib.cli.common import EXIT_CANCELLED, EXIT_FAILED, UsageError, scan, war
 from cxrlib.cli.workers import add_worker_args, cluster_role, release_if_finished, train_worker
 from cxrlib.core import paths
 from cxrlib.core.config import (CNN_ARCHS, FINETUNE_RECIPE_SIZE, HEAD_FAMILIES, PREPROCESS_STEPS,
-                                SCHEDULES, SMALL_CNN_RECIPE_SIZE, TTA_MODES, PreprocessConfig,
-                                RunConfig, TrainConfig)
+                                SCHEDULES, SMALL_CNN_RECIPE_ARCH, SMALL_CNN_RECIPE_SIZE, TTA_MODES,
+                                PreprocessConfig, RunConfig, TrainConfig)
 
 
 def register(sub) -> None:
@@ -132,7 +132,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         data = data.replace(root=str(paths.default_data_dir()))
     model = base.model.replace(**pick(family=args.model, weights=args.weights))
     cnn_recipe = _uses_cnn_recipe(base, args, model.family)
-    model = model.replace(**pick(cnn_arch=args.cnn_arch or ("bn_gap" if cnn_recipe else None)))
+    recipe_arch = SMALL_CNN_RECIPE_ARCH if cnn_recipe else None
+    model = model.replace(**pick(cnn_arch=args.cnn_arch or recipe_arch))
     if args.cnn_arch is not None and model.family != "small_cnn":
         raise ValueError(f"--cnn-arch is a small CNN setting; --model {model.family} has none")
     if model.family not in HEAD_FAMILIES and args.mode == "head":
@@ -202,7 +203,7 @@ def _train_base(base: RunConfig, args: argparse.Namespace, family: str) -> Train
     finetune`` starts from :meth:`TrainConfig.finetune_recipe` (a head's learning rate is not a
     fine-tune's; the recipe's input size is :data:`FINETUNE_RECIPE_SIZE` unless ``--size``);
     switching to the small CNN starts from :meth:`TrainConfig.small_cnn_recipe` (its blocks
-    ``bn_gap``, its size :data:`SMALL_CNN_RECIPE_SIZE`, unless ``--cnn-arch`` / ``--size``);
+    :data:`SMALL_CNN_RECIPE_ARCH`, its size :data:`SMALL_CNN_RECIPE_SIZE`, unless ``--cnn-arch`` / ``--size``);
     with ``--published-finetune`` either starts from the published defaults."""
     if _uses_recipe(base, args, family):
         return TrainConfig.finetune_recipe(seed=base.train.seed)

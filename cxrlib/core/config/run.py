@@ -35,6 +35,9 @@ and always trains all its layers (a ``RunConfig`` says so: its train mode is ``"
 CNN_ARCHS = ("published", "bn_gap")
 """The small CNN's block designs (``ModelConfig.cnn_arch``)."""
 
+SMALL_CNN_RECIPE_ARCH = "bn_gap"
+"""The blocks of the small CNN recipe (trained as :meth:`TrainConfig.small_cnn_recipe`)."""
+
 
 @dataclass(frozen=True)
 class ModelConfig(_Config):

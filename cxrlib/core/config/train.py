@@ -133,8 +133,8 @@ class TrainConfig(_Config):
     @classmethod
     def small_cnn_recipe(cls, **overrides: Any) -> "TrainConfig":
         """How the small CNN recipe trains, chosen on the random-split VALIDATION films of cxr3's
-        COVID-19 vs Normal task (bench/train.py): with the ``bn_gap`` blocks
-        (``ModelConfig.cnn_arch``) at :data:`SMALL_CNN_RECIPE_SIZE` px, Adam at a peak rate of
+        COVID-19 vs Normal task (bench/train.py): with the blocks
+        :data:`cxrlib.core.config.SMALL_CNN_RECIPE_ARCH` (``ModelConfig.cnn_arch``) at :data:`SMALL_CNN_RECIPE_SIZE` px, Adam at a peak rate of
         2e-3 after 1 epoch of warm-up, cosine decay over 20 epochs, early stopping on
         validation loss (patience 5, best weights kept), no augmentation (small rotations
         scored worse on validation). About 4 minutes on the 2-core CPU. ``overrides`` replace
