@@ -198,3 +198,153 @@ def test_signed_pixels_with_a_negative_rescale_and_12_bits_in_16(tmp_path):
     ds = dataset(signed, bits=12, RescaleSlope=-1, RescaleIntercept=-100)
     ds.compress("1.2.840.10008.1.2.4.90")  # and through a lossless codec
     np.testing.assert_array_equal(read_film(save(ds, tmp_path / "sj.dcm")).pixels, minmax(modality))
+
+
+# ------------------------------------------------------------------ palette
+def _palette_dataset(red: np.ndarray, green: np.ndarray, blue: np.ndarray, idx: np.ndarray) -> Dataset:
+    ds = dataset(idx, bits=8)
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    for colour, lut in (("Red", red), ("Green", green), ("Blue", blue)):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(ds, f"{colour}PaletteColorLookupTableData", lut.astype("<u2").tobytes())
+    return ds
+
+
+def test_palette_color_applies_the_palette(tmp_path):
+    idx = EXPECTED  # stored indices 0..255
+    inverting = (255 - np.arange(256)) * 257  # a grey palette that inverts
+    path = save(_palette_dataset(inverting, inverting, inverting, idx), tmp_path / "pal.dcm")
+    film = read_film(path)
+    assert film.pixels.shape == (64, 64)  # a grey palette gives a grey film
+    np.testing.assert_array_equal(film.pixels, 255 - idx)
+    assert np.corrcoef(film.pixels.ravel(), idx.ravel())[0, 1] < -0.999  # read as stored it was +1
+
+    ramp = np.arange(256) * 257
+    path = save(_palette_dataset(ramp, ramp[::-1], np.zeros(256), idx), tmp_path / "colour.dcm")
+    pixels = read_film(path).pixels
+    assert pixels.shape == (64, 64, 3)
+    np.testing.assert_array_equal(pixels[..., 0], idx)
+    np.testing.assert_array_equal(pixels[..., 1], 255 - idx)
+    assert not pixels[..., 2].any()
+
+
+# ------------------------------------------------------------------ pixel padding
+def _padded_reference(values: np.ndarray, pad: np.ndarray, invert: bool = False) -> np.ndarray:
+    """The stretch over the film's own pixels only; padding black."""
+    v = values.astype(np.float64)
+    lo, hi = v[~pad].min(), v[~pad].max()
+    out = np.clip(np.round((v - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    out = 255 - out if invert else out
+    out[pad] = 0
+    return out
+
+
+def _border(width: int = 6) -> np.ndarray:
+    pad = np.ones(FILM.shape, bool)
+    pad[width:-width, width:-width] = False
+    return pad
+
+
+def test_pixel_padding_value_is_kept_out_of_the_stretch_and_shown_black(tmp_path):
+    pad = _border()
+    arr = FILM.copy()
+    arr[pad] = 0
+    path = save(dataset(arr, PixelPaddingValue=0), tmp_path / "pad.dcm")
+    pixels = read_film(path).pixels
+    np.testing.assert_array_equal(pixels, _padded_reference(arr, pad))
+    assert pixels[~pad].max() == 255 and pixels[~pad].min() == 0  # the film keeps the full range
+    assert not pixels[pad].any()
+    # without the padding tag the border takes part in the stretch (what happened before)
+    assert read_film(save(dataset(arr), tmp_path / "plain.dcm")).pixels[~pad].min() > 0
+
+
+def test_pixel_padding_range_limit_on_monochrome1_and_on_signed_pixels(tmp_path):
+    pad = _border(4)
+    arr = FILM.copy()
+    arr[pad] = np.random.default_rng(3).integers(4000, 4096, int(pad.sum()))
+    path = save(dataset(arr, "MONOCHROME1", PixelPaddingValue=4095, PixelPaddingRangeLimit=4000),
+                tmp_path / "range.dcm")
+    pixels = read_film(path).pixels
+    np.testing.assert_array_equal(pixels, _padded_reference(arr, pad, invert=True))
+    assert not pixels[pad].any()  # black, not white, after the MONOCHROME1 inversion
+
+    signed = (FILM.astype(np.int32) - 2048).astype(np.int16)
+    signed[pad] = -2048
+    ds = dataset(signed, PixelPaddingValue=-2048, RescaleIntercept=1024)
+    ds.compress("1.2.840.10008.1.2.5")
+    pixels = read_film(save(ds, tmp_path / "signed.dcm")).pixels
+    np.testing.assert_array_equal(pixels, _padded_reference(signed, pad))
+
+
+# ------------------------------------------------------------------ multi-frame
+def test_multi_frame_decodes_only_the_first_frame_with_a_warning(tmp_path, monkeypatch):
+    from pydicom.pixels.decoders import RLELosslessDecoder
+
+    frames = np.stack([FILM, FILM[::-1], FILM[:, ::-1], 4095 - FILM])
+    ds = dataset(frames)
+    ds.compress("1.2.840.10008.1.2.5")
+    path = save(ds, tmp_path / "multi.dcm")
+    decoded = []
+    plugin = RLELosslessDecoder._available["pydicom"]
+    monkeypatch.setitem(RLELosslessDecoder._available, "pydicom",
+                        lambda src, runner: decoded.append(1) or plugin(src, runner))
+    film = read_film(path)
+    np.testing.assert_array_equal(film.pixels, EXPECTED)
+    assert len(decoded) == 1  # one frame decoded, not four
+    assert film.meta.extra["decoder_warnings"] == ["multi-frame DICOM: only the first of 4 frames is read"]
+
+    # the pixel cap counts every frame, at the header scan and at decode
+    cap = 4 * 64 * 64 - 1
+    expected = "image too large: 64 x 64 x 4 frames = 0.0 MP exceeds the limit of 0.0 MP"
+    assert reason(read_header, path, max_pixels=cap) == expected
+    assert reason(read_film, path, max_pixels=cap) == expected
+    assert read_film(path, max_pixels=cap + 1).pixels.shape == (64, 64)
+
+
+# ------------------------------------------------------------------ no pixel data
+def test_an_sr_and_a_dicomdir_are_not_images_named_by_their_sop_class(tmp_path):
+    from pydicom.uid import ComprehensiveSRStorage, MediaStorageDirectoryStorage
+
+    sr = Dataset()
+    sr.file_meta = FileMetaDataset()
+    sr.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    sr.file_meta.MediaStorageSOPClassUID = sr.SOPClassUID = ComprehensiveSRStorage
+    sr.file_meta.MediaStorageSOPInstanceUID = sr.SOPInstanceUID = generate_uid()
+    sr.Modality, sr.ValueType = "SR", "CONTAINER"
+    path = save(sr, tmp_path / "report.dcm")
+    expected = ("not an image: a DICOM Comprehensive SR Storage (1.2.840.10008.5.1.4.1.1.88.33) "
+                "without pixel data")
+    assert reason(read_header, path) == expected and reason(read_film, path) == expected
+
+    dicomdir = Dataset()
+    dicomdir.file_meta = FileMetaDataset()
+    dicomdir.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dicomdir.file_meta.MediaStorageSOPClassUID = MediaStorageDirectoryStorage
+    dicomdir.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    dicomdir.FileSetID, dicomdir.DirectoryRecordSequence = "CXR", []
+    path = save(dicomdir, tmp_path / "DICOMDIR")
+    expected = "not an image: a DICOM Media Storage Directory Storage (1.2.840.10008.1.3.10) without pixel data"
+    assert reason(read_header, path) == expected and reason(read_film, path) == expected
+
+
+# ------------------------------------------------------------------ undecodable syntaxes
+def test_a_syntax_without_a_decoder_names_itself_and_the_fix_in_one_line(tmp_path, monkeypatch):
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels.decoders import JPEGLSLosslessDecoder
+
+    ds = dataset(FILM)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.65"  # hierarchical JPEG: no decoder in pydicom
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xde" + bytes(64) + b"\xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    path = save(ds, tmp_path / "hierarchical.dcm")
+    assert read_header(path).width == 64  # the header is fine; the pixels cannot be read
+    assert reason(read_film, path) == (
+        "cannot decode DICOM pixel data: transfer syntax 1.2.840.10008.1.2.4.65 (JPEG Lossless, Hierarchical "
+        "(Process 28)) has no decoder in pydicom; convert the file to an uncompressed or JPEG Lossless syntax first "
+        "(e.g. with dcmtk's dcmconv or gdcmconv)")
+
+    path = _compressed("1.2.840.10008.1.2.4.80")(tmp_path)
+    monkeypatch.setattr(JPEGLSLosslessDecoder, "_available", {})  # as on a machine without pyjpegls
+    assert reason(read_film, path) == (
+        "cannot decode DICOM pixel data: transfer syntax 1.2.840.10008.1.2.4.80 (JPEG-LS Lossless Image "
+        "Compression) needs a decoder that is not installed: pip install pyjpegls (pinned in requirements.txt)")
