@@ -28,6 +28,7 @@ Rules (the same for files and uploaded bytes):
   Every standard transfer syntax decodes through pydicom's plugins (:mod:`.dicom`, docs/dicom.md).
 """
 from cxrlib.data.imageio.decode import decode_film, read_film, stretch_to_uint8, to_uint8
+from cxrlib.data.imageio.dicom import patient_fields
 from cxrlib.data.imageio.film import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES,
                                       MIN_FILM_SIDE, Film, ImageMeta, ImageReadError,
                                       min_film_side)
@@ -36,5 +37,5 @@ from cxrlib.data.imageio.jpeg import jpeg_quality
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MIN_FILM_SIDE", "Film",
            "ImageMeta", "ImageReadError", "check_min_side", "check_size", "decode_film",
-           "jpeg_quality", "min_film_side", "read_film", "read_header", "stretch_to_uint8",
+           "jpeg_quality", "min_film_side", "patient_fields", "read_film", "read_header", "stretch_to_uint8",
            "to_uint8"]

@@ -177,3 +177,24 @@ def decode_dicom(data: bytes, where: str, meta: ImageMeta) -> np.ndarray:
     if mask is not None:
         grey[mask] = 0
     return grey
+
+
+PATIENT_TAGS = {"PatientName": "patient name", "PatientID": "patient id (DICOM)",
+                "PatientBirthDate": "birth date"}
+"""The DICOM elements that identify a patient, read only on request (:func:`patient_fields`).
+Nothing else in cxrlib reads them: scans, run folders, exports and logs never hold them."""
+
+
+def patient_fields(path: str) -> dict[str, str]:
+    """A DICOM film's patient name, id and birth date, for a display the user asked for.
+
+    Returns:
+        ``{label: value}`` for the elements present (empty for a non-DICOM or unreadable file).
+    """
+    import pydicom  # noqa: PLC0415
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=list(PATIENT_TAGS))
+    except Exception:  # noqa: BLE001 - not a DICOM, or unreadable: nothing to show
+        return {}
+    return {label: str(ds.get(tag)) for tag, label in PATIENT_TAGS.items() if str(ds.get(tag) or "")}
