@@ -277,7 +277,7 @@ def film_meta_table(path: str, row, *, patient: bool = False):
     info.update({k: v for k, v in (meta.extra or {}).items() if isinstance(v, (str, int, float))})
     if meta.extra.get("decoder_warnings"):
         info["warnings"] = "; ".join(meta.extra["decoder_warnings"])
-    if patient:
+    if patient and meta.format == "DICOM":
         info.update(imageio.patient_fields(path))
     return pd.DataFrame([{"field": k, "value": str(v)} for k, v in info.items()
                          if v not in (None, "")])

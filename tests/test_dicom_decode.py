@@ -348,3 +348,18 @@ def test_a_syntax_without_a_decoder_names_itself_and_the_fix_in_one_line(tmp_pat
     assert reason(read_film, path) == (
         "cannot decode DICOM pixel data: transfer syntax 1.2.840.10008.1.2.4.80 (JPEG-LS Lossless Image "
         "Compression) needs a decoder that is not installed: pip install pyjpegls (pinned in requirements.txt)")
+
+
+def test_jpeg_ls_prefers_pyjpegls_and_falls_back_to_pydicoms_order(tmp_path, monkeypatch):
+    from pydicom.pixels.decoders import JPEGLSLosslessDecoder
+
+    path = _compressed("1.2.840.10008.1.2.4.80")(tmp_path)
+    used = []
+    for name, plugin in list(JPEGLSLosslessDecoder._available.items()):
+        monkeypatch.setitem(JPEGLSLosslessDecoder._available, name,
+                            lambda src, runner, name=name, plugin=plugin: used.append(name) or plugin(src, runner))
+    np.testing.assert_array_equal(read_film(path).pixels, EXPECTED)
+    assert used == ["pyjpegls"]
+    monkeypatch.delitem(JPEGLSLosslessDecoder._available, "pyjpegls")  # as without pyjpegls
+    np.testing.assert_array_equal(read_film(path).pixels, EXPECTED)
+    assert used == ["pyjpegls", "pylibjpeg"]

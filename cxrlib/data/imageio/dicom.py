@@ -39,6 +39,13 @@ PLUGINS = {
 }
 """Transfer syntax UID -> the pip packages (pinned in requirements.txt) whose plugin decodes it."""
 
+FASTEST_PLUGIN = {"1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls"}
+"""Plugins tried first where pydicom's own order (pylibjpeg first once installed) is slower:
+pyjpegls decodes JPEG-LS ~4x faster (15 vs 55 ms a 512 px film here), with the same output (a
+JPEG-LS decoder is exact). Pillow decodes 8-bit JPEG Baseline ~3x faster too, but its IDCT gives
+other values than libjpeg's, so pydicom's order stays there. When the plugin is missing or fails
+on a file, pydicom's order is tried next."""
+
 _NAMES = {  # syntaxes newer than pydicom 3.0's UID dictionary
     "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
     "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
@@ -61,7 +68,7 @@ def undecodable_reason(uid: str) -> str | None:
 
     try:
         decoder = get_decoder(uid)
-    except NotImplementedError:
+    except Exception:  # noqa: BLE001 - NotImplementedError: pydicom has no decoder for this UID
         return (f"cannot decode DICOM pixel data: transfer syntax {uid} ({syntax_name(uid)}) has no "
                 "decoder in pydicom; convert the file to an uncompressed or JPEG Lossless syntax "
                 "first (e.g. with dcmtk's dcmconv or gdcmconv)")
@@ -118,6 +125,16 @@ def _as_stored(value: Any, stored: np.ndarray, ds: Any) -> int | None:
     return value
 
 
+def _first_frame(ds: Any, uid: str, pixel_array: Any) -> np.ndarray:
+    """Frame 0 of the pixel data, through :data:`FASTEST_PLUGIN` first where it names one."""
+    if uid in FASTEST_PLUGIN:
+        try:
+            return pixel_array(ds, index=0, decoding_plugin=FASTEST_PLUGIN[uid])
+        except Exception:  # noqa: BLE001 - not installed, or failed on this file: pydicom's order
+            pass
+    return pixel_array(ds, index=0)
+
+
 def decode_dicom(data: bytes, where: str, meta: ImageMeta) -> np.ndarray:
     """The first frame of a DICOM file's pixel data as uint8, following the module's rules.
 
@@ -142,7 +159,7 @@ def decode_dicom(data: bytes, where: str, meta: ImageMeta) -> np.ndarray:
         raise ImageReadError(where, reason)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     try:
-        stored = pixel_array(ds, index=0)
+        stored = _first_frame(ds, uid, pixel_array)
     except Exception as exc:  # corrupt or truncated pixel data: the decoder's words, on one line
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = lines[-1] if lines else type(exc).__name__
