@@ -113,12 +113,16 @@ def padding_mask(stored: np.ndarray, ds: Any) -> np.ndarray | None:
 
 
 def _as_stored(value: Any, stored: np.ndarray, ds: Any) -> int | None:
-    """A padding value as a stored value; an unsigned reading of a signed film's value wraps."""
+    """A padding value as a stored value (an unsigned reading of a signed film's value wraps);
+    ``None`` for a value that is not one number (the padding is then ignored)."""
     if isinstance(value, bytes):  # US/SS not resolved: read it as the pixels are stored
         if len(value) not in (2, 4):
             return None
         value = int(np.frombuffer(value[:2], "<i2" if stored.dtype.kind == "i" else "<u2")[0])
-    value = int(value)
+    try:
+        value = int(value)
+    except (TypeError, ValueError):  # a multi-valued or malformed element
+        return None
     bits = int(ds.get("BitsAllocated", 16) or 16)
     if stored.dtype.kind == "i" and value >= 2 ** (bits - 1):
         value -= 2 ** bits
@@ -157,7 +161,7 @@ def decode_dicom(data: bytes, where: str, meta: ImageMeta) -> np.ndarray:
     reason = undecodable_reason(uid) if uid else None
     if reason:
         raise ImageReadError(where, reason)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = int(meta.extra.get("frames", 1) or 1)  # the header's reading
     try:
         stored = _first_frame(ds, uid, pixel_array)
     except Exception as exc:  # corrupt or truncated pixel data: the decoder's words, on one line
