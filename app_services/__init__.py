@@ -25,7 +25,7 @@ from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_st
                    for_display, plain_table)
 from .data import (build_demo_dataset, crosstab, data_config, dataset_stats, dataset_status,
                    display_pixels, film, film_meta_table, image_grid, init_state, is_demo,
-                   path_of, require_dataset, sample_rows, upload_film)
+                   path_of, patient_data_toggle, require_dataset, sample_rows, upload_film)
 from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive_values, report_table,
                          sample_records, test_predictions)
 from .explaining import (cam_layers, cam_methods, explain_refusal, explain_ui, explanation,

@@ -111,3 +111,30 @@ def test_unreadable_file_is_listed_with_its_reason(app, synthetic_dataset, tmp_p
     assert any("1 file(s) could not be read" in e for e in texts(at.error))
     problems = [d.value for d in at.dataframe if "reason" in d.value.columns][0]
     assert list(problems["rel_path"]) == ["Normal/broken.png"] and problems["reason"].iloc[0]
+
+
+def test_patient_data_of_a_dicom_film_is_shown_only_behind_a_toggle(app, synthetic_dataset, tmp_path,
+                                                                      monkeypatch):
+    from test_patient_data import BIRTH, NAME, PATIENT_ID, write_dicom
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_dataset, copy)
+    write_dicom(copy / "Normal" / "film.dcm", cv2.imread(str(copy / "Normal" / "normal_0003.png"), 0))
+
+    def table(at):
+        at.selectbox(key="dataset_film").set_value("Normal/film.dcm").run()
+        return dict(at.dataframe[-1].value.itertuples(index=False))
+
+    at = app(PAGE, data_dir=copy)
+    meta = table(at)
+    assert meta["format"] == "DICOM" and at.toggle(key="dataset_patient_data").value is False
+    assert not {NAME, PATIENT_ID, BIRTH} & set(meta.values())  # off by default
+    at.toggle(key="dataset_patient_data").set_value(True).run()
+    meta = dict(at.dataframe[-1].value.itertuples(index=False))
+    assert (meta["patient name"], meta["patient id (DICOM)"], meta["birth date"]) == (NAME, PATIENT_ID, BIRTH)
+
+    monkeypatch.setenv("CXR_PATIENT_DATA", "never")  # a shared server that never shows them
+    at = app(PAGE, data_dir=copy)
+    meta = table(at)
+    assert not [t for t in at.toggle if t.key == "dataset_patient_data"]
+    assert not {NAME, PATIENT_ID, BIRTH} & set(meta.values())

@@ -61,6 +61,8 @@ big, meta = st.columns([3, 1])
 try:
     big.image(svc.display_pixels(row["path"]))
     big.caption(choice)
-    meta.dataframe(svc.film_meta_table(row["path"], row), hide_index=True)
+    with meta:
+        patient = svc.patient_data_toggle("dataset_patient_data")
+    meta.dataframe(svc.film_meta_table(row["path"], row, patient=patient), hide_index=True)
 except Exception as exc:  # noqa: BLE001 - say which file and why instead of a traceback
     big.error(f"Could not open {choice}: {getattr(exc, 'reason', exc)}")

@@ -22,9 +22,13 @@ Rules (the same for files and uploaded bytes):
 * DICOM: the modality LUT (rescale slope / intercept) and then the VOI LUT or window from the
   file are applied with pydicom (``apply_modality_lut``, ``apply_voi_lut``), the result is
   min-max stretched to 8 bits as above, and MONOCHROME1 films (bright = low value) are inverted
-  so that bone is bright in every film. Multi-frame files give their first frame.
+  so that bone is bright in every film. Multi-frame files give their first frame (only it is
+  decoded, with a warning in ``meta.extra["decoder_warnings"]``), and the pixel cap counts every
+  frame. PALETTE COLOR gets its palette; Pixel Padding is left out of the stretch and shown black.
+  Every standard transfer syntax decodes through pydicom's plugins (:mod:`.dicom`, docs/dicom.md).
 """
 from cxrlib.data.imageio.decode import decode_film, read_film, stretch_to_uint8, to_uint8
+from cxrlib.data.imageio.dicom import patient_fields
 from cxrlib.data.imageio.film import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES,
                                       MIN_FILM_SIDE, Film, ImageMeta, ImageReadError,
                                       min_film_side)
@@ -33,5 +37,5 @@ from cxrlib.data.imageio.jpeg import jpeg_quality
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MIN_FILM_SIDE", "Film",
            "ImageMeta", "ImageReadError", "check_min_side", "check_size", "decode_film",
-           "jpeg_quality", "min_film_side", "read_film", "read_header", "stretch_to_uint8",
+           "jpeg_quality", "min_film_side", "patient_fields", "read_film", "read_header", "stretch_to_uint8",
            "to_uint8"]

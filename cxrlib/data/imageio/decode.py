@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cxrlib.data.imageio.dicom import decode_dicom
 from cxrlib.data.imageio.film import DEFAULT_MAX_PIXELS, Film, ImageMeta, ImageReadError
 from cxrlib.data.imageio.headers import _os_error, _parse_header, _Source, check_size
 from cxrlib.data.imageio.libjpeg import corruption, imdecode_jpeg
@@ -70,7 +71,7 @@ def _decode(data: bytes, name: str, where: str, max_pixels: int) -> Film:
     meta = _parse_header(_Source(io.BytesIO(data), len(data)), name, where)
     check_size(meta, max_pixels, where)
     if meta.format == "DICOM":
-        pixels = _decode_dicom(data, where, meta)
+        pixels = decode_dicom(data, where, meta)
     else:
         pixels = _decode_raster(data, where, meta)
     meta.height, meta.width = pixels.shape[:2]
@@ -106,33 +107,6 @@ def _decode_raster(data: bytes, name: str, meta: ImageMeta) -> np.ndarray:
     return to_uint8(arr)
 
 
-def _decode_dicom(data: bytes, name: str, meta: ImageMeta) -> np.ndarray:
-    import pydicom  # noqa: PLC0415
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut  # noqa: PLC0415
-
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        arr = ds.pixel_array
-    except Exception as exc:  # missing decoder plugin, truncated pixel data, ...
-        text = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise ImageReadError(name, f"cannot decode DICOM pixel data ({text})") from None
-    if meta.extra.get("frames", 1) > 1:
-        arr = arr[0]
-    if arr.ndim == 3 and arr.shape[2] == 3:  # colour DICOM (pydicom gives RGB)
-        return to_uint8(arr)
-    try:
-        values = apply_voi_lut(apply_modality_lut(arr, ds), ds)
-    except Exception as exc:  # malformed LUT / window elements: pydicom raises many types
-        raise ImageReadError(name, f"corrupt DICOM (bad modality or VOI LUT: {type(exc).__name__})") from None
-    values = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise ImageReadError(name, "corrupt DICOM (pixel values are not finite after the LUTs)")
-    grey = stretch_to_uint8(values)
-    if meta.photometric == "MONOCHROME1":
-        grey = 255 - grey
-    return grey
-
-
 def to_uint8(arr: np.ndarray) -> np.ndarray:
     """uint8 arrays pass through; 16-bit integer arrays are min-max stretched (see module doc)."""
     if arr.dtype == np.uint8:
@@ -147,10 +121,18 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
     return stretch_to_uint8(arr.astype(np.float64))
 
 
-def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Linear min-max stretch of any numeric array to uint8 (a flat array becomes all 0)."""
-    lo, hi = float(np.min(values)), float(np.max(values))
+def stretch_to_uint8(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Linear min-max stretch of any numeric array to uint8 (a flat array becomes all 0).
+
+    ``valid`` (a boolean mask over the first axes of ``values``, e.g. not DICOM pixel padding)
+    limits the min and max to those values; the others are clipped to 0..255.
+    """
+    chosen = values if valid is None else values[valid]
+    if chosen.size == 0:
+        return np.zeros(values.shape, np.uint8)
+    lo, hi = float(np.min(chosen)), float(np.max(chosen))
     if hi == lo:
         return np.zeros(values.shape, np.uint8)
-    return np.round((values - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    out = np.round((values - lo) * (255.0 / (hi - lo)))
+    return (out if valid is None else np.clip(out, 0, 255)).astype(np.uint8)
 

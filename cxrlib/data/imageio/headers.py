@@ -11,6 +11,7 @@ import os
 import struct
 from typing import Any, BinaryIO
 
+from cxrlib.data.imageio.dicom import not_an_image_reason
 from cxrlib.data.imageio.jpeg import jpeg_header
 from cxrlib.data.imageio.film import (DICOM_SUFFIXES, JPEG_SIGNATURE, PNG_SIGNATURE, ImageMeta,
                                       ImageReadError)
@@ -62,10 +63,15 @@ def _os_error(where: str | os.PathLike, exc: OSError) -> ImageReadError:
 
 
 def check_size(meta: ImageMeta, max_pixels: int, path: str | os.PathLike) -> None:
-    """Raise :class:`ImageReadError` when ``meta`` describes more than ``max_pixels`` pixels."""
-    if meta.pixels > max_pixels:
-        raise ImageReadError(path, f"image too large: {meta.width} x {meta.height} = "
-                                   f"{meta.pixels / 1e6:.1f} MP exceeds the limit of "
+    """Raise :class:`ImageReadError` when ``meta`` describes more than ``max_pixels`` pixels.
+
+    Every frame of a multi-frame DICOM counts (``meta.extra["frames"]``): the file's pixel data
+    is read whole even though only its first frame is decoded."""
+    frames = int(meta.extra.get("frames", 1) or 1)
+    if meta.pixels * frames > max_pixels:
+        size = f"{meta.width} x {meta.height}" + (f" x {frames} frames" if frames > 1 else "")
+        raise ImageReadError(path, f"image too large: {size} = "
+                                   f"{meta.pixels * frames / 1e6:.1f} MP exceeds the limit of "
                                    f"{max_pixels / 1e6:.1f} MP")
 
 
@@ -108,7 +114,7 @@ def _parse_header(src: _Source, name: str, where: str) -> ImageMeta:
     if head.startswith(JPEG_SIGNATURE):
         return jpeg_header(src, where)
     if head[128:132] == b"DICM" or name.lower().endswith(DICOM_SUFFIXES):
-        return _dicom_header(src.fh, where)
+        return _dicom_header(src.fh, src.size, where)
     raise ImageReadError(where, "not an image: unrecognised file signature (expected JPEG, PNG or DICOM)")
 
 
@@ -125,12 +131,18 @@ def _png_header(src: _Source, head: bytes, where: str) -> ImageMeta:
                             "stored_bit_depth": depth})
 
 
-def _dicom_header(fh: BinaryIO, where: str) -> ImageMeta:
+def _dicom_header(fh: BinaryIO, size: int, where: str) -> ImageMeta:
     import pydicom  # noqa: PLC0415  (heavy-ish; only DICOM needs it)
+    from pydicom.uid import DeflatedExplicitVRLittleEndian  # noqa: PLC0415
 
     fh.seek(0)
     try:
         ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
+        # pydicom stops before the pixel data element, so reading to the end means it has none
+        # (a deflated file is read whole to be inflated: its decode says so instead).
+        tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if fh.tell() >= size and tsyntax != DeflatedExplicitVRLittleEndian:
+            raise ImageReadError(where, not_an_image_reason(ds))
         return _dicom_meta(ds)
     except ImageReadError as exc:
         raise ImageReadError(where, exc.reason) from None
@@ -141,7 +153,7 @@ def _dicom_header(fh: BinaryIO, where: str) -> ImageMeta:
 def _dicom_meta(ds: Any) -> ImageMeta:
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if not rows or not cols:
-        raise ImageReadError("", "DICOM without an image (no Rows / Columns)")
+        raise ImageReadError("", not_an_image_reason(ds, "without an image (no Rows / Columns)"))
     photometric = str(ds.get("PhotometricInterpretation", "") or "") or None
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     return ImageMeta(cols, rows, int(ds.get("SamplesPerPixel", 1) or 1),
