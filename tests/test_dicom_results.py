@@ -150,3 +150,16 @@ def test_dciodvfy_finds_no_errors(tmp_path):
         lines = [line for line in text.splitlines() if line.startswith(("Error", "Warning"))]
         assert not [line for line in lines if line.startswith("Error")], (path.name, lines)
         assert all("99CXREXPL" in line for line in lines), (path.name, lines)
+
+
+def test_settings_hide_credentials_and_verify_tls_by_default():
+    from cxrlib.dicom.web import PacsSettings
+
+    s = PacsSettings.from_env(env={"CXR_PACS_URL": "https://u:pw-secret@pacs.example.org/dicom-web/",
+                                   "CXR_PACS_TOKEN": "tok-secret"})
+    assert s.url == "https://pacs.example.org/dicom-web" and s.verify is True
+    assert (s.username, s.password, s.token) == ("u", "pw-secret", "tok-secret")
+    assert "secret" not in repr(s) and s.auth == "bearer token"
+    assert PacsSettings.from_env(env={"CXR_PACS_URL": "https://h/x", "CXR_PACS_VERIFY": "/ca.pem"}).verify == "/ca.pem"
+    with pytest.raises(ValueError, match="no PACS URL"):
+        PacsSettings.from_env(env={})

@@ -154,7 +154,6 @@ class PacsClient:
 
     def __init__(self, settings: PacsSettings):
         import requests  # noqa: PLC0415
-        from dicomweb_client.api import DICOMwebClient  # noqa: PLC0415
 
         self.settings = settings
         session = requests.Session()
@@ -164,7 +163,7 @@ class PacsClient:
         elif settings.username:
             session.auth = requests.auth.HTTPBasicAuth(settings.username, settings.password or "")
         timeout = (min(CONNECT_TIMEOUT, settings.timeout), settings.timeout)
-        self._client = DICOMwebClient(url=settings.url, session=session, timeout=timeout)
+        self._client = _client_class()(url=settings.url, session=session, timeout=timeout)
         self._client.set_http_retry_params(retry=False)
 
     # -- QIDO-RS ---------------------------------------------------------------------------
@@ -316,6 +315,21 @@ class PacsClient:
                 return f"cannot {what}: {where} has no such object, or no DICOMweb service at this URL (HTTP 404)"
             return f"cannot {what}: {where} answered HTTP {code}"
         return f"cannot {what}: {where} gave an answer that is not DICOMweb ({type(exc).__name__})"
+
+
+def _client_class():
+    """dicomweb-client's client, tolerant of a DICOM part sent without its 128-byte preamble and
+    ``DICM`` (Orthanc 1.10's DICOMweb plugin 1.7 sends the file meta group first)."""
+    from dicomweb_client.api import DICOMwebClient  # noqa: PLC0415
+
+    class Client(DICOMwebClient):
+        def _decode_multipart_message(self, response, stream):
+            for part in super()._decode_multipart_message(response, stream):
+                if part[:2] == b"\x02\x00" and part[128:132] != b"DICM":
+                    part = b"\x00" * 128 + b"DICM" + part
+                yield part
+
+    return Client
 
 
 class _Bearer:
