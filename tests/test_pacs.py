@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from app_fixtures import app_workspace, trained_run  # noqa: F401 (fixtures: the shared tiny run)
+from app_fixtures import app, app_workspace, trained_run  # noqa: F401 (fixtures: the shared tiny run)
 
 from cxrlib.cli import main
 from cxrlib.dicom.local_pacs import why_no_orthanc
@@ -130,6 +130,7 @@ def test_search_retrieve_predict_explain_send_and_retrieve_the_results(
     np.testing.assert_allclose(pred[cols].to_numpy(float), local.loc[pred.index, cols].to_numpy(float),
                                atol=1e-6)
     # explain and send the results back (STOW-RS)
+    before = {s["0020000E"]["Value"][0] for s in client._client.search_for_series(study["uid"])}
     out = tmp_path / "out"
     assert main(["explain", trained_run.id[:8], "--pacs", pacs.url, "--study", study["uid"],
                  "--out", str(out), "--send", "--deletion-steps", "0"]) == 0
@@ -138,7 +139,8 @@ def test_search_retrieve_predict_explain_send_and_retrieve_the_results(
     assert f"{N_FILMS * per_film} DICOM result objects stored on the PACS" in text
     table = pd.read_csv(out / "explanations.csv", keep_default_na=False).set_index("path")
     # the results, retrieved again: SEG = the product's mask, SR = predict, SC = the PNG overlay
-    series = client._client.search_for_series(study["uid"])
+    series = [s for s in client._client.search_for_series(study["uid"])
+              if s["0020000E"]["Value"][0] not in before]
     by_modality: dict[str, list] = {}
     for s in series:
         modality = s["00080060"]["Value"][0]
@@ -227,3 +229,39 @@ def test_a_slow_server_times_out_within_the_bound(trained_run, env, monkeypatch,
     finally:
         server.shutdown()
     assert took < 2.5  # bounded by the time-out, not by the server
+
+
+def test_explain_page_pacs_source_search_pick_explain_and_send(app, trained_run, pacs, study, env):
+    """The Explain page's PACS source: a patient id search finds the study, its films are
+    listed, one is explained (probabilities as predict's), and "Send to PACS" stores its SR."""
+    from app_fixtures import metric, texts
+
+    from cxrlib.dicom.results import read_report
+    from cxrlib.dicom.web import PacsClient
+    from cxrlib.evaluation.predict import predict_paths
+
+    at = app("views/explain.py")
+    at.radio(key="ex_source").set_value("PACS (DICOMweb)").run()
+    at.text_input(key="pacs_patient").set_value(PATIENT_ID).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="pacs_study").value == study["uid"]
+    assert "Plantedname" not in " ".join(str(o) for o in at.selectbox(key="pacs_study").options)
+    films = at.selectbox(key="pacs_film").options
+    assert len(films) == N_FILMS
+    sop = at.selectbox(key="pacs_film").value
+    local = predict_paths(trained_run, [study["local"] / f"{sop}.dcm"]).iloc[0]
+    for cls in trained_run.classes:
+        assert metric(at, f"P({cls})") == f"{local[f'p_{cls}']:.1%}"
+    client = PacsClient(pacs.settings())
+    before = {s["0020000E"]["Value"][0] for s in client._client.search_for_series(study["uid"])}
+    at.button(key="pacs_send").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(t.startswith("Stored ") for t in texts(at.success)), texts(at.success)
+    new = [s for s in client._client.search_for_series(study["uid"])
+           if s["0020000E"]["Value"][0] not in before]
+    reports = [d for s in new if s["00080060"]["Value"][0] == "SR"
+               for d in client.retrieve_series(study["uid"], s["0020000E"]["Value"][0])]
+    assert len(reports) == 1
+    report = read_report(reports[0])
+    np.testing.assert_allclose([report[f"Probability of {c}"] for c in trained_run.classes],
+                               [local[f"p_{c}"] for c in trained_run.classes], atol=1e-6)
