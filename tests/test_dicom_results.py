@@ -163,3 +163,5 @@ def test_settings_hide_credentials_and_verify_tls_by_default():
     assert PacsSettings.from_env(env={"CXR_PACS_URL": "https://h/x", "CXR_PACS_VERIFY": "/ca.pem"}).verify == "/ca.pem"
     with pytest.raises(ValueError, match="no PACS URL"):
         PacsSettings.from_env(env={})
+    with pytest.raises(ValueError, match="CXR_PACS_TIMEOUT"):
+        PacsSettings.from_env(env={"CXR_PACS_URL": "https://h/x", "CXR_PACS_TIMEOUT": "soon"})

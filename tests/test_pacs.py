@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -168,8 +169,10 @@ def test_search_retrieve_predict_explain_send_and_retrieve_the_results(
         np.testing.assert_array_equal(seg.pixel_array.astype(bool), mask)
     assert len(lung_segs) == (N_FILMS if per_film == 4 else 0)
     # nothing retrieved was written anywhere but where asked; the patient's name nowhere
+    # (not in the outputs, not in the workspace with its run folders)
     assert list(work.iterdir()) == []
-    for path in [*out.rglob("*"), csv]:
+    workspace = Path(os.environ["CXR_WORKSPACE"])
+    for path in [*out.rglob("*"), csv, *workspace.rglob("*")]:
         if path.is_file():
             assert b"Plantedname" not in path.read_bytes(), path
 
@@ -186,12 +189,18 @@ def _one_line_and_nothing_written(capsys, tmp_path, args: list[str], message: st
 
 
 def test_a_wrong_password_is_one_line_that_names_no_secret(trained_run, pacs, study, env,
-                                                         monkeypatch, capsys, tmp_path):
+                                                         monkeypatch, capsys, caplog, tmp_path):
+    import base64
+    import logging
+
     monkeypatch.setenv("CXR_PACS_PASSWORD", "not-the-password-42")
-    line, _ = _one_line_and_nothing_written(
-        capsys, tmp_path, ["explain", trained_run.id[:8], "--study", study["uid"]],
-        "refused the credentials (HTTP 401")
+    with caplog.at_level(logging.DEBUG):  # every library's debug log, dicomweb-client's too
+        line, _ = _one_line_and_nothing_written(
+            capsys, tmp_path, ["explain", trained_run.id[:8], "--study", study["uid"]],
+            "refused the credentials (HTTP 401")
     assert "not-the-password-42" not in line and pacs.password not in line
+    basic = base64.b64encode(f"{pacs.username}:not-the-password-42".encode()).decode()
+    assert caplog.text and "not-the-password-42" not in caplog.text and basic not in caplog.text
 
 
 def test_a_server_that_is_down(trained_run, study, env, capsys, tmp_path):

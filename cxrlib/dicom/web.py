@@ -85,10 +85,14 @@ class PacsSettings:
         url = url or values.get("url")
         if not url:
             raise ValueError(f"no PACS URL: pass --pacs URL or set {ENV['url']}")
+        try:
+            timeout = float(values.get("timeout") or DEFAULT_TIMEOUT)
+        except (TypeError, ValueError):
+            raise ValueError(f"the PACS time-out ({ENV['timeout']}) must be a number of seconds, "
+                             f"got {values.get('timeout')!r}") from None
         return cls(url=str(url), username=values.get("username") or None,
                    password=values.get("password") or None, token=values.get("token") or None,
-                   verify=_verify(values.get("verify", True)),
-                   timeout=float(values.get("timeout") or DEFAULT_TIMEOUT))
+                   verify=_verify(values.get("verify", True)), timeout=timeout)
 
     @classmethod
     def from_env(cls, url: str | None = None, env: Mapping[str, str] | None = None) -> "PacsSettings":
