@@ -165,3 +165,25 @@ def test_settings_hide_credentials_and_verify_tls_by_default():
         PacsSettings.from_env(env={})
     with pytest.raises(ValueError, match="CXR_PACS_TIMEOUT"):
         PacsSettings.from_env(env={"CXR_PACS_URL": "https://h/x", "CXR_PACS_TIMEOUT": "soon"})
+
+
+def test_the_heatmap_seg_stores_the_heatmap_in_255_steps_and_the_sc_the_overlay():
+    import io
+
+    from cxrlib.dicom.films import film_to_dicom
+    from cxrlib.dicom.results import heatmap_seg, overlay_sc, to_bytes
+    from cxrlib.preprocessing.geometry import heatmap_to_film
+
+    rng = np.random.default_rng(3)
+    ds = film_to_dicom(np.zeros((70, 50), np.uint8), patient_id="P")
+    small = rng.random((7, 7)).astype(np.float32)
+    heat = heatmap_to_film(small, (70, 50), (10, 20, 40, 60))  # the model saw a box of the film
+    assert heat.shape == (70, 50) and heat[:20].max() == 0 and heat[:, 40:].max() == 0
+    assert heat[20:60, 10:40].max() <= small.max() + 1e-6
+    seg = pydicom.dcmread(io.BytesIO(to_bytes(heatmap_seg(ds, heat, method="gradcam",
+                                                          layer="conv", target="Normal"))))
+    assert seg.MaximumFractionalValue == 255
+    np.testing.assert_array_equal(seg.pixel_array, np.round(heat * 255))
+    rgb = rng.integers(0, 256, (70, 50, 3), np.uint8)
+    sc = pydicom.dcmread(io.BytesIO(to_bytes(overlay_sc(ds, rgb))))
+    np.testing.assert_array_equal(sc.pixel_array, rgb)

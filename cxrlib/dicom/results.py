@@ -189,13 +189,20 @@ def heatmap_seg(source, heatmap: np.ndarray, *, method: str, layer: str, target:
         algorithm_identification=_algorithm(f"CXR Explorer {method}"[:64],
                                             {"layer": layer[:64], "target": target[:64]}))
     return _finish(hd.seg.Segmentation(
-        source_images=[source], pixel_array=np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0),
+        source_images=[source], pixel_array=_in_255_steps(heatmap),
         segmentation_type="FRACTIONAL", fractional_type="PROBABILITY", max_fractional_value=255,
         segment_descriptions=[segment], series_instance_uid=hd.UID(),
         series_number=SERIES_NUMBERS["heatmap_seg"], sop_instance_uid=hd.UID(), instance_number=1,
         omit_empty_frames=False, content_label="HEATMAP",
         content_description=f"{method} heatmap ({RESEARCH_ONLY})"[:64],
         series_description=f"{PRODUCT} heatmap", **_equipment()), source)
+
+
+def _in_255_steps(heatmap: np.ndarray) -> np.ndarray:
+    """The heatmap in [0, 1] rounded to the 1/255 steps the SEG stores: the same stored values,
+    and highdicom's check of the values (a sort) runs about twice as fast on 256 levels."""
+    heat = np.clip(np.nan_to_num(np.asarray(heatmap, np.float32)), 0.0, 1.0)
+    return (np.round(heat * 255.0) / 255.0).astype(np.float32)
 
 
 def overlay_sc(source, overlay: np.ndarray, *, description: str = "heatmap overlay"):
