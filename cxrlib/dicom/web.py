@@ -1,8 +1,9 @@
 """A small DICOMweb client for a PACS: QIDO-RS search, WADO-RS retrieve into memory, STOW-RS store.
 
-Built on ``dicomweb-client``. Settings (:class:`PacsSettings`) come from the environment or from a
-mapping such as Streamlit's secrets: the server's URL, HTTP basic credentials or a bearer token,
-TLS verification (on by default; a CA bundle may be named) and a bounded time-out.
+Built on ``dicomweb-client``. Settings (:class:`cxrlib.dicom.settings.PacsSettings`, re-exported
+here) come from the environment or from a mapping such as Streamlit's secrets: the server's URL,
+HTTP basic credentials or a bearer token, TLS verification (on by default; a CA bundle may be
+named) and a bounded time-out.
 
 Credentials are held out of every log line, error message and ``repr``: they ride on the HTTP
 session's ``auth`` (so neither dicomweb-client's debug log of request headers nor an exception's
@@ -14,116 +15,20 @@ Nothing retrieved is written to disk: instances come back as pydicom datasets in
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+
+from cxrlib.dicom.settings import CONNECT_TIMEOUT, ENV, PacsSettings, safe_url  # noqa: F401
 
 FILM_MODALITIES = ("CR", "DX")
 """Modalities of the films the product reads (computed and digital radiography)."""
-ENV = {"url": "CXR_PACS_URL", "username": "CXR_PACS_USER", "password": "CXR_PACS_PASSWORD",
-       "token": "CXR_PACS_TOKEN", "verify": "CXR_PACS_VERIFY", "timeout": "CXR_PACS_TIMEOUT"}
-"""Environment variables of the settings. ``CXR_PACS_VERIFY``: ``1`` (default), ``0``, or a CA
-bundle's path. ``CXR_PACS_TIMEOUT``: seconds to wait for an answer (default 30)."""
-DEFAULT_TIMEOUT = 30.0
-CONNECT_TIMEOUT = 5.0
-
 T = TypeVar("T")
 
 
 class PacsError(Exception):
     """A PACS request that failed; ``str()`` is one line that names no credential."""
-
-
-@dataclass(frozen=True)
-class PacsSettings:
-    """Where the PACS is and how to log in (credentials are left out of ``repr``).
-
-    Attributes:
-        url: the DICOMweb base URL, e.g. ``https://pacs.example.org/dicom-web``.
-        username, password: HTTP basic credentials, or None.
-        token: a bearer token (used instead of basic credentials), or None.
-        verify: verify the server's TLS certificate (True), not (False: only for a test server),
-            or the path of a CA bundle to verify it with.
-        timeout: seconds to wait for the server's answer (connecting waits at most
-            :data:`CONNECT_TIMEOUT`).
-    """
-
-    url: str
-    username: str | None = field(default=None, repr=False)
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-    verify: bool | str = True
-    timeout: float = DEFAULT_TIMEOUT
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"the PACS URL must start with http:// or https:// and name a host, "
-                             f"got {safe_url(self.url)!r}")
-        if parts.username is not None:  # move user:password@ out of the URL
-            object.__setattr__(self, "username", self.username or parts.username)
-            object.__setattr__(self, "password", self.password or parts.password)
-        object.__setattr__(self, "url", safe_url(self.url).rstrip("/"))
-        if not float(self.timeout) > 0:
-            raise ValueError(f"the PACS time-out must be a positive number of seconds, got {self.timeout}")
-
-    @property
-    def auth(self) -> str:
-        """``"bearer token"``, ``"basic"`` or ``"none"`` (for messages: names no secret)."""
-        return "bearer token" if self.token else "basic" if self.username else "none"
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], *, url: str | None = None) -> "PacsSettings":
-        """Settings from a mapping with the keys ``url``, ``username``, ``password``, ``token``,
-        ``verify``, ``timeout`` (e.g. Streamlit's ``st.secrets["pacs"]``); ``url`` wins when given.
-
-        Raises:
-            ValueError: no URL, or a value that cannot be used.
-        """
-        url = url or values.get("url")
-        if not url:
-            raise ValueError(f"no PACS URL: pass --pacs URL or set {ENV['url']}")
-        try:
-            timeout = float(values.get("timeout") or DEFAULT_TIMEOUT)
-        except (TypeError, ValueError):
-            raise ValueError(f"the PACS time-out ({ENV['timeout']}) must be a number of seconds, "
-                             f"got {values.get('timeout')!r}") from None
-        return cls(url=str(url), username=values.get("username") or None,
-                   password=values.get("password") or None, token=values.get("token") or None,
-                   verify=_verify(values.get("verify", True)), timeout=timeout)
-
-    @classmethod
-    def from_env(cls, url: str | None = None, env: Mapping[str, str] | None = None) -> "PacsSettings":
-        """Settings from the environment (:data:`ENV`); ``url`` (e.g. ``--pacs``) wins."""
-        env = os.environ if env is None else env
-        return cls.from_mapping({k: env.get(v) for k, v in ENV.items() if env.get(v)}, url=url)
-
-
-def _verify(value: Any) -> bool | str:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip()
-    if text.lower() in ("", "1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    return text  # a CA bundle
-
-
-def safe_url(url: str) -> str:
-    """``url`` without any ``user:password@`` part (what messages and logs may show)."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host + (f":{port}" if port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
 @dataclass(frozen=True)
@@ -321,6 +226,7 @@ class PacsClient:
         return f"cannot {what}: {where} gave an answer that is not DICOMweb ({type(exc).__name__})"
 
 
+@functools.lru_cache(maxsize=1)
 def _client_class():
     """dicomweb-client's client, tolerant of a DICOM part sent without its 128-byte preamble and
     ``DICM`` (Orthanc 1.10's DICOMweb plugin 1.7 sends the file meta group first)."""
@@ -366,7 +272,7 @@ def _value(item: dict, tag: str) -> Any:
     v = values[0]
     if isinstance(v, dict):  # a person name
         return str(v.get("Alphabetic", ""))
-    return v if len(values) == 1 else values[0]
+    return v
 
 
 def _values(item: dict, tag: str) -> tuple[str, ...]:
@@ -387,7 +293,3 @@ def _study(item: dict) -> Study:
                  modalities=_values(item, "00080061"), n_series=_int(_value(item, "00201206")),
                  n_instances=_int(_value(item, "00201208")))
 
-
-def with_timeout(settings: PacsSettings, timeout: float) -> PacsSettings:
-    """The same settings with another time-out."""
-    return replace(settings, timeout=timeout)
