@@ -187,3 +187,16 @@ def test_the_heatmap_seg_stores_the_heatmap_in_255_steps_and_the_sc_the_overlay(
     rgb = rng.integers(0, 256, (70, 50, 3), np.uint8)
     sc = pydicom.dcmread(io.BytesIO(to_bytes(overlay_sc(ds, rgb))))
     np.testing.assert_array_equal(sc.pixel_array, rgb)
+
+
+def test_files_may_still_follow_the_options_and_mixing_them_with_a_study_is_refused(capsys):
+    from cxrlib.cli import build_parser
+
+    parser = build_parser()
+    for command in ("predict", "explain"):
+        args = parser.parse_args([command, "RUN", "--out", "o", "a.png", "folder"])
+        assert args.inputs == ["a.png", "folder"] and args.pacs is None
+    assert main(["predict", "RUN", "--study", "1.2.3", "--out", "p.csv", "a.png"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["explain", "RUN", "a.png", "--send", "--out", "o"]) == 2
+    assert "--send stores results on a PACS" in capsys.readouterr().err

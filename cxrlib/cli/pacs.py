@@ -12,8 +12,30 @@ import sys
 from cxrlib.cli.common import UsageError, print_json, print_table
 
 
+class _Intermixed(argparse.ArgumentParser):
+    """A subcommand parser whose optional positionals (``FILES_OR_FOLDER``, ``nargs="*"``) may
+    also follow the options (``predict RUN --out p.csv folder/``), as they could when they were
+    required: argparse otherwise fills a ``*`` positional with nothing at the first chance and
+    refuses the later files (Python's parse_known_intermixed_args exists for this)."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inside:  # parse_known_intermixed_args calls back here
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
-    """``--pacs URL`` with ``--study UID`` or ``--accession N``: films from a PACS, not files."""
+    """``--pacs URL`` with ``--study UID`` or ``--accession N``: films from a PACS, not files.
+
+    The files become optional (``nargs="*"``); ``p`` is made to accept them after the options too.
+    """
+    p.__class__ = _Intermixed
     g = p.add_argument_group("films from a PACS over DICOMweb (instead of files)")
     g.add_argument("--pacs", metavar="URL", help="DICOMweb base URL (default $CXR_PACS_URL); "
                    "credentials from CXR_PACS_USER / CXR_PACS_PASSWORD or CXR_PACS_TOKEN")
