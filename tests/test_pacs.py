@@ -274,3 +274,45 @@ def test_explain_page_pacs_source_search_pick_explain_and_send(app, trained_run,
     report = read_report(reports[0])
     np.testing.assert_allclose([report[f"Probability of {c}"] for c in trained_run.classes],
                                [local[f"p_{c}"] for c in trained_run.classes], atol=1e-6)
+
+
+@pytest.mark.browser
+def test_browser_picks_a_study_explains_a_film_and_sends_the_results(
+        app_workspace, synthetic_dataset, pacs, study, env, tmp_path):
+    """The real server in headless Chromium: the Explain page's PACS source finds the study by
+    patient id, explains its first film, and "Send to PACS" stores its results (checked on the
+    PACS). Screenshot: test-output/screenshots/explain-pacs.png."""
+    from test_browser import _chromium, _ready, _require_browser, _settle, _shoot, _streamlit
+
+    from cxrlib.dicom.web import PacsClient
+
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    client = PacsClient(pacs.settings())
+    before = {s["0020000E"]["Value"][0] for s in client._client.search_for_series(study["uid"])}
+    with _streamlit(synthetic_dataset, app_workspace, tmp_path / "streamlit.log") as url, \
+            sync_playwright() as pw, _chromium(pw) as tab:
+        tab.goto(f"{url}/explain")
+        tab.get_by_role("heading", name="Explain", exact=True).first.wait_for()
+        _settle(tab)
+        tab.get_by_text("PACS (DICOMweb)").click()
+        _settle(tab)
+        box = tab.get_by_label("Patient id")
+        box.fill(PATIENT_ID)
+        box.press("Enter")
+        try:
+            tab.get_by_text("Study (1 found)").first.wait_for()
+        except Exception:
+            _shoot(tab, "explain-pacs-failed")
+            raise
+        _ready(tab, "explain")
+        assert tab.locator('[data-testid="stException"]').count() == 0
+        assert tab.get_by_text("Plantedname").count() == 0
+        tab.get_by_role("button", name="Send to PACS").click()
+        tab.get_by_text("Stored ").first.wait_for()
+        _settle(tab)
+        _shoot(tab, "explain-pacs")
+    new = [s for s in client._client.search_for_series(study["uid"])
+           if s["0020000E"]["Value"][0] not in before]
+    assert sorted(s["00080060"]["Value"][0] for s in new).count("SR") == 1
