@@ -108,7 +108,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.send and not pacs:
         raise UsageError("--send stores results on a PACS: it needs --pacs URL --study UID")
     if args.out is None and not (pacs and (args.send or args.dicom_out)):
-        raise UsageError("give --out (and, with --pacs, --out, --dicom-out or --send)")
+        raise UsageError("--out is required (with --pacs: --out, --dicom-out or --send)")
     source = _resolve_model(args.model)
     look = ExplainConfig(method=args.method, layer=args.layer,
                          target=_target(args.target, source.classes), alpha=args.alpha,
