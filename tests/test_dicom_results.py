@@ -200,3 +200,20 @@ def test_files_may_still_follow_the_options_and_mixing_them_with_a_study_is_refu
     assert "not both" in capsys.readouterr().err
     assert main(["explain", "RUN", "a.png", "--send", "--out", "o"]) == 2
     assert "--send stores results on a PACS" in capsys.readouterr().err
+
+
+def test_an_unknown_orientation_stays_unknown():
+    """A film without Patient Orientation gets none in its results (not an invented one)."""
+    from cxrlib.dicom.films import film_to_dicom
+    from cxrlib.dicom.results import FilmFindings, build_results
+
+    film = film_to_dicom(np.zeros((40, 30), np.uint8), patient_id="P")
+    oriented = build_results(film, FilmFindings(["a", "b"], [0.5, 0.5], "r", "tiny", "m", "l"),
+                             heatmap=np.zeros((40, 30)), overlay=np.zeros((40, 30, 3), np.uint8))
+    assert all(list(ds.PatientOrientation) == ["L", "F"] for ds in oriented.datasets()[:-1])
+    del film.PatientOrientation
+    objects = build_results(film, FilmFindings(["a", "b"], [0.5, 0.5], "r", "tiny", "m", "l"),
+                            heatmap=np.zeros((40, 30)), overlay=np.zeros((40, 30, 3), np.uint8),
+                            lung_mask=np.zeros((40, 30), bool))
+    images = [ds for kind, ds in objects.items() if kind != "report"]
+    assert len(images) == 3 and all(not ds.PatientOrientation for ds in images)

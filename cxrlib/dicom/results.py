@@ -218,7 +218,8 @@ def overlay_sc(source, overlay: np.ndarray, *, description: str = "heatmap overl
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source, pixel_array=overlay, photometric_interpretation="RGB",
         bits_allocated=8, coordinate_system="PATIENT",
-        patient_orientation=_orientation(source), series_instance_uid=hd.UID(),
+        # highdicom asks for an orientation; _finish puts back the source's, or none (unknown)
+        patient_orientation=_orientation(source) or ("L", "F"), series_instance_uid=hd.UID(),
         series_number=SERIES_NUMBERS["overlay_sc"], sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer=eq["manufacturer"], manufacturer_model_name=eq["manufacturer_model_name"],
         software_versions=eq["software_versions"], series_description=f"{PRODUCT} {description}",
@@ -244,16 +245,17 @@ def _finish(ds, source):
     scheme.CodingSchemeResponsibleOrganization = PRODUCT
     ds.CodingSchemeIdentificationSequence = [scheme]
     if ds.Modality != "SR":
-        ds.PatientOrientation = list(_orientation(source))
+        ds.PatientOrientation = list(_orientation(source) or [])
         ds.BodyPartExamined = getattr(source, "BodyPartExamined", "") or "CHEST"
         if "Laterality" in ds and not ds.Laterality:
             del ds.Laterality
     return ds
 
 
-def _orientation(source) -> tuple[str, str]:
+def _orientation(source) -> tuple[str, str] | None:
+    """The source's Patient Orientation, or None when it has none (then left empty: unknown)."""
     value = list(getattr(source, "PatientOrientation", None) or [])
-    return (str(value[0]), str(value[1])) if len(value) == 2 and all(value) else ("L", "F")
+    return (str(value[0]), str(value[1])) if len(value) == 2 and all(value) else None
 
 
 def structured_report(source, findings: FilmFindings):
@@ -265,7 +267,7 @@ def structured_report(source, findings: FilmFindings):
         return hd.sr.CodedConcept(code, SCHEME, meaning)
 
     rel = hd.sr.RelationshipTypeValues.CONTAINS
-    unit = codes.UCUM.NoUnits if hasattr(codes.UCUM, "NoUnits") else hd.sr.CodedConcept("1", "UCUM", "no units")
+    unit = codes.UCUM.NoUnits
     root = hd.sr.ContainerContentItem(name=concept("CXR-RESULT", f"{PRODUCT} result"))
     items = [hd.sr.TextContentItem(name=concept("DISCLAIMER", "Intended use"),
                                    value=RESEARCH_ONLY, relationship_type=rel)]
@@ -290,7 +292,7 @@ def structured_report(source, findings: FilmFindings):
             name=concept("CAM-IN-LUNG", "CAM in-lung share"), value=float(findings.in_lung_share),
             unit=unit, relationship_type=rel))
     items.append(hd.sr.ImageContentItem(
-        name=codes.DCM.SourceImage if hasattr(codes.DCM, "SourceImage") else concept("SOURCE", "Source image"),
+        name=codes.DCM.SourceImage,
         referenced_sop_class_uid=source.SOPClassUID,
         referenced_sop_instance_uid=source.SOPInstanceUID, relationship_type=rel))
     root.ContentSequence = items
