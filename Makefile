@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test test-fast bench venv chromium clean
+.PHONY: run test test-fast bench venv chromium orthanc clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,11 +23,19 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser tier will be skipped"; }
 
-test: venv chromium
+# Installs Debian's Orthanc and its DICOMweb plugin for the PACS tier when missing and possible.
+orthanc:
+	@{ { command -v Orthanc || test -x /usr/sbin/Orthanc; } >/dev/null 2>&1 && \
+	  test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so; } || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null) \
+	  || echo "orthanc not installed: the PACS tier will be skipped"; }
+
+test: venv chromium orthanc
 	$(BIN)/python -m pytest
 
 test-fast: venv
-	$(BIN)/python -m pytest -m "not realdata and not browser"
+	$(BIN)/python -m pytest -m "not realdata and not browser and not pacs"
 
 bench: venv
 	$(BIN)/python bench/preprocess.py

@@ -8,11 +8,13 @@ ds = svc.require_dataset()
 run = svc.require_run()
 st.caption(f"Run {svc.run_label(run)}")
 
-SOURCES = ["Test split of the run", "Dataset", "Upload (PNG / JPEG / DICOM)"]
+SOURCES = ["Test split of the run", "Dataset", "Upload (PNG / JPEG / DICOM)", svc.PACS_SOURCE]
 source = st.radio("Film from", SOURCES, horizontal=True, key="ex_source", persist_state="session")
-truth = None
+truth = dicom = None
 try:
-    if source == SOURCES[2]:
+    if source == SOURCES[3]:
+        film, film_key, name, dicom = svc.pacs_film_ui()
+    elif source == SOURCES[2]:
         upload = st.file_uploader("Chest X-ray", type=["png", "jpg", "jpeg", "dcm", "dicom"],
                                   key="ex_upload")
         if upload is None:
@@ -46,7 +48,7 @@ except ValueError as exc:
     st.error(f"Cannot explain this film with these settings: {exc}")
     st.stop()
 
-upload = source == SOURCES[2]
+upload = source in SOURCES[2:]  # an upload or a PACS film: not a film of the dataset
 lung = svc.explanation_lungs(run, film.pixels, film_key, res, ds=None if upload else ds,
                              rel_path=None if upload else name)
 outline = st.toggle("Lung outline", key="ex_lungs", persist_state="session",
@@ -86,7 +88,7 @@ pred = run.classes[int(probs.argmax())]
 verdict = f"Predicted **{pred}**" + (f"; labelled **{truth}**." if truth else ".")
 (st.success if truth in (None, pred) else st.error)(verdict)
 with st.expander("Review this film", icon=":material/rate_review:"):
-    if source == SOURCES[2]:
+    if upload:
         st.caption("An upload is not a film of the run's dataset: it cannot be reviewed here.")
     else:
         svc.review_form(run, name, label=truth, prediction=pred, ds=ds, key="ex")
@@ -94,5 +96,7 @@ if not res["flat"]:
     st.download_button("Download the overlay (PNG)", svc.to_png(res["overlay"]),
                        file_name=f"{name.rsplit('/', 1)[-1].rsplit('.', 1)[0]}-{cfg.method}.png",
                        mime="image/png", icon=":material/download:")
+if dicom is not None:
+    svc.send_results_ui(run, dicom, film.pixels, res, lung, cfg)
 st.caption("A heatmap shows what drove this model's score, not where disease is. Attention on "
            "text markers, borders or shoulders is a warning sign: see the Audit page.")

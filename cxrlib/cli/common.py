@@ -13,7 +13,7 @@ EXIT_DATA = 4
 EXIT_CANCELLED = 130
 
 _DATA_ERRORS = ("DatasetError", "ImageReadError", "ModelFileError", "WeightsUnavailable",
-                "RunFileError", "RunNotFound", "RunBusy", "DatasetChanged")
+                "RunFileError", "RunNotFound", "RunBusy", "DatasetChanged", "PacsError")
 """Names of the error classes about the user's data (their subclasses count too, e.g.
 ``FolderNotAllowed`` and ``TooFewFilms`` are DatasetErrors); by name, so that mapping an error
 imports nothing."""

@@ -36,8 +36,9 @@ def register(sub) -> None:
                     f"and the lung_mask column says so. Films are read, explained and written one "
                     f"batch at a time; unreadable files get a row with the reason.")
     p.add_argument("model", metavar="RUN", help="run id (or prefix), run folder, or .keras file")
-    p.add_argument("inputs", nargs="+", metavar="FILES_OR_FOLDER")
-    p.add_argument("--out", type=Path, required=True, help="folder for the overlays and the CSV")
+    p.add_argument("inputs", nargs="*", metavar="FILES_OR_FOLDER")
+    p.add_argument("--out", type=Path, help="folder for the overlays and the CSV (required for "
+                                            "files; optional with --pacs)")
     p.add_argument("--method", type=_method_name, default="gradcam",
                    help="a registered CAM method (default gradcam; an unknown name lists them)")
     p.add_argument("--layer", help="layer to explain (default: the method's own default layer)")
@@ -50,6 +51,15 @@ def register(sub) -> None:
                         "film); 0 skips it")
     p.add_argument("--batch-size", type=int, default=16,
                    help="films in memory at once (default 16)")
+    p.add_argument("--dicom-out", type=Path, metavar="DIR",
+                   help="also write each DICOM film's results as DICOM objects into DIR/<film>/: "
+                        "lung mask SEG, heatmap SEG, overlay Secondary Capture, Structured Report "
+                        "(docs/pacs.md)")
+    from cxrlib.cli.pacs import add_source_arguments  # noqa: PLC0415
+
+    add_source_arguments(p)
+    p.add_argument("--send", action="store_true",
+                   help="with --pacs: store the DICOM results on the PACS (STOW-RS)")
     p.set_defaults(func=cmd_explain)
 
 
@@ -92,24 +102,43 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be >= 1, --deletion-steps >= 0, --alpha in [0, 1]")
     if args.colormap not in COLORMAPS:
         raise UsageError(f"--colormap {args.colormap!r} is not one of {', '.join(COLORMAPS)}")
+    from cxrlib.cli.pacs import uses_pacs  # noqa: PLC0415
+
+    pacs = uses_pacs(args)
+    if args.send and not pacs:
+        raise UsageError("--send stores results on a PACS: it needs --pacs URL --study UID")
+    if args.out is None and not (pacs and (args.send or args.dicom_out)):
+        raise UsageError("--out is required (with --pacs: --out, --dicom-out or --send)")
     source = _resolve_model(args.model)
     look = ExplainConfig(method=args.method, layer=args.layer,
                          target=_target(args.target, source.classes), alpha=args.alpha,
                          colormap=args.colormap, contour=args.contour)
     settings = BatchSettings(explain=look, deletion_steps=args.deletion_steps,
                              batch_size=args.batch_size)
+    if pacs:
+        from cxrlib.cli.explain_dicom import explain_pacs  # noqa: PLC0415
+
+        return explain_pacs(source, args, settings)
     files, left_out = input_files(args.inputs)
     if not files:
         return EXIT_DATA
     lungs, why_not = lung_segmenter()
     if lungs is None:
         print(f"note: {why_not}", file=sys.stderr)
+    names = output_names(args.inputs, files)
+    on_film = None
+    if args.dicom_out is not None:
+        from cxrlib.cli.explain_dicom import DicomFolder  # noqa: PLC0415
+
+        on_film = DicomFolder(source, args.dicom_out, files, names)
     bar = ProgressBar(f"explain ({args.method})")
-    rows = explain_files(source, files, output_names(args.inputs, files), args.out, settings,
-                         progress=bar.callback)
+    rows = explain_files(source, files, names, args.out, settings,
+                         progress=bar.callback, on_film=on_film)
     counts = _write(args.out, columns(source.classes), rows, bar)
     print(f"{counts['explained']} explained, {counts['flat']} flat (no overlay), "
           f"{counts['unreadable']} unreadable, {len(left_out)} left out -> {args.out / CSV_NAME}")
+    if on_film is not None:
+        on_film.report()
     if counts["flat"]:
         print("note: a flat map has no contrast at this layer; a layer the method is valid on "
               "(its default, without --layer) usually gives one", file=sys.stderr)

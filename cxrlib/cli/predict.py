@@ -14,9 +14,12 @@ def register(sub) -> None:
     """Add the ``predict`` and ``evaluate`` subcommands."""
     p = sub.add_parser("predict", help="per-class probabilities of image files or a folder")
     p.add_argument("model", metavar="MODEL_OR_RUN", help="run id (or prefix), run folder, or .keras file")
-    p.add_argument("inputs", nargs="+", metavar="FILES_OR_FOLDER")
+    p.add_argument("inputs", nargs="*", metavar="FILES_OR_FOLDER")
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
     p.add_argument("--batch-size", type=int, default=32)
+    from cxrlib.cli.pacs import add_source_arguments  # noqa: PLC0415
+
+    add_source_arguments(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="a trained run on its test split or another labelled "
@@ -77,6 +80,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
     from cxrlib.evaluation.predict import predict_paths  # noqa: PLC0415
 
+    from cxrlib.cli.pacs import uses_pacs  # noqa: PLC0415
+
+    if uses_pacs(args):
+        return _predict_pacs(args)
     source = _resolve_model(args.model)
     files, left_out = input_files(args.inputs)
     if not files:
@@ -92,6 +99,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
     print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable, {len(left_out)} left out "
           f"-> {args.out}")
+    return 0
+
+
+def _predict_pacs(args: argparse.Namespace) -> int:
+    """``predict --pacs URL --study UID``: the study's CR/DX films, retrieved into memory."""
+    from cxrlib.cli.pacs import study_films  # noqa: PLC0415
+    from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
+    from cxrlib.dicom.pipeline import predict_datasets  # noqa: PLC0415
+
+    source = _resolve_model(args.model)
+    _, _, datasets = study_films(args)
+    table = predict_datasets(source, datasets, batch_size=args.batch_size)
+    write_text_atomic(args.out, table.to_csv(index=False))
+    bad = table[table["error"] != ""]
+    for _, row in bad.iterrows():
+        print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
+    print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable -> {args.out}")
     return 0
 
 

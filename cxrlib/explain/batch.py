@@ -58,7 +58,9 @@ def lung_segmenter() -> tuple[Callable[..., list] | None, str]:
 
 def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[str | Path],
                   out_dir: str | Path, settings: BatchSettings = BatchSettings(), *,
-                  progress: Callable[[int, int], None] | None = None) -> Iterator[dict[str, Any]]:
+                  progress: Callable[[int, int], None] | None = None,
+                  on_film: Callable[[str, np.ndarray, FilmExplanation], None] | None = None,
+                  ) -> Iterator[dict[str, Any]]:
     """Explain image files with a run's model, writing an overlay PNG per film; yields rows.
 
     Args:
@@ -69,6 +71,8 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
         out_dir: folder for the overlays (created).
         settings: method, layer, target, overlay and batch size.
         progress: ``progress(done, total)`` after each batch.
+        on_film: ``on_film(path, film, explanation)`` for each readable film while its batch
+            is in memory (e.g. to build its DICOM results).
 
     Yields:
         One dict per file, in order: ``path``, ``overlay`` (relative path, "" when none),
@@ -93,18 +97,22 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
         end = min(begin + settings.batch_size, len(files))
         # One function call per batch: its films are freed when it returns, before the next read.
         yield from _explain_batch(source, model, cam, list(files[begin:end]),
-                                  list(out_names[begin:end]), out_dir, settings, lungs)
+                                  list(out_names[begin:end]), out_dir, settings, lungs, on_film)
         if progress is not None:
             progress(end, len(files))
 
 
-def _read(paths: list) -> tuple[list, list[str]]:
+def read_films(items: Sequence, read: Callable[[Any], Any] | None = None) -> tuple[list, list[str]]:
+    """``(films, errors)``: per item (a path, or what ``read`` takes) its uint8 pixels or None,
+    and "" or the reason it could not be read. ``read`` returns a
+    :class:`cxrlib.data.imageio.Film` (default :func:`cxrlib.data.imageio.read_film`)."""
     from cxrlib.data.imageio import ImageReadError, read_film  # noqa: PLC0415
 
+    read = read or read_film
     films, errors = [], []
-    for path in paths:
+    for item in items:
         try:
-            films.append(read_film(path).pixels)
+            films.append(read(item).pixels)
             errors.append("")
         except ImageReadError as exc:
             films.append(None)
@@ -115,26 +123,76 @@ def _read(paths: list) -> tuple[list, list[str]]:
     return films, errors
 
 
-def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
-                   settings: BatchSettings, lungs) -> list[dict[str, Any]]:
+@dataclass
+class FilmExplanation:
+    """One film explained in memory (what :func:`explain_films` returns per film).
+
+    Attributes:
+        row: the table row (as :func:`explain_files` yields, ``overlay`` still "").
+        heatmap: the CAM at the model input size, or None (unreadable film).
+        box: the part of the film the model saw, ``(x0, y0, x1, y1)``, or None.
+        lungs: the film's :class:`cxrlib.lungs.LungSegmentation`, or None (no segmenter, or
+            unreadable).
+        overlay: uint8 RGB ``(H, W, 3)`` at the film's size, or None (flat map, unreadable).
+    """
+
+    row: dict[str, Any]
+    heatmap: np.ndarray | None = None
+    box: tuple[int, int, int, int] | None = None
+    lungs: Any = None
+    overlay: np.ndarray | None = None
+
+
+def explain_films(source: Any, films: Sequence[np.ndarray | None], paths: Sequence[str],
+                  settings: BatchSettings = BatchSettings(), *, errors: Sequence[str] | None = None,
+                  model=None, cam=None, lungs: Any = "installed") -> list[FilmExplanation]:
+    """Explain decoded films in memory (one batch): rows, heatmaps, lung fields and overlays.
+
+    Args:
+        source: a run (``config.preprocess``, ``classes``, ``load_model()``).
+        films: uint8 films; None for one that could not be read (its ``errors`` entry says why).
+        paths: per film, the name its row carries (a file path, or a DICOM SOP instance UID).
+        settings: method, layer, target, overlay and deletion steps.
+        errors: per film, "" or the reason it could not be read.
+        model, cam: an already loaded model and CAM (else loaded here).
+        lungs: :func:`lung_segmenter`'s callable, None for none; by default the installed one.
+
+    Returns:
+        One :class:`FilmExplanation` per film, in order.
+    """
     from cxrlib.explain.faithfulness import deletion_score  # noqa: PLC0415
-    from cxrlib.explain.overlay import overlay, to_png  # noqa: PLC0415
+    from cxrlib.explain.overlay import overlay  # noqa: PLC0415
     from cxrlib.preprocessing.geometry import input_box, mask_to_input  # noqa: PLC0415
     from cxrlib.preprocessing.pipeline import preprocess_film, to_model_input  # noqa: PLC0415
 
+    if model is None:
+        from cxrlib.evaluation.predict import check_model_fits  # noqa: PLC0415
+
+        model = source.load_model()
+        check_model_fits(model, source.config.preprocess, source.classes)
+    if cam is None:
+        from cxrlib.explain.methods import get_cam  # noqa: PLC0415
+
+        cam = get_cam(settings.explain.method, model, settings.explain.layer)
+    if isinstance(lungs, str):
+        lungs = lung_segmenter()[0]
     classes, cfg = list(source.classes), source.config.preprocess
-    films, errors = _read(paths)
-    rows = [_empty_row(str(p), classes, cam.name, cam.layer, e) for p, e in zip(paths, errors)]
+    errors = list(errors) if errors is not None else [""] * len(films)
+    done = [FilmExplanation(_empty_row(str(p), classes, cam.name, cam.layer, e))
+            for p, e in zip(paths, errors)]
     ok = [i for i, f in enumerate(films) if f is not None]
     if not ok:
-        return rows
+        return done
     crops = _crop_lungs(cfg, [films[i] for i in ok])  # the lung crop's masks, segmented once
     x = to_model_input(np.stack([preprocess_film(films[i], cfg, c) for i, c in zip(ok, crops)]))
     boxes = [input_box(films[i], cfg, c) for i, c in zip(ok, crops)]  # what the model saw
     result = cam.explain(x, settings.explain.target)
     masks = _lung_masks(lungs, [films[i] for i in ok], [paths[i] for i in ok], crops)
     for j, i in enumerate(ok):
-        heat, row = result.heatmaps[j], rows[i]
+        heat, item = result.heatmaps[j], done[i]
+        row = item.row
+        item.heatmap, item.box = heat, boxes[j]
+        item.lungs = None if masks is None else masks[j]
         row.update({"width": films[i].shape[1], "height": films[i].shape[0],
                     "target": classes[int(result.targets[j])],
                     "predicted": classes[int(result.probs[j].argmax())],
@@ -143,12 +201,9 @@ def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
         row["lung_mask"] = NO_LUNGS_CELL if masks is None else ""
         if result.flat[j]:  # not an explanation: no overlay, no scores
             continue
-        rel = Path(f"{names[i]}-{cam.name}.png")
-        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out_dir / rel).write_bytes(to_png(overlay(films[i], heat, alpha=settings.explain.alpha,
-                                                   colormap=settings.explain.colormap,
-                                                   contour=settings.explain.contour, box=boxes[j])))
-        row["overlay"] = rel.as_posix()
+        item.overlay = overlay(films[i], heat, alpha=settings.explain.alpha,
+                               colormap=settings.explain.colormap,
+                               contour=settings.explain.contour, box=boxes[j])
         if settings.deletion_steps > 0:
             row["deletion_score"] = deletion_score(model, x[j], heat, int(result.targets[j]),
                                                    steps=settings.deletion_steps)
@@ -159,7 +214,26 @@ def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
             lung = mask_to_input(seg.mask, boxes[j], cfg.size)
             row.update(in_lung_share=cam_in_lung_share(heat, lung),
                        lung_mask=seg.source + (" (flagged: poor mask)" if seg.flagged else ""))
-    return rows
+    return done
+
+
+def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
+                   settings: BatchSettings, lungs, on_film=None) -> list[dict[str, Any]]:
+    from cxrlib.explain.overlay import to_png  # noqa: PLC0415
+
+    films, errors = read_films(paths)
+    done = explain_films(source, films, [str(p) for p in paths], settings, errors=errors,
+                         model=model, cam=cam, lungs=lungs)
+    for item, name, film in zip(done, names, films):
+        if on_film is not None and film is not None:
+            on_film(str(item.row["path"]), film, item)
+        if item.overlay is None:
+            continue
+        rel = Path(f"{name}-{cam.name}.png")
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / rel).write_bytes(to_png(item.overlay))
+        item.row["overlay"] = rel.as_posix()
+    return [item.row for item in done]
 
 
 def _crop_lungs(cfg, films: list) -> list:

@@ -7,6 +7,7 @@ heatmap was computed on, so this is the one place that maps between the two:
 
 * :func:`input_box`: the film's pixels that become the model input, ``(x0, y0, x1, y1)``;
 * :func:`mask_to_input`: a mask at the film's size, as the model input sees it;
+* :func:`heatmap_to_film`: a model-input heatmap back at the film's size (for DICOM results);
 * :func:`input_lung_fields`: the lung fields of films (a dataset's own masks winning over
   predicted ones) in the model input's geometry: what the CAM-in-lung share, the masked
   evaluation and the audit gallery are computed with.
@@ -94,6 +95,31 @@ def mask_to_input(mask: np.ndarray, box: Box, size: int) -> np.ndarray:
         return part.astype(bool)
     squashed = cv2.resize(part * np.uint8(255), (size, size), interpolation=cv2.INTER_AREA)
     return squashed >= 128
+
+
+def heatmap_to_film(heatmap: np.ndarray, shape: tuple[int, int], box: Box | None = None) -> np.ndarray:
+    """A model-input heatmap laid back over the film: stretched (bilinear) over ``box``, 0 outside.
+
+    The counterpart of :func:`mask_to_input` for values, and the geometry
+    :func:`cxrlib.explain.overlay.overlay` draws with: the model saw ``box`` (the whole film
+    without the lung crop), squashed to a square.
+
+    Args:
+        heatmap: ``(h, w)`` values in [0, 1], usually at the model input size.
+        shape: the film's ``(H, W)``.
+        box: what the model saw, ``(x0, y0, x1, y1)``; None for the whole film.
+
+    Returns:
+        ``float32 (H, W)`` in [0, 1].
+    """
+    h, w = int(shape[0]), int(shape[1])
+    x0, y0, x1, y1 = box if box is not None else (0, 0, w, h)
+    heat = np.clip(np.nan_to_num(np.asarray(heatmap, np.float32)), 0.0, 1.0)
+    out = np.zeros((h, w), np.float32)
+    part = heat if heat.shape == (y1 - y0, x1 - x0) else cv2.resize(
+        heat, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    out[y0:y1, x0:x1] = np.clip(part, 0.0, 1.0)
+    return out
 
 
 def input_lung_fields(films: Sequence[np.ndarray], film_paths: Sequence, cfg: PreprocessConfig,

@@ -1,0 +1,129 @@
+"""``explain``'s DICOM side: ``--dicom-out DIR`` for DICOM files, and ``--pacs ... [--send]``.
+
+Each explained film's results (:mod:`cxrlib.dicom.results`) go into ``DIR/<film>/`` (the film's
+output name for files, its SOP instance UID for a PACS study) and, with ``--send``, back to the
+PACS by STOW-RS. Everything is computed before anything is written or sent, and a results folder
+that already holds a result file is refused before any film is read: a failure leaves nothing
+half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cxrlib.cli.common import warn
+
+
+def _is_dicom(path: str | Path) -> bool:
+    from cxrlib.data.imageio import DICOM_SUFFIXES  # noqa: PLC0415
+
+    if str(path).lower().endswith(DICOM_SUFFIXES):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _refuse_existing(folder: Path, names) -> None:
+    from cxrlib.dicom.results import FILE_NAMES  # noqa: PLC0415
+
+    for name in names:
+        for file in FILE_NAMES.values():
+            if (folder / name / file).exists():
+                raise FileExistsError(17, "exists (not replaced); choose another --dicom-out",
+                                      str(folder / name / file))
+
+
+class DicomFolder:
+    """``on_film`` for :func:`cxrlib.explain.batch.explain_files`: DICOM results of DICOM files."""
+
+    def __init__(self, run, folder: Path, files, names):
+        self.run, self.folder = run, Path(folder)
+        self.names = {str(f): n for f, n in zip(files, names)}
+        self.dicom = {str(f) for f in files if _is_dicom(f)}
+        self.written, self.failed = 0, []
+        _refuse_existing(self.folder, [self.names[f] for f in self.dicom])
+
+    def __call__(self, path: str, film, item) -> None:
+        import pydicom  # noqa: PLC0415
+
+        from cxrlib.dicom.pipeline import results_of  # noqa: PLC0415
+
+        if path not in self.dicom:
+            return
+        try:
+            source = pydicom.dcmread(path, stop_before_pixels=True)
+            objects = results_of(self.run, source, film, item)
+        except Exception as exc:  # noqa: BLE001  (a header highdicom cannot reference: said, not fatal)
+            self.failed.append(f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            return
+        self.written += len(objects.write(self.folder / self.names[path]))
+
+    def report(self) -> None:
+        """The DICOM side's summary lines."""
+        other = len(self.names) - len(self.dicom)
+        print(f"{self.written} DICOM result objects -> {self.folder}")
+        if other:
+            warn(f"{other} film(s) are not DICOM: no DICOM results for them (a SEG or SR must "
+                 f"reference a DICOM source)")
+        for line in self.failed:
+            warn(f"no DICOM results for {line}")
+
+
+def explain_pacs(run, args: argparse.Namespace, settings) -> int:
+    """``explain --pacs URL --study UID [--out DIR] [--dicom-out DIR] [--send]``."""
+    from cxrlib.cli.explain import CSV_NAME, _write  # noqa: PLC0415
+    from cxrlib.cli.pacs import study_films  # noqa: PLC0415
+    from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
+    from cxrlib.core.fsutil import write_bytes_atomic  # noqa: PLC0415
+    from cxrlib.dicom.pipeline import explain_datasets  # noqa: PLC0415
+    from cxrlib.evaluation.predict import check_model_fits  # noqa: PLC0415
+    from cxrlib.explain.batch import columns, lung_segmenter  # noqa: PLC0415
+    from cxrlib.explain.methods import get_cam  # noqa: PLC0415
+    from cxrlib.explain.overlay import to_png  # noqa: PLC0415
+
+    model = run.load_model()
+    check_model_fits(model, run.config.preprocess, run.classes)
+    cam = get_cam(settings.explain.method, model, settings.explain.layer)
+    client, study, datasets = study_films(args)
+    if args.dicom_out is not None:
+        _refuse_existing(args.dicom_out, [str(d.SOPInstanceUID) for d in datasets])
+    lungs, why_not = lung_segmenter()
+    if lungs is None:
+        print(f"note: {why_not}", file=sys.stderr)
+    results, bar = [], ProgressBar(f"explain ({settings.explain.method})")
+    for begin in range(0, len(datasets), settings.batch_size):
+        results += explain_datasets(run, datasets[begin:begin + settings.batch_size], settings,
+                                    model=model, cam=cam, lungs=lungs)
+        bar.callback(min(begin + settings.batch_size, len(datasets)), len(datasets))
+    objects = [r.objects for r in results if r.objects is not None]
+    if args.out is not None:
+        for r in results:
+            if r.overlay is not None:
+                rel = f"{r.row['path']}-{cam.name}.png"
+                write_bytes_atomic(args.out / rel, to_png(r.overlay))
+                r.row["overlay"] = rel
+        counts = _write(args.out, columns(run.classes), (r.row for r in results), bar)
+        where = f" -> {args.out / CSV_NAME}"
+    else:
+        bar.close()
+        counts = {"explained": sum(1 for r in results if r.row["error"] == "" and not r.row["flat"]),
+                  "flat": sum(1 for r in results if r.row["flat"]),
+                  "unreadable": sum(1 for r in results if r.row["error"])}
+        for r in results:
+            if r.row["error"]:
+                print(f"unreadable: {r.row['path']}: {r.row['error']}", file=sys.stderr)
+        where = ""
+    print(f"{counts['explained']} explained, {counts['flat']} flat (no overlay), "
+          f"{counts['unreadable']} unreadable of study {study}{where}")
+    if args.dicom_out is not None:
+        n = sum(len(o.write(args.dicom_out / str(r.row["path"])))
+                for r, o in ((r, r.objects) for r in results) if o is not None)
+        print(f"{n} DICOM result objects -> {args.dicom_out}")
+    if args.send:
+        stored = client.store([ds for o in objects for ds in o.datasets()])
+        print(f"{stored} DICOM result objects stored on the PACS at {client.settings.url}")
+    return 0
