@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test test-fast bench venv chromium orthanc clean
+.PHONY: run test test-fast bench venv chromium orthanc dicomtools clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,7 +31,15 @@ orthanc:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null) \
 	  || echo "orthanc not installed: the PACS tier will be skipped"; }
 
-test: venv chromium orthanc
+# Installs Debian's dcmtk (JPEG DICOM encoders for the decode tests) and dicom3tools (dciodvfy, the
+# DICOM validator the results tests run) when missing and possible; those cases skip otherwise.
+dicomtools:
+	@{ command -v dcmcjpeg && command -v dciodvfy; } >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools >/dev/null) \
+	  || echo "dcmtk / dicom3tools not installed: their DICOM cases will be skipped"; }
+
+test: venv chromium orthanc dicomtools
 	$(BIN)/python -m pytest
 
 test-fast: venv
