@@ -238,7 +238,7 @@ def test_per_source_metrics_and_loso_name_the_same_sources():
     """One rule names a film's source for the per-source table and for leave-one-source-out.
     A folder per hospital whose scan gave every film the layout's name as its source: both see
     the two hospitals (the per-source table used to show one "kermany" row)."""
-    from cxrlib.training.loso import loso_sources
+    from cxrlib.audit.loso import loso_sources
 
     preds = pd.DataFrame({"rel_path": ["siteA/COVID-19/1.png", "siteA/Normal/2.png",
                                        "siteB/COVID-19/3.png", "siteB/Normal/4.png"],
@@ -259,7 +259,7 @@ def test_films_at_the_root_or_in_class_folders_are_not_sources_each():
     film lies in one and they are not the class folders; otherwise the one named source stays
     (and leave-one-source-out refuses)."""
     from cxrlib.data.identity import film_sources
-    from cxrlib.training.loso import loso_sources
+    from cxrlib.audit.loso import loso_sources
 
     root = pd.DataFrame({"rel_path": ["1.png", "2.png", "3.png", "4.png"],
                          "label": ["COVID-19", "Normal", "COVID-19", "Normal"],

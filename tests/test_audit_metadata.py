@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.audit import metadata_baseline, metadata_features, scan_films
+from cxrlib.audit import metadata_baseline, metadata_features
+from cxrlib.data.film_scan import scan_films
 from cxrlib.audit.metadata_baseline import FEATURE_DESCRIPTIONS, FEATURES, confounded_level
 from cxrlib.core.classes import CLASSES, NORMAL
 from cxrlib.data.synthetic import lung_boxes, synthetic_film

@@ -102,7 +102,7 @@ def fair_run(tmp_path_factory, workspace_module):
 
 
 def test_planted_source_shortcut_collapses_at_a_held_out_source(shortcut_run):
-    from cxrlib.training.loso import leave_one_source_out
+    from cxrlib.audit.loso import leave_one_source_out
 
     loso = leave_one_source_out(shortcut_run)
     table = loso.table.set_index("source")
@@ -121,7 +121,7 @@ def test_planted_source_shortcut_collapses_at_a_held_out_source(shortcut_run):
 
 
 def test_without_a_shortcut_held_out_sources_stay_close(fair_run):
-    from cxrlib.training.loso import leave_one_source_out
+    from cxrlib.audit.loso import leave_one_source_out
 
     loso = leave_one_source_out(fair_run)
     assert loso.test_accuracy >= 0.75
@@ -130,8 +130,8 @@ def test_without_a_shortcut_held_out_sources_stay_close(fair_run):
 
 
 def test_source_probe_reads_the_texture(shortcut_run, fair_run):
-    from cxrlib.training.loso import loso_sources, run_features
-    from cxrlib.training.source_probe import source_probe
+    from cxrlib.audit.loso import loso_sources, run_features
+    from cxrlib.audit.source_probe import source_probe
 
     for run, within_high in ((shortcut_run, True), (fair_run, False)):
         data = run_features(run)

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.audit import find_duplicates, lung_fields_of, metadata_baseline, segment_lungs
+from cxrlib.audit import lung_fields_of, metadata_baseline, segment_lungs
+from cxrlib.data.duplicates import find_duplicates
 from cxrlib.core.config import PreprocessConfig
 from cxrlib.data.imageio import read_film
 from cxrlib.preprocessing import preprocess_film

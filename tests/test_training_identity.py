@@ -83,7 +83,7 @@ def test_a_damaged_or_foreign_feature_entry_is_rebuilt_not_read(workspace):
 
 
 def test_near_duplicate_clusters_join_the_split_groups(workspace, synthetic_dataset, tmp_path, monkeypatch):
-    from cxrlib.audit import duplicates
+    from cxrlib.data import duplicates
 
     root = synthetic_dataset
     covid = sorted(p.name for p in (root / "COVID-19").iterdir())
@@ -115,7 +115,7 @@ def test_a_dataset_without_near_duplicates_gets_empty_cluster_ids(workspace, syn
     is refused by pandas 4 (a Pandas4Warning today, an error then)."""
     import warnings
 
-    from cxrlib.audit import duplicates
+    from cxrlib.data import duplicates
 
     monkeypatch.setattr(duplicates, "duplicate_clusters", lambda ds, progress=None: {})
     run = _run(_cfg(synthetic_dataset, epochs=1))

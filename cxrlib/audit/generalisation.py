@@ -4,9 +4,9 @@ Will the model work at another hospital? Three answers, each before anyone has e
 
 * subgroups of the run's test split (:mod:`cxrlib.evaluation.subgroups`): which films it fails
   on, flagged when a subgroup's whole CI lies below the overall accuracy;
-* leave-one-source-out (:mod:`cxrlib.training.loso`): the expected accuracy at an unseen
+* leave-one-source-out (:mod:`cxrlib.audit.loso`): the expected accuracy at an unseen
   source, next to the test-split accuracy; optionally also with the source-adversarial head;
-* the source probe (:mod:`cxrlib.training.source_probe`): how well the backbone features name
+* the source probe (:mod:`cxrlib.audit.source_probe`): how well the backbone features name
   the source.
 
 Each step that cannot run on a run or dataset (one source only, a model without a frozen
@@ -32,9 +32,9 @@ class Generalisation:
 
     Attributes:
         subgroups: test-split :class:`cxrlib.evaluation.subgroups.SubgroupAnalysis`.
-        loso: plain-head :class:`cxrlib.training.loso.LosoResult`.
+        loso: plain-head :class:`cxrlib.audit.loso.LosoResult`.
         loso_adversarial: the same with the source-adversarial head.
-        source_probe: :func:`cxrlib.training.source_probe.source_probe`.
+        source_probe: :func:`cxrlib.audit.source_probe.source_probe`.
         notes: why a step did not run.
     """
 
@@ -74,8 +74,8 @@ def generalisation_audit(run, dataset, *, steps=("subgroups", "loso"), adversari
         out.notes.append(f"Leave-one-source-out needs a frozen backbone's cached features; the "
                          f"{run.config.model.family} model has none.")
         return out
-    from cxrlib.training.loso import leave_one_source_out, loso_sources, run_features  # noqa: PLC0415
-    from cxrlib.training.source_probe import source_probe  # noqa: PLC0415
+    from cxrlib.audit.loso import leave_one_source_out, loso_sources, run_features  # noqa: PLC0415
+    from cxrlib.audit.source_probe import source_probe  # noqa: PLC0415
 
     try:
         data = run_features(run, dataset=dataset)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cxrlib.audit.film_scan import FilmSignatures, scan_films
+from cxrlib.data.film_scan import FilmSignatures, scan_films
 from cxrlib.evaluation.metrics import point_metrics
 
 FEATURE_DESCRIPTIONS = {

@@ -13,8 +13,8 @@ import pandas as pd
 
 from cxrlib.audit.attention import (attention_audit, attention_gallery, attention_summary,
                                     gallery_films, lung_fields_of, lung_mask_counts, masks_used)
-from cxrlib.audit.duplicates import find_duplicate_pairs, clusters_from_pairs, split_leakage
-from cxrlib.audit.film_scan import scan_films
+from cxrlib.data.duplicates import find_duplicate_pairs, clusters_from_pairs, split_leakage
+from cxrlib.data.film_scan import scan_films
 from cxrlib.audit.generalisation import generalisation_audit
 from cxrlib.audit.generalisation import verdicts as generalisation_verdicts
 from cxrlib.audit.masked_eval import masked_evaluation, shortcut_verdict

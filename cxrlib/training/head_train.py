@@ -16,7 +16,7 @@ import numpy as np
 
 
 def train_head(template, features: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-               onehot: np.ndarray, tcfg, *, sources=None, adversarial: float = 0.0):
+               onehot: np.ndarray, tcfg, *, extra=None):
     """A fresh copy of ``template`` (a head: features -> probabilities) fitted on some rows.
 
     Args:
@@ -26,14 +26,15 @@ def train_head(template, features: np.ndarray, train_rows: np.ndarray, val_rows:
         train_rows / val_rows: row indices into ``features[k]``.
         onehot: ``(N, C)`` true classes.
         tcfg: the run's :class:`cxrlib.core.config.TrainConfig`.
-        sources: source name of every row (needed with ``adversarial``).
-        adversarial: weight of the source-adversarial branch (0: plain head).
+        extra: ``extra(head, rows, y_train)`` making an extra loss term of the fit (see
+            :func:`cxrlib.training.head_fit.fit_head_compiled`) for the fresh head, ``rows``
+            being the dataset row of every training row (e.g. the source-adversarial branch,
+            :func:`cxrlib.audit.adversarial.adversary`); None: a plain head.
 
     Returns:
         The fitted head, holding the weights of its best validation loss.
     """
     from cxrlib.core.tfsetup import keras as _keras  # noqa: PLC0415
-    from cxrlib.training.adversarial import SourceAdversary  # noqa: PLC0415
     from cxrlib.training.finetune import compile_classifier, fit_callbacks  # noqa: PLC0415
     from cxrlib.training.head_fit import fit_head_compiled  # noqa: PLC0415
 
@@ -44,14 +45,12 @@ def train_head(template, features: np.ndarray, train_rows: np.ndarray, val_rows:
     copies = features.shape[0]
     x_train = np.concatenate([features[k][train_rows] for k in range(copies)])
     y_train = np.concatenate([onehot[train_rows]] * copies)
-    extra = None
-    if adversarial > 0:
-        extra = SourceAdversary(head, list(np.asarray(sources)[train_rows]) * copies, y_train, adversarial)
+    term = extra(head, np.concatenate([train_rows] * copies), y_train) if extra else None
     keep = _keep_best_type()()
     callbacks = [keep, *fit_callbacks(tcfg, math.ceil(len(x_train) / tcfg.batch_size))]
     fit_head_compiled(head, x_train, y_train, features[0][val_rows], onehot[val_rows],
                       epochs=tcfg.epochs, batch_size=tcfg.batch_size, seed=tcfg.seed,
-                      callbacks=callbacks, extra=extra)
+                      callbacks=callbacks, extra=term)
     keep.restore()
     return head
 

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from cxrlib.data.imageio.film import DEFAULT_MAX_PIXELS, Film, ImageMeta, ImageReadError
-from cxrlib.data.imageio.headers import _os_error, _parse_header, _Source, check_size
+from cxrlib.data.imageio.headers import _os_error, _parse_header, check_size
+from cxrlib.data.imageio.source import Source
 from cxrlib.data.imageio.libjpeg import corruption, imdecode_jpeg
 
 
@@ -67,7 +68,7 @@ def decode_film(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS)
 
 
 def _decode(data: bytes, name: str, where: str, max_pixels: int) -> Film:
-    meta = _parse_header(_Source(io.BytesIO(data), len(data)), name, where)
+    meta = _parse_header(Source(io.BytesIO(data), len(data)), name, where)
     check_size(meta, max_pixels, where)
     if meta.format == "DICOM":
         pixels = _decode_dicom(data, where, meta)

@@ -132,7 +132,7 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         run: a finished head-mode :class:`cxrlib.runs.run.Run` (``mobilenetv2`` or ``tiny``).
         data: :func:`run_features` of the run (computed when not given).
         adversarial: > 0 trains each fold's head with the source-adversarial branch of that
-            weight (:mod:`cxrlib.training.adversarial`) on the fold's training sources.
+            weight (:mod:`cxrlib.audit.adversarial`) on the fold's training sources.
         progress: ``progress(source, done, total)`` after each fold.
 
     Returns:
@@ -145,6 +145,7 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         ``n_train``.
     """
     from cxrlib.evaluation.metrics import point_metrics  # noqa: PLC0415
+    from cxrlib.audit.adversarial import adversary  # noqa: PLC0415
     from cxrlib.training.head_train import train_head  # noqa: PLC0415
 
     data = data or run_features(run)
@@ -154,6 +155,7 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
     y = np.array([classes.index(c) for c in m["label"]])
     onehot = np.eye(len(classes), dtype=np.float32)[y]
     overall, own = own_test_accuracy(run, dict(zip(m["rel_path"].astype(str), source)))
+    extra = adversary(source, adversarial) if adversarial > 0 else None
     names = sorted(set(source[usable]))
     rows, notes, t0 = [], [], time.perf_counter()
     for k, name in enumerate(names):
@@ -164,8 +166,7 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         val = np.flatnonzero(pool & (m["split"] == "val").to_numpy())
         test = np.flatnonzero(pool & (m["split"] == "test").to_numpy())
         val = val if len(val) else test
-        head = train_head(data.head, data.features, tr, val, onehot, run.config.train,
-                          sources=source if adversarial > 0 else None, adversarial=adversarial)
+        head = train_head(data.head, data.features, tr, val, onehot, run.config.train, extra=extra)
         pred = _predict(head, data.features[0], np.flatnonzero(held))
         point = point_metrics(y[held], pred, classes)
         fold_test = point_metrics(y[test], _predict(head, data.features[0], test), classes) if len(test) else {}
