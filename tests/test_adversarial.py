@@ -64,7 +64,12 @@ def test_gradient_reversal_flips_and_scales_the_gradient():
 
 def test_adversarial_head_hides_the_source_and_stays_a_plain_head():
     from cxrlib.audit.adversarial import adversary
-    from cxrlib.training.head_train import train_head
+    from cxrlib.training.head_fit import fit_head, fresh_head
+
+    def train_head(template, features, train, val, onehot, tcfg, extra=None):
+        head = fresh_head(template, tcfg.seed)
+        fit_head(head, features, train, val, onehot, tcfg, extra=extra)
+        return head
 
     x, onehot, sources, y = _features()
     tcfg = TrainConfig(mode="head", epochs=40, batch_size=32, learning_rate=1e-2, seed=0)

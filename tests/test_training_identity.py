@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrlib.runs import registry
+from cxrlib.runs import registry, runner
 from cxrlib.training import engine, features
 from test_train import _cfg, _run
 
@@ -20,7 +20,7 @@ def test_init_from_head_starts_the_finetune_from_the_trained_head(workspace, syn
     cfg = _cfg(synthetic_dataset, mode="finetune", init_from_head=True, epochs=1,
                learning_rate=1e-12, augment=False)
     run = _run(cfg)
-    engine.execute(run)
+    runner.execute_run(run)  # the runner trains the head run first and passes its weights in
     assert run.status()["state"] == "done", run.status()
     head_cfg = engine.head_run_config(cfg)
     assert head_cfg.train.mode == "head" and not head_cfg.train.init_from_head

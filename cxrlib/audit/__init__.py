@@ -12,7 +12,7 @@ Streamlit-free; every function returns DataFrames, dicts or arrays a page can sh
   per-subgroup recall of the external folder).
 * :mod:`~cxrlib.audit.generalisation`: subgroups of the test split, leave-one-source-out and
   the source probe (:mod:`cxrlib.evaluation.subgroups`, :mod:`cxrlib.audit.loso`).
-* :func:`audit_run` ties them together; :func:`main` is the ``audit`` CLI command.
+* :func:`audit_run` ties them together (the ``audit`` CLI command: :mod:`cxrlib.cli.audit`).
 """
 from cxrlib.audit.attention import (Attention, GalleryFilm, attention_audit, attention_gallery,
                                     attention_summary, attention_table, lung_fields_of,
@@ -21,13 +21,13 @@ from cxrlib.lungs import LungSegmentation, cam_in_lung_share, segment_lungs
 from cxrlib.audit.masked_eval import blank_lungs, keep_lungs, masked_evaluation, shortcut_verdict
 from cxrlib.audit.metadata_baseline import MetadataBaseline, metadata_baseline, metadata_features
 from cxrlib.audit.per_source import external_check, per_source_metrics
-from cxrlib.audit.report import STEPS, AuditReport, audit_run, main
+from cxrlib.audit.report import STEPS, AuditReport, audit_run
 
 __all__ = [
     "STEPS", "Attention", "AuditReport", "GalleryFilm", "LungSegmentation",
     "MetadataBaseline", "attention_audit", "attention_gallery", "attention_summary",
     "attention_table", "audit_run", "blank_lungs",
-    "cam_in_lung_share", "external_check", "keep_lungs", "lung_fields_of", "lung_mask_counts", "main",
+    "cam_in_lung_share", "external_check", "keep_lungs", "lung_fields_of", "lung_mask_counts",
     "masked_evaluation", "masks_used",
     "metadata_baseline", "metadata_features", "per_source_metrics", "segment_lungs",
     "shortcut_verdict",

@@ -41,7 +41,7 @@ def source_codes(sources: Sequence[str]) -> tuple[np.ndarray, list[str]]:
 
 
 def adversary(sources: Sequence[str], weight: float):
-    """``extra(head, rows, y_train)`` for :func:`cxrlib.training.head_train.train_head`: the
+    """``extra(head, rows, y_train)`` for :func:`cxrlib.training.head_fit.fit_head`: the
     branch of weight ``weight`` on the sources (``sources[rows]``) of the head's training rows."""
     sources = np.asarray(sources)
 

@@ -5,7 +5,7 @@ hospital: the model may have learned each source's look. LOSO trains the run's h
 source with every film of that source held out (and every film sharing a patient, duplicate
 group or near-duplicate cluster with it: :func:`cxrlib.data.identity.group_keys`), on the
 run's own cached backbone features (:mod:`cxrlib.training.features`), with the run's head
-configuration, split, seed and loop (:func:`cxrlib.training.head_fit.fit_head_compiled`), and
+configuration, split, seed and fit (:func:`cxrlib.training.head_fit.fit_head`, the engine's), and
 scores it on the held-out source. The mean over sources is the *expected accuracy at an unseen
 source*, reported next to the run's test-split accuracy.
 
@@ -146,7 +146,7 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
     """
     from cxrlib.evaluation.metrics import point_metrics  # noqa: PLC0415
     from cxrlib.audit.adversarial import adversary  # noqa: PLC0415
-    from cxrlib.training.head_train import train_head  # noqa: PLC0415
+    from cxrlib.training.head_fit import fit_head, fresh_head  # noqa: PLC0415
 
     data = data or run_features(run)
     m, classes = data.manifest, data.classes
@@ -166,7 +166,8 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         val = np.flatnonzero(pool & (m["split"] == "val").to_numpy())
         test = np.flatnonzero(pool & (m["split"] == "test").to_numpy())
         val = val if len(val) else test
-        head = train_head(data.head, data.features, tr, val, onehot, run.config.train, extra=extra)
+        head = fresh_head(data.head, run.config.train.seed)  # the same start for every fold
+        fit_head(head, data.features, tr, val, onehot, run.config.train, extra=extra)
         pred = _predict(head, data.features[0], np.flatnonzero(held))
         point = point_metrics(y[held], pred, classes)
         fold_test = point_metrics(y[test], _predict(head, data.features[0], test), classes) if len(test) else {}

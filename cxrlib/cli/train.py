@@ -122,6 +122,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         if not isinstance(record, dict) or not all(isinstance(v, dict) for v in record.values()):
             raise ValueError(f"{args.config} is not a RunConfig JSON object "
                              "(sections data, preprocess, model, split, train)")
+        pre = record.get("preprocess")
+        if isinstance(pre, dict) and not pre.get("lung_model") and _lung_model(pre.get("steps")):
+            record = {**record, "preprocess": {**pre, "lung_model": _lung_model(pre["steps"])}}
         base = RunConfig.from_dict(record)
 
     def pick(**pairs: Any) -> dict[str, Any]:
@@ -151,7 +154,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         steps=steps, wb_percentile=args.wb_percentile, clahe_clip_limit=args.clahe_clip,
         clahe_tile_grid=args.clahe_grid, gamma=args.gamma,
         size=args.size if args.size is not None else recipe_size,
-        lung_crop_margin=args.lung_crop_margin))
+        lung_crop_margin=args.lung_crop_margin,
+        lung_model=None if base.preprocess.lung_model else _lung_model(steps)))
     split = base.split.replace(**pick(kind=args.split, test_fraction=args.test_fraction,
                                       val_fraction=args.val_fraction, seed=args.seed))
     train = _train_base(base, args, model.family).replace(**pick(
@@ -176,6 +180,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                          "small CNN starts from random weights (frozen BatchNorm would keep its "
                          "untrained statistics)")
     return RunConfig(data=data, preprocess=preprocess, model=model, split=split, train=train)
+
+
+def _lung_model(steps) -> str | None:
+    """The installed lung segmenter's digest when ``steps`` crop to the lungs and name none
+    (a hand-written ``--config`` or ``--steps``; a run's config.json names its own), else None."""
+    from cxrlib.lungs.network import asset_digest  # noqa: PLC0415
+
+    return asset_digest() if "lung_crop" in (steps or ()) else None
 
 
 def _finished(cfg: RunConfig, fingerprint: str) -> bool:
