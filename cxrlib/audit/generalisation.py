@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from cxrlib.core.config import HEAD_FAMILIES
-from cxrlib.evaluation.core import test_rows
 
 ADVERSARIAL_WEIGHT = 0.3
 """The gradient-reversal weight the audit measures the source-adversarial head with (on cxr3:
@@ -49,7 +48,7 @@ def split_subgroups(run, manifest: pd.DataFrame, *, by=None, n_boot: int = 1000)
     """Subgroups of the run's own test predictions by ``by`` (default: the usual columns)."""
     from cxrlib.evaluation.subgroups import attach_manifest, default_columns, subgroup_analysis  # noqa: PLC0415
 
-    frame = attach_manifest(test_rows(run.predictions()), manifest)
+    frame = attach_manifest(run.test_predictions(), manifest)
     columns = list(by) if by else default_columns(frame)
     return subgroup_analysis(frame, run.classes, columns, n_boot=n_boot) if columns else None
 

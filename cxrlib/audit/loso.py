@@ -25,7 +25,7 @@ import pandas as pd
 
 from cxrlib.core.classes import task_classes
 from cxrlib.data.identity import film_sources
-from cxrlib.evaluation.core import own_test_accuracy
+from cxrlib.evaluation.core import json_records, own_test_accuracy
 
 
 @dataclass
@@ -118,7 +118,7 @@ class LosoResult:
 
     def to_dict(self) -> dict:
         """JSON values; ``sources`` holds the table's records."""
-        rows = self.table.astype(object).where(self.table.notna(), None).to_dict("records")
+        rows = json_records(self.table)
         return {"expected_accuracy": self.expected_accuracy, "weighted_accuracy": self.weighted_accuracy,
                 "test_accuracy": self.test_accuracy, "adversarial": self.adversarial,
                 "seconds": round(self.seconds, 2), "notes": self.notes, "sources": rows}

@@ -17,7 +17,7 @@ from cxrlib.audit.generalisation import verdicts as generalisation_verdicts
 from cxrlib.audit.masked_eval import masked_evaluation, shortcut_verdict
 from cxrlib.audit.metadata_baseline import MetadataBaseline, metadata_baseline
 from cxrlib.audit.per_source import external_check, per_source_metrics
-from cxrlib.evaluation.core import json_number, own_test_accuracy
+from cxrlib.evaluation.core import json_number, json_records, own_test_accuracy
 
 STEPS = ("duplicates", "metadata", "attention", "masked", "per_source", "subgroups", "loso")
 
@@ -84,8 +84,7 @@ class AuditReport:
                 "metadata_accuracy": json_number(self.metadata.accuracy) if self.metadata else None,
                 "metadata_balanced_accuracy": json_number(self.metadata.balanced_accuracy) if self.metadata else None,
                 "majority_rate": json_number(self.metadata.majority_rate) if self.metadata else None,
-                "masked": (self.masked.astype(object).where(self.masked.notna(), None).to_dict("records")
-                           if len(self.masked) else []),
+                "masked": json_records(self.masked) if len(self.masked) else [],
                 **_generalisation_summary(self.generalisation, self.external_subgroups),
                 "duplicate_clusters": clusters,
                 "leakage": self.leakage.get("summary", {}),

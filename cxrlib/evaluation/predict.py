@@ -257,10 +257,10 @@ def evaluate_test_split(run) -> tuple[dict, pd.DataFrame]:
     Raises:
         ValueError: the run has no test predictions (not done yet).
     """
-    from cxrlib.evaluation.core import from_predictions, test_rows  # noqa: PLC0415
+    from cxrlib.evaluation.core import from_predictions  # noqa: PLC0415
     from cxrlib.evaluation.metrics import evaluate  # noqa: PLC0415
 
-    predictions = test_rows(run.predictions())
+    predictions = run.test_predictions()
     if predictions.empty:
         raise ValueError(f"run {run.id} has no test predictions (is it done?)")
     y, probs, patients = from_predictions(predictions, run.classes)

@@ -260,6 +260,13 @@ class Run:
         """predictions.csv (rel_path, path, label, patient_id, group_id, split, pred, p_<class>...)."""
         return _read_csv(self.folder / "predictions.csv")
 
+    def test_predictions(self) -> pd.DataFrame:
+        """The rows of predictions.csv on the run's test split
+        (:func:`cxrlib.evaluation.core.test_rows`, the one filter), index reset."""
+        from cxrlib.evaluation.core import test_rows  # noqa: PLC0415
+
+        return test_rows(self.predictions())
+
     def metrics(self) -> dict[str, Any]:
         """metrics.json, or ``{}`` before the run is done (a damaged file raises :class:`RunFileError`)."""
         return self._json("metrics.json", default={}) or {}
