@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from cxrlib import lungs
-from cxrlib.audit.attention import film_in_lung_share
+from cxrlib.evaluation.core import json_number
 from cxrlib import preprocessing as pre
 from cxrlib.core.config import PreprocessConfig
 
@@ -81,8 +81,8 @@ def explanation_lungs(run, pixels, film_key: str, res: dict[str, Any], *, ds=Non
         ``source``, ``quality``, ``flagged``.
     """
     seg = film_lungs(film_key, pixels, ds, rel_path)
-    share = None if res["flat"] else film_in_lung_share(res["heatmap"], seg.mask, res["box"],
-                                                          run.config.preprocess.size)
+    share = None if res["flat"] else json_number(pre.input_lung_share(  # nan (all-zero): None
+        res["heatmap"], seg.mask, res["box"], run.config.preprocess.size))
     return {"mask": seg.mask, "share": share, "source": seg.source, "quality": seg.quality,
             "flagged": seg.flagged}
 

@@ -83,7 +83,7 @@ def lung_crop_figures(cfg, dataset, max_films) -> dict:
             "lung_area": _r(report.attention_summary.set_index("label").loc["all", "lung_area"]),
             "loso_expected_accuracy": _r(s["loso_expected_accuracy"]),
             "source_probe_accuracy": _r(s["source_probe_accuracy"]),
-            "lung_masks": s["lung_masks"], "verdicts": report.verdicts,
+            "lung_masks": s["lung_masks"], "verdicts": s["verdicts"],
             "train_s": round(train_s, 1), "audit_s": round(time.perf_counter() - t0, 1)}
 
 

@@ -12,6 +12,7 @@ import csv
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from cxrlib.core.classes import CLASSES, NORMAL
@@ -219,3 +220,20 @@ def test_evaluate_the_runs_own_test_split_by_subgroup(shortcut_run, tmp_path):
     assert by_source["n"].sum() == len(test)
     assert table.loc[table["column"] == "small_copy", "value"].tolist() == ["small copy (<= 256 px)"]
     assert metrics["subgroups"]["by"] == ["source", "small_copy"]
+
+
+def test_evaluate_folder_keeps_every_manifest_column(shortcut_run, tmp_path):
+    """A folder's own manifest columns (here ``view``) come back with its predictions, matched
+    by film: callers no longer rescan the folder to put them back."""
+    from cxrlib.evaluation.predict import evaluate_folder
+
+    root = make_sources(tmp_path / "extra", shortcut=True, seed=5)
+    manifest = pd.read_csv(root / "manifest.csv")
+    manifest["view"] = ["PA" if i % 3 else "AP" for i in range(len(manifest))]
+    manifest.to_csv(root / "manifest.csv", index=False)
+    _, predictions = evaluate_folder(shortcut_run, root)
+    assert "view" in predictions
+    expected = dict(zip(manifest["file"], manifest["view"]))
+    assert predictions["view"].tolist() == [expected[r] for r in predictions["rel_path"]]
+    assert list(predictions.columns[:6]) == ["rel_path", "path", "label", "patient_id",
+                                             "group_id", "source"]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cxrlib.evaluation.core import json_number
 from cxrlib.lungs import cam_in_lung_share, segment_batch
 
 
@@ -95,16 +94,6 @@ def lung_fields_of(manifest: pd.DataFrame, rel_paths, images: np.ndarray, cfg, *
         if progress is not None:
             progress(len(out), len(rel_paths))
     return out
-
-
-def film_in_lung_share(heatmap: np.ndarray, film_mask: np.ndarray, box, size: int) -> float | None:
-    """The in-lung share of one film's CAM as the audit counts it: the film-sized lung field
-    carried into the model input (cut to ``box``, squashed to ``size``:
-    :func:`cxrlib.preprocessing.geometry.mask_to_input`), against the heatmap at that size
-    (:func:`cxrlib.lungs.cam_in_lung_share`). None for an all-zero map."""
-    from cxrlib.preprocessing.geometry import mask_to_input  # noqa: PLC0415
-
-    return json_number(cam_in_lung_share(heatmap, mask_to_input(film_mask, box, size)))
 
 
 def _decode(path) -> np.ndarray | None:

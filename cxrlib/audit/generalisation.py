@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from cxrlib.audit.findings import Finding, finding
 from cxrlib.core.config import HEAD_FAMILIES
 
 ADVERSARIAL_WEIGHT = 0.3
@@ -93,8 +94,9 @@ def generalisation_audit(run, dataset, *, steps=("subgroups", "loso"), adversari
     return out
 
 
-def verdicts(result: Generalisation) -> list[str]:
-    """Plain-language findings of the generalisation steps, most important first."""
+def verdicts(result: Generalisation) -> list[Finding]:
+    """The findings of the generalisation steps (:class:`cxrlib.audit.findings.Finding`), most
+    important first."""
     found = []
     loso = result.loso
     if loso is not None and loso.expected_accuracy is not None:
@@ -102,31 +104,36 @@ def verdicts(result: Generalisation) -> list[str]:
         what = (f"{len(loso.table)} sources left out in turn; worst: {worst['source']} held out, "
                 f"{worst['held_out_accuracy']:.0%}")
         if loso.test_accuracy is not None and loso.expected_accuracy < loso.test_accuracy - 0.1:
-            found.append(f"Accuracy falls from {loso.test_accuracy:.0%} on the test split to about "
-                         f"{loso.expected_accuracy:.0%} at a source the model never saw ({what}).")
+            found.append(finding(True, "loso", (
+                f"Accuracy falls from {loso.test_accuracy:.0%} on the test split to about "
+                f"{loso.expected_accuracy:.0%} at a source the model never saw ({what}).")))
         else:
-            found.append(f"At an unseen source, expect about {loso.expected_accuracy:.0%} accuracy "
-                         f"(test split {loso.test_accuracy or float('nan'):.0%}; {what}).")
+            found.append(finding(False, "loso", (
+                f"At an unseen source, expect about {loso.expected_accuracy:.0%} accuracy "
+                f"(test split {loso.test_accuracy or float('nan'):.0%}; {what}).")))
         adv = result.loso_adversarial
         if adv is not None and adv.expected_accuracy is not None:
             gain = adv.expected_accuracy - loso.expected_accuracy
-            found.append(f"The source-adversarial head (weight {adv.adversarial:g}) gives "
-                         f"{adv.expected_accuracy:.0%} at an unseen source ({gain:+.1%} against "
-                         f"the plain head): {'it helps' if gain >= 0.02 else 'no real gain'}.")
+            found.append(finding(False, "adversarial", (
+                f"The source-adversarial head (weight {adv.adversarial:g}) gives "
+                f"{adv.expected_accuracy:.0%} at an unseen source ({gain:+.1%} against "
+                f"the plain head): {'it helps' if gain >= 0.02 else 'no real gain'}.")))
     probe = result.source_probe
     if probe is not None:
         within = probe.get("within_class_balanced_accuracy")
         extra = "" if within is None else f"; within one class, balanced accuracy {within:.0%}"
         chance = probe["chance_balanced"]
         telling = probe["balanced_accuracy"] >= chance + 0.3 * (1 - chance)
-        found.append(f"The backbone features {'tell' if telling else 'say little about'} the "
-                     f"source: a linear probe names it for {probe['accuracy']:.0%} of films "
-                     f"(majority source {probe['majority_rate']:.0%}{extra}).")
+        found.append(finding(telling, "source_probe", (
+            f"The backbone features {'tell' if telling else 'say little about'} the "
+            f"source: a linear probe names it for {probe['accuracy']:.0%} of films "
+            f"(majority source {probe['majority_rate']:.0%}{extra}).")))
     sub = result.subgroups
     if sub is not None and len(sub.table):
         flagged = sub.table[sub.table["flagged"]]
         if len(flagged):
             names = "; ".join(f"{r.column} = {r.value} ({r.accuracy:.0%})" for r in flagged.head(3).itertuples())
-            found.append(f"{len(flagged)} subgroups score clearly below the overall "
-                         f"{sub.overall['accuracy']:.0%} (whole 95% CI below it): {names}.")
-    return found + list(result.notes)
+            found.append(finding(True, "subgroups", (
+                f"{len(flagged)} subgroups score clearly below the overall "
+                f"{sub.overall['accuracy']:.0%} (whole 95% CI below it): {names}.")))
+    return found + [finding(False, "note", text) for text in result.notes]

@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from cxrlib.audit.findings import Finding, finding
 from cxrlib.audit.attention import (attention_audit, attention_gallery, attention_summary,
                                     gallery_films, lung_fields_of, lung_mask_counts, masks_used)
 from cxrlib.data.duplicates import find_duplicate_pairs, clusters_from_pairs, split_leakage
@@ -47,7 +48,8 @@ class AuditReport:
         external_subgroups: the external folder's subgroups (per-subgroup recall), or ``None``.
         generalisation: subgroups of the test split, leave-one-source-out and the source probe
             (:class:`cxrlib.audit.generalisation.Generalisation`), or ``None``.
-        verdicts: plain-language findings, most important first.
+        verdicts: the findings (:class:`cxrlib.audit.findings.Finding`: severity, code, text),
+            most important first.
         timings: seconds per step.
         skipped: films left out because they could not be decoded (a corrupt file never ends
             the audit): ``rel_path``, ``reason`` and ``step`` each.
@@ -69,7 +71,7 @@ class AuditReport:
     external: dict | None = None
     external_subgroups: Any = None
     generalisation: Any = None
-    verdicts: list[str] = field(default_factory=list)
+    verdicts: list[Finding] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)
 
@@ -94,8 +96,10 @@ class AuditReport:
                 "lungs_only_accuracy": json_number(masked.get("lungs only")),
                 "unmasked_accuracy": json_number(masked.get("unmasked")),
                 "external": None if self.external is None else
-                {k: v for k, v in self.external.items() if k != "predictions"},
-                "verdicts": self.verdicts, "timings": self.timings, "skipped": self.skipped}
+                {k: str(v) if k == "verdict" else v for k, v in self.external.items()},
+                "verdicts": [f.text for f in self.verdicts],
+                "findings": [f.to_dict() for f in self.verdicts],
+                "timings": self.timings, "skipped": self.skipped}
 
 
 def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str | None = None,
@@ -147,9 +151,9 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
         report.timings["duplicates"] = time.perf_counter() - t
         s = report.leakage["summary"]
         if s["leaking_clusters"] or s["leaking_patients"]:
-            report.verdicts.append(
+            report.verdicts.append(finding(True, "leakage", (
                 f"Leakage: {s['leaking_clusters']} near-duplicate clusters and {s['leaking_patients']} "
-                f"patients have films in more than one split; test accuracy is optimistic.")
+                f"patients have films in more than one split; test accuracy is optimistic.")))
     if "metadata" in steps:
         t = time.perf_counter()
         report.metadata = metadata_baseline(films, split_table, classes=classes, signatures=sig, seed=seed)
@@ -173,15 +177,16 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
             report.attention_summary = attention_summary(report.attention)
             report.gallery = attention_gallery(report.attention)
             report.gallery_films = gallery_films(found, images, report.gallery)
+            run.write_audit_attention(report.attention)  # the review queue's order, stored
             report.timings["attention"] = time.perf_counter() - t
             everything = report.attention_summary.set_index("label").loc["all"]
             overall, area = everything["mean"], everything["lung_area"]
             left_out = report.lung_masks["flagged"]
-            report.verdicts.append(f"On average {overall:.0%} of the CAM mass lies inside the lungs "
-                                   f"({1 - overall:.0%} on borders, markers, shoulders and the rest;"
-                                   f" the lungs cover {area:.0%} of the model input)"
-                                   + (f"; {left_out} films whose lung mask is flagged as poor are "
-                                      "left out" if left_out else "") + ".")
+            report.verdicts.append(finding(False, "attention", (
+                f"On average {overall:.0%} of the CAM mass lies inside the lungs ({1 - overall:.0%} "
+                f"on borders, markers, shoulders and the rest; the lungs cover {area:.0%} of the "
+                f"model input)" + (f"; {left_out} films whose lung mask is flagged as poor are "
+                                   "left out" if left_out else "") + ".")))
         if "masked" in steps and trusted.any():
             t = time.perf_counter()
             report.masked = masked_evaluation(model, images[trusted], np.asarray(labels)[trusted],
@@ -191,8 +196,8 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
             shortcut, sentence = shortcut_verdict(report.masked, len(classes))
             report.verdicts.insert(0, sentence) if shortcut else report.verdicts.append(sentence)
         elif "masked" in steps:
-            report.verdicts.append("Masked evaluation skipped: every test film's lung mask is "
-                                   "flagged as poor.")
+            report.verdicts.append(finding(False, "masked", "Masked evaluation skipped: every "
+                                           "test film's lung mask is flagged as poor."))
     if "per_source" in steps:
         report.per_source = per_source_metrics(run.predictions(), manifest)
     if {"subgroups", "loso"} & set(steps):
