@@ -158,3 +158,18 @@ def test_a_dead_writers_partial_feature_folder_is_removed_a_live_ones_kept(works
         np.save(folder / "features.npy", np.ones((2, 5), np.float32))
     assert not features.cached_features(backbone, films, **kw).hit
     assert not dead_partial.exists() and live_partial.exists()
+
+
+def test_the_engine_starts_no_run_it_is_handed_its_head_run(workspace, synthetic_dataset):
+    """The runner resolves prerequisites: the engine given a fine-tune from its head run, but no
+    head run, fails with a clear message instead of training one itself."""
+    import pytest
+
+    cfg = _cfg(synthetic_dataset, mode="finetune", init_from_head=True, epochs=1, augment=False)
+    assert engine.prerequisite(cfg) == engine.head_run_config(cfg)
+    assert engine.prerequisite(cfg.replace(train=cfg.train.replace(init_from_head=False))) is None
+    run = _run(cfg)
+    with pytest.raises(ValueError, match="runner, which trains the head run first"):
+        engine.execute(run)
+    assert run.status()["state"] == "failed"
+    assert registry.find_run(engine.head_run_config(cfg), run.fingerprint) is None
