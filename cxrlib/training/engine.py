@@ -18,13 +18,17 @@ dataset, splits it and loads the preprocessed tensors (:mod:`cxrlib.training.dat
   first, as a run of its own, and passes its weights in
   (:class:`cxrlib.training.context.HeadStart`); the engine never starts a run.
 
-Where things are: the loss and the optimizer, :func:`cxrlib.training.finetune.compile_classifier`
-(every loop reads the compiled loss); the schedule and early stopping,
-:func:`cxrlib.training.finetune.fit_callbacks`; the loops, :func:`cxrlib.training.head_fit.
-fit_head_compiled`, ``model.fit`` and :func:`cxrlib.training.replicated_fit.fit_replicated`,
-driven by :func:`cxrlib.training.callbacks.run_epochs` where hand-written; the best weights,
-:func:`cxrlib.training.callbacks.best_weights`; what a fit may read or write of the run, the
-:class:`cxrlib.training.context.TrainingContext`.
+Where things are:
+
+* the loss and the optimizer: :func:`cxrlib.training.finetune.compile_classifier` (every loop
+  reads the compiled ``model.loss``);
+* the schedule and early stopping: :func:`cxrlib.training.finetune.fit_callbacks`;
+* the loops: :func:`cxrlib.training.head_fit.fit_head` (every head) on
+  :func:`cxrlib.training.head_fit.fit_head_compiled`, ``model.fit``, and
+  :func:`cxrlib.training.replicated_fit.fit_replicated`; the hand-written ones are driven by
+  :func:`cxrlib.training.callbacks.run_epochs`;
+* the best weights: :func:`cxrlib.training.callbacks.best_weights`;
+* what a fit may read or write of the run: :class:`cxrlib.training.context.TrainingContext`.
 
 The fine-tune recipe (:meth:`cxrlib.core.config.TrainConfig.finetune_recipe`): which layers
 train and BatchNorm in inference mode (:func:`cxrlib.training.finetune.prepare_finetune`), and
