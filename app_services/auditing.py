@@ -30,11 +30,6 @@ class _Reports:
                 self.items.move_to_end(key)
             return self.items.get(key)
 
-    def newest(self, match) -> list:
-        """The reports whose key satisfies ``match(key)``, most recently used first."""
-        with self.lock:
-            return [report for key, report in reversed(self.items.items()) if match(key)]
-
     def put(self, key: tuple, report: Any) -> None:
         with self.lock:
             self.items[key] = report
@@ -58,13 +53,6 @@ def cached_audit(run, external: str | None, max_films: int | None, method: str,
                  adversarial: float = 0.0, masks: str | None = None):
     """The stored report of these options, or ``None`` when it was never computed."""
     return _reports().get(audit_key(run, external, max_films, method, adversarial, masks))
-
-
-def latest_audits(run) -> list:
-    """Every stored report of ``run``'s present artefacts, whatever its options, most recently
-    used first."""
-    stamp = run_stamp(run)
-    return _reports().newest(lambda key: key[0] == stamp)
 
 
 def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
@@ -120,10 +108,7 @@ def lung_masks_text(report) -> str:
     return text
 
 
-_ALARMS = ("confounded", "Leakage", "shortcuts", "falls from", "partly relies", "tell the source",
-           "clearly below")
-
-
-def verdict_is_alarming(verdict: str) -> bool:
-    """Whether an audit verdict sentence reports a warning sign (shown as a warning, not a note)."""
-    return any(word in verdict for word in _ALARMS)
+def verdict_is_alarming(verdict) -> bool:
+    """Whether an audit finding (:class:`cxrlib.audit.findings.Finding`) is a warning sign
+    (shown as a warning, not a note): its severity, never its wording."""
+    return verdict.alarming

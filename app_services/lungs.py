@@ -7,12 +7,12 @@ and size, against the heatmap at that size.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import streamlit as st
 
 from cxrlib import lungs
+from cxrlib.evaluation.core import json_number
 from cxrlib import preprocessing as pre
 from cxrlib.core.config import PreprocessConfig
 
@@ -81,12 +81,8 @@ def explanation_lungs(run, pixels, film_key: str, res: dict[str, Any], *, ds=Non
         ``source``, ``quality``, ``flagged``.
     """
     seg = film_lungs(film_key, pixels, ds, rel_path)
-    cfg = run.config.preprocess
-    share = None
-    if not res["flat"]:
-        lung = pre.mask_to_input(seg.mask, res["box"], cfg.size)  # as the audit counts it
-        value = lungs.cam_in_lung_share(res["heatmap"], lung)
-        share = None if math.isnan(value) else value  # nan: an all-zero map
+    share = None if res["flat"] else json_number(pre.input_lung_share(  # nan (all-zero): None
+        res["heatmap"], seg.mask, res["box"], run.config.preprocess.size))
     return {"mask": seg.mask, "share": share, "source": seg.source, "quality": seg.quality,
             "flagged": seg.flagged}
 

@@ -8,6 +8,7 @@ import streamlit as st
 from cxrlib.core.config import LUNG_CROP_MARGIN, PreprocessConfig, RunConfig
 
 from cxrlib import preprocessing as pre
+from cxrlib.lungs.network import asset_digest
 
 from .core import file_stamp
 from .data import display_copy, film, sample_rows
@@ -100,7 +101,7 @@ def preprocess_ui(initial: PreprocessConfig, *, key: str = "pp") -> PreprocessCo
     try:
         return PreprocessConfig(steps=steps, wb_percentile=perc, clahe_clip_limit=clip,
                                 clahe_tile_grid=tiles, gamma=gamma, lung_crop_margin=margin,
-                                size=size)
+                                lung_model=asset_digest(), size=size)
     except ValueError as exc:
         st.error(f"These settings are not valid: {exc}")
         return None
@@ -132,7 +133,7 @@ def lung_crop_ui(cfg: RunConfig, *, key: str = "tr") -> RunConfig | None:
     steps = tuple(s for s in pre_cfg.steps if s != "lung_crop") + (("lung_crop",) if on else ())
     try:
         return cfg.replace(preprocess=pre_cfg.replace(steps=steps, lung_crop_margin=margin,
-                                                      lung_model=""))
+                                                      lung_model=asset_digest()))
     except ValueError as exc:
         st.error(f"These settings are not valid: {exc}")
         return None

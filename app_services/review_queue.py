@@ -15,24 +15,15 @@ from .reviewing import REVIEW_PAGE, review_store
 from .runs import predictions
 
 
-def _attention(run):
-    """CAM in-lung shares of the run's test films from its audits in this app process (any CAM
-    method, film count, adversarial weight or mask folder): the one that measured the most
-    films, the most recently used of those; ``None`` when there is none."""
-    from .auditing import latest_audits  # noqa: PLC0415
-
-    tables = [r.attention for r in latest_audits(run) if len(getattr(r, "attention", ()))]
-    return max(tables, key=len) if tables else None  # max keeps the first (newest) of a tie
-
-
 def review_queue(run, threshold: float | None = None):
     """The run's test films in review order, and whether CAM in-lung shares ordered it.
 
     Returns:
-        ``(queue, uses_cam)``: :func:`cxrlib.reviews.review_queue`'s frame; ``uses_cam`` is
-        False when no audit of this run exists in this app yet.
+        ``(queue, uses_cam)``: :func:`cxrlib.reviews.review_queue`'s frame, ordered by the CAM
+        in-lung shares the run's audits stored (:meth:`cxrlib.runs.run.Run.audit_attention`,
+        whichever process ran them); ``uses_cam`` is False when none did.
     """
-    attention = _attention(run)
+    attention = safe(run.audit_attention)
     queue = rv.review_queue(predictions(run), list(run.classes), in_lung_share=attention,
                             threshold=threshold)
     return queue, attention is not None

@@ -6,9 +6,9 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib.core.config import (CNN_ARCHS, FINETUNE_RECIPE_SIZE, SMALL_CNN_RECIPE_ARCH,
-                                SMALL_CNN_RECIPE_SIZE, DataConfig, ModelConfig, PreprocessConfig,
-                                RunConfig, SplitConfig, TrainConfig)
+from cxrlib.core.config import (CNN_ARCHS, PRESET_MODES, SMALL_CNN_RECIPE_ARCH, DataConfig,
+                                PreprocessConfig, RunConfig, run_preset)
+from cxrlib.core.config.presets import TINY_EPOCHS
 
 from cxrlib.runs import registry
 
@@ -116,8 +116,7 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
     left, right = st.columns(2)
     family = left.selectbox("Model family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get,
                             key="tr_family", persist_state="session")
-    modes = {"mobilenetv2": ["head", "recipe", "finetune"], "tiny": ["head", "finetune"],
-             "small_cnn": ["recipe", "finetune"]}[family]
+    modes = list(PRESET_MODES[family])
     cnn = family == "small_cnn"
     labels = {"head": "head only (backbone frozen, fast)",
               "recipe": "validated recipe (about 4 min on a CPU)" if cnn
@@ -159,7 +158,7 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
     test_f = left.slider("Test share", 0.1, 0.4, 0.2, 0.05, key="tr_test", persist_state="session")
     val_f = left.slider("Validation share (0: the test split doubles as validation, as published)",
                         0.0, 0.3, 0.1, 0.05, key="tr_val", persist_state="session")
-    epochs = right.number_input("Epochs (maximum)", 1, 200, 50 if family != "tiny" else 10,
+    epochs = right.number_input("Epochs (maximum)", 1, 200, TINY_EPOCHS if family == "tiny" else 50,
                                 key=f"tr_epochs_{family}", persist_state="session")
     batch = right.select_slider("Batch size", [4, 8, 16, 32, 64, 128], 16, key="tr_batch",
                                 persist_state="session")
@@ -176,28 +175,20 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
     patience = right.number_input("Early stopping patience (0 = none)", 0, 50, 0, key="tr_es",
                                   persist_state="session")
     seed = right.number_input("Seed", 0, 2**31 - 1, 42, key="tr_seed", persist_state="session")
-    if preprocess is None:
-        preprocess = (PreprocessConfig.published_clahe() if family == "small_cnn"
-                      else PreprocessConfig.published_mobilenet())
-        if family == "tiny":
-            # Fast, and grey films as they are: the tiny backbone's fixed standardisation is
-            # measured on unprocessed films (white balance would put its features off-scale).
-            preprocess = PreprocessConfig(steps=(), size=96)
-        elif recipe:
-            preprocess = preprocess.replace(size=SMALL_CNN_RECIPE_SIZE if cnn else FINETUNE_RECIPE_SIZE)
     try:
-        if recipe and cnn:
-            train = TrainConfig.small_cnn_recipe(batch_size=int(batch), seed=int(seed))
-        elif recipe:
-            train = TrainConfig.finetune_recipe(batch_size=int(batch), augment=augment, seed=int(seed))
+        # the family's preset (cxrlib.core.config.run_preset, the CLI's too), then the widgets
+        preset = run_preset(family, mode, data.task, seed=int(seed),
+                            augment=augment if recipe and not cnn else None)
+        if recipe:
+            train = preset.train.replace(batch_size=int(batch))
         else:
-            train = TrainConfig(mode=mode, epochs=int(epochs), batch_size=int(batch),
-                                learning_rate=float(lr), augment=augment,
-                                early_stopping=int(patience) or None, seed=int(seed))
-        return RunConfig(
-            data=data, preprocess=preprocess,
-            model=ModelConfig(family=family, weights=weights, cnn_arch=arch),
-            split=SplitConfig(kind=split, test_fraction=test_f, val_fraction=val_f, seed=int(seed)),
+            train = preset.train.replace(epochs=int(epochs), batch_size=int(batch),
+                                         learning_rate=float(lr), augment=augment,
+                                         early_stopping=int(patience) or None)
+        return preset.replace(
+            data=data, preprocess=preprocess or preset.preprocess,
+            model=preset.model.replace(weights=weights, cnn_arch=arch),
+            split=preset.split.replace(kind=split, test_fraction=test_f, val_fraction=val_f),
             train=train)
     except ValueError as exc:
         st.error(f"These settings are not valid: {exc}")

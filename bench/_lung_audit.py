@@ -59,7 +59,9 @@ def lung_crop_figures(cfg, dataset, max_films) -> dict:
     from cxrlib.runs import runner  # noqa: PLC0415
 
     steps = (*cfg.preprocess.steps, "lung_crop")
-    crop_cfg = cfg.replace(preprocess=cfg.preprocess.replace(steps=steps))
+    from cxrlib.lungs.network import asset_digest  # noqa: PLC0415
+
+    crop_cfg = cfg.replace(preprocess=cfg.preprocess.replace(steps=steps, lung_model=asset_digest()))
     t0 = time.perf_counter()
     run = runner.start(crop_cfg, fingerprint=dataset.fingerprint)
     status = runner.wait(run, poll_s=0.5)
@@ -81,7 +83,7 @@ def lung_crop_figures(cfg, dataset, max_films) -> dict:
             "lung_area": _r(report.attention_summary.set_index("label").loc["all", "lung_area"]),
             "loso_expected_accuracy": _r(s["loso_expected_accuracy"]),
             "source_probe_accuracy": _r(s["source_probe_accuracy"]),
-            "lung_masks": s["lung_masks"], "verdicts": report.verdicts,
+            "lung_masks": s["lung_masks"], "verdicts": s["verdicts"],
             "train_s": round(train_s, 1), "audit_s": round(time.perf_counter() - t0, 1)}
 
 

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     isolated_env("audit")
     from cxrlib.runs import runner
-    from cxrlib.audit import audit_run, find_duplicates
+    from cxrlib.audit import audit_run
+    from cxrlib.data.duplicates import find_duplicates
     from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT
     from cxrlib.core.config import DataConfig, RunConfig, TrainConfig
     from cxrlib.data.datasets import scan_dataset
@@ -176,8 +177,8 @@ def _peak_mb() -> int:
 
 def _duplicates_child(root: Path) -> int:
 
-    from cxrlib.audit.duplicates import clusters_from_pairs, find_duplicate_pairs
-    from cxrlib.audit.film_scan import scan_films
+    from cxrlib.data.duplicates import clusters_from_pairs, find_duplicate_pairs
+    from cxrlib.data.film_scan import scan_films
     from cxrlib.data.datasets import scan_dataset
 
     dataset = scan_dataset(root)

@@ -79,8 +79,7 @@ def bootstrap_seconds(run, n_boot: int = 1000) -> float:
     """Seconds for the bootstrap CIs of a finished run's test split, as the Evaluation page asks."""
     from cxrlib import evaluation as ev
 
-    preds = run.predictions()
-    y, probs, patients = ev.from_predictions(ev.test_rows(preds), list(run.classes))
+    y, probs, patients = ev.from_predictions(run.test_predictions(), list(run.classes))
     t0 = time.perf_counter()
     ev.bootstrap_ci(y, probs, list(run.classes), patients, n_boot=n_boot, seed=0)
     return round(time.perf_counter() - t0, 3)

@@ -71,7 +71,7 @@ def test_intervals(run) -> dict:
     from cxrlib import evaluation as ev
 
     classes = list(run.classes)
-    y, probs, patients = ev.from_predictions(ev.test_rows(run.predictions()), classes)
+    y, probs, patients = ev.from_predictions(run.test_predictions(), classes)
     ci = ev.bootstrap_ci(y, probs, classes, patients, n_boot=1000, seed=0)["metrics"]
     return {"accuracy_ci95": [round(ci["accuracy"]["low"], 4), round(ci["accuracy"]["high"], 4)],
             "macro_auc_ci95": [round(ci["auc/macro"]["low"], 4), round(ci["auc/macro"]["high"], 4)]}

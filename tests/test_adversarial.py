@@ -46,7 +46,7 @@ def _probe(h, target):
 
 def test_gradient_reversal_flips_and_scales_the_gradient():
     from cxrlib.core.tfsetup import tf as _tf
-    from cxrlib.training.adversarial import SourceAdversary
+    from cxrlib.audit.adversarial import SourceAdversary
 
     tf = _tf()
     head = _template()
@@ -63,14 +63,20 @@ def test_gradient_reversal_flips_and_scales_the_gradient():
 
 
 def test_adversarial_head_hides_the_source_and_stays_a_plain_head():
-    from cxrlib.training.head_train import train_head
+    from cxrlib.audit.adversarial import adversary
+    from cxrlib.training.head_fit import fit_head, fresh_head
+
+    def train_head(template, features, train, val, onehot, tcfg, extra=None):
+        head = fresh_head(template, tcfg.seed)
+        fit_head(head, features, train, val, onehot, tcfg, extra=extra)
+        return head
 
     x, onehot, sources, y = _features()
     tcfg = TrainConfig(mode="head", epochs=40, batch_size=32, learning_rate=1e-2, seed=0)
     train, val = np.arange(0, 450), np.arange(450, N)
     template = _template()
     plain = train_head(template, x, train, val, onehot, tcfg)
-    adv = train_head(template, x, train, val, onehot, tcfg, sources=sources, adversarial=1.0)
+    adv = train_head(template, x, train, val, onehot, tcfg, extra=adversary(sources, 1.0))
     # the branch never becomes part of the head: same layers, same outputs
     assert [l.name for l in adv.layers] == [l.name for l in plain.layers]
     assert adv.output_shape == (None, 3) and adv.count_params() == plain.count_params()

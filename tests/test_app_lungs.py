@@ -8,6 +8,7 @@ from app_fixtures import app, app_workspace, metric, texts, trained_run  # noqa:
 
 from cxrlib import preprocessing as preprocess
 from cxrlib.lungs import segment_lungs
+from cxrlib.lungs.network import asset_digest
 
 EXPLAIN, PREPROCESSING, TRAINING = "views/explain.py", "views/preprocessing.py", "views/training.py"
 
@@ -72,7 +73,7 @@ def test_preview_service_crops_the_film_and_its_mask_alike(synthetic_dataset):
 
     path = str(next((synthetic_dataset / "Normal").glob("*.png")))
     raw = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    cfg = svc.PreprocessConfig(steps=("lung_crop",))
+    cfg = svc.PreprocessConfig(steps=("lung_crop",), lung_model=asset_digest())
     view = svc.preprocess_preview(path, cfg)
     seg = segment_lungs(raw)
     x0, y0, x1, y1 = preprocess.input_box(raw, cfg, seg)

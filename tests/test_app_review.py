@@ -244,11 +244,10 @@ def test_queue_uses_an_audit_of_any_options_the_audit_page_offers(app, trained_r
     """An audit run with a CAM method, film count, adversarial weight or mask folder of the Audit
     page's choice orders the queue's correct films by their CAM share inside the lungs (the
     queue used to find only Grad-CAM / Grad-CAM++ audits without those options); of several,
-    the one that measured the most films."""
-    from types import SimpleNamespace
-
-    from app_services.auditing import _reports, audit_key
-
+    the one that measured the most films. The shares come from the run folder, where the audit
+    stored them, not from this server process's memory (the queue used to forget them on a
+    restart, and another process's audit never reached it)."""
+    run = workspace_copy("c")  # a copy of the tiny run under another id: its own folder
     test = _test_rows(trained_run)
     probs = test[[f"p_{c}" for c in trained_run.classes]].to_numpy()
     truth = test["label"].map({c: i for i, c in enumerate(trained_run.classes)}).to_numpy()
@@ -256,18 +255,17 @@ def test_queue_uses_an_audit_of_any_options_the_audit_page_offers(app, trained_r
     assert len(correct) >= 3
     shares = np.linspace(0.9, 0.1, len(correct))  # the reverse of the rel_path order
     attention = pd.DataFrame({"rel_path": correct, "in_lung_share": shares})
-    key = audit_key(trained_run, None, None, "hirescam", 0.3, "/elsewhere/masks")
-    _reports().put(key, SimpleNamespace(attention=attention))
-    # a smaller audit used since (fewer films): the queue keeps the one that covers more films
-    small = audit_key(trained_run, None, 50, "gradcam", 0.0, None)
-    _reports().put(small, SimpleNamespace(attention=attention.head(1)))
-    try:
-        at = app(PAGE, run_id=trained_run.id)
-        _sign_in(at)
-        options = at.selectbox(key="rv_film").options
-        measured = [o for o in options if "of the CAM inside the lungs" in o]
-        ranked = [o.split(". ", 1)[1].split(" — ")[0] for o in measured]
-        assert ranked == correct[::-1]  # least inside the lungs first
-    finally:
-        _reports().items.pop(key, None)
-        _reports().items.pop(small, None)
+    assert run.audit_attention() is None
+    run.write_audit_attention(attention)
+    # a smaller audit run since (fewer films): the queue keeps the one that covers more films
+    run.write_audit_attention(attention.head(1))
+    at = app(PAGE, run_id=run.id)
+    _sign_in(at)
+    options = at.selectbox(key="rv_film").options
+    measured = [o for o in options if "of the CAM inside the lungs" in o]
+    ranked = [o.split(". ", 1)[1].split(" — ")[0] for o in measured]
+    assert ranked == correct[::-1]  # least inside the lungs first
+    # the run trained again (new predictions): the stored shares are no longer its own
+    preds = run.folder / "predictions.csv"
+    preds.write_bytes(preds.read_bytes())
+    assert run.audit_attention() is None

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.audit import find_duplicates, split_leakage
+from cxrlib.data.duplicates import find_duplicates, split_leakage
 from cxrlib.data.imageio import jpeg_quality
-from cxrlib.audit.film_scan import hamming, phash, scan_films
+from cxrlib.data.film_scan import hamming, phash, scan_films
 from cxrlib.core.classes import CLASSES
 from cxrlib.data.synthetic import synthetic_film
 
@@ -137,7 +137,7 @@ def _skewed_hashes(rng, n: int) -> np.ndarray:
 
 @pytest.mark.parametrize("radius", [0, 2, 6, 8])
 def test_hash_index_finds_exactly_the_pairs_all_pairs_finds(radius):
-    from cxrlib.audit.hash_index import near_matches, near_pairs
+    from cxrlib.data.hash_index import near_matches, near_pairs
 
     rng = np.random.default_rng(radius)
     h = _skewed_hashes(rng, 900)
@@ -155,7 +155,7 @@ def test_hard_links_are_decoded_once_and_paired_with_all_their_copies(planted, t
                                                                      monkeypatch):
     import os
 
-    from cxrlib.audit import film_scan
+    from cxrlib.data import film_scan
 
     manifest, truth = planted
     rows = [manifest]

@@ -109,3 +109,17 @@ def test_in_lung_share_inside_outside_and_half():
     m[:, :5] = True  # equal mass in and out
     assert cam_in_lung_share(half, m) == pytest.approx(0.5)
     assert np.isnan(cam_in_lung_share(np.zeros((10, 10)), m))
+
+
+def test_input_lung_share_carries_the_film_mask_into_the_input_box():
+    """The one share of an explained film: the Explain page and the audit count it alike."""
+    from cxrlib.preprocessing.geometry import input_lung_share
+
+    film_mask = np.zeros((80, 120), bool)
+    film_mask[:, 20:60] = True  # a lung band in the film's left half
+    box = (20, 0, 100, 80)  # the model sees x in [20, 100): the band is its left half
+    heat = np.zeros((40, 40), np.float32)
+    heat[:, :10] = 3.0  # all the CAM in the first quarter of the input: inside the band
+    heat[:, 30:] = 1.0  # a third of that weight in the last quarter: outside it
+    assert input_lung_share(heat, film_mask, box, 40) == pytest.approx(30 / 40)
+    assert np.isnan(input_lung_share(np.zeros((40, 40)), film_mask, box, 40))

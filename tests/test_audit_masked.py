@@ -70,8 +70,8 @@ def test_shortcut_model_keeps_its_accuracy_without_lungs(brightness_model):
     assert acc["unmasked"] == pytest.approx((expected == truth).mean())
     assert acc["unmasked"] == 1.0
     assert acc["lungs blanked"] == 1.0  # blanking with the film's mean keeps the mean
-    shortcut, sentence = shortcut_verdict(table, 3)
-    assert shortcut and "shortcuts" in sentence
+    shortcut, found = shortcut_verdict(table, 3)
+    assert shortcut and "shortcuts" in found.text and found.alarming
     assert set(table.columns) >= {f"recall_{c}" for c in CLASSES}
 
 
@@ -79,9 +79,9 @@ def test_verdict_for_a_model_that_needs_the_lungs():
     table = pd.DataFrame({"condition": ["unmasked", "lungs blanked", "lungs only"],
                           "accuracy": [0.92, 0.36, 0.80], "balanced_accuracy": [0.92, 0.35, 0.80],
                           "predicted_Normal": [0.3, 0.9, 0.3]})
-    shortcut, sentence = shortcut_verdict(table, 3)
-    assert not shortcut and "depends on the lung fields" in sentence
-    assert "calls 90% of the blanked films Normal" in sentence
+    shortcut, found = shortcut_verdict(table, 3)
+    assert not shortcut and "depends on the lung fields" in found.text and not found.alarming
+    assert "calls 90% of the blanked films Normal" in found.text
 
 
 def test_majority_class_on_blanked_films_of_an_imbalanced_set_is_no_shortcut():
@@ -122,8 +122,8 @@ def test_majority_class_on_blanked_films_of_an_imbalanced_set_is_no_shortcut():
     assert rows.loc["lungs blanked", "majority_rate"] == pytest.approx(0.8)
     assert rows.loc["lungs blanked", "balanced_accuracy"] == pytest.approx(0.5)
     assert rows.loc["lungs blanked", "predicted_Normal"] == pytest.approx(1.0)
-    shortcut, sentence = shortcut_verdict(table, 2)
-    assert not shortcut and "depends on the lung fields" in sentence
+    shortcut, found = shortcut_verdict(table, 2)
+    assert not shortcut and "depends on the lung fields" in found.text
     # the rule this replaces (accuracy against uniform chance) would have called it a shortcut
     acc, chance = rows["accuracy"], 0.5
     assert acc["lungs blanked"] >= chance + 0.15 and (acc["lungs blanked"] - chance) / (acc["unmasked"] - chance) >= 0.5
@@ -238,7 +238,7 @@ def test_per_source_metrics_and_loso_name_the_same_sources():
     """One rule names a film's source for the per-source table and for leave-one-source-out.
     A folder per hospital whose scan gave every film the layout's name as its source: both see
     the two hospitals (the per-source table used to show one "kermany" row)."""
-    from cxrlib.training.loso import loso_sources
+    from cxrlib.audit.loso import loso_sources
 
     preds = pd.DataFrame({"rel_path": ["siteA/COVID-19/1.png", "siteA/Normal/2.png",
                                        "siteB/COVID-19/3.png", "siteB/Normal/4.png"],
@@ -259,7 +259,7 @@ def test_films_at_the_root_or_in_class_folders_are_not_sources_each():
     film lies in one and they are not the class folders; otherwise the one named source stays
     (and leave-one-source-out refuses)."""
     from cxrlib.data.identity import film_sources
-    from cxrlib.training.loso import loso_sources
+    from cxrlib.audit.loso import loso_sources
 
     root = pd.DataFrame({"rel_path": ["1.png", "2.png", "3.png", "4.png"],
                          "label": ["COVID-19", "Normal", "COVID-19", "Normal"],
@@ -272,3 +272,19 @@ def test_films_at_the_root_or_in_class_folders_are_not_sources_each():
             loso_sources(frame)
     named = classes.assign(source=["nih", "nih", "web", "web"])
     assert film_sources(named).tolist() == ["nih", "nih", "web", "web"]
+
+
+def test_partial_reliance_outside_the_lungs_is_a_warning_finding_not_a_shortcut():
+    """The severity is decided where the measurement is, as a field: no reader parses the text."""
+    from cxrlib.audit.findings import NOTE, WARNING, Finding
+
+    table = pd.DataFrame({"condition": ["unmasked", "lungs blanked", "lungs only"],
+                          "accuracy": [0.92, 0.6, 0.8], "balanced_accuracy": [0.92, 0.6, 0.8],
+                          "predicted_Normal": [0.3, 0.5, 0.3]})
+    shortcut, found = shortcut_verdict(table, 3)  # 0.6 >= 1/3 + 0.15, but under half the margin
+    assert not shortcut and (found.severity, found.code) == (WARNING, "masked")
+    assert found.text.startswith("The model partly relies") and str(found) == found.text
+    assert found.to_dict() == {"severity": WARNING, "code": "masked", "text": found.text}
+    assert not Finding(NOTE, "loso", "Accuracy falls from 90% to 89%").alarming
+    with pytest.raises(ValueError, match="severity"):
+        Finding("alarm", "loso", "x")

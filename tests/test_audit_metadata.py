@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.audit import metadata_baseline, metadata_features, scan_films
+from cxrlib.audit import metadata_baseline, metadata_features
+from cxrlib.data.film_scan import scan_films
 from cxrlib.audit.metadata_baseline import FEATURE_DESCRIPTIONS, FEATURES, confounded_level
 from cxrlib.core.classes import CLASSES, NORMAL
 from cxrlib.data.synthetic import lung_boxes, synthetic_film
@@ -41,7 +42,7 @@ def test_planted_size_shortcut_is_found(tmp_path, workspace):
     result = metadata_baseline(manifest, split, classes=CLASSES)
     assert result.accuracy >= 0.95 and result.balanced_accuracy >= 0.95
     assert result.majority_rate == pytest.approx(1 / 3)  # 10 test films of each class
-    assert result.confounded and "confounded" in result.verdict
+    assert result.confounded and "confounded" in result.verdict.text and result.verdict.alarming
     assert result.importances["feature"].iloc[0] in ("width", "height", "megapixels")
     assert result.n_test == 30 and result.n_train == 60
     assert int(result.confusion.to_numpy().sum()) == result.n_test
@@ -53,7 +54,7 @@ def test_no_shortcut_is_near_chance(tmp_path, workspace):
     result = metadata_baseline(manifest, split, classes=CLASSES)
     assert result.accuracy < 0.6
     assert not result.confounded
-    assert "No strong" in result.verdict or "partly" in result.verdict
+    assert "No strong" in result.verdict.text or "partly" in result.verdict.text
 
 
 def test_features_measure_the_border(tmp_path, workspace):
@@ -104,7 +105,8 @@ def test_lung_only_signal_stays_at_chance(tmp_path, workspace):
     manifest, split = _lung_signal_dataset(tmp_path)
     result = metadata_baseline(manifest, split, classes=CLASSES)
     assert result.balanced_accuracy < 0.55  # chance 1/3; 30 test films
-    assert not result.confounded and "No strong" in result.verdict
+    assert not result.confounded and "No strong" in result.verdict.text
+    assert not result.verdict.alarming and result.verdict.code == "metadata"
     assert "mean" not in result.features and "std" not in result.features
     # The planted signal is real: the whole-film mean and spread the baseline used to read
     # separate the classes (so this test fails if they come back).

@@ -160,7 +160,7 @@ def test_a_bad_or_odd_file_is_listed_with_its_reason_and_never_stops_a_scan(tmp_
 def test_every_place_that_decodes_lists_a_corrupt_film_with_its_reason(tmp_path):
     """The header scan cannot see corrupt scan data or pixels; the tensor cache (training), the
     audit's decoding pass and predict each list the film with the decoder's reason."""
-    from cxrlib.audit.film_scan import scan_films
+    from cxrlib.data.film_scan import scan_films
     from cxrlib.core.config import PreprocessConfig
     from cxrlib.preprocessing.tensor_cache import load_tensors
 

@@ -11,6 +11,7 @@ import pytest
 from app_fixtures import app_workspace, trained_run  # noqa: F401 (fixtures: the shared tiny run)
 
 from cxrlib.cli import main
+from cxrlib.lungs.network import asset_digest
 
 
 @pytest.fixture
@@ -169,7 +170,7 @@ def test_a_crop_runs_films_are_segmented_once(trained_run, folder, tmp_path, mon
     if lung_segmenter()[0] is None:
         pytest.skip("the lung segmenter's weights are not installed")
     cfg = trained_run.config.preprocess
-    crop = cfg.replace(steps=(*cfg.steps, "lung_crop"))
+    crop = cfg.replace(steps=(*cfg.steps, "lung_crop"), lung_model=asset_digest())
     source = SimpleNamespace(config=SimpleNamespace(preprocess=crop), classes=trained_run.classes,
                              load_model=trained_run.load_model)
     real, segmented = segmenter.segment_batch, []

@@ -106,8 +106,11 @@ def test_a_clearly_better_run_is_called_better():
 
 
 def _fake_run(run_id: str, preds: pd.DataFrame, *, fingerprint: str = "fp1", classes=CLASSES):
+    from cxrlib.evaluation.core import test_rows
+
     return SimpleNamespace(id=run_id, classes=tuple(classes), fingerprint=fingerprint,
-                           predictions=lambda: preds.copy())
+                           predictions=lambda: preds.copy(),
+                           test_predictions=lambda: test_rows(preds.copy()))
 
 
 def _preds(y, probs, split="test"):

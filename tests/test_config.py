@@ -152,3 +152,38 @@ def test_a_config_section_that_is_not_an_object_is_a_value_error():
     for bad in ({"model": "mobilenetv2"}, {"train": [1, 2]}, {"data": None}):
         with pytest.raises(ValueError, match="section"):
             RunConfig.from_dict(bad)
+
+
+def test_one_preset_per_family_and_mode_for_the_cli_and_the_training_page():
+    """run_preset is where a family and a mode become a run: the CLI's flags without --config
+    give exactly it (the Training page starts from it too); the tiny preset is no longer the
+    app's alone."""
+    import argparse
+
+    from cxrlib.cli.train import _add_train_args, config_from_args
+    from cxrlib.core.config import (FINETUNE_RECIPE_SIZE, PRESET_MODES, SMALL_CNN_RECIPE_ARCH,
+                                    SMALL_CNN_RECIPE_SIZE, preset_mode, run_preset)
+
+    parser = argparse.ArgumentParser()
+    _add_train_args(parser)
+    flags = {("mobilenetv2", "head"): [], ("mobilenetv2", "recipe"): ["--mode", "finetune"],
+             ("mobilenetv2", "finetune"): ["--mode", "finetune", "--published-finetune"],
+             ("tiny", "head"): ["--model", "tiny"], ("tiny", "finetune"): ["--model", "tiny", "--mode", "finetune"],
+             ("small_cnn", "recipe"): ["--model", "small_cnn"],
+             ("small_cnn", "finetune"): ["--model", "small_cnn", "--published-finetune"]}
+    assert set(flags) == {(f, m) for f, modes in PRESET_MODES.items() for m in modes}
+    for (family, mode), argv in flags.items():
+        cli = config_from_args(parser.parse_args(["--data", "x", "--task", "binary", *argv]))
+        preset = run_preset(family, mode, "binary")
+        assert cli == preset.replace(data=preset.data.replace(root="x")), (family, mode)
+        assert preset_mode(family, "finetune" if "finetune" in argv else None,
+                           published="--published-finetune" in argv) == mode
+    tiny = run_preset("tiny")
+    assert (tiny.preprocess.steps, tiny.preprocess.size, tiny.train.epochs) == ((), 96, 10)
+    cnn = run_preset("small_cnn")
+    assert (cnn.model.cnn_arch, cnn.preprocess.size, cnn.preprocess.steps) == (
+        SMALL_CNN_RECIPE_ARCH, SMALL_CNN_RECIPE_SIZE, ("clahe",))
+    assert run_preset("mobilenetv2", "recipe").preprocess.size == FINETUNE_RECIPE_SIZE
+    assert run_preset("mobilenetv2") == RunConfig()  # the defaults are the head preset
+    with pytest.raises(ValueError, match="no 'head' mode"):
+        run_preset("small_cnn", "head")

@@ -73,7 +73,7 @@ def test_split_folders_are_not_sources(tmp_path, layout):
     """train/ and test/ folders are how a set was split, not where its films came from: the
     source rule (per-source table, leave-one-source-out) must not hold out "test" as a hospital."""
     from cxrlib.data.identity import film_sources
-    from cxrlib.training.loso import loso_sources
+    from cxrlib.audit.loso import loso_sources
 
     if layout == "kermany":
         root = _kermany(tmp_path)

@@ -44,7 +44,8 @@ def dicom_films(tmp_path, synthetic_dataset):
 
 def test_explain_dicom_out_writes_seg_sc_and_sr_that_reference_the_film(
         trained_run, dicom_films, tmp_path, capsys):
-    from cxrlib.dicom.results import RESEARCH_ONLY, read_report
+    from cxrlib.dicom.report import read_report
+    from cxrlib.dicom.results import RESEARCH_ONLY
     from cxrlib.evaluation.predict import predict_paths
     from cxrlib.explain.batch import lung_segmenter
 
@@ -134,7 +135,8 @@ def test_dciodvfy_finds_no_errors(tmp_path):
     """The validator reports no error for any object (warnings: only the product's local
     coding scheme, which it cannot know)."""
     from cxrlib.dicom.films import film_to_dicom
-    from cxrlib.dicom.results import FilmFindings, build_results
+    from cxrlib.dicom.report import build_results
+    from cxrlib.dicom.results import FilmFindings
 
     rng = np.random.default_rng(0)
     film = film_to_dicom(rng.integers(0, 256, (64, 48), np.uint8), patient_id="P", study_date="20260101",
@@ -205,7 +207,8 @@ def test_files_may_still_follow_the_options_and_mixing_them_with_a_study_is_refu
 def test_an_unknown_orientation_stays_unknown():
     """A film without Patient Orientation gets none in its results (not an invented one)."""
     from cxrlib.dicom.films import film_to_dicom
-    from cxrlib.dicom.results import FilmFindings, build_results
+    from cxrlib.dicom.report import build_results
+    from cxrlib.dicom.results import FilmFindings
 
     film = film_to_dicom(np.zeros((40, 30), np.uint8), patient_id="P")
     oriented = build_results(film, FilmFindings(["a", "b"], [0.5, 0.5], "r", "tiny", "m", "l"),

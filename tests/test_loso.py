@@ -12,6 +12,7 @@ import csv
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from cxrlib.core.classes import CLASSES, NORMAL
@@ -102,7 +103,7 @@ def fair_run(tmp_path_factory, workspace_module):
 
 
 def test_planted_source_shortcut_collapses_at_a_held_out_source(shortcut_run):
-    from cxrlib.training.loso import leave_one_source_out
+    from cxrlib.audit.loso import leave_one_source_out
 
     loso = leave_one_source_out(shortcut_run)
     table = loso.table.set_index("source")
@@ -121,7 +122,7 @@ def test_planted_source_shortcut_collapses_at_a_held_out_source(shortcut_run):
 
 
 def test_without_a_shortcut_held_out_sources_stay_close(fair_run):
-    from cxrlib.training.loso import leave_one_source_out
+    from cxrlib.audit.loso import leave_one_source_out
 
     loso = leave_one_source_out(fair_run)
     assert loso.test_accuracy >= 0.75
@@ -130,8 +131,8 @@ def test_without_a_shortcut_held_out_sources_stay_close(fair_run):
 
 
 def test_source_probe_reads_the_texture(shortcut_run, fair_run):
-    from cxrlib.training.loso import loso_sources, run_features
-    from cxrlib.training.source_probe import source_probe
+    from cxrlib.audit.loso import loso_sources, run_features
+    from cxrlib.audit.source_probe import source_probe
 
     for run, within_high in ((shortcut_run, True), (fair_run, False)):
         data = run_features(run)
@@ -219,3 +220,20 @@ def test_evaluate_the_runs_own_test_split_by_subgroup(shortcut_run, tmp_path):
     assert by_source["n"].sum() == len(test)
     assert table.loc[table["column"] == "small_copy", "value"].tolist() == ["small copy (<= 256 px)"]
     assert metrics["subgroups"]["by"] == ["source", "small_copy"]
+
+
+def test_evaluate_folder_keeps_every_manifest_column(shortcut_run, tmp_path):
+    """A folder's own manifest columns (here ``view``) come back with its predictions, matched
+    by film: callers no longer rescan the folder to put them back."""
+    from cxrlib.evaluation.predict import evaluate_folder
+
+    root = make_sources(tmp_path / "extra", shortcut=True, seed=5)
+    manifest = pd.read_csv(root / "manifest.csv")
+    manifest["view"] = ["PA" if i % 3 else "AP" for i in range(len(manifest))]
+    manifest.to_csv(root / "manifest.csv", index=False)
+    _, predictions = evaluate_folder(shortcut_run, root)
+    assert "view" in predictions
+    expected = dict(zip(manifest["file"], manifest["view"]))
+    assert predictions["view"].tolist() == [expected[r] for r in predictions["rel_path"]]
+    assert list(predictions.columns[:6]) == ["rel_path", "path", "label", "patient_id",
+                                             "group_id", "source"]

@@ -16,7 +16,7 @@ from cxrlib.lungs.network import asset_digest
 from cxrlib.preprocessing import (input_box, input_lung_fields, mask_to_input, preprocess_film,
                                   preprocess_preview, preprocess_reference)
 
-CROP = PreprocessConfig(steps=("white_balance", "lung_crop"), size=64)
+CROP = PreprocessConfig(steps=("white_balance", "lung_crop"), size=64, lung_model=asset_digest())
 
 
 def _lungs(h: int, w: int) -> list[np.ndarray]:
@@ -73,9 +73,12 @@ def test_lung_crop_is_part_of_the_run_id_and_canonical():
     from cxrlib.runs.registry import run_id
 
     plain = PreprocessConfig(steps=("white_balance",))
-    crop = PreprocessConfig(steps=("lung_crop", "white_balance"))
+    crop = PreprocessConfig(steps=("lung_crop", "white_balance"), lung_model=asset_digest())
     assert crop.steps == ("white_balance", "lung_crop")  # the crop runs last, so it is listed last
-    assert crop.lung_model == asset_digest() and crop.lung_crop_margin == LUNG_CROP_MARGIN
+    assert crop.lung_crop_margin == LUNG_CROP_MARGIN
+    # the config takes the segmenter's digest as a value: it never reads the weights itself
+    with pytest.raises(ValueError, match="lung_model"):
+        PreprocessConfig(steps=("lung_crop",))
     ids = {run_id(RunConfig(preprocess=p), "fp") for p in
            (plain, crop, crop.replace(lung_crop_margin=0.1))}
     assert len(ids) == 3
@@ -83,7 +86,7 @@ def test_lung_crop_is_part_of_the_run_id_and_canonical():
     assert PreprocessConfig(steps=("white_balance",), lung_crop_margin=0.2, lung_model="x") == plain
     assert RunConfig.from_dict(RunConfig(preprocess=crop).to_dict()).preprocess == crop
     with pytest.raises(ValueError):
-        PreprocessConfig(steps=("lung_crop",), lung_crop_margin=-0.1)
+        PreprocessConfig(steps=("lung_crop",), lung_crop_margin=-0.1, lung_model=asset_digest())
     # a run cropped by another lung model is refused rather than fed other pixels
     stale = crop.replace(lung_model="lung_unet:0000000000000000")
     with pytest.raises(ValueError, match="lung model"):

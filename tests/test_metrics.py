@@ -440,3 +440,17 @@ def test_own_test_accuracy_without_predictions_is_the_metrics_figure():
     for stored in ({}, {"accuracy": None}):  # none, or a null in a hand-edited metrics.json
         overall, per = own_test_accuracy(_StubRun(pd.DataFrame(), stored))
         assert np.isnan(overall) and per == {}
+
+
+def test_json_records_and_numbers_turn_every_missing_value_into_null():
+    """The one NaN-to-None rule, for single values and for tables (subgroups, LOSO, masked)."""
+    import pandas as pd
+
+    from cxrlib.evaluation.core import json_number, json_records
+
+    assert json_number(pd.NA) is None
+    table = pd.DataFrame({"source": ["a", "b", None], "accuracy": [0.5, np.nan, 1.0],
+                          "n": pd.array([3, pd.NA, 1], dtype="Int64")})
+    assert json_records(table) == [{"source": "a", "accuracy": 0.5, "n": 3},
+                                   {"source": "b", "accuracy": None, "n": None},
+                                   {"source": None, "accuracy": 1.0, "n": 1}]

@@ -92,7 +92,7 @@ def env(pacs, monkeypatch):
 def test_search_retrieve_predict_explain_send_and_retrieve_the_results(
         trained_run, pacs, study, env, tmp_path, monkeypatch, capsys):
     from cxrlib.data.imageio import read_film
-    from cxrlib.dicom.results import read_report
+    from cxrlib.dicom.report import read_report
     from cxrlib.dicom.web import PacsClient
     from cxrlib.explain.batch import lung_segmenter
     from cxrlib.lungs import segment_lungs
@@ -245,7 +245,7 @@ def test_explain_page_pacs_source_search_pick_explain_and_send(app, trained_run,
     listed, one is explained (probabilities as predict's), and "Send to PACS" stores its SR."""
     from app_fixtures import metric, texts
 
-    from cxrlib.dicom.results import read_report
+    from cxrlib.dicom.report import read_report
     from cxrlib.dicom.web import PacsClient
     from cxrlib.evaluation.predict import predict_paths
 

@@ -38,7 +38,7 @@ def test_distinct_synthetic_films_are_not_clustered_as_duplicates(tmp_path, work
     """Every drawing shares one layout; the per-film anatomy must keep them apart for the audit
     With one fixed anatomy, 81 of 120 films at this size fell into duplicate clusters; now at most
     an odd pair of smooth drawings passes the audit's crop check (real films have texture)."""
-    from cxrlib.audit import find_duplicates
+    from cxrlib.data.duplicates import find_duplicates
 
     ds = scan_dataset(make_synthetic_dataset(tmp_path / "demo", n_per_class=40, size=96, seed=seed))
     clusters = find_duplicates(ds.manifest, fingerprint=ds.fingerprint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrlib.runs import registry
+from cxrlib.runs import registry, runner
 from cxrlib.training import engine, features
 from test_train import _cfg, _run
 
@@ -20,7 +20,7 @@ def test_init_from_head_starts_the_finetune_from_the_trained_head(workspace, syn
     cfg = _cfg(synthetic_dataset, mode="finetune", init_from_head=True, epochs=1,
                learning_rate=1e-12, augment=False)
     run = _run(cfg)
-    engine.execute(run)
+    runner.execute_run(run)  # the runner trains the head run first and passes its weights in
     assert run.status()["state"] == "done", run.status()
     head_cfg = engine.head_run_config(cfg)
     assert head_cfg.train.mode == "head" and not head_cfg.train.init_from_head
@@ -83,7 +83,7 @@ def test_a_damaged_or_foreign_feature_entry_is_rebuilt_not_read(workspace):
 
 
 def test_near_duplicate_clusters_join_the_split_groups(workspace, synthetic_dataset, tmp_path, monkeypatch):
-    from cxrlib.audit import duplicates
+    from cxrlib.data import duplicates
 
     root = synthetic_dataset
     covid = sorted(p.name for p in (root / "COVID-19").iterdir())
@@ -115,7 +115,7 @@ def test_a_dataset_without_near_duplicates_gets_empty_cluster_ids(workspace, syn
     is refused by pandas 4 (a Pandas4Warning today, an error then)."""
     import warnings
 
-    from cxrlib.audit import duplicates
+    from cxrlib.data import duplicates
 
     monkeypatch.setattr(duplicates, "duplicate_clusters", lambda ds, progress=None: {})
     run = _run(_cfg(synthetic_dataset, epochs=1))
@@ -158,3 +158,18 @@ def test_a_dead_writers_partial_feature_folder_is_removed_a_live_ones_kept(works
         np.save(folder / "features.npy", np.ones((2, 5), np.float32))
     assert not features.cached_features(backbone, films, **kw).hit
     assert not dead_partial.exists() and live_partial.exists()
+
+
+def test_the_engine_starts_no_run_it_is_handed_its_head_run(workspace, synthetic_dataset):
+    """The runner resolves prerequisites: the engine given a fine-tune from its head run, but no
+    head run, fails with a clear message instead of training one itself."""
+    import pytest
+
+    cfg = _cfg(synthetic_dataset, mode="finetune", init_from_head=True, epochs=1, augment=False)
+    assert engine.prerequisite(cfg) == engine.head_run_config(cfg)
+    assert engine.prerequisite(cfg.replace(train=cfg.train.replace(init_from_head=False))) is None
+    run = _run(cfg)
+    with pytest.raises(ValueError, match="runner, which trains the head run first"):
+        engine.execute(run)
+    assert run.status()["state"] == "failed"
+    assert registry.find_run(engine.head_run_config(cfg), run.fingerprint) is None

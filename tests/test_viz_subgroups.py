@@ -7,7 +7,7 @@ import pytest
 
 from cxrlib.core.classes import CLASSES
 from cxrlib.evaluation.subgroups import subgroup_analysis
-from cxrlib.training.loso import LosoResult
+from cxrlib.audit.loso import LosoResult
 from cxrlib.viz.subgroups import (FLAG_COLOUR, loso_figure, subgroup_forest_figure,
                                   subgroup_recall_heatmap)
 

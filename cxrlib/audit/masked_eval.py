@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cxrlib.audit.findings import Finding, finding
 from cxrlib.lungs import segment_batch
 
 CONDITIONS = ("unmasked", "lungs blanked", "lungs only")
@@ -76,7 +77,7 @@ def masked_evaluation(model, images: np.ndarray, labels, classes: tuple[str, ...
     return pd.DataFrame(rows)
 
 
-def shortcut_verdict(table: pd.DataFrame, n_classes: int) -> tuple[bool, str]:
+def shortcut_verdict(table: pd.DataFrame, n_classes: int) -> tuple[bool, Finding]:
     """Plain-language reading of a :func:`masked_evaluation` table.
 
     Chance has one meaning here: balanced accuracy is compared with ``1 / n_classes`` (what any
@@ -100,16 +101,19 @@ def shortcut_verdict(table: pd.DataFrame, n_classes: int) -> tuple[bool, str]:
     kept = (blanked - chance) / margin if margin > 0 else 0.0
     calls = _commonest_call(rows.loc["lungs blanked"])
     if blanked >= chance + 0.15 and kept >= 0.5:
-        return True, (f"The model has learned shortcuts: with the lungs blanked its balanced "
-                      f"accuracy is still {blanked:.0%} (unmasked {full:.0%}, chance {chance:.0%}), "
-                      f"so most of what it tells apart lies outside the lungs.")
+        return True, finding(True, "masked", (
+            f"The model has learned shortcuts: with the lungs blanked its balanced "
+            f"accuracy is still {blanked:.0%} (unmasked {full:.0%}, chance {chance:.0%}), "
+            f"so most of what it tells apart lies outside the lungs."))
     if blanked >= chance + 0.15:  # well above chance, but less than half the margin kept
-        return False, (f"The model partly relies on what lies outside the lungs: with them blanked "
-                       f"its balanced accuracy is still {blanked:.0%} (unmasked {full:.0%}, lungs "
-                       f"only {only:.0%}, chance {chance:.0%}; {calls}).")
-    return False, (f"With the lungs blanked the model's balanced accuracy drops to {blanked:.0%} "
-                   f"(unmasked {full:.0%}, lungs only {only:.0%}, chance {chance:.0%}; {calls}): "
-                   f"it depends on the lung fields.")
+        return False, finding(True, "masked", (
+            f"The model partly relies on what lies outside the lungs: with them blanked "
+            f"its balanced accuracy is still {blanked:.0%} (unmasked {full:.0%}, lungs "
+            f"only {only:.0%}, chance {chance:.0%}; {calls})."))
+    return False, finding(False, "masked", (
+        f"With the lungs blanked the model's balanced accuracy drops to {blanked:.0%} "
+        f"(unmasked {full:.0%}, lungs only {only:.0%}, chance {chance:.0%}; {calls}): "
+        f"it depends on the lung fields."))
 
 
 def _commonest_call(row: pd.Series) -> str:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cxrlib.audit.film_scan import FilmSignatures, scan_films
+from cxrlib.audit.findings import Finding, finding
+from cxrlib.data.film_scan import FilmSignatures, scan_films
 from cxrlib.evaluation.metrics import point_metrics
 
 FEATURE_DESCRIPTIONS = {
@@ -56,7 +57,8 @@ class MetadataBaseline:
             random-forest importances, summing to 1).
         n_train / n_test: films used.
         confounded: balanced accuracy at or above :func:`confounded_level`.
-        verdict: one plain-language sentence for the page.
+        verdict: the :class:`cxrlib.audit.findings.Finding` for the page (a warning when the
+            data is confounded or partly confounded).
         predictions: DataFrame (``rel_path``, ``label``, ``pred``) on the test split.
         features: the features used (:data:`FEATURES`).
     """
@@ -70,7 +72,7 @@ class MetadataBaseline:
     n_train: int
     n_test: int
     confounded: bool
-    verdict: str
+    verdict: Finding
     predictions: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     features: tuple[str, ...] = FEATURES
 
@@ -84,7 +86,8 @@ class MetadataBaseline:
         return {"accuracy": self.accuracy, "balanced_accuracy": self.balanced_accuracy,
                 "majority_rate": self.majority_rate, "chance_balanced": 1.0 / max(len(self.per_class_recall), 1),
                 "per_class_recall": self.per_class_recall, "n_train": self.n_train,
-                "n_test": self.n_test, "confounded": self.confounded, "verdict": self.verdict,
+                "n_test": self.n_test, "confounded": self.confounded, "verdict": self.verdict.text,
+                "severity": self.verdict.severity,
                 "features": list(self.features), "importances": self.importances.to_dict("records")}
 
 
@@ -180,15 +183,18 @@ def confounded_level(n_classes: int) -> float:
     return chance + 0.7 * (1.0 - chance)
 
 
-def _verdict(point: dict, n_classes: int, importances: pd.DataFrame) -> tuple[bool, str]:
+def _verdict(point: dict, n_classes: int, importances: pd.DataFrame) -> tuple[bool, Finding]:
     top = ", ".join(importances["feature"].head(3))
     balanced, chance = point["balanced_accuracy"] or 0.0, 1.0 / max(n_classes, 1)
     scores = (f"balanced accuracy {balanced:.0%} (chance {chance:.0%}); accuracy "
               f"{point['accuracy']:.0%} (majority class {point['majority_rate']:.0%})")
     if balanced >= confounded_level(n_classes):
-        return True, (f"The data is confounded: acquisition properties alone (size, format, "
-                      f"compression, borders) predict the class: {scores}, mostly from {top}. A "
-                      f"CNN's accuracy on this split does not show it sees disease.")
+        return True, finding(True, "metadata", (
+            f"The data is confounded: acquisition properties alone (size, format, "
+            f"compression, borders) predict the class: {scores}, mostly from {top}. A "
+            f"CNN's accuracy on this split does not show it sees disease."))
     if balanced >= chance + 0.3 * (1.0 - chance):
-        return False, f"The data is partly confounded: acquisition properties alone reach {scores}, mostly from {top}."
-    return False, f"No strong acquisition shortcut: image properties alone reach {scores}."
+        return False, finding(True, "metadata", f"The data is partly confounded: acquisition "
+                                                f"properties alone reach {scores}, mostly from {top}.")
+    return False, finding(False, "metadata", f"No strong acquisition shortcut: image properties "
+                                             f"alone reach {scores}.")

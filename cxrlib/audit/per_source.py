@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cxrlib.audit.findings import finding
 from cxrlib.data.identity import film_sources
 from cxrlib.evaluation.core import own_test_accuracy
 
@@ -65,12 +66,10 @@ def external_check(run, folder, *, model=None, progress=None) -> dict:
         columns (a recall of 0.78 that is 1.00 in one subgroup and 0.05 in another is the
         finding, not the average), or ``None`` when it has none with two values.
     """
-    from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415
     from cxrlib.evaluation.predict import evaluate_folder  # noqa: PLC0415
-    from cxrlib.evaluation.subgroups import attach_manifest, default_columns, subgroup_analysis  # noqa: PLC0415
+    from cxrlib.evaluation.subgroups import default_columns, subgroup_analysis  # noqa: PLC0415
 
     metrics, predictions = evaluate_folder(run, folder, model=model, progress=progress)
-    predictions = attach_manifest(predictions, scan_dataset(folder, bacterial=run.config.data.bacterial).manifest)
     ok = predictions[predictions.get("error", "") == ""] if "error" in predictions else predictions
     external = float(metrics.get("accuracy", (ok["label"] == ok["pred"]).mean()))
     own, _ = own_test_accuracy(run)
@@ -80,12 +79,14 @@ def external_check(run, folder, *, model=None, progress=None) -> dict:
     by = default_columns(ok)
     subgroups = subgroup_analysis(ok, run.classes, by) if by else None
     if drop == drop and drop >= 0.1:
-        verdict = (f"Accuracy falls from {own:.0%} on the run's own test split to {external:.0%} on "
-                   f"{folder}: the model does not carry over to new data.")
+        verdict = finding(True, "external", f"Accuracy falls from {own:.0%} on the run's own "
+                                            f"test split to {external:.0%} on {folder}: the model "
+                                            f"does not carry over to new data.")
     elif drop == drop:
-        verdict = f"Accuracy on {folder} is {external:.0%} (own test split {own:.0%})."
+        verdict = finding(False, "external", f"Accuracy on {folder} is {external:.0%} (own test "
+                                             f"split {own:.0%}).")
     else:
-        verdict = f"Accuracy on {folder} is {external:.0%}."
+        verdict = finding(False, "external", f"Accuracy on {folder} is {external:.0%}.")
     return {"external_accuracy": external, "own_test_accuracy": own, "drop": drop,
             "films": int(len(ok)), "per_class_recall": recall, "verdict": verdict,
             "predictions": predictions, "subgroups": subgroups}

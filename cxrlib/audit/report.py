@@ -1,9 +1,6 @@
 """``audit_run``: every audit of one run in one call, for the Audit page and the CLI."""
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -11,16 +8,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from cxrlib.audit.findings import Finding, finding
 from cxrlib.audit.attention import (attention_audit, attention_gallery, attention_summary,
                                     gallery_films, lung_fields_of, lung_mask_counts, masks_used)
-from cxrlib.audit.duplicates import find_duplicate_pairs, clusters_from_pairs, split_leakage
-from cxrlib.audit.film_scan import scan_films
+from cxrlib.data.duplicates import find_duplicate_pairs, clusters_from_pairs, split_leakage
+from cxrlib.data.film_scan import scan_films
 from cxrlib.audit.generalisation import generalisation_audit
 from cxrlib.audit.generalisation import verdicts as generalisation_verdicts
 from cxrlib.audit.masked_eval import masked_evaluation, shortcut_verdict
 from cxrlib.audit.metadata_baseline import MetadataBaseline, metadata_baseline
 from cxrlib.audit.per_source import external_check, per_source_metrics
-from cxrlib.evaluation.core import json_number, own_test_accuracy
+from cxrlib.evaluation.core import json_number, json_records, own_test_accuracy
 
 STEPS = ("duplicates", "metadata", "attention", "masked", "per_source", "subgroups", "loso")
 
@@ -50,7 +48,8 @@ class AuditReport:
         external_subgroups: the external folder's subgroups (per-subgroup recall), or ``None``.
         generalisation: subgroups of the test split, leave-one-source-out and the source probe
             (:class:`cxrlib.audit.generalisation.Generalisation`), or ``None``.
-        verdicts: plain-language findings, most important first.
+        verdicts: the findings (:class:`cxrlib.audit.findings.Finding`: severity, code, text),
+            most important first.
         timings: seconds per step.
         skipped: films left out because they could not be decoded (a corrupt file never ends
             the audit): ``rel_path``, ``reason`` and ``step`` each.
@@ -72,7 +71,7 @@ class AuditReport:
     external: dict | None = None
     external_subgroups: Any = None
     generalisation: Any = None
-    verdicts: list[str] = field(default_factory=list)
+    verdicts: list[Finding] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)
 
@@ -87,8 +86,7 @@ class AuditReport:
                 "metadata_accuracy": json_number(self.metadata.accuracy) if self.metadata else None,
                 "metadata_balanced_accuracy": json_number(self.metadata.balanced_accuracy) if self.metadata else None,
                 "majority_rate": json_number(self.metadata.majority_rate) if self.metadata else None,
-                "masked": (self.masked.astype(object).where(self.masked.notna(), None).to_dict("records")
-                           if len(self.masked) else []),
+                "masked": json_records(self.masked) if len(self.masked) else [],
                 **_generalisation_summary(self.generalisation, self.external_subgroups),
                 "duplicate_clusters": clusters,
                 "leakage": self.leakage.get("summary", {}),
@@ -98,8 +96,10 @@ class AuditReport:
                 "lungs_only_accuracy": json_number(masked.get("lungs only")),
                 "unmasked_accuracy": json_number(masked.get("unmasked")),
                 "external": None if self.external is None else
-                {k: v for k, v in self.external.items() if k != "predictions"},
-                "verdicts": self.verdicts, "timings": self.timings, "skipped": self.skipped}
+                {k: str(v) if k == "verdict" else v for k, v in self.external.items()},
+                "verdicts": [f.text for f in self.verdicts],
+                "findings": [f.to_dict() for f in self.verdicts],
+                "timings": self.timings, "skipped": self.skipped}
 
 
 def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str | None = None,
@@ -151,9 +151,9 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
         report.timings["duplicates"] = time.perf_counter() - t
         s = report.leakage["summary"]
         if s["leaking_clusters"] or s["leaking_patients"]:
-            report.verdicts.append(
+            report.verdicts.append(finding(True, "leakage", (
                 f"Leakage: {s['leaking_clusters']} near-duplicate clusters and {s['leaking_patients']} "
-                f"patients have films in more than one split; test accuracy is optimistic.")
+                f"patients have films in more than one split; test accuracy is optimistic.")))
     if "metadata" in steps:
         t = time.perf_counter()
         report.metadata = metadata_baseline(films, split_table, classes=classes, signatures=sig, seed=seed)
@@ -177,15 +177,16 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
             report.attention_summary = attention_summary(report.attention)
             report.gallery = attention_gallery(report.attention)
             report.gallery_films = gallery_films(found, images, report.gallery)
+            run.write_audit_attention(report.attention)  # the review queue's order, stored
             report.timings["attention"] = time.perf_counter() - t
             everything = report.attention_summary.set_index("label").loc["all"]
             overall, area = everything["mean"], everything["lung_area"]
             left_out = report.lung_masks["flagged"]
-            report.verdicts.append(f"On average {overall:.0%} of the CAM mass lies inside the lungs "
-                                   f"({1 - overall:.0%} on borders, markers, shoulders and the rest;"
-                                   f" the lungs cover {area:.0%} of the model input)"
-                                   + (f"; {left_out} films whose lung mask is flagged as poor are "
-                                      "left out" if left_out else "") + ".")
+            report.verdicts.append(finding(False, "attention", (
+                f"On average {overall:.0%} of the CAM mass lies inside the lungs ({1 - overall:.0%} "
+                f"on borders, markers, shoulders and the rest; the lungs cover {area:.0%} of the "
+                f"model input)" + (f"; {left_out} films whose lung mask is flagged as poor are "
+                                   "left out" if left_out else "") + ".")))
         if "masked" in steps and trusted.any():
             t = time.perf_counter()
             report.masked = masked_evaluation(model, images[trusted], np.asarray(labels)[trusted],
@@ -195,8 +196,8 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
             shortcut, sentence = shortcut_verdict(report.masked, len(classes))
             report.verdicts.insert(0, sentence) if shortcut else report.verdicts.append(sentence)
         elif "masked" in steps:
-            report.verdicts.append("Masked evaluation skipped: every test film's lung mask is "
-                                   "flagged as poor.")
+            report.verdicts.append(finding(False, "masked", "Masked evaluation skipped: every "
+                                           "test film's lung mask is flagged as poor."))
     if "per_source" in steps:
         report.per_source = per_source_metrics(run.predictions(), manifest)
     if {"subgroups", "loso"} & set(steps):
@@ -268,40 +269,3 @@ def _generalisation_summary(gen, external_subgroups) -> dict:
         "worst_subgroups": sub.worst(3) if sub is not None else None,
         "external_worst_subgroups": external_subgroups.worst(3) if external_subgroups is not None else None,
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cxrlib audit RUN [--external DIR] [--masks DIR] [--max-films N] [--adversarial W]
-    [--json FILE]``.
-
-    Prints the verdicts and the headline numbers; with ``--json`` also writes the summary.
-    """
-    parser = argparse.ArgumentParser(prog="cxrlib audit", description="Trust audit of a trained run.")
-    parser.add_argument("run", help="run id (or unique prefix)")
-    parser.add_argument("--external", help="labelled folder for the external-set check")
-    parser.add_argument("--max-films", type=int, default=None, help="cap on test films for CAM / masking")
-    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {STEPS}")
-    parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
-    parser.add_argument("--adversarial", type=float, default=0.0, metavar="WEIGHT",
-                        help="also run leave-one-source-out with a source-adversarial head of "
-                             "this gradient-reversal weight (e.g. 0.3), to compare")
-    parser.add_argument("--masks", metavar="FOLDER",
-                        help="lung masks of the dataset's films (cxr3-lungs or Radiography DB "
-                             "layout): they win over predicted masks")
-    args = parser.parse_args(argv)
-    from cxrlib.runs.registry import get_run  # noqa: PLC0415
-
-    report = audit_run(get_run(args.run), external=args.external, max_films=args.max_films,
-                       steps=tuple(s.strip() for s in args.steps.split(",") if s.strip()),
-                       adversarial=args.adversarial, masks=args.masks)
-    for sentence in report.verdicts:
-        print(f"- {sentence}")
-    for film in report.skipped:
-        print(f"skipped ({film['step']}): {film['rel_path']}: {film['reason']}", file=sys.stderr)
-    summary = report.summary()
-    print(json.dumps(summary, indent=2, default=str))
-    if args.json_out:
-        from cxrlib.core.fsutil import write_json_atomic  # noqa: PLC0415
-
-        write_json_atomic(args.json_out, summary)
-    return 0

@@ -118,7 +118,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if pacs:
         from cxrlib.cli.explain_dicom import explain_pacs  # noqa: PLC0415
 
-        return explain_pacs(source, args, settings)
+        return explain_pacs(source, args, settings, write=_write, csv_name=CSV_NAME)
     files, left_out = input_files(args.inputs)
     if not files:
         return EXIT_DATA

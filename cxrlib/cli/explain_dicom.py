@@ -73,9 +73,11 @@ class DicomFolder:
             warn(f"no DICOM results for {line}")
 
 
-def explain_pacs(run, args: argparse.Namespace, settings) -> int:
-    """``explain --pacs URL --study UID [--out DIR] [--dicom-out DIR] [--send]``."""
-    from cxrlib.cli.explain import CSV_NAME, _write  # noqa: PLC0415
+def explain_pacs(run, args: argparse.Namespace, settings, *, write, csv_name: str) -> int:
+    """``explain --pacs URL --study UID [--out DIR] [--dicom-out DIR] [--send]``.
+
+    ``write(out, fieldnames, rows, bar)`` and ``csv_name`` are the explain command's own table
+    writer and file name (passed in, so this module does not import its caller)."""
     from cxrlib.cli.pacs import study_films  # noqa: PLC0415
     from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
     from cxrlib.core.fsutil import write_bytes_atomic  # noqa: PLC0415
@@ -106,8 +108,8 @@ def explain_pacs(run, args: argparse.Namespace, settings) -> int:
                 rel = f"{r.row['path']}-{cam.name}.png"
                 write_bytes_atomic(args.out / rel, to_png(r.overlay))
                 r.row["overlay"] = rel
-        counts = _write(args.out, columns(run.classes), (r.row for r in results), bar)
-        where = f" -> {args.out / CSV_NAME}"
+        counts = write(args.out, columns(run.classes), (r.row for r in results), bar)
+        where = f" -> {args.out / csv_name}"
     else:
         bar.close()
         counts = {"explained": sum(1 for r in results if r.row["error"] == "" and not r.row["flat"]),

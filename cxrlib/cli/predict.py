@@ -156,20 +156,16 @@ def _evaluated(run, args: argparse.Namespace):
     from cxrlib.evaluation.predict import evaluate_folder, evaluate_test_split  # noqa: PLC0415
     from cxrlib.evaluation.subgroups import attach_manifest  # noqa: PLC0415
 
-    bacterial = run.config.data.bacterial
-    if args.data is None:
-        metrics, predictions = evaluate_test_split(run)
-        try:
-            manifest = scan_dataset(run.config.data.root, bacterial=bacterial).manifest
-        except DatasetError as exc:  # the data moved: subgroups of the stored columns only
-            warn(f"{exc}; only the columns stored with the run's predictions are available")
-            return metrics, predictions
-    else:
+    if args.data is not None:  # evaluate_folder keeps the folder's manifest columns
         bar = ProgressBar("evaluate")
         try:
-            metrics, predictions = evaluate_folder(run, args.data, batch_size=args.batch_size,
-                                                   progress=bar.callback)
+            return evaluate_folder(run, args.data, batch_size=args.batch_size, progress=bar.callback)
         finally:
             bar.close()
-        manifest = scan_dataset(args.data, bacterial=bacterial).manifest  # cached by the first scan
+    metrics, predictions = evaluate_test_split(run)
+    try:
+        manifest = scan_dataset(run.config.data.root, bacterial=run.config.data.bacterial).manifest
+    except DatasetError as exc:  # the data moved: subgroups of the stored columns only
+        warn(f"{exc}; only the columns stored with the run's predictions are available")
+        return metrics, predictions
     return metrics, attach_manifest(predictions, manifest)

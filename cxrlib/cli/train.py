@@ -12,7 +12,8 @@ from cxrlib.cli.workers import add_worker_args, cluster_role, release_if_finishe
 from cxrlib.core import paths
 from cxrlib.core.config import (CNN_ARCHS, FINETUNE_RECIPE_SIZE, HEAD_FAMILIES, PREPROCESS_STEPS,
                                 SCHEDULES, SMALL_CNN_RECIPE_ARCH, SMALL_CNN_RECIPE_SIZE, TTA_MODES,
-                                PreprocessConfig, RunConfig, TrainConfig)
+                                PreprocessConfig, RunConfig, TrainConfig, preset_mode,
+                                run_preset)
 
 
 def register(sub) -> None:
@@ -113,8 +114,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     Raises:
         ValueError: for an invalid value (the config dataclasses validate).
     """
-    base = RunConfig()
-    if args.config:
+    if not args.config:  # the family's preset (the Training page starts from it too)
+        family = args.model or RunConfig().model.family
+        mode = preset_mode(family, args.mode, published=getattr(args, "published_finetune", False))
+        base = run_preset(family, mode, augment=True if args.augment else None)
+    else:
         record = json.loads(args.config.read_text(encoding="utf-8"))
         # A RunConfig dict, or a run folder's config.json (which wraps it under "config").
         if isinstance(record, dict) and "data" not in record:
@@ -122,6 +126,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         if not isinstance(record, dict) or not all(isinstance(v, dict) for v in record.values()):
             raise ValueError(f"{args.config} is not a RunConfig JSON object "
                              "(sections data, preprocess, model, split, train)")
+        pre = record.get("preprocess")
+        if isinstance(pre, dict) and not pre.get("lung_model") and _lung_model(pre.get("steps")):
+            record = {**record, "preprocess": {**pre, "lung_model": _lung_model(pre["steps"])}}
         base = RunConfig.from_dict(record)
 
     def pick(**pairs: Any) -> dict[str, Any]:
@@ -143,15 +150,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.steps is not None:
         steps = () if args.steps.strip().lower() in ("", "none") else tuple(
             s.strip() for s in args.steps.split(",") if s.strip())
-    elif cnn_recipe or (args.model == "small_cnn" and not args.config):
-        steps = PreprocessConfig.published_clahe().steps  # the recipe's too, over another config
+    elif cnn_recipe:  # over another family's --config (without one, the preset has them)
+        steps = PreprocessConfig.published_clahe().steps
     recipe_size = (FINETUNE_RECIPE_SIZE if _uses_recipe(base, args, model.family)
                    else SMALL_CNN_RECIPE_SIZE if cnn_recipe else None)
     preprocess = base.preprocess.replace(**pick(
         steps=steps, wb_percentile=args.wb_percentile, clahe_clip_limit=args.clahe_clip,
         clahe_tile_grid=args.clahe_grid, gamma=args.gamma,
         size=args.size if args.size is not None else recipe_size,
-        lung_crop_margin=args.lung_crop_margin))
+        lung_crop_margin=args.lung_crop_margin,
+        lung_model=None if base.preprocess.lung_model else _lung_model(steps)))
     split = base.split.replace(**pick(kind=args.split, test_fraction=args.test_fraction,
                                       val_fraction=args.val_fraction, seed=args.seed))
     train = _train_base(base, args, model.family).replace(**pick(
@@ -178,6 +186,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(data=data, preprocess=preprocess, model=model, split=split, train=train)
 
 
+def _lung_model(steps) -> str | None:
+    """The installed lung segmenter's digest when ``steps`` crop to the lungs and name none
+    (a hand-written ``--config`` or ``--steps``; a run's config.json names its own), else None."""
+    from cxrlib.lungs.network import asset_digest  # noqa: PLC0415
+
+    return asset_digest() if isinstance(steps, (list, tuple)) and "lung_crop" in steps else None
+
+
 def _finished(cfg: RunConfig, fingerprint: str) -> bool:
     from cxrlib.runs.registry import find_run  # noqa: PLC0415
 
@@ -199,12 +215,10 @@ def _uses_cnn_recipe(base: RunConfig, args: argparse.Namespace, family: str) -> 
 
 
 def _train_base(base: RunConfig, args: argparse.Namespace, family: str) -> TrainConfig:
-    """The TrainConfig the flags apply to: switching a MobileNetV2 head config to ``--mode
-    finetune`` starts from :meth:`TrainConfig.finetune_recipe` (a head's learning rate is not a
-    fine-tune's; the recipe's input size is :data:`FINETUNE_RECIPE_SIZE` unless ``--size``);
-    switching to the small CNN starts from :meth:`TrainConfig.small_cnn_recipe` (its blocks
-    :data:`SMALL_CNN_RECIPE_ARCH`, its size :data:`SMALL_CNN_RECIPE_SIZE`, unless ``--cnn-arch`` / ``--size``);
-    with ``--published-finetune`` either starts from the published defaults."""
+    """The TrainConfig the flags apply to over a ``--config``: switching a MobileNetV2 head
+    config to ``--mode finetune``, or another family's to the small CNN, starts from that
+    recipe (as :func:`run_preset` does without ``--config``), or with ``--published-finetune``
+    from the published defaults."""
     if _uses_recipe(base, args, family):
         return TrainConfig.finetune_recipe(seed=base.train.seed)
     if _uses_cnn_recipe(base, args, family):

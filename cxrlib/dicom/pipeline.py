@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from cxrlib.dicom.results import FilmFindings, ResultObjects, build_results
+from cxrlib.dicom.report import build_results
+from cxrlib.dicom.results import FilmFindings, ResultObjects
 
 
 @dataclass

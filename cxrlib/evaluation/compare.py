@@ -29,7 +29,7 @@ import pandas as pd
 
 from cxrlib.evaluation.bootstrap import _WEIGHT_CELLS, percentile_interval, resample_weights
 from cxrlib.evaluation.core import (_check, _patient_codes, _weighted_stats, decide,
-                                    from_predictions, json_number, test_rows)
+                                    from_predictions, json_number)
 
 
 class NotComparable(ValueError):
@@ -177,7 +177,7 @@ def paired_test_predictions(run_a, run_b) -> tuple[pd.DataFrame, pd.DataFrame]:
                             f"{run_a.fingerprint} and {run_b.fingerprint})")
     tests = []
     for run in (run_a, run_b):
-        preds = test_rows(run.predictions())
+        preds = run.test_predictions()
         if not len(preds):
             raise NotComparable(f"run {run.id[:8]} has no test predictions")
         tests.append(preds.sort_values("rel_path", kind="stable").reset_index(drop=True))

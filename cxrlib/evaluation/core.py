@@ -127,11 +127,17 @@ def decide(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
 
 
 def json_number(x: Any) -> float | None:
-    """A JSON number: None, NaN and infinities become None (``null``)."""
-    if x is None:
+    """A JSON number: None, ``pd.NA``, NaN and infinities become None (``null``). The one
+    NaN-to-None rule of every JSON result."""
+    if x is None or x is pd.NA:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def json_records(table: pd.DataFrame) -> list[dict]:
+    """A table's rows as JSON-ready dicts: missing values (NaN, None, ``pd.NA``) become None."""
+    return table.astype(object).where(table.notna(), None).to_dict("records")
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -213,7 +213,8 @@ def evaluate_folder(run, root: str | Path, *, batch_size: int = 32, model=None,
         ``(metrics, predictions)``: :func:`cxrlib.evaluation.metrics.evaluate` plus ``run_id``, ``data``,
         ``fingerprint``, ``excluded`` (images per class the run does not know) and ``unreadable``;
         predictions has ``rel_path``, ``path``, ``label``,
-        ``patient_id``, ``group_id``, ``source``, ``pred``, ``p_<class>``..., ``error``.
+        ``patient_id``, ``group_id``, ``source``, ``pred``, ``p_<class>``..., ``error``, then
+        every other column of the folder's manifest (its ``manifest.csv`` columns too).
 
     Raises:
         cxrlib.data.datasets.DatasetError: for a folder that is not a dataset.
@@ -234,7 +235,9 @@ def evaluate_folder(run, root: str | Path, *, batch_size: int = 32, model=None,
                             run.config.preprocess, classes, batch_size=batch_size, progress=progress,
                             tta=run.config.train.tta)
     keep = [c for c in ("rel_path", "path", "label", "patient_id", "group_id", "source") if c in manifest]
-    predictions = pd.concat([manifest[keep], scored.drop(columns=["path"])], axis=1)
+    scored = scored.drop(columns=["path"])
+    extra = [c for c in manifest.columns if c not in keep and c not in scored.columns]
+    predictions = pd.concat([manifest[keep], scored, manifest[extra]], axis=1)
     ok = predictions["error"] == ""
     prob_cols = [f"p_{c}" for c in classes]
     ids = predictions.loc[ok, "patient_id"].fillna("").astype(str) if "patient_id" in predictions else None
@@ -257,10 +260,10 @@ def evaluate_test_split(run) -> tuple[dict, pd.DataFrame]:
     Raises:
         ValueError: the run has no test predictions (not done yet).
     """
-    from cxrlib.evaluation.core import from_predictions, test_rows  # noqa: PLC0415
+    from cxrlib.evaluation.core import from_predictions  # noqa: PLC0415
     from cxrlib.evaluation.metrics import evaluate  # noqa: PLC0415
 
-    predictions = test_rows(run.predictions())
+    predictions = run.test_predictions()
     if predictions.empty:
         raise ValueError(f"run {run.id} has no test predictions (is it done?)")
     y, probs, patients = from_predictions(predictions, run.classes)

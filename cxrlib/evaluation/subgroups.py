@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.evaluation.bootstrap import bootstrap_ci
-from cxrlib.evaluation.core import decide, label_indices
+from cxrlib.evaluation.core import decide, json_number, json_records, label_indices
 from cxrlib.evaluation.metrics import point_metrics
 
 DERIVED = ("megapixels", "aspect", "jpeg_quality", "small_copy")
@@ -65,20 +65,16 @@ class SubgroupAnalysis:
     def worst(self, k: int = 3) -> list[dict]:
         """The ``k`` worst subgroups: ``column``, ``value``, ``n``, ``accuracy``, ``flagged``."""
         return [{"column": str(r.column), "value": str(r.value), "n": int(r.n),
-                 "accuracy": _float(r.accuracy), "ci_low": _float(r.ci_low),
-                 "ci_high": _float(r.ci_high), "flagged": bool(r.flagged)}
+                 "accuracy": json_number(r.accuracy), "ci_low": json_number(r.ci_low),
+                 "ci_high": json_number(r.ci_high), "flagged": bool(r.flagged)}
                 for r in self.table.head(k).itertuples()]
 
     def to_dict(self) -> dict:
         """JSON values: ``overall``, ``subgroups`` (records) and ``skipped``."""
-        records = self.table.astype(object).where(self.table.notna(), None).to_dict("records")
+        records = json_records(self.table)
         for rec in records:
             rec["confusion"] = self.confusion.get((rec["column"], rec["value"]))
         return {"overall": self.overall, "subgroups": records, "skipped": self.skipped}
-
-
-def _float(value) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)
 
 
 def attach_manifest(predictions: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:

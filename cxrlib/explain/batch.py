@@ -162,7 +162,7 @@ def explain_films(source: Any, films: Sequence[np.ndarray | None], paths: Sequen
     """
     from cxrlib.explain.faithfulness import deletion_score  # noqa: PLC0415
     from cxrlib.explain.overlay import overlay  # noqa: PLC0415
-    from cxrlib.preprocessing.geometry import input_box, mask_to_input  # noqa: PLC0415
+    from cxrlib.preprocessing.geometry import input_box, input_lung_share  # noqa: PLC0415
     from cxrlib.preprocessing.pipeline import preprocess_film, to_model_input  # noqa: PLC0415
 
     if model is None:
@@ -208,11 +208,8 @@ def explain_films(source: Any, films: Sequence[np.ndarray | None], paths: Sequen
             row["deletion_score"] = deletion_score(model, x[j], heat, int(result.targets[j]),
                                                    steps=settings.deletion_steps)
         if masks is not None:
-            from cxrlib.lungs import cam_in_lung_share  # noqa: PLC0415
-
             seg = masks[j]  # counted at the model input, as the audit counts it
-            lung = mask_to_input(seg.mask, boxes[j], cfg.size)
-            row.update(in_lung_share=cam_in_lung_share(heat, lung),
+            row.update(in_lung_share=input_lung_share(heat, seg.mask, boxes[j], cfg.size),
                        lung_mask=seg.source + (" (flagged: poor mask)" if seg.flagged else ""))
     return done
 

@@ -122,6 +122,16 @@ def heatmap_to_film(heatmap: np.ndarray, shape: tuple[int, int], box: Box | None
     return out
 
 
+def input_lung_share(heatmap: np.ndarray, film_mask: np.ndarray, box: Box, size: int) -> float:
+    """The in-lung share of one film's CAM as the audit counts it: the film-sized lung field
+    carried into the model input (:func:`mask_to_input`) against the heatmap at that size
+    (:func:`cxrlib.lungs.cam_in_lung_share`); ``nan`` for an all-zero map. The one rule of the
+    Explain page and the batch explanation (the audit's masks are in that geometry already)."""
+    from cxrlib.lungs import cam_in_lung_share  # noqa: PLC0415
+
+    return cam_in_lung_share(heatmap, mask_to_input(film_mask, box, size))
+
+
 def input_lung_fields(films: Sequence[np.ndarray], film_paths: Sequence, cfg: PreprocessConfig,
                       *, masks=None, rel_paths: Sequence[str] | None = None,
                       mask_paths: Sequence | None = None, batch_size: int = 16) -> list:

@@ -33,7 +33,7 @@ from typing import Any
 
 from cxrlib.core import paths
 from cxrlib.core.classes import task_classes
-from cxrlib.core.config import RunConfig, config_hash
+from cxrlib.core.config import RunConfig, run_id
 from cxrlib.core.fsutil import write_json_atomic
 from cxrlib.data.splits import val_is_test
 from cxrlib.runs.locks import RunLock
@@ -41,11 +41,6 @@ from cxrlib.runs.run import TERMINAL_STATES, Run, RunFileError, now_iso
 
 HEADLINE_COLUMNS = ("id", "state", "task", "model", "mode", "split", "epochs", "accuracy",
                     "macro_auc", "created")
-
-
-def run_id(cfg: RunConfig, fingerprint: str) -> str:
-    """The id of the run of ``cfg`` on the dataset with ``fingerprint`` (16 hex digits)."""
-    return config_hash(cfg.identity(), fingerprint)
 
 
 class RunNotFound(KeyError):

@@ -260,6 +260,30 @@ class Run:
         """predictions.csv (rel_path, path, label, patient_id, group_id, split, pred, p_<class>...)."""
         return _read_csv(self.folder / "predictions.csv")
 
+    def test_predictions(self) -> pd.DataFrame:
+        """The rows of predictions.csv on the run's test split
+        (:func:`cxrlib.evaluation.core.test_rows`, the one filter), index reset."""
+        from cxrlib.evaluation.core import test_rows  # noqa: PLC0415
+
+        return test_rows(self.predictions())
+
+    def audit_attention(self) -> pd.DataFrame | None:
+        """The CAM in-lung shares of the test films that an audit of the present predictions
+        stored (audit_attention.csv: ``rel_path``, ``in_lung_share``, ...; what orders the
+        review queue), or None: no audit measured them, or the run was trained again since."""
+        path, preds = self.folder / "audit_attention.csv", self.folder / "predictions.csv"
+        if not path.is_file() or (preds.is_file()
+                                  and path.stat().st_mtime_ns < preds.stat().st_mtime_ns):
+            return None
+        return _read_csv(path)
+
+    def write_audit_attention(self, table: pd.DataFrame) -> None:
+        """Store an audit's attention table, unless the stored one covers more films (of several
+        audits, whatever their options, the one that measured the most films; the newest of a tie)."""
+        stored = self.audit_attention()
+        if stored is None or len(table) >= len(stored):
+            _write_csv(self.folder / "audit_attention.csv", table)
+
     def metrics(self) -> dict[str, Any]:
         """metrics.json, or ``{}`` before the run is done (a damaged file raises :class:`RunFileError`)."""
         return self._json("metrics.json", default={}) or {}

@@ -8,7 +8,9 @@ process (own session) that writes its output to ``<folder>/log.txt``.
 Only one process ever trains a run: creation and spawning happen under an exclusive ``flock``
 on ``<folder>/start.lock`` (so two threads, tabs or processes asking at once get one run), and
 the training process itself holds ``<folder>/lock`` for its whole life (see
-:mod:`cxrlib.runs.registry`). :func:`execute_run` is that process's body.
+:mod:`cxrlib.runs.registry`). :func:`execute_run` is that process's body; it also resolves a
+run's prerequisite (a fine-tune's head run, :func:`cxrlib.training.engine.prerequisite`) by
+training it first and passing its weights to the trainer, so the trainer never starts a run.
 """
 from __future__ import annotations
 
@@ -157,7 +159,9 @@ def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | Non
                              finished=now_iso())
             return 0
         try:
-            _train_entry()(run, cancel_check=run.cancel_requested)
+            start_from = _resolve_prerequisite(run)
+            extra = {"start_from": start_from} if start_from is not None else {}
+            _train_entry()(run, cancel_check=run.cancel_requested, **extra)
         except (_Terminated, KeyboardInterrupt) as exc:
             how = "SIGTERM" if isinstance(exc, _Terminated) else "interrupt"
             if run.cancel_requested() or isinstance(exc, KeyboardInterrupt):
@@ -181,6 +185,42 @@ def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | Non
         if in_main:
             signal.signal(signal.SIGTERM, previous)
         lock.release()
+
+
+def _resolve_prerequisite(run: Run):
+    """The finished head run a fine-tune with ``init_from_head`` starts from, trained first when
+    needed (:class:`cxrlib.training.engine.HeadStart`), or None (no prerequisite, or a worker
+    of a cluster other than the chief: the chief's copy reaches it by broadcast).
+
+    On one machine the head run trains in this process. In a cluster the chief trains it as a
+    process of its own outside the cluster (the fine-tune's strategy spans the workers, a head
+    run does not), and waits for it.
+
+    Raises:
+        RuntimeError: the head run did not finish.
+    """
+    from cxrlib.core.cluster import role  # noqa: PLC0415
+    from cxrlib.training.engine import HeadStart, prerequisite  # noqa: PLC0415 (TF-free)
+
+    head_cfg = prerequisite(run.config)
+    r = role()
+    if head_cfg is None or (r is not None and not r.chief):
+        return None
+    from cxrlib.training.distribute import without_cluster_env  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    run.write_status(message="training the head first (init from head)")
+    if r is None:
+        head_run = train_foreground(head_cfg, fingerprint=run.fingerprint)
+    else:
+        with without_cluster_env():
+            head_run = start(head_cfg, fingerprint=run.fingerprint)
+        wait(head_run, poll_s=1.0)
+    state = head_run.status().get("state")
+    if state != "done":
+        raise RuntimeError(f"the head run {head_run.id} to start from ended {state}: "
+                           f"{head_run.status().get('error') or ''}".strip())
+    return HeadStart(head_run.id, head_run.model_path, time.perf_counter() - t0)
 
 
 def train_foreground(cfg: RunConfig, *, fingerprint: str | None = None,

@@ -39,7 +39,7 @@ def load_training_data(cfg: RunConfig, run, *, status, progress) -> TrainingData
     """Scan, check, split and preprocess the data of ``run`` (see :mod:`cxrlib.training.engine`).
 
     With ``cfg.split.group_duplicates`` the audit's near-duplicate clusters
-    (:func:`cxrlib.audit.duplicates.duplicate_clusters`, cached per dataset) join the group key,
+    (:func:`cxrlib.data.duplicates.duplicate_clusters`, cached per dataset) join the group key,
     so no near-duplicate pair straddles the split.
 
     Args:
@@ -63,7 +63,7 @@ def load_training_data(cfg: RunConfig, run, *, status, progress) -> TrainingData
     manifest = ds.manifest.reset_index(drop=True)
     info: dict = {}
     if cfg.split.kind == "grouped" and cfg.split.group_duplicates:
-        from cxrlib.audit.duplicates import duplicate_clusters  # noqa: PLC0415
+        from cxrlib.data.duplicates import duplicate_clusters  # noqa: PLC0415
 
         status(message="near-duplicate search")
         clusters = duplicate_clusters(ds, progress=progress("near-duplicate search"))

@@ -156,9 +156,10 @@ def worker_progress(strategy, steps_done: int, seconds: float) -> list[dict]:
             for i, (pid, steps, s) in enumerate(rows)]
 
 
-def progress_callback(training, strategy):
+def worker_progress_callback(ctx, strategy):
     """Keras callback gathering :func:`worker_progress` at every epoch end; the chief puts the
-    rows into status.json and ``training.info["workers"]``."""
+    rows into status.json and ``ctx.info["workers"]`` (``ctx``: the run's
+    :class:`cxrlib.training.context.TrainingContext`)."""
     from cxrlib.core.tfsetup import keras  # noqa: PLC0415
 
     class WorkerProgress(keras().callbacks.Callback):
@@ -170,9 +171,9 @@ def progress_callback(training, strategy):
 
         def on_epoch_end(self, epoch, logs=None):
             rows = worker_progress(strategy, self.steps, time.perf_counter() - self.t0)
-            training.info["workers"] = rows
+            ctx.info["workers"] = rows
             if is_chief():
-                training.status(workers=rows)
+                ctx.status(workers=rows)
 
     return WorkerProgress()
 

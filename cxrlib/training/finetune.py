@@ -4,9 +4,10 @@
 fine-tuning (``TrainConfig.finetune_from``, ``TrainConfig.freeze_batchnorm``);
 :func:`compile_classifier` compiles a model (a whole one, or a head on cached features) with
 the project's optimizer, loss and metric; :func:`fit_callbacks` gives the learning-rate
-callbacks of ``TrainConfig.schedule`` and early stopping. The training engine and the heads
-that leave-one-source-out trains (:mod:`cxrlib.training.head_train`) both use these, so they
-always train alike. The recipe itself (which values) is
+callbacks of ``TrainConfig.schedule`` and early stopping. Every fit uses these (the engine's
+modes, and the heads leave-one-source-out trains through :func:`cxrlib.training.head_fit.
+fit_head`), so they always train alike: **the loss** is the one compiled here, and every loop
+reads it from the model (``model.loss``). The recipe itself (which values) is
 :meth:`cxrlib.core.config.TrainConfig.finetune_recipe`.
 """
 from __future__ import annotations

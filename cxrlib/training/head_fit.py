@@ -1,13 +1,67 @@
-"""Fitting a head on cached backbone features, fast: one compiled call per epoch, fused Adam.
+"""The one head fit on cached backbone features, and its fast loop.
 
-Used by :mod:`cxrlib.training.engine` in head mode; it reproduces what ``model.fit`` does with the same
-callbacks, without Keras's per-epoch and per-step overhead.
+:func:`fit_head` is how every head is trained: a head-mode run (:mod:`cxrlib.training.engine`)
+and each fold of leave-one-source-out (:mod:`cxrlib.audit.loso`, on a :func:`fresh_head`). It
+compiles the head (:func:`cxrlib.training.finetune.compile_classifier`: the loss), stacks the
+augmented feature copies, runs :func:`fit_head_compiled` (the loop: one compiled call per epoch,
+fused Adam, driven by :func:`cxrlib.training.callbacks.run_epochs`) with the schedule
+(:func:`cxrlib.training.finetune.fit_callbacks`) and keeps the best weights
+(:func:`cxrlib.training.callbacks.best_weights`). It reproduces what ``model.fit`` does with the
+same callbacks, without Keras's per-epoch and per-step overhead.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from cxrlib.training.callbacks import best_weights, run_epochs
+from cxrlib.training.finetune import compile_classifier, fit_callbacks
+
+
+def fit_head(head, features: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
+             onehot: np.ndarray, tcfg, *, keeper=None, extra=None):
+    """Compile and fit ``head`` (features -> probabilities) on some rows; it ends holding the
+    weights of its best validation loss.
+
+    Args:
+        head: the head to train (its own layers, or those it shares with a whole model).
+        features: ``(copies, N, D)`` cached features; training uses every copy (the augmented
+            ones too), validation the originals (``features[0]``).
+        train_rows / val_rows: row indices into ``features[k]``.
+        onehot: ``(N, C)`` true classes.
+        tcfg: the :class:`cxrlib.core.config.TrainConfig` (rate, epochs, batch, seed, schedule,
+            early stopping).
+        keeper: the best-weights keeper to use (a run's progress callback, which is one), else
+            a new :func:`best_weights`; it runs before the schedule's callbacks.
+        extra: ``extra(head, rows, y_train)`` making an extra loss term of the fit (see
+            :func:`fit_head_compiled`), ``rows`` being the dataset row of every training row
+            (e.g. the source-adversarial branch, :func:`cxrlib.audit.adversarial.adversary`).
+
+    Returns:
+        The keeper (``best``, ``best_epoch``).
+    """
+    compile_classifier(head, tcfg.learning_rate)
+    copies = features.shape[0]
+    x_train = np.concatenate([features[k][train_rows] for k in range(copies)])
+    y_train = np.concatenate([onehot[train_rows]] * copies)
+    keeper = keeper if keeper is not None else best_weights()
+    steps = math.ceil(len(x_train) / tcfg.batch_size)
+    term = extra(head, np.concatenate([train_rows] * copies), y_train) if extra else None
+    fit_head_compiled(head, x_train, y_train, features[0][val_rows], onehot[val_rows],
+                      epochs=tcfg.epochs, batch_size=tcfg.batch_size, seed=tcfg.seed,
+                      callbacks=[keeper, *fit_callbacks(tcfg, steps)], extra=term)
+    keeper.restore()
+    return keeper
+
+
+def fresh_head(template, seed: int):
+    """A copy of ``template``'s architecture with fresh weights, initialised from ``seed``
+    (leave-one-source-out: every fold starts from the same initial weights)."""
+    from cxrlib.core.tfsetup import keras  # noqa: PLC0415
+
+    keras().utils.set_random_seed(seed)
+    return keras().models.clone_model(template)
 
 
 def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
@@ -33,19 +87,18 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
       logs, and ``on_train_end``, exactly as from ``fit``; ``head.stop_training`` ends the loop.
 
     All of one epoch (the steps and the validation) is a single ``tf.function`` call (a graph
-    while loop over the steps), traced once. Not for several replicas (see ``_fit_head``).
+    while loop over the steps), traced once. Not for several replicas
+    (:mod:`cxrlib.training.replicated_fit`).
 
     ``extra`` (optional, training only) adds a term to each step's loss: an object with
     ``variables`` (trained too) and ``forward(x_batch, rows) -> (probabilities, loss term)``,
     ``rows`` being the batch's rows of ``x_train`` (the source-adversarial branch,
-    :class:`cxrlib.training.adversarial.SourceAdversary`). The logged losses stay the
+    :class:`cxrlib.audit.adversarial.SourceAdversary`). The logged losses stay the
     classification loss alone, so model selection on ``val_loss`` is unchanged.
     """
     from cxrlib.core.tfsetup import tf as _tf
 
     tf = _tf()
-    import keras  # noqa: PLC0415
-
     opt, loss_fn = head.optimizer, head.loss
     variables = head.trainable_variables + (list(extra.variables) if extra is not None else [])
     opt.build(variables)  # the optimizer's slots must exist before tracing
@@ -86,19 +139,13 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
                 hits(yv, pred_val) / tf.cast(tf.shape(xv)[0], tf.float32))
 
     rng = np.random.default_rng(seed)
-    cbs = keras.callbacks.CallbackList(list(callbacks), model=head, epochs=epochs, steps=steps,
-                                       verbose=0)
-    head.stop_training = False
-    cbs.on_train_begin()
-    for epoch in range(epochs):
-        cbs.on_epoch_begin(epoch)
+
+    def epoch(number, cbs):
         perm = tf.constant(rng.permutation(n).astype(np.int32))
         values = [float(v) for v in epoch_fn(perm)]
-        logs = dict(zip(("loss", "accuracy", "val_loss", "val_accuracy"), values))
-        cbs.on_epoch_end(epoch, logs)
-        if head.stop_training:
-            break
-    cbs.on_train_end()
+        return dict(zip(("loss", "accuracy", "val_loss", "val_accuracy"), values))
+
+    run_epochs(head, callbacks, epochs=epochs, steps=steps, epoch=epoch)
 
 
 def _fused_adam(opt, variables):

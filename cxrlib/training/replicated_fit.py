@@ -7,7 +7,9 @@ log reduction under ``MultiWorkerMirroredStrategy`` asks for axis 0 of scalar lo
 ``model.fit``'s callback protocol, so the engine's callbacks (progress, checkpoints,
 schedules, early stopping) work unchanged.
 
-The loss of a step is the sum of the (sample-weighted) per-film cross-entropies of the whole
+The loss is the model's compiled one (``model.loss``, set by
+:func:`cxrlib.training.finetune.compile_classifier`), per film. The loss of a step is the sum of
+the (sample-weighted) per-film losses of the whole
 global batch divided by the global batch's size, each replica contributing its share: exactly
 the single-process ``model.fit`` step (``sum_over_batch_size``) on that global batch, however
 the batch is divided, even into an empty share for a replica at the end of an epoch.
@@ -20,7 +22,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cxrlib.training.callbacks import Cancelled
+from cxrlib.training.callbacks import run_epochs
+from cxrlib.training.context import Cancelled
 
 
 def fit_replicated(model, train_ds, val_ds, *, strategy, epochs: int, steps_per_epoch: int,
@@ -48,20 +51,15 @@ def fit_replicated(model, train_ds, val_ds, *, strategy, epochs: int, steps_per_
     from cxrlib.core.tfsetup import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
-    import keras  # noqa: PLC0415
 
     opt, variables = model.optimizer, model.trainable_variables
     with strategy.scope():
         opt.build(variables)
-    train_step, val_step = _steps(tf, keras, model, opt, variables, strategy)
+    train_step, val_step = _steps(tf, model, opt, variables, strategy)
     batches = iter(strategy.experimental_distribute_dataset(train_ds))
     dist_val = strategy.experimental_distribute_dataset(val_ds)
-    cbs = keras.callbacks.CallbackList(list(callbacks), model=model, epochs=epochs,
-                                       steps=steps_per_epoch, verbose=0)
-    model.stop_training = False
-    cbs.on_train_begin()
-    for epoch in range(initial_epoch, epochs):
-        cbs.on_epoch_begin(epoch)
+
+    def epoch(number, cbs):
         total = np.zeros(3)
         for step in range(steps_per_epoch):
             batch = next(batches)
@@ -75,15 +73,14 @@ def fit_replicated(model, train_ds, val_ds, *, strategy, epochs: int, steps_per_
         val = np.zeros(3)
         for batch in dist_val:
             val += val_step(batch).numpy()
-        logs = {"loss": total[0] / total[2], "accuracy": total[1] / total[2],
+        return {"loss": total[0] / total[2], "accuracy": total[1] / total[2],
                 "val_loss": val[0] / val[2], "val_accuracy": val[1] / val[2]}
-        cbs.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
-    cbs.on_train_end()
+
+    run_epochs(model, callbacks, epochs=epochs, steps=steps_per_epoch,
+               initial_epoch=initial_epoch, epoch=epoch)
 
 
-def _steps(tf, keras, model, opt, variables, strategy):
+def _steps(tf, model, opt, variables, strategy):
     """The compiled train and validation steps: per replica, then summed over replicas."""
     sum_op = tf.distribute.ReduceOp.SUM
 
@@ -92,8 +89,10 @@ def _steps(tf, keras, model, opt, variables, strategy):
         w = batch[2] if len(batch) > 2 else tf.ones(tf.shape(y)[:1], tf.float32)
         return x, y, w
 
+    per_film_loss = model.loss.call  # the compiled loss object, unreduced: one value a film
+
     def film_losses(y, pred, w):
-        return keras.losses.categorical_crossentropy(y, tf.cast(pred, tf.float32)) * w
+        return per_film_loss(y, tf.cast(pred, tf.float32)) * w
 
     def hits(y, pred):
         return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(y, -1), tf.argmax(pred, -1)), tf.float32))

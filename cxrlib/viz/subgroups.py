@@ -1,7 +1,7 @@
 """Plotly figures of generalisation: subgroup accuracy, class x subgroup recall, leave-one-source-out.
 
 Builders take the plain results of :mod:`cxrlib.evaluation.subgroups` and
-:mod:`cxrlib.training.loso` and return ``plotly.graph_objects.Figure`` objects drawn with the
+:mod:`cxrlib.audit.loso` and return ``plotly.graph_objects.Figure`` objects drawn with the
 colours and layout of :mod:`cxrlib.viz.figures` (Okabe-Ito palette, one colour per class).
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ def loso_figure(loso, adversarial=None) -> go.Figure:
     accuracy at an unseen source and the test-split accuracy as lines.
 
     Args:
-        loso: a :class:`cxrlib.training.loso.LosoResult` (plain head).
+        loso: a :class:`cxrlib.audit.loso.LosoResult` (plain head).
         adversarial: the same with the source-adversarial head, or ``None``.
     """
     t = loso.table

@@ -42,9 +42,11 @@ class PreprocessConfig(_Config):
             the box's own width (left, right) and height (top, bottom); see
             :data:`LUNG_CROP_MARGIN` for how the default was chosen.
         lung_model: lung crop: the lung segmenter whose masks give the box, as
-            :func:`cxrlib.lungs.network.asset_digest` (filled in with the shipped model's when
-            left empty). Part of the config because the crop, and so every pixel the model
-            sees, depends on those weights: a retrained segmenter is a new run and new caches.
+            :func:`cxrlib.lungs.network.asset_digest` (the installed one's: pass
+            ``lung_model=asset_digest()``). Required with the crop: the config takes it as a
+            value and never reads a weights file. Part of the config because the crop, and so
+            every pixel the model sees, depends on those weights: a retrained segmenter is a
+            new run and new caches.
         size: side of the square model input in pixels.
     """
 
@@ -98,9 +100,8 @@ class PreprocessConfig(_Config):
                 for name in names:
                     object.__setattr__(self, name, defaults[name])
         if "lung_crop" in steps and not self.lung_model:
-            from cxrlib.lungs.network import asset_digest  # noqa: PLC0415  (reads no TensorFlow)
-
-            object.__setattr__(self, "lung_model", asset_digest())
+            raise ValueError("the lung crop needs lung_model, the digest of the lung segmenter "
+                             "it crops with: lung_model=cxrlib.lungs.network.asset_digest()")
 
     @classmethod
     def published_mobilenet(cls) -> "PreprocessConfig":

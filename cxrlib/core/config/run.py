@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from cxrlib.core.config.base import _Config, added_field
+from cxrlib.core.config.base import _Config, added_field, config_hash
 from cxrlib.core.config.preprocess import PreprocessConfig
 from cxrlib.core.config.train import TrainConfig
 
@@ -198,3 +198,8 @@ class RunConfig(_Config):
         d["data"] = {k: v for k, v in d["data"].items() if k != "root"}
         return d
 
+
+def run_id(cfg: RunConfig, fingerprint: str) -> str:
+    """The id of the run of ``cfg`` on the dataset with ``fingerprint`` (16 hex digits): the
+    run folder's name (:mod:`cxrlib.runs.registry`), and what the workers of a cluster compare."""
+    return config_hash(cfg.identity(), fingerprint)

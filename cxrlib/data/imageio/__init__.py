@@ -27,7 +27,8 @@ Rules (the same for files and uploaded bytes):
   frame. PALETTE COLOR gets its palette; Pixel Padding is left out of the stretch and shown black.
   Every standard transfer syntax decodes through pydicom's plugins (:mod:`.dicom`, docs/dicom.md).
 """
-from cxrlib.data.imageio.decode import decode_film, read_film, stretch_to_uint8, to_uint8
+from cxrlib.data.imageio.decode import decode_film, read_film
+from cxrlib.data.imageio.pixels import stretch_to_uint8, to_uint8
 from cxrlib.data.imageio.dicom import patient_fields
 from cxrlib.data.imageio.film import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES,
                                       MIN_FILM_SIDE, Film, ImageMeta, ImageReadError,

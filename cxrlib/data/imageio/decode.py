@@ -25,8 +25,10 @@ import numpy as np
 
 from cxrlib.data.imageio.dicom import decode_dicom
 from cxrlib.data.imageio.film import DEFAULT_MAX_PIXELS, Film, ImageMeta, ImageReadError
-from cxrlib.data.imageio.headers import _os_error, _parse_header, _Source, check_size
+from cxrlib.data.imageio.headers import _os_error, _parse_header, check_size
+from cxrlib.data.imageio.source import Source
 from cxrlib.data.imageio.libjpeg import corruption, imdecode_jpeg
+from cxrlib.data.imageio.pixels import to_uint8
 
 
 def read_film(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Film:
@@ -68,7 +70,7 @@ def decode_film(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS)
 
 
 def _decode(data: bytes, name: str, where: str, max_pixels: int) -> Film:
-    meta = _parse_header(_Source(io.BytesIO(data), len(data)), name, where)
+    meta = _parse_header(Source(io.BytesIO(data), len(data)), name, where)
     check_size(meta, max_pixels, where)
     if meta.format == "DICOM":
         pixels = decode_dicom(data, where, meta)
@@ -105,34 +107,4 @@ def _decode_raster(data: bytes, name: str, meta: ImageMeta) -> np.ndarray:
         else:
             arr = arr[..., 0]
     return to_uint8(arr)
-
-
-def to_uint8(arr: np.ndarray) -> np.ndarray:
-    """uint8 arrays pass through; 16-bit integer arrays are min-max stretched (see module doc)."""
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    if arr.dtype == np.uint16:
-        lo, hi = int(arr.min()), int(arr.max())
-        if hi == lo:
-            return np.full(arr.shape, round(lo * 255 / 65535), np.uint8)
-        # A 65536-entry lookup table is exact and ~10x faster than float arithmetic per pixel.
-        lut = np.clip(np.round((np.arange(65536, dtype=np.float64) - lo) * 255.0 / (hi - lo)), 0, 255)
-        return lut.astype(np.uint8)[arr]
-    return stretch_to_uint8(arr.astype(np.float64))
-
-
-def stretch_to_uint8(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Linear min-max stretch of any numeric array to uint8 (a flat array becomes all 0).
-
-    ``valid`` (a boolean mask over the first axes of ``values``, e.g. not DICOM pixel padding)
-    limits the min and max to those values; the others are clipped to 0..255.
-    """
-    chosen = values if valid is None else values[valid]
-    if chosen.size == 0:
-        return np.zeros(values.shape, np.uint8)
-    lo, hi = float(np.min(chosen)), float(np.max(chosen))
-    if hi == lo:
-        return np.zeros(values.shape, np.uint8)
-    out = np.round((values - lo) * (255.0 / (hi - lo)))
-    return (out if valid is None else np.clip(out, 0, 255)).astype(np.uint8)
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from cxrlib.data.imageio.film import ImageMeta, ImageReadError
+from cxrlib.data.imageio.pixels import stretch_to_uint8, to_uint8
 
 PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -149,7 +150,6 @@ def decode_dicom(data: bytes, where: str, meta: ImageMeta) -> np.ndarray:
     from pydicom.pixels import (apply_color_lut, apply_modality_lut, apply_voi_lut,  # noqa: PLC0415
                                 pixel_array)
 
-    from cxrlib.data.imageio.decode import stretch_to_uint8, to_uint8  # noqa: PLC0415 (cycle)
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)

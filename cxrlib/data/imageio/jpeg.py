@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from cxrlib.data.imageio.film import ImageMeta, ImageReadError
+from cxrlib.data.imageio.source import Source
 
 # Start-of-frame markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
 SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -24,7 +25,7 @@ def segments(src, where: str) -> Iterator[tuple[int, int, int]]:
 
     Args:
         src: random access to the file's bytes (``get(pos, n)``, ``size``), e.g.
-            :class:`cxrlib.data.imageio.headers._Source`.
+            :class:`cxrlib.data.imageio.source.Source`.
         where: the file's name, for error messages.
 
     Yields:
@@ -98,8 +99,6 @@ def jpeg_quality(path: str | os.PathLike) -> float:
     Returns:
         The quality, or ``nan`` when the file is not a JPEG or has no DQT segment.
     """
-    from cxrlib.data.imageio.headers import _Source  # noqa: PLC0415 (headers imports this module)
-
     try:
         with open(path, "rb") as fh:
             data = fh.read(1 << 17)
@@ -107,7 +106,7 @@ def jpeg_quality(path: str | os.PathLike) -> float:
         return float("nan")
     if data[:2] != b"\xff\xd8":
         return float("nan")
-    src = _Source(io.BytesIO(data), len(data))
+    src = Source(io.BytesIO(data), len(data))
     try:
         for code, pos, length in segments(src, str(path)):
             table = _luminance_table(src.get(pos + 2, length - 2)) if code == DQT else None

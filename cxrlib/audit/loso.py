@@ -5,7 +5,7 @@ hospital: the model may have learned each source's look. LOSO trains the run's h
 source with every film of that source held out (and every film sharing a patient, duplicate
 group or near-duplicate cluster with it: :func:`cxrlib.data.identity.group_keys`), on the
 run's own cached backbone features (:mod:`cxrlib.training.features`), with the run's head
-configuration, split, seed and loop (:func:`cxrlib.training.head_fit.fit_head_compiled`), and
+configuration, split, seed and fit (:func:`cxrlib.training.head_fit.fit_head`, the engine's), and
 scores it on the held-out source. The mean over sources is the *expected accuracy at an unseen
 source*, reported next to the run's test-split accuracy.
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 from cxrlib.core.classes import task_classes
 from cxrlib.data.identity import film_sources
-from cxrlib.evaluation.core import own_test_accuracy
+from cxrlib.evaluation.core import json_records, own_test_accuracy
 
 
 @dataclass
@@ -118,7 +118,7 @@ class LosoResult:
 
     def to_dict(self) -> dict:
         """JSON values; ``sources`` holds the table's records."""
-        rows = self.table.astype(object).where(self.table.notna(), None).to_dict("records")
+        rows = json_records(self.table)
         return {"expected_accuracy": self.expected_accuracy, "weighted_accuracy": self.weighted_accuracy,
                 "test_accuracy": self.test_accuracy, "adversarial": self.adversarial,
                 "seconds": round(self.seconds, 2), "notes": self.notes, "sources": rows}
@@ -132,7 +132,7 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         run: a finished head-mode :class:`cxrlib.runs.run.Run` (``mobilenetv2`` or ``tiny``).
         data: :func:`run_features` of the run (computed when not given).
         adversarial: > 0 trains each fold's head with the source-adversarial branch of that
-            weight (:mod:`cxrlib.training.adversarial`) on the fold's training sources.
+            weight (:mod:`cxrlib.audit.adversarial`) on the fold's training sources.
         progress: ``progress(source, done, total)`` after each fold.
 
     Returns:
@@ -145,7 +145,8 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         ``n_train``.
     """
     from cxrlib.evaluation.metrics import point_metrics  # noqa: PLC0415
-    from cxrlib.training.head_train import train_head  # noqa: PLC0415
+    from cxrlib.audit.adversarial import adversary  # noqa: PLC0415
+    from cxrlib.training.head_fit import fit_head, fresh_head  # noqa: PLC0415
 
     data = data or run_features(run)
     m, classes = data.manifest, data.classes
@@ -154,6 +155,7 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
     y = np.array([classes.index(c) for c in m["label"]])
     onehot = np.eye(len(classes), dtype=np.float32)[y]
     overall, own = own_test_accuracy(run, dict(zip(m["rel_path"].astype(str), source)))
+    extra = adversary(source, adversarial) if adversarial > 0 else None
     names = sorted(set(source[usable]))
     rows, notes, t0 = [], [], time.perf_counter()
     for k, name in enumerate(names):
@@ -164,8 +166,8 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         val = np.flatnonzero(pool & (m["split"] == "val").to_numpy())
         test = np.flatnonzero(pool & (m["split"] == "test").to_numpy())
         val = val if len(val) else test
-        head = train_head(data.head, data.features, tr, val, onehot, run.config.train,
-                          sources=source if adversarial > 0 else None, adversarial=adversarial)
+        head = fresh_head(data.head, run.config.train.seed)  # the same start for every fold
+        fit_head(head, data.features, tr, val, onehot, run.config.train, extra=extra)
         pred = _predict(head, data.features[0], np.flatnonzero(held))
         point = point_metrics(y[held], pred, classes)
         fold_test = point_metrics(y[test], _predict(head, data.features[0], test), classes) if len(test) else {}

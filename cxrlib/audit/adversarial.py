@@ -20,7 +20,7 @@ Measured, not promised: leave-one-source-out on cxr3 (MobileNetV2 head, 5 source
 expected accuracy at an unseen source of 0.566 with the plain head, 0.540 / 0.565 / 0.151 with
 this branch at weight 0.1 / 0.3 / 1.0. It does not help there (the missing populations, adult
 normal films above all, are absent from every training fold, and no invariance among the other
-sources brings them back), so it is not a training option; :func:`cxrlib.training.loso.
+sources brings them back), so it is not a training option; :func:`cxrlib.audit.loso.
 leave_one_source_out` (``adversarial=``) and the Audit page measure it on any dataset.
 """
 from __future__ import annotations
@@ -38,6 +38,17 @@ def source_codes(sources: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     names = sorted({str(s) for s in sources})
     lookup = {s: i for i, s in enumerate(names)}
     return np.array([lookup[str(s)] for s in sources], np.int64), names
+
+
+def adversary(sources: Sequence[str], weight: float):
+    """``extra(head, rows, y_train)`` for :func:`cxrlib.training.head_fit.fit_head`: the
+    branch of weight ``weight`` on the sources (``sources[rows]``) of the head's training rows."""
+    sources = np.asarray(sources)
+
+    def make(head, rows, y_train):
+        return SourceAdversary(head, list(sources[rows]), y_train, weight)
+
+    return make
 
 
 class SourceAdversary:

@@ -3,13 +3,13 @@
 Method (measured on ../shared/datasets/cxr3, 1800 films; see ``bench/audit.py``):
 
 1. **Candidates by hash.** Every film's pHash, dHash and 24 window pHashes come from one cached
-   pass (:func:`cxrlib.audit.film_scan.scan_films`). A pair is a candidate when its pHashes
+   pass (:func:`cxrlib.data.film_scan.scan_films`). A pair is a candidate when its pHashes
    differ in at most ``max_phash`` bits, its dHashes in at most ``max_dhash`` bits, or one film's
    pHash is within ``max_window`` bits of a sub-window of the other (a crop). Rescaled and
    re-encoded copies differ by 0-2 pHash bits; distinct films of different patients by 26 bits
    at the median and rarely under 8. Chest films all share the same coarse layout, so a dHash
    alone is weak: it is only trusted at a very small distance.
-2. **Confirmation** (:mod:`cxrlib.audit.similarity`). Hashes only propose pairs; two checks decide:
+2. **Confirmation** (:mod:`cxrlib.data.similarity`). Hashes only propose pairs; two checks decide:
 
    * *copy*: the normalised correlation of the 64 x 64 thumbnails is at least
      ``min_correlation`` (rescaled / re-encoded copies: >= 0.99; distinct cxr3 candidate
@@ -35,9 +35,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cxrlib.audit.candidates import candidate_pairs, group_contents, self_window
-from cxrlib.audit.film_scan import FilmSignatures, scan_films
-from cxrlib.audit.similarity import (COARSE, PairCheck, crop_match, detail_correlation,  # noqa: F401
+from cxrlib.data.candidates import candidate_pairs, group_contents, self_window
+from cxrlib.data.film_scan import FilmSignatures, scan_films
+from cxrlib.data.similarity import (COARSE, PairCheck, crop_match, detail_correlation,  # noqa: F401
                                      thumb_correlation)
 
 PAIR_COLUMNS = ["rel_path_a", "rel_path_b", "label_a", "label_b", "kind", "phash_distance",
@@ -52,7 +52,7 @@ def find_duplicate_pairs(manifest: pd.DataFrame, *, signatures: FilmSignatures |
                          progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Confirmed near-duplicate pairs of films (see the module docstring for the method).
 
-    Candidates come from a multi-index hash search (:mod:`cxrlib.audit.candidates`), not from
+    Candidates come from a multi-index hash search (:mod:`cxrlib.data.candidates`), not from
     every pair: 21 600 films take seconds, not hours. The pairs are exactly those the all-pairs
     comparison finds. Films that could not be decoded (``signatures.skipped``) pair with none.
 

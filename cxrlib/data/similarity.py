@@ -1,13 +1,13 @@
 """The checks that confirm a candidate near-duplicate pair: thumbnail correlations and a crop match.
 
-See :mod:`cxrlib.audit.duplicates` for the method and the thresholds' measurements.
+See :mod:`cxrlib.data.duplicates` for the method and the thresholds' measurements.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from cxrlib.audit.film_scan import WINDOWS
+from cxrlib.data.film_scan import WINDOWS
 
 COARSE = 64
 # Measured on cxr3 (300 distinct candidate pairs + the hardest one found; 90 planted crops of
@@ -102,7 +102,7 @@ def _confirm_crop(part_small: np.ndarray, whole_small: np.ndarray, part: np.ndar
 
 
 class PairCheck:
-    """The copy and crop checks of pairs of contents (:mod:`cxrlib.audit.candidates`), each
+    """The copy and crop checks of pairs of contents (:mod:`cxrlib.data.candidates`), each
     computed once: the same two thumbnails give the same answer whichever of their films are
     compared, so twelve hard links of one film cost one check."""
 

@@ -1,9 +1,9 @@
 """Candidate near-duplicate pairs from film hashes, found through a hash index, not all pairs.
 
-A pair of films is a candidate when (see :mod:`cxrlib.audit.duplicates`) its pHashes differ in
+A pair of films is a candidate when (see :mod:`cxrlib.data.duplicates`) its pHashes differ in
 at most ``max_phash`` bits, its dHashes in at most ``max_dhash`` bits, or one film's pHash is
 within ``max_window`` bits of a sub-window pHash of the other. Each of the three is a Hamming
-range search (:mod:`cxrlib.audit.hash_index`), near-linear in the number of films.
+range search (:mod:`cxrlib.data.hash_index`), near-linear in the number of films.
 
 Films whose 128 px thumbnails are byte-identical (hard links, exact copies) have identical
 hashes and identical confirmation results, so the search and the confirmation run once per
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxrlib.audit.film_scan import FilmSignatures
-from cxrlib.audit.hash_index import near_matches, near_pairs
+from cxrlib.data.film_scan import FilmSignatures
+from cxrlib.data.hash_index import near_matches, near_pairs
 
 
 @dataclass
