@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 import bad_files as bf
+from app_fixtures import app_workspace, trained_run  # noqa: F401 (fixtures)
 import cxrlib.data.datasets as datasets
 from cxrlib.cli import main
 from cxrlib.core import paths
@@ -568,6 +569,9 @@ def test_outputs_never_write_over_the_users_own_files(tmp_path, capsys):
     (tmp_path / "other" / "into.csv").symlink_to(root / "COVID-19" / "x.csv")
     before = snapshot(root)
     rc, _, err = run_cli(capsys, "scan", root, "--manifest", tmp_path / "other" / "into.csv")
+    assert rc == 2 and "already exists" in err  # a link is a path that exists: --overwrite
+    rc, _, err = run_cli(capsys, "scan", root, "--manifest", tmp_path / "other" / "into.csv",
+                         "--overwrite")
     assert rc == 0, err
     assert snapshot(root) == before and not (tmp_path / "other" / "into.csv").is_symlink()
 
@@ -635,3 +639,231 @@ def test_train_without_usable_weights_fails_before_any_run_exists(tmp_path, caps
     rc, _, err = run_cli(capsys, "train", "--data", root, "--model", "mobilenetv2", "--size", "32")
     assert rc == 4 and "weights are not available" in err and "Traceback" not in err
     assert not list((Path(os.environ["CXR_WORKSPACE"]) / "models" / "runs").glob("*"))
+
+
+# ------------------------------------------------ issue 22: one rule for every user-named output
+def _tiny_keras(tmp_path) -> Path:
+    path = tmp_path / "m.keras"
+    _model(_keras(), (64, 64, 3), 3).save(path)
+    return path
+
+
+def _films(folder: Path, names=("a.png", "b.png")) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(bf.good_png(40 + i))
+    return folder
+
+
+def test_predict_refuses_an_existing_out_an_input_and_the_workspace_stores(tmp_path, capsys):
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    mine = tmp_path / "mine.csv"
+    mine.write_text("the user's own table\n")
+    before = snapshot(tmp_path)
+    rc, out, err = run_cli(capsys, "predict", model, films, "--out", mine)
+    assert (rc, out) == (2, "") and err.splitlines()[-1] == (
+        f"error: --out {mine} already exists; choose another path, or --overwrite to replace it")
+    for target in (films / "a.png", paths.runs_dir() / "x.csv",
+                   paths.workspace() / "reviews.sqlite"):
+        rc, out, err = run_cli(capsys, "predict", model, films, "--out", target, "--overwrite")
+        assert rc == 2 and out == "" and err.count("\n") == err.count("note:") + 1, err
+        assert err.splitlines()[-1].startswith(f"error: --out {target} "), err
+    assert "would write over an input of this command" in run_cli(
+        capsys, "predict", model, films, "--out", films / "a.png", "--overwrite")[2]
+    assert snapshot(tmp_path) == before
+    rc, out, err = run_cli(capsys, "predict", model, films, "--out", mine, "--overwrite")
+    assert rc == 0, err
+    table = pd.read_csv(mine)
+    assert sorted(Path(p).name for p in table["path"]) == ["a.png", "b.png"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_an_out_that_is_a_folder_is_one_line_exit_4_naming_it(tmp_path, capsys):
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    (tmp_path / "folder.csv").mkdir()
+    rc, _, err = run_cli(capsys, "predict", model, films, "--out", tmp_path / "folder.csv", "--overwrite")
+    assert rc == 4 and err.splitlines()[-1] == (
+        f"error: cannot write {tmp_path / 'folder.csv'}: it is a folder, not a file")
+    assert "Traceback" not in err and "/." not in err and not list((tmp_path / "folder.csv").iterdir())
+
+
+def test_a_name_too_long_is_one_line_exit_4(tmp_path, capsys):
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    target = tmp_path / ("n" * 300 + ".csv")
+    rc, _, err = run_cli(capsys, "predict", model, films, "--out", target)
+    assert rc == 4 and err.splitlines()[-1] == f"error: cannot write {target}: file name too long"
+    # a 250-byte name fits; its hidden temporary must not be the one "too long"
+    target = tmp_path / ("n" * 246 + ".csv")
+    assert run_cli(capsys, "predict", model, films, "--out", target)[0] == 0 and target.is_file()
+
+
+def test_explain_never_writes_an_overlay_over_a_film_or_an_earlier_output(tmp_path, capsys):
+    model = _tiny_keras(tmp_path)
+    films = _films(tmp_path / "in", ("a.png", "a-gradcam.png"))  # a film named as a's overlay
+    before = snapshot(films)
+    rc, _, err = run_cli(capsys, "explain", model, films / "a.png", films / "a-gradcam.png",
+                         "--out", films, "--overwrite", "--deletion-steps", "0")
+    assert rc == 2 and err.splitlines()[-1] == (
+        f"error: --out {films / 'a-gradcam.png'} would write over an input of this command "
+        f"({films / 'a-gradcam.png'}); choose another path")
+    assert snapshot(films) == before
+    out = tmp_path / "out"
+    argv = ("explain", model, films, "--out", out, "--deletion-steps", "0")
+    assert run_cli(capsys, *argv)[0] == 0
+    written = snapshot(out)
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2 and err.splitlines()[-1] == (
+        f"error: --out {out / 'explanations.csv'} already exists; choose another path, or "
+        "--overwrite to replace it")
+    assert snapshot(out) == written
+    assert run_cli(capsys, *argv, "--overwrite")[0] == 0
+
+
+def test_explain_shortens_a_250_byte_overlay_name_and_keeps_two_apart(tmp_path, capsys):
+    model = _tiny_keras(tmp_path)
+    long_a, long_b = "x" * 246 + "a.png", "x" * 246 + "b.png"  # 251 bytes each, one prefix
+    films = _films(tmp_path / "in", (long_a, long_b))
+    rc, out, err = run_cli(capsys, "explain", model, films, "--out", tmp_path / "o",
+                           "--deletion-steps", "0")
+    assert rc == 0 and "Traceback" not in err, err
+    table = pd.read_csv(tmp_path / "o" / "explanations.csv", keep_default_na=False)
+    overlays = [o for o in table["overlay"] if o]
+    assert len(set(overlays)) == len(overlays) == 2 - out.count("flat") + out.count("0 flat")
+    assert all(len(os.fsencode(o)) <= 255 and (tmp_path / "o" / o).is_file() for o in overlays)
+
+
+def test_evaluate_refuses_to_write_over_an_earlier_out_dir(trained_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"mine": 1}')
+    rc, _, err = run_cli(capsys, "evaluate", trained_run.id, "--out-dir", out)
+    assert rc == 2 and err.splitlines()[-1] == (
+        f"error: --out-dir {out / 'metrics.json'} already exists; choose another path, or "
+        "--overwrite to replace it")
+    assert (out / "metrics.json").read_text() == '{"mine": 1}' and sorted(os.listdir(out)) == ["metrics.json"]
+    rc, _, err = run_cli(capsys, "evaluate", trained_run.id, "--out-dir", trained_run.folder, "--overwrite")
+    assert rc == 2 and "inside the workspace's own stores" in err
+    assert run_cli(capsys, "evaluate", trained_run.id, "--out-dir", out, "--overwrite")[0] == 0
+    assert json.loads((out / "metrics.json").read_text())["n"] == len(trained_run.predictions().query(
+        "split == 'test'"))
+
+
+def test_export_never_replaces_a_folder_of_the_users_files(trained_run, tmp_path, capsys):
+    out = tmp_path / "export"
+    (out / "saved_model").mkdir(parents=True)
+    (out / "saved_model" / "notes.txt").write_text("mine")
+    before = snapshot(out)
+    rc, _, err = run_cli(capsys, "export", trained_run.id, "--format", "savedmodel", "--out", out,
+                         "--overwrite")
+    assert rc == 2 and err.splitlines()[-1] == (
+        f"error: --out {out / 'saved_model'} holds files that are not part of a SavedModel "
+        "(notes.txt); a folder of your files is never replaced; choose another folder")
+    assert snapshot(out) == before
+    rc, _, err = run_cli(capsys, "export", trained_run.id, "--format", "tflite", "--out", trained_run.folder)
+    assert rc == 2 and "inside the workspace's own stores" in err
+    fresh = tmp_path / "fresh"
+    assert run_cli(capsys, "export", trained_run.id, "--format", "savedmodel", "--out", fresh)[0] == 0
+    rc, _, err = run_cli(capsys, "export", trained_run.id, "--format", "savedmodel", "--out", fresh)
+    assert rc == 2 and "already exists" in err
+    assert run_cli(capsys, "export", trained_run.id, "--format", "savedmodel", "--out", fresh,
+                   "--overwrite")[0] == 0
+    assert (fresh / "saved_model" / "saved_model.pb").is_file()
+    assert not [p for p in fresh.iterdir() if p.name.startswith(".")]
+
+
+def test_reviews_export_refuses_an_existing_file_and_the_database_itself(workspace, tmp_path, capsys):
+    from cxrlib.reviews.store import ReviewStore
+
+    ReviewStore()  # the database exists
+    mine = tmp_path / "mine.csv"
+    mine.write_text("mine")
+    rc, _, err = run_cli(capsys, "reviews", "export", "all", "--out", mine)
+    assert rc == 2 and err == (f"error: --out {mine} already exists; choose another path, or "
+                               "--overwrite to replace it\n")
+    db = paths.workspace() / "reviews.sqlite"
+    rc, _, err = run_cli(capsys, "reviews", "export", "all", "--out", db, "--overwrite")
+    assert rc == 2 and err.startswith(f"error: --out {db} is inside the workspace's own stores")
+    assert mine.read_text() == "mine"
+    assert run_cli(capsys, "reviews", "export", "all", "--out", mine, "--overwrite")[0] == 0
+
+
+def _small_fs(tmp_path, options: str) -> Path:
+    """A tmpfs (as root) mounted at ``tmp_path/fs-<n>``; unmounted by :func:`small_fs`."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root (disk-full and read-only cases)")
+    mnt = tmp_path / f"fs-{len(list(tmp_path.glob('fs-*')))}"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    return mnt
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    mounted = []
+
+    def make(options: str) -> Path:
+        mounted.append(_small_fs(tmp_path, options))
+        return mounted[-1]
+
+    yield make
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(folder: Path) -> None:
+    """Fill the file system of ``folder`` to the last byte."""
+    with open(folder / "filler", "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+def test_a_full_disk_and_a_read_only_one_are_one_line_exit_4(tmp_path, capsys, small_fs):
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    full = small_fs("size=256k")
+    _fill(full)
+    rc, _, err = run_cli(capsys, "predict", model, films, "--out", full / "p.csv")
+    assert rc == 4 and err.splitlines()[-1] == f"error: cannot write {full / 'p.csv'}: no space left on the device"
+    assert sorted(os.listdir(full)) == ["filler"]  # no temporary left behind
+    ro = small_fs("size=256k,ro")
+    rc, _, err = run_cli(capsys, "predict", model, films, "--out", ro / "p.csv")
+    assert rc == 4 and err.splitlines()[-1] == f"error: cannot write {ro / 'p.csv'}: read-only file system"
+    root = dataset(tmp_path / "ds")
+    rc, _, err = run_cli(capsys, "scan", root, "--manifest", ro / "m.csv")
+    assert rc == 4 and err.splitlines()[-1] == f"error: cannot write {ro / 'm.csv'}: read-only file system"
+
+
+def test_a_tensor_cache_on_a_full_disk_is_an_error_not_a_bus_error(tmp_path, small_fs, monkeypatch):
+    """The cache is a memory-mapped file: a page written on a full disk used to kill the
+    process with SIGBUS. Its blocks are reserved first, so a full disk is one line."""
+    from cxrlib.core.config import PreprocessConfig
+    from cxrlib.core.fsutil import WriteError
+    from cxrlib.preprocessing.tensor_cache import load_tensors
+
+    full = small_fs("size=256k")
+    monkeypatch.setenv("CXR_WORKSPACE", str(full / "ws"))
+    ds = datasets.scan_dataset(dataset(tmp_path / "ds", per_class=40))
+    # 120 films of 64 x 64: 0.5 MB, twice the file system; the header and index fit
+    with pytest.raises(WriteError) as info:
+        load_tensors(ds, PreprocessConfig(size=64, steps=()), workers=1)
+    root = full / "ws" / "models" / "cache" / "tensors"
+    assert str(info.value) == (f"cannot build the tensor cache in {root} (0.5 MB): no space left on "
+                               "the device; free space there or delete old cache entries")
+    assert os.listdir(root) == []  # the partial entry is gone
+
+
+def test_nothing_readable_is_exit_4_for_predict_and_explain_as_for_lungs_predict(tmp_path, capsys):
+    """One rule (docs/safety.md): a command that could read none of its inputs exits 4."""
+    model = _tiny_keras(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cut.jpg").write_bytes(bf.truncated_jpeg_with_eoi())
+    rc, out, err = run_cli(capsys, "predict", model, tmp_path / "in", "--out", tmp_path / "p.csv")
+    assert rc == 4 and out.endswith(f"0 predicted, 1 unreadable, 0 left out -> {tmp_path / 'p.csv'}\n")
+    assert f"unreadable: {tmp_path / 'in' / 'cut.jpg'}: {FILES['cut-then-eoi.jpg'][2]}" in err.splitlines()
+    rc, out, err = run_cli(capsys, "explain", model, tmp_path / "in", "--out", tmp_path / "e")
+    assert rc == 4 and "0 explained, 0 flat (no overlay), 1 unreadable, 0 left out" in out

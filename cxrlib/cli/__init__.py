@@ -65,4 +65,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
-        return EXIT_USAGE if type(exc).__name__ == "RunNotFound" else EXIT_DATA
+        return EXIT_USAGE if type(exc).__name__ in ("RunNotFound", "OutputRefused") else EXIT_DATA

@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import os
 import sys
 from pathlib import Path
 
 from cxrlib.cli.common import UsageError, input_files, print_table
 from cxrlib.core import paths
+from cxrlib.core.fsutil import UserOutput
 
 
 def register(sub) -> None:
@@ -31,7 +31,8 @@ def register(sub) -> None:
     q.add_argument("--out", type=Path, required=True, help="folder for the mask PNGs")
     q.add_argument("--weights", type=Path, default=None, help="a weights asset (default: shipped)")
     q.add_argument("--overwrite", action="store_true",
-                   help="replace files of the same name already in --out (default: refuse)")
+                   help="replace files of the same name already in --out (default: refuse; "
+                        "never a film of this command)")
     q.set_defaults(func=cmd_predict)
 
     e = lungs.add_parser("eval", help="Dice of predicted masks against human masks, per class")
@@ -87,21 +88,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("no film files given (folders held no images)")
     used: set[str] = set()
     names = [_unique(f"{path.stem}.png", used) for path in files]
-    inputs = {os.path.realpath(p) for p in files}
-    clash = [n for n in names if os.path.realpath(args.out / n) in inputs]
-    if clash:  # a film's own folder as --out: its masks would replace the films
-        raise UsageError(f"--out {args.out}: the mask {clash[0]} would write over the film of that "
-                         f"name ({len(clash)} such); choose another folder")
-    taken = [n for n in names if os.path.lexists(args.out / n)]
-    odd = [n for n in taken if os.path.islink(args.out / n) or not os.path.isfile(args.out / n)]
-    if odd:  # a link (never followed) or a folder of a mask's name: --overwrite cannot help
-        raise UsageError(f"--out {args.out}: {odd[0]} is already there and is not a plain file "
-                         f"({len(odd)} such); choose an empty folder")
-    if taken and not args.overwrite:  # e.g. a folder of human masks of those names
-        raise UsageError(f"--out {args.out}: {taken[0]} is already there ({len(taken)} such); "
-                         "choose an empty folder, or --overwrite to replace them")
+    # one rule for every output (cxrlib.core.fsutil.UserOutput): a mask never replaces a film
+    # of this command, nor, without --overwrite, any file already there (e.g. human masks)
+    out = UserOutput(overwrite=args.overwrite, inputs=files)
+    out.check(args.out, folder=True)
+    for name in names:
+        out.check(args.out / name)
+    out.folder(args.out)
     segmenter = load_segmenter(args.weights)
-    args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     with ProgressBar(f"lung masks of {len(files)} films") as bar:
         for start in range(0, len(files), 16):
@@ -114,8 +108,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     print(f"unreadable: {path}: {exc.reason}", file=sys.stderr)
             segs = segmenter.segment(films) if films else []
             for (path, name), seg in zip(chunk, segs):
-                if not cv2.imwrite(str(args.out / name), seg.mask.astype(np.uint8) * 255):
-                    raise ValueError(f"{args.out / name}: the mask cannot be written there")
+                out.write(args.out / name, cv2.imencode(".png", seg.mask.astype(np.uint8) * 255)[1].tobytes())
                 rows.append({"film": str(path), "mask": str(args.out / name), "quality": f"{seg.quality:.3f}",
                              "flagged": "yes" if seg.flagged else "no"})
             bar.callback(min(start + 16, len(files)), len(files))

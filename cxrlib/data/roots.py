@@ -23,6 +23,8 @@ import os
 import stat as stat_
 from pathlib import Path
 
+from cxrlib.core.fsutil import is_inside  # noqa: F401  (one rule; imported from here too)
+
 ROOTS_ENV = "CXR_DATA_ROOTS"
 REFUSED_OUTSIDE = "refused: the path leads outside the dataset folder"
 REFUSED_LINK = "refused: a symbolic link to a file outside the dataset folder"
@@ -44,11 +46,6 @@ def allowed_roots() -> list[Path] | None:
     roots = [Path(os.path.realpath(os.path.expanduser(p.strip())))
              for p in raw.split(os.pathsep) if p.strip()]
     return roots or None
-
-
-def is_inside(real_path: str, real_folder: str) -> bool:
-    """Whether resolved ``real_path`` is ``real_folder`` or lies below it (both already resolved)."""
-    return real_path == real_folder or real_path.startswith(os.path.join(real_folder, ""))
 
 
 def check_allowed(folder: str | os.PathLike) -> Path:

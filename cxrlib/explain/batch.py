@@ -58,7 +58,8 @@ def lung_segmenter() -> tuple[Callable[..., list] | None, str]:
 
 def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[str | Path],
                   out_dir: str | Path, settings: BatchSettings = BatchSettings(), *,
-                  progress: Callable[[int, int], None] | None = None) -> Iterator[dict[str, Any]]:
+                  progress: Callable[[int, int], None] | None = None,
+                  output: Any = None) -> Iterator[dict[str, Any]]:
     """Explain image files with a run's model, writing an overlay PNG per film; yields rows.
 
     Args:
@@ -69,6 +70,8 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
         out_dir: folder for the overlays (created).
         settings: method, layer, target, overlay and batch size.
         progress: ``progress(done, total)`` after each batch.
+        output: the rules the overlays are written by (:class:`cxrlib.core.fsutil.UserOutput`;
+            default: none is written over an existing file).
 
     Yields:
         One dict per file, in order: ``path``, ``overlay`` (relative path, "" when none),
@@ -86,16 +89,23 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
     model = source.load_model()
     check_model_fits(model, source.config.preprocess, source.classes)
     cam = get_cam(settings.explain.method, model, settings.explain.layer)
+    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+
     lungs, _ = lung_segmenter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output = output or UserOutput()
+    out_dir = output.folder(Path(out_dir))
     for begin in range(0, len(files), settings.batch_size):
         end = min(begin + settings.batch_size, len(files))
         # One function call per batch: its films are freed when it returns, before the next read.
         yield from _explain_batch(source, model, cam, list(files[begin:end]),
-                                  list(out_names[begin:end]), out_dir, settings, lungs)
+                                  list(out_names[begin:end]), out_dir, settings, lungs, output)
         if progress is not None:
             progress(end, len(files))
+
+
+def overlay_name(name: str | Path, method: str) -> str:
+    """The overlay's path under the output folder: ``<name>-<method>.png``."""
+    return f"{Path(name).as_posix()}-{method}.png"
 
 
 def _read(paths: list) -> tuple[list, list[str]]:
@@ -116,7 +126,7 @@ def _read(paths: list) -> tuple[list, list[str]]:
 
 
 def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
-                   settings: BatchSettings, lungs) -> list[dict[str, Any]]:
+                   settings: BatchSettings, lungs, output) -> list[dict[str, Any]]:
     from cxrlib.explain.faithfulness import deletion_score  # noqa: PLC0415
     from cxrlib.explain.overlay import overlay, to_png  # noqa: PLC0415
     from cxrlib.preprocessing.geometry import input_box, mask_to_input  # noqa: PLC0415
@@ -143,9 +153,8 @@ def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
         row["lung_mask"] = NO_LUNGS_CELL if masks is None else ""
         if result.flat[j]:  # not an explanation: no overlay, no scores
             continue
-        rel = Path(f"{names[i]}-{cam.name}.png")
-        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out_dir / rel).write_bytes(to_png(overlay(films[i], heat, alpha=settings.explain.alpha,
+        rel = Path(overlay_name(names[i], cam.name))
+        output.write(out_dir / rel, to_png(overlay(films[i], heat, alpha=settings.explain.alpha,
                                                    colormap=settings.explain.colormap,
                                                    contour=settings.explain.contour, box=boxes[j])))
         row["overlay"] = rel.as_posix()
