@@ -867,3 +867,147 @@ def test_nothing_readable_is_exit_4_for_predict_and_explain_as_for_lungs_predict
     assert f"unreadable: {tmp_path / 'in' / 'cut.jpg'}: {FILES['cut-then-eoi.jpg'][2]}" in err.splitlines()
     rc, out, err = run_cli(capsys, "explain", model, tmp_path / "in", "--out", tmp_path / "e")
     assert rc == 4 and "0 explained, 0 flat (no overlay), 1 unreadable, 0 left out" in out
+
+
+# ------------------------------------------------ issue 22: CSVs that hostile names cannot break
+HOSTILE = ("a\rb.png", "c\nd.png", 'q"r.png', "s,t.png", "=1+1.png", "-x.png", "+y.png", "@z.png")
+NOT_UTF8 = b"bad\xff.png"
+
+
+def _as_people_see(text: str) -> str:
+    """What a CSV meant for people holds for a name (OWASP: a formula-like cell gets a ')."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def _hostile_dataset(root: Path, per_class: int = 4) -> Path:
+    dataset(root, per_class=per_class)
+    for i, name in enumerate(HOSTILE):
+        (root / ("COVID-19", "Normal", "Viral Pneumonia")[i % 3] / name).write_bytes(bf.good_png(500 + i))
+    Path(os.fsdecode(os.fsencode(root / "Normal") + b"/" + NOT_UTF8)).write_bytes(bf.good_png(600))
+    return root
+
+
+def test_the_csv_writer_quotes_what_needs_it_and_reads_back_what_it_wrote(tmp_path):
+    from cxrlib.core.csvio import CsvCountError, csv_text, read_csv
+
+    frame = pd.DataFrame({"path": list(HOSTILE), "p": [0.5, -0.25, 1, 0, 2, 3, 4, 5]})
+    text = csv_text(frame, for_people=False)
+    (tmp_path / "m.csv").write_text(text, newline="")
+    back = read_csv(tmp_path / "m.csv", rows=len(frame))
+    assert back["path"].tolist() == list(HOSTILE) and back["p"].tolist() == frame["p"].tolist()
+    people = read_csv(io_file(tmp_path / "p.csv", csv_text(frame, for_people=True)), rows=8)
+    assert people["path"].tolist() == [_as_people_see(n) for n in HOSTILE]
+    assert people["p"].tolist() == frame["p"].tolist()  # numbers are never touched
+    # pandas' own writer (the product's before) leaves the carriage return bare: a row too many
+    (tmp_path / "old.csv").write_text(frame.to_csv(index=False), newline="")
+    with pytest.raises(CsvCountError, match="holds 9 rows where 8 were written"):
+        read_csv(tmp_path / "old.csv", rows=8)
+
+
+def io_file(path: Path, text: str) -> Path:
+    path.write_text(text, newline="")
+    return path
+
+
+def test_a_runs_csv_files_round_trip_hostile_names_and_a_changed_count_is_damage(workspace, capsys):
+    from cxrlib.core.config import RunConfig
+    from cxrlib.runs.registry import create_run
+
+    run = create_run(RunConfig(), "fp-hostile")
+    table = pd.DataFrame({"rel_path": [f"Normal/{n}" for n in HOSTILE], "label": "Normal",
+                          "split": ["train", "test"] * 4, "patient_id": list(HOSTILE)})
+    run.write_split(table)
+    run.write_predictions(table.assign(pred="Normal", p_Normal=1.0))
+    pd.testing.assert_frame_equal(run.split_table(), table)
+    assert run.predictions()["rel_path"].tolist() == table["rel_path"].tolist()
+    # as the product wrote it before (pandas leaves a bare \r, twice a row here): 10 rows, damage
+    (run.folder / "predictions.csv").write_text(table.to_csv(index=False), newline="")
+    from cxrlib.runs.run import RunFileError
+
+    with pytest.raises(RunFileError) as info:
+        run.predictions()
+    assert str(info.value) == f"run {run.id}: predictions.csv is damaged (holds 10 rows where 8 were written)"
+    rc, _, err = run_cli(capsys, "evaluate", run.id, "--out-dir", Path(str(workspace)) / ".." / "ev")
+    assert rc == 4 and err.splitlines()[-1] == f"error: {info.value}"
+
+
+def test_hostile_names_round_trip_through_scan_predict_explain_and_reviews(tmp_path, capsys):
+    from cxrlib.core.csvio import read_csv
+    from cxrlib.reviews.store import ReviewStore
+
+    root = _hostile_dataset(tmp_path / "ds", per_class=1)
+    rc, out, err = run_cli(capsys, "scan", root, "--manifest", tmp_path / "manifest.csv")
+    assert rc == 0 and "images 11  unreadable 1" in out
+    bad = os.fsencode(root / "Normal").decode() + "/bad\\xff.png"
+    assert f"unreadable: {bad}: file name is not valid UTF-8; rename it to read it" in err.splitlines()
+    names = {Path(p).name for p in read_csv(tmp_path / "manifest.csv", rows=11)["path"]}
+    assert names >= set(HOSTILE)  # a machine file: names as they are
+    model = _tiny_keras(tmp_path)
+    rc, out, err = run_cli(capsys, "predict", model, root, "--out", tmp_path / "p.csv")
+    assert rc == 0 and out.endswith(f"11 predicted, 0 unreadable, 1 left out -> {tmp_path / 'p.csv'}\n")
+    assert f"left out: {bad}: file name is not valid UTF-8; rename it to read it" in err.splitlines()
+    films = sorted(str(root / c / n) for c in ("COVID-19", "Normal", "Viral Pneumonia")
+                   for n in os.listdir(root / c) if n.encode("utf-8", "surrogatepass").isascii())
+    assert len(films) == 11  # full paths begin with "/": nothing to neutralise in them
+    assert sorted(read_csv(tmp_path / "p.csv", rows=11)["path"]) == films
+    rc, out, err = run_cli(capsys, "explain", model, root, "--out", tmp_path / "e", "--deletion-steps", "0")
+    assert rc == 0, err
+    assert sorted(read_csv(tmp_path / "e" / "explanations.csv", rows=11)["path"]) == films
+    store = ReviewStore()
+    from test_reviews_store import review
+
+    for i, name in enumerate(HOSTILE):
+        store.add(review(review_id=f"r{i}", rel_path=f"Normal/{name}", comment=name))
+    rc, _, err = run_cli(capsys, "reviews", "export", "all", "--out", tmp_path / "r.csv")
+    assert rc == 0, err
+    back = read_csv(tmp_path / "r.csv", rows=len(HOSTILE))
+    assert back["comment"].tolist() == [_as_people_see(n) for n in HOSTILE]
+
+
+def test_a_run_on_hostile_names_evaluates_every_test_film(tmp_path, capsys):
+    """A bare \\r in split.csv and predictions.csv made evaluate drop 23 of 24 test films."""
+    root = _hostile_dataset(tmp_path / "ds", per_class=6)
+    rc, out, err = run_cli(capsys, "train", "--data", root, "--model", "tiny", "--weights", "random",
+                           "--mode", "head", "--epochs", "1", "--size", "32", "--steps", "none",
+                           "--split", "random")
+    assert rc == 0 and "state done" in out, err
+    from cxrlib.runs.registry import get_run
+
+    run = get_run(out.split()[1])
+    split = run.split_table()
+    assert len(split) == 26 and set(HOSTILE) <= {Path(p).name for p in split["rel_path"]}
+    test = split[split["split"] == "test"]
+    rc, out, err = run_cli(capsys, "evaluate", run.id, "--out-dir", tmp_path / "ev")
+    assert rc == 0, err
+    evaluated = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert evaluated["n"] == len(test) == run.metrics()["n_test"]
+    assert evaluated["accuracy"] == pytest.approx(run.metrics()["accuracy"])
+
+
+def _manifest_only(root: Path, text: str) -> Path:
+    (root / "films").mkdir(parents=True)
+    for i in range(6):
+        (root / "films" / f"f{i}.png").write_bytes(bf.good_png(i))
+    (root / "manifest.csv").write_text(text)
+    return root
+
+
+def test_a_manifest_listing_a_film_twice_with_two_labels_leaves_it_out_and_names_it(tmp_path, capsys):
+    rows = [f"films/f{i}.png,{('COVID-19', 'Normal')[i % 2]}" for i in range(6)]
+    root = _manifest_only(tmp_path / "ds", "file,label\n" + "\n".join(rows + ["films/f0.png,Normal"]) + "\n")
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert rc == 0 and "images 5  unreadable 1" in out
+    assert ("warning: manifest.csv lists films/f0.png 2 times with different labels (COVID-19, Normal); "
+            "that film is left out") in err.splitlines()
+    assert (f"unreadable: {root / 'films' / 'f0.png'}: listed in manifest.csv with different labels "
+            "(COVID-19, Normal)") in err.splitlines()
+
+
+def test_a_manifest_separated_by_semicolons_says_so(tmp_path, capsys):
+    rows = [f"films/f{i}.png;{('COVID-19', 'Normal')[i % 2]}" for i in range(6)]
+    root = _manifest_only(tmp_path / "ds", "file;label\n" + "\n".join(rows) + "\n")
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert (rc, out) == (4, "")
+    assert err.splitlines()[-1].startswith(
+        f"error: {root}: no class folders found, and manifest.csv has no 'file' column: its header "
+        "'file;label' is separated by semicolons; separate columns by commas; ignored. Accepted layouts: ")

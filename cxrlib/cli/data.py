@@ -32,10 +32,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(f"unreadable: ... and {len(dataset.problems) - 20} more (the app's Dataset page "
               "lists them all)", file=sys.stderr)
     if args.manifest:
+        from cxrlib.core.csvio import csv_text  # noqa: PLC0415
         from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
 
         # outside the dataset folder: inside, it could replace one of its files (its
         # manifest.csv, a film, a mask) or become the manifest the next scan reads
         out = UserOutput(overwrite=args.overwrite, outside=[dataset.root], flag="--manifest")
-        out.write(args.manifest, dataset.manifest.to_csv(index=False))
+        out.write(args.manifest, csv_text(dataset.manifest, for_people=False))  # read back as a manifest
     return 0

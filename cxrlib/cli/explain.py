@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import os
 import sys
 from pathlib import Path
 
 from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files
 from cxrlib.cli.progress import ProgressBar
+from cxrlib.core.csvio import RowWriter
 
 CSV_NAME = "explanations.csv"
 
@@ -146,13 +145,10 @@ def _write(out: Path, fieldnames: list[str], rows, bar, output) -> dict[str, int
     missing value (NaN, None) is an empty cell."""
     counts = {"explained": 0, "flat": 0, "unreadable": 0}
     try:
-        with output.path(out / CSV_NAME) as part, open(part, "w", newline="", encoding="utf-8",
-                                                       errors="surrogateescape") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fieldnames)
-            writer.writeheader()
+        with output.path(out / CSV_NAME) as part, open(part, "w", newline="", encoding="utf-8") as fh:
+            writer = RowWriter(fh, fieldnames, for_people=True)
             for row in rows:
-                writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v))
-                                 else v for k, v in row.items()})
+                writer.write(row)
                 fh.flush()
                 if row["error"]:
                     counts["unreadable"] += 1

@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import UsageError, input_files, print_table
+from cxrlib.cli.common import OVERWRITE_HELP, UsageError, input_files, print_table
 from cxrlib.core import paths
+from cxrlib.core.csvio import csv_text
 from cxrlib.core.fsutil import UserOutput
 
 
@@ -42,6 +43,7 @@ def register(sub) -> None:
                    help="score every masked film, also those of the groups the weights were trained "
                         "or validated on (default: leave those out)")
     e.add_argument("--per-film", type=Path, default=None, metavar="CSV", help="write per-film Dice here")
+    e.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     e.set_defaults(func=cmd_eval)
 
 
@@ -133,6 +135,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from cxrlib.lungs.network import read_asset_meta  # noqa: PLC0415
     from cxrlib.lungs.segmenter import load_segmenter  # noqa: PLC0415
 
+    output = UserOutput(overwrite=args.overwrite, inputs=[args.data, *([args.masks] if args.masks else [])],
+                        flag="--per-film")
+    if args.per_film:
+        output.check(args.per_film)  # before any work
     rows = paired_rows(args.data, args.masks)
     meta = read_asset_meta(args.weights)
     unseen = unseen_by(rows, meta)
@@ -153,7 +159,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if per_film.empty:
         raise ValueError(f"none of the {len(rows)} film / mask pairs could be read (listed above)")
     if args.per_film:
-        per_film.to_csv(args.per_film, index=False)
+        output.write(args.per_film, csv_text(per_film, for_people=True))
     summary = summarise(per_film)
     print_table([{"class": k, "films": summary["n_per_class"][k], "dice": f"{v:.4f}"}
                  for k, v in summary["dice_per_class"].items()]

@@ -76,6 +76,7 @@ def _resolve_model(ref: str):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from cxrlib.core.csvio import csv_text  # noqa: PLC0415
     from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
     from cxrlib.evaluation.predict import predict_paths  # noqa: PLC0415
 
@@ -90,7 +91,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         table = predict_paths(source, files, batch_size=args.batch_size, progress=bar.callback)
     finally:
         bar.close()
-    out.write(args.out, table.to_csv(index=False))
+    out.write(args.out, csv_text(table, for_people=True))
     bad = table[table["error"] != ""]
     for _, row in bad.iterrows():
         print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
@@ -100,6 +101,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cxrlib.core.csvio import csv_text  # noqa: PLC0415
     from cxrlib.core.fsutil import UserOutput, json_text  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
@@ -124,7 +126,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                 "flagged": int(table["flagged"].sum()), "worst": analysis.worst(3)}
         out.write(args.out_dir / "subgroups.csv", subgroups_csv(analysis))
     out.write(args.out_dir / "metrics.json", json_text(metrics))
-    out.write(args.out_dir / "predictions.csv", frame.to_csv(index=False))
+    out.write(args.out_dir / "predictions.csv", csv_text(frame, for_people=True))
     auc = (metrics.get("auc") or {}).get("macro")
     print(f"accuracy {metrics['accuracy']:.4f}  macro_auc {'-' if auc is None else f'{auc:.4f}'}  "
           f"n {metrics['n']}  -> {args.out_dir}")

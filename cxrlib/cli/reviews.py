@@ -56,7 +56,9 @@ def _export(args: argparse.Namespace, store) -> int:
         output.check(args.out)  # before the database is opened
     run_id = _run_id(args.run, store)
     if args.out == "-":
-        sys.stdout.write(store.reviews(run_id).to_csv(index=False))
+        from cxrlib.core.csvio import csv_text  # noqa: PLC0415
+
+        sys.stdout.write(csv_text(store.reviews(run_id), for_people=True))
         return 0
     n = store.export_csv(args.out, run_id, output=output)
     what = "every run" if run_id is None else f"run {run_id}"

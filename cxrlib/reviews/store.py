@@ -31,6 +31,7 @@ from typing import Iterator
 import pandas as pd
 
 from cxrlib.core import paths
+from cxrlib.core.csvio import csv_text
 from cxrlib.core.fsutil import UserOutput
 from cxrlib.reviews.records import HEATMAP_LOCATIONS, REVIEW_COLUMNS, Review, now_iso
 
@@ -228,7 +229,7 @@ class ReviewStore:
             The number of reviews written.
         """
         frame = self.reviews(run_id)
-        (output or UserOutput()).write(out, frame.to_csv(index=False))
+        (output or UserOutput()).write(out, csv_text(frame, for_people=True))
         return len(frame)
 
 

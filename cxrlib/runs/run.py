@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from cxrlib.core.config import RunConfig
+from cxrlib.core.csvio import CsvCountError, csv_text, read_csv
 from cxrlib.core.fsutil import atomic_path, read_json, write_json_atomic, write_text_atomic
 from cxrlib.core.processes import pid_alive
 from cxrlib.runs.locks import lock_is_held
@@ -22,6 +23,7 @@ from cxrlib.runs.locks import lock_is_held
 STATES = ("queued", "running", "done", "failed", "cancelled")
 """States a run's status.json may hold (``broken`` is reported, never written)."""
 TERMINAL_STATES = ("done", "failed", "cancelled")
+CSV_ROWS_FILE = "csv_rows.json"  # rows written to each CSV ({"split.csv": 120, ...}), checked on reading
 
 
 def now_iso() -> str:
@@ -78,6 +80,21 @@ class Run:
         if value is not None and not isinstance(value, dict):
             raise RunFileError(self.id, name, f"a JSON {type(value).__name__}, not an object")
         return value
+
+    def _read_csv(self, name: str) -> pd.DataFrame:
+        """A CSV of the run folder (empty when absent); :class:`RunFileError` when it does not
+        hold the rows :meth:`_write_csv` recorded."""
+        try:
+            return read_csv(self.folder / name, rows=self._json(CSV_ROWS_FILE, default={}).get(name))
+        except FileNotFoundError:
+            return pd.DataFrame()
+        except CsvCountError as exc:
+            raise RunFileError(self.id, name, str(exc)) from None
+
+    def _write_csv(self, name: str, frame: pd.DataFrame) -> None:
+        write_text_atomic(self.folder / name, csv_text(frame, for_people=False))
+        write_json_atomic(self.folder / CSV_ROWS_FILE, {**self._json(CSV_ROWS_FILE, default={}),
+                                                        name: len(frame)})
 
     def _record(self) -> dict[str, Any]:
         record = self._json("config.json")
@@ -254,11 +271,11 @@ class Run:
     # -- artifacts ------------------------------------------------------------------------------
     def history(self) -> pd.DataFrame:
         """history.csv (epoch, loss, accuracy, val_loss, val_accuracy, lr); empty when absent."""
-        return _read_csv(self.folder / "history.csv")
+        return self._read_csv("history.csv")
 
     def predictions(self) -> pd.DataFrame:
         """predictions.csv (rel_path, path, label, patient_id, group_id, split, pred, p_<class>...)."""
-        return _read_csv(self.folder / "predictions.csv")
+        return self._read_csv("predictions.csv")
 
     def metrics(self) -> dict[str, Any]:
         """metrics.json, or ``{}`` before the run is done (a damaged file raises :class:`RunFileError`)."""
@@ -266,7 +283,7 @@ class Run:
 
     def split_table(self) -> pd.DataFrame:
         """split.csv: rel_path, split, label, patient_id, group_id of every image."""
-        return _read_csv(self.folder / "split.csv")
+        return self._read_csv("split.csv")
 
     @property
     def leakage(self) -> dict[str, Any]:
@@ -280,10 +297,10 @@ class Run:
         return found or {}
 
     def write_history(self, history: pd.DataFrame) -> None:
-        _write_csv(self.folder / "history.csv", history)
+        self._write_csv("history.csv", history)
 
     def write_predictions(self, predictions: pd.DataFrame) -> None:
-        _write_csv(self.folder / "predictions.csv", predictions)
+        self._write_csv("predictions.csv", predictions)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json_atomic(self.folder / "metrics.json", metrics)
@@ -292,7 +309,7 @@ class Run:
         """Store split.csv and its leakage counts (also put in status.json); returns the counts."""
         from cxrlib.data.splits import leakage  # noqa: PLC0415
 
-        _write_csv(self.folder / "split.csv", table)
+        self._write_csv("split.csv", table)
         counts = leakage(table, table["split"])
         self.write_status(leakage=counts)
         return counts
@@ -321,14 +338,3 @@ class Run:
 def _start_pending(run: Run) -> bool:
     """A queued run with no pid yet: starting only while someone holds its start lock."""
     return lock_is_held(run.folder / "start.lock")
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except FileNotFoundError:
-        return pd.DataFrame()
-
-
-def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    write_text_atomic(path, frame.to_csv(index=False))
