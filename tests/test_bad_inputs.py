@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 import bad_files as bf
-from app_fixtures import app_workspace, trained_run  # noqa: F401 (fixtures)
+from app_fixtures import app, app_workspace, trained_run  # noqa: F401 (fixtures)
 import cxrlib.data.datasets as datasets
 from cxrlib.cli import main
 from cxrlib.core import paths
@@ -1011,3 +1011,107 @@ def test_a_manifest_separated_by_semicolons_says_so(tmp_path, capsys):
     assert err.splitlines()[-1].startswith(
         f"error: {root}: no class folders found, and manifest.csv has no 'file' column: its header "
         "'file;label' is separated by semicolons; separate columns by commas; ignored. Accepted layouts: ")
+
+
+# ------------------------------------------------ issue 22: names and special files
+NOT_UTF8_REASON = "file name is not valid UTF-8; rename it to read it"
+FIFO_REASON = "a named pipe (FIFO), not a regular file; not opened"
+
+
+def _odd_names(root: Path) -> tuple[str, str]:
+    """A non-UTF-8 film and a FIFO named p.jpg in ``root/Normal``; their printable paths."""
+    Path(os.fsdecode(os.fsencode(root / "Normal") + b"/" + NOT_UTF8)).write_bytes(bf.good_png(600))
+    os.mkfifo(root / "Normal" / "p.jpg")
+    return os.fsencode(root / "Normal").decode() + "/bad\\xff.png", str(root / "Normal" / "p.jpg")
+
+
+def test_a_non_utf8_name_and_a_fifo_are_listed_and_the_rest_of_the_dataset_works(tmp_path, capsys):
+    root = dataset(tmp_path / "ds")
+    bad, fifo = _odd_names(root)
+    rc, out, err = run_cli(capsys, "scan", root)  # used to fail whole, or hang on the FIFO
+    assert rc == 0 and "images 15  unreadable 2" in out
+    assert f"unreadable: {bad}: {NOT_UTF8_REASON}" in err.splitlines()
+    assert f"unreadable: {fifo}: {FIFO_REASON}" in err.splitlines()
+    ds = datasets.scan_dataset(root)
+    assert dict(zip(ds.problems["rel_path"], ds.problems["reason"])) == {
+        "Normal/bad\\xff.png": NOT_UTF8_REASON, "Normal/p.jpg": FIFO_REASON}
+    model = _tiny_keras(tmp_path)
+    rc, out, err = run_cli(capsys, "predict", model, root, root / "Normal" / "p.jpg", "--out", tmp_path / "p.csv")
+    assert rc == 0 and out.endswith(f"15 predicted, 0 unreadable, 3 left out -> {tmp_path / 'p.csv'}\n")
+    assert err.splitlines().count(f"left out: {fifo}: {FIFO_REASON}") == 2  # in the folder, and by name
+    assert f"left out: {bad}: {NOT_UTF8_REASON}" in err.splitlines()
+    rc, out, err = run_cli(capsys, "explain", model, root / "Normal", "--out", tmp_path / "e",
+                           "--deletion-steps", "0")
+    assert rc == 0 and "3 left out" not in out and f"left out: {bad}: {NOT_UTF8_REASON}" in err.splitlines()
+
+
+def test_train_on_a_dataset_with_a_non_utf8_name_and_a_fifo(tmp_path, capsys):
+    root = dataset(tmp_path / "ds", per_class=6)
+    _odd_names(root)
+    rc, out, err = run_cli(capsys, "train", "--data", root, "--model", "tiny", "--weights", "random",
+                           "--mode", "head", "--epochs", "1", "--size", "32", "--steps", "none",
+                           "--split", "random")
+    assert rc == 0 and "state done" in out, err
+
+
+def test_lungs_predict_lists_a_non_utf8_name_instead_of_a_segmentation_fault(tmp_path):
+    """In a child process: a segmentation fault would take the test run down with it."""
+    root = dataset(tmp_path / "ds", per_class=1)
+    bad, fifo = _odd_names(root)
+    done = subprocess.run([sys.executable, "-m", "cxrlib", "lungs", "predict", str(root / "Normal"),
+                           "--out", str(tmp_path / "masks")], capture_output=True, text=True,
+                          errors="backslashreplace", timeout=300, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    assert f"left out: {bad}: {NOT_UTF8_REASON}" in lines and f"left out: {fifo}: {FIFO_REASON}" in lines
+    assert sorted(os.listdir(tmp_path / "masks")) == ["good0.png"]
+
+
+def test_the_app_sidebar_lists_a_non_utf8_name_and_a_fifo(app, tmp_path):
+    root = dataset(tmp_path / "ds")
+    bad, fifo = _odd_names(root)
+    at = app("views/dataset.py", data_dir=root)
+    assert not at.exception
+    problems = [d.value for d in at.dataframe if "reason" in d.value.columns][0]
+    assert dict(zip(problems["rel_path"], problems["reason"])) == {
+        "Normal/bad\\xff.png": NOT_UTF8_REASON, "Normal/p.jpg": FIFO_REASON}
+
+
+def test_a_damaged_best_keras_makes_a_broken_run_not_a_done_one(workspace, tmp_path, capsys):
+    from cxrlib.core.config import RunConfig, TrainConfig
+    from cxrlib.runs.registry import create_run
+
+    whole = _tiny_keras(tmp_path).read_bytes()
+    runs = {}
+    for epochs, data in ((2, whole), (3, whole[: len(whole) // 2]), (4, b"not a zip")):
+        run = create_run(RunConfig(train=TrainConfig(epochs=epochs)), "fp-model")
+        run.write_status(state="done", epoch=epochs, epochs=epochs)
+        run.model_path.write_bytes(data)
+        runs[epochs] = run
+    rc, out, err = run_cli(capsys, "runs")
+    assert rc == 0 and f"{runs[2].id}  done" in out
+    for epochs in (3, 4):
+        assert f"{runs[epochs].id}  broken" in out
+        assert (f"warning: run {runs[epochs].id}: best.keras is damaged (not a Keras model file (.keras "
+                "zip archive): File is not a zip file); `python -m cxrlib delete "
+                f"{runs[epochs].id}` removes it") in err.splitlines()
+    assert run_cli(capsys, "delete", runs[3].id)[:2] == (0, f"deleted run {runs[3].id}\n")
+
+
+def test_delete_of_a_run_folder_that_is_a_link_says_what_it_did(workspace, tmp_path, capsys):
+    from cxrlib.core.config import RunConfig
+    from cxrlib.runs.registry import create_run, list_runs
+
+    run = create_run(RunConfig(), "fp-link")
+    run.write_status(state="done")
+    elsewhere = tmp_path / "kept" / run.id
+    elsewhere.parent.mkdir()
+    shutil.move(run.folder, elsewhere)
+    run.folder.symlink_to(elsewhere)
+    before = snapshot(elsewhere)
+    rc, out, err = run_cli(capsys, "delete", run.id)
+    assert rc == 0 and out == (f"removed the link {run.folder} (run {run.id}); the folder it pointed "
+                               f"to, {elsewhere}, was not deleted\n")
+    after = {k: v for k, v in snapshot(elsewhere).items() if not k.endswith("start.lock")}
+    assert not os.path.lexists(run.folder) and after == before  # (the delete lock is taken there)
+    assert list_runs() == [] and not list(paths.runs_dir().iterdir())  # nothing left, hidden or not

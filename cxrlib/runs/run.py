@@ -18,6 +18,7 @@ from cxrlib.core.config import RunConfig
 from cxrlib.core.csvio import CsvCountError, csv_text, read_csv
 from cxrlib.core.fsutil import atomic_path, read_json, write_json_atomic, write_text_atomic
 from cxrlib.core.processes import pid_alive
+from cxrlib.models.io import keras_file_problem
 from cxrlib.runs.locks import lock_is_held
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -82,8 +83,7 @@ class Run:
         return value
 
     def _read_csv(self, name: str) -> pd.DataFrame:
-        """A CSV of the run folder (empty when absent); :class:`RunFileError` when it does not
-        hold the rows :meth:`_write_csv` recorded."""
+        """A CSV of the run folder (empty when absent); RunFileError if not the rows written."""
         try:
             return read_csv(self.folder / name, rows=self._json(CSV_ROWS_FILE, default={}).get(name))
         except FileNotFoundError:
@@ -104,7 +104,7 @@ class Run:
         return record
 
     def damage(self) -> RunFileError | None:
-        """The first damaged file of config.json, status.json, metrics.json, or None.
+        """The first damaged file of config.json, status.json, metrics.json, best.keras, or None.
 
         Returns:
             A :class:`RunFileError` whose ``file`` names the file and ``reason`` says what is
@@ -118,12 +118,14 @@ class Run:
                 raise RunFileError(self.id, "config.json", str(exc).splitlines()[0][:120]) from None
             self._json("status.json")
             self._json("metrics.json")
+            if self.model_path.exists() and keras_file_problem(self.model_path):  # cannot be "done"
+                raise RunFileError(self.id, "best.keras", keras_file_problem(self.model_path))
         except RunFileError as exc:
             return exc
         return None
 
     def problem(self) -> str | None:
-        """What is damaged in the run folder (config.json, status.json, metrics.json), or None.
+        """What is damaged in the run folder (see :meth:`damage`), or None.
 
         A damaged run is listed, shown as a broken row and can be deleted; it never stops the
         other runs from being listed or used.
@@ -177,9 +179,7 @@ class Run:
     @property
     def pid(self) -> int | None:
         """The training process's pid: from status.json once it runs, else from spawn.json."""
-        pid = self.raw_status().get("pid")
-        if not pid:
-            pid = (self._json("spawn.json", default={}) or {}).get("pid")
+        pid = self.raw_status().get("pid") or (self._json("spawn.json", default={}) or {}).get("pid")
         return int(pid) if pid else None
 
     @property
