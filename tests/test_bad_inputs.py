@@ -687,6 +687,27 @@ def test_an_out_that_is_a_folder_is_one_line_exit_4_naming_it(tmp_path, capsys):
     assert "Traceback" not in err and "/." not in err and not list((tmp_path / "folder.csv").iterdir())
 
 
+@pytest.mark.parametrize("argv", [("scan", "DATA", "--manifest"), ("reviews", "export", "all", "--out")])
+def test_an_out_folder_is_named_not_its_temporary_for_scan_and_reviews_too(tmp_path, capsys, argv):
+    root = dataset(tmp_path / "ds")
+    (tmp_path / "folder.csv").mkdir()
+    rc, _, err = run_cli(capsys, *[root if a == "DATA" else a for a in argv], tmp_path / "folder.csv",
+                         "--overwrite")
+    assert rc == 4 and err.splitlines()[-1] == (
+        f"error: cannot write {tmp_path / 'folder.csv'}: it is a folder, not a file")
+
+
+def test_an_os_error_elsewhere_names_the_folder_of_a_hidden_temporary():
+    import errno
+
+    from cxrlib.cli.common import data_error_message
+
+    exc = OSError(errno.ENOSPC, "No space left on device", "/w/models/runs/x/.status.json.k3j.tmp")
+    assert data_error_message(exc) == "/w/models/runs/x: no space left on the device"
+    assert data_error_message(OSError(errno.EROFS, "Read-only file system", "/r/a.csv")) == (
+        "/r/a.csv: read-only file system")
+
+
 def test_a_name_too_long_is_one_line_exit_4(tmp_path, capsys):
     model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
     target = tmp_path / ("n" * 300 + ".csv")
