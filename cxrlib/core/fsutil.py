@@ -146,6 +146,16 @@ def os_reason(exc: OSError) -> str:
               errno.EPERM: "permission denied"}.get(exc.errno, exc.strerror or type(exc).__name__)
 
 
+def _about_the_write(exc: OSError, tmp: Path, target: Path) -> bool:
+    """Whether ``exc``, raised while an output was filled and put in place, is about writing it:
+    it names the temporary or the target, or it names no file and says the disk refused."""
+    import errno  # noqa: PLC0415
+
+    if exc.filename is not None:
+        return os.fsdecode(exc.filename) in (str(tmp), str(target))
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
+
+
 def write_error(target: str | os.PathLike, exc: OSError) -> WriteError:
     """The one-line :class:`WriteError` of ``exc`` raised while writing ``target``."""
     return WriteError(f"cannot write {os.fsdecode(target)}: {os_reason(exc)}")
@@ -244,7 +254,9 @@ class UserOutput:
                 tmp_path.unlink(missing_ok=True)
         except OSError as exc:
             tmp_path.unlink(missing_ok=True)
-            raise write_error(target, exc) from None
+            if _about_the_write(exc, tmp_path, target):
+                raise write_error(target, exc) from None
+            raise  # e.g. a film the command read while filling it: not this output's error
         except BaseException:
             tmp_path.unlink(missing_ok=True)
             raise
