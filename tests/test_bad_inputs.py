@@ -708,6 +708,21 @@ def test_an_os_error_elsewhere_names_the_folder_of_a_hidden_temporary():
         "/r/a.csv: read-only file system")
 
 
+def test_an_os_error_of_another_file_while_an_output_is_filled_keeps_its_own_message(tmp_path):
+    import errno
+
+    from cxrlib.core.fsutil import UserOutput, WriteError
+
+    film = OSError(errno.EACCES, "Permission denied", str(tmp_path / "film.png"))
+    with pytest.raises(OSError) as info, UserOutput().path(tmp_path / "out.csv"):
+        raise film
+    assert info.value is film and not isinstance(info.value, WriteError)
+    with pytest.raises(WriteError, match=f"^cannot write {tmp_path / 'out.csv'}: no space left on the device$"):
+        with UserOutput().path(tmp_path / "out.csv"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert os.listdir(tmp_path) == []  # no temporary left, nothing written
+
+
 def test_a_name_too_long_is_one_line_exit_4(tmp_path, capsys):
     model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
     target = tmp_path / ("n" * 300 + ".csv")
@@ -1136,3 +1151,17 @@ def test_delete_of_a_run_folder_that_is_a_link_says_what_it_did(workspace, tmp_p
     after = {k: v for k, v in snapshot(elsewhere).items() if not k.endswith("start.lock")}
     assert not os.path.lexists(run.folder) and after == before  # (the delete lock is taken there)
     assert list_runs() == [] and not list(paths.runs_dir().iterdir())  # nothing left, hidden or not
+
+
+def test_audit_json_is_a_user_output_too(workspace, tmp_path, capsys):
+    from cxrlib.core.config import RunConfig
+    from cxrlib.runs.registry import create_run
+
+    run = create_run(RunConfig(), "fp-audit")
+    mine = tmp_path / "summary.json"
+    mine.write_text("mine")
+    rc, out, err = run_cli(capsys, "audit", run.id, "--json", mine)
+    assert (rc, out) == (2, "") and err == (f"error: --json {mine} already exists; choose another path, "
+                                            "or --overwrite to replace it\n")
+    rc, _, err = run_cli(capsys, "audit", run.id, "--json", run.folder / "audit.json", "--overwrite")
+    assert rc == 2 and "inside the workspace's own stores" in err and mine.read_text() == "mine"

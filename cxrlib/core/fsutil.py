@@ -185,8 +185,8 @@ class UserOutput:
     def __init__(self, *, overwrite: bool = False, inputs=(), outside=(), flag: str = "--out"):
         self.overwrite = overwrite
         self.flag = flag
-        self._inputs = [os.path.realpath(p) for p in inputs]
-        self._outside = [os.path.realpath(p) for p in outside]
+        self._inputs = [os.path.realpath(p) for p in inputs if os.fspath(p)]
+        self._outside = [os.path.realpath(p) for p in outside if os.fspath(p)]
 
     def _refuse(self, target, why: str) -> OutputRefused:
         return OutputRefused(f"{self.flag} {os.fsdecode(target)} {why}")

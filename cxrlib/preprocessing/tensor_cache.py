@@ -14,6 +14,7 @@ on opening (missing or unparsable index, wrong key, shape or paths) is rebuilt.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import errno
 import hashlib
 import json
 import os
@@ -139,6 +140,9 @@ def _allocated_memmap(path: Path, shape: tuple[int, int, int], root: Path) -> np
         fd = os.open(path, os.O_RDWR)
         try:
             os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as exc:  # a file system that cannot reserve blocks: as before, sparse
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
         finally:
             os.close(fd)
     except OSError as exc:
