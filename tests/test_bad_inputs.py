@@ -1033,10 +1033,10 @@ def test_a_manifest_listing_a_film_twice_with_two_labels_leaves_it_out_and_names
     root = _manifest_only(tmp_path / "ds", "file,label\n" + "\n".join(rows + ["films/f0.png,Normal"]) + "\n")
     rc, out, err = run_cli(capsys, "scan", root)
     assert rc == 0 and "images 5  unreadable 1" in out
-    assert ("warning: manifest.csv lists films/f0.png 2 times with different labels (COVID-19, Normal); "
-            "that film is left out") in err.splitlines()
+    assert ("warning: manifest.csv lists films/f0.png 2 times with different labels (COVID-19, Normal): "
+            "which one is right cannot be told") in err.splitlines()
     assert (f"unreadable: {root / 'films' / 'f0.png'}: listed in manifest.csv with different labels "
-            "(COVID-19, Normal)") in err.splitlines()
+            "(COVID-19, Normal); left out") in err.splitlines()
 
 
 def test_a_manifest_separated_by_semicolons_says_so(tmp_path, capsys):

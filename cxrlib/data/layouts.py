@@ -217,10 +217,10 @@ def read_manifest_csv(path: Path, warnings: list[str]) -> dict[str, dict[str, st
         table.setdefault(key, {k: v or "" for k, v in row.items() if k is not None})
         labels.setdefault(key, []).append(row.get("label") or "")
     for key, seen in labels.items():
-        if len(set(seen)) > 1:  # which one is right cannot be told: the film is left out
+        if len(set(seen)) > 1:  # a manifest-only layout leaves the film out (manifest_candidates)
             table[key][CONFLICT] = ", ".join(dict.fromkeys(seen))
             warnings.append(f"{path.name} lists {key} {len(seen)} times with different labels "
-                            f"({table[key][CONFLICT]}); that film is left out")
+                            f"({table[key][CONFLICT]}): which one is right cannot be told")
     return table
 
 
@@ -250,7 +250,8 @@ def manifest_candidates(folder: Path, table: dict[str, dict[str, str]], warnings
     for rel, info in table.items():
         if CONFLICT in info:
             problems.append({"path": os.path.normpath(os.path.join(folder, rel)), "label": None,
-                             "reason": f"listed in manifest.csv with different labels ({info[CONFLICT]})"})
+                             "reason": f"listed in manifest.csv with different labels ({info[CONFLICT]}); "
+                                       "left out"})
             continue
         label = canonical_class(info["label"])
         if label is None:
