@@ -965,6 +965,8 @@ def test_a_runs_csv_files_round_trip_hostile_names_and_a_changed_count_is_damage
     assert str(info.value) == f"run {run.id}: predictions.csv is damaged (holds 10 rows where 8 were written)"
     rc, _, err = run_cli(capsys, "evaluate", run.id, "--out-dir", Path(str(workspace)) / ".." / "ev")
     assert rc == 4 and err.splitlines()[-1] == f"error: {info.value}"
+    rc, out, err = run_cli(capsys, "runs")  # listed as a broken row that can be deleted
+    assert rc == 0 and f"{run.id}  broken" in out and f"warning: {info.value}; `python -m cxrlib delete" in err
 
 
 def test_hostile_names_round_trip_through_scan_predict_explain_and_reviews(tmp_path, capsys):

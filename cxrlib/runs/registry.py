@@ -9,7 +9,7 @@
     best.keras       the weights with the best validation loss
     predictions.csv  test-split predictions, one ``p_<class>`` column per class
     metrics.json     test-split metrics
-    csv_rows.json    rows written to each CSV above; a CSV holding another number is damaged
+    csv_rows.json    rows of split.csv and predictions.csv; another number read is damage
     lock             flock-ed by the process that trains the run, for its whole life
     start.lock       flock-ed while a starter checks the run and spawns its process
     spawn.json       pid of the spawned process (before it writes status.json itself)

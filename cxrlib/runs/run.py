@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from cxrlib.core.config import RunConfig
-from cxrlib.core.csvio import CsvCountError, csv_text, read_csv
+from cxrlib.core.csvio import CsvCountError, count_problem, csv_text, read_counted, write_counted
 from cxrlib.core.fsutil import atomic_path, read_json, write_json_atomic, write_text_atomic
 from cxrlib.core.processes import pid_alive
 from cxrlib.models.io import keras_file_problem
@@ -24,7 +24,6 @@ from cxrlib.runs.locks import lock_is_held
 STATES = ("queued", "running", "done", "failed", "cancelled")
 """States a run's status.json may hold (``broken`` is reported, never written)."""
 TERMINAL_STATES = ("done", "failed", "cancelled")
-CSV_ROWS_FILE = "csv_rows.json"  # rows written to each CSV ({"split.csv": 120, ...}), checked on reading
 
 
 def now_iso() -> str:
@@ -85,16 +84,12 @@ class Run:
     def _read_csv(self, name: str) -> pd.DataFrame:
         """A CSV of the run folder (empty when absent); RunFileError if not the rows written."""
         try:
-            return read_csv(self.folder / name, rows=self._json(CSV_ROWS_FILE, default={}).get(name))
+            return read_counted(self.folder, name)
         except FileNotFoundError:
             return pd.DataFrame()
         except CsvCountError as exc:
             raise RunFileError(self.id, name, str(exc)) from None
 
-    def _write_csv(self, name: str, frame: pd.DataFrame) -> None:
-        write_text_atomic(self.folder / name, csv_text(frame, for_people=False))
-        write_json_atomic(self.folder / CSV_ROWS_FILE, {**self._json(CSV_ROWS_FILE, default={}),
-                                                        name: len(frame)})
 
     def _record(self) -> dict[str, Any]:
         record = self._json("config.json")
@@ -120,6 +115,9 @@ class Run:
             self._json("metrics.json")
             if self.model_path.exists() and keras_file_problem(self.model_path):  # cannot be "done"
                 raise RunFileError(self.id, "best.keras", keras_file_problem(self.model_path))
+            for name in ("split.csv", "predictions.csv"):  # rows of another count (csvio)
+                if count_problem(self.folder, name):
+                    raise RunFileError(self.id, name, count_problem(self.folder, name))
         except RunFileError as exc:
             return exc
         return None
@@ -297,10 +295,10 @@ class Run:
         return found or {}
 
     def write_history(self, history: pd.DataFrame) -> None:
-        self._write_csv("history.csv", history)
+        write_text_atomic(self.folder / "history.csv", csv_text(history, for_people=False))
 
     def write_predictions(self, predictions: pd.DataFrame) -> None:
-        self._write_csv("predictions.csv", predictions)
+        write_counted(self.folder, "predictions.csv", predictions)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json_atomic(self.folder / "metrics.json", metrics)
@@ -309,7 +307,7 @@ class Run:
         """Store split.csv and its leakage counts (also put in status.json); returns the counts."""
         from cxrlib.data.splits import leakage  # noqa: PLC0415
 
-        self._write_csv("split.csv", table)
+        write_counted(self.folder, "split.csv", table)
         counts = leakage(table, table["split"])
         self.write_status(leakage=counts)
         return counts
