@@ -1167,3 +1167,30 @@ def test_audit_json_is_a_user_output_too(workspace, tmp_path, capsys):
                                             "or --overwrite to replace it\n")
     rc, _, err = run_cli(capsys, "audit", run.id, "--json", run.folder / "audit.json", "--overwrite")
     assert rc == 2 and "inside the workspace's own stores" in err and mine.read_text() == "mine"
+
+
+def test_the_training_page_shows_a_damaged_best_keras_and_deletes_a_linked_run_truthfully(
+        app, trained_run, tmp_path, monkeypatch):
+    from app_fixtures import texts
+
+    from cxrlib.core.config import RunConfig, TrainConfig
+    from cxrlib.runs.registry import create_run
+
+    work = tmp_path / "workspace"
+    shutil.copytree(trained_run.folder, work / "models" / "runs" / trained_run.id)
+    monkeypatch.setenv("CXR_WORKSPACE", str(work))  # a copy: the shared workspace stays intact
+    run = create_run(RunConfig(train=TrainConfig(epochs=9)), "fp-app")
+    run.write_status(state="done", epoch=9, epochs=9)
+    run.model_path.write_bytes(b"not a zip")
+    elsewhere = tmp_path / "kept" / run.id
+    elsewhere.parent.mkdir()
+    shutil.move(run.folder, elsewhere)
+    run.folder.symlink_to(elsewhere)
+    at = app("views/training.py")
+    assert any(e.startswith(f"Run `{run.id}`: **best.keras** is damaged (not a Keras model file")
+               for e in texts(at.error))
+    [b for b in at.button if b.key == f"delete_{run.id}"][0].click().run()
+    assert not at.exception and not os.path.lexists(run.folder)
+    assert (elsewhere / "best.keras").read_bytes() == b"not a zip"  # the folder is the user's to delete
+    assert f"Run `{run.id}` was a link: the link was removed, the folder it pointed to ({elsewhere}) " \
+           "was not deleted." in texts(at.info)
