@@ -1198,3 +1198,14 @@ def test_the_training_page_shows_a_damaged_best_keras_and_deletes_a_linked_run_t
     assert (elsewhere / "best.keras").read_bytes() == b"not a zip"  # the folder is the user's to delete
     assert f"Run `{run.id}` was a link: the link was removed, the folder it pointed to ({elsewhere}) " \
            "was not deleted." in texts(at.info)
+
+
+def test_lungs_train_refuses_weights_already_in_a_named_out_before_training(tmp_path, capsys):
+    root = dataset(tmp_path / "ds")
+    out = tmp_path / "weights"
+    out.mkdir()
+    (out / "lung_unet.npz").write_bytes(b"the user's weights")
+    rc, _, err = run_cli(capsys, "lungs", "train", "--data", root, "--out", out)
+    assert rc == 2 and err == (f"error: --out {out / 'lung_unet.npz'} already exists; choose another "
+                               "path, or --overwrite to replace it\n")
+    assert (out / "lung_unet.npz").read_bytes() == b"the user's weights"

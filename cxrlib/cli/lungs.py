@@ -10,7 +10,7 @@ from pathlib import Path
 from cxrlib.cli.common import OVERWRITE_HELP, UsageError, input_files, print_table
 from cxrlib.core import paths
 from cxrlib.core.csvio import csv_text
-from cxrlib.core.fsutil import UserOutput
+from cxrlib.core.fsutil import UserOutput, write_text_atomic
 
 
 def register(sub) -> None:
@@ -23,6 +23,8 @@ def register(sub) -> None:
     t.add_argument("--out", type=Path, default=None,
                    help="output folder (default: models/lungs in the workspace; the shipped "
                         "weights are replaced only when this names cxrlib/lungs/assets)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the weights and metrics already in a named --out (default: refuse)")
     t.add_argument("--epochs", type=int, default=None, help="epochs (default 30)")
     t.add_argument("--seed", type=int, default=0, help="split, initialisation and augmentation seed")
     t.set_defaults(func=cmd_train)
@@ -56,18 +58,31 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
+    from cxrlib.lungs.network import ASSET_NAME  # noqa: PLC0415
     from cxrlib.lungs.train import LungTrainConfig, train_lung_model  # noqa: PLC0415
 
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     cfg = LungTrainConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
-    out = args.out or paths.workspace() / "models" / "lungs"
+    out_default = paths.workspace() / "models" / "lungs"
+    out = args.out or out_default
+    output = UserOutput(overwrite=args.overwrite, inputs=[p for p in (args.data, args.masks) if p])
+    files = [f"{ASSET_NAME}.npz", f"{ASSET_NAME}.json", "metrics.json"]
+    named = Path(out).resolve() != out_default.resolve()  # the default is the workspace's own
+    if named:
+        output.check(args.out, folder=True)
+        for name in files:  # before the minutes of training
+            output.check(args.out / name)
     command = "python -m cxrlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["lungs"] else ""
     with ProgressBar(f"train lung segmenter ({cfg.epochs} epochs)") as bar:
         record = train_lung_model(args.data, args.masks, out, cfg, progress=bar.update, command=command)
     metrics = {k: record[k] for k in ("train_s", "best_epoch", "quality_threshold", "rows", "val", "test")}
-    (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-    print(f"weights: {Path(out) / 'lung_unet.npz'}  metrics: {Path(out) / 'metrics.json'}")
+    text = json.dumps(metrics, indent=1) + "\n"
+    if named:
+        output.write(Path(out) / "metrics.json", text)
+    else:
+        write_text_atomic(Path(out) / "metrics.json", text)
+    print(f"weights: {Path(out) / files[0]}  metrics: {Path(out) / 'metrics.json'}")
     print(json.dumps({"dice_mean": record["test"]["dice_mean"],
                       "dice_per_class": record["test"]["dice_per_class"], "n": record["test"]["n"],
                       "train_s": record["train_s"], "out": str(out)}))
