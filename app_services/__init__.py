@@ -45,7 +45,7 @@ from .comparing import comparison, comparison_ui
 from .reviewing import film_reviews_table, review_form, reviewer_ui, run_reviews
 from .review_queue import film_picker, review_images, review_link, review_progress, review_queue
 from .review_stats import (agreement, kappa_display, model_agreement_display, off_target_display,
-                           reviews_csv)
+                           reviews_csv, download_csv)
 from .firstrun import is_bundled_sample, quick_run_config
 from .pacs import SOURCE as PACS_SOURCE, pacs_film_ui, send_results_ui
 

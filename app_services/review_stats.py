@@ -76,4 +76,12 @@ def kappa_display(table):
 
 def reviews_csv(frame) -> str:
     """A reviews table as the CSV the CLI's ``reviews export`` writes."""
-    return frame.to_csv(index=False)
+    return download_csv(frame)
+
+
+def download_csv(frame) -> str:
+    """A table as a CSV download for people (quoted, formula-like cells neutralised:
+    :func:`cxrlib.core.csvio.csv_text`)."""
+    from cxrlib.core.csvio import csv_text  # noqa: PLC0415
+
+    return csv_text(frame, for_people=True)

@@ -302,8 +302,11 @@ def delete_run(run_id: str) -> None:
     """Button callback: delete a finished, failed, cancelled or damaged run; a refusal (a run
     that is training) is kept in the session for the page to show."""
     try:
-        registry.delete_run(registry.get_run(run_id))
+        target = registry.delete_run(registry.get_run(run_id))
         st.session_state.pop("delete_error", None)
+        if target is not None:  # a run "folder" that was a link: say what was and was not removed
+            st.session_state["delete_note"] = (f"Run `{run_id}` was a link: the link was removed, "
+                                               f"the folder it pointed to ({target}) was not deleted.")
     except (registry.RunBusy, registry.RunNotFound, OSError) as exc:
         st.session_state["delete_error"] = str(exc.args[0] if exc.args else exc)
 

@@ -31,8 +31,7 @@ def workspace_copy(tmp_path, trained_run, monkeypatch):
         folder = runs_dir / run_id
         shutil.copytree(trained_run.folder, folder)
         if edit is not None:
-            preds = edit(pd.read_csv(folder / "predictions.csv", keep_default_na=False))
-            preds.to_csv(folder / "predictions.csv", index=False)
+            Run(folder).write_predictions(edit(Run(folder).predictions()))  # its row count too
         return Run(folder)
 
     copy()

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 import bad_files as bf
+from app_fixtures import app, app_workspace, trained_run  # noqa: F401 (fixtures)
 import cxrlib.data.datasets as datasets
 from cxrlib.cli import main
 from cxrlib.core import paths
@@ -575,6 +576,9 @@ def test_outputs_never_write_over_the_users_own_files(tmp_path, capsys):
     (tmp_path / "other" / "into.csv").symlink_to(root / "COVID-19" / "x.csv")
     before = snapshot(root)
     rc, _, err = run_cli(capsys, "scan", root, "--manifest", tmp_path / "other" / "into.csv")
+    assert rc == 2 and "already exists" in err  # a link is a path that exists: --overwrite
+    rc, _, err = run_cli(capsys, "scan", root, "--manifest", tmp_path / "other" / "into.csv",
+                         "--overwrite")
     assert rc == 0, err
     assert snapshot(root) == before and not (tmp_path / "other" / "into.csv").is_symlink()
 
@@ -642,3 +646,573 @@ def test_train_without_usable_weights_fails_before_any_run_exists(tmp_path, caps
     rc, _, err = run_cli(capsys, "train", "--data", root, "--model", "mobilenetv2", "--size", "32")
     assert rc == 4 and "weights are not available" in err and "Traceback" not in err
     assert not list((Path(os.environ["CXR_WORKSPACE"]) / "models" / "runs").glob("*"))
+
+
+# ------------------------------------------------ issue 22: one rule for every user-named output
+def _tiny_keras(tmp_path) -> Path:
+    path = tmp_path / "m.keras"
+    _model(_keras(), (64, 64, 3), 3).save(path)
+    return path
+
+
+def _films(folder: Path, names=("a.png", "b.png")) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(bf.good_png(40 + i))
+    return folder
+
+
+def test_predict_refuses_an_existing_out_an_input_and_the_workspace_stores(tmp_path, capsys):
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    mine = tmp_path / "mine.csv"
+    mine.write_text("the user's own table\n")
+    before = snapshot(tmp_path)
+    rc, out, err = run_cli(capsys, "predict", model, films, "--out", mine)
+    assert (rc, out) == (2, "") and err.splitlines()[-1] == (
+        f"error: --out {mine} already exists; choose another path, or --overwrite to replace it")
+    for target in (films / "a.png", paths.runs_dir() / "x.csv",
+                   paths.workspace() / "reviews.sqlite"):
+        rc, out, err = run_cli(capsys, "predict", model, films, "--out", target, "--overwrite")
+        assert rc == 2 and out == "" and err.count("\n") == err.count("note:") + 1, err
+        assert err.splitlines()[-1].startswith(f"error: --out {target} "), err
+    assert "would write over an input of this command" in run_cli(
+        capsys, "predict", model, films, "--out", films / "a.png", "--overwrite")[2]
+    assert snapshot(tmp_path) == before
+    rc, out, err = run_cli(capsys, "predict", model, films, "--out", mine, "--overwrite")
+    assert rc == 0, err
+    table = pd.read_csv(mine)
+    assert sorted(Path(p).name for p in table["path"]) == ["a.png", "b.png"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_an_out_that_is_a_folder_is_one_line_exit_4_naming_it(tmp_path, capsys):
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    (tmp_path / "folder.csv").mkdir()
+    rc, _, err = run_cli(capsys, "predict", model, films, "--out", tmp_path / "folder.csv", "--overwrite")
+    assert rc == 4 and err.splitlines()[-1] == (
+        f"error: cannot write {tmp_path / 'folder.csv'}: it is a folder, not a file")
+    assert "Traceback" not in err and "/." not in err and not list((tmp_path / "folder.csv").iterdir())
+
+
+@pytest.mark.parametrize("argv", [("scan", "DATA", "--manifest"), ("reviews", "export", "all", "--out")])
+def test_an_out_folder_is_named_not_its_temporary_for_scan_and_reviews_too(tmp_path, capsys, argv):
+    root = dataset(tmp_path / "ds")
+    (tmp_path / "folder.csv").mkdir()
+    rc, _, err = run_cli(capsys, *[root if a == "DATA" else a for a in argv], tmp_path / "folder.csv",
+                         "--overwrite")
+    assert rc == 4 and err.splitlines()[-1] == (
+        f"error: cannot write {tmp_path / 'folder.csv'}: it is a folder, not a file")
+
+
+def test_an_os_error_elsewhere_names_the_folder_of_a_hidden_temporary():
+    import errno
+
+    from cxrlib.cli.common import data_error_message
+
+    exc = OSError(errno.ENOSPC, "No space left on device", "/w/models/runs/x/.status.json.k3j.tmp")
+    assert data_error_message(exc) == "/w/models/runs/x: no space left on the device"
+    assert data_error_message(OSError(errno.EROFS, "Read-only file system", "/r/a.csv")) == (
+        "/r/a.csv: read-only file system")
+
+
+def test_an_os_error_of_another_file_while_an_output_is_filled_keeps_its_own_message(tmp_path):
+    import errno
+
+    from cxrlib.core.fsutil import UserOutput, WriteError
+
+    film = OSError(errno.EACCES, "Permission denied", str(tmp_path / "film.png"))
+    with pytest.raises(OSError) as info, UserOutput().path(tmp_path / "out.csv"):
+        raise film
+    assert info.value is film and not isinstance(info.value, WriteError)
+    with pytest.raises(WriteError, match=f"^cannot write {tmp_path / 'out.csv'}: no space left on the device$"):
+        with UserOutput().path(tmp_path / "out.csv"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert os.listdir(tmp_path) == []  # no temporary left, nothing written
+
+
+def test_a_name_too_long_is_one_line_exit_4(tmp_path, capsys):
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    target = tmp_path / ("n" * 300 + ".csv")
+    rc, _, err = run_cli(capsys, "predict", model, films, "--out", target)
+    assert rc == 4 and err.splitlines()[-1] == f"error: cannot write {target}: file name too long"
+    # a 250-byte name fits; its hidden temporary must not be the one "too long"
+    target = tmp_path / ("n" * 246 + ".csv")
+    assert run_cli(capsys, "predict", model, films, "--out", target)[0] == 0 and target.is_file()
+
+
+def test_explain_never_writes_an_overlay_over_a_film_or_an_earlier_output(tmp_path, capsys):
+    model = _tiny_keras(tmp_path)
+    films = _films(tmp_path / "in", ("a.png", "a-gradcam.png"))  # a film named as a's overlay
+    before = snapshot(films)
+    rc, _, err = run_cli(capsys, "explain", model, films / "a.png", films / "a-gradcam.png",
+                         "--out", films, "--overwrite", "--deletion-steps", "0")
+    assert rc == 2 and err.splitlines()[-1] == (
+        f"error: --out {films / 'a-gradcam.png'} would write over an input of this command "
+        f"({films / 'a-gradcam.png'}); choose another path")
+    assert snapshot(films) == before
+    out = tmp_path / "out"
+    argv = ("explain", model, films, "--out", out, "--deletion-steps", "0")
+    assert run_cli(capsys, *argv)[0] == 0
+    written = snapshot(out)
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2 and err.splitlines()[-1] == (
+        f"error: --out {out / 'explanations.csv'} already exists; choose another path, or "
+        "--overwrite to replace it")
+    assert snapshot(out) == written
+    assert run_cli(capsys, *argv, "--overwrite")[0] == 0
+
+
+def test_explain_shortens_a_250_byte_overlay_name_and_keeps_two_apart(tmp_path, capsys):
+    model = _tiny_keras(tmp_path)
+    long_a, long_b = "x" * 246 + "a.png", "x" * 246 + "b.png"  # 251 bytes each, one prefix
+    films = _films(tmp_path / "in", (long_a, long_b))
+    rc, out, err = run_cli(capsys, "explain", model, films, "--out", tmp_path / "o",
+                           "--deletion-steps", "0")
+    assert rc == 0 and "Traceback" not in err, err
+    table = pd.read_csv(tmp_path / "o" / "explanations.csv", keep_default_na=False)
+    overlays = [o for o in table["overlay"] if o]
+    assert len(set(overlays)) == len(overlays) == int(out.split(" explained")[0])
+    assert all(len(os.fsencode(o)) <= 255 and (tmp_path / "o" / o).is_file() for o in overlays)
+    from cxrlib.cli.explain import output_names  # the names, whether or not a map was flat
+
+    expected = ["x" * 184 + "~" + hashlib.sha256(n[:-4].encode()).hexdigest()[:12] for n in (long_a, long_b)]
+    assert output_names([films], [films / long_a, films / long_b]) == expected
+
+
+def test_evaluate_refuses_to_write_over_an_earlier_out_dir(trained_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"mine": 1}')
+    rc, _, err = run_cli(capsys, "evaluate", trained_run.id, "--out-dir", out)
+    assert rc == 2 and err.splitlines()[-1] == (
+        f"error: --out-dir {out / 'metrics.json'} already exists; choose another path, or "
+        "--overwrite to replace it")
+    assert (out / "metrics.json").read_text() == '{"mine": 1}' and sorted(os.listdir(out)) == ["metrics.json"]
+    rc, _, err = run_cli(capsys, "evaluate", trained_run.id, "--out-dir", trained_run.folder, "--overwrite")
+    assert rc == 2 and "inside the workspace's own stores" in err
+    assert run_cli(capsys, "evaluate", trained_run.id, "--out-dir", out, "--overwrite")[0] == 0
+    assert json.loads((out / "metrics.json").read_text())["n"] == len(trained_run.predictions().query(
+        "split == 'test'"))
+
+
+def test_export_never_replaces_a_folder_of_the_users_files(trained_run, tmp_path, capsys):
+    out = tmp_path / "export"
+    (out / "saved_model").mkdir(parents=True)
+    (out / "saved_model" / "notes.txt").write_text("mine")
+    before = snapshot(out)
+    rc, _, err = run_cli(capsys, "export", trained_run.id, "--format", "savedmodel", "--out", out,
+                         "--overwrite")
+    assert rc == 2 and err.splitlines()[-1] == (
+        f"error: --out {out / 'saved_model'} holds files that are not part of a SavedModel "
+        "(notes.txt); a folder of your files is never replaced; choose another folder")
+    assert snapshot(out) == before
+    rc, _, err = run_cli(capsys, "export", trained_run.id, "--format", "tflite", "--out", trained_run.folder)
+    assert rc == 2 and "inside the workspace's own stores" in err
+    fresh = tmp_path / "fresh"
+    assert run_cli(capsys, "export", trained_run.id, "--format", "savedmodel", "--out", fresh)[0] == 0
+    rc, _, err = run_cli(capsys, "export", trained_run.id, "--format", "savedmodel", "--out", fresh)
+    assert rc == 2 and "already exists" in err
+    assert run_cli(capsys, "export", trained_run.id, "--format", "savedmodel", "--out", fresh,
+                   "--overwrite")[0] == 0
+    assert (fresh / "saved_model" / "saved_model.pb").is_file()
+    assert not [p for p in fresh.iterdir() if p.name.startswith(".")]
+
+
+def test_reviews_export_refuses_an_existing_file_and_the_database_itself(workspace, tmp_path, capsys):
+    from cxrlib.reviews.store import ReviewStore
+
+    ReviewStore()  # the database exists
+    mine = tmp_path / "mine.csv"
+    mine.write_text("mine")
+    rc, _, err = run_cli(capsys, "reviews", "export", "all", "--out", mine)
+    assert rc == 2 and err == (f"error: --out {mine} already exists; choose another path, or "
+                               "--overwrite to replace it\n")
+    db = paths.workspace() / "reviews.sqlite"
+    rc, _, err = run_cli(capsys, "reviews", "export", "all", "--out", db, "--overwrite")
+    assert rc == 2 and err.startswith(f"error: --out {db} is inside the workspace's own stores")
+    assert mine.read_text() == "mine"
+    assert run_cli(capsys, "reviews", "export", "all", "--out", mine, "--overwrite")[0] == 0
+
+
+def _small_fs(tmp_path, options: str) -> Path:
+    """A tmpfs (as root) mounted at ``tmp_path/fs-<n>``; unmounted by :func:`small_fs`."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root (disk-full and read-only cases)")
+    mnt = tmp_path / f"fs-{len(list(tmp_path.glob('fs-*')))}"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    return mnt
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    mounted = []
+
+    def make(options: str) -> Path:
+        mounted.append(_small_fs(tmp_path, options))
+        return mounted[-1]
+
+    yield make
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(folder: Path) -> None:
+    """Fill the file system of ``folder`` to the last byte."""
+    with open(folder / "filler", "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+def test_a_full_disk_and_a_read_only_one_are_one_line_exit_4(tmp_path, capsys, small_fs):
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    full = small_fs("size=256k")
+    _fill(full)
+    rc, _, err = run_cli(capsys, "predict", model, films, "--out", full / "p.csv")
+    assert rc == 4 and err.splitlines()[-1] == f"error: cannot write {full / 'p.csv'}: no space left on the device"
+    assert sorted(os.listdir(full)) == ["filler"]  # no temporary left behind
+    ro = small_fs("size=256k,ro")
+    rc, _, err = run_cli(capsys, "predict", model, films, "--out", ro / "p.csv")
+    assert rc == 4 and err.splitlines()[-1] == f"error: cannot write {ro / 'p.csv'}: read-only file system"
+    root = dataset(tmp_path / "ds")
+    rc, _, err = run_cli(capsys, "scan", root, "--manifest", ro / "m.csv")
+    assert rc == 4 and err.splitlines()[-1] == f"error: cannot write {ro / 'm.csv'}: read-only file system"
+
+
+def test_a_tensor_cache_on_a_full_disk_is_an_error_not_a_bus_error(tmp_path, small_fs, monkeypatch):
+    """The cache is a memory-mapped file: a page written on a full disk used to kill the
+    process with SIGBUS. Its blocks are reserved first, so a full disk is one line."""
+    from cxrlib.core.config import PreprocessConfig
+    from cxrlib.core.fsutil import WriteError
+    from cxrlib.preprocessing.tensor_cache import load_tensors
+
+    full = small_fs("size=256k")
+    monkeypatch.setenv("CXR_WORKSPACE", str(full / "ws"))
+    ds = datasets.scan_dataset(dataset(tmp_path / "ds", per_class=40))
+    # 120 films of 64 x 64: 0.5 MB, twice the file system; the header and index fit
+    with pytest.raises(WriteError) as info:
+        load_tensors(ds, PreprocessConfig(size=64, steps=()), workers=1)
+    root = full / "ws" / "models" / "cache" / "tensors"
+    assert str(info.value) == (f"cannot build the tensor cache in {root} (0.5 MB): no space left on "
+                               "the device; free space there or delete old cache entries")
+    assert os.listdir(root) == []  # the partial entry is gone
+
+
+def test_nothing_readable_is_exit_4_for_predict_and_explain_as_for_lungs_predict(tmp_path, capsys):
+    """One rule (docs/safety.md): a command that could read none of its inputs exits 4."""
+    model = _tiny_keras(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cut.jpg").write_bytes(bf.truncated_jpeg_with_eoi())
+    rc, out, err = run_cli(capsys, "predict", model, tmp_path / "in", "--out", tmp_path / "p.csv")
+    assert rc == 4 and out.endswith(f"0 predicted, 1 unreadable, 0 left out -> {tmp_path / 'p.csv'}\n")
+    assert f"unreadable: {tmp_path / 'in' / 'cut.jpg'}: {FILES['cut-then-eoi.jpg'][2]}" in err.splitlines()
+    rc, out, err = run_cli(capsys, "explain", model, tmp_path / "in", "--out", tmp_path / "e")
+    assert rc == 4 and "0 explained, 0 flat (no overlay), 1 unreadable, 0 left out" in out
+
+
+# ------------------------------------------------ issue 22: CSVs that hostile names cannot break
+HOSTILE = ("a\rb.png", "c\nd.png", 'q"r.png', "s,t.png", "=1+1.png", "-x.png", "+y.png", "@z.png")
+NOT_UTF8 = b"bad\xff.png"
+
+
+def _as_people_see(text: str) -> str:
+    """What a CSV meant for people holds for a name (OWASP: a formula-like cell gets a ')."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def _hostile_dataset(root: Path, per_class: int = 4) -> Path:
+    dataset(root, per_class=per_class)
+    for i, name in enumerate(HOSTILE):
+        (root / ("COVID-19", "Normal", "Viral Pneumonia")[i % 3] / name).write_bytes(bf.good_png(500 + i))
+    Path(os.fsdecode(os.fsencode(root / "Normal") + b"/" + NOT_UTF8)).write_bytes(bf.good_png(600))
+    return root
+
+
+def test_the_csv_writer_quotes_what_needs_it_and_reads_back_what_it_wrote(tmp_path):
+    from cxrlib.core.csvio import CsvCountError, csv_text, read_csv
+
+    frame = pd.DataFrame({"path": list(HOSTILE), "p": [0.5, -0.25, 1, 0, 2, 3, 4, 5]})
+    text = csv_text(frame, for_people=False)
+    (tmp_path / "m.csv").write_text(text, newline="")
+    back = read_csv(tmp_path / "m.csv", rows=len(frame))
+    assert back["path"].tolist() == list(HOSTILE) and back["p"].tolist() == frame["p"].tolist()
+    people = read_csv(io_file(tmp_path / "p.csv", csv_text(frame, for_people=True)), rows=8)
+    assert people["path"].tolist() == [_as_people_see(n) for n in HOSTILE]
+    assert people["p"].tolist() == frame["p"].tolist()  # numbers are never touched
+    # pandas' own writer (the product's before) leaves the carriage return bare: a row too many
+    (tmp_path / "old.csv").write_text(frame.to_csv(index=False), newline="")
+    with pytest.raises(CsvCountError, match="holds 9 rows where 8 were written"):
+        read_csv(tmp_path / "old.csv", rows=8)
+
+
+def io_file(path: Path, text: str) -> Path:
+    path.write_text(text, newline="")
+    return path
+
+
+def test_a_runs_csv_files_round_trip_hostile_names_and_a_changed_count_is_damage(workspace, capsys):
+    from cxrlib.core.config import RunConfig
+    from cxrlib.runs.registry import create_run
+
+    run = create_run(RunConfig(), "fp-hostile")
+    table = pd.DataFrame({"rel_path": [f"Normal/{n}" for n in HOSTILE], "label": "Normal",
+                          "split": ["train", "test"] * 4, "patient_id": list(HOSTILE)})
+    run.write_split(table)
+    run.write_predictions(table.assign(pred="Normal", p_Normal=1.0))
+    pd.testing.assert_frame_equal(run.split_table(), table)
+    assert run.predictions()["rel_path"].tolist() == table["rel_path"].tolist()
+    # as the product wrote it before (pandas leaves a bare \r, twice a row here): 10 rows, damage
+    (run.folder / "predictions.csv").write_text(table.to_csv(index=False), newline="")
+    from cxrlib.runs.run import RunFileError
+
+    with pytest.raises(RunFileError) as info:
+        run.predictions()
+    assert str(info.value) == f"run {run.id}: predictions.csv is damaged (holds 10 rows where 8 were written)"
+    rc, _, err = run_cli(capsys, "evaluate", run.id, "--out-dir", Path(str(workspace)) / ".." / "ev")
+    assert rc == 4 and err.splitlines()[-1] == f"error: {info.value}"
+    rc, out, err = run_cli(capsys, "runs")  # listed as a broken row that can be deleted
+    assert rc == 0 and f"{run.id}  broken" in out and f"warning: {info.value}; `python -m cxrlib delete" in err
+
+
+def test_hostile_names_round_trip_through_scan_predict_explain_and_reviews(tmp_path, capsys):
+    from cxrlib.core.csvio import read_csv
+    from cxrlib.reviews.store import ReviewStore
+
+    root = _hostile_dataset(tmp_path / "ds", per_class=1)
+    rc, out, err = run_cli(capsys, "scan", root, "--manifest", tmp_path / "manifest.csv")
+    assert rc == 0 and "images 11  unreadable 1" in out
+    bad = os.fsencode(root / "Normal").decode() + "/bad\\xff.png"
+    assert f"unreadable: {bad}: file name is not valid UTF-8; rename it to read it" in err.splitlines()
+    names = {Path(p).name for p in read_csv(tmp_path / "manifest.csv", rows=11)["path"]}
+    assert names >= set(HOSTILE)  # a machine file: names as they are
+    model = _tiny_keras(tmp_path)
+    rc, out, err = run_cli(capsys, "predict", model, root, "--out", tmp_path / "p.csv")
+    assert rc == 0 and out.endswith(f"11 predicted, 0 unreadable, 1 left out -> {tmp_path / 'p.csv'}\n")
+    assert f"left out: {bad}: file name is not valid UTF-8; rename it to read it" in err.splitlines()
+    films = sorted(str(root / c / n) for c in ("COVID-19", "Normal", "Viral Pneumonia")
+                   for n in os.listdir(root / c) if n.encode("utf-8", "surrogatepass").isascii())
+    assert len(films) == 11  # full paths begin with "/": nothing to neutralise in them
+    assert sorted(read_csv(tmp_path / "p.csv", rows=11)["path"]) == films
+    rc, out, err = run_cli(capsys, "explain", model, root, "--out", tmp_path / "e", "--deletion-steps", "0")
+    assert rc == 0, err
+    assert sorted(read_csv(tmp_path / "e" / "explanations.csv", rows=11)["path"]) == films
+    store = ReviewStore()
+    from test_reviews_store import review
+
+    for i, name in enumerate(HOSTILE):
+        store.add(review(review_id=f"r{i}", rel_path=f"Normal/{name}", comment=name))
+    rc, _, err = run_cli(capsys, "reviews", "export", "all", "--out", tmp_path / "r.csv")
+    assert rc == 0, err
+    back = read_csv(tmp_path / "r.csv", rows=len(HOSTILE))
+    assert back["comment"].tolist() == [_as_people_see(n) for n in HOSTILE]
+
+
+def test_a_run_on_hostile_names_evaluates_every_test_film(tmp_path, capsys):
+    """A bare \\r in split.csv and predictions.csv made evaluate drop 23 of 24 test films."""
+    root = _hostile_dataset(tmp_path / "ds", per_class=6)
+    rc, out, err = run_cli(capsys, "train", "--data", root, "--model", "tiny", "--weights", "random",
+                           "--mode", "head", "--epochs", "1", "--size", "32", "--steps", "none",
+                           "--split", "random")
+    assert rc == 0 and "state done" in out, err
+    from cxrlib.runs.registry import get_run
+
+    run = get_run(out.split()[1])
+    split = run.split_table()
+    assert len(split) == 26 and set(HOSTILE) <= {Path(p).name for p in split["rel_path"]}
+    test = split[split["split"] == "test"]
+    rc, out, err = run_cli(capsys, "evaluate", run.id, "--out-dir", tmp_path / "ev")
+    assert rc == 0, err
+    evaluated = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert evaluated["n"] == len(test) == run.metrics()["n_test"]
+    assert evaluated["accuracy"] == pytest.approx(run.metrics()["accuracy"])
+
+
+def _manifest_only(root: Path, text: str) -> Path:
+    (root / "films").mkdir(parents=True)
+    for i in range(6):
+        (root / "films" / f"f{i}.png").write_bytes(bf.good_png(i))
+    (root / "manifest.csv").write_text(text)
+    return root
+
+
+def test_a_manifest_listing_a_film_twice_with_two_labels_leaves_it_out_and_names_it(tmp_path, capsys):
+    rows = [f"films/f{i}.png,{('COVID-19', 'Normal')[i % 2]}" for i in range(6)]
+    root = _manifest_only(tmp_path / "ds", "file,label\n" + "\n".join(rows + ["films/f0.png,Normal"]) + "\n")
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert rc == 0 and "images 5  unreadable 1" in out
+    assert ("warning: manifest.csv lists films/f0.png 2 times with different labels (COVID-19, Normal): "
+            "which one is right cannot be told") in err.splitlines()
+    assert (f"unreadable: {root / 'films' / 'f0.png'}: listed in manifest.csv with different labels "
+            "(COVID-19, Normal); left out") in err.splitlines()
+
+
+def test_a_manifest_separated_by_semicolons_says_so(tmp_path, capsys):
+    rows = [f"films/f{i}.png;{('COVID-19', 'Normal')[i % 2]}" for i in range(6)]
+    root = _manifest_only(tmp_path / "ds", "file;label\n" + "\n".join(rows) + "\n")
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert (rc, out) == (4, "")
+    assert err.splitlines()[-1].startswith(
+        f"error: {root}: no class folders found, and manifest.csv has no 'file' column: its header "
+        "'file;label' is separated by semicolons; separate columns by commas; ignored. Accepted layouts: ")
+
+
+# ------------------------------------------------ issue 22: names and special files
+NOT_UTF8_REASON = "file name is not valid UTF-8; rename it to read it"
+FIFO_REASON = "a named pipe (FIFO), not a regular file; not opened"
+
+
+def _odd_names(root: Path) -> tuple[str, str]:
+    """A non-UTF-8 film and a FIFO named p.jpg in ``root/Normal``; their printable paths."""
+    Path(os.fsdecode(os.fsencode(root / "Normal") + b"/" + NOT_UTF8)).write_bytes(bf.good_png(600))
+    os.mkfifo(root / "Normal" / "p.jpg")
+    return os.fsencode(root / "Normal").decode() + "/bad\\xff.png", str(root / "Normal" / "p.jpg")
+
+
+def test_a_non_utf8_name_and_a_fifo_are_listed_and_the_rest_of_the_dataset_works(tmp_path, capsys):
+    root = dataset(tmp_path / "ds")
+    bad, fifo = _odd_names(root)
+    rc, out, err = run_cli(capsys, "scan", root)  # used to fail whole, or hang on the FIFO
+    assert rc == 0 and "images 15  unreadable 2" in out
+    assert f"unreadable: {bad}: {NOT_UTF8_REASON}" in err.splitlines()
+    assert f"unreadable: {fifo}: {FIFO_REASON}" in err.splitlines()
+    ds = datasets.scan_dataset(root)
+    assert dict(zip(ds.problems["rel_path"], ds.problems["reason"])) == {
+        "Normal/bad\\xff.png": NOT_UTF8_REASON, "Normal/p.jpg": FIFO_REASON}
+    model = _tiny_keras(tmp_path)
+    rc, out, err = run_cli(capsys, "predict", model, root, root / "Normal" / "p.jpg", "--out", tmp_path / "p.csv")
+    assert rc == 0 and out.endswith(f"15 predicted, 0 unreadable, 3 left out -> {tmp_path / 'p.csv'}\n")
+    assert err.splitlines().count(f"left out: {fifo}: {FIFO_REASON}") == 2  # in the folder, and by name
+    assert f"left out: {bad}: {NOT_UTF8_REASON}" in err.splitlines()
+    rc, out, err = run_cli(capsys, "explain", model, root / "Normal", "--out", tmp_path / "e",
+                           "--deletion-steps", "0")
+    assert rc == 0 and "3 left out" not in out and f"left out: {bad}: {NOT_UTF8_REASON}" in err.splitlines()
+
+
+def test_train_on_a_dataset_with_a_non_utf8_name_and_a_fifo(tmp_path, capsys):
+    root = dataset(tmp_path / "ds", per_class=6)
+    _odd_names(root)
+    rc, out, err = run_cli(capsys, "train", "--data", root, "--model", "tiny", "--weights", "random",
+                           "--mode", "head", "--epochs", "1", "--size", "32", "--steps", "none",
+                           "--split", "random")
+    assert rc == 0 and "state done" in out, err
+
+
+def test_lungs_predict_lists_a_non_utf8_name_instead_of_a_segmentation_fault(tmp_path):
+    """In a child process: a segmentation fault would take the test run down with it."""
+    root = dataset(tmp_path / "ds", per_class=1)
+    bad, fifo = _odd_names(root)
+    done = subprocess.run([sys.executable, "-m", "cxrlib", "lungs", "predict", str(root / "Normal"),
+                           "--out", str(tmp_path / "masks")], capture_output=True, text=True,
+                          errors="backslashreplace", timeout=300, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    assert f"left out: {bad}: {NOT_UTF8_REASON}" in lines and f"left out: {fifo}: {FIFO_REASON}" in lines
+    assert sorted(os.listdir(tmp_path / "masks")) == ["good0.png"]
+
+
+def test_the_app_sidebar_lists_a_non_utf8_name_and_a_fifo(app, tmp_path):
+    root = dataset(tmp_path / "ds")
+    bad, fifo = _odd_names(root)
+    at = app("views/dataset.py", data_dir=root)
+    assert not at.exception
+    problems = [d.value for d in at.dataframe if "reason" in d.value.columns][0]
+    assert dict(zip(problems["rel_path"], problems["reason"])) == {
+        "Normal/bad\\xff.png": NOT_UTF8_REASON, "Normal/p.jpg": FIFO_REASON}
+
+
+def test_a_damaged_best_keras_makes_a_broken_run_not_a_done_one(workspace, tmp_path, capsys):
+    from cxrlib.core.config import RunConfig, TrainConfig
+    from cxrlib.runs.registry import create_run
+
+    whole = _tiny_keras(tmp_path).read_bytes()
+    runs = {}
+    for epochs, data in ((2, whole), (3, whole[: len(whole) // 2]), (4, b"not a zip")):
+        run = create_run(RunConfig(train=TrainConfig(epochs=epochs)), "fp-model")
+        run.write_status(state="done", epoch=epochs, epochs=epochs)
+        run.model_path.write_bytes(data)
+        runs[epochs] = run
+    rc, out, err = run_cli(capsys, "runs")
+    assert rc == 0 and f"{runs[2].id}  done" in out
+    for epochs in (3, 4):
+        assert f"{runs[epochs].id}  broken" in out
+        assert (f"warning: run {runs[epochs].id}: best.keras is damaged (not a Keras model file (.keras "
+                "zip archive): File is not a zip file); `python -m cxrlib delete "
+                f"{runs[epochs].id}` removes it") in err.splitlines()
+    assert run_cli(capsys, "delete", runs[3].id)[:2] == (0, f"deleted run {runs[3].id}\n")
+
+
+def test_delete_of_a_run_folder_that_is_a_link_says_what_it_did(workspace, tmp_path, capsys):
+    from cxrlib.core.config import RunConfig
+    from cxrlib.runs.registry import create_run, list_runs
+
+    run = create_run(RunConfig(), "fp-link")
+    run.write_status(state="done")
+    elsewhere = tmp_path / "kept" / run.id
+    elsewhere.parent.mkdir()
+    shutil.move(run.folder, elsewhere)
+    run.folder.symlink_to(elsewhere)
+    before = snapshot(elsewhere)
+    rc, out, err = run_cli(capsys, "delete", run.id)
+    assert rc == 0 and out == (f"removed the link {run.folder} (run {run.id}); the folder it pointed "
+                               f"to, {elsewhere}, was not deleted\n")
+    after = {k: v for k, v in snapshot(elsewhere).items() if not k.endswith("start.lock")}
+    assert not os.path.lexists(run.folder) and after == before  # (the delete lock is taken there)
+    assert list_runs() == [] and not list(paths.runs_dir().iterdir())  # nothing left, hidden or not
+
+
+def test_audit_json_is_a_user_output_too(workspace, tmp_path, capsys):
+    from cxrlib.core.config import RunConfig
+    from cxrlib.runs.registry import create_run
+
+    run = create_run(RunConfig(), "fp-audit")
+    mine = tmp_path / "summary.json"
+    mine.write_text("mine")
+    rc, out, err = run_cli(capsys, "audit", run.id, "--json", mine)
+    assert (rc, out) == (2, "") and err == (f"error: --json {mine} already exists; choose another path, "
+                                            "or --overwrite to replace it\n")
+    rc, _, err = run_cli(capsys, "audit", run.id, "--json", run.folder / "audit.json", "--overwrite")
+    assert rc == 2 and "inside the workspace's own stores" in err and mine.read_text() == "mine"
+
+
+def test_the_training_page_shows_a_damaged_best_keras_and_deletes_a_linked_run_truthfully(
+        app, trained_run, tmp_path, monkeypatch):
+    from app_fixtures import texts
+
+    from cxrlib.core.config import RunConfig, TrainConfig
+    from cxrlib.runs.registry import create_run
+
+    work = tmp_path / "workspace"
+    shutil.copytree(trained_run.folder, work / "models" / "runs" / trained_run.id)
+    monkeypatch.setenv("CXR_WORKSPACE", str(work))  # a copy: the shared workspace stays intact
+    run = create_run(RunConfig(train=TrainConfig(epochs=9)), "fp-app")
+    run.write_status(state="done", epoch=9, epochs=9)
+    run.model_path.write_bytes(b"not a zip")
+    elsewhere = tmp_path / "kept" / run.id
+    elsewhere.parent.mkdir()
+    shutil.move(run.folder, elsewhere)
+    run.folder.symlink_to(elsewhere)
+    at = app("views/training.py")
+    assert any(e.startswith(f"Run `{run.id}`: **best.keras** is damaged (not a Keras model file")
+               for e in texts(at.error))
+    [b for b in at.button if b.key == f"delete_{run.id}"][0].click().run()
+    assert not at.exception and not os.path.lexists(run.folder)
+    assert (elsewhere / "best.keras").read_bytes() == b"not a zip"  # the folder is the user's to delete
+    assert f"Run `{run.id}` was a link: the link was removed, the folder it pointed to ({elsewhere}) " \
+           "was not deleted." in texts(at.info)
+
+
+def test_lungs_train_refuses_weights_already_in_a_named_out_before_training(tmp_path, capsys):
+    root = dataset(tmp_path / "ds")
+    out = tmp_path / "weights"
+    out.mkdir()
+    (out / "lung_unet.npz").write_bytes(b"the user's weights")
+    rc, _, err = run_cli(capsys, "lungs", "train", "--data", root, "--out", out)
+    assert rc == 2 and err == (f"error: --out {out / 'lung_unet.npz'} already exists; choose another "
+                               "path, or --overwrite to replace it\n")
+    assert (out / "lung_unet.npz").read_bytes() == b"the user's weights"

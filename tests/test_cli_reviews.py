@@ -35,7 +35,7 @@ def test_export_writes_the_runs_reviews(workspace, tmp_path, capsys):
     assert back["review_id"].tolist() == [f"{run.id}-{i}" for i in range(5)]
     assert back["comment"].tolist() == [f"film {i}" for i in range(5)]
     assert back["reviewer"].tolist() == ["Dr A", "Dr B", "Dr A", "Dr B", "Dr A"]
-    assert main(["reviews", "export", "all", "--out", str(out)]) == 0
+    assert main(["reviews", "export", "all", "--out", str(out), "--overwrite"]) == 0
     assert len(pd.read_csv(out)) == 6
 
 

@@ -444,14 +444,14 @@ def test_lungs_predict_never_replaces_files_already_in_out_unless_asked(tmp_path
     (tmp_path / "human" / "a.png").write_bytes(b"the radiologist's mask")
     argv = ["lungs", "predict", str(tmp_path / "films"), "--out", str(tmp_path / "human"),
             "--weights", str(tiny_asset)]
-    assert main(argv) == 2 and "already there" in capsys.readouterr().err
+    assert main(argv) == 2 and "already exists" in capsys.readouterr().err
     assert (tmp_path / "human" / "a.png").read_bytes() == b"the radiologist's mask"
     assert main([*argv, "--overwrite"]) == 0
     assert cv2.imread(str(tmp_path / "human" / "a.png"), cv2.IMREAD_UNCHANGED).shape == (64, 64)
     (tmp_path / "odd" / "a.png").mkdir(parents=True)  # a folder of a mask's name
     capsys.readouterr()
-    assert main([*argv[:4], str(tmp_path / "odd"), *argv[5:], "--overwrite"]) == 2
-    assert "not a plain file" in capsys.readouterr().err
+    assert main([*argv[:4], str(tmp_path / "odd"), *argv[5:], "--overwrite"]) == 4
+    assert "it is a folder, not a file" in capsys.readouterr().err
 
 
 def test_lungs_eval_that_can_read_no_pair_says_so_in_one_line(tmp_path, capsys, tiny_asset):

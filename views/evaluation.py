@@ -105,10 +105,10 @@ for run in runs:
                            for r in shown.itertuples()])
     svc.review_link(run, shown, key=f"ev_review_{run.id}")
     d1, d2, d3 = st.columns(3)
-    d1.download_button("Predictions (CSV)", svc.test_predictions(run).to_csv(index=False),
+    d1.download_button("Predictions (CSV)", svc.download_csv(svc.test_predictions(run)),
                        f"predictions-{run.id}.csv", "text/csv", key=f"dl_p_{run.id}")
     d2.download_button("Classification report (CSV)",
-                       svc.report_table(svc.evaluation(run, threshold)["eval"]).to_csv(index=False),
+                       svc.download_csv(svc.report_table(svc.evaluation(run, threshold)["eval"])),
                        f"report-{run.id}.csv", "text/csv", key=f"dl_r_{run.id}")
     d3.download_button("Model (best.keras)", svc.model_file(run), f"{run.id}.keras",
                        "application/octet-stream", key=f"dl_m_{run.id}",

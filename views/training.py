@@ -89,6 +89,8 @@ else:
         if warning := svc.leakage_warning(run):
             st.warning(warning, icon=":material/warning:")
 
+if note := st.session_state.pop("delete_note", None):
+    st.info(note, icon=":material/link_off:")
 damaged = svc.damaged_runs()
 if damaged:
     st.subheader("Damaged runs")

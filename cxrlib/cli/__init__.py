@@ -6,8 +6,10 @@ stderr; results (run ids, tables, file names) to stdout. Listing runs and asking
 run never import TensorFlow.
 
 Exit codes (:mod:`cxrlib.cli.common`): 0 success, 1 a run failed, 2 a usage error (bad flags
-or values, an unknown run id), 4 a data error (a dataset, image, model or run file that cannot be
-used; one line on stderr says which and why), 130 cancelled.
+or values, an unknown run id, an output refused: it exists without ``--overwrite``, or it is an
+input, a dataset file or the workspace's own store), 4 a data error (a dataset, image, model or
+run file that cannot be used; none of a command's inputs could be read; a write the system
+refused; one line on stderr says which and why), 130 cancelled. See docs/safety.md.
 """
 from __future__ import annotations
 
@@ -66,4 +68,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
-        return EXIT_USAGE if type(exc).__name__ == "RunNotFound" else EXIT_DATA
+        return EXIT_USAGE if type(exc).__name__ in ("RunNotFound", "OutputRefused") else EXIT_DATA

@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-films", type=int, default=None, help="cap on test films for CAM / masking")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {STEPS}")
     parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--adversarial", type=float, default=0.0, metavar="WEIGHT",
                         help="also run leave-one-source-out with a source-adversarial head of "
                              "this gradient-reversal weight (e.g. 0.3), to compare")
@@ -43,7 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="lung masks of the dataset's films (cxr3-lungs or Radiography DB "
                              "layout): they win over predicted masks")
     args = parser.parse_args(argv)
-    report = audit_run(get_run(args.run), external=args.external, max_films=args.max_films,
+    from cxrlib.core.fsutil import UserOutput, json_text  # noqa: PLC0415
+
+    run = get_run(args.run)
+    output = UserOutput(overwrite=args.overwrite, inputs=[p for p in (args.external, args.masks,
+                                                                      run.config.data.root) if p],
+                        flag="--json")
+    if args.json_out:
+        output.check(args.json_out)  # before the audit's minutes of work
+    report = audit_run(run, external=args.external, max_films=args.max_films,
                        steps=tuple(s.strip() for s in args.steps.split(",") if s.strip()),
                        adversarial=args.adversarial, masks=args.masks)
     for sentence in report.verdicts:
@@ -53,7 +62,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = report.summary()
     print(json.dumps(summary, indent=2, default=str))
     if args.json_out:
-        from cxrlib.core.fsutil import write_json_atomic  # noqa: PLC0415
-
-        write_json_atomic(args.json_out, summary)
+        output.write(args.json_out, json_text(summary))
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,15 @@ EXIT_DATA = 4
 EXIT_CANCELLED = 130
 
 _DATA_ERRORS = ("DatasetError", "ImageReadError", "ModelFileError", "WeightsUnavailable",
-                "RunFileError", "RunNotFound", "RunBusy", "DatasetChanged", "PacsError")
+                "RunFileError", "RunNotFound", "RunBusy", "DatasetChanged", "PacsError",
+                "WriteError", "OutputRefused")
 """Names of the error classes about the user's data (their subclasses count too, e.g.
 ``FolderNotAllowed`` and ``TooFewFilms`` are DatasetErrors); by name, so that mapping an error
 imports nothing."""
+
+
+OVERWRITE_HELP = ("replace an output that exists (default: refuse); never an input of this command, "
+                  "a dataset file or the workspace's runs, caches or reviews")
 
 
 class UsageError(Exception):
@@ -33,6 +39,13 @@ def data_error_message(exc: BaseException) -> str | None:
                         PermissionError)):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"
+    if isinstance(exc, OSError) and exc.errno is not None:  # read-only, disk full, name too long...
+        from cxrlib.core.fsutil import os_reason  # noqa: PLC0415
+
+        name = os.fsdecode(exc.filename) if exc.filename else ""
+        if os.path.basename(name).startswith("."):  # a hidden temporary: name its folder
+            name = os.path.dirname(name)
+        return f"{name}: {os_reason(exc)}" if name else os_reason(exc)
     return None
 
 

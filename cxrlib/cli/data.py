@@ -13,7 +13,9 @@ def register(sub) -> None:
     p = sub.add_parser("scan", help="summarise a dataset folder")
     p.add_argument("root", metavar="DIR", type=Path)
     p.add_argument("--bacterial", choices=("exclude", "class"), default="exclude")
-    p.add_argument("--manifest", type=Path, help="also write the manifest CSV here")
+    p.add_argument("--manifest", type=Path, help="also write the manifest CSV here (outside the "
+                                                  "dataset folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --manifest file")
     p.set_defaults(func=cmd_scan)
 
 
@@ -30,26 +32,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(f"unreadable: ... and {len(dataset.problems) - 20} more (the app's Dataset page "
               "lists them all)", file=sys.stderr)
     if args.manifest:
-        from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
+        from cxrlib.core.csvio import csv_text  # noqa: PLC0415
+        from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
 
-        _refuse_dataset_file(Path(args.manifest), dataset)
-        write_text_atomic(args.manifest, dataset.manifest.to_csv(index=False))
+        # outside the dataset folder: inside, it could replace one of its files (its
+        # manifest.csv, a film, a mask) or become the manifest the next scan reads
+        out = UserOutput(overwrite=args.overwrite, outside=[dataset.root], flag="--manifest")
+        out.write(args.manifest, csv_text(dataset.manifest, for_people=False))  # read back as a manifest
     return 0
-
-
-def _refuse_dataset_file(target: Path, dataset) -> None:
-    """``--manifest`` is written outside the dataset folder: inside it, it could replace a file
-    of the dataset (its manifest.csv, a film, a mask) or become the manifest the next scan
-    reads. The folder's links are followed, so a link cannot carry the write into the dataset;
-    a link named as the target is replaced itself, never written through."""
-    import os  # noqa: PLC0415
-
-    from cxrlib.cli.common import UsageError  # noqa: PLC0415
-    from cxrlib.data.roots import is_inside  # noqa: PLC0415
-
-    # the atomic write replaces the path's last part (a link itself, never its target), so
-    # where it lands is the real folder plus the name
-    lands = os.path.join(os.path.realpath(target.parent), target.name)
-    if is_inside(lands, os.path.realpath(dataset.root)):
-        raise UsageError(f"--manifest {target} would write over or into the dataset in "
-                         f"{dataset.root}; write the manifest outside that folder")

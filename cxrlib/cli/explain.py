@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import os
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, UsageError, input_files
+from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files
 from cxrlib.cli.progress import ProgressBar
+from cxrlib.core.csvio import RowWriter
 
 CSV_NAME = "explanations.csv"
 
@@ -39,6 +38,7 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="FILES_OR_FOLDER")
     p.add_argument("--out", type=Path, help="folder for the overlays and the CSV (required for "
                                             "files; optional with --pacs)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--method", type=_method_name, default="gradcam",
                    help="a registered CAM method (default gradcam; an unknown name lists them)")
     p.add_argument("--layer", help="layer to explain (default: the method's own default layer)")
@@ -75,14 +75,21 @@ def _target(value: str | None, classes) -> int | None:
                      f"or an index 0-{len(names) - 1}")
 
 
+NAME_BYTES = 200
+"""The longest overlay name part kept whole (bytes): with ``-<method>.png`` it must stay within
+the file system's 255 bytes a name."""
+
+
 def output_names(inputs, files) -> list[str]:
     """Per file, its overlay's path under ``--out`` without suffix: its path relative to the
-    folder it was found in (a file given by name: its name), made unique."""
+    folder it was found in (a file given by name: its name), made unique; a part too long for
+    a file name is cut and given a hash of the whole, so two long names stay two."""
     folders = [Path(i).resolve() for i in inputs if Path(i).is_dir()]
     names, seen = [], set()
     for f in map(Path, files):
         base = next((d for d in folders if d in f.resolve().parents), None)
-        stem = (f.resolve().relative_to(base) if base else Path(f.name)).with_suffix("").as_posix()
+        stem = (f.resolve().relative_to(base) if base else Path(f.name)).with_suffix("")
+        stem = "/".join(_short(part) for part in stem.parts)
         name, k = stem, 2
         while name in seen:
             name, k = f"{stem}-{k}", k + 1
@@ -91,10 +98,22 @@ def output_names(inputs, files) -> list[str]:
     return names
 
 
+def _short(part: str) -> str:
+    raw = os.fsencode(part)
+    if len(raw) <= NAME_BYTES:
+        return part
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return os.fsdecode(raw[:NAME_BYTES - 16]).rstrip() + f"~{digest}"
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from cxrlib.cli.predict import _resolve_model  # noqa: PLC0415
     from cxrlib.core.config import ExplainConfig  # noqa: PLC0415
-    from cxrlib.explain.batch import BatchSettings, columns, explain_files, lung_segmenter  # noqa: PLC0415
+    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+    from cxrlib.explain.batch import (BatchSettings, columns, explain_files,  # noqa: PLC0415
+                                      lung_segmenter, overlay_name)
 
     from cxrlib.explain.overlay import COLORMAPS  # noqa: PLC0415
 
@@ -118,23 +137,35 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if pacs:
         from cxrlib.cli.explain_dicom import explain_pacs  # noqa: PLC0415
 
-        return explain_pacs(source, args, settings, write=_write, csv_name=CSV_NAME)
+        output = UserOutput(overwrite=args.overwrite)
+        if args.out is not None:
+            output.check(args.out, folder=True)
+            output.check(args.out / CSV_NAME)
+
+        def write(out, fieldnames, rows, bar):
+            return _write(out, fieldnames, rows, bar, output)
+
+        return explain_pacs(source, args, settings, output=output, write=write, csv_name=CSV_NAME)
     files, left_out = input_files(args.inputs)
     if not files:
         return EXIT_DATA
+    names = output_names(args.inputs, files)
+    output = UserOutput(overwrite=args.overwrite, inputs=[*args.inputs, *files])
+    output.check(args.out, folder=True)
+    for path in [args.out / CSV_NAME] + [args.out / overlay_name(n, args.method) for n in names]:
+        output.check(path)  # before any work: an overlay never replaces a film, nor a file unasked
     lungs, why_not = lung_segmenter()
     if lungs is None:
         print(f"note: {why_not}", file=sys.stderr)
-    names = output_names(args.inputs, files)
     on_film = None
     if args.dicom_out is not None:
         from cxrlib.cli.explain_dicom import DicomFolder  # noqa: PLC0415
 
         on_film = DicomFolder(source, args.dicom_out, files, names)
     bar = ProgressBar(f"explain ({args.method})")
-    rows = explain_files(source, files, names, args.out, settings,
-                         progress=bar.callback, on_film=on_film)
-    counts = _write(args.out, columns(source.classes), rows, bar)
+    rows = explain_files(source, files, names, args.out, settings, progress=bar.callback,
+                         on_film=on_film, output=output)
+    counts = _write(args.out, columns(source.classes), rows, bar, output)
     print(f"{counts['explained']} explained, {counts['flat']} flat (no overlay), "
           f"{counts['unreadable']} unreadable, {len(left_out)} left out -> {args.out / CSV_NAME}")
     if on_film is not None:
@@ -142,22 +173,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if counts["flat"]:
         print("note: a flat map has no contrast at this layer; a layer the method is valid on "
               "(its default, without --layer) usually gives one", file=sys.stderr)
-    return 0
+    return EXIT_DATA if counts["unreadable"] == len(files) else 0  # the rule: nothing read is exit 4
 
 
-def _write(out: Path, fieldnames: list[str], rows, bar) -> dict[str, int]:
+def _write(out: Path, fieldnames: list[str], rows, bar, output) -> dict[str, int]:
     """Stream ``rows`` into ``out/explanations.csv`` (renamed into place when complete); a
     missing value (NaN, None) is an empty cell."""
-    out.mkdir(parents=True, exist_ok=True)
-    part = out / f".{CSV_NAME}.part"
     counts = {"explained": 0, "flat": 0, "unreadable": 0}
     try:
-        with open(part, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fieldnames)
-            writer.writeheader()
+        with output.path(out / CSV_NAME) as part, open(part, "w", newline="", encoding="utf-8") as fh:
+            writer = RowWriter(fh, fieldnames, for_people=True)
             for row in rows:
-                writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v))
-                                 else v for k, v in row.items()})
+                writer.write(row)
                 fh.flush()
                 if row["error"]:
                     counts["unreadable"] += 1
@@ -166,5 +193,4 @@ def _write(out: Path, fieldnames: list[str], rows, bar) -> dict[str, int]:
                     counts["flat" if row["flat"] else "explained"] += 1
     finally:
         bar.close()
-    os.replace(part, out / CSV_NAME)
     return counts

@@ -73,14 +73,14 @@ class DicomFolder:
             warn(f"no DICOM results for {line}")
 
 
-def explain_pacs(run, args: argparse.Namespace, settings, *, write, csv_name: str) -> int:
+def explain_pacs(run, args: argparse.Namespace, settings, *, output, write, csv_name: str) -> int:
     """``explain --pacs URL --study UID [--out DIR] [--dicom-out DIR] [--send]``.
 
-    ``write(out, fieldnames, rows, bar)`` and ``csv_name`` are the explain command's own table
-    writer and file name (passed in, so this module does not import its caller)."""
+    ``output`` (a :class:`cxrlib.core.fsutil.UserOutput`) writes the overlays; ``write(out,
+    fieldnames, rows, bar)`` and ``csv_name`` are the explain command's own table writer and file
+    name (passed in, so this module does not import its caller)."""
     from cxrlib.cli.pacs import study_films  # noqa: PLC0415
     from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
-    from cxrlib.core.fsutil import write_bytes_atomic  # noqa: PLC0415
     from cxrlib.dicom.pipeline import explain_datasets  # noqa: PLC0415
     from cxrlib.evaluation.predict import check_model_fits  # noqa: PLC0415
     from cxrlib.explain.batch import columns, lung_segmenter  # noqa: PLC0415
@@ -106,7 +106,7 @@ def explain_pacs(run, args: argparse.Namespace, settings, *, write, csv_name: st
         for r in results:
             if r.overlay is not None:
                 rel = f"{r.row['path']}-{cam.name}.png"
-                write_bytes_atomic(args.out / rel, to_png(r.overlay))
+                output.write(args.out / rel, to_png(r.overlay))
                 r.row["overlay"] = rel
         counts = write(args.out, columns(run.classes), (r.row for r in results), bar)
         where = f" -> {args.out / csv_name}"

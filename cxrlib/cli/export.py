@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cxrlib.cli.common import OVERWRITE_HELP
+
 
 def register(sub) -> None:
     """Add the ``export`` subcommand."""
@@ -13,15 +15,18 @@ def register(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run id (or unique prefix)")
     p.add_argument("--format", choices=FORMATS, required=True)
     p.add_argument("--out", type=Path, required=True, help="folder to write")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
     from cxrlib.models.export import export_model  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     run = get_run(args.run)
+    output = UserOutput(overwrite=args.overwrite)
     target = export_model(run.load_model(), args.format, args.out, classes=run.classes,
-                          preprocess=run.config.preprocess.to_dict(), run_id=run.id)
+                          preprocess=run.config.preprocess.to_dict(), run_id=run.id, output=output)
     print(f"{args.format} of run {run.id} -> {target}")
     return 0

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import os
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import UsageError, input_files, print_table
+from cxrlib.cli.common import OVERWRITE_HELP, UsageError, input_files, print_table
 from cxrlib.core import paths
+from cxrlib.core.csvio import csv_text
+from cxrlib.core.fsutil import UserOutput, write_text_atomic
 
 
 def register(sub) -> None:
@@ -22,6 +23,8 @@ def register(sub) -> None:
     t.add_argument("--out", type=Path, default=None,
                    help="output folder (default: models/lungs in the workspace; the shipped "
                         "weights are replaced only when this names cxrlib/lungs/assets)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the weights and metrics already in a named --out (default: refuse)")
     t.add_argument("--epochs", type=int, default=None, help="epochs (default 30)")
     t.add_argument("--seed", type=int, default=0, help="split, initialisation and augmentation seed")
     t.set_defaults(func=cmd_train)
@@ -31,7 +34,8 @@ def register(sub) -> None:
     q.add_argument("--out", type=Path, required=True, help="folder for the mask PNGs")
     q.add_argument("--weights", type=Path, default=None, help="a weights asset (default: shipped)")
     q.add_argument("--overwrite", action="store_true",
-                   help="replace files of the same name already in --out (default: refuse)")
+                   help="replace files of the same name already in --out (default: refuse; "
+                        "never a film of this command)")
     q.set_defaults(func=cmd_predict)
 
     e = lungs.add_parser("eval", help="Dice of predicted masks against human masks, per class")
@@ -41,6 +45,7 @@ def register(sub) -> None:
                    help="score every masked film, also those of the groups the weights were trained "
                         "or validated on (default: leave those out)")
     e.add_argument("--per-film", type=Path, default=None, metavar="CSV", help="write per-film Dice here")
+    e.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     e.set_defaults(func=cmd_eval)
 
 
@@ -53,18 +58,31 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
+    from cxrlib.lungs.network import ASSET_NAME  # noqa: PLC0415
     from cxrlib.lungs.train import LungTrainConfig, train_lung_model  # noqa: PLC0415
 
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     cfg = LungTrainConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
-    out = args.out or paths.workspace() / "models" / "lungs"
+    out_default = paths.workspace() / "models" / "lungs"
+    out = args.out or out_default
+    output = UserOutput(overwrite=args.overwrite, inputs=[p for p in (args.data, args.masks) if p])
+    files = [f"{ASSET_NAME}.npz", f"{ASSET_NAME}.json", "metrics.json"]
+    named = Path(out).resolve() != out_default.resolve()  # the default is the workspace's own
+    if named:
+        output.check(args.out, folder=True)
+        for name in files:  # before the minutes of training
+            output.check(args.out / name)
     command = "python -m cxrlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["lungs"] else ""
     with ProgressBar(f"train lung segmenter ({cfg.epochs} epochs)") as bar:
         record = train_lung_model(args.data, args.masks, out, cfg, progress=bar.update, command=command)
     metrics = {k: record[k] for k in ("train_s", "best_epoch", "quality_threshold", "rows", "val", "test")}
-    (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-    print(f"weights: {Path(out) / 'lung_unet.npz'}  metrics: {Path(out) / 'metrics.json'}")
+    text = json.dumps(metrics, indent=1) + "\n"
+    if named:
+        output.write(Path(out) / "metrics.json", text)
+    else:
+        write_text_atomic(Path(out) / "metrics.json", text)
+    print(f"weights: {Path(out) / files[0]}  metrics: {Path(out) / 'metrics.json'}")
     print(json.dumps({"dice_mean": record["test"]["dice_mean"],
                       "dice_per_class": record["test"]["dice_per_class"], "n": record["test"]["n"],
                       "train_s": record["train_s"], "out": str(out)}))
@@ -87,21 +105,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("no film files given (folders held no images)")
     used: set[str] = set()
     names = [_unique(f"{path.stem}.png", used) for path in files]
-    inputs = {os.path.realpath(p) for p in files}
-    clash = [n for n in names if os.path.realpath(args.out / n) in inputs]
-    if clash:  # a film's own folder as --out: its masks would replace the films
-        raise UsageError(f"--out {args.out}: the mask {clash[0]} would write over the film of that "
-                         f"name ({len(clash)} such); choose another folder")
-    taken = [n for n in names if os.path.lexists(args.out / n)]
-    odd = [n for n in taken if os.path.islink(args.out / n) or not os.path.isfile(args.out / n)]
-    if odd:  # a link (never followed) or a folder of a mask's name: --overwrite cannot help
-        raise UsageError(f"--out {args.out}: {odd[0]} is already there and is not a plain file "
-                         f"({len(odd)} such); choose an empty folder")
-    if taken and not args.overwrite:  # e.g. a folder of human masks of those names
-        raise UsageError(f"--out {args.out}: {taken[0]} is already there ({len(taken)} such); "
-                         "choose an empty folder, or --overwrite to replace them")
+    # one rule for every output (cxrlib.core.fsutil.UserOutput): a mask never replaces a film
+    # of this command, nor, without --overwrite, any file already there (e.g. human masks)
+    out = UserOutput(overwrite=args.overwrite, inputs=files)
+    out.check(args.out, folder=True)
+    for name in names:
+        out.check(args.out / name)
+    out.folder(args.out)
     segmenter = load_segmenter(args.weights)
-    args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     with ProgressBar(f"lung masks of {len(files)} films") as bar:
         for start in range(0, len(files), 16):
@@ -114,8 +125,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     print(f"unreadable: {path}: {exc.reason}", file=sys.stderr)
             segs = segmenter.segment(films) if films else []
             for (path, name), seg in zip(chunk, segs):
-                if not cv2.imwrite(str(args.out / name), seg.mask.astype(np.uint8) * 255):
-                    raise ValueError(f"{args.out / name}: the mask cannot be written there")
+                out.write(args.out / name, cv2.imencode(".png", seg.mask.astype(np.uint8) * 255)[1].tobytes())
                 rows.append({"film": str(path), "mask": str(args.out / name), "quality": f"{seg.quality:.3f}",
                              "flagged": "yes" if seg.flagged else "no"})
             bar.callback(min(start + 16, len(files)), len(files))
@@ -140,6 +150,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from cxrlib.lungs.network import read_asset_meta  # noqa: PLC0415
     from cxrlib.lungs.segmenter import load_segmenter  # noqa: PLC0415
 
+    output = UserOutput(overwrite=args.overwrite, inputs=[args.data, *([args.masks] if args.masks else [])],
+                        flag="--per-film")
+    if args.per_film:
+        output.check(args.per_film)  # before any work
     rows = paired_rows(args.data, args.masks)
     meta = read_asset_meta(args.weights)
     unseen = unseen_by(rows, meta)
@@ -160,7 +174,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if per_film.empty:
         raise ValueError(f"none of the {len(rows)} film / mask pairs could be read (listed above)")
     if args.per_film:
-        per_film.to_csv(args.per_film, index=False)
+        output.write(args.per_film, csv_text(per_film, for_people=True))
     summary = summarise(per_film)
     print_table([{"class": k, "films": summary["n_per_class"][k], "dice": f"{v:.4f}"}
                  for k, v in summary["dice_per_class"].items()]

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, UsageError, input_files, warn
+from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, warn
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import PreprocessConfig, RunConfig
 
@@ -16,6 +16,7 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL_OR_RUN", help="run id (or prefix), run folder, or .keras file")
     p.add_argument("inputs", nargs="*", metavar="FILES_OR_FOLDER")
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--batch-size", type=int, default=32)
     from cxrlib.cli.pacs import add_source_arguments  # noqa: PLC0415
 
@@ -32,6 +33,7 @@ def register(sub) -> None:
                         "width, height, megapixels, format, jpeg_quality, small_copy...); repeatable")
     p.add_argument("--out-dir", required=True, type=Path,
                    help="gets metrics.json, predictions.csv and (with --by) subgroups.csv")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per subgroup")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_evaluate)
@@ -77,7 +79,8 @@ def _resolve_model(ref: str):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
+    from cxrlib.core.csvio import csv_text  # noqa: PLC0415
+    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
     from cxrlib.evaluation.predict import predict_paths  # noqa: PLC0415
 
     from cxrlib.cli.pacs import uses_pacs  # noqa: PLC0415
@@ -88,18 +91,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files, left_out = input_files(args.inputs)
     if not files:
         return EXIT_DATA
+    out = UserOutput(overwrite=args.overwrite, inputs=[*args.inputs, *files])
+    out.check(args.out)  # before any work
     bar = ProgressBar("predict")
     try:
         table = predict_paths(source, files, batch_size=args.batch_size, progress=bar.callback)
     finally:
         bar.close()
-    write_text_atomic(args.out, table.to_csv(index=False))
+    out.write(args.out, csv_text(table, for_people=True))
     bad = table[table["error"] != ""]
     for _, row in bad.iterrows():
         print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
     print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable, {len(left_out)} left out "
           f"-> {args.out}")
-    return 0
+    return EXIT_DATA if len(bad) == len(table) else 0  # the rule: nothing read is exit 4
 
 
 def _predict_pacs(args: argparse.Namespace) -> int:
@@ -120,12 +125,19 @@ def _predict_pacs(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cxrlib.core.fsutil import write_json_atomic, write_text_atomic  # noqa: PLC0415
+    from cxrlib.core.csvio import csv_text  # noqa: PLC0415
+    from cxrlib.core.fsutil import UserOutput, json_text  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     run = get_run(args.run)
+    data = [args.data] if args.data is not None else []
+    out = UserOutput(overwrite=args.overwrite, inputs=[*data, run.config.data.root], flag="--out-dir")
+    names = ["metrics.json", "predictions.csv"] + (["subgroups.csv"] if args.by else [])
+    out.check(args.out_dir, folder=True)
+    for name in names:  # before any work
+        out.check(args.out_dir / name)
     metrics, frame = _evaluated(run, args)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    out.folder(args.out_dir)
     if args.by:
         from cxrlib.evaluation.subgroups import subgroup_analysis, subgroups_csv  # noqa: PLC0415
 
@@ -136,9 +148,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metrics["subgroups"] = {"by": list(args.by), "overall_ci": [analysis.overall["ci_low"],
                                                                    analysis.overall["ci_high"]],
                                 "flagged": int(table["flagged"].sum()), "worst": analysis.worst(3)}
-        write_text_atomic(args.out_dir / "subgroups.csv", subgroups_csv(analysis))
-    write_json_atomic(args.out_dir / "metrics.json", metrics)
-    write_text_atomic(args.out_dir / "predictions.csv", frame.to_csv(index=False))
+        out.write(args.out_dir / "subgroups.csv", subgroups_csv(analysis))
+    out.write(args.out_dir / "metrics.json", json_text(metrics))
+    out.write(args.out_dir / "predictions.csv", csv_text(frame, for_people=True))
     auc = (metrics.get("auc") or {}).get("macro")
     print(f"accuracy {metrics['accuracy']:.4f}  macro_auc {'-' if auc is None else f'{auc:.4f}'}  "
           f"n {metrics['n']}  -> {args.out_dir}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrlib.cli.common import EXIT_DATA, UsageError
+from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError
 
 
 def register(sub) -> None:
@@ -16,6 +16,7 @@ def register(sub) -> None:
                                      "(a film reviewed again keeps both rows).")
     e.add_argument("run", metavar="RUN", help="run id (or unique prefix); 'all' for every run")
     e.add_argument("--out", required=True, help="CSV file to write ('-' for stdout)")
+    e.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     e.set_defaults(func=cmd_export)
 
 
@@ -46,13 +47,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace, store) -> int:
-    run_id = _run_id(args.run, store)
-    if args.out == "-":
-        sys.stdout.write(store.reviews(run_id).to_csv(index=False))
-        return 0
+    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+
     if args.out.endswith(("/", "\\")):
         raise UsageError(f"--out must name a file, not a folder: {args.out}")
-    n = store.export_csv(args.out, run_id)
+    output = UserOutput(overwrite=args.overwrite)
+    if args.out != "-":
+        output.check(args.out)  # before the database is opened
+    run_id = _run_id(args.run, store)
+    if args.out == "-":
+        from cxrlib.core.csvio import csv_text  # noqa: PLC0415
+
+        sys.stdout.write(csv_text(store.reviews(run_id), for_people=True))
+        return 0
+    n = store.export_csv(args.out, run_id, output=output)
     what = "every run" if run_id is None else f"run {run_id}"
     print(f"{n} reviews of {what} -> {args.out}")
     return 0

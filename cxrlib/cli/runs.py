@@ -51,6 +51,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from cxrlib.runs.registry import delete_run, get_run  # noqa: PLC0415
 
     run = get_run(args.run)
-    delete_run(run)
-    print(f"deleted run {run.id}")
+    target = delete_run(run)
+    if target is None:
+        print(f"deleted run {run.id}")
+    else:
+        print(f"removed the link {run.folder} (run {run.id}); the folder it pointed to, {target}, "
+              "was not deleted")
     return 0

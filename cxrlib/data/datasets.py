@@ -53,7 +53,7 @@ from cxrlib.data.rows import (MANIFEST_COLUMNS, _rel, check_labels, extra_manife
                               extra_values, manifest_masks, manifest_row)
 from cxrlib.data.layouts import (LAYOUTS, DatasetError, find_layout, has_entries,
                       manifest_candidates, read_manifest_csv, subdirs)
-from cxrlib.data.roots import DatasetFolder, check_allowed
+from cxrlib.data.roots import DatasetFolder, check_allowed, printable
 
 PROBLEM_COLUMNS = ["path", "reason", "rel_path", "label", "file_bytes", "digest"]
 ProgressFn = Callable[[int, int], None]
@@ -179,11 +179,11 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
     inside = DatasetFolder(root)
     files, lines = [], []
     for c in candidates:
-        rel = _rel(c.path, root)
-        st, reason = inside.stat(c.path)
-        if st is None:
-            problems.append({"path": c.path, "reason": reason, "label": c.label})
+        st, reason = inside.film(c.path)
+        if st is None:  # a path that is not UTF-8 is listed in its printable form
+            problems.append({"path": printable(c.path), "reason": reason, "label": c.label})
             continue
+        rel = _rel(c.path, root)
         files.append((c, rel, st.st_size, st.st_mtime_ns))
         lines.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\t{c.mask}\n")  # a mask that appears
     if manifest_file is not None:
@@ -267,8 +267,11 @@ def _locate(root: Path, bacterial: str, warnings: list[str], problems: list[dict
         layout, base = "manifest", manifest_file.parent
         candidates = manifest_candidates(base, table, warnings, problems)
     else:
-        raise DatasetError(f"{root}: no class folders found. Accepted layouts: "
-                           + "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))
+        why = [w for w in warnings if w.startswith(manifest_file.name)] if manifest_file else []
+        if table and "label" not in next(iter(table.values())):
+            why.append(f"{manifest_file.name} has no 'label' column")
+        raise DatasetError(f"{root}: no class folders found" + "".join(f", and {w}" for w in why)
+                           + ". Accepted layouts: " + "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))
     bacterial_n = sum(c.label == BACTERIAL for c in candidates)
     if bacterial == "exclude" and bacterial_n:
         candidates = [c for c in candidates if c.label != BACTERIAL]

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cxrlib.core.classes import BACTERIAL, NORMAL, VIRAL, canonical_class
 from cxrlib.data.imageio import IMAGE_SUFFIXES
-from cxrlib.data.roots import DatasetError, DatasetFolder
+from cxrlib.data.roots import DatasetError, DatasetFolder, printable
 
 LAYOUTS: dict[str, str] = {
     "class_folders": "one folder per class (COVID-19 / COVID / covid, Normal / NORMAL, "
@@ -209,13 +208,34 @@ def read_manifest_csv(path: Path, warnings: list[str]) -> dict[str, dict[str, st
         warnings.append(f"{path.name} could not be read ({type(exc).__name__}); ignored")
         return None
     if "file" not in columns:
-        warnings.append(f"{path.name} has no 'file' column; ignored")
+        warnings.append(manifest_unusable(path, columns))
         return None
     table: dict[str, dict[str, str]] = {}
+    labels: dict[str, list[str]] = {}
     for row in rows:
         key = (row.pop("file") or "").replace("\\", "/").removeprefix("./")
         table.setdefault(key, {k: v or "" for k, v in row.items() if k is not None})
+        labels.setdefault(key, []).append(row.get("label") or "")
+    for key, seen in labels.items():
+        if len(set(seen)) > 1:  # a manifest-only layout leaves the film out (manifest_candidates)
+            table[key][CONFLICT] = ", ".join(dict.fromkeys(seen))
+            warnings.append(f"{path.name} lists {key} {len(seen)} times with different labels "
+                            f"({table[key][CONFLICT]}): which one is right cannot be told")
     return table
+
+
+CONFLICT = "\0labels"
+"""Key (not a column name a CSV can hold) of a manifest row whose file is listed with two labels."""
+
+
+def manifest_unusable(path: Path, columns: list[str]) -> str:
+    """Why a manifest.csv without a ``file`` column is ignored, naming a wrong separator."""
+    header = ",".join(columns)
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if sep in header and "file" in header.split(sep):
+            return (f"{path.name} has no 'file' column: its header {header!r} is separated by "
+                    f"{name}; separate columns by commas; ignored")
+    return f"{path.name} has no 'file' column; ignored"
 
 
 def manifest_candidates(folder: Path, table: dict[str, dict[str, str]], warnings: list[str],
@@ -228,15 +248,20 @@ def manifest_candidates(folder: Path, table: dict[str, dict[str, str]], warnings
     out, unknown = [], 0
     inside = DatasetFolder(folder)
     for rel, info in table.items():
+        if CONFLICT in info:
+            problems.append({"path": os.path.normpath(os.path.join(folder, rel)), "label": None,
+                             "reason": f"listed in manifest.csv with different labels ({info[CONFLICT]}); "
+                                       "left out"})
+            continue
         label = canonical_class(info["label"])
         if label is None:
             unknown += 1
             continue
         path = os.path.normpath(os.path.join(folder, rel))
-        st, reason = inside.stat(path)
-        if st is None or not stat.S_ISREG(st.st_mode):
+        st, reason = inside.film(path)
+        if st is None:
             missing = reason in (None, "file not found")
-            problems.append({"path": path, "label": label,
+            problems.append({"path": printable(path), "label": label,
                              "reason": "listed in manifest.csv but not found" if missing else reason})
             continue
         out.append(Candidate(path, label))

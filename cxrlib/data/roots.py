@@ -23,11 +23,37 @@ import os
 import stat as stat_
 from pathlib import Path
 
+from cxrlib.core.fsutil import is_inside  # noqa: F401  (one rule; imported from here too)
+
 ROOTS_ENV = "CXR_DATA_ROOTS"
 REFUSED_OUTSIDE = "refused: the path leads outside the dataset folder"
 REFUSED_LINK = "refused: a symbolic link to a file outside the dataset folder"
 LINK_LOOP = "symbolic link loop (too many levels of links)"
 DANGLING_LINK = "dangling symbolic link (its target does not exist)"
+NOT_UTF8 = "file name is not valid UTF-8; rename it to read it"
+_KINDS = ((stat_.S_ISDIR, "a folder"), (stat_.S_ISFIFO, "a named pipe (FIFO)"),
+          (stat_.S_ISSOCK, "a socket"), (stat_.S_ISCHR, "a character device"),
+          (stat_.S_ISBLK, "a block device"))
+
+
+def printable(path: str | os.PathLike) -> str:
+    """``path`` as text that any table, CSV or terminal takes: bytes that are not UTF-8 (held
+    as surrogates by Python) shown as ``\\xff``; a valid name is returned as it is."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def not_regular(st: os.stat_result) -> str | None:
+    """Why a file of mode ``st`` is not read (only regular files are opened: a FIFO would block
+    the reader forever), or None for a regular file."""
+    if stat_.S_ISREG(st.st_mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(st.st_mode)), "a special file")
+    return f"{kind}, not a regular file; not opened"
 
 
 class DatasetError(Exception):
@@ -44,11 +70,6 @@ def allowed_roots() -> list[Path] | None:
     roots = [Path(os.path.realpath(os.path.expanduser(p.strip())))
              for p in raw.split(os.pathsep) if p.strip()]
     return roots or None
-
-
-def is_inside(real_path: str, real_folder: str) -> bool:
-    """Whether resolved ``real_path`` is ``real_folder`` or lies below it (both already resolved)."""
-    return real_path == real_folder or real_path.startswith(os.path.join(real_folder, ""))
 
 
 def check_allowed(folder: str | os.PathLike) -> Path:
@@ -103,6 +124,15 @@ class DatasetFolder:
         """Whether ``path`` is a regular file that resolves inside the folder (:meth:`stat`)."""
         st, _ = self.stat(path)
         return st is not None and stat_.S_ISREG(st.st_mode)
+
+    def film(self, path: str) -> tuple[os.stat_result | None, str | None]:
+        """:meth:`stat` of a file to open, also refusing a name that is not valid UTF-8
+        (:data:`NOT_UTF8`: no table or CSV can hold it) and anything but a regular file
+        (:func:`not_regular`)."""
+        if printable(path) != os.fspath(path):
+            return None, NOT_UTF8
+        st, reason = self.stat(path)
+        return (None, not_regular(st)) if st is not None and not_regular(st) else (st, reason)
 
     def stat(self, path: str) -> tuple[os.stat_result | None, str | None]:
         """The file's ``stat`` (links followed), or ``None`` and the reason it cannot be used.

@@ -10,7 +10,7 @@ import pandas as pd
 from cxrlib.core.classes import canonical_class
 from cxrlib.data.identity import patient_id_from_name
 from cxrlib.data.imageio import IMAGE_SUFFIXES, ImageMeta
-from cxrlib.data.layouts import Candidate
+from cxrlib.data.layouts import CONFLICT, Candidate
 from cxrlib.data.roots import DatasetFolder
 
 MANIFEST_COLUMNS = ["path", "rel_path", "label", "patient_id", "group_id", "source", "width",
@@ -46,7 +46,7 @@ def manifest_row(c: Candidate, rel: str, meta: ImageMeta, base: Path,
     return row
 
 
-_CONSUMED_COLUMNS = ("file", "label", "patient_id", "group_id", "source", "mask_path")
+_CONSUMED_COLUMNS = ("file", "label", "patient_id", "group_id", "source", "mask_path", CONFLICT)
 
 
 def manifest_masks(candidates: list[Candidate], manifest_folder: Path,

@@ -7,13 +7,13 @@ reach high accuracy and a CAM should land inside the lungs. Nothing here is clin
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from cxrlib.core.classes import CLASSES, COVID, VIRAL
+from cxrlib.core.csvio import RowWriter
 
 DEMO_README = (
     "SYNTHETIC DEMO DATA - NOT CHEST X-RAYS.\n"
@@ -126,8 +126,8 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, size: int = 
             rows.append({"file": f"{label}/{name}", "label": label, "patient_id": patient,
                          "group_id": patient, "source": "synthetic"})
     with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = RowWriter(fh, list(rows[0]), for_people=False)  # a manifest: read back as it is
+        for row in rows:
+            writer.write(row)
     (root / "README.txt").write_text(DEMO_README, encoding="utf-8")
     return root

@@ -99,22 +99,26 @@ def image_files(inputs: str | Path | Iterable[str | Path],
     Raises:
         cxrlib.data.roots.FolderNotAllowed: an input outside ``CXR_DATA_ROOTS`` (when set).
     """
-    from cxrlib.data.roots import check_allowed  # noqa: PLC0415
+    from cxrlib.data.roots import NOT_UTF8, check_allowed, not_regular, printable  # noqa: PLC0415
 
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     found: list[Path] = []
     skipped = [] if left_out is None else left_out
     for item in map(Path, items):
         check_allowed(item)
-        if item.is_dir():
+        if printable(item) != str(item):
+            skipped.append({"path": printable(item), "reason": NOT_UTF8})
+        elif item.is_dir():
             found.extend(_folder_images(item, skipped))
+        elif item.exists() and not_regular(item.stat()):  # a FIFO would block the reader
+            skipped.append({"path": str(item), "reason": not_regular(item.stat())})
         else:
             found.append(item)
     return found
 
 
 def _folder_images(folder: Path, left_out: list[dict]) -> list[Path]:
-    from cxrlib.data.roots import DatasetFolder  # noqa: PLC0415
+    from cxrlib.data.roots import DatasetFolder, printable  # noqa: PLC0415
 
     inside, found = DatasetFolder(folder), []
 
@@ -135,9 +139,9 @@ def _folder_images(folder: Path, left_out: list[dict]) -> list[Path]:
             elif not name.lower().endswith(IMAGE_SUFFIXES):
                 reason = f"not an image file name (reads {', '.join(IMAGE_SUFFIXES)})"
             else:
-                reason = inside.stat(path)[1]
+                reason = inside.film(path)[1]
             if reason:
-                left_out.append({"path": path, "reason": reason})
+                left_out.append({"path": printable(path), "reason": reason})
             else:
                 found.append(Path(path))
     left_out.sort(key=lambda r: str(r["path"]))

@@ -261,4 +261,6 @@ def subgroups_csv(analysis: SubgroupAnalysis) -> str:
     """``subgroups.csv``: :attr:`SubgroupAnalysis.table` as CSV (``flagged`` as true/false)."""
     table = analysis.table.copy()
     table["flagged"] = table["flagged"].map({True: "true", False: "false"})
-    return table.to_csv(index=False)
+    from cxrlib.core.csvio import csv_text  # noqa: PLC0415
+
+    return csv_text(table, for_people=True)

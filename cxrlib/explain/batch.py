@@ -60,7 +60,7 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
                   out_dir: str | Path, settings: BatchSettings = BatchSettings(), *,
                   progress: Callable[[int, int], None] | None = None,
                   on_film: Callable[[str, np.ndarray, FilmExplanation], None] | None = None,
-                  ) -> Iterator[dict[str, Any]]:
+                  output: Any = None) -> Iterator[dict[str, Any]]:
     """Explain image files with a run's model, writing an overlay PNG per film; yields rows.
 
     Args:
@@ -73,6 +73,8 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
         progress: ``progress(done, total)`` after each batch.
         on_film: ``on_film(path, film, explanation)`` for each readable film while its batch
             is in memory (e.g. to build its DICOM results).
+        output: the rules the overlays are written by (:class:`cxrlib.core.fsutil.UserOutput`;
+            default: none is written over an existing file).
 
     Yields:
         One dict per file, in order: ``path``, ``overlay`` (relative path, "" when none),
@@ -90,16 +92,24 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
     model = source.load_model()
     check_model_fits(model, source.config.preprocess, source.classes)
     cam = get_cam(settings.explain.method, model, settings.explain.layer)
+    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+
     lungs, _ = lung_segmenter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output = output or UserOutput()
+    out_dir = output.folder(Path(out_dir))
     for begin in range(0, len(files), settings.batch_size):
         end = min(begin + settings.batch_size, len(files))
         # One function call per batch: its films are freed when it returns, before the next read.
         yield from _explain_batch(source, model, cam, list(files[begin:end]),
-                                  list(out_names[begin:end]), out_dir, settings, lungs, on_film)
+                                  list(out_names[begin:end]), out_dir, settings, lungs, on_film,
+                                  output)
         if progress is not None:
             progress(end, len(files))
+
+
+def overlay_name(name: str | Path, method: str) -> str:
+    """The overlay's path under the output folder: ``<name>-<method>.png``."""
+    return f"{Path(name).as_posix()}-{method}.png"
 
 
 def read_films(items: Sequence, read: Callable[[Any], Any] | None = None) -> tuple[list, list[str]]:
@@ -215,7 +225,7 @@ def explain_films(source: Any, films: Sequence[np.ndarray | None], paths: Sequen
 
 
 def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
-                   settings: BatchSettings, lungs, on_film=None) -> list[dict[str, Any]]:
+                   settings: BatchSettings, lungs, on_film, output) -> list[dict[str, Any]]:
     from cxrlib.explain.overlay import to_png  # noqa: PLC0415
 
     films, errors = read_films(paths)
@@ -226,9 +236,8 @@ def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
             on_film(str(item.row["path"]), film, item)
         if item.overlay is None:
             continue
-        rel = Path(f"{name}-{cam.name}.png")
-        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out_dir / rel).write_bytes(to_png(item.overlay))
+        rel = Path(overlay_name(name, cam.name))
+        output.write(out_dir / rel, to_png(item.overlay))
         item.row["overlay"] = rel.as_posix()
     return [item.row for item in done]
 

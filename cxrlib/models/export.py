@@ -7,52 +7,89 @@ model without its preprocessing gives wrong answers silently.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
-from cxrlib.core.fsutil import write_bytes_atomic, write_json_atomic
+from cxrlib.core.fsutil import OutputRefused, UserOutput, json_text, partial_folder
 
 FORMATS = ("savedmodel", "tflite")
 
 
+SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "fingerprint.pb",
+                                 "keras_metadata.pb"})
+"""What a SavedModel folder holds: one holding anything else is the user's, never replaced."""
+
+
 def export_model(model, fmt: str, out_dir: str | Path, *, classes, preprocess: dict,
-                 run_id: str | None = None) -> Path:
+                 run_id: str | None = None, output: UserOutput | None = None) -> Path:
     """Write ``model`` as ``fmt`` into ``out_dir``; returns the model's path.
 
     Args:
         model: the Keras model (image -> probabilities).
         fmt: ``"savedmodel"`` (folder ``saved_model/``, signature ``serve``) or ``"tflite"``
             (``model.tflite``, converted from the SavedModel; float32, no quantisation).
-        out_dir: the folder to write (made if missing; an earlier export there is replaced).
+        out_dir: the folder to write (made if missing).
         classes: the class names, in output order.
         preprocess: the run's preprocessing config as a dict.
         run_id: the run it came from, recorded in ``cxr_model.json``.
+        output: the rules of user-named outputs (:class:`cxrlib.core.fsutil.UserOutput`;
+            default: no ``--overwrite``). An earlier export there is replaced only with
+            ``overwrite``, and a ``saved_model/`` holding anything but a SavedModel never.
 
     Raises:
         ValueError: for an unknown format.
+        OutputRefused: an output exists (without overwrite) or may not be written.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
+    output = output or UserOutput()
+    out = output.check(out_dir, folder=True)
+    saved = out / "saved_model"
+    target = saved if fmt == "savedmodel" else out / "model.tflite"
+    output.check(out / "cxr_model.json")
+    if fmt == "savedmodel":
+        _check_saved_model_folder(saved, output)
+    else:
+        output.check(target)
     from cxrlib.core.tfsetup import tf  # noqa: PLC0415
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / "saved_model"
-    staging = out / ".saved_model.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.export(str(staging), format="tf_saved_model", verbose=False)
-    if fmt == "savedmodel":
-        shutil.rmtree(saved, ignore_errors=True)
-        staging.rename(saved)
-        target = saved
-    else:
-        blob = tf().lite.TFLiteConverter.from_saved_model(str(staging)).convert()
-        shutil.rmtree(staging, ignore_errors=True)
-        target = out / "model.tflite"
-        write_bytes_atomic(target, blob)
-    write_json_atomic(out / "cxr_model.json", {
+    output.folder(out)
+    with partial_folder(saved) as staging:
+        model.export(str(staging), format="tf_saved_model", verbose=False)
+        if fmt == "savedmodel":
+            _check_saved_model_folder(saved, output)  # again: the export took a while
+            old = saved.with_name(f".saved_model.replaced-{os.getpid()}")
+            if saved.exists():
+                os.replace(saved, old)
+            os.replace(staging, saved)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            output.write(target, tf().lite.TFLiteConverter.from_saved_model(str(staging)).convert())
+    output.write(out / "cxr_model.json", json_text({
         "format": fmt, "file": target.name, "run_id": run_id, "classes": list(classes),
         "input": {"shape": [None, *map(int, model.input_shape[1:])], "dtype": "float32",
                   "range": [0.0, 1.0], "channels": "grey repeated on 3 channels"},
-        "output": "class probabilities in the order of 'classes'", "preprocess": preprocess})
+        "output": "class probabilities in the order of 'classes'", "preprocess": preprocess}))
     return target
+
+
+def _check_saved_model_folder(saved: Path, output: UserOutput) -> None:
+    """A ``saved_model/`` already there is replaced only with ``--overwrite``, and only when it
+    holds nothing but a SavedModel's own entries: a folder of the user's files is never
+    replaced whole."""
+    if not os.path.lexists(saved):
+        output.check(saved, folder=True)
+        return
+    if saved.is_symlink() or not saved.is_dir():
+        raise OutputRefused(f"{output.flag} {saved} is already there and is not a SavedModel "
+                            "folder; choose another folder")
+    output.check(saved, folder=True)
+    foreign = sorted(e.name for e in saved.iterdir() if e.name not in SAVED_MODEL_ENTRIES)
+    if foreign:
+        raise OutputRefused(f"{output.flag} {saved} holds files that are not part of a SavedModel "
+                            f"({', '.join(foreign[:3])}); a folder of your files is never "
+                            "replaced; choose another folder")
+    if not output.overwrite:
+        raise OutputRefused(f"{output.flag} {saved} already exists; choose another folder, or "
+                            "--overwrite to replace it")

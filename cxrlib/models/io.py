@@ -10,6 +10,23 @@ class ModelFileError(ValueError):
     """A file that is not a loadable saved model."""
 
 
+KERAS_ENTRIES = ("config.json", "model.weights.h5")
+"""What every ``.keras`` archive holds (Keras 3)."""
+
+
+def keras_file_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a ``.keras`` model, from its zip directory alone (no TensorFlow,
+    no weights read: cheap enough for every run of a listing), or None when it looks whole."""
+    import zipfile  # noqa: PLC0415
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            missing = [n for n in KERAS_ENTRIES if n not in archive.namelist()]
+    except (OSError, zipfile.BadZipFile) as exc:
+        return f"not a Keras model file (.keras zip archive): {exc}"
+    return f"not a Keras model file: no {', '.join(missing)} in the archive" if missing else None
+
+
 def load_model(path: str | Path):
     """Load a model saved by training (``best.keras``), without its optimizer or loss.
 
@@ -19,12 +36,10 @@ def load_model(path: str | Path):
     Raises:
         ModelFileError: the file is missing or not a loadable ``.keras`` model.
     """
-    import zipfile  # noqa: PLC0415
-
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}")
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+    if path.suffix != ".keras" or keras_file_problem(path):
         raise ModelFileError(f"{path} is not a Keras model file (.keras zip archive)")
     keras = _keras()
     try:

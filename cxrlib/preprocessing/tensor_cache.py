@@ -14,6 +14,7 @@ on opening (missing or unparsable index, wrong key, shape or paths) is rebuilt.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import errno
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ import numpy as np
 
 from cxrlib.core import paths
 from cxrlib.core.config import PreprocessConfig
-from cxrlib.core.fsutil import partial_folder, read_json, write_json_atomic
+from cxrlib.core.fsutil import WriteError, os_reason, partial_folder, read_json, write_json_atomic
 from cxrlib.preprocessing.pipeline import preprocess_film
 
 CACHE_FORMAT = 2  # bump when preprocessing code changes its output, to retire old entries
@@ -123,6 +124,36 @@ def _fill(out: np.ndarray, paths_: list[str], rel_paths: list[str], cfg: Preproc
     return problems
 
 
+def _allocated_memmap(path: Path, shape: tuple[int, int, int], root: Path) -> np.ndarray:
+    """A writable memory-mapped ``.npy`` whose every block is allocated on disk first.
+
+    ``open_memmap`` makes a sparse file: on a full disk the first write into a page that has no
+    block kills the process with SIGBUS, which no ``except`` can catch. ``posix_fallocate``
+    reserves the blocks up front, so a full disk is an ordinary ``ENOSPC`` here instead.
+
+    Raises:
+        WriteError: not enough space (or another OS error) for the entry, in one line.
+    """
+    images = None
+    try:
+        images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as exc:  # a file system that cannot reserve blocks: as before, sparse
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        del images
+        need = int(np.prod(shape)) / 1e6
+        raise WriteError(f"cannot build the tensor cache in {root} ({need:.1f} MB): "
+                         f"{os_reason(exc)}; free space there "
+                         "or delete old cache entries") from None
+    return images
+
+
 def load_tensors(dataset, cfg: PreprocessConfig, *, workers: int | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  executor: str = "thread") -> CachedTensors:
@@ -160,8 +191,7 @@ def load_tensors(dataset, cfg: PreprocessConfig, *, workers: int | None = None,
 
     with partial_folder(folder) as partial:
         started = time.perf_counter()
-        images = np.lib.format.open_memmap(partial / IMAGES_FILE, mode="w+", dtype=np.uint8,
-                                           shape=(len(rel_paths), size, size))
+        images = _allocated_memmap(partial / IMAGES_FILE, (len(rel_paths), size, size), root)
         workers = workers or len(os.sched_getaffinity(0))
         problems = _fill(images, file_paths, rel_paths, cfg, workers, executor, progress)
         images.flush()

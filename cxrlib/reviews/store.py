@@ -31,7 +31,8 @@ from typing import Iterator
 import pandas as pd
 
 from cxrlib.core import paths
-from cxrlib.core.fsutil import write_text_atomic
+from cxrlib.core.csvio import csv_text
+from cxrlib.core.fsutil import UserOutput
 from cxrlib.reviews.records import HEATMAP_LOCATIONS, REVIEW_COLUMNS, Review, now_iso
 
 FILE_NAME = "reviews.sqlite"
@@ -215,14 +216,20 @@ class ReviewStore:
             rows = conn.execute("SELECT DISTINCT run_id FROM reviews ORDER BY run_id")
             return [r[0] for r in rows]
 
-    def export_csv(self, out: str | Path, run_id: str | None = None) -> int:
+    def export_csv(self, out: str | Path, run_id: str | None = None, *, output=None) -> int:
         """Write the reviews (of one run, or all) to a CSV file atomically.
+
+        Args:
+            out: the CSV file.
+            run_id: one run's reviews, or ``None`` for all.
+            output: the :class:`cxrlib.core.fsutil.UserOutput` rules to write by (default: no
+                ``--overwrite``: an existing file is refused).
 
         Returns:
             The number of reviews written.
         """
         frame = self.reviews(run_id)
-        write_text_atomic(out, frame.to_csv(index=False))
+        (output or UserOutput()).write(out, csv_text(frame, for_people=True))
         return len(frame)
 
 

@@ -9,6 +9,7 @@
     best.keras       the weights with the best validation loss
     predictions.csv  test-split predictions, one ``p_<class>`` column per class
     metrics.json     test-split metrics
+    csv_rows.json    rows of split.csv and predictions.csv; another number read is damage
     lock             flock-ed by the process that trains the run, for its whole life
     start.lock       flock-ed while a starter checks the run and spawns its process
     spawn.json       pid of the spawned process (before it writes status.json itself)
@@ -27,6 +28,7 @@ the lock is free means the process died: :meth:`Run.status` then reports ``faile
 """
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from typing import Any
@@ -110,10 +112,15 @@ def find_run(cfg: RunConfig, fingerprint: str) -> Run | None:
     return Run(folder) if (folder / "config.json").is_file() else None
 
 
-def delete_run(run: Run) -> None:
+def delete_run(run: Run) -> str | None:
     """Delete a run folder (a finished, failed, cancelled or damaged run).
 
     The folder is first renamed to a hidden name (so no reader sees it half-deleted), then removed.
+    A run "folder" that is a symbolic link is the link only: the link is removed and the folder
+    it points to is left as it is (it may be the user's, or another run's).
+
+    Returns:
+        None when the folder was deleted; the link's target when only the link was removed.
 
     Raises:
         RunBusy: a process is training the run (or about to): cancel it first.
@@ -121,9 +128,14 @@ def delete_run(run: Run) -> None:
     with RunLock(run.folder / "start.lock"):
         if run.is_alive() or run.status().get("state") not in (*TERMINAL_STATES, "broken"):
             raise RunBusy(f"run {run.id} is {run.status().get('state')}: cancel it before deleting it")
+        if run.folder.is_symlink():
+            target = os.path.realpath(run.folder)
+            run.folder.unlink()
+            return target
         trash = run.folder.with_name(f".deleted-{run.id}-{uuid.uuid4().hex[:8]}")
         run.folder.rename(trash)
     shutil.rmtree(trash, ignore_errors=True)
+    return None
 
 
 def headline(run: Run) -> dict[str, Any]:

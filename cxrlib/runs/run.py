@@ -15,8 +15,10 @@ from typing import Any
 import pandas as pd
 
 from cxrlib.core.config import RunConfig
+from cxrlib.core.csvio import CsvCountError, count_problem, csv_text, read_counted, write_counted
 from cxrlib.core.fsutil import atomic_path, read_json, write_json_atomic, write_text_atomic
 from cxrlib.core.processes import pid_alive
+from cxrlib.models.io import keras_file_problem
 from cxrlib.runs.locks import lock_is_held
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -79,6 +81,16 @@ class Run:
             raise RunFileError(self.id, name, f"a JSON {type(value).__name__}, not an object")
         return value
 
+    def _read_csv(self, name: str) -> pd.DataFrame:
+        """A CSV of the run folder (empty when absent); RunFileError if not the rows written."""
+        try:
+            return read_counted(self.folder, name)
+        except FileNotFoundError:
+            return pd.DataFrame()
+        except CsvCountError as exc:
+            raise RunFileError(self.id, name, str(exc)) from None
+
+
     def _record(self) -> dict[str, Any]:
         record = self._json("config.json")
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
@@ -87,7 +99,7 @@ class Run:
         return record
 
     def damage(self) -> RunFileError | None:
-        """The first damaged file of config.json, status.json, metrics.json, or None.
+        """The first damaged file of config.json, status.json, metrics.json, best.keras, or None.
 
         Returns:
             A :class:`RunFileError` whose ``file`` names the file and ``reason`` says what is
@@ -101,12 +113,17 @@ class Run:
                 raise RunFileError(self.id, "config.json", str(exc).splitlines()[0][:120]) from None
             self._json("status.json")
             self._json("metrics.json")
+            if self.model_path.exists() and keras_file_problem(self.model_path):  # cannot be "done"
+                raise RunFileError(self.id, "best.keras", keras_file_problem(self.model_path))
+            for name in ("split.csv", "predictions.csv"):  # rows of another count (csvio)
+                if count_problem(self.folder, name):
+                    raise RunFileError(self.id, name, count_problem(self.folder, name))
         except RunFileError as exc:
             return exc
         return None
 
     def problem(self) -> str | None:
-        """What is damaged in the run folder (config.json, status.json, metrics.json), or None.
+        """What is damaged in the run folder (see :meth:`damage`), or None.
 
         A damaged run is listed, shown as a broken row and can be deleted; it never stops the
         other runs from being listed or used.
@@ -160,9 +177,7 @@ class Run:
     @property
     def pid(self) -> int | None:
         """The training process's pid: from status.json once it runs, else from spawn.json."""
-        pid = self.raw_status().get("pid")
-        if not pid:
-            pid = (self._json("spawn.json", default={}) or {}).get("pid")
+        pid = self.raw_status().get("pid") or (self._json("spawn.json", default={}) or {}).get("pid")
         return int(pid) if pid else None
 
     @property
@@ -254,11 +269,11 @@ class Run:
     # -- artifacts ------------------------------------------------------------------------------
     def history(self) -> pd.DataFrame:
         """history.csv (epoch, loss, accuracy, val_loss, val_accuracy, lr); empty when absent."""
-        return _read_csv(self.folder / "history.csv")
+        return self._read_csv("history.csv")
 
     def predictions(self) -> pd.DataFrame:
         """predictions.csv (rel_path, path, label, patient_id, group_id, split, pred, p_<class>...)."""
-        return _read_csv(self.folder / "predictions.csv")
+        return self._read_csv("predictions.csv")
 
     def test_predictions(self) -> pd.DataFrame:
         """The rows of predictions.csv on the run's test split
@@ -290,7 +305,7 @@ class Run:
 
     def split_table(self) -> pd.DataFrame:
         """split.csv: rel_path, split, label, patient_id, group_id of every image."""
-        return _read_csv(self.folder / "split.csv")
+        return self._read_csv("split.csv")
 
     @property
     def leakage(self) -> dict[str, Any]:
@@ -304,10 +319,10 @@ class Run:
         return found or {}
 
     def write_history(self, history: pd.DataFrame) -> None:
-        _write_csv(self.folder / "history.csv", history)
+        write_text_atomic(self.folder / "history.csv", csv_text(history, for_people=False))
 
     def write_predictions(self, predictions: pd.DataFrame) -> None:
-        _write_csv(self.folder / "predictions.csv", predictions)
+        write_counted(self.folder, "predictions.csv", predictions)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json_atomic(self.folder / "metrics.json", metrics)
@@ -316,7 +331,7 @@ class Run:
         """Store split.csv and its leakage counts (also put in status.json); returns the counts."""
         from cxrlib.data.splits import leakage  # noqa: PLC0415
 
-        _write_csv(self.folder / "split.csv", table)
+        write_counted(self.folder, "split.csv", table)
         counts = leakage(table, table["split"])
         self.write_status(leakage=counts)
         return counts
@@ -345,14 +360,3 @@ class Run:
 def _start_pending(run: Run) -> bool:
     """A queued run with no pid yet: starting only while someone holds its start lock."""
     return lock_is_held(run.folder / "start.lock")
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except FileNotFoundError:
-        return pd.DataFrame()
-
-
-def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    write_text_atomic(path, frame.to_csv(index=False))
