@@ -65,7 +65,7 @@ def live_progress():
     st.session_state["had_active"] = True
     st.subheader("Running")
     for run in active:
-        frac, text = svc.progress_text(run.status())
+        frac, text = svc.progress_text(svc.run_status(run))
         st.progress(frac, text=f"{svc.run_title(run)} — {text}")
         if st.button("Cancel", key=f"cancel_{run.id}", icon=":material/stop:"):
             svc.cancel_run(run)
