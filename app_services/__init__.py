@@ -18,7 +18,8 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.lungs`: a film's lung fields, the lung outline, the CAM's share inside the lungs.
 - :mod:`.generalising`: subgroups of a run's test split; the audit's LOSO and probe views.
 - :mod:`.reviewing`, :mod:`.review_queue`, :mod:`.review_stats`: radiologists' reviews (store,
-  reviewer name and form; queue, film picker and link from Evaluation; agreement statistics).
+  reviewer name and form; queue, film picker and link from Evaluation; agreement statistics);
+  :mod:`.identity`: the logged-in reviewer (``st.login``) and the ``CXR_REVIEWERS`` allow-list.
 - :mod:`.comparing`: two runs on the same test films (McNemar, paired bootstrap) for Evaluation.
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
