@@ -207,7 +207,7 @@ def test_a_bad_max_runs_is_refused_before_anything_is_queued(queued, monkeypatch
     monkeypatch.setenv(slots.MAX_RUNS_ENV, "many")
     with pytest.raises(ValueError, match="CXR_MAX_RUNS"):
         runner.start(config(0), fingerprint="fp-bad")
-    assert run_queue.jobs() == []
+    assert run_queue.jobs() == [] and not paths.runs_dir().exists()  # no half-made run
 
 
 def test_audits_share_the_slots_with_training(queued, monkeypatch):

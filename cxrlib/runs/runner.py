@@ -62,11 +62,11 @@ def start(cfg: RunConfig, *, fingerprint: str | None = None, restart: bool = Tru
         The :class:`Run`: done, running (attached), or freshly queued: it waits in
         :mod:`cxrlib.runs.queue` until one of the ``CXR_MAX_RUNS`` slots is free.
     """
+    max_runs()  # a bad CXR_MAX_RUNS is refused before any folder is made
     fingerprint = fingerprint or dataset_fingerprint(cfg)
     run = run or create_run(cfg, fingerprint)
     if run.raw_status().get("state") == "done":
         return run  # the cache hit: no lock, no process, no TensorFlow
-    max_runs()  # a bad CXR_MAX_RUNS is refused before anything is queued
     with RunLock(run.folder / "start.lock"):
         if _claimed(run) or (not restart and run.raw_status().get("state") in TERMINAL_STATES):
             return run
