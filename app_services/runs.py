@@ -12,6 +12,7 @@ from cxrlib.core.config import (CNN_ARCHS, FINETUNE_RECIPE_SIZE, SMALL_CNN_RECIP
                                 SMALL_CNN_RECIPE_SIZE, DataConfig, ModelConfig, PreprocessConfig,
                                 RunConfig, SplitConfig, TrainConfig)
 
+from cxrlib.core import paths
 from cxrlib.runs import queue as run_queue
 from cxrlib.runs import registry
 
@@ -87,10 +88,14 @@ QUEUE_KEEPER_PERIOD_S = 5.0
 def queue_keeper() -> threading.Thread:
     """One thread per server process that keeps the queue of background runs moving: it frees
     the slots of processes that died without a word (SIGKILL, a reboot) and starts the next
-    waiting run, so a restarted server resumes the queue it left."""
+    waiting run, so a restarted server resumes the queue it left. It keeps the workspace it was
+    started in (a server's never changes; a test process's does, and others are not its own)."""
+    workspace = paths.workspace()
+
     def keep() -> None:
         while True:
-            run_queue.dispatch_quietly()
+            if paths.workspace() == workspace:
+                run_queue.dispatch_quietly()
             time.sleep(QUEUE_KEEPER_PERIOD_S)
 
     thread = threading.Thread(target=keep, name="cxr-queue-keeper", daemon=True)
