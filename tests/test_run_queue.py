@@ -185,14 +185,21 @@ def test_a_cancel_asked_before_the_slot_frees_is_honoured(queued, monkeypatch):
 
 def test_slots_count_gpus_without_tensorflow(monkeypatch):
     monkeypatch.delenv(slots.MAX_RUNS_ENV, raising=False)
+    monkeypatch.delenv(slots.SERVER_GPUS_ENV, raising=False)
     monkeypatch.setattr(slots, "_gpus_on_machine", lambda: 0)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert slots.max_runs() == 1 and slots.slot_env(0, 1) == {}
     monkeypatch.setattr(slots, "_gpus_on_machine", lambda: 4)
     assert slots.max_runs() == 4
-    assert [slots.slot_env(s, 4) for s in range(4)] == [{"CUDA_VISIBLE_DEVICES": str(s)} for s in range(4)]
+    assert [slots.slot_env(s, 4)["CUDA_VISIBLE_DEVICES"] for s in range(4)] == ["0", "1", "2", "3"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
-    assert slots.max_runs() == 2 and slots.slot_env(1, 2) == {"CUDA_VISIBLE_DEVICES": "5"}
+    pinned = slots.slot_env(1, 2)
+    assert slots.max_runs() == 2 and pinned == {"CUDA_VISIBLE_DEVICES": "5", "CXR_SERVER_GPUS": "2,5"}
+    # In the pinned process (which starts the next run when it ends): still the server's two GPUs.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+    monkeypatch.setenv("CXR_SERVER_GPUS", "2,5")
+    assert slots.max_runs() == 2 and slots.slot_env(0, 2)["CUDA_VISIBLE_DEVICES"] == "2"
+    monkeypatch.delenv("CXR_SERVER_GPUS")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert slots.max_runs() == 1
     monkeypatch.setenv(slots.MAX_RUNS_ENV, "3")

@@ -14,6 +14,9 @@ import subprocess
 from pathlib import Path
 
 MAX_RUNS_ENV = "CXR_MAX_RUNS"
+SERVER_GPUS_ENV = "CXR_SERVER_GPUS"
+"""The GPUs the server shares out, passed down to a training process pinned to one of them: a
+process that ends starts the next queued run, and must share out the server's GPUs, not its own."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,9 +38,10 @@ def _gpus_on_machine() -> int:
 def gpu_devices() -> list[str]:
     """The GPUs a training process may use, as ``CUDA_VISIBLE_DEVICES`` entries (none on a CPU).
 
-    ``CUDA_VISIBLE_DEVICES`` set for the server wins (``""`` or ``-1``: no GPU).
+    ``CUDA_VISIBLE_DEVICES`` set for the server wins (``""`` or ``-1``: no GPU); in a training
+    process pinned to one GPU, the server's list (``CXR_SERVER_GPUS``).
     """
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = os.environ.get(SERVER_GPUS_ENV, os.environ.get("CUDA_VISIBLE_DEVICES"))
     if visible is not None:
         return [v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1"]
     return [str(i) for i in range(_gpus_on_machine())]
@@ -67,4 +71,5 @@ def slot_env(slot: int, slots: int) -> dict[str, str]:
     devices = gpu_devices()
     if slots < 2 or len(devices) < 2:
         return {}  # one slot keeps every GPU (MirroredStrategy); a CPU has nothing to pin
-    return {"CUDA_VISIBLE_DEVICES": devices[slot % len(devices)]}
+    return {"CUDA_VISIBLE_DEVICES": devices[slot % len(devices)],
+            SERVER_GPUS_ENV: ",".join(devices)}
