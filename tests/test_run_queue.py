@@ -259,3 +259,19 @@ def test_three_real_tiny_runs_with_one_slot_train_one_after_another(workspace, s
         assert at(before.get("finished") or before["updated"]) <= at(after["started"])
     assert all(r.metrics().get("accuracy") is not None for r in kept)
     assert runs[2].status()["state"] == "cancelled" and not runs[2].log_path.exists()
+
+
+def test_scratch_copies_of_two_multi_worker_runs_are_two_jobs(queued, monkeypatch, tmp_path):
+    from cxrlib.runs.registry import worker_run
+
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("QUEUE_GATE", str(gate))
+    a, b = worker_run(config(0), "fp-w", 1), worker_run(config(1), "fp-w", 1)
+    assert a.id == b.id == "worker-1"  # each run's worker 1 copy: one folder name
+    runner.start(config(0), fingerprint="fp-w", run=a)
+    runner.start(config(1), fingerprint="fp-w", run=b)
+    assert [(j.job, j.state) for j in run_queue.jobs()] == [
+        (f"{a.folder.parent.name}/worker-1", "running"), (f"{b.folder.parent.name}/worker-1", "waiting")]
+    assert b.status()["state"] == "queued"
+    gate.touch()
+    assert [runner.wait(r, timeout=60, poll_s=0.1)["state"] for r in (a, b)] == ["done", "done"]

@@ -116,6 +116,16 @@ def jobs() -> list[Job]:
         return _rows(conn)
 
 
+def run_job(run: Run) -> str:
+    """The queue's name of a training run: its id; a multi-worker run's scratch copy on a worker
+    (``models/workers/<run id>/worker-<i>``) is ``<run id>/worker-<i>``, so runs never share one."""
+    try:
+        in_registry = run.folder.parent.resolve() == paths.runs_dir().resolve()
+    except OSError:
+        in_registry = True
+    return run.id if in_registry else f"{run.folder.parent.name}/{run.id}"
+
+
 def in_queue(job: str) -> bool:
     """Whether ``job`` (a run id) has a row, waiting or just launched. Never raises."""
     try:
@@ -165,7 +175,7 @@ def withdraw(job: str) -> bool:
 def cancel_waiting(run: Run) -> bool:
     """Cancel a run that waits for a slot: out of the queue, status ``cancelled``. True when it
     was waiting (a run whose process has started is cancelled by the runner instead)."""
-    if not withdraw(run.id):
+    if not withdraw(run_job(run)):
         return False
     run.write_status(state="cancelled", message="cancelled while queued", finished=now_iso())
     return True
@@ -311,4 +321,4 @@ def slot(kind: str = "audit", label: str = "", *, poll_s: float = 0.5,
 
 
 __all__ = ["Job", "cancel_waiting", "describe", "dispatch", "dispatch_quietly", "in_queue", "jobs",
-           "position", "queue_dir", "slot", "submit", "withdraw"]
+           "position", "queue_dir", "run_job", "slot", "submit", "withdraw"]

@@ -321,9 +321,9 @@ class Run:
 def _start_pending(run: Run) -> bool:
     """A queued run with no pid yet: starting while someone holds its start lock, or waiting
     in the queue of background runs (:mod:`cxrlib.runs.queue`) for a free slot."""
-    from cxrlib.runs.queue import in_queue  # noqa: PLC0415 (the queue module imports this one)
+    from cxrlib.runs.queue import in_queue, run_job  # noqa: PLC0415 (the queue imports this module)
 
-    return lock_is_held(run.folder / "start.lock") or in_queue(run.id)
+    return lock_is_held(run.folder / "start.lock") or in_queue(run_job(run))
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

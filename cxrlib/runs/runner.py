@@ -71,7 +71,7 @@ def start(cfg: RunConfig, *, fingerprint: str | None = None, restart: bool = Tru
         if _claimed(run) or (not restart and run.raw_status().get("state") in TERMINAL_STATES):
             return run
         _mark_queued(run)
-        run_queue.submit(run.id, "train", run.folder)
+        run_queue.submit(run_queue.run_job(run), "train", run.folder)
         # Under the start lock, so that another caller attaches to a started process when a slot
         # was free (the queue never takes a start lock: no lock-order cycle).
         run_queue.dispatch()
@@ -85,7 +85,7 @@ def _claimed(run: Run) -> bool:
         return True
     if run.is_alive():
         return True
-    return status.get("state") == "queued" and (pid_alive(run.pid) or run_queue.in_queue(run.id))
+    return status.get("state") == "queued" and (pid_alive(run.pid) or run_queue.in_queue(run_queue.run_job(run)))
 
 
 def _mark_queued(run: Run) -> None:
