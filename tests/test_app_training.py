@@ -201,6 +201,8 @@ def test_a_second_run_waits_in_the_queue_with_its_position_and_cancel_takes_it_o
         table = at.dataframe[0].value.set_index("id")
         assert table.loc[second.id, "state"] == "queued, position 1 of 1"
         assert table.loc[first.id, "state"] == "running"
+        assert f"This configuration waits for a free slot (run `{second.id}`, queued, position 1 of 1)." \
+            in texts(at.info)
         cancels = [b for b in at.button if b.label == "Cancel"]
         cancels[[p.text[:8] for p in at.progress].index(second.id[:8])].click().run()
         assert second.status()["state"] == "cancelled"  # at once: no process to stop

@@ -39,7 +39,9 @@ elif state == "done":
                    icon=":material/broken_image:")
         st.dataframe(left_out, hide_index=True)
 elif state in ("queued", "running"):
-    st.info(f"This configuration is training now (run `{existing.id}`).", icon=":material/sync:")
+    where = svc.run_status(existing).get("queue")
+    st.info(f"This configuration waits for a free slot (run `{existing.id}`, {where})." if where
+            else f"This configuration is training now (run `{existing.id}`).", icon=":material/sync:")
 else:
     st.caption("Not trained yet on this dataset." if existing is None else
                f"Run `{existing.id}` of this configuration ended {state}; starting restarts it.")
