@@ -24,6 +24,8 @@ the largest film of ``--profile-data`` (default ``../shared/datasets/cxr3-fullre
 segmentation, the deletion test).
 
 Data: ``--data``, else ``../shared/datasets/cxr3`` (``--quick``: the bundled 120-film sample).
+``--with-training`` starts a full fine-tune in the background (through the queue) as the users
+begin, so the per-action times say whether one user's training freezes the others' pages.
 ``--quick`` means 2 users x 1 round. The full default (8 x 4) takes long on a 2-core CPU; run it on
 a quiet machine. Last line: JSON.
 """
@@ -212,7 +214,8 @@ class User:
         await tab.get_by_role("button", name="Save review").click()
 
 
-async def _drive(url: str, films: list[str], sessions: int, rounds: int, server_pid: int) -> dict:
+async def _drive(url: str, films: list[str], sessions: int, rounds: int, server_pid: int,
+                 before_crowd=None) -> dict:
     from playwright.async_api import async_playwright
 
     alone = {"times": {}, "exceptions": 0, "failures": []}
@@ -228,6 +231,8 @@ async def _drive(url: str, films: list[str], sessions: int, rounds: int, server_
         await solo.round(1)
         await solo.context.close()
         rss.append(_rss_mb(server_pid))
+        if before_crowd is not None:
+            before_crowd()
         users = [User(i, await browser.new_context(viewport=viewport), url, films, crowd)
                  for i in range(sessions)]
         await asyncio.gather(*(u.open() for u in users))
@@ -243,6 +248,18 @@ def _q(values: list[float], q: float) -> float | None:
         return None
     values = sorted(values)
     return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))], 2)
+
+
+def _start_training(run_id: str):
+    """A full fine-tune of the bench run's configuration, started in the background (its own
+    process, through the queue): CPU-heavy work of 'another user' while the crowd clicks."""
+    from cxrlib.runs import runner
+    from cxrlib.runs.registry import get_run
+
+    run = get_run(run_id)
+    cfg = run.config
+    heavy = cfg.replace(train=cfg.train.replace(mode="finetune", epochs=50, early_stopping=None))
+    return runner.start(heavy, fingerprint=run.fingerprint)
 
 
 # -- profile of one Explain action ----------------------------------------------------------------
@@ -308,6 +325,9 @@ def main() -> None:
     parser.add_argument("--profile-data", type=Path, default=None,
                         help="films for the profile (default ../shared/datasets/cxr3-fullres when "
                              "present: native-size films; else the bench's dataset)")
+    parser.add_argument("--with-training", action="store_true",
+                        help="a full fine-tune trains in the background while the users click "
+                             "(does one user's training freeze the others' pages?)")
     parser.add_argument("--action-timeout", type=float, default=ACTION_TIMEOUT_S,
                         help=f"seconds before an action counts as failed (default {ACTION_TIMEOUT_S})")
     args = parser.parse_args()
@@ -333,10 +353,17 @@ def main() -> None:
     films = test.loc[test["split"] == "test", "rel_path"].astype(str).tolist()
     log = Path(os.environ["CXR_WORKSPACE"]) / "streamlit.log"
     server, url = _start_server(data, log)
+    training = []
     try:
-        result = asyncio.run(_drive(url, films, sessions, rounds, server.pid))
+        result = asyncio.run(_drive(url, films, sessions, rounds, server.pid, before_crowd=(
+            (lambda: training.append(_start_training(run_id))) if args.with_training else None)))
     finally:
         _stop(server)
+        if training:
+            from cxrlib.runs import runner
+
+            during = training[0].status()
+            runner.cancel(training[0].id, grace_s=10)
     crowd, alone = result["crowd"], result["alone"]
     every = [t for ts in crowd["times"].values() for t in ts]
     per_action = {a: {"n": len(crowd["times"].get(a, [])), "p50_s": _q(crowd["times"].get(a, []), 0.5),
@@ -357,6 +384,9 @@ def main() -> None:
                "single_user_s": _q(alone_all, 0.5), "exceptions": crowd["exceptions"] + alone["exceptions"],
                "rss_mb": rss, "rss_after_warmup_mb": result["rss_after_warmup"],
                "rss_growth": growth, "per_action": per_action}
+    if training:
+        summary["training_during"] = {"run": training[0].id, "state": during.get("state"),
+                                      "epoch": during.get("epoch"), "error": during.get("error")}
     if not args.no_profile:
         fullres = SHARED / "datasets" / "cxr3-fullres"
         summary["explain_profile"] = _profile(run_id, args.profile_data or (
