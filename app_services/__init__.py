@@ -18,7 +18,8 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.lungs`: a film's lung fields, the lung outline, the CAM's share inside the lungs.
 - :mod:`.generalising`: subgroups of a run's test split; the audit's LOSO and probe views.
 - :mod:`.reviewing`, :mod:`.review_queue`, :mod:`.review_stats`: radiologists' reviews (store,
-  reviewer name and form; queue, film picker and link from Evaluation; agreement statistics).
+  reviewer name and form; queue, film picker and link from Evaluation; agreement statistics);
+  :mod:`.identity`: the logged-in reviewer (``st.login``) and the ``CXR_REVIEWERS`` allow-list.
 - :mod:`.comparing`: two runs on the same test films (McNemar, paired bootstrap) for Evaluation.
 - :mod:`.pacs`: the Explain page's PACS source (search, study, film) and "Send to PACS".
 """
@@ -35,8 +36,8 @@ from .preprocessing import (apply_preset, describe_preprocess, lung_crop_ui, pre
                             preprocess_ui, preview_films, reshuffle_preview_films)
 from .runs import (active_runs, cancel_run, current_run_ui, damaged_runs, dataset_runs,
                    delete_run, find_run, get_run, leakage_warning, left_out_of_training, model,
-                   progress_text, require_run, run_label, run_title, runs_table, runs_to_list,
-                   start_run, trainable_error, training_ui)
+                   progress_text, require_run, run_label, run_status, run_title, runs_table,
+                   runs_to_list, start_run, trainable_error, training_ui)
 from .auditing import cached_audit, gallery_views, lung_masks_text, run_audit, verdict_is_alarming
 from .lungs import explanation_lungs, with_outline
 from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,

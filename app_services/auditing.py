@@ -10,6 +10,7 @@ import streamlit as st
 from cxrlib import audit
 from cxrlib import explain
 from cxrlib import lungs
+from cxrlib.runs import queue as run_queue
 
 from .runs import run_stamp
 
@@ -68,9 +69,15 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
         def progress(step: str, done: int, total: int) -> None:
             bar.progress(min(done / total, 1.0) if total else 0.0, text=f"{step}: {done}/{total}")
 
-        report = audit.audit_run(run, dataset=ds, external=external or None, cam_method=method,
-                                 max_films=max_films, adversarial=adversarial, masks=masks or None,
-                                 progress=progress)
+        def waiting(k: int, n: int) -> None:
+            bar.progress(0.0, text=f"queued, position {k} of {n}: waiting for a free slot")
+
+        # The audit takes one of the server's CXR_MAX_RUNS slots, as a training run does.
+        with run_queue.slot("audit", f"audit of run {run.id}", on_wait=waiting):
+            report = audit.audit_run(run, dataset=ds, external=external or None,
+                                     cam_method=method, max_films=max_films,
+                                     adversarial=adversarial, masks=masks or None,
+                                     progress=progress)
         box.update(label="Audit finished", state="complete", expanded=False)
     _reports().put(audit_key(run, external, max_films, method, adversarial, masks), report)
     return report

@@ -16,9 +16,12 @@ import streamlit as st
 from cxrlib import reviews as rv
 from cxrlib.reviews.records import MAX_COMMENT
 
+from . import identity
 
 REVIEWER = "reviewer"
 """Session key of the reviewer's name (asked once per session)."""
+REVIEWER_LOGIN = "reviewer_login"
+"""Session key of the logged-in :class:`.identity.Reviewer` (with a login configured)."""
 REVIEW_PAGE = "views/review.py"
 ANSWERS = {True: "Yes", False: "No"}
 
@@ -39,7 +42,13 @@ def run_reviews(run, rel_path: str | None = None):
 
 
 def reviewer_ui(key: str) -> str | None:
-    """The session's reviewer name; asks for it (once per session) when it is not known yet."""
+    """The session's reviewer name; asks for it (once per session) when it is not known yet.
+
+    With a login configured (:func:`.identity.login_configured`) it is the logged-in user's,
+    never a typed one; before the login it offers the login and returns None.
+    """
+    if identity.login_configured():
+        return _login_ui(key)
     name = st.session_state.get(REVIEWER)
     if name:
         with st.container(horizontal=True, vertical_alignment="center"):
@@ -57,6 +66,31 @@ def reviewer_ui(key: str) -> str | None:
                 st.error(str(exc))
             else:
                 st.rerun()
+    return None
+
+
+def _login_ui(key: str) -> str | None:
+    who = identity.logged_in_reviewer()
+    st.session_state[REVIEWER_LOGIN] = who
+    st.session_state[REVIEWER] = who.name if who else None
+    if who is None:
+        st.info("Log in to review: your reviews are saved under your login.",
+                icon=":material/login:")
+        st.button("Log in", key=f"{key}_login", on_click=st.login, icon=":material/login:")
+        return None
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.caption(f"Logged in as **{who.name}**" + ("" if who.may_write else " (read only)"),
+                   width="content")
+        st.button("Log out", key=f"{key}_logout", on_click=st.logout, type="tertiary")
+    return who.name
+
+
+def _write_refusal() -> str | None:
+    """Why this session may not save reviews (a login not on ``CXR_REVIEWERS``), or None."""
+    who = st.session_state.get(REVIEWER_LOGIN)
+    if identity.login_configured() and (who is None or not who.may_write):
+        return ("You can read the reviews; only the reviewers this server lists in "
+                f"{identity.REVIEWERS_ENV} can write them.")
     return None
 
 
@@ -90,6 +124,10 @@ def review_form(run, rel_path: str, *, label: str | None, prediction: str | None
     """
     name = reviewer_ui(key) if ask_name else st.session_state.get(REVIEWER)
     if not name:
+        return
+    refusal = _write_refusal()
+    if refusal:
+        st.info(refusal, icon=":material/visibility:")
         return
     prior = _defaults(run, rel_path, name)
     if prior["when"]:
@@ -143,6 +181,11 @@ def _save(run, rel_path, name, answers, *, label, prediction, digest, form_key) 
     if state["answers"] == (name, *answers):
         st.info("This review is already saved.", icon=":material/check:")
         return
+    refusal = _write_refusal()  # checked again at the save: the form may be an old one
+    if refusal:
+        st.error(refusal, icon=":material/block:")
+        return
+    who = st.session_state.get(REVIEWER_LOGIN) if identity.login_configured() else None
     seed = repr((state["token"], state["id"], name, answers)).encode()
     review_id = hashlib.sha256(seed).hexdigest()[:32]
     try:
@@ -150,7 +193,8 @@ def _save(run, rel_path, name, answers, *, label, prediction, digest, form_key) 
                            agrees_with_label=answers[0], agrees_with_prediction=answers[1],
                            heatmap_location=answers[2], confidence=answers[3], comment=answers[4],
                            label=label, prediction=prediction, film_digest=digest,
-                           review_id=review_id)
+                           review_id=review_id, issuer=who.issuer if who else None,
+                           subject=who.subject if who else None)
         review_store().add(review)
     except (ValueError, rv.ReviewStoreError) as exc:
         st.error(f"The review was NOT saved: {exc}. Your answers are still in the form; "

@@ -1,6 +1,8 @@
 """Run services: the registry seen from the app, the run picker, training widgets, progress."""
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,8 @@ from cxrlib.core.config import (CNN_ARCHS, PRESET_MODES, SMALL_CNN_RECIPE_ARCH, 
                                 PreprocessConfig, RunConfig, run_preset)
 from cxrlib.core.config.presets import TINY_EPOCHS
 
+from cxrlib.core import paths
+from cxrlib.runs import queue as run_queue
 from cxrlib.runs import registry
 
 from .core import RUN_ID, safe
@@ -77,8 +81,31 @@ def predictions(run):
     return _predictions(run_stamp(run), run.id)
 
 
+QUEUE_KEEPER_PERIOD_S = 5.0
+
+
+@st.cache_resource
+def queue_keeper() -> threading.Thread:
+    """One thread per server process that keeps the queue of background runs moving: it frees
+    the slots of processes that died without a word (SIGKILL, a reboot) and starts the next
+    waiting run, so a restarted server resumes the queue it left. It keeps the workspace it was
+    started in (a server's never changes; a test process's does, and others are not its own)."""
+    workspace = paths.workspace()
+
+    def keep() -> None:
+        while True:
+            if paths.workspace() == workspace:
+                run_queue.dispatch_quietly()
+            time.sleep(QUEUE_KEEPER_PERIOD_S)
+
+    thread = threading.Thread(target=keep, name="cxr-queue-keeper", daemon=True)
+    thread.start()
+    return thread
+
+
 def current_run_ui(status: DataStatus) -> None:
     """Sidebar picker of the current run: finished runs of this dataset and task."""
+    queue_keeper()
     if status.level != "ok":
         st.session_state[RUN_ID] = None
         return
@@ -209,11 +236,12 @@ def start_run(cfg: RunConfig, fingerprint: str):
 
 def cancel_run(run) -> None:
     """Ask a run to stop and return at once; a background thread escalates to SIGTERM/SIGKILL
-    if the training process does not stop by itself (the page never waits for it)."""
-    import threading  # noqa: PLC0415
-
+    if the training process does not stop by itself (the page never waits for it). A run that
+    waits in the queue leaves it at once."""
     from cxrlib.runs import runner  # noqa: PLC0415
 
+    if run_queue.cancel_waiting(run):
+        return
     run.request_cancel()
     threading.Thread(target=runner.cancel, args=(run.id,), kwargs={"grace_s": 15.0},
                      name=f"cancel-{run.id}", daemon=True).start()
@@ -225,9 +253,20 @@ def runs_table(runs: list):
     import pandas as pd
 
     table = pd.DataFrame([registry.headline(r) for r in runs])
+    if "queue" in table:  # a waiting run says where it is in the queue
+        table["state"] = table["queue"].where(table["queue"].notna(), table["state"])
+        table = table.drop(columns="queue")
     if "problem" in table:
         table["problem"] = table["problem"].fillna("")
     return table
+
+
+def run_status(run) -> dict[str, Any]:
+    """The run's status, with ``queue`` ("queued, position k of n") while it waits for a slot."""
+    status = run.status()
+    if status.get("state") == "queued":
+        status = dict(status, queue=run_queue.describe(run.id))
+    return status
 
 
 def progress_text(status: dict[str, Any]) -> tuple[float, str]:
@@ -235,7 +274,7 @@ def progress_text(status: dict[str, Any]) -> tuple[float, str]:
     epoch, epochs = status.get("epoch") or 0, status.get("epochs") or 0
     step, steps = status.get("step") or 0, status.get("steps") or 0
     frac = ((max(epoch - 1, 0) + (step / steps if steps else 0)) / epochs) if epochs else 0.0
-    bits = [status.get("state", "?")]
+    bits = [status.get("queue") or status.get("state", "?")]
     if epochs:
         bits.append(f"epoch {epoch}/{epochs}")
     for name, value in (status.get("metrics") or {}).items():

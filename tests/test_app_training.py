@@ -180,3 +180,32 @@ def test_the_small_cnn_starts_from_its_recipe_and_its_blocks_can_be_chosen(app, 
     at.selectbox(key="tr_family").set_value("tiny").run()  # no blocks choice there
     assert not at.exception and asked[-1].model.cnn_arch == "published"
     assert not [r for r in at.radio if r.key == "tr_cnn_arch"]
+
+
+def test_a_second_run_waits_in_the_queue_with_its_position_and_cancel_takes_it_out(app, monkeypatch):
+    monkeypatch.setenv(runner.TRAIN_ENTRY_ENV, f"{ROOT / 'tests' / 'app_fixtures.py'}:fake_trainer")
+    monkeypatch.setenv("CXR_MAX_RUNS", "1")
+    at = _set_tiny(app(PAGE), epochs=11)
+    [b for b in at.button if b.label == "Start training"][0].click().run()
+    first = registry.get_run(at.session_state["watch_run"])
+    try:
+        assert wait_for(lambda: first.status().get("epoch") == 1, 60)
+        at.number_input(key="tr_epochs_tiny").set_value(12).run()
+        [b for b in at.button if b.label == "Start training"][0].click().run()
+        second = registry.get_run(at.session_state["watch_run"])
+        assert second != first and second.status()["state"] == "queued" and second.pid is None
+        at.run()
+        bars = {p.text.split(" — ")[0][:8]: p.text for p in at.progress}
+        assert "queued, position 1 of 1" in bars[second.id[:8]], bars
+        assert "epoch 1/3" in bars[first.id[:8]]
+        table = at.dataframe[0].value.set_index("id")
+        assert table.loc[second.id, "state"] == "queued, position 1 of 1"
+        assert table.loc[first.id, "state"] == "running"
+        assert f"This configuration waits for a free slot (run `{second.id}`, queued, position 1 of 1)." \
+            in texts(at.info)
+        cancels = [b for b in at.button if b.label == "Cancel"]
+        cancels[[p.text[:8] for p in at.progress].index(second.id[:8])].click().run()
+        assert second.status()["state"] == "cancelled"  # at once: no process to stop
+        assert first.status()["state"] == "running" and not second.log_path.exists()
+    finally:
+        runner.cancel(first.id, grace_s=10)

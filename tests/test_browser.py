@@ -52,9 +52,10 @@ def _require_browser() -> None:
 
 
 @contextmanager
-def _streamlit(data_dir: Path, workspace: Path, log_path: Path):
-    """``streamlit run`` on 127.0.0.1 at a free port; yields its URL once it is healthy."""
-    port = _free_port()
+def _streamlit(data_dir: Path, workspace: Path, log_path: Path, port: int | None = None):
+    """``streamlit run`` on 127.0.0.1 at ``port`` (a free one by default); yields its URL once
+    it is healthy."""
+    port = port or _free_port()
     env = dict(os.environ, CXR_DATA_DIR=str(data_dir), CXR_WORKSPACE=str(workspace),
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     with open(log_path, "wb") as log:

@@ -35,7 +35,7 @@ if status.level == "ok":
         elif state in ("queued", "running"):
             @st.fragment(run_every=2)
             def follow(run=existing):
-                status = run.status()
+                status = svc.run_status(run)  # "queued, position k of n" while it waits
                 if status.get("state") not in ("queued", "running"):
                     st.rerun()  # finished: the sidebar's run picker and this page refresh
                 frac, text = svc.progress_text(status)

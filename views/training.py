@@ -39,7 +39,9 @@ elif state == "done":
                    icon=":material/broken_image:")
         st.dataframe(left_out, hide_index=True)
 elif state in ("queued", "running"):
-    st.info(f"This configuration is training now (run `{existing.id}`).", icon=":material/sync:")
+    where = svc.run_status(existing).get("queue")
+    st.info(f"This configuration waits for a free slot (run `{existing.id}`, {where})." if where
+            else f"This configuration is training now (run `{existing.id}`).", icon=":material/sync:")
 else:
     st.caption("Not trained yet on this dataset." if existing is None else
                f"Run `{existing.id}` of this configuration ended {state}; starting restarts it.")
@@ -65,7 +67,7 @@ def live_progress():
     st.session_state["had_active"] = True
     st.subheader("Running")
     for run in active:
-        frac, text = svc.progress_text(run.status())
+        frac, text = svc.progress_text(svc.run_status(run))
         st.progress(frac, text=f"{svc.run_title(run)} — {text}")
         if st.button("Cancel", key=f"cancel_{run.id}", icon=":material/stop:"):
             svc.cancel_run(run)

@@ -31,8 +31,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     elif not rows:
         print(f"no runs in {paths.runs_dir()}")
     else:
-        print_table([{c: "-" if r[c] is None else r[c] for c in HEADLINE_COLUMNS}
-                     for r in map(headline_row, rows)])
+        table = [dict(r, state=r["queue"] or r["state"]) for r in map(headline_row, rows)]
+        print_table([{c: "-" if r[c] is None else r[c] for c in HEADLINE_COLUMNS} for r in table])
     for row in rows:
         if row.get("problem"):
             warn(f"{row['problem']}; `python -m cxrlib delete {row['id']}` removes it")

@@ -27,11 +27,13 @@ CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)
 """A reviewer's confidence in the review: 1 (unsure) to 5 (certain)."""
 
 MAX_REVIEWER = 120
+MAX_ISSUER = 2048
+MAX_SUBJECT = 255  # OpenID Connect: a subject is at most 255 ASCII characters
 MAX_COMMENT = 10_000
 
 REVIEW_COLUMNS = ("review_id", "run_id", "rel_path", "film_digest", "reviewer", "label",
                   "prediction", "agrees_with_label", "agrees_with_prediction", "heatmap_location",
-                  "confidence", "comment", "created")
+                  "confidence", "comment", "created", "issuer", "subject")
 """Columns of a reviews table (the store's query results and the CSV export), in this order."""
 
 
@@ -73,6 +75,10 @@ class Review:
         review_id: unique id of this review; saving the same id twice stores it once (a
             double click or a rerun never makes a duplicate).
         created: when the review was made (UTC, ISO 8601).
+        issuer: the login's identity provider (the ID token's ``iss``) when the reviewer
+            logged in; None for a typed name.
+        subject: the reviewer's stable id at that provider (the ID token's ``sub``); given
+            together with ``issuer``.
 
     Raises:
         ValueError: for a value outside the answers above.
@@ -91,9 +97,19 @@ class Review:
     film_digest: str | None = None
     review_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: str = field(default_factory=now_iso)
+    issuer: str | None = None
+    subject: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reviewer", clean_reviewer(self.reviewer))
+        login = [str(v).strip() if v is not None else "" for v in (self.issuer, self.subject)]
+        if any(login) and not all(login):
+            raise ValueError("a logged-in reviewer needs both the login's issuer and subject")
+        if len(login[0]) > MAX_ISSUER or len(login[1]) > MAX_SUBJECT:
+            raise ValueError(f"a login's issuer has at most {MAX_ISSUER} characters and its "
+                             f"subject at most {MAX_SUBJECT}")
+        object.__setattr__(self, "issuer", login[0] or None)
+        object.__setattr__(self, "subject", login[1] or None)
         for name in ("run_id", "rel_path", "review_id"):
             if not str(getattr(self, name) or "").strip():
                 raise ValueError(f"a review needs a {name}")

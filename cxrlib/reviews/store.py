@@ -59,6 +59,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS reviews_by_film ON reviews (run_id, rel_path)",
         "CREATE INDEX IF NOT EXISTS reviews_by_reviewer ON reviews (run_id, reviewer)",
     ),
+    # Who logged in (issue 22): the OIDC issuer and subject. Earlier reviews keep every value
+    # they had and read NULL here (a typed name, not a login).
+    2: (
+        "ALTER TABLE reviews ADD COLUMN issuer TEXT",
+        "ALTER TABLE reviews ADD COLUMN subject TEXT",
+        "CREATE INDEX IF NOT EXISTS reviews_by_login ON reviews (issuer, subject)",
+    ),
 }
 """Schema migrations: version -> statements that bring the previous version to it."""
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -39,6 +39,7 @@ from cxrlib.core.config import RunConfig, run_id
 from cxrlib.core.fsutil import write_json_atomic
 from cxrlib.data.splits import val_is_test
 from cxrlib.runs.locks import RunLock
+from cxrlib.runs.queue_store import describe
 from cxrlib.runs.run import TERMINAL_STATES, Run, RunFileError, now_iso
 
 HEADLINE_COLUMNS = ("id", "state", "task", "model", "mode", "split", "epochs", "accuracy",
@@ -139,7 +140,8 @@ def delete_run(run: Run) -> str | None:
 
 
 def headline(run: Run) -> dict[str, Any]:
-    """One row of the runs table (:data:`HEADLINE_COLUMNS`, plus ``problem``).
+    """One row of the runs table (:data:`HEADLINE_COLUMNS`, plus ``problem`` and ``queue``: the
+    place of a run that waits for a slot, ``"queued, position k of n"``, else None).
 
     A damaged run gives a row with ``state="broken"``, ``problem`` naming the damaged file, and
     ``None`` where its files cannot say; it never raises.
@@ -147,7 +149,8 @@ def headline(run: Run) -> dict[str, Any]:
     problem = run.problem()
     if problem is not None:
         row = dict.fromkeys(HEADLINE_COLUMNS)
-        return {**row, "id": run.id, "state": "broken", "created": run.created, "problem": problem}
+        return {**row, "id": run.id, "state": "broken", "created": run.created, "problem": problem,
+                "queue": None}
     cfg = run.config
     status = run.status()
     # Test metrics only: a running run's status metrics are training-batch figures.
@@ -159,7 +162,8 @@ def headline(run: Run) -> dict[str, Any]:
     return {"id": run.id, "state": status.get("state", "?"), "task": cfg.data.task,
             "model": cfg.model.label, "mode": cfg.train.mode, "split": cfg.split.kind,
             "epochs": epochs, "accuracy": metrics.get("accuracy"), "macro_auc": auc,
-            "created": run.created, "problem": None}
+            "created": run.created, "problem": None,
+            "queue": describe(run.id) if status.get("state") == "queued" else None}
 
 
 __all__ = ["HEADLINE_COLUMNS", "Run", "RunBusy", "RunFileError", "RunNotFound", "create_run",

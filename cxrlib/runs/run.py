@@ -7,28 +7,24 @@ run and the file, and :meth:`Run.status` then says ``broken``.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from cxrlib.core.clock import now_iso  # noqa: F401 (runs' time stamps: callers import it here)
 from cxrlib.core.config import RunConfig
 from cxrlib.core.csvio import CsvCountError, count_problem, csv_text, read_counted, write_counted
 from cxrlib.core.fsutil import atomic_path, read_json, write_json_atomic, write_text_atomic
 from cxrlib.core.processes import pid_alive
 from cxrlib.models.io import keras_file_problem
 from cxrlib.runs.locks import lock_is_held
+from cxrlib.runs.queue_store import in_queue, run_job
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 """States a run's status.json may hold (``broken`` is reported, never written)."""
 TERMINAL_STATES = ("done", "failed", "cancelled")
-
-
-def now_iso() -> str:
-    """The current UTC time, ISO 8601 to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class RunFileError(ValueError):
@@ -290,14 +286,17 @@ class Run:
         if not path.is_file() or (preds.is_file()
                                   and path.stat().st_mtime_ns < preds.stat().st_mtime_ns):
             return None
-        return _read_csv(path)
+        try:
+            return read_counted(self.folder, "audit_attention.csv")
+        except (FileNotFoundError, CsvCountError):  # gone meanwhile, or damaged: none stored
+            return None
 
     def write_audit_attention(self, table: pd.DataFrame) -> None:
         """Store an audit's attention table, unless the stored one covers more films (of several
         audits, whatever their options, the one that measured the most films; the newest of a tie)."""
         stored = self.audit_attention()
         if stored is None or len(table) >= len(stored):
-            _write_csv(self.folder / "audit_attention.csv", table)
+            write_counted(self.folder, "audit_attention.csv", table)
 
     def metrics(self) -> dict[str, Any]:
         """metrics.json, or ``{}`` before the run is done (a damaged file raises :class:`RunFileError`)."""
@@ -358,5 +357,6 @@ class Run:
 
 
 def _start_pending(run: Run) -> bool:
-    """A queued run with no pid yet: starting only while someone holds its start lock."""
-    return lock_is_held(run.folder / "start.lock")
+    """A queued run with no pid yet: starting while someone holds its start lock, or waiting
+    in the queue of background runs (:mod:`cxrlib.runs.queue`) for a free slot."""
+    return lock_is_held(run.folder / "start.lock") or in_queue(run_job(run))

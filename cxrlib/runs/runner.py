@@ -18,20 +18,19 @@ import importlib
 import importlib.util
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 import traceback
 from typing import Any, Callable
 
-from cxrlib.core import paths
 from cxrlib.core.config import RunConfig
-from cxrlib.core.fsutil import write_json_atomic
 from cxrlib.core.processes import pid_alive
+from cxrlib.runs import queue as run_queue
 from cxrlib.runs.locks import RunLock
 from cxrlib.runs.registry import create_run
 from cxrlib.runs.run import TERMINAL_STATES, Run, now_iso
+from cxrlib.runs.slots import max_runs
 
 TRAIN_ENTRY_ENV = "CXR_TRAIN_ENTRY"
 """Environment variable naming the training function as ``module:function`` or
@@ -59,8 +58,10 @@ def start(cfg: RunConfig, *, fingerprint: str | None = None, restart: bool = Tru
         run: the run folder when it is not the registry's (a worker's scratch copy).
 
     Returns:
-        The :class:`Run`: done, running (attached), or freshly queued.
+        The :class:`Run`: done, running (attached), or freshly queued: it waits in
+        :mod:`cxrlib.runs.queue` until one of the ``CXR_MAX_RUNS`` slots is free.
     """
+    max_runs()  # a bad CXR_MAX_RUNS is refused before any folder is made
     fingerprint = fingerprint or dataset_fingerprint(cfg)
     run = run or create_run(cfg, fingerprint)
     if run.raw_status().get("state") == "done":
@@ -68,7 +69,11 @@ def start(cfg: RunConfig, *, fingerprint: str | None = None, restart: bool = Tru
     with RunLock(run.folder / "start.lock"):
         if _claimed(run) or (not restart and run.raw_status().get("state") in TERMINAL_STATES):
             return run
-        _spawn(run)
+        _mark_queued(run)
+        run_queue.submit(run_queue.run_job(run), "train", run.folder)
+        # Under the start lock, so that another caller attaches to a started process when a slot
+        # was free (the queue never takes a start lock: no lock-order cycle).
+        run_queue.dispatch()
     return run
 
 
@@ -79,37 +84,16 @@ def _claimed(run: Run) -> bool:
         return True
     if run.is_alive():
         return True
-    return status.get("state") == "queued" and pid_alive(run.pid)
+    return status.get("state") == "queued" and (pid_alive(run.pid) or run_queue.in_queue(run_queue.run_job(run)))
 
 
-def _spawn(run: Run) -> subprocess.Popen:
+def _mark_queued(run: Run) -> None:
     run.cancel_path.unlink(missing_ok=True)
     run.spawn_path.unlink(missing_ok=True)
     previous = run.raw_status()
-    run.write_status(replace=True, state="queued", message="waiting for the training process",
+    run.write_status(replace=True, state="queued", message="waiting for a free slot",
                      queued=now_iso(), attempt=int(previous.get("attempt", 0)) + 1,
                      resumable=run.has_checkpoint())
-    env = os.environ.copy()
-    for key, value in _train_env().items():
-        env.setdefault(key, value)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(paths.PROJECT_ROOT), env.get("PYTHONPATH")) if p)
-    with open(run.log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cxrlib", "train", "--run-dir", str(run.folder)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env, cwd=str(paths.PROJECT_ROOT), close_fds=True)
-    # Its own file, not status.json: the child may already be writing status.json.
-    write_json_atomic(run.spawn_path, {"pid": proc.pid, "spawned": now_iso()})
-    # Reap the child when it ends so it never lingers as a zombie of a long-lived caller (the app).
-    threading.Thread(target=proc.wait, name=f"reap-{run.id}", daemon=True).start()
-    return proc
-
-
-def _train_env() -> dict[str, str]:
-    """The training engine's measured-fastest environment; a user's own setting wins."""
-    from cxrlib.training.engine import TRAIN_ENV  # noqa: PLC0415 (TF-free at import, but only needed to spawn)
-
-    return TRAIN_ENV
 
 
 def _train_entry() -> Callable[..., None]:
@@ -185,6 +169,7 @@ def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | Non
         if in_main:
             signal.signal(signal.SIGTERM, previous)
         lock.release()
+        run_queue.dispatch_quietly()  # this slot is free: start the next queued run
 
 
 def _resolve_prerequisite(run: Run):
@@ -297,6 +282,8 @@ def cancel(run_id: str, *, grace_s: float = 15.0, kill_s: float = 5.0) -> dict[s
     run = get_run(run_id)
     if run.raw_status().get("state") in TERMINAL_STATES:
         return run.status()
+    if run_queue.cancel_waiting(run):  # still waiting for a slot: no process to stop
+        return run.raw_status()
     run.request_cancel()
     if not _wait_dead(run, grace_s):
         pid, group = run.pid, bool(run.raw_status().get("own_session"))
@@ -307,6 +294,7 @@ def cancel(run_id: str, *, grace_s: float = 15.0, kill_s: float = 5.0) -> dict[s
     status = run.raw_status()
     if status.get("state") not in TERMINAL_STATES:
         status = run.write_status(state="cancelled", message="cancelled", finished=now_iso())
+    run_queue.dispatch_quietly()  # a killed process could not start the next run itself
     return status
 
 

@@ -1,0 +1,399 @@
+"""Benchmark: concurrent users on the real server (issue 22, section 4).
+
+    .venv/bin/python bench/serve.py [--sessions 8] [--rounds 4] [--quick] [--data DIR] [--no-profile]
+
+Starts ``streamlit run`` on 127.0.0.1 over a fresh workspace holding one finished run (the quick
+MobileNetV2 head run of the Home page, trained first in this process), then drives headless
+Chromium (``/usr/bin/chromium``) through Playwright: one browser, one context (its own cookies,
+so its own Streamlit session) per user. Each user, each round, through the sidebar as a person
+would: opens Explain (``explain_open``), picks another film (``explain_film``) and another CAM
+method (``explain_method``; users start on different films and methods), opens Evaluation
+(``evaluation_open``), opens Review (``review_open``; the first time it types the reviewer's name)
+and saves a review (``review_save``). An action's time runs from the click until the app's script
+run has ended (seen through ``data-test-script-state``) and every image on the page has loaded.
+
+First one user alone does two rounds (the first warms the caches): ``single_user_s`` is the median
+of its second round's actions. Then ``--sessions`` users run ``--rounds`` rounds at once; the
+server's resident memory (``VmRSS`` of its process) is read after each round. ``exceptions``:
+exception boxes the app showed plus actions that failed or timed out. ``rss_growth``: memory after
+round 4 over round 2, minus 1 (with fewer rounds, the last over the second; null with one round).
+
+``--no-profile`` skips the profile of one Explain action: in this process, on the run's model and
+the largest film of ``--profile-data`` (default ``../shared/datasets/cxr3-fullres``), the seconds of each step the Explain page's services take, warm
+(film decode, preprocessing, CAM, native-size overlay, JPEG encoding as ``st.image`` does, lung
+segmentation, the deletion test).
+
+Data: ``--data``, else ``../shared/datasets/cxr3`` (``--quick``: the bundled 120-film sample).
+``--with-training`` starts a full fine-tune in the background (through the queue) as the users
+begin, so the per-action times say whether one user's training freezes the others' pages.
+``--quick`` means 2 users x 1 round. The full default (8 x 4) takes long on a 2-core CPU; run it on
+a quiet machine. Last line: JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from _common import ROOT, SHARED, isolated_env
+
+CHROMIUM = Path(os.environ.get("CXR_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ACTIONS = ("explain_open", "explain_film", "explain_method", "evaluation_open", "review_open",
+           "review_sign_in", "review_save")
+METHODS = ("Grad-CAM++", "HiResCAM", "XGrad-CAM", "LayerCAM", "EigenCAM")
+"""Methods users switch to (never the default Grad-CAM, so every pick is a change)."""
+ACTION_TIMEOUT_S = 300
+
+# The app's script state: a MutationObserver notes that a run began, so a quick run is not missed
+# (the old values of the records: a run that began and ended before the callback still shows).
+_ARM = """() => { const app = document.querySelector('[data-testid="stApp"]');
+  const key = 'data-test-script-state';
+  window.__cxrRan = false; if (window.__cxrObs) window.__cxrObs.disconnect();
+  window.__cxrObs = new MutationObserver(records => {
+    if (app.getAttribute(key) === 'running' || records.some(r => r.oldValue === 'running'))
+      window.__cxrRan = true; });
+  window.__cxrObs.observe(app, {attributes: true, attributeOldValue: true,
+                                attributeFilter: [key]}); }"""
+_IDLE = """() => document.querySelector('[data-testid="stApp"]')
+  ?.getAttribute('data-test-script-state') === 'notRunning'"""
+_RAN_AND_IDLE = f"() => window.__cxrRan === true && ({_IDLE})()"
+_IMAGES = """() => [...document.querySelectorAll('[data-testid="stImage"] img')]
+  .every(img => img.complete && img.naturalWidth > 0)"""
+
+
+# -- set-up -----------------------------------------------------------------------------------
+def _prepare(data: Path) -> str:
+    """Train (or find) the quick MobileNetV2 head run on ``data`` in the bench's workspace."""
+    from app_services.firstrun import quick_run_config
+    from cxrlib.data.datasets import scan_dataset
+    from cxrlib.runs import runner
+
+    ds = scan_dataset(data).for_task("3class")
+    run = runner.train_foreground(quick_run_config(ds, "3class"), fingerprint=ds.fingerprint)
+    status = run.status()
+    if status.get("state") != "done":
+        raise SystemExit(f"the bench's run did not finish: {status.get('error') or status}")
+    return run.id
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_server(data: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = dict(os.environ, CXR_DATA_DIR=str(data), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"streamlit did not become healthy; see {log}")
+        time.sleep(0.25)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+    if proc.poll() is None:
+        proc.kill()
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+# -- one user ---------------------------------------------------------------------------------
+class User:
+    """One browser context: its own cookies, so its own Streamlit session."""
+
+    def __init__(self, index: int, context, url: str, films: list[str], log: dict) -> None:
+        self.index, self.context, self.url, self.films, self.log = index, context, url, films, log
+        self.tab = None
+        self.named = False
+
+    async def _act(self, name: str, do, ready: str | None = None) -> None:
+        tab = self.tab
+        started = time.perf_counter()
+        try:
+            await tab.evaluate(_ARM)
+            await do()
+            await tab.wait_for_function(_RAN_AND_IDLE, timeout=ACTION_TIMEOUT_S * 1000)
+            if ready:
+                await tab.locator(ready).first.wait_for(timeout=ACTION_TIMEOUT_S * 1000)
+            await tab.wait_for_function(_IDLE, timeout=ACTION_TIMEOUT_S * 1000)
+            await tab.wait_for_function(_IMAGES, timeout=ACTION_TIMEOUT_S * 1000)
+            seconds = time.perf_counter() - started
+            boxes = await tab.locator('[data-testid="stException"]').count()
+            self.log["times"].setdefault(name, []).append(seconds)
+            self.log["exceptions"] += boxes
+            print(f"user {self.index} {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
+        except Exception as exc:  # noqa: BLE001 - a failed action is counted, the others go on
+            self.log["exceptions"] += 1
+            self.log["failures"].append(f"user {self.index} {name}: {type(exc).__name__}: "
+                                        f"{str(exc).splitlines()[0][:160]}")
+            print(f"user {self.index} {name}: FAILED {self.log['failures'][-1]}", file=sys.stderr,
+                  flush=True)
+            shot = Path(os.environ["CXR_WORKSPACE"]) / f"failed-{self.index}-{name}.png"
+            with contextlib.suppress(Exception):
+                await tab.screenshot(path=str(shot))
+
+    async def open(self) -> None:
+        self.tab = await self.context.new_page()
+        self.tab.set_default_timeout(ACTION_TIMEOUT_S * 1000)
+        await self.tab.goto(self.url)
+        await self.tab.wait_for_function(_IDLE)
+
+    async def _nav(self, page: str) -> None:
+        await self.tab.locator('[data-testid="stSidebarNav"]').get_by_role(
+            "link", name=page, exact=True).click()
+
+    async def _pick(self, label: str, text: str) -> None:
+        box = self.tab.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+        await box.locator("input").click()
+        await box.locator("input").fill(text)
+        await self.tab.keyboard.press("Enter")
+
+    async def round(self, r: int) -> None:
+        # Never the page's default (the first film, Grad-CAM), never last round's: always a change.
+        film = self.films[1 + (3 * self.index + r) % (len(self.films) - 1)]
+        method = METHODS[(self.index + r) % len(METHODS)]
+        await self._act("explain_open", lambda: self._nav("Explain"), '[data-testid="stImage"] img')
+        await self._act("explain_film", lambda: self._pick("Film", film))
+        await self._act("explain_method", lambda: self._pick("Method", method))
+        await self._act("evaluation_open", lambda: self._nav("Evaluation"), ".js-plotly-plot")
+        await self._act("review_open", lambda: self._nav("Review"))
+        if not self.named:
+            await self._act("review_sign_in", self._sign_in, '[data-testid="stForm"]')
+            self.named = True
+        await self._act("review_save", self._save_review, '[data-testid="stAlert"]')
+
+    async def _sign_in(self) -> None:
+        await self.tab.get_by_label("Your name").fill(f"Bench user {self.index}")
+        await self.tab.get_by_role("button", name="Start reviewing").click()
+
+    async def _save_review(self) -> None:
+        tab = self.tab
+        for question, answer in (("Agree with the label", "Yes"),
+                                 ("Agree with the prediction", "No"),
+                                 ("Where does the heatmap fall?", "elsewhere in the lungs")):
+            group = tab.locator('[data-testid="stRadio"]').filter(has_text=question)
+            await group.get_by_text(answer, exact=True).click()
+        await tab.get_by_role("button", name="Save review").click()
+
+
+async def _drive(url: str, films: list[str], sessions: int, rounds: int, server_pid: int,
+                 before_crowd=None) -> dict:
+    from playwright.async_api import async_playwright
+
+    alone = {"times": {}, "exceptions": 0, "failures": []}
+    crowd = {"times": {}, "exceptions": 0, "failures": []}
+    rss = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        viewport = {"width": 1440, "height": 2400}
+        solo = User(sessions, await browser.new_context(viewport=viewport), url, films, alone)
+        await solo.open()
+        await solo.round(0)  # warms the server's caches
+        alone["times"] = {}
+        await solo.round(1)
+        await solo.context.close()
+        rss.append(_rss_mb(server_pid))
+        if before_crowd is not None:
+            before_crowd()
+        users = [User(i, await browser.new_context(viewport=viewport), url, films, crowd)
+                 for i in range(sessions)]
+        await asyncio.gather(*(u.open() for u in users))
+        for r in range(rounds):
+            await asyncio.gather(*(u.round(r) for u in users))
+            rss.append(_rss_mb(server_pid))
+        await browser.close()
+    return {"alone": alone, "crowd": crowd, "rss_after_warmup": rss[0], "rss": rss[1:]}
+
+
+def _q(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))], 2)
+
+
+def _start_training(run_id: str):
+    """A full fine-tune of the bench run's configuration, started in the background (its own
+    process, through the queue): CPU-heavy work of 'another user' while the crowd clicks."""
+    from cxrlib.runs import runner
+    from cxrlib.runs.registry import get_run
+
+    run = get_run(run_id)
+    cfg = run.config
+    heavy = cfg.replace(train=cfg.train.replace(mode="finetune", epochs=50, early_stopping=None))
+    return runner.start(heavy, fingerprint=run.fingerprint)
+
+
+# -- profile of one Explain action ----------------------------------------------------------------
+def _profile(run_id: str, data: Path) -> dict:
+    """Seconds of each step of one Explain action, warm (a second film after a first)."""
+    import numpy as np
+    from PIL import Image
+
+    from cxrlib import explain, lungs
+    from cxrlib import preprocessing as pre
+    from cxrlib.data.datasets import scan_dataset
+    from cxrlib.data.imageio import read_film
+    from cxrlib.runs.registry import get_run
+
+    run = get_run(run_id)
+    t0 = time.perf_counter()
+    model = run.load_model()
+    cam = explain.get_cam("gradcam", model)
+    load_s = time.perf_counter() - t0
+    manifest = scan_dataset(data).manifest
+    big = manifest.assign(px=manifest["width"] * manifest["height"]).sort_values("px")
+    paths = [str(p) for p in big["path"].tail(2)]
+    steps = {}
+    for path in paths:  # the first film warms every compiled function; the second is measured
+        steps = {}
+        t = time.perf_counter()
+        pixels = read_film(path).pixels
+        steps["decode"] = time.perf_counter() - t
+        t = time.perf_counter()
+        x = pre.to_model_input(pre.preprocess_film(pixels, run.config.preprocess)[None])
+        steps["preprocess"] = time.perf_counter() - t
+        t = time.perf_counter()
+        result = cam.explain(x)
+        steps["cam"] = time.perf_counter() - t
+        t = time.perf_counter()
+        drawn = explain.overlay(pixels, result.heatmaps[0], alpha=0.4, colormap="jet")
+        steps["overlay_native"] = time.perf_counter() - t
+        t = time.perf_counter()
+        for image in (pixels, drawn):  # st.image sends RGB / grey arrays as JPEG
+            Image.fromarray(np.ascontiguousarray(image)).save(io.BytesIO(), format="JPEG")
+        steps["jpeg_encode_two_images"] = time.perf_counter() - t
+        t = time.perf_counter()
+        seg = lungs.segment_lungs(pixels)
+        steps["lung_segmentation"] = time.perf_counter() - t
+        t = time.perf_counter()
+        explain.deletion_insertion(model, x, result.heatmaps[0], None, steps=20)
+        steps["deletion_test"] = time.perf_counter() - t
+        size = f"{pixels.shape[1]}x{pixels.shape[0]}"
+    del seg
+    total = sum(steps.values())
+    return {"film": size, "model": run.config.model.label, "first_load_s": round(load_s, 2),
+            "steps_s": {k: round(v, 3) for k, v in steps.items()}, "total_s": round(total, 2)}
+
+
+def main() -> None:
+    global ACTION_TIMEOUT_S  # noqa: PLW0603 - one setting for every User
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=None, help="concurrent users (default 8)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per user (default 4)")
+    parser.add_argument("--quick", action="store_true", help="2 users x 1 round, the bundled sample")
+    parser.add_argument("--data", type=Path, default=None, help="dataset folder")
+    parser.add_argument("--no-profile", action="store_true", help="skip the Explain profile")
+    parser.add_argument("--profile-data", type=Path, default=None,
+                        help="films for the profile (default ../shared/datasets/cxr3-fullres when "
+                             "present: native-size films; else the bench's dataset)")
+    parser.add_argument("--with-training", action="store_true",
+                        help="a full fine-tune trains in the background while the users click "
+                             "(does one user's training freeze the others' pages?)")
+    parser.add_argument("--action-timeout", type=float, default=ACTION_TIMEOUT_S,
+                        help=f"seconds before an action counts as failed (default {ACTION_TIMEOUT_S})")
+    args = parser.parse_args()
+    ACTION_TIMEOUT_S = args.action_timeout
+    sessions = args.sessions or (2 if args.quick else 8)
+    rounds = args.rounds or (1 if args.quick else 4)
+    if not CHROMIUM.exists():
+        print(json.dumps({"skipped": f"{CHROMIUM} not found (install Debian's chromium)"}))
+        return
+    isolated_env("serve")
+    import logging
+
+    logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime": services used outside the app
+    from cxrlib.core import paths
+
+    data = args.data or (paths.SAMPLE_DIR if args.quick or not (SHARED / "datasets" / "cxr3").is_dir()
+                         else SHARED / "datasets" / "cxr3")
+    started = time.perf_counter()
+    run_id = _prepare(data)
+    from cxrlib.runs.registry import get_run
+
+    test = get_run(run_id).predictions()
+    films = test.loc[test["split"] == "test", "rel_path"].astype(str).tolist()
+    log = Path(os.environ["CXR_WORKSPACE"]) / "streamlit.log"
+    server, url = _start_server(data, log)
+    training = []
+    try:
+        result = asyncio.run(_drive(url, films, sessions, rounds, server.pid, before_crowd=(
+            (lambda: training.append(_start_training(run_id))) if args.with_training else None)))
+    finally:
+        _stop(server)
+        if training:
+            from cxrlib.runs import runner
+
+            during = training[0].status()
+            runner.cancel(training[0].id, grace_s=10)
+    crowd, alone = result["crowd"], result["alone"]
+    every = [t for ts in crowd["times"].values() for t in ts]
+    per_action = {a: {"n": len(crowd["times"].get(a, [])), "p50_s": _q(crowd["times"].get(a, []), 0.5),
+                      "p95_s": _q(crowd["times"].get(a, []), 0.95),
+                      "alone_s": _q(alone["times"].get(a, []), 0.5)} for a in ACTIONS}
+    for action, row in per_action.items():
+        print(f"{action:16s} n={row['n']:3d}  p50 {row['p50_s']} s  p95 {row['p95_s']} s  "
+              f"alone {row['alone_s']} s")
+    for failure in crowd["failures"] + alone["failures"]:
+        print("failed:", failure)
+    rss = result["rss"]
+    base = 1 if len(rss) >= 2 else None
+    last = 3 if len(rss) >= 4 else len(rss) - 1
+    growth = None if base is None or not rss[base] else round(rss[last] / rss[base] - 1, 3)
+    alone_all = [t for ts in alone["times"].values() for t in ts]
+    summary = {"sessions": sessions, "rounds": rounds, "data": str(data), "run": run_id,
+               "p50_s": _q(every, 0.5), "p95_s": _q(every, 0.95),
+               "single_user_s": _q(alone_all, 0.5), "exceptions": crowd["exceptions"] + alone["exceptions"],
+               "rss_mb": rss, "rss_after_warmup_mb": result["rss_after_warmup"],
+               "rss_growth": growth, "per_action": per_action}
+    if training:
+        summary["training_during"] = {"run": training[0].id, "state": during.get("state"),
+                                      "epoch": during.get("epoch"), "error": during.get("error")}
+    if not args.no_profile:
+        fullres = SHARED / "datasets" / "cxr3-fullres"
+        summary["explain_profile"] = _profile(run_id, args.profile_data or (
+            fullres if (fullres / "manifest.csv").exists() else data))
+    summary["wall_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
