@@ -16,6 +16,8 @@ import streamlit as st
 from cxrlib import reviews as rv
 from cxrlib.reviews.records import MAX_COMMENT
 
+from .address import from_address, to_address
+
 
 REVIEWER = "reviewer"
 """Session key of the reviewer's name (asked once per session)."""
@@ -38,14 +40,22 @@ def run_reviews(run, rel_path: str | None = None):
     return review_store().reviews(run.id, rel_path=rel_path)
 
 
+def _forget_reviewer() -> None:
+    st.session_state.pop(REVIEWER, None)
+    to_address("reviewer", None)
+
+
 def reviewer_ui(key: str) -> str | None:
-    """The session's reviewer name; asks for it (once per session) when it is not known yet."""
+    """The session's reviewer name; asks for it (once per session) when it is not known yet.
+    The name is kept in the address (``?reviewer=``): a reload or a second tab keeps it."""
+    from_address("reviewer", REVIEWER, cast=rv.clean_reviewer)
     name = st.session_state.get(REVIEWER)
+    to_address("reviewer", name)
     if name:
         with st.container(horizontal=True, vertical_alignment="center"):
             st.caption(f"Reviewing as **{name}**", width="content")
-            st.button("Not you?", key=f"{key}_change_reviewer", on_click=st.session_state.pop,
-                      args=(REVIEWER, None), type="tertiary")
+            st.button("Not you?", key=f"{key}_change_reviewer", on_click=_forget_reviewer,
+                      type="tertiary")
         return name
     with st.form(f"{key}_reviewer_form"):
         typed = st.text_input("Your name (asked once per session; it goes with every review)",

@@ -12,7 +12,8 @@ from cxrlib.core.config import (CNN_ARCHS, FINETUNE_RECIPE_SIZE, SMALL_CNN_RECIP
 
 from cxrlib.runs import registry
 
-from .core import RUN_ID, safe
+from .address import from_address, to_address
+from .core import RUN_ID, TASK, safe
 from .data import DataStatus
 
 
@@ -78,7 +79,9 @@ def predictions(run):
 
 
 def current_run_ui(status: DataStatus) -> None:
-    """Sidebar picker of the current run: finished runs of this dataset and task."""
+    """Sidebar picker of the current run: finished runs of this dataset and task. The task and
+    the run are kept in the address (``?task=``, ``?run=``): a reload or a link keeps them."""
+    to_address("task", st.session_state.get(TASK))
     if status.level != "ok":
         st.session_state[RUN_ID] = None
         return
@@ -89,10 +92,12 @@ def current_run_ui(status: DataStatus) -> None:
         st.caption("No finished run on this dataset and task yet: start one on Training.")
         return
     ids = [r.id for r in runs]
+    from_address("run", RUN_ID, valid=ids)  # a reload or a shared link keeps its run
     if st.session_state.get(RUN_ID) not in ids:
         st.session_state[RUN_ID] = ids[0]
     labels = {r.id: run_label(r) for r in runs}
     st.selectbox("Current run", ids, format_func=labels.get, key=RUN_ID)
+    to_address("run", st.session_state[RUN_ID])
 
 
 def require_run():
