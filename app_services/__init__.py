@@ -20,6 +20,9 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.reviewing`, :mod:`.review_queue`, :mod:`.review_stats`: radiologists' reviews (store,
   reviewer name and form; queue, film picker and link from Evaluation; agreement statistics).
 - :mod:`.comparing`: two runs on the same test films (McNemar, paired bootstrap) for Evaluation.
+- :mod:`.evaluation_view`: the Evaluation page's components (current run and one to compare,
+  figures on shared axes, every number naming its run).
+- :mod:`.address`: the run, film, reviewer and key choices kept in ``st.query_params``.
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
                    for_display, plain_table)
@@ -41,6 +44,9 @@ from .lungs import explanation_lungs, with_outline
 from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,
                            subgroup_columns, subgroup_figures, subgroup_table, subgroups)
 from .comparing import comparison, comparison_ui
+from .evaluation_view import (figure_rows, headline, predictive_values_ui, predictive_values_table,
+                              runs_shown, sample_grid, subgroups_ui)
+from .address import from_address, to_address
 from .reviewing import film_reviews_table, review_form, reviewer_ui, run_reviews
 from .review_queue import film_picker, review_images, review_link, review_progress, review_queue
 from .review_stats import (agreement, kappa_display, model_agreement_display, off_target_display,

@@ -101,7 +101,7 @@ def review_link(run, shown, *, key: str) -> None:
     film = c1.selectbox("Review a film of this grid", films, key=f"{key}_film")
     if c2.button("Review it", icon=":material/rate_review:", key=f"{key}_go",
                  on_click=_open_review, args=(run.id,)):
-        st.switch_page(REVIEW_PAGE, query_params={"film": film})
+        st.switch_page(REVIEW_PAGE, query_params={"run": run.id, "film": film})
 
 
 def review_images(run, ds, row, side: int = 512):

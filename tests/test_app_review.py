@@ -217,7 +217,7 @@ def test_two_runs_the_page_says_whether_the_difference_is_real(app, trained_run,
     k, j = min(2, errors), 4
     other = workspace_copy("bbbb", _edit_b(k, j, trained_run.classes))
     at = app("views/evaluation.py", run_id=trained_run.id)
-    at.multiselect(key="ev_runs").set_value([trained_run.id, other.id]).run()
+    at.selectbox(key="ev_other").set_value(other.id).run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Is the difference real?" in texts(at.subheader)
     # hand computation: only A right on j films, only B right on k
@@ -233,7 +233,7 @@ def test_two_runs_on_other_test_films_are_refused_with_the_reason(app, trained_r
         return preds.drop(test[:3])  # three test films fewer: another split
     other = workspace_copy("cccc", other_split)
     at = app("views/evaluation.py", run_id=trained_run.id)
-    at.multiselect(key="ev_runs").set_value([trained_run.id, other.id]).run()
+    at.selectbox(key="ev_other").set_value(other.id).run()
     refusal = [w for w in texts(at.warning) if "cannot be compared film by film" in w]
     assert refusal and "tested on different films (another split): 3 test films only in run" in refusal[0]
     assert not [m for m in at.metric if m.label == "McNemar p (exact)"]
@@ -271,3 +271,35 @@ def test_queue_uses_an_audit_of_any_options_the_audit_page_offers(app, trained_r
     finally:
         _reports().items.pop(key, None)
         _reports().items.pop(small, None)
+
+
+def test_a_reload_keeps_the_run_film_reviewer_and_count(app, trained_run, workspace_copy,
+                                                       synthetic_dataset):
+    """Issue 26, bug 2: a reload (a new session) fell back to the newest run, asked the name
+    again and said "you have reviewed 0 of ..." . The address now carries run, film and reviewer."""
+    from app_fixtures import APP, TIMEOUT
+    from streamlit.testing.v1 import AppTest
+
+    older = workspace_copy("0000")  # not the newest run: the fallback would show the other
+    at = app(PAGE, run_id=older.id)
+    _sign_in(at, "Dr Reload")
+    _answer(at, label=True, prediction=True, where="heart_mediastinum")  # a new location
+    _button(at, "Save review").click().run()
+    _button(at, "Next to review").click().run()
+    film, count = at.selectbox(key="rv_film").value, _progress(at)
+    assert count.startswith("You have reviewed 1 of")
+    address = dict(at.query_params)
+    assert (address["run"], address["film"], address["reviewer"]) == (older.id, film, "Dr Reload")
+
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)  # a reload: a new session
+    fresh.session_state["data_dir"] = str(synthetic_dataset)
+    fresh.query_params.update(address)
+    fresh.run()
+    fresh.switch_page(PAGE)
+    fresh.query_params.update(address)
+    fresh.run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert fresh.selectbox(key="run_id").value == older.id
+    assert "Reviewing as **Dr Reload**" in texts(fresh.caption)
+    assert fresh.selectbox(key="rv_film").value == film
+    assert _progress(fresh) == count

@@ -63,6 +63,16 @@ def class_colour(name: str, index: int = 0) -> str:
     return CLASS_COLOURS.get(name, OKABE_ITO[index % len(OKABE_ITO)])
 
 
+def whose(fig: go.Figure, owner: str) -> go.Figure:
+    """``fig`` with ``owner`` (e.g. ``"Run A · 1a2b3c4d"``) on a first title line, and the title
+    small enough not to be cut in a half-width column (in place; returns the figure)."""
+    text = fig.layout.title.text or ""
+    fig.update_layout(title=dict(text=f"<b>{owner}</b><br><span style='font-size:12px'>{text}</span>",
+                                 font=dict(size=14)),
+                      margin=dict(t=max(80, (fig.layout.margin.t or 0) + 20)))
+    return fig
+
+
 def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), template=TEMPLATE,
                       margin=dict(l=60, r=20, t=60, b=50), **kwargs)
@@ -70,11 +80,15 @@ def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
 
 
 def _unit_square(fig: go.Figure, x_title: str, y_title: str) -> None:
+    # Both axes keep [0, 1] and give up plot area instead: with the y axis free to widen, a
+    # square plot in a tall, narrow column stretched its range to −200 %..300 % (issue 26).
     fig.update_xaxes(title_text=x_title, range=[-0.01, 1.01], tickformat=".0%", constrain="domain")
-    fig.update_yaxes(title_text=y_title, range=[-0.01, 1.01], tickformat=".0%", scaleanchor="x", scaleratio=1)
+    fig.update_yaxes(title_text=y_title, range=[-0.01, 1.01], tickformat=".0%", scaleanchor="x",
+                     scaleratio=1, constrain="domain")
 
 
-def confusion_heatmap(conf, classes: Sequence[str], normalised: bool = False) -> go.Figure:
+def confusion_heatmap(conf, classes: Sequence[str], normalised: bool = False,
+                      zmax: float | None = None) -> go.Figure:
     """Annotated confusion matrix, true class down the rows, predicted class across.
 
     Args:
@@ -82,6 +96,7 @@ def confusion_heatmap(conf, classes: Sequence[str], normalised: bool = False) ->
         classes: class names in task order.
         normalised: colour and label cells by row share (recall along the diagonal); the
             counts stay in the hover text.
+        zmax: the top of the colour scale of counts (two runs side by side share one).
 
     Returns:
         A heatmap with one annotation per cell.
@@ -93,12 +108,12 @@ def confusion_heatmap(conf, classes: Sequence[str], normalised: bool = False) ->
     names = list(classes)
     hover = [[f"True: {t}<br>Predicted: {p}<br>Images: {int(counts[i, j])}<br>Row share: {shares[i, j]:.1%}"
               for j, p in enumerate(names)] for i, t in enumerate(names)]
-    fig = go.Figure(go.Heatmap(z=values, x=names, y=names, colorscale="Blues", zmin=0,
-                               zmax=1 if normalised else max(1.0, values.max()),
+    top = 1.0 if normalised else float(zmax or max(1.0, values.max()))
+    fig = go.Figure(go.Heatmap(z=values, x=names, y=names, colorscale="Blues", zmin=0, zmax=top,
                                text=hover, hoverinfo="text", hovertemplate=None,
                                colorbar=dict(title="Share" if normalised else "Images",
                                              tickformat=".0%" if normalised else None)))
-    threshold = 0.5 * (1 if normalised else max(1.0, values.max()))
+    threshold = 0.5 * top
     for i, true_name in enumerate(names):
         for j, pred_name in enumerate(names):
             label = f"{shares[i, j]:.1%}<br>({int(counts[i, j])})" if normalised else f"{int(counts[i, j])}"
@@ -221,7 +236,7 @@ def training_curves_figure(history: pd.DataFrame) -> go.Figure:
             fig.add_vline(x=best, line=dict(color="#7F7F7F", dash="dot", width=1), row=1, col=col)
     fig.update_xaxes(title_text="Epoch")
     fig.update_yaxes(title_text="Loss", row=1, col=1)
-    fig.update_yaxes(title_text="Accuracy", tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(title_text="Accuracy", tickformat=".0%", range=[0, 1.02], row=1, col=2)
     title = "Training curves" + ("" if best is None else f" (weights kept from epoch {best})")
     return _layout(fig, title, hovermode="x unified")
 
