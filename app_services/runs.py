@@ -111,6 +111,9 @@ def require_run():
     return run
 
 
+MAX_EPOCHS = 200
+"""The most epochs the Training page accepts."""
+
 FAMILY_LABELS = {"mobilenetv2": "MobileNetV2 (ImageNet transfer learning, published 3-class)",
                  "small_cnn": "Small CNN (the CLAHE binary pipeline)",
                  "tiny": "Tiny (a few-kilobyte backbone: seconds on a CPU, for demos)"}
@@ -164,8 +167,15 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
     test_f = left.slider("Test share", 0.1, 0.4, 0.2, 0.05, key="tr_test", persist_state="session")
     val_f = left.slider("Validation share (0: the test split doubles as validation, as published)",
                         0.0, 0.3, 0.1, 0.05, key="tr_val", persist_state="session")
-    epochs = right.number_input("Epochs (maximum)", 1, 200, 50 if family != "tiny" else 10,
+    # No max_value: the browser kept the last valid value of an out-of-range entry (it only
+    # turned red) and training went on with it; the check below says so and refuses instead.
+    epochs = right.number_input(f"Epochs (maximum, at most {MAX_EPOCHS})", min_value=1,
+                                value=50 if family != "tiny" else 10,
                                 key=f"tr_epochs_{family}", persist_state="session")
+    too_many = epochs > MAX_EPOCHS and not recipe  # the recipe sets its own epochs
+    if too_many:
+        right.error(f"At most {MAX_EPOCHS} epochs: {int(epochs)} is too many. Lower it to start "
+                    "training.", icon=":material/block:")
     batch = right.select_slider("Batch size", [4, 8, 16, 32, 64, 128], 16, key="tr_batch",
                                 persist_state="session")
     lr = right.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-3,
@@ -190,6 +200,8 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
             preprocess = PreprocessConfig(steps=(), size=96)
         elif recipe:
             preprocess = preprocess.replace(size=SMALL_CNN_RECIPE_SIZE if cnn else FINETUNE_RECIPE_SIZE)
+    if too_many:  # every widget drawn first: the page keeps its layout
+        return None
     try:
         if recipe and cnn:
             train = TrainConfig.small_cnn_recipe(batch_size=int(batch), seed=int(seed))

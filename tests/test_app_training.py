@@ -180,3 +180,15 @@ def test_the_small_cnn_starts_from_its_recipe_and_its_blocks_can_be_chosen(app, 
     at.selectbox(key="tr_family").set_value("tiny").run()  # no blocks choice there
     assert not at.exception and asked[-1].model.cnn_arch == "published"
     assert not [r for r in at.radio if r.key == "tr_cnn_arch"]
+
+
+def test_epochs_above_the_maximum_disable_start_with_a_message(app):
+    """Issue 26, bug 5: 300 epochs (the maximum is 200) turned the box red, but "Start
+    training" stayed enabled and trained the last valid value."""
+    at = _set_tiny(app(PAGE), epochs=300)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(e.startswith("At most 200 epochs: 300 is too many") for e in texts(at.error))
+    start = [b for b in at.button if b.label == "Start training"]
+    assert len(start) == 1 and start[0].disabled
+    at = _set_tiny(at, epochs=200)
+    assert not [b for b in at.button if b.label == "Start training"][0].disabled

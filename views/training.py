@@ -13,7 +13,8 @@ if pre is not None:
 cfg = svc.training_ui(svc.data_config(), pre)
 if cfg is not None:
     cfg = svc.lung_crop_ui(cfg)
-if cfg is None:
+if cfg is None:  # the widgets said why; a greyed button shows nothing will start
+    st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=True)
     st.stop()
 if pre is None:
     st.caption(f"Preprocessing: {svc.describe_preprocess(cfg.preprocess)} (the published steps "
