@@ -22,6 +22,8 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.comparing`: two runs on the same test films (McNemar, paired bootstrap) for Evaluation.
 - :mod:`.evaluation_view`: the Evaluation page's components (current run and one to compare,
   figures on shared axes, every number naming its run).
+- :mod:`.viewer`: the film viewer of Explain and Review (window / level, synchronised heatmap
+  panels, previous / next, scores with their caveat, the overlay download).
 - :mod:`.address`: the run, film, reviewer and key choices kept in ``st.query_params``.
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
@@ -47,6 +49,8 @@ from .comparing import comparison, comparison_ui
 from .evaluation_view import (figure_rows, headline, predictive_values_ui, predictive_values_table,
                               runs_shown, sample_grid, subgroups_ui)
 from .address import from_address, to_address
+from .viewer import (compared_panels, film_nav, film_viewer, layer_name, look, methods_ui,
+                     overlay_download, scores, window_ui)
 from .reviewing import film_reviews_table, review_form, reviewer_ui, run_reviews
 from .review_queue import film_picker, review_images, review_link, review_progress, review_queue
 from .review_stats import (agreement, kappa_display, model_agreement_display, off_target_display,

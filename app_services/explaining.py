@@ -96,7 +96,7 @@ def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: boo
     res["box"] = input_box(run.config.preprocess, pixels, film_key)
     res["overlay"] = pixels if res["flat"] else explain.overlay(
         pixels, res["heatmap"], alpha=cfg.alpha, colormap=cfg.colormap, contour=cfg.contour,
-        box=res["box"])
+        box=res["box"], threshold=cfg.threshold)
     if faithful:
         res["faithfulness"] = None if res["flat"] else _faithfulness(
             stamp, film_key, cfg.method, layer, cfg.target, run, pixels, res["heatmap"])
@@ -130,6 +130,9 @@ def explain_refusal(film) -> str | None:
 
 
 PREDICTED = "the predicted class"
+DEFAULT_COLORMAP, DEFAULT_THRESHOLD = "inferno", 0.2
+VIEWER_LOOK = ExplainConfig(alpha=0.5, colormap=DEFAULT_COLORMAP, threshold=DEFAULT_THRESHOLD)
+"""How the app draws a heatmap unless told otherwise (Review's overlay)."""
 DEFAULT_LAYER = "the method's default layer"
 
 
@@ -161,10 +164,18 @@ def explain_ui(layers: list[str], classes: list[str],
     # the box would read "Choose an option" instead of the predicted class.
     choice = c3.selectbox("Explain class", [PREDICTED, *classes], key="ex_target")
     target = None if choice == PREDICTED else list(classes).index(choice)
-    alpha = c1.slider("Heatmap opacity (alpha)", 0.0, 1.0, 0.4, 0.05, key="ex_alpha",
+    alpha = c1.slider("Heatmap opacity (alpha)", 0.0, 1.0, 0.5, 0.05, key="ex_alpha",
                       persist_state="session")
-    cmap = c2.selectbox("Colormap", list(explain.COLORMAPS), key="ex_cmap", persist_state="session")
+    cmaps = list(explain.COLORMAPS)
+    cmap = c2.selectbox("Colormap", cmaps, index=cmaps.index(DEFAULT_COLORMAP), key="ex_cmap",
+                        persist_state="session",
+                        help="inferno and turbo are perceptually ordered; jet (published) is "
+                             "kept for comparison.")
+    threshold = c3.slider("Hide evidence below (share of the maximum)", 0.0, 0.9,
+                          DEFAULT_THRESHOLD, 0.05, key="ex_threshold", persist_state="session",
+                          help="Heatmap values below this are not drawn: the film shows through "
+                               "unchanged instead of being tinted.")
     contour = c3.toggle("Contour lines instead of a filled map", False, key="ex_contour",
                         persist_state="session")
     return ExplainConfig(method=method, layer=layer, target=target, alpha=alpha, colormap=cmap,
-                         contour=contour)
+                         contour=contour, threshold=threshold)

@@ -56,13 +56,14 @@ def colorscale(colormap: str, stops: int = 17) -> list[list]:
     return [[i / 255.0, f"rgb({lut[i][0]},{lut[i][1]},{lut[i][2]})"] for i in idx]
 
 
-def _png_uri(pixels: np.ndarray) -> str:
+def film_source(pixels: np.ndarray) -> str:
+    """The film as a lossless PNG data URI (every native pixel), for :func:`viewer_figure`."""
     return "data:image/png;base64," + base64.b64encode(to_png(pixels, compression=1)).decode()
 
 
 def viewer_figure(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "inferno",
                   alpha: float = 0.5, threshold: float = 0.2, contour: bool = False,
-                  height: int = 640, revision: str = "") -> go.Figure:
+                  height: int = 640, revision: str = "", source: str | None = None) -> go.Figure:
     """Panels of one film side by side, zooming and panning together.
 
     Args:
@@ -74,6 +75,7 @@ def viewer_figure(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "
         alpha: heatmap opacity; threshold: values below it are not drawn (transparent).
         contour: thick iso-lines instead of a filled map.
         revision: plotly's ``uirevision``: the zoom survives a redraw while it is unchanged.
+        source: :func:`film_source` of ``film`` when the caller has it cached.
 
     Returns:
         A figure with one image trace per panel and one heatmap (or contour) trace per
@@ -84,7 +86,7 @@ def viewer_figure(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "
     n = max(1, len(panels))
     fig = make_subplots(rows=1, cols=n, shared_xaxes="all", shared_yaxes="all",
                         horizontal_spacing=0.01, subplot_titles=[p["title"] for p in panels])
-    uri = _png_uri(film)
+    uri = source or film_source(film)
     scale = colorscale(colormap)
     first = True
     for col, panel in enumerate(panels, start=1):
