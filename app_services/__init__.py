@@ -51,8 +51,9 @@ from .evaluation_view import (figure_rows, headline, predictive_values_ui, predi
 from .address import from_address, to_address
 from .viewer import (compared_panels, film_nav, film_viewer, layer_name, look, methods_ui,
                      overlay_download, scores, window_ui)
-from .reviewing import film_reviews_table, review_form, reviewer_ui, run_reviews
-from .review_queue import film_picker, review_images, review_link, review_progress, review_queue
+from .reviewing import film_reviews_table, has_reviewed, review_form, reviewer_ui, run_reviews
+from .review_queue import (film_picker, review_link, review_progress, review_queue, review_viewer,
+                           sync_film)
 from .review_stats import (agreement, kappa_display, model_agreement_display, off_target_display,
                            reviews_csv)
 from .firstrun import is_bundled_sample, quick_run_config

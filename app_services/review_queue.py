@@ -2,15 +2,16 @@
 address), the link from the Evaluation grid, and the film with its heatmap."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import streamlit as st
 
 from cxrlib import reviews as rv
 
-from .core import RUN_ID, file_stamp, safe, shrink
+from .core import RUN_ID, file_stamp, safe
 from .data import film, path_of
-from .explaining import cam_layers, explanation
+from .explaining import VIEWER_LOOK, explanation
 from .reviewing import REVIEW_PAGE, review_store
 from .runs import predictions
 
@@ -25,8 +26,11 @@ def _attention(run):
     return max(tables, key=len) if tables else None  # max keeps the first (newest) of a tie
 
 
-def review_queue(run, threshold: float | None = None):
+def review_queue(run, threshold: float | None = None, *, blinded: bool = False):
     """The run's test films in review order, and whether CAM in-lung shares ordered it.
+
+    ``blinded``: the films in an order fixed by the run (a shuffle seeded by its id) and no
+    ``reason``, so the queue does not announce the model's errors up front.
 
     Returns:
         ``(queue, uses_cam)``: :func:`cxrlib.reviews.review_queue`'s frame; ``uses_cam`` is
@@ -35,6 +39,9 @@ def review_queue(run, threshold: float | None = None):
     attention = _attention(run)
     queue = rv.review_queue(predictions(run), list(run.classes), in_lung_share=attention,
                             threshold=threshold)
+    if blinded:
+        queue = queue.sample(frac=1.0, random_state=int(hashlib.sha1(run.id.encode()).hexdigest()[:8], 16))
+        queue = queue.reset_index(drop=True).assign(position=lambda q: q.index + 1, reason="")
     return queue, attention is not None
 
 
@@ -45,6 +52,11 @@ def review_progress(queue, reviews, reviewer: str | None) -> dict[str, Any]:
 
 def _sync_film(key: str) -> None:
     st.query_params["film"] = st.session_state[key]  # a refresh reopens the same film
+
+
+def sync_film(key: str = "rv_film") -> None:
+    """Put the film of picker ``key`` in the address (a callback after a move)."""
+    _sync_film(key)
 
 
 def _next_film(run_id: str, films: list[str], reviewer: str, key: str) -> None:
@@ -75,7 +87,7 @@ def film_picker(run, queue, reviews, reviewer: str, *, key: str = "rv_film") -> 
 
     def label(f: str) -> str:
         mark = "✓ mine · " if f in mine else ("reviewed · " if f in anyone else "")
-        return f"{position[f]}. {mark}{f} — {reasons[f]}"
+        return f"{position[f]}. {mark}{f}" + (f" — {reasons[f]}" if reasons[f] else "")
 
     c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
     c1.selectbox("Film of the queue", films, key=key, format_func=label, on_change=_sync_film,
@@ -104,14 +116,18 @@ def review_link(run, shown, *, key: str) -> None:
         st.switch_page(REVIEW_PAGE, query_params={"run": run.id, "film": film})
 
 
-def review_images(run, ds, row, side: int = 512):
-    """A queue row's film and its Grad-CAM overlay (default layer, predicted class), shrunk for
-    display, and a caption naming them."""
-    from cxrlib.core.config import ExplainConfig  # noqa: PLC0415
+def review_viewer(run, ds, row, window: tuple) -> str:
+    """A queue row's film and its Grad-CAM (default layer, predicted class) in the synchronised
+    viewer; returns the caption naming them."""
+    from .viewer import film_viewer, layer_name  # noqa: PLC0415
 
     path = safe(lambda: path_of(ds, row.rel_path), row.path)
     pixels = film(path).pixels
-    res = explanation(run, pixels, file_stamp(path), ExplainConfig(), faithful=False)
+    key = file_stamp(path)
+    res = explanation(run, pixels, key, VIEWER_LOOK, faithful=False)
+    what = f"Grad-CAM on {layer_name(run, res['layer'])}, predicted class"
+    film_viewer(pixels, key, [{"title": "Original"},
+                              {"title": what, "heatmap": None if res["flat"] else res["heatmap"],
+                               "box": res["box"]}], VIEWER_LOOK, window, key="rv_viewer")
     h, w = pixels.shape[:2]
-    caption = f"{row.rel_path} · {w}×{h} px · Grad-CAM on {cam_layers(run)[1]}, predicted class"
-    return shrink(pixels, side), shrink(res["overlay"], side), caption
+    return f"{row.rel_path} · {w}×{h} px · {what}" + (" (flat map: not drawn)" if res["flat"] else "")

@@ -107,7 +107,7 @@ def film_nav(options: list, key: str, *, on_move=None) -> None:
     c1, c2, c3 = st.columns([1, 1, 4], vertical_alignment="center")
     for col, label, by, shortcut, icon in ((c1, "Previous film", -1, "J", ":material/skip_previous:"),
                                            (c2, "Next film", 1, "K", ":material/skip_next:")):
-        col.button(label, key=f"{key}_{'prev' if by < 0 else 'next'}", icon=icon,
+        col.button(label, key=f"{key}_{'previous' if by < 0 else 'following'}", icon=icon,
                    on_click=_move, args=(options, key, by, on_move), shortcut=shortcut,
                    help=f"Keyboard: {shortcut}")
     c3.caption(f"Film {options.index(st.session_state[key]) + 1 if st.session_state.get(key) in options else '?'}"

@@ -61,6 +61,13 @@ def _answer(at, *, label: bool, prediction: bool, where: str) -> None:
     radios["Where does the heatmap fall?"].set_value(where)
 
 
+def _read(at, reading: str, where: str) -> None:
+    """A blinded review's answers: the reviewer's own reading and where the heatmap falls."""
+    radios = {r.label.split(" (")[0]: r for r in at.radio}
+    radios["Your reading of this film"].set_value(reading)
+    radios["Where does the heatmap fall?"].set_value(where)
+
+
 def _sign_in(at, name: str = "Dr Ada"):
     at.text_input(key="rv_reviewer_name").input(name)
     _button(at, "Start reviewing").click().run()
@@ -88,7 +95,7 @@ def _planted_errors(classes, confidences=(0.95, 0.85)):
 def test_review_page_asks_the_name_queues_errors_first_and_saves_a_review(app, trained_run,
                                                                           workspace_copy):
     run = workspace_copy("eeee", _planted_errors(trained_run.classes))  # errors of known order
-    at = app(PAGE, run_id=run.id)
+    at = app(PAGE, run_id=run.id, rv_blind=False)  # unblinded: the queue shows errors first
     assert texts(at.title) == ["Review"]
     assert not at.get("progress")  # nothing but the name until the reviewer says who they are
     _sign_in(at)
@@ -172,13 +179,13 @@ def test_explain_page_review_form_saves_with_the_films_prediction(app, trained_r
     _button(at, "Save review").click().run()
     assert f"Review saved (Dr Eve, {film})." in texts(at.success)
     saved = ReviewStore().reviews(trained_run.id).iloc[0]
-    pred = [m.label[2:-1] for m in at.metric if m.label.startswith("P(")]
-    values = [float(m.value.rstrip("%")) for m in at.metric if m.label.startswith("P(")]
+    pred = [m.label.split(" · ", 1)[1] for m in at.metric if m.label.startswith("Model score · ")]
+    values = [float(m.value) for m in at.metric if m.label.startswith("Model score · ")]
     assert saved["prediction"] == pred[int(np.argmax(values))]
     assert (saved["agrees_with_label"], saved["agrees_with_prediction"],
             saved["heatmap_location"]) == (True, False, "outside_body")
     assert saved["label"] == _test_rows(trained_run).set_index("rel_path").loc[film, "label"]
-    assert len(at.image) == 2  # the form adds no image to the page
+    assert not at.image and len(at.get("plotly_chart")) == 1  # the form adds no image
 
 
 def test_evaluation_grid_opens_a_film_on_the_review_page(app, trained_run, workspace_copy):
@@ -262,7 +269,7 @@ def test_queue_uses_an_audit_of_any_options_the_audit_page_offers(app, trained_r
     small = audit_key(trained_run, None, 50, "gradcam", 0.0, None)
     _reports().put(small, SimpleNamespace(attention=attention.head(1)))
     try:
-        at = app(PAGE, run_id=trained_run.id)
+        at = app(PAGE, run_id=trained_run.id, rv_blind=False)
         _sign_in(at)
         options = at.selectbox(key="rv_film").options
         measured = [o for o in options if "of the CAM inside the lungs" in o]
@@ -283,7 +290,7 @@ def test_a_reload_keeps_the_run_film_reviewer_and_count(app, trained_run, worksp
     older = workspace_copy("0000")  # not the newest run: the fallback would show the other
     at = app(PAGE, run_id=older.id)
     _sign_in(at, "Dr Reload")
-    _answer(at, label=True, prediction=True, where="heart_mediastinum")  # a new location
+    _read(at, older.classes[0], where="heart_mediastinum")  # blinded, a new location
     _button(at, "Save review").click().run()
     _button(at, "Next to review").click().run()
     film, count = at.selectbox(key="rv_film").value, _progress(at)
@@ -303,3 +310,28 @@ def test_a_reload_keeps_the_run_film_reviewer_and_count(app, trained_run, worksp
     assert "Reviewing as **Dr Reload**" in texts(fresh.caption)
     assert fresh.selectbox(key="rv_film").value == film
     assert _progress(fresh) == count
+
+
+def test_blinded_review_hides_label_prediction_and_errors_until_saved(app, trained_run,
+                                                                    workspace_copy):
+    """Issue 26: a blinded review (the default) shows the film and its heatmap, not the label or
+    the prediction, until the reviewer has saved; the queue does not announce errors."""
+    run = workspace_copy("eeee", _planted_errors(trained_run.classes))
+    at = _sign_in(app(PAGE, run_id=run.id))
+    assert at.toggle(key="rv_blind").value is True and at.query_params.get("blind") == "1"
+    options = at.selectbox(key="rv_film").options
+    assert not [o for o in options if "error" in o or " — " in o]
+    film = at.selectbox(key="rv_film").value
+    row = _test_rows(run).set_index("rel_path").loc[film]
+    label = row["label"]
+    predicted = run.classes[int(row[[f"p_{c}" for c in run.classes]].to_numpy(float).argmax())]
+    shown = " ".join(texts(at.markdown) + [r.label for r in at.radio])
+    assert "Labelled" not in shown and f"({label})" not in shown and f"({predicted})" not in shown
+    assert not [r for r in at.radio if r.label.startswith("Agree with")]
+    _read(at, label, where="diffuse")
+    _button(at, "Save review").click().run()
+    saved = ReviewStore().reviews(run.id).iloc[-1]
+    assert (saved["agrees_with_label"], saved["agrees_with_prediction"]) == (True, label == predicted)
+    assert saved["heatmap_location"] == "diffuse" and f"[blinded reading: {label}]" in saved["comment"]
+    assert any(t.startswith(":green[✓] Labelled") or t.startswith(":orange[✗] Labelled")
+               for t in texts(at.markdown))  # shown once saved
