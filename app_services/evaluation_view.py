@@ -81,6 +81,16 @@ def _figures(run, threshold, normalised: bool, zmax: float | None) -> list[tuple
             ("ci", figures.bootstrap_ci_figure(ci))]
 
 
+def shared_ranges(figs: list) -> None:
+    """Give side-by-side figures one range per axis (the union of their explicit ranges)."""
+    for axis in ("xaxis", "yaxis"):
+        ranges = [fig.layout[axis].range for fig in figs]
+        if all(r is not None for r in ranges) and len(ranges) > 1:
+            lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+            for fig in figs:
+                fig.layout[axis].range = [lo, hi]
+
+
 def figure_rows(runs: list, threshold: float | None, normalised: bool) -> None:
     """Every figure of the runs: one run two to a row; two runs one row per figure, the
     runs' figures side by side on the same axes, each titled with its run."""
@@ -97,6 +107,7 @@ def figure_rows(runs: list, threshold: float | None, normalised: bool) -> None:
         st.dataframe(ci_table(bootstrap(runs[0], 1000, threshold)), hide_index=True)
         return
     for i in range(len(per_run[0])):
+        shared_ranges([figs[i][1] for figs in per_run])
         for col, run, figs in zip(st.columns(len(runs)), runs, per_run):
             name, fig = figs[i]
             with col:

@@ -46,12 +46,15 @@ def _source(film_key: str, centre: float, width: float, invert: bool, outline: s
 
 
 def film_viewer(pixels, film_key: str, panels: list[dict], cfg, window: tuple, *, key: str,
-                height: int = 680, outline=None, outline_key: str = "") -> None:
+                height: int | None = None, outline=None, outline_key: str = "") -> None:
     """The film (windowed) and its heatmap panels, zooming and panning together: mouse wheel
     to zoom, drag to pan, double click to reset; the zoom survives a change of settings.
     ``outline``: a lung mask drawn on the film (``outline_key`` names it for the cache)."""
     source = _source(film_key, *window, outline_key if outline is not None else "", pixels,
                      outline)
+    if height is None:  # panels share the page's width: keep each about square
+        h, w = pixels.shape[:2]
+        height = int(min(760, max(360, 1150 / max(1, len(panels)) * h / w + 90)))
     fig = vw.viewer_figure(pixels, panels, colormap=cfg.colormap, alpha=cfg.alpha,
                            threshold=cfg.threshold, contour=cfg.contour, height=height,
                            revision=film_key, source=source)
@@ -80,7 +83,7 @@ def compared_panels(run, pixels, film_key: str, cfg, methods: list[str], *, ds=N
         lung = explanation_lungs(run, pixels, film_key, res, ds=ds, rel_path=rel_path)
         share = "flat map" if res["flat"] else (
             "—" if lung["share"] is None else f"{lung['share']:.0%} in the lungs")
-        panels.append({"title": f"{method_label(method)} · {share}",
+        panels.append({"title": f"{method_label(method)}<br>{share}",
                        "heatmap": None if res["flat"] else res["heatmap"], "box": res["box"]})
     return panels
 

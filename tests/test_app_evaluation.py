@@ -116,6 +116,10 @@ def test_two_runs_side_by_side(app, trained_run, synthetic_dataset):
     assert sum(f"Run B · {second.id[:8]}" in o for o in owners) == 6
     table = _pv_table(at)
     assert table["run"].tolist() == [f"Run A · {trained_run.id[:8]}", f"Run B · {second.id[:8]}"]
+    pairs = list(zip(specs[0:12:2], specs[1:12:2]))  # A and B of each row, drawn in turn
+    for a, b in pairs:
+        for axis in ("xaxis", "yaxis"):
+            assert a["layout"].get(axis, {}).get("range") == b["layout"].get(axis, {}).get("range")
 
 
 def test_unit_square_plots_keep_their_axes_in_a_narrow_column(app, trained_run, synthetic_dataset):

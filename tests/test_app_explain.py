@@ -76,7 +76,7 @@ def test_compare_methods_side_by_side_with_their_in_lung_shares(app):
     assert not at.exception, [e.value for e in at.exception]
     spec = viewer(at)
     titles = [a["text"] for a in spec["layout"]["annotations"]]
-    assert titles[0] == "Original" and [t.split(" · ")[0] for t in titles[1:]] == [
+    assert titles[0] == "Original" and [t.split("<br>")[0] for t in titles[1:]] == [
         "Grad-CAM", "EigenCAM", "LayerCAM"]
     assert all(" in the lungs" in t or "flat map" in t for t in titles[1:])
     assert spec["layout"]["xaxis4"]["matches"] == "x"  # zoom and pan together

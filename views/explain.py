@@ -63,7 +63,7 @@ if len(compared) >= 2:
 else:
     share = "—" if lung["share"] is None else f"{lung['share']:.0%} in the lungs"
     panels = [{"title": "Original"},
-              {"title": f"{what} · {share}", "heatmap": None if res["flat"] else res["heatmap"],
+              {"title": f"{what}<br>{share}", "heatmap": None if res["flat"] else res["heatmap"],
                "box": res["box"]}]
 if res["flat"]:  # no contrast: not an explanation, so nothing is drawn
     svc.flat_map_notice(st, cfg, res)

@@ -117,6 +117,7 @@ def viewer_figure(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "
                      constrain="domain")
     fig.update_yaxes(range=[h - 0.5, -0.5], showgrid=False, zeroline=False, showticklabels=False,
                      scaleanchor="x", scaleratio=1, constrain="domain")
-    fig.update_layout(height=height, margin=dict(l=5, r=5, t=40, b=5), dragmode="pan",
+    fig.update_annotations(font=dict(size=12))  # the panel titles, two short lines each
+    fig.update_layout(height=height, margin=dict(l=5, r=5, t=50, b=5), dragmode="pan",
                       uirevision=revision or f"{w}x{h}", showlegend=False)
     return fig
