@@ -27,7 +27,7 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.address`: the run, film, reviewer and key choices kept in ``st.query_params``.
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
-                   for_display, plain_table)
+                   for_display, human_header, plain_table, table)
 from .data import (build_demo_dataset, crosstab, data_config, dataset_stats, dataset_status,
                    display_pixels, film, film_meta_table, image_grid, init_state, is_demo,
                    path_of, require_dataset, sample_rows, upload_film)

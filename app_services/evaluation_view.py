@@ -12,7 +12,7 @@ from cxrlib.viz import figures
 from cxrlib.viz import subgroups as sgfigs
 
 from .address import from_address, to_address
-from .core import chart, fmt
+from .core import chart, fmt, table
 from .data import image_grid
 from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive_values,
                          report_table, sample_records, test_predictions)
@@ -103,8 +103,8 @@ def figure_rows(runs: list, threshold: float | None, normalised: bool) -> None:
             for col, (name, fig) in zip(st.columns(2), items[start:start + 2]):
                 with col:
                     chart(fig, key=f"{name}_{runs[0].id}")
-        st.dataframe(report_table(evaluation(runs[0], threshold)["eval"]), hide_index=True)
-        st.dataframe(ci_table(bootstrap(runs[0], 1000, threshold)), hide_index=True)
+        table(report_table(evaluation(runs[0], threshold)["eval"]))
+        table(ci_table(bootstrap(runs[0], 1000, threshold)))
         return
     for i in range(len(per_run[0])):
         shared_ranges([figs[i][1] for figs in per_run])
@@ -112,12 +112,12 @@ def figure_rows(runs: list, threshold: float | None, normalised: bool) -> None:
             name, fig = figs[i]
             with col:
                 chart(figures.whose(fig, owner(runs, run)), key=f"{name}_{run.id}")
-    for label, table in (("Classification report", lambda r: report_table(
+    for label, of in (("Classification report", lambda r: report_table(
             evaluation(r, threshold)["eval"])), ("Bootstrap intervals", lambda r: ci_table(
             bootstrap(r, 1000, threshold)))):
         for col, run in zip(st.columns(len(runs)), runs):
             col.markdown(f"**{label} · {owner(runs, run)}**")
-            col.dataframe(table(run), hide_index=True)
+            table(of(run), col)
 
 
 def subgroups_ui(runs: list, ds) -> None:
@@ -151,7 +151,7 @@ def subgroups_ui(runs: list, ds) -> None:
             for name, fig in (("forest", forest), ("heat", heat)):
                 chart(figures.whose(fig, owner(runs, run)) if len(runs) == 2 else fig,
                       key=f"sg_{name}_{run.id}")
-            st.dataframe(subgroup_table(sub["table"], sub["classes"]), hide_index=True)
+            table(subgroup_table(sub["table"], sub["classes"]))
             st.download_button("Subgroups (CSV)", sub["csv"], f"subgroups-{run.id}.csv",
                                "text/csv", key=f"dl_sg_{run.id}")
 

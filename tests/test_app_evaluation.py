@@ -180,10 +180,11 @@ def test_subgroups_by_a_chosen_column(app, trained_run):
     assert not at.exception
     test = _test_split(trained_run)
     table = [d.value for d in at.dataframe if "flagged" in d.value.columns][0]
-    assert table["value"].tolist() == ["PNG"] and table["n"].tolist() == [len(test)]
+    assert table["value"].tolist() == ["PNG"] and table["films"].tolist() == [len(test)]
+    assert not [c for c in table.columns if "_" in c]  # headers people read
     accuracy = (test["label"] == test["pred"]).mean()
     assert table["accuracy"].iloc[0] == accuracy and not table["flagged"].iloc[0]
-    assert table["ci_low"].iloc[0] <= accuracy <= table["ci_high"].iloc[0]
+    assert table["95 % CI low"].iloc[0] <= accuracy <= table["95 % CI high"].iloc[0]
     titles = " | ".join(plotly_titles(at))
     assert "Accuracy by subgroup" in titles and "Recall of each class by subgroup" in titles
     assert "Subgroups (CSV)" in {d.label for d in at.download_button}

@@ -144,6 +144,17 @@ def test_size_scatter_figure_samples_large_manifests():
     assert sum(len(t.x) for t in small.data) == 50
 
 
+def test_size_scatter_spreads_films_of_one_size():
+    """Issue 26: hundreds of films of one size sat on one dot. Jittered, they spread by about
+    2 % around their size (the hover keeps the true size)."""
+    manifest = pd.DataFrame({"label": ["Normal"] * 300, "width": [224] * 300, "height": [224] * 300})
+    trace = figures.size_scatter_figure(manifest).data[0]
+    x = np.asarray(trace.x, float)
+    assert len(np.unique(x)) == 300 and np.all(np.abs(np.log(x / 224)) < 0.1)
+    assert np.std(np.log(x)) == pytest.approx(figures.SIZE_JITTER, rel=0.25)
+    assert set(np.asarray(trace.customdata)[:, 0]) == {"224 × 224 px"}
+
+
 def test_bootstrap_ci_figure(predictions):
     y, probs = predictions
     ci = metrics.bootstrap_ci(y, probs, CLASSES, n_boot=100, seed=0)

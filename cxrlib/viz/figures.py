@@ -56,6 +56,8 @@ def themed(fig: go.Figure, theme: str = "light") -> go.Figure:
             shape.line.color = ink
     return fig
 MAX_SCATTER_POINTS = 5000
+SIZE_JITTER = 0.02
+"""Standard deviation of the size scatter's multiplicative jitter (log scale)."""
 
 
 def class_colour(name: str, index: int = 0) -> str:
@@ -303,7 +305,8 @@ def class_counts_figure(stats_df: pd.DataFrame) -> go.Figure:
 
 
 def size_scatter_figure(manifest: pd.DataFrame, *, max_points: int = MAX_SCATTER_POINTS, seed: int = 0) -> go.Figure:
-    """Image width against height, one colour per class (a source's habits show up as clusters).
+    """Image width against height on log axes, one colour per class (a source's habits show up
+    as clusters), each point jittered by about 2 % so that films of one size form a cloud.
 
     Args:
         manifest: a dataset manifest (``label``, ``width``, ``height``; ``rel_path`` for hover).
@@ -317,14 +320,23 @@ def size_scatter_figure(manifest: pd.DataFrame, *, max_points: int = MAX_SCATTER
     fig = go.Figure()
     present = list(dict.fromkeys(frame["label"].astype(str)))
     order = [c for c in CLASS_COLOURS if c in present] + sorted(c for c in present if c not in CLASS_COLOURS)
+    # Many films share one size (a source's habit; the 224 px copies): a small multiplicative
+    # jitter (about 2 %, seeded) spreads them into a visible cloud; hover gives the true size.
+    rng = np.random.default_rng(seed)
     for i, name in enumerate(order):
         part = frame[frame["label"].astype(str) == name]
-        hover = part["rel_path"].astype(str) if "rel_path" in part.columns else None
-        fig.add_trace(go.Scattergl(x=part["width"], y=part["height"], mode="markers", name=name,
-                                   marker=dict(color=class_colour(name, i), size=6, opacity=0.6),
-                                   text=hover, hovertemplate=f"{name}<br>%{{x}} × %{{y}} px<br>%{{text}}<extra></extra>"))
-    fig.update_xaxes(title_text="Width (px)", tickformat=",")
-    fig.update_yaxes(title_text="Height (px)", tickformat=",")
+        hover = part["rel_path"].astype(str) if "rel_path" in part.columns else [""] * len(part)
+        width, height = part["width"].to_numpy(float), part["height"].to_numpy(float)
+        sizes = [f"{int(w)} × {int(h)} px" for w, h in zip(width, height)]
+        fig.add_trace(go.Scattergl(
+            x=width * np.exp(rng.normal(0, SIZE_JITTER, len(part))),
+            y=height * np.exp(rng.normal(0, SIZE_JITTER, len(part))), mode="markers", name=name,
+            marker=dict(color=class_colour(name, i), size=6, opacity=0.5,
+                        line=dict(width=0.5, color="#FFFFFF")),
+            customdata=np.stack([sizes, list(hover)], axis=1) if len(part) else None,
+            hovertemplate=f"{name}<br>%{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>"))
+    fig.update_xaxes(title_text="Width (px)", tickformat=",", type="log")
+    fig.update_yaxes(title_text="Height (px)", tickformat=",", type="log")
     title = "Image size by class" + (f" (random sample of {max_points:,} of {len(manifest):,})" if sampled else "")
     return _layout(fig, title)
 
