@@ -41,7 +41,8 @@ from .runs import (active_runs, cancel_run, current_run_ui, damaged_runs, datase
                    delete_run, find_run, get_run, leakage_warning, left_out_of_training, model,
                    progress_text, require_run, run_label, run_title, runs_table, runs_to_list,
                    start_run, trainable_error, training_ui)
-from .auditing import cached_audit, gallery_views, lung_masks_text, run_audit, verdict_is_alarming
+from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text, run_audit,
+                       unseen_source_text, verdict_is_alarming)
 from .lungs import explanation_lungs, with_outline
 from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,
                            subgroup_columns, subgroup_figures, subgroup_table, subgroups)

@@ -11,6 +11,7 @@ from cxrlib import audit
 from cxrlib import explain
 from cxrlib import lungs
 
+from .core import fmt
 from .runs import run_stamp
 
 
@@ -138,3 +139,30 @@ _ALARMS = ("confounded", "Leakage", "shortcuts", "falls from", "partly relies", 
 def verdict_is_alarming(verdict: str) -> bool:
     """Whether an audit verdict sentence reports a warning sign (shown as a warning, not a note)."""
     return any(word in verdict for word in _ALARMS)
+
+
+def blanked_interval_text(report) -> str:
+    """The 95 % interval of the lungs-blanked accuracy (Wilson on the films scored: the
+    masked evaluation counts films, not patients), as help text."""
+    from cxrlib.evaluation.intervals import wilson_interval  # noqa: PLC0415
+
+    masked = getattr(report, "masked", None)
+    if masked is None or not len(masked) or "lungs blanked" not in set(masked["condition"]):
+        return "Not measured."
+    row = masked.set_index("condition").loc["lungs blanked"]
+    n = int(row["n"])
+    low, high = wilson_interval(int(round(float(row["accuracy"]) * n)), n)
+    return (f"95 % CI {fmt(low)}–{fmt(high)} (Wilson, {n} films). Near chance means the model "
+            "needs the lungs; well above it, it reads something else.")
+
+
+def unseen_source_text(loso) -> str:
+    """Why the expected accuracy at an unseen source has a range, not a CI: it is a mean over a
+    few held-out sources, each one sample of 'a new hospital'."""
+    acc = loso.table["held_out_accuracy"].astype(float)
+    if not len(acc):
+        return "No held-out source."
+    return (f"Leave one source out: the run's head trained once per source with that source "
+            f"held out, scored on it; the mean over {len(acc)} sources. Range over sources "
+            f"{fmt(acc.min())}–{fmt(acc.max())}; no confidence interval: {len(acc)} sources are "
+            "too few samples of 'another hospital' for one to mean anything.")

@@ -100,6 +100,13 @@ def test_audit_findings(app, trained_run):
         assert rows.loc[condition, "balanced accuracy"] == pytest.approx(expected["balanced_accuracy"])
         for c, share in expected["predicted"].items():
             assert rows.loc[condition, f"called · {c}"] == pytest.approx(share)
+    # the lungs-blanked accuracy carries its interval (issue 26): Wilson on the films scored
+    from cxrlib.evaluation.intervals import wilson_interval
+
+    n = int(rows.loc["lungs blanked", "films"])
+    low, high = wilson_interval(round(rows.loc["lungs blanked", "accuracy"] * n), n)
+    blanked_help = [m.help for m in at.metric if m.label == "Accuracy, lungs blanked"][0]
+    assert blanked_help.startswith(f"95 % CI {low:.3f}–{high:.3f} (Wilson, {n} films)")
 
     # The synthetic classes differ only inside the lungs and every film is a PNG of one size
     # on one anatomy: acquisition properties cannot tell them apart. The baseline must stay

@@ -49,7 +49,8 @@ m[1].metric("Metadata-only accuracy", svc.fmt(summary["metadata_accuracy"]),
                   f"accuracy {svc.fmt(report.metadata.balanced_accuracy)} (chance "
                   f"{svc.fmt(1 / len(run.classes))})") if report.metadata else "—")
 m[2].metric("CAM mass inside the lungs", svc.fmt(summary["cam_in_lung_share"].get("all"), ".0%"))
-m[3].metric("Accuracy, lungs blanked", svc.fmt(summary["lungs_blanked_accuracy"]))
+m[3].metric("Accuracy, lungs blanked", svc.fmt(summary["lungs_blanked_accuracy"]),
+            help=svc.blanked_interval_text(report))
 m[4].metric("Duplicate clusters", summary["duplicate_clusters"])
 for verdict in report.verdicts:
     (st.warning if svc.verdict_is_alarming(verdict) else st.info)(verdict)
@@ -112,8 +113,7 @@ if gen is not None:
         g = st.columns(3)
         g[0].metric("Test-split accuracy", svc.fmt(gen.loso.test_accuracy))
         g[1].metric("Expected at an unseen source", svc.fmt(gen.loso.expected_accuracy),
-                    help="Leave one source out: the run's head trained once per source with that "
-                         "source held out, scored on it; the mean over sources.")
+                    help=svc.unseen_source_text(gen.loso))
         probe = gen.source_probe or {}
         g[2].metric("Source probe accuracy", svc.fmt(probe.get("accuracy")),
                     help=f"A linear probe naming the source from the backbone features (grouped "
