@@ -27,9 +27,9 @@ st.subheader("Per class: images, patients and sizes")
 st.caption("Width and height in pixels as stored, before any resizing (the published table).")
 size_cols = ["label", "images", "patients", "width_min", "width_max", "height_min", "height_max",
              "aspect_min", "aspect_max"]
-st.dataframe(stats[[c for c in size_cols if c in stats.columns]], hide_index=True,
-             column_config={"aspect_min": st.column_config.NumberColumn(format="%.2f"),
-                            "aspect_max": st.column_config.NumberColumn(format="%.2f")})
+svc.table(stats[[c for c in size_cols if c in stats.columns]],
+          column_config={"aspect min": st.column_config.NumberColumn(format="%.2f"),
+                         "aspect max": st.column_config.NumberColumn(format="%.2f")})
 
 st.subheader("Sources and formats")
 src, fmt = st.columns([3, 2])
