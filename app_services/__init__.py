@@ -65,4 +65,5 @@ from cxrlib.core.config import PreprocessConfig  # noqa: E402
 from cxrlib.data.imageio import ImageReadError  # noqa: E402
 from cxrlib.explain import to_png  # noqa: E402
 from cxrlib.viz import figures  # noqa: E402
+from cxrlib.viz import dataset as dataset_figures  # noqa: E402
 from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT  # noqa: E402

@@ -19,9 +19,9 @@ cols[3].metric("Unreadable files", f"{len(ds.problems):,}")
 
 left, right = st.columns(2)
 with left:
-    svc.chart(svc.figures.class_counts_figure(stats))
+    svc.chart(svc.dataset_figures.class_counts_figure(stats))
 with right:
-    svc.chart(svc.figures.size_scatter_figure(ds.manifest))
+    svc.chart(svc.dataset_figures.size_scatter_figure(ds.manifest))
 
 st.subheader("Per class: images, patients and sizes")
 st.caption("Width and height in pixels as stored, before any resizing (the published table).")
