@@ -11,6 +11,7 @@ from cxrlib import explain
 from cxrlib import preprocessing as pre
 from cxrlib.data import imageio
 
+from .address import from_address, to_address
 from .lungs import input_box, predicted_lungs
 from .runs import get_run, model, run_stamp
 
@@ -144,8 +145,10 @@ def explain_ui(layers: list[str], classes: list[str],
     layer and marks the layers a method is not valid on.
     """
     c1, c2, c3 = st.columns(3)
+    from_address("method", "ex_method", valid=cam_methods())  # a link keeps the method
     method = c1.selectbox("Method", cam_methods(), key="ex_method", persist_state="session",
                           format_func=method_label)
+    to_address("method", method)
     own, valid = methods[method]
     needs = explain.CAM_METHODS[method].activations == explain.NON_NEGATIVE
     # Labels must not depend on the method: the browser keeps showing a chosen option's old

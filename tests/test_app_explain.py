@@ -91,6 +91,29 @@ def test_next_film_and_the_address(app):
     assert second != first and at.query_params.get("film") == second
     [b for b in at.button if b.label == "Previous film"][0].click().run()
     assert at.selectbox(key="ex_film_Test").value == first
+    at.selectbox(key="ex_method").set_value("eigencam").run()
+    address = dict(at.query_params)
+    assert address["film"] == first and address["method"] == "eigencam"
+
+
+def test_a_shared_explain_link_opens_the_same_film_and_method(app, trained_run, synthetic_dataset):
+    from app_fixtures import APP, TIMEOUT
+    from streamlit.testing.v1 import AppTest
+
+    preds = trained_run.predictions()
+    film = preds.loc[preds["split"] == "test", "rel_path"].tolist()[3]
+    address = {"run": trained_run.id, "film": film, "method": "layercam"}
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.session_state["data_dir"] = str(synthetic_dataset)
+    fresh.query_params.update(address)
+    fresh.run()
+    fresh.switch_page(PAGE)
+    fresh.query_params.update(address)
+    fresh.run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert fresh.selectbox(key="ex_film_Test").value == film
+    assert fresh.selectbox(key="ex_method").value == "layercam"
+    assert not fresh.warning or not [w for w in texts(fresh.warning) if "Session State" in w]
 
 
 def _png(arr) -> bytes:

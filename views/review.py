@@ -17,8 +17,9 @@ if reviewer is None:
     st.stop()
 
 svc.from_address("blind", "rv_blind", valid=[True, False], cast=lambda v: v != "0")
+st.session_state.setdefault("rv_blind", True)  # blinded unless the address or the user says no
 blinded = st.toggle("Blinded review (for measuring agreement): the label and the prediction "
-                    "show only after you save", True, key="rv_blind")
+                    "show only after you save", key="rv_blind")
 svc.to_address("blind", int(blinded))
 queue, uses_cam = svc.review_queue(run, blinded=blinded)
 reviews = svc.run_reviews(run)
