@@ -50,7 +50,7 @@ from .comparing import comparison, comparison_ui
 from .evaluation_view import (figure_rows, headline, predictive_values_ui, predictive_values_table,
                               runs_shown, sample_grid, subgroups_ui)
 from .address import from_address, to_address
-from .viewer import (compared_panels, film_nav, film_viewer, layer_name, look, methods_ui,
+from .viewer import (compared_panels, explain_panels, film_nav, film_viewer, layer_name, look, methods_ui,
                      overlay_download, scores, window_ui)
 from .reviewing import film_reviews_table, has_reviewed, review_form, reviewer_ui, run_reviews
 from .review_queue import (film_picker, review_link, review_progress, review_queue, review_viewer,

@@ -12,6 +12,7 @@ from cxrlib import explain
 from cxrlib import lungs
 
 from .core import fmt
+from .explaining import VIEWER_LOOK
 from .runs import run_stamp
 
 
@@ -108,7 +109,8 @@ def gallery_views(report, n: int = 4) -> list[dict[str, Any]]:
     """
     views = []
     for g in report.gallery_films[:n]:
-        cam = explain.overlay(g.image, g.heatmap, alpha=0.4, colormap="jet")
+        cam = explain.overlay(g.image, g.heatmap, alpha=VIEWER_LOOK.alpha,
+                              colormap=VIEWER_LOOK.colormap, threshold=VIEWER_LOOK.threshold)
         views.append({"rel_path": g.rel_path, "label": g.label, "pred": g.pred,
                       "share": g.in_lung_share, "masks": g.mask_source,
                       "size": f"{g.image.shape[1]}×{g.image.shape[0]}",

@@ -88,6 +88,19 @@ def compared_panels(run, pixels, film_key: str, cfg, methods: list[str], *, ds=N
     return panels
 
 
+def explain_panels(run, pixels, film_key: str, cfg, res, lung, compared: list[str], *, ds=None,
+                   rel_path: str | None = None) -> list[dict]:
+    """The Explain viewer's panels: the original, then the chosen method's heatmap with its
+    in-lung share, or one panel per compared method (two or more chosen)."""
+    if len(compared) >= 2:
+        return [{"title": "Original"}, *compared_panels(run, pixels, film_key, cfg, compared,
+                                                        ds=ds, rel_path=rel_path)]
+    share = "—" if lung["share"] is None else f"{lung['share']:.0%} in the lungs"
+    return [{"title": "Original"},
+            {"title": f"{look(cfg, res, run)}<br>{share}",
+             "heatmap": None if res["flat"] else res["heatmap"], "box": res["box"]}]
+
+
 def methods_ui(cfg, key: str = "ex_compare") -> list[str]:
     """Methods to compare side by side on the same film (none: the one method above)."""
     from .explaining import cam_methods  # noqa: PLC0415

@@ -57,14 +57,7 @@ lung = svc.explanation_lungs(run, film.pixels, film_key, res, **where)
 window = svc.window_ui("ex_wl")
 h, w = film.pixels.shape[:2]
 what = svc.look(cfg, res, run)
-if len(compared) >= 2:
-    panels = [{"title": "Original"}, *svc.compared_panels(run, film.pixels, film_key, cfg,
-                                                          compared, **where)]
-else:
-    share = "—" if lung["share"] is None else f"{lung['share']:.0%} in the lungs"
-    panels = [{"title": "Original"},
-              {"title": f"{what}<br>{share}", "heatmap": None if res["flat"] else res["heatmap"],
-               "box": res["box"]}]
+panels = svc.explain_panels(run, film.pixels, film_key, cfg, res, lung, compared, **where)
 if res["flat"]:  # no contrast: not an explanation, so nothing is drawn
     svc.flat_map_notice(st, cfg, res)
 outline = st.toggle("Lung outline", key="ex_lungs", persist_state="session",
