@@ -41,7 +41,7 @@ def test_cached_configuration_and_runs_table(app, trained_run):
     probs = test[[f"p_{c}" for c in trained_run.classes]].to_numpy()
     truth = test["label"].map({c: i for i, c in enumerate(trained_run.classes)}).to_numpy()
     assert row["accuracy"] == pytest.approx(np.mean(probs.argmax(axis=1) == truth))
-    assert row["macro_auc"] == pytest.approx(roc_auc_score(truth, probs, multi_class="ovr"))
+    assert row["macro AUC"] == pytest.approx(roc_auc_score(truth, probs, multi_class="ovr"))
     at.number_input(key="tr_epochs_tiny").set_value(6).run()
     assert "Not trained yet on this dataset." in texts(at.caption)
 

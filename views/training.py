@@ -80,9 +80,7 @@ runs = svc.runs_to_list(ds, cfg.data.task)
 if not runs:
     st.caption("No runs yet.")
 else:
-    st.dataframe(svc.runs_table(runs), hide_index=True,
-                 column_config={"accuracy": st.column_config.NumberColumn(format="%.3f"),
-                                "macro_auc": st.column_config.NumberColumn(format="%.3f")})
+    svc.table(svc.runs_table(runs))
     for run in runs:
         status = run.status()
         if status.get("state") == "failed" and status.get("error"):

@@ -70,7 +70,8 @@ def subgroup_forest_figure(table: pd.DataFrame, overall_accuracy: float | None,
              + ("<br><b>flagged</b>: whole CI below overall" if f else "")
              for lab, a, lo, hi, p, f in zip(labels, acc, low, high, rows["patients"], rows["flagged"])]
     fig = go.Figure(go.Scatter(
-        x=acc, y=labels, mode="markers", marker=dict(color=colours, size=9, symbol="diamond"),
+        x=acc, y=labels, mode="markers",
+        marker=dict(color=colours, size=9, symbol=["diamond-open" if s else "diamond" for s in small]),
         error_x=dict(type="data", symmetric=False, array=np.nan_to_num(high - acc),
                      arrayminus=np.nan_to_num(acc - low), color="#7F7F7F", thickness=1.5),
         text=hover, hoverinfo="text", hovertemplate=None, showlegend=False))
