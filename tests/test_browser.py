@@ -453,7 +453,7 @@ def test_issue26_screenshots(driver, server, app_workspace, synthetic_dataset, m
         for method in ("Grad-CAM", "Grad-CAM++", "EigenCAM"):
             tab.get_by_role("option", name=method, exact=True).click()
         tab.keyboard.press("Escape")
-        tab.get_by_text("EigenCAM ·").first.wait_for()
+        tab.locator("text.annotation-text", has_text="EigenCAM").first.wait_for()
         _settle(tab)
         _small_shot(tab, "issue26-explain-compare", folder)
         tab.goto(f"{server}/review?run={first.id}&reviewer=Dr%20Shot")
