@@ -81,10 +81,35 @@ def _figures(run, threshold, normalised: bool, zmax: float | None) -> list[tuple
             ("ci", figures.bootstrap_ci_figure(ci))]
 
 
+def _data_range(fig, letter: str):
+    """The numeric extent of the traces on a figure's first ``x`` or ``y`` axis (padded by
+    5 %), or None when an axis is categorical or empty."""
+    import numpy as np  # noqa: PLC0415
+
+    values = []
+    for trace in fig.data:
+        if (getattr(trace, f"{letter}axis", None) or letter) != letter:
+            continue
+        data = getattr(trace, letter, None)
+        if data is None:
+            continue
+        try:
+            arr = np.asarray(data, float)
+        except (TypeError, ValueError):
+            return None
+        values.append(arr[np.isfinite(arr)])
+    values = np.concatenate(values) if values else np.array([])
+    if not values.size:
+        return None
+    pad = 0.05 * (values.max() - values.min() or 1.0)
+    return [float(values.min() - pad), float(values.max() + pad)]
+
+
 def shared_ranges(figs: list) -> None:
-    """Give side-by-side figures one range per axis (the union of their explicit ranges)."""
+    """Give side-by-side figures one range per axis: the union of their explicit ranges, or of
+    their data where none is set (e.g. the training curves' loss); categorical axes stay."""
     for axis in ("xaxis", "yaxis"):
-        ranges = [fig.layout[axis].range for fig in figs]
+        ranges = [fig.layout[axis].range or _data_range(fig, axis[0]) for fig in figs]
         if all(r is not None for r in ranges) and len(ranges) > 1:
             lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
             for fig in figs:
