@@ -50,8 +50,14 @@ def review_progress(queue, reviews, reviewer: str | None) -> dict[str, Any]:
     return rv.review_progress(queue, reviews, reviewer)
 
 
+def _address_name(key: str) -> str:
+    """How the address names the film of picker ``key``: its path, or its code when blinded."""
+    film = st.session_state[key]
+    return (st.session_state.get(f"{key}_codes") or {}).get(film, film)
+
+
 def _sync_film(key: str) -> None:
-    st.query_params["film"] = st.session_state[key]  # a refresh reopens the same film
+    st.query_params["film"] = _address_name(key)  # a refresh reopens the same film
 
 
 def sync_film(key: str = "rv_film") -> None:
@@ -69,15 +75,25 @@ def _next_film(run_id: str, films: list[str], reviewer: str, key: str) -> None:
         _sync_film(key)
 
 
-def film_picker(run, queue, reviews, reviewer: str, *, key: str = "rv_film") -> str | None:
+def film_code(run, rel_path: str) -> str:
+    """An opaque name of a film for blinded review: its path often names its class folder."""
+    return "film " + hashlib.sha1(f"{run.id}/{rel_path}".encode()).hexdigest()[:8]
+
+
+def film_picker(run, queue, reviews, reviewer: str, *, key: str = "rv_film",
+                blinded: bool = False) -> str | None:
     """Pick a film of the queue (the ``?film=`` query parameter wins, e.g. from Evaluation);
-    by default the first the reviewer has not reviewed. Returns its ``rel_path``."""
+    by default the first the reviewer has not reviewed. Returns its ``rel_path``. Blinded,
+    films are named by :func:`film_code` (a path such as ``COVID-19/x.png`` tells the label)."""
     films = queue["rel_path"].astype(str).tolist()
     if not films:
         return None
     mine = set(reviews.loc[reviews["reviewer"] == reviewer, "rel_path"].astype(str))
     anyone = set(reviews["rel_path"].astype(str))
+    codes = {f: film_code(run, f) for f in films} if blinded else None
+    st.session_state[f"{key}_codes"] = codes  # blinded: the address holds no path either
     wanted = st.query_params.get("film")
+    wanted = {c: f for f, c in (codes or {}).items()}.get(wanted, wanted)
     if wanted in films and st.session_state.get(key) != wanted:
         st.session_state[key] = wanted
     if st.session_state.get(key) not in films:
@@ -87,12 +103,13 @@ def film_picker(run, queue, reviews, reviewer: str, *, key: str = "rv_film") -> 
 
     def label(f: str) -> str:
         mark = "✓ mine · " if f in mine else ("reviewed · " if f in anyone else "")
-        return f"{position[f]}. {mark}{f}" + (f" — {reasons[f]}" if reasons[f] else "")
+        name = film_code(run, f) if blinded else f
+        return f"{position[f]}. {mark}{name}" + (f" — {reasons[f]}" if reasons[f] else "")
 
     c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
     c1.selectbox("Film of the queue", films, key=key, format_func=label, on_change=_sync_film,
                  args=(key,))
-    if st.query_params.get("film") != st.session_state[key]:
+    if st.query_params.get("film") != _address_name(key):
         _sync_film(key)  # the address names the film shown: a reload comes back to it
     c2.button("Next to review", icon=":material/skip_next:", key=f"{key}_next",
               on_click=_next_film, args=(run.id, films, reviewer, key),
@@ -116,9 +133,9 @@ def review_link(run, shown, *, key: str) -> None:
         st.switch_page(REVIEW_PAGE, query_params={"run": run.id, "film": film})
 
 
-def review_viewer(run, ds, row, window: tuple) -> str:
+def review_viewer(run, ds, row, window: tuple, *, blinded: bool = False) -> str:
     """A queue row's film and its Grad-CAM (default layer, predicted class) in the synchronised
-    viewer; returns the caption naming them."""
+    viewer; returns the caption naming them (the film by :func:`film_code` when blinded)."""
     from .viewer import film_viewer, layer_name  # noqa: PLC0415
 
     path = safe(lambda: path_of(ds, row.rel_path), row.path)
@@ -130,4 +147,5 @@ def review_viewer(run, ds, row, window: tuple) -> str:
                               {"title": what, "heatmap": None if res["flat"] else res["heatmap"],
                                "box": res["box"]}], VIEWER_LOOK, window, key="rv_viewer")
     h, w = pixels.shape[:2]
-    return f"{row.rel_path} · {w}×{h} px · {what}" + (" (flat map: not drawn)" if res["flat"] else "")
+    name = film_code(run, row.rel_path) if blinded else row.rel_path
+    return f"{name} · {w}×{h} px · {what}" + (" (flat map: not drawn)" if res["flat"] else "")

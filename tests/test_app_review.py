@@ -296,7 +296,8 @@ def test_a_reload_keeps_the_run_film_reviewer_and_count(app, trained_run, worksp
     film, count = at.selectbox(key="rv_film").value, _progress(at)
     assert count.startswith("You have reviewed 1 of")
     address = dict(at.query_params)
-    assert (address["run"], address["film"], address["reviewer"]) == (older.id, film, "Dr Reload")
+    assert (address["run"], address["reviewer"], address["blind"]) == (older.id, "Dr Reload", "1")
+    assert address["film"].startswith("film ")  # blinded: a code, not the path
 
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)  # a reload: a new session
     fresh.session_state["data_dir"] = str(synthetic_dataset)
@@ -321,7 +322,10 @@ def test_blinded_review_hides_label_prediction_and_errors_until_saved(app, train
     assert at.toggle(key="rv_blind").value is True and at.query_params.get("blind") == "1"
     options = at.selectbox(key="rv_film").options
     assert not [o for o in options if "error" in o or " — " in o]
+    assert not [o for o in options if any(c in o for c in run.classes)]  # paths name classes
     film = at.selectbox(key="rv_film").value
+    assert not [c for c in texts(at.caption) if film in c]
+    assert at.query_params["film"].startswith("film ") and film not in at.query_params["film"]
     row = _test_rows(run).set_index("rel_path").loc[film]
     label = row["label"]
     predicted = run.classes[int(row[[f"p_{c}" for c in run.classes]].to_numpy(float).argmax())]

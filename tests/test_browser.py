@@ -313,7 +313,8 @@ def test_review_is_saved_and_seen_again_after_a_reload(page, server):
     page.get_by_text("on markers, text or devices").click()
     page.get_by_label("Comment").fill("marker R, browser test")
     page.get_by_role("button", name="Save review").click()
-    page.get_by_text(f"Review saved (Dr Browser, {film}).").wait_for()
+    assert film.startswith("film ")  # blinded: the address names a code, not the path
+    page.get_by_text("Review saved (Dr Browser, ").wait_for()
     _settle(page)
     assert page.get_by_text("You have reviewed 1 of").count() == 1
     _shoot(page, "review-saved")

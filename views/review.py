@@ -33,7 +33,7 @@ st.caption("Queue order: a fixed shuffle of the test films (blinded: it does not
            "then " + ("the correct films whose CAM lies least inside the lungs (from this run's "
                       "audit)." if uses_cam else "the correct films by confidence. (Run the audit "
                       "on the Audit page to put the films whose CAM falls outside the lungs next.)"))
-rel_path = svc.film_picker(run, queue, reviews, reviewer)
+rel_path = svc.film_picker(run, queue, reviews, reviewer, blinded=blinded)
 if rel_path is None:
     st.info("This run has no test films to review.")
     st.stop()
@@ -42,7 +42,8 @@ row = next(queue[queue["rel_path"].astype(str) == rel_path].itertuples())
 svc.film_nav(queue["rel_path"].astype(str).tolist(), "rv_film", on_move=svc.sync_film)
 window = svc.window_ui("rv_wl")
 try:
-    st.caption(svc.review_viewer(run, ds, row, window))
+    st.caption(svc.review_viewer(run, ds, row, window, blinded=blinded and not
+                                 svc.has_reviewed(run, rel_path, reviewer)))
 except Exception as exc:  # noqa: BLE001 - a moved or unreadable file: the form still works
     st.error(f"Cannot show this film: {exc}")
 seen = not blinded or svc.has_reviewed(run, rel_path, reviewer)
