@@ -22,9 +22,14 @@ One concern per module; pages import the package (``import app_services as svc``
   :mod:`.identity`: the logged-in reviewer (``st.login``) and the ``CXR_REVIEWERS`` allow-list.
 - :mod:`.comparing`: two runs on the same test films (McNemar, paired bootstrap) for Evaluation.
 - :mod:`.pacs`: the Explain page's PACS source (search, study, film) and "Send to PACS".
+- :mod:`.evaluation_view`: the Evaluation page's components (current run and one to compare,
+  figures on shared axes, every number naming its run).
+- :mod:`.viewer`: the film viewer of Explain and Review (window / level, synchronised heatmap
+  panels, previous / next, scores with their caveat, the overlay download).
+- :mod:`.address`: the run, film, reviewer and key choices kept in ``st.query_params``.
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
-                   for_display, plain_table)
+                   for_display, human_header, plain_table, table)
 from .data import (build_demo_dataset, crosstab, data_config, dataset_stats, dataset_status,
                    display_pixels, film, film_meta_table, image_grid, init_state, is_demo,
                    path_of, patient_data_toggle, require_dataset, sample_rows, upload_film)
@@ -38,13 +43,20 @@ from .runs import (active_runs, cancel_run, current_run_ui, damaged_runs, datase
                    delete_run, find_run, get_run, leakage_warning, left_out_of_training, model,
                    progress_text, require_run, run_label, run_status, run_title, runs_table,
                    runs_to_list, start_run, trainable_error, training_ui)
-from .auditing import cached_audit, gallery_views, lung_masks_text, run_audit, verdict_is_alarming
+from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text, run_audit,
+                       unseen_source_text, verdict_is_alarming)
 from .lungs import explanation_lungs, with_outline
 from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,
                            subgroup_columns, subgroup_figures, subgroup_table, subgroups)
 from .comparing import comparison, comparison_ui
-from .reviewing import film_reviews_table, review_form, reviewer_ui, run_reviews
-from .review_queue import film_picker, review_images, review_link, review_progress, review_queue
+from .evaluation_view import (figure_rows, headline, predictive_values_ui, predictive_values_table,
+                              runs_shown, sample_grid, subgroups_ui)
+from .address import from_address, to_address
+from .viewer import (compared_panels, explain_panels, film_nav, film_viewer, layer_name, look, methods_ui,
+                     overlay_download, scores, window_ui)
+from .reviewing import film_reviews_table, has_reviewed, review_form, reviewer_ui, run_reviews
+from .review_queue import (film_picker, review_link, review_progress, review_queue, review_viewer,
+                           sync_film)
 from .review_stats import (agreement, kappa_display, model_agreement_display, off_target_display,
                            reviews_csv, download_csv)
 from .firstrun import is_bundled_sample, quick_run_config
@@ -56,4 +68,5 @@ from cxrlib.core.config import PreprocessConfig  # noqa: E402
 from cxrlib.data.imageio import ImageReadError  # noqa: E402
 from cxrlib.explain import to_png  # noqa: E402
 from cxrlib.viz import figures  # noqa: E402
+from cxrlib.viz import dataset as dataset_figures  # noqa: E402
 from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT  # noqa: E402

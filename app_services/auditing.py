@@ -12,6 +12,8 @@ from cxrlib import explain
 from cxrlib import lungs
 from cxrlib.runs import queue as run_queue
 
+from .core import fmt
+from .explaining import VIEWER_LOOK
 from .runs import run_stamp
 
 
@@ -56,6 +58,17 @@ def cached_audit(run, external: str | None, max_films: int | None, method: str,
     return _reports().get(audit_key(run, external, max_films, method, adversarial, masks))
 
 
+def progress_state(step: str, done: int, total: int) -> tuple[float, str]:
+    """The audit bar's value and text. A finished counted step does not leave the bar full:
+    the steps after the film scan (duplicates, metadata) and after the lung masks (attention,
+    masked evaluation, leave-one-source-out) give no count and took 38 of 85 s, so the bar
+    empties and says they are running (issue 26)."""
+    if total and done >= total:
+        return 0.0, (f"{step}: {done}/{total} done · the next steps give no count: "
+                     "running…")
+    return (min(done / total, 1.0) if total else 0.0), f"{step}: {done}/{total}"
+
+
 def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
               adversarial: float = 0.0, masks: str | None = None):
     """Run every audit of ``run`` with a live status box; the report is stored for next time.
@@ -67,7 +80,7 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
         bar = st.progress(0.0, text="starting")
 
         def progress(step: str, done: int, total: int) -> None:
-            bar.progress(min(done / total, 1.0) if total else 0.0, text=f"{step}: {done}/{total}")
+            bar.progress(*progress_state(step, done, total))
 
         def waiting(k: int, n: int) -> None:
             bar.progress(0.0, text=f"queued, position {k} of {n}: waiting for a free slot")
@@ -91,7 +104,8 @@ def gallery_views(report, n: int = 4) -> list[dict[str, Any]]:
     """
     views = []
     for g in report.gallery_films[:n]:
-        cam = explain.overlay(g.image, g.heatmap, alpha=0.4, colormap="jet")
+        cam = explain.overlay(g.image, g.heatmap, alpha=VIEWER_LOOK.alpha,
+                              colormap=VIEWER_LOOK.colormap, threshold=VIEWER_LOOK.threshold)
         views.append({"rel_path": g.rel_path, "label": g.label, "pred": g.pred,
                       "share": g.in_lung_share, "masks": g.mask_source,
                       "size": f"{g.image.shape[1]}×{g.image.shape[0]}",
@@ -119,3 +133,30 @@ def verdict_is_alarming(verdict) -> bool:
     """Whether an audit finding (:class:`cxrlib.audit.findings.Finding`) is a warning sign
     (shown as a warning, not a note): its severity, never its wording."""
     return verdict.alarming
+
+
+def blanked_interval_text(report) -> str:
+    """The 95 % interval of the lungs-blanked accuracy (Wilson on the films scored: the
+    masked evaluation counts films, not patients), as help text."""
+    from cxrlib.evaluation.intervals import wilson_interval  # noqa: PLC0415
+
+    masked = getattr(report, "masked", None)
+    if masked is None or not len(masked) or "lungs blanked" not in set(masked["condition"]):
+        return "Not measured."
+    row = masked.set_index("condition").loc["lungs blanked"]
+    n = int(row["n"])
+    low, high = wilson_interval(int(round(float(row["accuracy"]) * n)), n)
+    return (f"95 % CI {fmt(low)}–{fmt(high)} (Wilson, {n} films). Near chance means the model "
+            "needs the lungs; well above it, it reads something else.")
+
+
+def unseen_source_text(loso) -> str:
+    """Why the expected accuracy at an unseen source has a range, not a CI: it is a mean over a
+    few held-out sources, each one sample of 'a new hospital'."""
+    acc = loso.table["held_out_accuracy"].astype(float)
+    if not len(acc):
+        return "No held-out source."
+    return (f"Leave one source out: the run's head trained once per source with that source "
+            f"held out, scored on it; the mean over {len(acc)} sources. Range over sources "
+            f"{fmt(acc.min())}–{fmt(acc.max())}; no confidence interval: {len(acc)} sources are "
+            "too few samples of 'another hospital' for one to mean anything.")

@@ -84,3 +84,39 @@ def plain_table(frame):
         if str(out[col].dtype) == "category":
             out[col] = out[col].astype(str)
     return out
+
+
+HEADERS = {"n": "films", "ci_low": "95 % CI low", "ci_high": "95 % CI high", "low": "95 % CI low",
+           "high": "95 % CI high", "f1": "F1", "auc": "AUC", "macro_auc": "macro AUC",
+           "balanced_accuracy": "balanced accuracy", "majority_rate": "majority-class rate",
+           "held_out_accuracy": "held-out accuracy", "single_class": "one class only",
+           "in_distribution_accuracy": "in-distribution accuracy", "small": "under 5 patients"}
+"""Headers people read for the columns the library names in code (the rest: ``_`` -> space)."""
+_PREFIXES = (("recall_low_", "recall CI low · "), ("recall_high_", "recall CI high · "),
+             ("recall_", "recall · "), ("predicted_", "called · "), ("pred_", "called · "),
+             ("support_", "films · "))
+
+
+def human_header(column) -> str:
+    """``ci_low`` -> ``95 % CI low``, ``recall_COVID-19`` -> ``recall · COVID-19``."""
+    name = str(column)
+    if name in HEADERS:
+        return HEADERS[name]
+    for prefix, words in _PREFIXES:
+        if name.startswith(prefix):
+            return words + name[len(prefix):]
+    return name.replace("_", " ")
+
+
+def table(frame, where=None, **kwargs) -> None:
+    """``frame`` as a table people read: human headers, "—" for empty text cells, numbers to
+    three decimals, the whole width (so the last columns are not cut off)."""
+    out = frame.rename(columns=human_header)
+    config = {}
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(lambda v: "—" if v is None or v != v else v)
+        elif str(out[col].dtype).startswith("float"):
+            config[col] = st.column_config.NumberColumn(format="%.3f")
+    (where or st).dataframe(out, hide_index=True, width="stretch",
+                            column_config={**config, **kwargs.pop("column_config", {})}, **kwargs)

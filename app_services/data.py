@@ -18,7 +18,7 @@ from cxrlib.core.classes import task_classes
 from cxrlib.core.config import DataConfig
 from cxrlib.data.synthetic import DEMO_README, make_synthetic_dataset
 
-from .core import (DATA_DIR, DISPLAY_MAX_SIDE, TASK, file_stamp,
+from .core import (DATA_DIR, DISPLAY_MAX_SIDE, TASK, TASK_LABELS, file_stamp,
                    shrink)
 
 
@@ -42,7 +42,10 @@ class DataStatus:
 
 def init_state() -> None:
     """Default values of the shared session state (dataset folder from ``CXR_DATA_DIR``)."""
+    from .address import from_address  # noqa: PLC0415
+
     st.session_state.setdefault(DATA_DIR, str(paths.default_data_dir()))
+    from_address("task", TASK, valid=TASK_LABELS)  # a reload or a shared link keeps its task
     st.session_state.setdefault(TASK, "3class")
 
 

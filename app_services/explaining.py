@@ -11,6 +11,7 @@ from cxrlib import explain
 from cxrlib import preprocessing as pre
 from cxrlib.data import imageio
 
+from .address import from_address, to_address
 from .lungs import input_box, predicted_lungs
 from .runs import get_run, model, run_stamp
 
@@ -96,7 +97,7 @@ def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: boo
     res["box"] = input_box(run.config.preprocess, pixels, film_key)
     res["overlay"] = pixels if res["flat"] else explain.overlay(
         pixels, res["heatmap"], alpha=cfg.alpha, colormap=cfg.colormap, contour=cfg.contour,
-        box=res["box"])
+        box=res["box"], threshold=cfg.threshold)
     if faithful:
         res["faithfulness"] = None if res["flat"] else _faithfulness(
             stamp, film_key, cfg.method, layer, cfg.target, run, pixels, res["heatmap"])
@@ -130,6 +131,9 @@ def explain_refusal(film) -> str | None:
 
 
 PREDICTED = "the predicted class"
+DEFAULT_COLORMAP, DEFAULT_THRESHOLD = "inferno", 0.2
+VIEWER_LOOK = ExplainConfig(alpha=0.5, colormap=DEFAULT_COLORMAP, threshold=DEFAULT_THRESHOLD)
+"""How the app draws a heatmap unless told otherwise (Review's overlay)."""
 DEFAULT_LAYER = "the method's default layer"
 
 
@@ -141,8 +145,10 @@ def explain_ui(layers: list[str], classes: list[str],
     layer and marks the layers a method is not valid on.
     """
     c1, c2, c3 = st.columns(3)
+    from_address("method", "ex_method", valid=cam_methods())  # a link keeps the method
     method = c1.selectbox("Method", cam_methods(), key="ex_method", persist_state="session",
                           format_func=method_label)
+    to_address("method", method)
     own, valid = methods[method]
     needs = explain.CAM_METHODS[method].activations == explain.NON_NEGATIVE
     # Labels must not depend on the method: the browser keeps showing a chosen option's old
@@ -161,10 +167,18 @@ def explain_ui(layers: list[str], classes: list[str],
     # the box would read "Choose an option" instead of the predicted class.
     choice = c3.selectbox("Explain class", [PREDICTED, *classes], key="ex_target")
     target = None if choice == PREDICTED else list(classes).index(choice)
-    alpha = c1.slider("Heatmap opacity (alpha)", 0.0, 1.0, 0.4, 0.05, key="ex_alpha",
+    alpha = c1.slider("Heatmap opacity (alpha)", 0.0, 1.0, 0.5, 0.05, key="ex_alpha",
                       persist_state="session")
-    cmap = c2.selectbox("Colormap", list(explain.COLORMAPS), key="ex_cmap", persist_state="session")
+    cmaps = list(explain.COLORMAPS)
+    cmap = c2.selectbox("Colormap", cmaps, index=cmaps.index(DEFAULT_COLORMAP), key="ex_cmap",
+                        persist_state="session",
+                        help="inferno and turbo are perceptually ordered; jet (published) is "
+                             "kept for comparison.")
+    threshold = c3.slider("Hide evidence below (share of the maximum)", 0.0, 0.9,
+                          DEFAULT_THRESHOLD, 0.05, key="ex_threshold", persist_state="session",
+                          help="Heatmap values below this are not drawn: the film shows through "
+                               "unchanged instead of being tinted.")
     contour = c3.toggle("Contour lines instead of a filled map", False, key="ex_contour",
                         persist_state="session")
     return ExplainConfig(method=method, layer=layer, target=target, alpha=alpha, colormap=cmap,
-                         contour=contour)
+                         contour=contour, threshold=threshold)

@@ -59,7 +59,7 @@ def analysis_figures(analysis) -> tuple[Any, Any]:
 
 def subgroup_table(table: pd.DataFrame, classes) -> pd.DataFrame:
     """The columns a reader needs: subgroup, films, patients, accuracy with CI, recalls, flag."""
-    cols = ["column", "value", "n", "patients", "accuracy", "ci_low", "ci_high",
+    cols = ["column", "value", "n", "patients", "small", "accuracy", "ci_low", "ci_high",
             *[f"recall_{c}" for c in classes], *[f"pred_{c}" for c in classes], "flagged"]
     return table[[c for c in cols if c in table.columns]]
 

@@ -71,28 +71,43 @@ def describe_preprocess(cfg: PreprocessConfig) -> str:
     return " → ".join(steps) + f" → {cfg.size} px"
 
 
+STEP_NAMES = {"white_balance": "White balance", "clahe": "CLAHE (local contrast)",
+              "gamma": "Gamma", "lung_crop": "Lung crop"}
+"""The names people read for the preprocessing steps' codes."""
+
+
+def _needs(step: str, order) -> str:
+    return "" if step in order else f" Greyed: add {STEP_NAMES[step]} to the steps above to use it."
+
+
 def preprocess_ui(initial: PreprocessConfig, *, key: str = "pp") -> PreprocessConfig | None:
     """Sliders for every preprocessing setting; ``None`` (with an error shown) when invalid."""
     order = st.multiselect(
-        "Steps, in the order they run", ["white_balance", "clahe", "gamma", "lung_crop"],
+        "Steps, in the order they run", list(STEP_NAMES), format_func=STEP_NAMES.get,
         default=list(initial.steps), key=f"{key}_steps", persist_state="session",
         help="White balance runs per colour channel and therefore always first; the lung crop "
              "(the box of both lungs from the learned segmenter, plus a margin) always last, "
              "just before the resize.")
+    off = [STEP_NAMES[s] for s in STEP_NAMES if s not in order]
+    if off:  # a greyed slider says why
+        st.caption(f"Greyed sliders belong to steps not chosen above ({', '.join(off)}): add "
+                   "the step to the list to set them.")
     c1, c2 = st.columns(2)
     perc = c1.slider("White-balance percentile", 0.0, 5.0, float(initial.wb_percentile), 0.05,
                      key=f"{key}_perc", persist_state="session",
                      disabled="white_balance" not in order,
                      help="Channel values at perc % and 100 - perc % map to 0 and 255 "
-                          "(published 0.05).")
+                          "(published 0.05)." + _needs("white_balance", order))
     gamma = c2.slider("Gamma", 0.2, 3.0, float(initial.gamma), 0.05, key=f"{key}_gamma",
                       persist_state="session", disabled="gamma" not in order,
-                      help="out = 255 (in/255)^gamma; 1 is no change.")
+                      help="out = 255 (in/255)^gamma; 1 is no change." + _needs("gamma", order))
     clip = c1.slider("CLAHE clip limit", 0.5, 10.0, float(initial.clahe_clip_limit), 0.5,
-                     key=f"{key}_clip", persist_state="session", help="Published 2.0.",
+                     key=f"{key}_clip", persist_state="session",
+                     help="Published 2.0." + _needs("clahe", order),
                      disabled="clahe" not in order)
     tiles = c2.slider("CLAHE tile grid (tiles per side)", 1, 32, int(initial.clahe_tile_grid),
-                      key=f"{key}_tiles", persist_state="session", help="Published 8 (8×8).",
+                      key=f"{key}_tiles", persist_state="session",
+                      help="Published 8 (8×8)." + _needs("clahe", order),
                       disabled="clahe" not in order)
     margin = _margin_slider(c1, initial, key, disabled="lung_crop" not in order)
     size = st.select_slider("Model input size (px)", [96, 128, 160, 192, 224, 256, 299],

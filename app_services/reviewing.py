@@ -17,6 +17,8 @@ from cxrlib import reviews as rv
 from cxrlib.reviews.records import MAX_COMMENT
 
 from . import identity
+from .address import from_address, to_address
+
 
 REVIEWER = "reviewer"
 """Session key of the reviewer's name (asked once per session)."""
@@ -41,20 +43,28 @@ def run_reviews(run, rel_path: str | None = None):
     return review_store().reviews(run.id, rel_path=rel_path)
 
 
+def _forget_reviewer() -> None:
+    st.session_state.pop(REVIEWER, None)
+    to_address("reviewer", None)
+
+
 def reviewer_ui(key: str) -> str | None:
     """The session's reviewer name; asks for it (once per session) when it is not known yet.
 
     With a login configured (:func:`.identity.login_configured`) it is the logged-in user's,
-    never a typed one; before the login it offers the login and returns None.
+    never a typed one; before the login it offers the login and returns None. Otherwise the
+    name is kept in the address (``?reviewer=``): a reload or a second tab keeps it.
     """
     if identity.login_configured():
         return _login_ui(key)
+    from_address("reviewer", REVIEWER, cast=rv.clean_reviewer)
     name = st.session_state.get(REVIEWER)
+    to_address("reviewer", name)
     if name:
         with st.container(horizontal=True, vertical_alignment="center"):
             st.caption(f"Reviewing as **{name}**", width="content")
-            st.button("Not you?", key=f"{key}_change_reviewer", on_click=st.session_state.pop,
-                      args=(REVIEWER, None), type="tertiary")
+            st.button("Not you?", key=f"{key}_change_reviewer", on_click=_forget_reviewer,
+                      type="tertiary")
         return name
     with st.form(f"{key}_reviewer_form"):
         typed = st.text_input("Your name (asked once per session; it goes with every review)",
@@ -94,6 +104,11 @@ def _write_refusal() -> str | None:
     return None
 
 
+def has_reviewed(run, rel_path: str, reviewer: str) -> bool:
+    """Whether ``reviewer`` has saved a review of this film of ``run``."""
+    return len(review_store().reviews(run.id, rel_path=rel_path, reviewer=reviewer)) > 0
+
+
 def _film_digest(ds, rel_path: str) -> str | None:
     if ds is None or "digest" not in ds.manifest.columns:
         return None
@@ -113,14 +128,22 @@ def _defaults(run, rel_path: str, reviewer: str) -> dict[str, Any]:
             "confidence": int(last["confidence"]), "when": last["created"]}
 
 
+BLINDED_NOTE = "[blinded reading: {}]"
+"""How a blinded review records the reviewer's own reading in its comment."""
+
+
 def review_form(run, rel_path: str, *, label: str | None, prediction: str | None, ds=None,
-                key: str, ask_name: bool = True) -> None:
+                key: str, ask_name: bool = True, blinded: bool = False) -> None:
     """The review form of one film of ``run`` (the reviewer's name is asked first if needed).
 
     A save is one transaction; the form keeps its values when a save fails. Saving the same
     answers again in this session stores nothing new (a double click or a rerun); changed
     answers are a new review, and the earlier one stays in the history. ``ask_name=False``:
     the page asked for the name already (:func:`reviewer_ui`).
+
+    ``blinded`` (until this reviewer has saved a review of the film): neither the label nor
+    the prediction is shown; the reviewer gives their own reading (one of the run's classes),
+    and the agreement with the label and with the prediction is derived from it when saved.
     """
     name = reviewer_ui(key) if ask_name else st.session_state.get(REVIEWER)
     if not name:
@@ -139,14 +162,23 @@ def review_form(run, rel_path: str, *, label: str | None, prediction: str | None
         st.success(saved, icon=":material/check_circle:")
     locations = list(rv.HEATMAP_LOCATIONS)
     with st.form(form_key, clear_on_submit=False, border=True):
-        a1, a2 = st.columns(2)
-        agree_label = a1.radio(f"Agree with the label ({label or 'unknown'})?", [True, False],
-                               index=_index([True, False], prior["agrees_with_label"]),
-                               horizontal=True, format_func=ANSWERS.get, key=f"{form_key}_label")
-        agree_pred = a2.radio(f"Agree with the prediction ({prediction or 'unknown'})?",
-                              [True, False],
-                              index=_index([True, False], prior["agrees_with_prediction"]),
-                              horizontal=True, format_func=ANSWERS.get, key=f"{form_key}_pred")
+        blind = blinded and not prior["when"]
+        if blind:
+            reading = st.radio("Your reading of this film (the label and the prediction show "
+                               "once you have saved)", list(run.classes), index=None,
+                               horizontal=True, key=f"{form_key}_reading")
+            agree_label = None if reading is None else reading == label
+            agree_pred = None if reading is None else reading == prediction
+        else:
+            a1, a2 = st.columns(2)
+            agree_label = a1.radio(f"Agree with the label ({label or 'unknown'})?", [True, False],
+                                   index=_index([True, False], prior["agrees_with_label"]),
+                                   horizontal=True, format_func=ANSWERS.get,
+                                   key=f"{form_key}_label")
+            agree_pred = a2.radio(f"Agree with the prediction ({prediction or 'unknown'})?",
+                                  [True, False],
+                                  index=_index([True, False], prior["agrees_with_prediction"]),
+                                  horizontal=True, format_func=ANSWERS.get, key=f"{form_key}_pred")
         location = st.radio("Where does the heatmap fall?", locations,
                             index=_index(locations, prior["heatmap_location"]),
                             format_func=rv.HEATMAP_LOCATIONS.get, key=f"{form_key}_where")
@@ -158,9 +190,12 @@ def review_form(run, rel_path: str, *, label: str | None, prediction: str | None
         submitted = st.form_submit_button("Save review", type="primary", icon=":material/save:")
     if submitted:
         if None in (agree_label, agree_pred, location):
-            st.error("Answer the two agreement questions and where the heatmap falls, then save.",
+            st.error("Give your reading and where the heatmap falls, then save." if blind else
+                     "Answer the two agreement questions and where the heatmap falls, then save.",
                      icon=":material/error:")
             return
+        if blind:
+            comment = f"{BLINDED_NOTE.format(reading)} {comment}".strip()
         answers = (bool(agree_label), bool(agree_pred), location, int(confidence), comment)
         _save(run, rel_path, name, answers, label=label, prediction=prediction,
               digest=_film_digest(ds, rel_path), form_key=form_key)

@@ -16,7 +16,8 @@ from cxrlib.core import paths
 from cxrlib.runs import queue as run_queue
 from cxrlib.runs import registry
 
-from .core import RUN_ID, safe
+from .address import from_address, to_address
+from .core import RUN_ID, TASK, safe
 from .data import DataStatus
 
 
@@ -104,8 +105,10 @@ def queue_keeper() -> threading.Thread:
 
 
 def current_run_ui(status: DataStatus) -> None:
-    """Sidebar picker of the current run: finished runs of this dataset and task."""
+    """Sidebar picker of the current run: finished runs of this dataset and task. The task and
+    the run are kept in the address (``?task=``, ``?run=``): a reload or a link keeps them."""
     queue_keeper()
+    to_address("task", st.session_state.get(TASK))
     if status.level != "ok":
         st.session_state[RUN_ID] = None
         return
@@ -116,10 +119,12 @@ def current_run_ui(status: DataStatus) -> None:
         st.caption("No finished run on this dataset and task yet: start one on Training.")
         return
     ids = [r.id for r in runs]
+    from_address("run", RUN_ID, valid=ids)  # a reload or a shared link keeps its run
     if st.session_state.get(RUN_ID) not in ids:
         st.session_state[RUN_ID] = ids[0]
     labels = {r.id: run_label(r) for r in runs}
     st.selectbox("Current run", ids, format_func=labels.get, key=RUN_ID)
+    to_address("run", st.session_state[RUN_ID])
 
 
 def require_run():
@@ -132,6 +137,9 @@ def require_run():
         st.stop()
     return run
 
+
+MAX_EPOCHS = 200
+"""The most epochs the Training page accepts."""
 
 FAMILY_LABELS = {"mobilenetv2": "MobileNetV2 (ImageNet transfer learning, published 3-class)",
                  "small_cnn": "Small CNN (the CLAHE binary pipeline)",
@@ -185,8 +193,15 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
     test_f = left.slider("Test share", 0.1, 0.4, 0.2, 0.05, key="tr_test", persist_state="session")
     val_f = left.slider("Validation share (0: the test split doubles as validation, as published)",
                         0.0, 0.3, 0.1, 0.05, key="tr_val", persist_state="session")
-    epochs = right.number_input("Epochs (maximum)", 1, 200, TINY_EPOCHS if family == "tiny" else 50,
+    # No max_value: the browser kept the last valid value of an out-of-range entry (it only
+    # turned red) and training went on with it; the check below says so and refuses instead.
+    epochs = right.number_input(f"Epochs (maximum, at most {MAX_EPOCHS})", min_value=1,
+                                value=TINY_EPOCHS if family == "tiny" else 50,
                                 key=f"tr_epochs_{family}", persist_state="session")
+    too_many = epochs > MAX_EPOCHS and not recipe  # the recipe sets its own epochs
+    if too_many:
+        right.error(f"At most {MAX_EPOCHS} epochs: {int(epochs)} is too many. Lower it to start "
+                    "training.", icon=":material/block:")
     batch = right.select_slider("Batch size", [4, 8, 16, 32, 64, 128], 16, key="tr_batch",
                                 persist_state="session")
     lr = right.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-3,
@@ -202,6 +217,8 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
     patience = right.number_input("Early stopping patience (0 = none)", 0, 50, 0, key="tr_es",
                                   persist_state="session")
     seed = right.number_input("Seed", 0, 2**31 - 1, 42, key="tr_seed", persist_state="session")
+    if too_many:  # every widget drawn first: the page keeps its layout
+        return None
     try:
         # the family's preset (cxrlib.core.config.run_preset, the CLI's too), then the widgets
         preset = run_preset(family, mode, data.task, seed=int(seed),

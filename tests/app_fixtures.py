@@ -124,3 +124,33 @@ def fake_trainer(run, *, cancel_check) -> None:
                          metrics={"loss": 1.0, "accuracy": 0.5}, eta_s=65)
         time.sleep(0.05)
     raise RuntimeError("fake trainer was never cancelled")
+
+
+def viewer(at: AppTest) -> dict | None:
+    """The spec (``data``, ``layout``) of the page's film viewer (the plotly chart holding the
+    film as an image trace), or None when the page draws none."""
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        if any(t.get("type") == "image" for t in spec.get("data", [])):
+            return spec
+    return None
+
+
+def viewer_maps(at: AppTest) -> list[dict]:
+    """The heatmap / contour traces of the film viewer."""
+    spec = viewer(at)
+    return [t for t in (spec or {}).get("data", []) if t.get("type") in ("heatmap", "contour")]
+
+
+def trace_array(value):
+    """A plotly trace's array as numpy: plain lists (None for gaps) or plotly's typed-array
+    form ``{"dtype", "bdata", "shape"}``."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return arr.reshape([int(v) for v in str(shape).split(",")]) if shape else arr
+    return np.array([[np.nan if v is None else v for v in row] for row in value], float)

@@ -58,21 +58,23 @@ def test_counts_figures_and_size_table(app, synthetic_dataset, tmp_path):
     assert _numbers(counts[0]["y"]) == [len(disk[c]["sizes"]) for c in classes]
     assert _numbers(counts[1]["y"]) == [disk[c]["patients"] for c in classes]
     assert [t["name"] for t in sizes] == classes  # one scatter trace a class, every film a point
-    for trace in sizes:
-        points = sorted(zip(_numbers(trace["x"]), _numbers(trace["y"])))
-        assert points == sorted(disk[trace["name"]]["sizes"])
+    for trace in sizes:  # jittered by about 2 % on screen; the hover keeps the true size
+        shown = [tuple(int(v) for v in size.split(" px")[0].split(" × ")) for size, _ in trace["customdata"]]
+        assert sorted(shown) == sorted(disk[trace["name"]]["sizes"])
+        for (w, h), x, y in zip(shown, _numbers(trace["x"]), _numbers(trace["y"])):
+            assert abs(x / w - 1) < 0.15 and abs(y / h - 1) < 0.15
 
     table = at.dataframe[0].value.set_index("label")
     assert list(table.index) == classes
     for c in classes:  # the published min / max size table
         widths, heights = zip(*disk[c]["sizes"])
         assert table.loc[c, "images"] == len(widths) and table.loc[c, "patients"] == disk[c]["patients"]
-        assert (table.loc[c, "width_min"], table.loc[c, "width_max"]) == (min(widths), max(widths))
-        assert (table.loc[c, "height_min"], table.loc[c, "height_max"]) == (min(heights), max(heights))
+        assert (table.loc[c, "width min"], table.loc[c, "width max"]) == (min(widths), max(widths))
+        assert (table.loc[c, "height min"], table.loc[c, "height max"]) == (min(heights), max(heights))
         aspects = [w / h for w, h in disk[c]["sizes"]]
-        assert table.loc[c, "aspect_min"] == pytest.approx(min(aspects))
-        assert table.loc[c, "aspect_max"] == pytest.approx(max(aspects))
-    assert table.loc["Normal", "width_max"] == 120 and table.loc["Normal", "height_min"] == 80
+        assert table.loc[c, "aspect min"] == pytest.approx(min(aspects))
+        assert table.loc[c, "aspect max"] == pytest.approx(max(aspects))
+    assert table.loc["Normal", "width max"] == 120 and table.loc["Normal", "height min"] == 80
     assert "Every image file could be read." in texts(at.success)
     assert any("Synthetic demo data" in w for w in texts(at.warning))
 

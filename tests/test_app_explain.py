@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from app_fixtures import app, app_workspace, metric, texts, trained_run  # noqa: F401
+from app_fixtures import (app, app_workspace, metric, texts, trace_array, trained_run,  # noqa: F401
+                          viewer, viewer_maps)
 
 from cxrlib.explain import deletion_insertion, get_cam
 from cxrlib import preprocessing as preprocess
@@ -18,9 +19,10 @@ def test_overlay_probabilities_and_faithfulness(app, trained_run):
     assert texts(at.title) == ["Explain"]
     film_name = at.selectbox(key="ex_film_Test").value
     captions = texts(at.caption)
-    assert f"Original · {film_name} · 96×96 px" in captions
-    assert any(c.startswith("gradcam on ") and "alpha 0.4 · jet" in c for c in captions)
-    assert len(at.image) == 2
+    shown = [c for c in captions if c.startswith(f"Original · {film_name} · 96×96 px")]
+    assert shown and "Grad-CAM on " in shown[0] and "alpha 0.5 · inferno" in shown[0]
+    assert len(viewer_maps(at)) == 1 and len([t for t in viewer(at)["data"]
+                                              if t["type"] == "image"]) == 2
     # the probabilities shown are the model's own on the preprocessed film
     model = trained_run.load_model()
     path = trained_run.predictions().set_index("rel_path").loc[film_name, "path"]
@@ -28,8 +30,9 @@ def test_overlay_probabilities_and_faithfulness(app, trained_run):
     x = preprocess.to_model_input(
         preprocess.preprocess_film(grey, trained_run.config.preprocess)[None])
     probs = np.asarray(model(x))[0]
-    for cls, p in zip(trained_run.classes, probs):
-        assert metric(at, f"P({cls})") == f"{p:.1%}"
+    for cls, p in zip(trained_run.classes, probs):  # the model's score, not a bare "100.0 %"
+        assert metric(at, f"Model score · {cls}") == f"{p:.3f}"
+    assert any("not calibrated probabilities" in c for c in captions)
     # the verdict names the class the model predicts and the film's label, green when they agree
     pred = trained_run.classes[int(probs.argmax())]
     truth = trained_run.predictions().set_index("rel_path").loc[film_name, "label"]
@@ -46,12 +49,71 @@ def test_overlay_probabilities_and_faithfulness(app, trained_run):
 
 def test_contour_mode_and_alpha_change_the_overlay(app):
     at = app(PAGE)
-    original, overlay = (i.value for i in at.image)
+    assert viewer_maps(at)[0]["opacity"] == 0.5
     at.slider(key="ex_alpha").set_value(0.8).run()
-    assert at.image[0].value == original and at.image[1].value != overlay
+    assert viewer_maps(at)[0]["opacity"] == 0.8
     assert any("alpha 0.8" in c for c in texts(at.caption))
     at.toggle(key="ex_contour").set_value(True).run()
-    assert any(c.startswith("gradcam on") and c.endswith("contours") for c in texts(at.caption))
+    assert [t["type"] for t in viewer_maps(at)] == ["contour"]
+    assert viewer_maps(at)[0]["line"]["width"] >= 3  # thick enough to see
+    assert any(c.startswith("Original") and c.endswith("contours") for c in texts(at.caption))
+
+
+def test_the_heatmap_has_a_colour_bar_and_leaves_low_values_transparent(app):
+    """Issue 26: no colour bar, and at the default opacity the whole film was tinted."""
+    at = app(PAGE)
+    heat = viewer_maps(at)[0]
+    assert heat["colorbar"]["title"]["text"] == "share of the maximum class evidence"
+    z = trace_array(heat["z"]).astype(float)
+    assert np.isnan(z).any() and np.nanmin(z) >= 0.2  # below the threshold: not drawn
+    at.slider(key="ex_threshold").set_value(0.0).run()
+    assert not np.isnan(trace_array(viewer_maps(at)[0]["z"]).astype(float)).any()
+
+
+def test_compare_methods_side_by_side_with_their_in_lung_shares(app):
+    at = app(PAGE)
+    at.multiselect(key="ex_compare").set_value(["gradcam", "eigencam", "layercam"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = viewer(at)
+    titles = [a["text"] for a in spec["layout"]["annotations"]]
+    assert titles[0] == "Original" and [t.split("<br>")[0] for t in titles[1:]] == [
+        "Grad-CAM", "EigenCAM", "LayerCAM"]
+    assert all(" in the lungs" in t or "flat map" in t for t in titles[1:])
+    assert spec["layout"]["xaxis4"]["matches"] == "x"  # zoom and pan together
+
+
+def test_next_film_and_the_address(app):
+    at = app(PAGE)
+    box = at.selectbox(key="ex_film_Test")
+    first, options = box.value, box.options
+    [b for b in at.button if b.label == "Next film"][0].click().run()
+    second = at.selectbox(key="ex_film_Test").value
+    assert second != first and at.query_params.get("film") == second
+    [b for b in at.button if b.label == "Previous film"][0].click().run()
+    assert at.selectbox(key="ex_film_Test").value == first
+    at.selectbox(key="ex_method").set_value("eigencam").run()
+    address = dict(at.query_params)
+    assert address["film"] == first and address["method"] == "eigencam"
+
+
+def test_a_shared_explain_link_opens_the_same_film_and_method(app, trained_run, synthetic_dataset):
+    from app_fixtures import APP, TIMEOUT
+    from streamlit.testing.v1 import AppTest
+
+    preds = trained_run.predictions()
+    film = preds.loc[preds["split"] == "test", "rel_path"].tolist()[3]
+    address = {"run": trained_run.id, "film": film, "method": "layercam"}
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.session_state["data_dir"] = str(synthetic_dataset)
+    fresh.query_params.update(address)
+    fresh.run()
+    fresh.switch_page(PAGE)
+    fresh.query_params.update(address)
+    fresh.run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert fresh.selectbox(key="ex_film_Test").value == film
+    assert fresh.selectbox(key="ex_method").value == "layercam"
+    assert not fresh.warning or not [w for w in texts(fresh.warning) if "Session State" in w]
 
 
 def _png(arr) -> bytes:
@@ -64,7 +126,7 @@ def test_upload_png_and_dicom(app, tmp_path):
     assert "Upload a film to explain it." in texts(at.info)
     film = synthetic_film("COVID-19", 128, np.random.default_rng(5))
     at.file_uploader[0].upload("mine.png", _png(film), "image/png").run()
-    assert "Original · mine.png · 128×128 px" in texts(at.caption)
+    assert any(c.startswith("Original · mine.png · 128×128 px") for c in texts(at.caption))
 
     import pydicom
     from pydicom.dataset import FileMetaDataset
@@ -83,7 +145,7 @@ def test_upload_png_and_dicom(app, tmp_path):
     path = tmp_path / "film.dcm"
     ds.save_as(path, enforce_file_format=True)
     at.file_uploader[0].upload("film.dcm", path.read_bytes(), "application/dicom").run()
-    assert "Original · film.dcm · 100×120 px" in texts(at.caption)
+    assert any(c.startswith("Original · film.dcm · 100×120 px") for c in texts(at.caption))
 
 
 def test_bad_upload_is_a_clear_error(app):
@@ -92,7 +154,7 @@ def test_bad_upload_is_a_clear_error(app):
     at.file_uploader[0].upload("broken.png", b"\x89PNG\r\n\x1a\nrubbish", "image/png").run()
     assert not at.exception
     assert any(e.startswith("Could not read this film:") for e in texts(at.error))
-    assert not at.image and not [c for c in texts(at.caption) if c.startswith("gradcam")]
+    assert viewer(at) is None and not [c for c in texts(at.caption) if c.startswith("Original")]
 
 
 # ------------------------------------------------------------------ hostile uploads (issue 12)
@@ -110,14 +172,14 @@ def test_a_strip_or_a_corrupt_jpeg_is_refused_and_a_long_film_shown_padded(app):
     _upload(at, "strip.png", bf.strip_png())
     assert texts(at.error) == ["Cannot explain this film: too small to classify: 20000 x 1 px "
                                "(the short side must be at least 32 px)."]
-    assert not at.image
+    assert viewer(at) is None
     _upload(at, "cut.jpg", bf.truncated_jpeg_with_eoi(), "image/jpeg")
     assert texts(at.error) == ["Could not read this film: corrupt JPEG data: the decoder would "
                                "invent part of the picture (libjpeg: Corrupt JPEG data: premature "
                                "end of data segment)"]
     _upload(at, "tall.png", bf.tall_strip_png())
-    assert "Original · tall.png · 40×20000 px · shown padded (very long film)" in texts(at.caption)
-    assert len(at.image) == 2
+    assert any(c.startswith("Original · tall.png · 40×20000 px") for c in texts(at.caption))
+    assert len(viewer_maps(at)) == 1  # the viewer keeps the film's shape: zoom to see it
 
 
 def test_shown_padded_keeps_the_film_and_the_ratio_within_bounds():
@@ -139,7 +201,7 @@ def test_monochrome1_upload_and_the_explain_class_box_after_an_upload(app, tmp_p
     at = app(PAGE)
     at.radio(key="ex_source").set_value("Upload (PNG / JPEG / DICOM)").run()
     _upload(at, "mono1.dcm", bf.dicom(tmp_path, "MONOCHROME1"), "application/dicom")
-    assert "Original · mono1.dcm · 64×64 px" in texts(at.caption)
+    assert any(c.startswith("Original · mono1.dcm · 64×64 px") for c in texts(at.caption))
     box = at.selectbox(key="ex_target")
     assert box.value == "the predicted class" and box.index == 0
     at.slider(key="ex_alpha").set_value(0.6).run()  # any rerun after the upload
@@ -147,4 +209,4 @@ def test_monochrome1_upload_and_the_explain_class_box_after_an_upload(app, tmp_p
     assert box.value == "the predicted class" and box.index == 0
     assert box.options == ["the predicted class", "COVID-19", "Normal", "Viral Pneumonia"]
     box.set_value("Normal").run()
-    assert any(c.startswith("gradcam on") for c in texts(at.caption)) and not at.exception
+    assert any("Grad-CAM on" in c for c in texts(at.caption)) and not at.exception

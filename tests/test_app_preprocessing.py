@@ -58,3 +58,16 @@ def test_use_for_training_carries_the_settings(app):
     assert "The Training page will use these settings." in texts(at.success)
     at.switch_page("views/training.py").run()
     assert any("CLAHE 3 / 8×8 → 224 px" in i for i in texts(at.info))
+
+
+def test_greyed_sliders_say_why(app):
+    """Issue 26, bug 5: the CLAHE, gamma and margin sliders stayed greyed until the step was
+    added, and nothing said so."""
+    at = app("views/preprocessing.py")
+    at.multiselect(key="pp_steps").set_value(["white_balance"]).run()
+    clip = at.slider(key="pp_clip")
+    assert clip.disabled and "add CLAHE (local contrast) to the steps above" in clip.help
+    assert any("Greyed sliders belong to steps not chosen above" in c for c in
+               [c.value for c in at.caption])
+    at.multiselect(key="pp_steps").set_value(["white_balance", "clahe"]).run()
+    assert not at.slider(key="pp_clip").disabled and "Greyed" not in at.slider(key="pp_clip").help

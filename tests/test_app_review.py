@@ -60,6 +60,13 @@ def _answer(at, *, label: bool, prediction: bool, where: str) -> None:
     radios["Where does the heatmap fall?"].set_value(where)
 
 
+def _read(at, reading: str, where: str) -> None:
+    """A blinded review's answers: the reviewer's own reading and where the heatmap falls."""
+    radios = {r.label.split(" (")[0]: r for r in at.radio}
+    radios["Your reading of this film"].set_value(reading)
+    radios["Where does the heatmap fall?"].set_value(where)
+
+
 def _sign_in(at, name: str = "Dr Ada"):
     at.text_input(key="rv_reviewer_name").input(name)
     _button(at, "Start reviewing").click().run()
@@ -87,7 +94,7 @@ def _planted_errors(classes, confidences=(0.95, 0.85)):
 def test_review_page_asks_the_name_queues_errors_first_and_saves_a_review(app, trained_run,
                                                                           workspace_copy):
     run = workspace_copy("eeee", _planted_errors(trained_run.classes))  # errors of known order
-    at = app(PAGE, run_id=run.id)
+    at = app(PAGE, run_id=run.id, rv_blind=False)  # unblinded: the queue shows errors first
     assert texts(at.title) == ["Review"]
     assert not at.get("progress")  # nothing but the name until the reviewer says who they are
     _sign_in(at)
@@ -171,13 +178,13 @@ def test_explain_page_review_form_saves_with_the_films_prediction(app, trained_r
     _button(at, "Save review").click().run()
     assert f"Review saved (Dr Eve, {film})." in texts(at.success)
     saved = ReviewStore().reviews(trained_run.id).iloc[0]
-    pred = [m.label[2:-1] for m in at.metric if m.label.startswith("P(")]
-    values = [float(m.value.rstrip("%")) for m in at.metric if m.label.startswith("P(")]
+    pred = [m.label.split(" · ", 1)[1] for m in at.metric if m.label.startswith("Model score · ")]
+    values = [float(m.value) for m in at.metric if m.label.startswith("Model score · ")]
     assert saved["prediction"] == pred[int(np.argmax(values))]
     assert (saved["agrees_with_label"], saved["agrees_with_prediction"],
             saved["heatmap_location"]) == (True, False, "outside_body")
     assert saved["label"] == _test_rows(trained_run).set_index("rel_path").loc[film, "label"]
-    assert len(at.image) == 2  # the form adds no image to the page
+    assert not at.image and len(at.get("plotly_chart")) == 1  # the form adds no image
 
 
 def test_evaluation_grid_opens_a_film_on_the_review_page(app, trained_run, workspace_copy):
@@ -216,7 +223,7 @@ def test_two_runs_the_page_says_whether_the_difference_is_real(app, trained_run,
     k, j = min(2, errors), 4
     other = workspace_copy("bbbb", _edit_b(k, j, trained_run.classes))
     at = app("views/evaluation.py", run_id=trained_run.id)
-    at.multiselect(key="ev_runs").set_value([trained_run.id, other.id]).run()
+    at.selectbox(key="ev_other").set_value(other.id).run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Is the difference real?" in texts(at.subheader)
     # hand computation: only A right on j films, only B right on k
@@ -232,7 +239,7 @@ def test_two_runs_on_other_test_films_are_refused_with_the_reason(app, trained_r
         return preds.drop(test[:3])  # three test films fewer: another split
     other = workspace_copy("cccc", other_split)
     at = app("views/evaluation.py", run_id=trained_run.id)
-    at.multiselect(key="ev_runs").set_value([trained_run.id, other.id]).run()
+    at.selectbox(key="ev_other").set_value(other.id).run()
     refusal = [w for w in texts(at.warning) if "cannot be compared film by film" in w]
     assert refusal and "tested on different films (another split): 3 test films only in run" in refusal[0]
     assert not [m for m in at.metric if m.label == "McNemar p (exact)"]
@@ -258,7 +265,7 @@ def test_queue_uses_an_audit_of_any_options_the_audit_page_offers(app, trained_r
     run.write_audit_attention(attention)
     # a smaller audit run since (fewer films): the queue keeps the one that covers more films
     run.write_audit_attention(attention.head(1))
-    at = app(PAGE, run_id=run.id)
+    at = app(PAGE, run_id=run.id, rv_blind=False)
     _sign_in(at)
     options = at.selectbox(key="rv_film").options
     measured = [o for o in options if "of the CAM inside the lungs" in o]
@@ -268,3 +275,64 @@ def test_queue_uses_an_audit_of_any_options_the_audit_page_offers(app, trained_r
     preds = run.folder / "predictions.csv"
     preds.write_bytes(preds.read_bytes())
     assert run.audit_attention() is None
+
+
+def test_a_reload_keeps_the_run_film_reviewer_and_count(app, trained_run, workspace_copy,
+                                                       synthetic_dataset):
+    """Issue 26, bug 2: a reload (a new session) fell back to the newest run, asked the name
+    again and said "you have reviewed 0 of ..." . The address now carries run, film and reviewer."""
+    from app_fixtures import APP, TIMEOUT
+    from streamlit.testing.v1 import AppTest
+
+    older = workspace_copy("0000")  # not the newest run: the fallback would show the other
+    at = app(PAGE, run_id=older.id)
+    _sign_in(at, "Dr Reload")
+    _read(at, older.classes[0], where="heart_mediastinum")  # blinded, a new location
+    _button(at, "Save review").click().run()
+    _button(at, "Next to review").click().run()
+    film, count = at.selectbox(key="rv_film").value, _progress(at)
+    assert count.startswith("You have reviewed 1 of")
+    address = dict(at.query_params)
+    assert (address["run"], address["reviewer"], address["blind"]) == (older.id, "Dr Reload", "1")
+    assert address["film"].startswith("film ")  # blinded: a code, not the path
+
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)  # a reload: a new session
+    fresh.session_state["data_dir"] = str(synthetic_dataset)
+    fresh.query_params.update(address)
+    fresh.run()
+    fresh.switch_page(PAGE)
+    fresh.query_params.update(address)
+    fresh.run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert fresh.selectbox(key="run_id").value == older.id
+    assert "Reviewing as **Dr Reload**" in texts(fresh.caption)
+    assert fresh.selectbox(key="rv_film").value == film
+    assert _progress(fresh) == count
+
+
+def test_blinded_review_hides_label_prediction_and_errors_until_saved(app, trained_run,
+                                                                    workspace_copy):
+    """Issue 26: a blinded review (the default) shows the film and its heatmap, not the label or
+    the prediction, until the reviewer has saved; the queue does not announce errors."""
+    run = workspace_copy("eeee", _planted_errors(trained_run.classes))
+    at = _sign_in(app(PAGE, run_id=run.id))
+    assert at.toggle(key="rv_blind").value is True and at.query_params.get("blind") == "1"
+    options = at.selectbox(key="rv_film").options
+    assert not [o for o in options if "error" in o or " — " in o]
+    assert not [o for o in options if any(c in o for c in run.classes)]  # paths name classes
+    film = at.selectbox(key="rv_film").value
+    assert not [c for c in texts(at.caption) if film in c]
+    assert at.query_params["film"].startswith("film ") and film not in at.query_params["film"]
+    row = _test_rows(run).set_index("rel_path").loc[film]
+    label = row["label"]
+    predicted = run.classes[int(row[[f"p_{c}" for c in run.classes]].to_numpy(float).argmax())]
+    shown = " ".join(texts(at.markdown) + [r.label for r in at.radio])
+    assert "Labelled" not in shown and f"({label})" not in shown and f"({predicted})" not in shown
+    assert not [r for r in at.radio if r.label.startswith("Agree with")]
+    _read(at, label, where="diffuse")
+    _button(at, "Save review").click().run()
+    saved = ReviewStore().reviews(run.id).iloc[-1]
+    assert (saved["agrees_with_label"], saved["agrees_with_prediction"]) == (True, label == predicted)
+    assert saved["heatmap_location"] == "diffuse" and f"[blinded reading: {label}]" in saved["comment"]
+    assert any(t.startswith(":green[✓] Labelled") or t.startswith(":orange[✗] Labelled")
+               for t in texts(at.markdown))  # shown once saved

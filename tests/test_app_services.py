@@ -28,3 +28,13 @@ def test_audit_report_cache_is_bounded_lru_and_safe_across_threads():
     for t in threads:
         t.join()
     assert len(shared.items) == 50
+
+
+def test_the_audit_bar_is_not_left_full_while_later_steps_run():
+    """Issue 26, bug 5: the bar sat full at "lung masks 200/200" for 38 of the audit's 85 s."""
+    from app_services.auditing import progress_state
+
+    assert progress_state("lung masks", 50, 200) == (0.25, "lung masks: 50/200")
+    value, text = progress_state("lung masks", 200, 200)
+    assert value < 1.0 and "200/200 done" in text and "running" in text
+    assert progress_state("lung masks", 0, 0)[0] == 0.0

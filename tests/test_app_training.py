@@ -41,7 +41,7 @@ def test_cached_configuration_and_runs_table(app, trained_run):
     probs = test[[f"p_{c}" for c in trained_run.classes]].to_numpy()
     truth = test["label"].map({c: i for i, c in enumerate(trained_run.classes)}).to_numpy()
     assert row["accuracy"] == pytest.approx(np.mean(probs.argmax(axis=1) == truth))
-    assert row["macro_auc"] == pytest.approx(roc_auc_score(truth, probs, multi_class="ovr"))
+    assert row["macro AUC"] == pytest.approx(roc_auc_score(truth, probs, multi_class="ovr"))
     at.number_input(key="tr_epochs_tiny").set_value(6).run()
     assert "Not trained yet on this dataset." in texts(at.caption)
 
@@ -209,3 +209,15 @@ def test_a_second_run_waits_in_the_queue_with_its_position_and_cancel_takes_it_o
         assert first.status()["state"] == "running" and not second.log_path.exists()
     finally:
         runner.cancel(first.id, grace_s=10)
+
+
+def test_epochs_above_the_maximum_disable_start_with_a_message(app):
+    """Issue 26, bug 5: 300 epochs (the maximum is 200) turned the box red, but "Start
+    training" stayed enabled and trained the last valid value."""
+    at = _set_tiny(app(PAGE), epochs=300)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(e.startswith("At most 200 epochs: 300 is too many") for e in texts(at.error))
+    start = [b for b in at.button if b.label == "Start training"]
+    assert len(start) == 1 and start[0].disabled
+    at = _set_tiny(at, epochs=200)
+    assert not [b for b in at.button if b.label == "Start training"][0].disabled

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from cxrlib.viz import dataset as dataset_figures
 from cxrlib.viz import figures
 
 from cxrlib import evaluation as metrics
@@ -119,11 +120,11 @@ def test_histogram_figure_normalises_each_histogram():
 
 def test_class_counts_figure():
     stats = pd.DataFrame({"label": list(CLASSES), "images": [100, 300, 100], "patients": [90, 300, 80]})
-    fig = figures.class_counts_figure(stats)
+    fig = dataset_figures.class_counts_figure(stats)
     assert len(fig.data) == 2 and list(fig.data[0].x) == list(CLASSES)
     assert fig.data[0].text[1] == "300 (60%)"
     assert axis_titles(fig) == ("Class", "Count")
-    indexed = figures.class_counts_figure(stats.drop(columns=["patients"]).set_index("label"))
+    indexed = dataset_figures.class_counts_figure(stats.drop(columns=["patients"]).set_index("label"))
     assert len(indexed.data) == 1 and list(indexed.data[0].x) == list(CLASSES)
 
 
@@ -133,15 +134,26 @@ def test_size_scatter_figure_samples_large_manifests():
     manifest = pd.DataFrame({"label": rng.choice(["Normal", "COVID-19", "Viral Pneumonia"], n),
                              "width": rng.integers(200, 3000, n), "height": rng.integers(200, 3000, n),
                              "rel_path": [f"f{i}.png" for i in range(n)]})
-    fig = figures.size_scatter_figure(manifest)
+    fig = dataset_figures.size_scatter_figure(manifest)
     assert [t.name for t in fig.data] == list(CLASSES)  # task order whatever the manifest order
-    assert sum(len(t.x) for t in fig.data) == figures.MAX_SCATTER_POINTS
+    assert sum(len(t.x) for t in fig.data) == dataset_figures.MAX_SCATTER_POINTS
     assert "5,000 of 7,000" in fig.layout.title.text
     assert axis_titles(fig) == ("Width (px)", "Height (px)")
-    again = figures.size_scatter_figure(manifest)
+    again = dataset_figures.size_scatter_figure(manifest)
     assert list(again.data[0].x) == list(fig.data[0].x)  # seeded sample
-    small = figures.size_scatter_figure(manifest.head(50))
+    small = dataset_figures.size_scatter_figure(manifest.head(50))
     assert sum(len(t.x) for t in small.data) == 50
+
+
+def test_size_scatter_spreads_films_of_one_size():
+    """Issue 26: hundreds of films of one size sat on one dot. Jittered, they spread by about
+    2 % around their size (the hover keeps the true size)."""
+    manifest = pd.DataFrame({"label": ["Normal"] * 300, "width": [224] * 300, "height": [224] * 300})
+    trace = dataset_figures.size_scatter_figure(manifest).data[0]
+    x = np.asarray(trace.x, float)
+    assert len(np.unique(x)) == 300 and np.all(np.abs(np.log(x / 224)) < 0.1)
+    assert np.std(np.log(x)) == pytest.approx(dataset_figures.SIZE_JITTER, rel=0.25)
+    assert set(np.asarray(trace.customdata)[:, 0]) == {"224 × 224 px"}
 
 
 def test_bootstrap_ci_figure(predictions):

@@ -454,3 +454,29 @@ def test_json_records_and_numbers_turn_every_missing_value_into_null():
     assert json_records(table) == [{"source": "a", "accuracy": 0.5, "n": 3},
                                    {"source": "b", "accuracy": None, "n": None},
                                    {"source": None, "accuracy": 1.0, "n": 1}]
+
+
+def test_predictive_values_carry_intervals_checked_by_hand():
+    """Issue 26: sensitivity, specificity, PPV and NPV each with a 95 % interval. 8 of 10
+    positives found, 45 of 50 negatives cleared: Wilson by hand, and PPV / NPV at 10 %
+    prevalence from the corners of those two intervals."""
+    from cxrlib.evaluation import evaluate, predictive_values
+    from cxrlib.evaluation.intervals import wilson_interval
+
+    labels = np.array([0] * 10 + [1] * 50)
+    called = np.array([0] * 8 + [1] * 2 + [0] * 5 + [1] * 45)
+    probs = np.eye(2)[called] * 0.8 + 0.1
+    pv = predictive_values(evaluate(labels, probs, ["COVID-19", "Normal"]), "COVID-19", 0.1)
+    z = 1.959963984540054
+    for (k, n), (low, high) in (((8, 10), pv["sensitivity_ci"]), ((45, 50), pv["specificity_ci"])):
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        assert (low, high) == pytest.approx((centre - half, centre + half))
+    s_lo, s_hi = wilson_interval(8, 10)
+    c_lo, c_hi = wilson_interval(45, 50)
+    ppv = lambda s, c: s * 0.1 / (s * 0.1 + (1 - c) * 0.9)  # noqa: E731
+    npv = lambda s, c: c * 0.9 / (c * 0.9 + (1 - s) * 0.1)  # noqa: E731
+    assert pv["ppv_ci"] == pytest.approx((ppv(s_lo, c_lo), ppv(s_hi, c_hi)))
+    assert pv["npv_ci"] == pytest.approx((npv(s_lo, c_lo), npv(s_hi, c_hi)))
+    assert pv["ppv_ci"][0] < pv["ppv"] < pv["ppv_ci"][1]

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import beta
 
 from cxrlib.core.classes import CLASSES
 from cxrlib.evaluation.subgroups import (MISSING, attribute, attach_manifest, default_columns,
@@ -50,7 +51,11 @@ def test_subgroup_cis_match_a_direct_bootstrap():
         assert row["n"] == len(rows) and row["patients"] == rows["patient_id"].nunique()
         assert row["accuracy"] == pytest.approx((rows["label"] == rows["pred"]).mean())
         low, high = _direct_ci(rows, n_boot=2000, seed=5)
-        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), abs=1e-12)
+        # the CI is the wider of this bootstrap and Clopper-Pearson on the patients
+        k, p = (rows["label"] == rows["pred"]).mean() * rows["patient_id"].nunique(), rows["patient_id"].nunique()
+        cp = (beta.ppf(0.025, k, p - k + 1), beta.ppf(0.975, k + 1, p - k))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((min(low, cp[0]), max(high, cp[1])),
+                                                                abs=1e-12)
         # and an independent resampling (patients by index draws) agrees to Monte Carlo error
         rng = np.random.default_rng(99)
         ids = rows["patient_id"].unique()
@@ -74,7 +79,8 @@ def test_worst_first_and_flags():
     flagged = table.set_index("value")["flagged"]
     assert flagged["west"] and not flagged["north"] and not flagged["south"]
     assert (table.loc[table["flagged"], "ci_high"] < overall).all()
-    # a wrong subgroup of 3 patients has a CI of [0, 0], but too few patients to be flagged
+    # a wrong subgroup of 3 patients: its bootstrap said [0, 0]; the exact interval on 3 patients
+    # by hand is [0, 1 - 0.025 ** (1 / 3)]; too few patients to be flagged
     tiny = frame.copy()
     tiny["site"] = "big"
     tiny.loc[:2, "site"] = "tiny"
@@ -84,7 +90,8 @@ def test_worst_first_and_flags():
         for c in CLASSES:
             tiny.loc[i, f"p_{c}"] = 0.9 if c == wrong else 0.05
     row = subgroup_analysis(tiny, CLASSES, ["site"], n_boot=200).table.set_index("value").loc["tiny"]
-    assert row["ci_high"] == 0.0 and not row["flagged"]
+    assert row["ci_low"] == 0.0 and row["ci_high"] == pytest.approx(1 - 0.025 ** (1 / 3))
+    assert row["small"] and not row["flagged"]
     assert analysis.worst(1)[0]["value"] == "west"
 
 
@@ -120,3 +127,20 @@ def test_manifest_columns_are_attached_and_offered():
 def test_an_unknown_column_is_skipped_with_the_reason():
     analysis = subgroup_analysis(_frame(30), CLASSES, ["site", "hospital"], n_boot=50)
     assert set(analysis.table["column"]) == {"site"} and "hospital" in analysis.skipped
+
+
+@pytest.mark.parametrize("films, patients", [(2, 1), (13, 8)])
+def test_small_all_right_subgroups_get_an_honest_interval(films, patients):
+    """Issue 26: 2 films of 1 patient, or 13 films of 8 patients, all right, had a CI of
+    [1.0, 1.0]. Clopper-Pearson on the patients by hand: all p right gives [0.025 ** (1/p), 1]."""
+    frame = _frame()
+    frame["site"] = "big"
+    frame.loc[:films - 1, "site"] = "few"
+    frame.loc[:films - 1, "patient_id"] = [f"q{i % patients}" for i in range(films)]
+    for i in range(films):  # every film of the subgroup right
+        for c in CLASSES:
+            frame.loc[i, f"p_{c}"] = 0.9 if c == frame.loc[i, "label"] else 0.05
+    row = subgroup_analysis(frame, CLASSES, ["site"], n_boot=200).table.set_index("value").loc["few"]
+    assert row["accuracy"] == 1.0 and row["patients"] == patients and row["small"] == (patients < 5)
+    assert row["ci_low"] == pytest.approx(0.025 ** (1 / patients)) and row["ci_high"] == 1.0
+    assert row["ci_low"] < 1.0

@@ -58,3 +58,24 @@ def test_loso_figure_bars_and_lines():
     assert bars[0].x[0] == "x<br>(one class)"
     lines = {t.name: set(t.y) for t in fig.data if t.type == "scatter" and t.mode == "lines"}
     assert lines == {"expected at an unseen source: 55.0%": {0.55}, "test split: 93.0%": {0.93}}
+
+
+def test_small_subgroups_are_marked_and_two_runs_share_order_and_scale():
+    """Issue 26: a subgroup under 5 patients is marked († and a hollow marker); two runs' forest
+    plots can be drawn in one order on one x scale."""
+    import pandas as pd
+
+    from cxrlib.viz.subgroups import subgroup_forest_figure
+
+    def table(accs):
+        return pd.DataFrame({"column": ["site"] * 3, "value": ["a", "b", "c"], "n": [40, 2, 30],
+                             "patients": [20, 1, 15], "small": [False, True, False],
+                             "accuracy": accs, "ci_low": [a - 0.1 for a in accs],
+                             "ci_high": [min(1, a + 0.1) for a in accs], "flagged": [False] * 3})
+    order = [("site", "c"), ("site", "a"), ("site", "b")]
+    a = subgroup_forest_figure(table([0.9, 1.0, 0.5]), 0.8, order=order, x_start=0.3)
+    b = subgroup_forest_figure(table([0.6, 0.7, 0.95]), 0.8, order=order, x_start=0.3)
+    assert list(a.data[0].y) == list(b.data[0].y) and list(a.data[0].y)[0].startswith("site = c")
+    assert a.layout.xaxis.range == b.layout.xaxis.range
+    symbols = dict(zip(a.data[0].y, a.data[0].marker.symbol))
+    assert symbols["site = b (n=2) †"] == "diamond-open" and symbols["site = a (n=40)"] == "diamond"

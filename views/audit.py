@@ -49,7 +49,8 @@ m[1].metric("Metadata-only accuracy", svc.fmt(summary["metadata_accuracy"]),
                   f"accuracy {svc.fmt(report.metadata.balanced_accuracy)} (chance "
                   f"{svc.fmt(1 / len(run.classes))})") if report.metadata else "—")
 m[2].metric("CAM mass inside the lungs", svc.fmt(summary["cam_in_lung_share"].get("all"), ".0%"))
-m[3].metric("Accuracy, lungs blanked", svc.fmt(summary["lungs_blanked_accuracy"]))
+m[3].metric("Accuracy, lungs blanked", svc.fmt(summary["lungs_blanked_accuracy"]),
+            help=svc.blanked_interval_text(report))
 m[4].metric("Duplicate clusters", summary["duplicate_clusters"])
 for verdict in report.verdicts:
     (st.warning if svc.verdict_is_alarming(verdict) else st.info)(verdict)
@@ -76,7 +77,7 @@ st.subheader("Metadata-only baseline")
 if report.metadata is not None:
     left, right = st.columns(2)
     left.bar_chart(report.metadata.importances, x="feature", y="importance", horizontal=True,
-                   sort="-importance", x_label="importance in the forest", y_label="")
+                   sort="-importance", x_label="", y_label="importance in the forest")
     right.dataframe(svc.plain_table(report.metadata.confusion))
     st.caption(f"Balanced accuracy {svc.fmt(report.metadata.balanced_accuracy)} (chance "
                f"{svc.fmt(1 / len(run.classes))}); accuracy {svc.fmt(report.metadata.accuracy)} "
@@ -86,7 +87,7 @@ if report.metadata is not None:
 
 st.subheader("Where the model looks")
 st.caption(svc.lung_masks_text(report))
-st.dataframe(report.attention_summary, hide_index=True)
+svc.table(report.attention_summary)
 st.markdown("Films with the most CAM mass outside the lungs, as the model saw them (left: the "
             "lung mask the share was computed with, right: the CAM with the same outline)")
 for view in svc.gallery_views(report):
@@ -99,12 +100,12 @@ for view in svc.gallery_views(report):
 
 st.subheader("Masked evaluation")
 st.caption("Balanced accuracy is compared with chance (one over the classes); accuracy with the "
-           "majority-class rate. `predicted_<class>`: the share of films the model calls that "
-           "class under each masking. Films whose lung mask is flagged are left out (`n`); "
-           "`masks`: which masks blanked or kept the lungs.")
-st.dataframe(report.masked, hide_index=True)
+           "majority-class rate. 'called · <class>': the share of films the model calls that "
+           "class under each masking. Films whose lung mask is flagged are left out (films); "
+           "masks: which masks blanked or kept the lungs.")
+svc.table(report.masked)
 st.subheader("Per source")
-st.dataframe(report.per_source, hide_index=True)
+svc.table(report.per_source)
 gen = report.generalisation
 if gen is not None:
     st.subheader("Will it work at another hospital?")
@@ -112,15 +113,14 @@ if gen is not None:
         g = st.columns(3)
         g[0].metric("Test-split accuracy", svc.fmt(gen.loso.test_accuracy))
         g[1].metric("Expected at an unseen source", svc.fmt(gen.loso.expected_accuracy),
-                    help="Leave one source out: the run's head trained once per source with that "
-                         "source held out, scored on it; the mean over sources.")
+                    help=svc.unseen_source_text(gen.loso))
         probe = gen.source_probe or {}
         g[2].metric("Source probe accuracy", svc.fmt(probe.get("accuracy")),
                     help=f"A linear probe naming the source from the backbone features (grouped "
                          f"folds); majority source {svc.fmt(probe.get('majority_rate'))}, within one "
                          f"class balanced {svc.fmt(probe.get('within_class_balanced_accuracy'))}")
         svc.chart(svc.loso_figure(gen), key="au_loso")
-        st.dataframe(svc.loso_table(gen.loso, run.classes), hide_index=True)
+        svc.table(svc.loso_table(gen.loso, run.classes))
         for note in gen.loso.notes:
             st.caption(note)
     for note in gen.notes:

@@ -19,17 +19,17 @@ cols[3].metric("Unreadable files", f"{len(ds.problems):,}")
 
 left, right = st.columns(2)
 with left:
-    svc.chart(svc.figures.class_counts_figure(stats))
+    svc.chart(svc.dataset_figures.class_counts_figure(stats))
 with right:
-    svc.chart(svc.figures.size_scatter_figure(ds.manifest))
+    svc.chart(svc.dataset_figures.size_scatter_figure(ds.manifest))
 
 st.subheader("Per class: images, patients and sizes")
 st.caption("Width and height in pixels as stored, before any resizing (the published table).")
 size_cols = ["label", "images", "patients", "width_min", "width_max", "height_min", "height_max",
              "aspect_min", "aspect_max"]
-st.dataframe(stats[[c for c in size_cols if c in stats.columns]], hide_index=True,
-             column_config={"aspect_min": st.column_config.NumberColumn(format="%.2f"),
-                            "aspect_max": st.column_config.NumberColumn(format="%.2f")})
+svc.table(stats[[c for c in size_cols if c in stats.columns]],
+          column_config={"aspect min": st.column_config.NumberColumn(format="%.2f"),
+                         "aspect max": st.column_config.NumberColumn(format="%.2f")})
 
 st.subheader("Sources and formats")
 src, fmt = st.columns([3, 2])

@@ -25,8 +25,12 @@ try:
     else:
         rows = svc.test_predictions(run) if source == SOURCES[0] else ds.manifest
         labels = dict(zip(rows["rel_path"], rows["label"]))
+        key = f"ex_film_{source[:4]}"
+        svc.from_address("film", key, valid=labels)  # a reload or a link opens the same film
         name = st.selectbox("Film", list(labels), format_func=lambda r: f"{labels[r]} · {r}",
-                            key=f"ex_film_{source[:4]}")
+                            key=key)
+        svc.to_address("film", name)
+        svc.film_nav(list(labels), key)
         truth, path = labels[name], svc.path_of(ds, name)
         film, film_key = svc.film(path), svc.file_stamp(path)
 except svc.ImageReadError as exc:
@@ -42,6 +46,7 @@ if refusal:
 
 layers, _ = svc.cam_layers(run)
 cfg = svc.explain_ui(layers, list(run.classes), svc.method_layers(run))
+compared = svc.methods_ui(cfg)
 try:
     res = svc.explanation(run, film.pixels, film_key, cfg)
 except ValueError as exc:
@@ -49,37 +54,35 @@ except ValueError as exc:
     st.stop()
 
 upload = source in SOURCES[2:]  # an upload or a PACS film: not a film of the dataset
-lung = svc.explanation_lungs(run, film.pixels, film_key, res, ds=None if upload else ds,
-                             rel_path=None if upload else name)
+where = dict(ds=None if upload else ds, rel_path=None if upload else name)
+lung = svc.explanation_lungs(run, film.pixels, film_key, res, **where)
+window = svc.window_ui("ex_wl")
+h, w = film.pixels.shape[:2]
+what = svc.look(cfg, res, run)
+panels = svc.explain_panels(run, film.pixels, film_key, cfg, res, lung, compared, **where)
+if res["flat"]:  # no contrast: not an explanation, so nothing is drawn
+    svc.flat_map_notice(st, cfg, res)
 outline = st.toggle("Lung outline", key="ex_lungs", persist_state="session",
                     help="The lung field the in-lung share counts: the dataset's own mask where "
                          "it has one, else the learned segmenter's.")
-h, w = film.pixels.shape[:2]
-left, right = st.columns(2)
-shown, padded = svc.for_display(film.pixels)
-left.image(shown)  # captions apart: an image never stretches to its caption's width
-left.caption(f"Original · {name} · {w}×{h} px" + (" · shown padded (very long film)" if padded else ""))
-if res["flat"]:  # no contrast: not an explanation, so nothing is drawn
-    svc.flat_map_notice(right, cfg, res)
-else:
-    drawn = svc.with_outline(res["overlay"], lung["mask"]) if outline else res["overlay"]
-    right.image(svc.for_display(drawn)[0])
-right.caption(f"{cfg.method} on {res['layer']} · alpha {cfg.alpha:g} · "
-              f"{cfg.colormap}" + (" · contours" if cfg.contour else "")
-              + (f" · lung outline ({lung['source']} mask)" if outline else ""))
+svc.film_viewer(film.pixels, film_key, panels, cfg, window, key="ex_viewer",
+                outline=lung["mask"] if outline else None, outline_key=lung["source"])
+st.caption(f"Original · {name} · {w}×{h} px, at its native resolution (wheel: zoom, drag: pan, "
+           f"double click: whole film) · {what} · alpha {cfg.alpha:g} · {cfg.colormap}"
+           + (f" · below {cfg.threshold:.0%} not drawn" if cfg.threshold else "")
+           + (" · contours" if cfg.contour else "")
+           + (f" · lung outline ({lung['source']} mask)" if outline else ""))
 probs = res["probs"]
-cols = st.columns(len(run.classes) + 2)
-for col, cls, p in zip(cols, run.classes, probs):
-    col.metric(f"P({cls})", f"{p:.1%}")
+svc.scores(run, probs)
 faith = res["faithfulness"]
-cols[-2].metric("Faithfulness (deletion)",
-                "—" if faith is None else f"{faith['faithfulness']:+.3f}",
-                help="Area under the class-probability curve when pixels are removed in random "
-                     "order minus the same when removed most-heated first. Above 0: the heatmap "
-                     "points at pixels the model needs.")
-cols[-1].metric("CAM inside the lungs", svc.fmt(lung["share"], ".0%"),
-                help=f"Share of the heatmap's mass inside the lung field ({lung['source']} mask, "
-                     f"quality {lung['quality']:.2f}), counted at the model input as the audit does.")
+c1, c2 = st.columns(2)
+c1.metric("Faithfulness (deletion)", "—" if faith is None else f"{faith['faithfulness']:+.3f}",
+          help="Area under the class-score curve when pixels are removed in random order minus "
+               "the same when removed most-heated first. Above 0: the heatmap points at pixels "
+               "the model needs.")
+c2.metric("CAM inside the lungs", svc.fmt(lung["share"], ".0%"),
+          help=f"Share of the heatmap's mass inside the lung field ({lung['source']} mask, "
+               f"quality {lung['quality']:.2f}), counted at the model input as the audit does.")
 if lung["flagged"]:
     st.warning("The predicted lung mask of this film is flagged as poor (its quality is below the "
                "segmenter's threshold): the in-lung share is rough, and the audit leaves such "
@@ -93,9 +96,7 @@ with st.expander("Review this film", icon=":material/rate_review:"):
     else:
         svc.review_form(run, name, label=truth, prediction=pred, ds=ds, key="ex")
 if not res["flat"]:
-    st.download_button("Download the overlay (PNG)", svc.to_png(res["overlay"]),
-                       file_name=f"{name.rsplit('/', 1)[-1].rsplit('.', 1)[0]}-{cfg.method}.png",
-                       mime="image/png", icon=":material/download:")
+    svc.overlay_download(run, name, cfg, res, pred, float(probs.max()))
 if dicom is not None:
     svc.send_results_ui(run, dicom, film.pixels, res, lung, cfg)
 st.caption("A heatmap shows what drove this model's score, not where disease is. Attention on "

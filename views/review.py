@@ -16,42 +16,49 @@ if reviewer is None:
         st.caption(f"Film `{st.query_params['film']}` is waiting for your review.")
     st.stop()
 
-queue, uses_cam = svc.review_queue(run)
+svc.from_address("blind", "rv_blind", valid=[True, False], cast=lambda v: v != "0")
+st.session_state.setdefault("rv_blind", True)  # blinded unless the address or the user says no
+blinded = st.toggle("Blinded review (for measuring agreement): the label and the prediction "
+                    "show only after you save", key="rv_blind")
+svc.to_address("blind", int(blinded))
+queue, uses_cam = svc.review_queue(run, blinded=blinded)
 reviews = svc.run_reviews(run)
 progress = svc.review_progress(queue, reviews, reviewer)
 st.progress(progress["mine"] / progress["queue"] if progress["queue"] else 0.0,
             text=f"You have reviewed {progress['mine']} of {progress['queue']} films in the queue "
                  f"· all reviewers: {progress['reviewed']} films, "
                  f"{progress['reviewers']} reviewers")
-st.caption("Queue order: the errors, most confident first; then " + (
-    "the correct films whose CAM lies least inside the lungs (from this run's audit)."
-    if uses_cam else "the correct films by confidence. (Run the audit on the Audit page to put "
-                     "the films whose CAM falls outside the lungs next.)"))
-rel_path = svc.film_picker(run, queue, reviews, reviewer)
+st.caption("Queue order: a fixed shuffle of the test films (blinded: it does not tell the "
+           "model's errors)." if blinded else "Queue order: the errors, most confident first; "
+           "then " + ("the correct films whose CAM lies least inside the lungs (from this run's "
+                      "audit)." if uses_cam else "the correct films by confidence. (Run the audit "
+                      "on the Audit page to put the films whose CAM falls outside the lungs next.)"))
+rel_path = svc.film_picker(run, queue, reviews, reviewer, blinded=blinded)
 if rel_path is None:
     st.info("This run has no test films to review.")
     st.stop()
 
 row = next(queue[queue["rel_path"].astype(str) == rel_path].itertuples())
-left, middle, right = st.columns([1, 1, 2])
+svc.film_nav(queue["rel_path"].astype(str).tolist(), "rv_film", on_move=svc.sync_film)
+window = svc.window_ui("rv_wl")
 try:
-    original, overlay, caption = svc.review_images(run, ds, row)
-    left.image(original, width="stretch")
-    left.caption("Original")
-    middle.image(overlay, width="stretch")
-    middle.caption(caption)
+    st.caption(svc.review_viewer(run, ds, row, window, blinded=blinded and not
+                                 svc.has_reviewed(run, rel_path, reviewer)))
 except Exception as exc:  # noqa: BLE001 - a moved or unreadable file: the form still works
-    left.error(f"Cannot show this film: {exc}")
-with right:
-    mark = ":green[✓]" if row.correct else ":red[✗]"
-    st.markdown(f"{mark} Labelled **{row.true}**, predicted **{row.predicted}** "
-                f"({row.confidence:.0%})")
-    svc.review_form(run, rel_path, label=row.true, prediction=row.predicted, ds=ds, key="rv",
-                    ask_name=False)
+    st.error(f"Cannot show this film: {exc}")
+seen = not blinded or svc.has_reviewed(run, rel_path, reviewer)
+if seen:
+    mark = ":green[✓]" if row.correct else ":orange[✗]"
+    st.markdown(f"{mark} Labelled **{row.true}**, predicted **{row.predicted}** (model score "
+                f"{row.confidence:.2f}, not a calibrated probability)")
+svc.review_form(run, rel_path, label=row.true, prediction=row.predicted, ds=ds, key="rv",
+                ask_name=False, blinded=blinded)
 
 st.markdown("**Reviews of this film**")
 film_table = svc.film_reviews_table(run, rel_path)
-if len(film_table):
+if not seen:
+    st.caption("Blinded: the reviews of this film show after you have saved yours.")
+elif len(film_table):
     st.dataframe(film_table, hide_index=True)
 else:
     st.caption("No review of this film yet.")

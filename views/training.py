@@ -13,7 +13,8 @@ if pre is not None:
 cfg = svc.training_ui(svc.data_config(), pre)
 if cfg is not None:
     cfg = svc.lung_crop_ui(cfg)
-if cfg is None:
+if cfg is None:  # the widgets said why; a greyed button shows nothing will start
+    st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=True)
     st.stop()
 if pre is None:
     st.caption(f"Preprocessing: {svc.describe_preprocess(cfg.preprocess)} (the published steps "
@@ -81,9 +82,7 @@ runs = svc.runs_to_list(ds, cfg.data.task)
 if not runs:
     st.caption("No runs yet.")
 else:
-    st.dataframe(svc.runs_table(runs), hide_index=True,
-                 column_config={"accuracy": st.column_config.NumberColumn(format="%.3f"),
-                                "macro_auc": st.column_config.NumberColumn(format="%.3f")})
+    svc.table(svc.runs_table(runs))
     for run in runs:
         status = run.status()
         if status.get("state") == "failed" and status.get("error"):

@@ -171,11 +171,16 @@ def predictive_values(evaluation: dict, class_name: str, prevalence: float | Non
 
     Returns:
         ``class``, ``sensitivity``, ``specificity``, ``prevalence``, ``ppv``, ``npv``
-        (``None`` where undefined).
+        (``None`` where undefined), and ``<each>_ci``: 95 % Wilson intervals of sensitivity and
+        specificity (films counted as independent) and the PPV / NPV interval they imply at
+        this prevalence (:func:`cxrlib.evaluation.intervals.predictive_value_interval`).
 
     Raises:
         KeyError: for a class not in the evaluation.
     """
+    from cxrlib.evaluation.intervals import (predictive_value_interval,  # noqa: PLC0415
+                                            wilson_interval)
+
     row = evaluation["per_class"][class_name]
     prev = row["prevalence"] if prevalence is None else float(prevalence)
     out = {"class": class_name, "sensitivity": row["sensitivity"], "specificity": row["specificity"],
@@ -183,5 +188,13 @@ def predictive_values(evaluation: dict, class_name: str, prevalence: float | Non
     if row["sensitivity"] is not None and row["specificity"] is not None:
         ppv, npv = ppv_npv(row["sensitivity"], row["specificity"], prev)
         out["ppv"], out["npv"] = json_number(ppv), json_number(npv)
+    counts = np.asarray(evaluation["confusion"]["counts"])
+    i = list(evaluation["classes"]).index(class_name)
+    tp, positives, called = counts[i, i], counts[i].sum(), counts[:, i].sum()
+    tn, negatives = counts.sum() - positives - called + tp, counts.sum() - positives
+    out["sensitivity_ci"] = wilson_interval(int(tp), int(positives))
+    out["specificity_ci"] = wilson_interval(int(tn), int(negatives))
+    bounds = predictive_value_interval(out["sensitivity_ci"], out["specificity_ci"], prev)
+    out["ppv_ci"], out["npv_ci"] = bounds["ppv"], bounds["npv"]
     return out
 

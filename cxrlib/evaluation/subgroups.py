@@ -1,4 +1,4 @@
-"""Metrics by subgroup: which films a model fails on, each with a patient-level bootstrap CI.
+"""Metrics by subgroup: which films a model fails on, each with a CI honest at small n.
 
 A model that scores 0.94 overall can call most adult viral films COVID-19 and every film from
 one hospital abnormal: per-class figures average such failures away. Here the predictions are
@@ -9,6 +9,12 @@ gets its films, patients, accuracy, per-class recall and the counts of what its 
 called (its confusion row), each rate with a patient-level bootstrap 95 % CI from
 :func:`cxrlib.evaluation.bootstrap.bootstrap_ci` and the point values from
 :func:`cxrlib.evaluation.metrics.point_metrics` (the one accuracy path).
+
+A subgroup's accuracy CI is the wider of its patient bootstrap and the exact (Clopper-Pearson)
+interval on its patients, :func:`cxrlib.evaluation.intervals.patient_interval`: a bootstrap of
+one patient, or of a subgroup whose films are all right, has no spread and said [1, 1]
+(issue 26); the exact interval does not collapse there. Subgroups with
+fewer than ``min_patients`` patients are marked ``small``.
 
 Worst first. A subgroup is *flagged* when its whole accuracy CI lies below the overall accuracy
 (and it holds at least ``min_patients`` patients: the bootstrap of a handful of patients bounds
@@ -24,6 +30,7 @@ import pandas as pd
 
 from cxrlib.evaluation.bootstrap import bootstrap_ci
 from cxrlib.evaluation.core import decide, json_number, json_records, label_indices
+from cxrlib.evaluation.intervals import MIN_PATIENTS, patient_interval
 from cxrlib.evaluation.metrics import point_metrics
 
 DERIVED = ("megapixels", "aspect", "jpeg_quality", "small_copy")
@@ -164,7 +171,7 @@ def _binned(numeric: pd.Series, edges) -> pd.Series:
 
 def subgroup_analysis(frame: pd.DataFrame, classes: Sequence[str], by: Sequence[str], *,
                       n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
-                      min_patients: int = 5, max_values: int = 40,
+                      min_patients: int = MIN_PATIENTS, max_values: int = 40,
                       threshold: float | None = None) -> SubgroupAnalysis:
     """Metrics of every subgroup of ``frame`` for each column of ``by``.
 
@@ -186,7 +193,9 @@ def subgroup_analysis(frame: pd.DataFrame, classes: Sequence[str], by: Sequence[
         ``patients``, ``accuracy``, ``ci_low``, ``ci_high``, ``balanced_accuracy``, per class
         ``recall_<class>`` / ``recall_low_<class>`` / ``recall_high_<class>`` (recall of the
         subgroup's films of that class, NaN when it has none), ``support_<class>`` and
-        ``pred_<class>`` (how many of its films were called that class), and ``flagged``.
+        ``pred_<class>`` (how many of its films were called that class), ``small`` (fewer than
+        ``min_patients`` patients) and ``flagged``. ``ci_low`` / ``ci_high``: the wider of the
+        patient bootstrap and Clopper-Pearson on the patients; the recall CIs: the bootstrap.
     """
     if "error" in frame:
         frame = frame[frame["error"].fillna("").astype(str) == ""]
@@ -213,13 +222,14 @@ def subgroup_analysis(frame: pd.DataFrame, classes: Sequence[str], by: Sequence[
                                         None if patients is None else patients[idx],
                                         n_boot=n_boot, seed=seed, alpha=alpha, threshold=threshold)
             row = {"column": column, "value": str(value), **row}
+            row["small"] = bool(row["patients"] < min_patients)
             row["flagged"] = bool(row["patients"] >= min_patients and row["ci_high"] is not None
                                   and overall["accuracy"] is not None
                                   and row["ci_high"] < overall["accuracy"])
             rows.append(row)
             confusion[column, str(value)] = counts
     table = pd.DataFrame(rows, columns=_table_columns(classes))
-    numeric = [c for c in table.columns if c not in ("column", "value", "flagged")]
+    numeric = [c for c in table.columns if c not in ("column", "value", "small", "flagged")]
     table[numeric] = table[numeric].apply(pd.to_numeric)  # an undefined rate is NaN, not None
     table = table.sort_values(["accuracy", "n", "column", "value"], ascending=[True, False, True, True],
                               kind="stable").reset_index(drop=True)
@@ -238,15 +248,18 @@ def _table_columns(classes) -> list[str]:
     per_class = [f"{k}_{c}" for k in ("recall", "recall_low", "recall_high", "support", "pred")
                  for c in classes]
     return ["column", "value", "n", "patients", "accuracy", "ci_low", "ci_high",
-            "balanced_accuracy", *per_class, "flagged"]
+            "balanced_accuracy", *per_class, "small", "flagged"]
 
 
 def _subgroup_row(y, probs, pred, classes, patients, **boot) -> tuple[dict, list]:
     point = point_metrics(y, pred, classes)
     ci = bootstrap_ci(y, probs, classes, patients, **boot)
     m = ci["metrics"]
+    low, high = patient_interval(int(round(point["accuracy"] * point["n"])), point["n"],
+                                 ci["n_units"], boot.get("alpha", 0.05))
     row = {"n": point["n"], "patients": ci["n_units"], "accuracy": point["accuracy"],
-           "ci_low": m["accuracy"]["low"], "ci_high": m["accuracy"]["high"],
+           "ci_low": _lower(low, m["accuracy"]["low"]),
+           "ci_high": _upper(high, m["accuracy"]["high"]),
            "balanced_accuracy": point["balanced_accuracy"]}
     for c in classes:
         row[f"recall_{c}"] = point["recall"][c]
@@ -255,6 +268,14 @@ def _subgroup_row(y, probs, pred, classes, patients, **boot) -> tuple[dict, list
         row[f"support_{c}"] = point["support"][c]
         row[f"pred_{c}"] = point["predicted"][c]
     return row, point["confusion"]
+
+
+def _lower(a, b):
+    return min(v for v in (a, b) if v is not None) if (a, b) != (None, None) else None
+
+
+def _upper(a, b):
+    return max(v for v in (a, b) if v is not None) if (a, b) != (None, None) else None
 
 
 def subgroups_csv(analysis: SubgroupAnalysis) -> str:

@@ -25,15 +25,17 @@ from cxrlib.explain.maps import FLAT_TOLERANCE, is_flat
 from cxrlib.explain.methods import (CAM_METHODS, GRADIENT_METHODS, AblationCAM, EigenCAM,
                                     FasterScoreCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
                                     ScoreCAM, XGradCAM, get_cam, method_default_layer,
-                                    method_label, method_layers)
-from cxrlib.explain.overlay import COLORMAPS, CONTOUR_LEVELS, colormap_lut, overlay, to_png
+                                    layer_label, method_label, method_layers)
+from cxrlib.explain.overlay import (COLORMAPS, COLOUR_BAR_TITLE, CONTOUR_LEVELS, RESEARCH_ONLY,
+                                   colormap_lut, legend_strip, overlay, to_png)
 
 __all__ = [
-    "ANY", "AblationCAM", "CAM", "CAM_METHODS", "COLORMAPS", "CONTOUR_LEVELS", "EigenCAM",
+    "ANY", "AblationCAM", "CAM", "CAM_METHODS", "COLORMAPS", "COLOUR_BAR_TITLE", "CONTOUR_LEVELS",
+    "RESEARCH_ONLY", "legend_strip", "EigenCAM",
     "Explanation", "FLAT_TOLERANCE", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
     "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "MOBILENETV2_LAYERS", "NON_NEGATIVE", "ScoreCAM",
     "XGradCAM", "colormap_lut", "conv_layer_names", "default_layer", "deletion_insertion",
     "deletion_score", "get_cam", "is_flat", "layer_activations", "layers_above",
-    "method_default_layer", "method_label", "method_layers", "normalise", "overlay",
+    "layer_label", "method_default_layer", "method_label", "method_layers", "normalise", "overlay",
     "predict_probs", "randomisation_check", "ssim", "to_png", "valid_layers",
 ]

@@ -58,6 +58,18 @@ def method_label(name: str) -> str:
     return _method(name).label
 
 
+def layer_label(layer: str, layers: list[str] | tuple[str, ...] = ()) -> str:
+    """The name people read for a layer: ``"the last block"`` for the last conv-like layer of
+    ``layers`` (MobileNetV2's ``out_relu``), ``"block 16"`` for ``block_16_depthwise``, else
+    the layer's own name; the code name follows in brackets."""
+    import re  # noqa: PLC0415
+
+    if layers and layer == layers[-1]:
+        return f"the last block ({layer})"
+    found = re.match(r"block_(\d+)_", layer)
+    return f"block {found.group(1)} ({layer})" if found else layer
+
+
 def method_default_layer(name: str, model: Any) -> str:
     """The layer method ``name`` explains on ``model`` when none is given (valid for it)."""
     return default_layer(model, _method(name).activations)

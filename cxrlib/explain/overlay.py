@@ -77,7 +77,7 @@ def _heatmap_u8(heatmap: np.ndarray, size: tuple[int, int] | None) -> np.ndarray
 
 def overlay(film: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet",
             contour: bool = False, levels: tuple[float, ...] = CONTOUR_LEVELS,
-            box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+            box: tuple[int, int, int, int] | None = None, threshold: float = 0.0) -> np.ndarray:
     """Draw ``heatmap`` over ``film`` at the film's resolution.
 
     Args:
@@ -94,6 +94,9 @@ def overlay(film: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap:
         contour: draw iso-lines of the heatmap at ``levels`` over the grey film, each coloured by
             the colormap at its level, instead of a filled colour map.
         levels: iso-levels in (0, 1) for contour mode.
+        threshold: filled mode: where the heatmap (stretched over the film) is below this
+            share of its maximum, the film's pixels are left exactly as they are, so low
+            evidence does not tint the film. 0 colours everything (published).
 
     Returns:
         uint8 RGB ``(H, W, 3)``.
@@ -111,16 +114,21 @@ def overlay(film: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap:
     h, w = rgb.shape[:2]
     if box is not None and tuple(box) != (0, 0, w, h):
         x0, y0, x1, y1 = box
-        rgb[y0:y1, x0:x1] = overlay(rgb[y0:y1, x0:x1], heatmap, alpha, colormap, contour, levels)
+        rgb[y0:y1, x0:x1] = overlay(rgb[y0:y1, x0:x1], heatmap, alpha, colormap, contour, levels,
+                                    threshold=threshold)
         return rgb
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
     if contour:
         return _draw_contours(rgb, heatmap, alpha, lut, levels)
     if alpha == 0.0:
         return rgb
     colour = _colour_at(heatmap, lut, (h, w))
-    if alpha == 1.0:
-        return colour
-    return cv2.addWeighted(colour, alpha, rgb, 1.0 - alpha, 0.0)
+    blended = colour if alpha == 1.0 else cv2.addWeighted(colour, alpha, rgb, 1.0 - alpha, 0.0)
+    if threshold > 0.0:
+        low = _heatmap_u8(heatmap, (h, w)) < round(threshold * 255)
+        blended[low] = rgb[low]
+    return blended
 
 
 def _colour_at(heatmap: np.ndarray, lut: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -151,7 +159,7 @@ def _draw_contours(rgb: np.ndarray, heatmap: np.ndarray, alpha: float, lut: np.n
     # Map grid coordinates back to film pixels (fixed-point, so lines stay smooth at 2500 px).
     shift = 4
     factor = np.array([w / gw, h / gh])
-    thickness = max(1, round(max(h, w) / 400))
+    thickness = max(2, round(max(h, w) / 250))  # thick enough to see on a shrunk film
     lines = rgb.copy()
     for level in levels:
         mask = (heat8 >= round(level * 255)).astype(np.uint8)
@@ -167,8 +175,52 @@ def _draw_contours(rgb: np.ndarray, heatmap: np.ndarray, alpha: float, lut: np.n
     return cv2.addWeighted(lines, alpha, rgb, 1.0 - alpha, 0.0)
 
 
-def to_png(image: np.ndarray, compression: int = 3) -> bytes:
+COLOUR_BAR_TITLE = "share of the maximum class evidence"
+"""What a heatmap's colours mean: every CAM map is scaled to its own maximum."""
+RESEARCH_ONLY = "research use only - not for diagnosis"
+
+
+def legend_strip(image: np.ndarray, lines: list[str], colormap: str = "jet",
+                 threshold: float = 0.0) -> np.ndarray:
+    """``image`` (uint8 RGB) with a strip below it: the lines of text (method, layer, class,
+    probability, run, :data:`RESEARCH_ONLY`) and the colour bar from 0 to 1 of the maximum
+    class evidence (blank below ``threshold``, which the overlay leaves uncoloured)."""
+    rgb = _film_rgb(image)
+    w = rgb.shape[1]
+    scale = max(0.4, w / 1400)
+    line_h = int(round(30 * scale))
+    bar_h = int(round(24 * scale))
+    strip = np.full((line_h * (len(lines) + 2) + bar_h, w, 3), 24, np.uint8)
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, int(round(1.5 * scale)))
+    for i, text in enumerate(lines):
+        cv2.putText(strip, text, (int(10 * scale), line_h * (i + 1)), font, 0.7 * scale,
+                    (235, 235, 235), thick, cv2.LINE_AA)
+    top, left, right = line_h * len(lines) + line_h // 3, int(10 * scale), w - int(10 * scale)
+    ramp = np.linspace(0, 255, max(2, right - left)).astype(np.uint8)[None, :]
+    bar = cv2.applyColorMap(np.repeat(ramp, bar_h, 0), colormap_lut(colormap))
+    bar[:, ramp[0] < round(threshold * 255)] = 24
+    strip[top:top + bar_h, left:left + bar.shape[1]] = bar
+    cv2.putText(strip, f"0 .. 1: {COLOUR_BAR_TITLE}" + (f" (below {threshold:.0%} not drawn)"
+                                                       if threshold else ""),
+                (left, top + bar_h + line_h * 3 // 4), font, 0.6 * scale, (235, 235, 235), thick,
+                cv2.LINE_AA)
+    return np.vstack([rgb, strip])
+
+
+def _png_text_chunk(key: str, value: str) -> bytes:
+    import struct  # noqa: PLC0415
+    import zlib  # noqa: PLC0415
+
+    data = key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace")
+    return (struct.pack(">I", len(data)) + b"tEXt" + data
+            + struct.pack(">I", zlib.crc32(b"tEXt" + data) & 0xFFFFFFFF))
+
+
+def to_png(image: np.ndarray, compression: int = 3, text: dict[str, str] | None = None) -> bytes:
     """PNG bytes of a uint8 RGB ``(H, W, 3)`` or grey ``(H, W)`` image (e.g. for a download button).
+
+    ``text``: PNG ``tEXt`` chunks (keyword -> Latin-1 text), written right after the header,
+    e.g. the method, layer, class, probability and run of an overlay.
 
     Raises:
         ValueError: for a non-uint8 image or one OpenCV cannot encode.
@@ -180,4 +232,9 @@ def to_png(image: np.ndarray, compression: int = 3) -> bytes:
     ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
         raise ValueError(f"could not encode an image of shape {image.shape} as PNG")
-    return buf.tobytes()
+    data = buf.tobytes()
+    if not text:
+        return data
+    end_of_header = 8 + 25  # signature, then IHDR: length, type, 13 bytes, CRC
+    chunks = b"".join(_png_text_chunk(k, str(v)) for k, v in text.items())
+    return data[:end_of_header] + chunks + data[end_of_header:]

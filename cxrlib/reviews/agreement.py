@@ -19,13 +19,13 @@ each) and the heatmap location (four categories).
 from __future__ import annotations
 
 from itertools import combinations
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
 from cxrlib.evaluation.bootstrap import percentile_interval, resample_weights
 from cxrlib.evaluation.core import json_number
+from cxrlib.evaluation.intervals import wilson_interval  # noqa: F401 (re-exported)
 from cxrlib.reviews.records import HEATMAP_LOCATIONS, OFF_TARGET
 from cxrlib.reviews.store import latest_reviews
 
@@ -149,21 +149,6 @@ def _fleiss_stats(counts: np.ndarray, n_boot: int, seed: int, alpha: float) -> d
     return {"films": len(m), "observed_agreement": observed,
             **{k: v for k, v in _interval(point, _fleiss(m, weights), alpha).items()
                if k != "n_valid"}}
-
-
-def wilson_interval(successes: int, n: int,
-                    alpha: float = 0.05) -> tuple[float | None, float | None]:
-    """Wilson score interval of a proportion; ``(None, None)`` when ``n`` is 0."""
-    if n == 0:
-        return None, None
-    z = NormalDist().inv_cdf(1 - alpha / 2)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    # At 0 or n successes the bound is exactly 0 or 1 (centre = half there); say so exactly.
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return float(low), float(high)
 
 
 def _share(successes: int, n: int, alpha: float) -> dict:

@@ -15,6 +15,8 @@ from typing import Any
 HEATMAP_LOCATIONS: dict[str, str] = {
     "lung_findings": "on the lung findings",
     "lungs_elsewhere": "elsewhere in the lungs",
+    "heart_mediastinum": "on the heart / mediastinum",
+    "diffuse": "diffuse, no clear focus",
     "markers": "on markers, text or devices",
     "outside_body": "outside the body",
 }

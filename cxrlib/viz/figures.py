@@ -55,12 +55,21 @@ def themed(fig: go.Figure, theme: str = "light") -> go.Figure:
         if shape.line and shape.line.color == INK:
             shape.line.color = ink
     return fig
-MAX_SCATTER_POINTS = 5000
 
 
 def class_colour(name: str, index: int = 0) -> str:
     """The fixed colour of a class; unknown names take a palette colour by position."""
     return CLASS_COLOURS.get(name, OKABE_ITO[index % len(OKABE_ITO)])
+
+
+def whose(fig: go.Figure, owner: str) -> go.Figure:
+    """``fig`` with ``owner`` (e.g. ``"Run A · 1a2b3c4d"``) on a first title line, and the title
+    small enough not to be cut in a half-width column (in place; returns the figure)."""
+    text = fig.layout.title.text or ""
+    fig.update_layout(title=dict(text=f"<b>{owner}</b><br><span style='font-size:12px'>{text}</span>",
+                                 font=dict(size=14)),
+                      margin=dict(t=max(80, (fig.layout.margin.t or 0) + 20)))
+    return fig
 
 
 def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
@@ -70,11 +79,15 @@ def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
 
 
 def _unit_square(fig: go.Figure, x_title: str, y_title: str) -> None:
+    # Both axes keep [0, 1] and give up plot area instead: with the y axis free to widen, a
+    # square plot in a tall, narrow column stretched its range to −200 %..300 % (issue 26).
     fig.update_xaxes(title_text=x_title, range=[-0.01, 1.01], tickformat=".0%", constrain="domain")
-    fig.update_yaxes(title_text=y_title, range=[-0.01, 1.01], tickformat=".0%", scaleanchor="x", scaleratio=1)
+    fig.update_yaxes(title_text=y_title, range=[-0.01, 1.01], tickformat=".0%", scaleanchor="x",
+                     scaleratio=1, constrain="domain")
 
 
-def confusion_heatmap(conf, classes: Sequence[str], normalised: bool = False) -> go.Figure:
+def confusion_heatmap(conf, classes: Sequence[str], normalised: bool = False,
+                      zmax: float | None = None) -> go.Figure:
     """Annotated confusion matrix, true class down the rows, predicted class across.
 
     Args:
@@ -82,6 +95,7 @@ def confusion_heatmap(conf, classes: Sequence[str], normalised: bool = False) ->
         classes: class names in task order.
         normalised: colour and label cells by row share (recall along the diagonal); the
             counts stay in the hover text.
+        zmax: the top of the colour scale of counts (two runs side by side share one).
 
     Returns:
         A heatmap with one annotation per cell.
@@ -93,12 +107,12 @@ def confusion_heatmap(conf, classes: Sequence[str], normalised: bool = False) ->
     names = list(classes)
     hover = [[f"True: {t}<br>Predicted: {p}<br>Images: {int(counts[i, j])}<br>Row share: {shares[i, j]:.1%}"
               for j, p in enumerate(names)] for i, t in enumerate(names)]
-    fig = go.Figure(go.Heatmap(z=values, x=names, y=names, colorscale="Blues", zmin=0,
-                               zmax=1 if normalised else max(1.0, values.max()),
+    top = 1.0 if normalised else float(zmax or max(1.0, values.max()))
+    fig = go.Figure(go.Heatmap(z=values, x=names, y=names, colorscale="Blues", zmin=0, zmax=top,
                                text=hover, hoverinfo="text", hovertemplate=None,
                                colorbar=dict(title="Share" if normalised else "Images",
                                              tickformat=".0%" if normalised else None)))
-    threshold = 0.5 * (1 if normalised else max(1.0, values.max()))
+    threshold = 0.5 * top
     for i, true_name in enumerate(names):
         for j, pred_name in enumerate(names):
             label = f"{shares[i, j]:.1%}<br>({int(counts[i, j])})" if normalised else f"{int(counts[i, j])}"
@@ -221,7 +235,7 @@ def training_curves_figure(history: pd.DataFrame) -> go.Figure:
             fig.add_vline(x=best, line=dict(color="#7F7F7F", dash="dot", width=1), row=1, col=col)
     fig.update_xaxes(title_text="Epoch")
     fig.update_yaxes(title_text="Loss", row=1, col=1)
-    fig.update_yaxes(title_text="Accuracy", tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(title_text="Accuracy", tickformat=".0%", range=[0, 1.02], row=1, col=2)
     title = "Training curves" + ("" if best is None else f" (weights kept from epoch {best})")
     return _layout(fig, title, hovermode="x unified")
 
@@ -254,64 +268,6 @@ def histogram_figure(hist_before, hist_after, *, normalise: bool = True,
     fig.update_xaxes(title_text="Grey level (0–255)", range=[-0.5, 255.5])
     fig.update_yaxes(title_text="Share of pixels" if normalise else "Pixels", tickformat=".1%" if normalise else ",")
     return _layout(fig, "Grey-level histogram before and after preprocessing", barmode="overlay", bargap=0)
-
-
-def _class_column(frame: pd.DataFrame) -> pd.Series:
-    for col in ("label", "class"):
-        if col in frame.columns:
-            return frame[col].astype(str)
-    return pd.Series(frame.index.astype(str), index=frame.index)
-
-
-def class_counts_figure(stats_df: pd.DataFrame) -> go.Figure:
-    """Images (and patients, when known) per class, as grouped bars.
-
-    Args:
-        stats_df: per-class table from ``cxrlib.data.datasets.dataset_stats``: the class in a
-            ``label`` or ``class`` column (else the index), counts in ``images`` and optionally
-            ``patients``.
-    """
-    names = _class_column(stats_df)
-    colours = [class_colour(n, i) for i, n in enumerate(names)]
-    total = float(stats_df["images"].sum()) or 1.0
-    shares = stats_df["images"].to_numpy(dtype=float) / total
-    fig = go.Figure(go.Bar(x=names, y=stats_df["images"], name="images", marker_color=colours,
-                           text=[f"{int(n):,} ({s:.0%})" for n, s in zip(stats_df["images"], shares)],
-                           textposition="outside", hovertemplate="%{x}<br>%{y:,} images<extra></extra>"))
-    if "patients" in stats_df.columns and stats_df["patients"].notna().any():
-        fig.add_trace(go.Bar(x=names, y=stats_df["patients"], name="patients", marker_color=colours,
-                             marker_pattern_shape="/", opacity=0.6,
-                             hovertemplate="%{x}<br>%{y:,} patients<extra></extra>"))
-    fig.update_xaxes(title_text="Class", type="category")
-    fig.update_yaxes(title_text="Count", tickformat=",")
-    return _layout(fig, "Images per class", barmode="group")
-
-
-def size_scatter_figure(manifest: pd.DataFrame, *, max_points: int = MAX_SCATTER_POINTS, seed: int = 0) -> go.Figure:
-    """Image width against height, one colour per class (a source's habits show up as clusters).
-
-    Args:
-        manifest: a dataset manifest (``label``, ``width``, ``height``; ``rel_path`` for hover).
-        max_points: larger manifests are sampled down to this many rows (seeded, deterministic).
-        seed: seed of that sample.
-    """
-    frame = manifest
-    sampled = len(frame) > max_points
-    if sampled:
-        frame = frame.sample(n=max_points, random_state=np.random.default_rng(seed)).sort_index()
-    fig = go.Figure()
-    present = list(dict.fromkeys(frame["label"].astype(str)))
-    order = [c for c in CLASS_COLOURS if c in present] + sorted(c for c in present if c not in CLASS_COLOURS)
-    for i, name in enumerate(order):
-        part = frame[frame["label"].astype(str) == name]
-        hover = part["rel_path"].astype(str) if "rel_path" in part.columns else None
-        fig.add_trace(go.Scattergl(x=part["width"], y=part["height"], mode="markers", name=name,
-                                   marker=dict(color=class_colour(name, i), size=6, opacity=0.6),
-                                   text=hover, hovertemplate=f"{name}<br>%{{x}} × %{{y}} px<br>%{{text}}<extra></extra>"))
-    fig.update_xaxes(title_text="Width (px)", tickformat=",")
-    fig.update_yaxes(title_text="Height (px)", tickformat=",")
-    title = "Image size by class" + (f" (random sample of {max_points:,} of {len(manifest):,})" if sampled else "")
-    return _layout(fig, title)
 
 
 def bootstrap_ci_figure(ci: dict) -> go.Figure:

@@ -136,6 +136,8 @@ class ExplainConfig(_Config):
         alpha: heatmap opacity in the overlay (published 0.4).
         colormap: OpenCV colormap name (published ``"jet"``).
         contour: draw iso-contours of the heatmap instead of a filled colour map.
+        threshold: heatmap values below this share of the maximum are not drawn: the film's
+            pixels stay as they are (0, published: the whole film is tinted).
     """
 
     method: str = "gradcam"
@@ -144,6 +146,7 @@ class ExplainConfig(_Config):
     alpha: float = 0.4
     colormap: str = "jet"
     contour: bool = False
+    threshold: float = 0.0
 
 
 @dataclass(frozen=True)
