@@ -11,7 +11,8 @@ from cxrlib.cli.common import EXIT_CANCELLED, EXIT_FAILED, UsageError, scan, war
 from cxrlib.cli.workers import add_worker_args, cluster_role, release_if_finished, train_worker
 from cxrlib.core import paths
 from cxrlib.core.config import (CNN_ARCHS, FINETUNE_RECIPE_SIZE, HEAD_FAMILIES, PREPROCESS_STEPS,
-                                SCHEDULES, SMALL_CNN_RECIPE_ARCH, SMALL_CNN_RECIPE_SIZE, TTA_MODES,
+                                SCHEDULES, SMALL_CNN_RECIPE_ARCH, SMALL_CNN_RECIPE_SIZE,
+                                STANDARDISE_METHODS, TTA_MODES,
                                 PreprocessConfig, RunConfig, TrainConfig)
 
 
@@ -53,6 +54,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help=f"lung_crop: margin on each side as a fraction of the lungs' box "
                         f"(default {d.preprocess.lung_crop_margin:g}, chosen on validation films)")
     g.add_argument("--size", type=int, help=f"model input side in pixels (default {d.preprocess.size})")
+    g.add_argument("--standardise", choices=STANDARDISE_METHODS,
+                   help="intensity standardisation after the resize: nyul maps each film's "
+                        "percentile landmarks onto a scale learned on the training rows (default none)")
     g = p.add_argument_group("model and training")
     g.add_argument("--model", choices=("mobilenetv2", "small_cnn", "tiny"), help=f"default {d.model.family}")
     g.add_argument("--weights", choices=("imagenet", "random"), help=f"default {d.model.weights}")
@@ -84,6 +88,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, help="no horizontal flip")
     g.add_argument("--feature-augment-copies", type=int,
                    help="head mode: augmented copies of each training film whose features are cached (default 0)")
+    g.add_argument("--acquisition", type=float, metavar="STRENGTH",
+                   help="head mode: acquisition-style augmentation of the feature copies "
+                        "(border crops, downscale, blur, noise, JPEG; no flip), strength in "
+                        "[0, 1] (default 0: off; needs --feature-augment-copies)")
+    g.add_argument("--acquisition-contrast", type=float, metavar="STRENGTH",
+                   help="head mode: random gamma / contrast / brightness of the same copies, "
+                        "strength in [0, 1] (default 0: off)")
+    g.add_argument("--source-balance", action="store_const", const=True,
+                   help="head mode: every (class, source) cell weighs the same in the loss")
     g.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val-loss gain")
     g.add_argument("--init-from-head", action="store_const", const=True,
                    help="finetune: start from the trained head of the matching head run")
@@ -151,7 +164,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         steps=steps, wb_percentile=args.wb_percentile, clahe_clip_limit=args.clahe_clip,
         clahe_tile_grid=args.clahe_grid, gamma=args.gamma,
         size=args.size if args.size is not None else recipe_size,
-        lung_crop_margin=args.lung_crop_margin))
+        lung_crop_margin=args.lung_crop_margin, standardise=getattr(args, "standardise", None)))
     split = base.split.replace(**pick(kind=args.split, test_fraction=args.test_fraction,
                                       val_fraction=args.val_fraction, seed=args.seed))
     train = _train_base(base, args, model.family).replace(**pick(
@@ -160,7 +173,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         feature_augment_copies=args.feature_augment_copies, early_stopping=args.early_stopping,
         init_from_head=args.init_from_head, freeze_batchnorm=args.freeze_batchnorm,
         finetune_from=args.finetune_from, schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs, tta=args.tta, seed=args.seed))
+        warmup_epochs=args.warmup_epochs, tta=args.tta, seed=args.seed,
+        acquisition=getattr(args, "acquisition", None),
+        acquisition_contrast=getattr(args, "acquisition_contrast", None),
+        source_balance=getattr(args, "source_balance", None)))
     if args.finetune_from == "all":  # every layer trains (None, which pick() would drop)
         train = train.replace(finetune_from=None)
     if not train.augment and (args.rotation is not None or args.hflip):
@@ -240,6 +256,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_trainable(dataset, cfg.data.task, cfg.split.kind, min_films=args.min_class_films,
                     min_patients=args.min_class_patients)  # before any run folder exists
     fingerprint = dataset.fingerprint
+    from cxrlib.preprocessing.standardise import resolve_standardisation  # noqa: PLC0415
+
+    cfg = resolve_standardisation(cfg, dataset=dataset)  # issue 23: scale from the training rows
     role = cluster_role(args)  # sets TF_CONFIG from --workers before TensorFlow is imported
     if (cfg.model.family == "mobilenetv2" and cfg.model.weights == "imagenet"
             and not _finished(cfg, fingerprint)):

@@ -221,15 +221,26 @@ class _Training:
         x_train = np.concatenate([fs.features[k][tr] for k in range(copies + 1)])
         y_train = np.concatenate([self.onehot[tr]] * (copies + 1))
         steps = math.ceil(len(x_train) / tcfg.batch_size)
+        weights = self._source_weights(tr, copies + 1)  # issue 23 hook: source balancing
         compile_classifier(head, tcfg.learning_rate)
         progress, cbs = self._callbacks(head, steps, True, checkpoint=False, per_batch=False)
         self.status(message="training the head")
         fit_head_compiled(head, x_train, y_train, fs.features[0][val], self.onehot[val],
                           epochs=tcfg.epochs, batch_size=tcfg.batch_size, seed=tcfg.seed,
-                          callbacks=cbs)
+                          callbacks=cbs, sample_weight=weights)
         progress.restore_best()
         self.lap("fit_head")
         return head.predict(fs.features[0][self.idx["test"]], batch_size=256, verbose=0)
+
+    def _source_weights(self, rows: np.ndarray, copies: int) -> np.ndarray | None:
+        """Issue 23 hook: the (class, source) cell weights of the training rows, or None."""
+        if not self.cfg.train.source_balance:
+            return None
+        from cxrlib.data.identity import film_sources  # noqa: PLC0415
+        from cxrlib.training.source_balance import training_weights  # noqa: PLC0415
+
+        sources = film_sources(self.data.manifest).to_numpy()
+        return training_weights(self.cfg.train, self.onehot, sources, rows, copies)
 
     def _start_from_head_run(self) -> None:
         from cxrlib.training.full_fit import start_from_head_run  # noqa: PLC0415

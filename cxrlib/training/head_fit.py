@@ -12,7 +12,7 @@ import numpy as np
 
 def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
                       y_val: np.ndarray, *, epochs: int, batch_size: int, seed: int,
-                      callbacks, extra=None) -> None:
+                      callbacks, extra=None, sample_weight: np.ndarray | None = None) -> None:
     """Fit a compiled head on in-memory features with one compiled call per epoch.
 
     What ``head.fit(shuffled batches, validation_data=(x_val, y_val), callbacks=callbacks)``
@@ -40,6 +40,9 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     ``rows`` being the batch's rows of ``x_train`` (the source-adversarial branch,
     :class:`cxrlib.training.adversarial.SourceAdversary`). The logged losses stay the
     classification loss alone, so model selection on ``val_loss`` is unchanged.
+
+    ``sample_weight`` (optional, ``(len(x_train),)``): each training row's weight in the loss
+    (source balancing, :mod:`cxrlib.training.source_balance`); validation stays unweighted.
     """
     from cxrlib.core.tfsetup import tf as _tf
 
@@ -54,6 +57,10 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     y = tf.constant(np.asarray(y_train, np.float32))
     xv = tf.constant(np.asarray(x_val, np.float32))
     yv = tf.constant(np.asarray(y_val, np.float32))
+    # issue 23 hook: per-row loss weights (source balancing); ones change nothing
+    sw = tf.constant(np.ones(len(x_train), np.float32) if sample_weight is None
+                     else np.asarray(sample_weight, np.float32))
+    weighted = sample_weight is not None
     n, bs = len(x_train), int(batch_size)
     steps = math.ceil(n / bs)
 
@@ -71,10 +78,11 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
             with tf.GradientTape() as tape:
                 if extra is None:
                     pred = head(xb, training=True)
-                    loss = total = loss_fn(yb, pred)
+                    loss = loss_fn(yb, pred, sample_weight=tf.gather(sw, rows)) if weighted else loss_fn(yb, pred)
+                    total = loss
                 else:
                     pred, term = extra.forward(xb, rows)
-                    loss = loss_fn(yb, pred)
+                    loss = loss_fn(yb, pred, sample_weight=tf.gather(sw, rows)) if weighted else loss_fn(yb, pred)
                     total = loss + term
                 scaled = opt.scale_loss(total)  # loss scaling under mixed precision, else same
             apply(tape.gradient(scaled, variables))

@@ -26,7 +26,8 @@ def train_head(template, features: np.ndarray, train_rows: np.ndarray, val_rows:
         train_rows / val_rows: row indices into ``features[k]``.
         onehot: ``(N, C)`` true classes.
         tcfg: the run's :class:`cxrlib.core.config.TrainConfig`.
-        sources: source name of every row (needed with ``adversarial``).
+        sources: source name of every row (needed with ``adversarial`` and with
+            ``tcfg.source_balance``).
         adversarial: weight of the source-adversarial branch (0: plain head).
 
     Returns:
@@ -47,11 +48,14 @@ def train_head(template, features: np.ndarray, train_rows: np.ndarray, val_rows:
     extra = None
     if adversarial > 0:
         extra = SourceAdversary(head, list(np.asarray(sources)[train_rows]) * copies, y_train, adversarial)
+    from cxrlib.training.source_balance import training_weights  # noqa: PLC0415 (issue 23 hook)
+
+    weights = training_weights(tcfg, onehot, sources, train_rows, copies)
     keep = _keep_best_type()()
     callbacks = [keep, *fit_callbacks(tcfg, math.ceil(len(x_train) / tcfg.batch_size))]
     fit_head_compiled(head, x_train, y_train, features[0][val_rows], onehot[val_rows],
                       epochs=tcfg.epochs, batch_size=tcfg.batch_size, seed=tcfg.seed,
-                      callbacks=callbacks, extra=extra)
+                      callbacks=callbacks, extra=extra, sample_weight=weights)
     keep.restore()
     return head
 

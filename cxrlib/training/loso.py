@@ -125,7 +125,8 @@ class LosoResult:
 
 
 def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: float = 0.0,
-                         progress: Callable[[str, int, int], None] | None = None) -> LosoResult:
+                         progress: Callable[[str, int, int], None] | None = None,
+                         read_test: bool = True) -> LosoResult:
     """Train the run's head once per source with that source held out; score it there.
 
     Args:
@@ -134,6 +135,9 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         adversarial: > 0 trains each fold's head with the source-adversarial branch of that
             weight (:mod:`cxrlib.training.adversarial`) on the fold's training sources.
         progress: ``progress(source, done, total)`` after each fold.
+        read_test: False leaves the run's test split unread (a sweep's candidates before the
+            choice): no ``test_accuracy``, ``in_distribution_accuracy``, ``drop`` or
+            ``fold_test_accuracy``.
 
     Returns:
         A :class:`LosoResult`; its table has per source ``source``, ``n``, ``classes`` (label
@@ -153,7 +157,8 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
     source = loso_sources(m).to_numpy()
     y = np.array([classes.index(c) for c in m["label"]])
     onehot = np.eye(len(classes), dtype=np.float32)[y]
-    overall, own = own_test_accuracy(run, dict(zip(m["rel_path"].astype(str), source)))
+    overall, own = (own_test_accuracy(run, dict(zip(m["rel_path"].astype(str), source)))
+                    if read_test else (float("nan"), {}))  # issue 23 hook: a sweep's candidates
     names = sorted(set(source[usable]))
     rows, notes, t0 = [], [], time.perf_counter()
     for k, name in enumerate(names):
@@ -165,10 +170,11 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         test = np.flatnonzero(pool & (m["split"] == "test").to_numpy())
         val = val if len(val) else test
         head = train_head(data.head, data.features, tr, val, onehot, run.config.train,
-                          sources=source if adversarial > 0 else None, adversarial=adversarial)
+                          sources=source, adversarial=adversarial)
         pred = _predict(head, data.features[0], np.flatnonzero(held))
         point = point_metrics(y[held], pred, classes)
-        fold_test = point_metrics(y[test], _predict(head, data.features[0], test), classes) if len(test) else {}
+        fold_test = (point_metrics(y[test], _predict(head, data.features[0], test), classes)
+                     if len(test) and read_test else {})
         rows.append(_row(name, point, classes, own.get(name), fold_test.get("accuracy"), len(tr)))
         if rows[-1]["single_class"]:
             notes.append(f"{name} holds only {rows[-1]['classes'].split(' (')[0]}: its accuracy "
