@@ -115,3 +115,89 @@ def test_standardisation_is_learned_on_the_training_rows_only(fair):
     assert resolved.preprocess.standard_scale == learn_scale(images[i] for i in train)
     assert resolved.preprocess.standard_scale != learn_scale(images[i] for i in range(len(images)))
     assert resolve_standardisation(cfg) == resolved  # deterministic: one run id
+
+
+def _spec(name, root, **kw):
+    from cxrlib.sweep.space import SweepSpec
+
+    base = _cfg(root).to_dict()
+    return SweepSpec(name=name, data=str(root), base=base,
+                     candidates=[{"name": "plain"}, {"name": "acquisition", **{f"train.{k}": v for k, v in ACQ.items()}}],
+                     **kw)
+
+
+def test_loso_sweep_chooses_the_augmentation_and_reads_one_test_split(planted, monkeypatch):
+    from cxrlib.sweep import study
+    from cxrlib.training import loso
+
+    def no_test(*a, **k):
+        raise AssertionError("a candidate's test split was read before the choice")
+
+    monkeypatch.setattr(loso, "own_test_accuracy", no_test)
+    opened = []
+    real = study.read_test_figures
+    monkeypatch.setattr(study, "read_test_figures", lambda run: opened.append(run.id) or real(run))
+    result = study.run_sweep(_spec("planted", planted))  # auto: 6 sources -> loso
+    assert result["selection"] == "loso"
+    by_name = {r["name"]: r for r in result["candidates"]}
+    assert result["chosen"] == by_name["acquisition"]["run_id"]
+    assert by_name["acquisition"]["loso_expected_accuracy"] > by_name["plain"]["loso_expected_accuracy"]
+    assert opened == [result["chosen"]]  # the test split: once, for the chosen run
+    assert result["chosen_test_accuracy"] is not None
+    board = study.leaderboard(result["candidates"])
+    assert board["selected"].tolist() == [False, True]
+    assert {f"loso[hospital-{k}]" for k in range(6)} <= set(board.columns)
+    assert not [c for c in board.columns if "test" in c]
+    assert set(by_name["plain"]) >= {"val_loss", "val_accuracy", "source_probe_accuracy", "train_s"}
+
+
+def test_a_killed_sweep_resumes_without_retraining(planted, monkeypatch):
+    from cxrlib.runs import runner
+    from cxrlib.sweep import study
+
+    scores = iter([0.4, 0.6, 0.6])
+    monkeypatch.setattr(study, "score_run", lambda run: {"val_loss": 0.5, "loso_expected_accuracy": next(scores)})
+    evaluated, trained = [], []
+    real_eval, real_train = study.evaluate_candidate, runner.train_foreground
+    monkeypatch.setattr(runner, "train_foreground", lambda cfg, **k: trained.append(cfg) or real_train(cfg, **k))
+
+    def killed_on_second(cand, *a):
+        evaluated.append(cand.name)
+        if len(evaluated) == 2:
+            raise KeyboardInterrupt  # the process dies mid-candidate
+        return real_eval(cand, *a)
+
+    monkeypatch.setattr(study, "evaluate_candidate", killed_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_sweep(_spec("resumable", planted))
+    assert study.sweep_status("resumable")["state"] == "failed"
+    evaluated.clear(), trained.clear()
+    monkeypatch.setattr(study, "evaluate_candidate", lambda cand, *a: evaluated.append(cand.name) or real_eval(cand, *a))
+    result = study.run_sweep(_spec("resumable", planted))
+    assert evaluated == ["acquisition"]  # the finished candidate was neither retrained nor rescored
+    assert len(trained) == 1 and trained[0].train.acquisition == 1.0
+    assert result["chosen_name"] == "acquisition" and study.sweep_status("resumable")["state"] == "done"
+    with pytest.raises(ValueError, match="another spec"):  # the rule cannot change under a name
+        study.run_sweep(_spec("resumable", planted, selection="validation"))
+
+
+def test_sweep_cli_resumes_a_finished_sweep_and_exports_the_leaderboard(planted, tmp_path, capsys):
+    """The CLI over the spec file of the sweep above: every record exists, so nothing trains."""
+    import csv
+    import json
+
+    from cxrlib.cli import main
+
+    spec = tmp_path / "planted.json"
+    spec.write_text(json.dumps(_spec("planted", planted).to_dict()), encoding="utf-8")
+    out = tmp_path / "board.csv"
+    assert main(["sweep", str(spec), "--csv", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "chosen " in printed and "selection loso" in printed
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["name"] for r in rows] == ["plain", "acquisition"] and rows[1]["selected"] == "True"
+    assert main(["sweep", str(spec), "--csv", str(out)]) == 2  # refuses to overwrite
+    assert main(["sweep", "--name", "bad", "--grid", "train.no_such_field=1,2", "--data", str(planted)]) == 2
+    assert main(["sweep", "--status", "no-such-sweep"]) == 2
+    assert main(["sweep", "--status", "planted"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "done"

@@ -1,0 +1,271 @@
+"""Running a sweep: every candidate an ordinary cached run, scored without the test split, one
+chosen by the rule declared before anything trained; only then is its test split read.
+
+A sweep lives in ``models/sweeps/<name>/`` of the workspace:
+
+* ``spec.json``: the spec and the selection rule, written before the first candidate trains.
+  Running the same name again resumes it; a different spec or rule under that name is refused.
+* ``candidates/<run_id>.json``: one record per finished candidate (written atomically when its
+  scores are complete). A killed sweep resumes after its last record: a finished candidate is
+  neither retrained nor rescored (and its run is cached anyway).
+* ``status.json``: state (``running`` / ``done`` / ``cancelled`` / ``failed``), the candidate
+  being worked on, ``done`` / ``total``, the sweep's pid. ``cancel`` (a file) asks it to stop:
+  the candidate being trained is cancelled like any run.
+* ``result.json`` and ``leaderboard.csv``: the leaderboard and the choice.
+
+Each candidate is scored on what does not touch the test split (:func:`score_run`): validation
+loss and accuracy (the epoch whose weights the run kept), leave-one-source-out
+(:func:`cxrlib.training.loso.leave_one_source_out` with ``read_test=False``), the source probe
+on the training and validation films (:func:`cxrlib.training.source_probe.source_probe`) and the
+train time. :func:`select` applies the rule; :func:`read_test_figures` is the one place a
+sweep reads a run's test figures, called once, for the chosen run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from cxrlib.core import paths
+from cxrlib.core.fsutil import read_json, write_json_atomic
+from cxrlib.sweep.space import Candidate, SweepSpec, candidates
+
+
+class SweepCancelled(RuntimeError):
+    """The sweep was asked to stop (its ``cancel`` file)."""
+
+
+def sweeps_dir() -> Path:
+    """``models/sweeps`` of the workspace."""
+    return paths.workspace() / "models" / "sweeps"
+
+
+def sweep_folder(name: str) -> Path:
+    return sweeps_dir() / name
+
+
+def resolve_selection(selection: str, n_sources: int) -> str:
+    """``auto`` is ``loso`` with at least 3 sources, else ``validation``."""
+    if selection == "auto":
+        return "loso" if n_sources >= 3 else "validation"
+    if selection == "loso" and n_sources < 2:
+        raise ValueError("selection 'loso' needs a dataset with at least two sources")
+    return selection
+
+
+def request_cancel(name: str) -> bool:
+    """Ask a running sweep to stop; False when there is no such sweep."""
+    folder = sweep_folder(name)
+    if not (folder / "spec.json").exists():
+        return False
+    (folder / "cancel").touch()
+    return True
+
+
+def run_sweep(spec: SweepSpec, *, data_root: str | None = None,
+              progress: Callable[[dict], None] | None = None) -> dict:
+    """Run (or resume) ``spec``; returns the result (also ``result.json``).
+
+    Raises:
+        ValueError: a different spec already holds the name, or the rule cannot apply.
+        SweepCancelled: the ``cancel`` file appeared (status ``cancelled``; records kept).
+    """
+    from cxrlib.data.datasets import scan_dataset  # noqa: PLC0415
+    from cxrlib.data.identity import film_sources  # noqa: PLC0415
+    from cxrlib.runs.registry import run_id  # noqa: PLC0415
+
+    cands = candidates(spec, data_root)
+    if not cands:
+        raise ValueError("the sweep has no candidates")
+    first = cands[0].config
+    ds = scan_dataset(first.data.root, bacterial=first.data.bacterial).for_task(first.data.task)
+    n_sources = int(film_sources(ds.manifest).nunique())
+    rule = resolve_selection(spec.selection, n_sources)
+    folder = sweep_folder(spec.name)
+    declared = json.loads(json.dumps({"spec": spec.to_dict(), "data": str(first.data.root),
+                                      "selection": rule, "fingerprint": ds.fingerprint,
+                                      "sources": n_sources}, default=str))
+    old = read_json(folder / "spec.json", default=None) if (folder / "spec.json").exists() else None
+    if old is not None and old != declared:
+        raise ValueError(f"sweep {spec.name!r} exists with another spec, data or selection rule "
+                         f"({folder / 'spec.json'}); choose another name")
+    (folder / "candidates").mkdir(parents=True, exist_ok=True)
+    (folder / "cancel").unlink(missing_ok=True)
+    write_json_atomic(folder / "spec.json", declared)  # the rule, before anything trains
+    t0, records = time.perf_counter(), []
+    status = {"state": "running", "pid": os.getpid(), "total": len(cands), "done": 0,
+              "selection": rule, "started": _now(), "candidate": None, "error": None}
+
+    def report(**fields):
+        status.update(fields, updated=_now())
+        write_json_atomic(folder / "status.json", status)
+        if progress:
+            progress(dict(status))
+
+    try:
+        for k, cand in enumerate(cands):
+            if (folder / "cancel").exists():
+                raise SweepCancelled(f"sweep {spec.name} cancelled")
+            rec = _record_path(folder, cand, ds, run_id)
+            if rec is not None and rec.exists():
+                records.append(read_json(rec))
+                report(done=k + 1, candidate=cand.name)
+                continue
+            if spec.minutes is not None and time.perf_counter() - t0 > 60 * spec.minutes:
+                report(message=f"budget of {spec.minutes:g} min spent: {k} of {len(cands)} candidates")
+                break
+            report(done=k, candidate=cand.name, message=f"training {cand.name}")
+            record = evaluate_candidate(cand, ds, folder, report)
+            write_json_atomic(folder / "candidates" / f"{record['run_id']}.json", record)
+            records.append(record)
+            report(done=k + 1)
+    except SweepCancelled:
+        report(state="cancelled", message="cancelled by request")
+        raise
+    except BaseException as exc:
+        report(state="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    chosen = select(records, rule)
+    test = read_test_figures(_run(chosen["run_id"])) if chosen else {}
+    for r in records:
+        r["selected"] = chosen is not None and r["run_id"] == chosen["run_id"]
+    result = {"name": spec.name, "selection": rule, "sources": n_sources,
+              "candidates": records, "chosen": chosen["run_id"] if chosen else None,
+              "chosen_name": chosen["name"] if chosen else None,
+              "chosen_test_accuracy": test.get("accuracy"), "chosen_test_macro_auc": test.get("macro_auc"),
+              "sweep_s": round(time.perf_counter() - t0, 2)}
+    write_json_atomic(folder / "result.json", result)
+    leaderboard(records).to_csv(folder / "leaderboard.csv", index=False)
+    report(state="done", done=len(records), message=f"chose {result['chosen_name']}")
+    return result
+
+
+def _record_path(folder: Path, cand: Candidate, ds, run_id) -> Path | None:
+    """The record of a candidate whose config needs nothing learned first (a standardisation
+    scale is learned from the data: its run id is known only then)."""
+    if cand.config.preprocess.standardise != "none" and not cand.config.preprocess.standard_scale:
+        from cxrlib.preprocessing.standardise import resolve_standardisation  # noqa: PLC0415
+
+        cand.config = resolve_standardisation(cand.config, dataset=ds)
+    return folder / "candidates" / f"{run_id(cand.config, ds.fingerprint)}.json"
+
+
+def evaluate_candidate(cand: Candidate, ds, folder: Path, report) -> dict:
+    """Train (or reuse) the candidate's run and score it without its test split."""
+    from cxrlib.runs import runner  # noqa: PLC0415
+
+    def follow(status: dict) -> None:
+        if (folder / "cancel").exists() and run.state not in ("done", "failed", "cancelled"):
+            run.request_cancel()
+        report(run_state=status.get("state"), run_message=status.get("message"))
+
+    from cxrlib.runs.registry import create_run  # noqa: PLC0415
+
+    run = create_run(cand.config, ds.fingerprint)
+    runner.train_foreground(cand.config, fingerprint=ds.fingerprint, on_status=follow, run=run)
+    state = run.state
+    if state == "cancelled" or (folder / "cancel").exists():
+        raise SweepCancelled(f"sweep cancelled while training {cand.name}")
+    if state != "done":
+        raise RuntimeError(f"candidate {cand.name} (run {run.id}) {state}: {run.status().get('error')}")
+    report(message=f"leave-one-source-out of {cand.name}")
+    return {"name": cand.name, "run_id": run.id, "settings": cand.settings, **score_run(run)}
+
+
+def score_run(run) -> dict:
+    """Validation, leave-one-source-out and source-probe figures of a finished head-mode run,
+    none of which reads its test split."""
+    from cxrlib.training.loso import leave_one_source_out, loso_sources, run_features  # noqa: PLC0415
+    from cxrlib.training.source_probe import source_probe  # noqa: PLC0415
+
+    hist = run.history()
+    best = hist.loc[hist["val_loss"].astype(float).idxmin()] if len(hist) and "val_loss" in hist else None
+    data = run_features(run)
+    loso = leave_one_source_out(run, data=data, read_test=False)
+    m = data.manifest
+    rows = m["split"].isin(["train", "val"]).to_numpy()
+    sources = loso_sources(m).to_numpy()
+    try:
+        probe = source_probe(data.features[0][rows], sources[rows], m["group"].to_numpy()[rows],
+                             m["label"].to_numpy()[rows], seed=run.config.train.seed)
+        probe_acc = probe["accuracy"]
+    except ValueError:
+        probe_acc = None
+    per_source = {r["source"]: r["held_out_accuracy"] for r in loso.table.to_dict("records")}
+    return {"val_loss": None if best is None else float(best["val_loss"]),
+            "val_accuracy": None if best is None else float(best.get("val_accuracy", math.nan)),
+            "loso_expected_accuracy": loso.expected_accuracy, "loso_per_source": per_source,
+            "loso_s": round(loso.seconds, 2), "source_probe_accuracy": probe_acc,
+            "train_s": _train_seconds(run)}
+
+
+def _train_seconds(run) -> float | None:
+    s = run.raw_status()
+    try:
+        return round((datetime.fromisoformat(s["finished"]) - datetime.fromisoformat(s["started"])).total_seconds(), 1)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def select(records: list[dict], rule: str) -> dict | None:
+    """The chosen record: ``loso``: highest ``loso_expected_accuracy``, ties by lowest
+    ``val_loss``; ``validation``: lowest ``val_loss``. Records without the figure are last."""
+    def num(v, worst):
+        return worst if v is None or v != v else float(v)
+
+    if not records:
+        return None
+    if rule == "loso":
+        return min(records, key=lambda r: (-num(r.get("loso_expected_accuracy"), -math.inf),
+                                           num(r.get("val_loss"), math.inf)))
+    return min(records, key=lambda r: num(r.get("val_loss"), math.inf))
+
+
+def read_test_figures(run) -> dict:
+    """The run's test-split accuracy and macro AUC (metrics.json): the sweep's one read of a
+    test split, for the chosen run, after the choice."""
+    m = run.metrics()
+    return {"accuracy": m.get("accuracy"), "macro_auc": m.get("macro_auc")}
+
+
+def leaderboard(records: list[dict]):
+    """One row per candidate: name, run, settings, validation, LOSO (expected and per source),
+    source probe, train time and selection; no test figures."""
+    import pandas as pd  # noqa: PLC0415
+
+    rows = []
+    for r in records:
+        row = {"name": r["name"], "run_id": r["run_id"],
+               "settings": "; ".join(f"{k}={v}" for k, v in r.get("settings", {}).items()),
+               "val_loss": r.get("val_loss"), "val_accuracy": r.get("val_accuracy"),
+               "loso_expected_accuracy": r.get("loso_expected_accuracy"),
+               "source_probe_accuracy": r.get("source_probe_accuracy"), "train_s": r.get("train_s"),
+               "selected": bool(r.get("selected"))}
+        row.update({f"loso[{k}]": v for k, v in (r.get("loso_per_source") or {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sweep_status(name: str) -> dict | None:
+    folder = sweep_folder(name)
+    if not (folder / "spec.json").exists():
+        return None
+    return read_json(folder / "status.json", default={}) or {}
+
+
+def _run(run_id: str):
+    from cxrlib.runs.registry import get_run  # noqa: PLC0415
+
+    return get_run(run_id)
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def dumps(result: dict) -> str:
+    return json.dumps(result, sort_keys=True, default=str)
