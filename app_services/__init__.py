@@ -20,6 +20,7 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.reviewing`, :mod:`.review_queue`, :mod:`.review_stats`: radiologists' reviews (store,
   reviewer name and form; queue, film picker and link from Evaluation; agreement statistics).
 - :mod:`.comparing`: two runs on the same test films (McNemar, paired bootstrap) for Evaluation.
+- :mod:`.sweeping`: the Training page's Sweeps section (:mod:`cxrlib.sweep`).
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
                    for_display, plain_table)
@@ -46,6 +47,7 @@ from .review_queue import film_picker, review_images, review_link, review_progre
 from .review_stats import (agreement, kappa_display, model_agreement_display, off_target_display,
                            reviews_csv)
 from .firstrun import is_bundled_sample, quick_run_config
+from .sweeping import sweeps_ui
 
 # What pages draw with but never compute: the figure builders, the configs the widgets return,
 # and the error a film can raise.

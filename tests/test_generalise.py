@@ -149,6 +149,7 @@ def test_loso_sweep_chooses_the_augmentation_and_reads_one_test_split(planted, m
     assert {f"loso[hospital-{k}]" for k in range(6)} <= set(board.columns)
     assert not [c for c in board.columns if "test" in c]
     assert set(by_name["plain"]) >= {"val_loss", "val_accuracy", "source_probe_accuracy", "train_s"}
+    assert by_name["plain"]["train_s"] > 0
 
 
 def test_a_killed_sweep_resumes_without_retraining(planted, monkeypatch):
@@ -201,3 +202,40 @@ def test_sweep_cli_resumes_a_finished_sweep_and_exports_the_leaderboard(planted,
     assert main(["sweep", "--status", "no-such-sweep"]) == 2
     assert main(["sweep", "--status", "planted"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "done"
+
+
+def test_a_sweep_is_cancelled_between_candidates(planted, monkeypatch):
+    from cxrlib.sweep import study
+
+    monkeypatch.setattr(study, "score_run", lambda run: {"val_loss": 0.5, "loso_expected_accuracy": 0.5})
+    real_eval = study.evaluate_candidate
+
+    def cancel_during_first(cand, *a):
+        study.request_cancel("cancelled")  # `sweep --cancel cancelled` while it trains
+        return real_eval(cand, *a)
+
+    monkeypatch.setattr(study, "evaluate_candidate", cancel_during_first)
+    with pytest.raises(study.SweepCancelled):
+        study.run_sweep(_spec("cancelled", planted))
+    status = study.sweep_status("cancelled")
+    assert status["state"] == "cancelled" and status["done"] == 0
+    assert len(list((study.sweep_folder("cancelled") / "candidates").glob("*.json"))) == 0
+
+
+def test_sweep_runs_in_the_background(planted, capsys):
+    """--background returns at once; the detached process finishes the (already scored) sweep."""
+    import json
+    import time
+
+    from cxrlib.cli import main
+    from cxrlib.sweep import study
+
+    spec = study.sweep_folder("planted").parent / "bg.json"
+    spec.write_text(json.dumps(_spec("planted", planted).to_dict()), encoding="utf-8")
+    (study.sweep_folder("planted") / "status.json").unlink()
+    assert main(["sweep", str(spec), "--background"]) == 0
+    assert "pid " in capsys.readouterr().out
+    deadline = time.time() + 120
+    while (study.sweep_status("planted") or {}).get("state") != "done" and time.time() < deadline:
+        time.sleep(0.5)
+    assert study.sweep_status("planted")["state"] == "done"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -105,15 +104,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.csv is not None and args.csv.exists() and not args.overwrite:
         raise UsageError(f"{args.csv} exists; add --overwrite to replace it")
     if args.background:
-        folder = study.sweep_folder(spec.name)
-        folder.mkdir(parents=True, exist_ok=True)
-        request = folder / "request.json"
-        request.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
-        with open(folder / "sweep.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "cxrlib", "sweep", str(request)],
-                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        print(f"sweep {spec.name}\nfolder {folder}\npid {proc.pid}")
+        pid = study.start_background(spec)
+        print(f"sweep {spec.name}\nfolder {study.sweep_folder(spec.name)}\npid {pid}")
         return 0
     from cxrlib.cli.progress import ProgressBar  # noqa: PLC0415
 

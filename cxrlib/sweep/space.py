@@ -33,6 +33,29 @@ from typing import Any
 from cxrlib.core.config import RunConfig
 
 SELECTIONS = ("auto", "loso", "validation")
+
+REMEDY_SETTINGS = {
+    "baseline": {},
+    "acquisition": {"train.acquisition": 1.0},
+    "acquisition+contrast": {"train.acquisition": 1.0, "train.acquisition_contrast": 0.5},
+    "source_balance": {"train.source_balance": True},
+    "nyul": {"preprocess.standardise": "nyul"},
+    "lung_crop": {"preprocess.steps": ["white_balance", "lung_crop"]},
+}
+"""Each remedy alone, as sweep settings over a head-mode base (see docs/generalise.md): what the
+benchmark and the Training page's Sweeps section offer."""
+
+
+def remedy_candidates(names, copies: int = 2) -> list[dict]:
+    """Named sweep candidates of :data:`REMEDY_SETTINGS`; the acquisition ones get ``copies``
+    feature copies without rotation or flip (the copies are what the augmentation changes)."""
+    out = []
+    for name in names:
+        settings = dict(REMEDY_SETTINGS[name])
+        if settings.get("train.acquisition") or settings.get("train.acquisition_contrast"):
+            settings.update({"train.feature_augment_copies": int(copies), "train.augment": False})
+        out.append({"name": name, **settings})
+    return out
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

@@ -185,28 +185,37 @@ def score_run(run) -> dict:
     hist = run.history()
     best = hist.loc[hist["val_loss"].astype(float).idxmin()] if len(hist) and "val_loss" in hist else None
     data = run_features(run)
-    loso = leave_one_source_out(run, data=data, read_test=False)
     m = data.manifest
-    rows = m["split"].isin(["train", "val"]).to_numpy()
-    sources = loso_sources(m).to_numpy()
     try:
-        probe = source_probe(data.features[0][rows], sources[rows], m["group"].to_numpy()[rows],
-                             m["label"].to_numpy()[rows], seed=run.config.train.seed)
-        probe_acc = probe["accuracy"]
-    except ValueError:
-        probe_acc = None
-    per_source = {r["source"]: r["held_out_accuracy"] for r in loso.table.to_dict("records")}
+        sources = loso_sources(m).to_numpy()
+    except ValueError:  # one source: nothing to hold out, nothing to probe
+        sources = None
+    loso = leave_one_source_out(run, data=data, read_test=False) if sources is not None else None
+    probe_acc = None
+    if sources is not None:
+        rows = m["split"].isin(["train", "val"]).to_numpy()
+        try:
+            probe_acc = source_probe(data.features[0][rows], sources[rows], m["group"].to_numpy()[rows],
+                                     m["label"].to_numpy()[rows], seed=run.config.train.seed)["accuracy"]
+        except ValueError:
+            probe_acc = None
+    per_source = ({r["source"]: r["held_out_accuracy"] for r in loso.table.to_dict("records")}
+                  if loso is not None else {})
     return {"val_loss": None if best is None else float(best["val_loss"]),
             "val_accuracy": None if best is None else float(best.get("val_accuracy", math.nan)),
-            "loso_expected_accuracy": loso.expected_accuracy, "loso_per_source": per_source,
-            "loso_s": round(loso.seconds, 2), "source_probe_accuracy": probe_acc,
+            "loso_expected_accuracy": loso.expected_accuracy if loso else None,
+            "loso_per_source": per_source, "loso_s": round(loso.seconds, 2) if loso else None,
+            "source_probe_accuracy": probe_acc,
             "train_s": _train_seconds(run)}
 
 
 def _train_seconds(run) -> float | None:
+    """Start to end of the run's (last) training, from status.json (metrics.json holds test
+    figures, so the sweep does not read it for this)."""
     s = run.raw_status()
     try:
-        return round((datetime.fromisoformat(s["finished"]) - datetime.fromisoformat(s["started"])).total_seconds(), 1)
+        end = s.get("finished") or s["updated"]
+        return round((datetime.fromisoformat(end) - datetime.fromisoformat(s["started"])).total_seconds(), 1)
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -248,6 +257,38 @@ def leaderboard(records: list[dict]):
         row.update({f"loso[{k}]": v for k, v in (r.get("loso_per_source") or {}).items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def start_background(spec: SweepSpec) -> int:
+    """Run ``spec`` in a detached ``python -m cxrlib sweep`` process (its spec saved as
+    ``request.json``, its output in ``sweep.log``); returns the process id."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    folder = sweep_folder(spec.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    request = folder / "request.json"
+    write_json_atomic(request, spec.to_dict())
+    with open(folder / "sweep.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "cxrlib", "sweep", str(request)],
+                                stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=str(paths.PROJECT_ROOT))
+    return proc.pid
+
+
+def list_sweeps() -> list[str]:
+    """Names of the sweeps in the workspace, newest first."""
+    root = sweeps_dir()
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / "spec.json").is_file()]
+    return [p.name for p in sorted(found, key=lambda p: (p / "spec.json").stat().st_mtime, reverse=True)]
+
+
+def sweep_result(name: str) -> dict | None:
+    """``result.json`` of a finished sweep, or None."""
+    path = sweep_folder(name) / "result.json"
+    return read_json(path, default=None) if path.is_file() else None
 
 
 def sweep_status(name: str) -> dict | None:
