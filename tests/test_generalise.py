@@ -250,3 +250,23 @@ def test_sweep_runs_in_the_background(planted, planted_sweep, capsys):
     while (study.sweep_status("planted") or {}).get("state") != "done" and time.time() < deadline:
         time.sleep(0.5)
     assert study.sweep_status("planted")["state"] == "done"
+
+
+def test_runs_and_sweeps_write_tensorboard_scalars(planted, planted_sweep):
+    """Event files under the run folder hold history.csv's curves and the sweep's figures, as
+    TensorFlow's own reader reads them back."""
+    from cxrlib.core.tfsetup import tf
+    from cxrlib.runs.registry import get_run
+
+    record = next(r for r in planted_sweep[0]["candidates"] if r["name"] == "plain")
+    run = get_run(record["run_id"])
+    events = {}
+    for path in sorted((run.folder / "tensorboard").glob("events.out.tfevents.*")):
+        for event in tf().compat.v1.train.summary_iterator(str(path)):
+            for v in event.summary.value:
+                events.setdefault(v.tag, []).append((event.step, v.simple_value))
+    hist = run.history()
+    assert [s for s, _ in events["validation/loss"]] == hist["epoch"].astype(int).tolist()
+    assert [v for _, v in events["validation/loss"]] == pytest.approx(hist["val_loss"].tolist(), rel=1e-6)
+    assert events["sweep/loso_expected_accuracy"] == [(0, pytest.approx(record["loso_expected_accuracy"]))]
+    assert len([t for t in events if t.startswith("sweep/loso/")]) == 6

@@ -173,7 +173,21 @@ def evaluate_candidate(cand: Candidate, ds, folder: Path, report) -> dict:
     if state != "done":
         raise RuntimeError(f"candidate {cand.name} (run {run.id}) {state}: {run.status().get('error')}")
     report(message=f"leave-one-source-out of {cand.name}")
-    return {"name": cand.name, "run_id": run.id, "settings": cand.settings, **score_run(run)}
+    record = {"name": cand.name, "run_id": run.id, "settings": cand.settings, **score_run(run)}
+    _tensorboard(run, folder.name, record)
+    return record
+
+
+def _tensorboard(run, sweep: str, record: dict) -> None:
+    """The run's curves and the sweep's figures for it as TensorBoard scalars (derived files:
+    a failure to write them never stops the sweep)."""
+    try:
+        from cxrlib.runs.tensorboard import write_run_scalars, write_sweep_scalars  # noqa: PLC0415
+
+        write_run_scalars(run)
+        write_sweep_scalars(run, sweep, record)
+    except Exception:  # noqa: BLE001, S110
+        pass
 
 
 def score_run(run) -> dict:
