@@ -148,3 +148,18 @@ def test_unit_weights_train_the_head_exactly_as_no_weights():
         outs.append(head.get_weights()[0])
     assert np.allclose(outs[0], outs[1], atol=1e-6)
     assert not np.allclose(outs[0], outs[2], atol=1e-4)
+
+
+def test_acquisition_strengths_switch_their_transforms_off():
+    from cxrlib.preprocessing.acquisition import acquisition_augment
+
+    rng = np.random.default_rng(0)
+    films = rng.integers(30, 220, (8, 32, 32)).astype(np.uint8)
+    assert np.array_equal(acquisition_augment(films, 0.0, np.random.default_rng(1), 0.0), films)
+    contrast = acquisition_augment(films, 0.0, np.random.default_rng(1), 1.0)
+    changed = [not np.array_equal(a, b) for a, b in zip(contrast, films)]
+    assert any(changed)
+    # intensity only: a monotone map of each film, so the pixel order is kept where it changed
+    for a, b in zip(contrast, films):
+        order = np.argsort(b.ravel(), kind="stable")
+        assert (np.diff(a.ravel()[order].astype(int)) >= 0).all()
