@@ -270,3 +270,19 @@ def test_runs_and_sweeps_write_tensorboard_scalars(planted, planted_sweep):
     assert [v for _, v in events["validation/loss"]] == pytest.approx(hist["val_loss"].tolist(), rel=1e-6)
     assert events["sweep/loso_expected_accuracy"] == [(0, pytest.approx(record["loso_expected_accuracy"]))]
     assert len([t for t in events if t.startswith("sweep/loso/")]) == 6
+
+
+def test_train_cli_learns_the_standardisation_scale_on_the_training_rows(fair, capsys):
+    from cxrlib.cli import main
+    from cxrlib.preprocessing.standardise import resolve_standardisation
+    from cxrlib.runs.registry import get_run
+
+    flags = ["train", "--data", str(fair), "--model", "tiny", "--weights", "random", "--steps", "none",
+             "--size", str(SIZE), "--epochs", "3", "--test-fraction", "0.25", "--val-fraction", "0.15",
+             "--seed", "1", "--standardise", "nyul"]
+    assert main(flags) == 0
+    run = get_run(capsys.readouterr().out.split("run ", 1)[1].split()[0])
+    cfg = run.config
+    assert cfg.preprocess.standardise == "nyul" and len(cfg.preprocess.standard_scale) == 10
+    unresolved = cfg.replace(preprocess=cfg.preprocess.replace(standard_scale=()))
+    assert resolve_standardisation(unresolved) == cfg  # stored with the run, from its training rows

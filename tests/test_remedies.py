@@ -163,3 +163,18 @@ def test_acquisition_strengths_switch_their_transforms_off():
     for a, b in zip(contrast, films):
         order = np.argsort(b.ravel(), kind="stable")
         assert (np.diff(a.ravel()[order].astype(int)) >= 0).all()
+
+
+def test_train_flags_set_the_remedies():
+    from cxrlib.cli import build_parser
+    from cxrlib.cli.train import config_from_args
+
+    args = build_parser().parse_args(
+        ["train", "--data", "/d", "--feature-augment-copies", "3", "--no-augment", "--acquisition", "0.8",
+         "--acquisition-contrast", "0.2", "--source-balance", "--standardise", "nyul"])
+    cfg = config_from_args(args)
+    assert (cfg.train.feature_augment_copies, cfg.train.acquisition, cfg.train.acquisition_contrast,
+            cfg.train.source_balance, cfg.preprocess.standardise) == (3, 0.8, 0.2, True, "nyul")
+    assert cfg.preprocess.standard_scale == ()  # learned by `train` on the training rows, not here
+    plain = config_from_args(build_parser().parse_args(["train", "--data", "/d"]))
+    assert plain.identity() == RunConfig(data=plain.data).identity()
