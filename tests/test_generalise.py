@@ -286,3 +286,26 @@ def test_train_cli_learns_the_standardisation_scale_on_the_training_rows(fair, c
     assert cfg.preprocess.standardise == "nyul" and len(cfg.preprocess.standard_scale) == 10
     unresolved = cfg.replace(preprocess=cfg.preprocess.replace(standard_scale=()))
     assert resolve_standardisation(unresolved) == cfg  # stored with the run, from its training rows
+
+
+def test_an_external_folder_is_scored_for_every_candidate_and_never_chooses(planted, fair, monkeypatch):
+    from cxrlib.sweep import study
+
+    loso = {"plain": 0.2, "acquisition": 0.5}
+    monkeypatch.setattr(study, "score_run", lambda run: {"val_loss": 0.5, "loso_expected_accuracy": None})
+    real_eval = study.evaluate_candidate
+
+    def scored(cand, *a):
+        return {**real_eval(cand, *a), "loso_expected_accuracy": loso[cand.name]}
+
+    monkeypatch.setattr(study, "evaluate_candidate", scored)
+    result = study.run_sweep(_spec("external", planted, external=str(fair)))
+    by_name = {r["name"]: r for r in result["candidates"]}
+    assert result["chosen_name"] == "acquisition"  # by LOSO
+    for r in by_name.values():
+        assert 0 <= r["external_accuracy"] <= 1 and r["external_macro_auc"] is not None
+    # the choice ignores the external figures: the same sweep with them reversed chooses alike
+    assert study.select([{**r, "external_accuracy": 1 - r["external_accuracy"]} for r in result["candidates"]],
+                        "loso")["run_id"] == result["chosen"]
+    board = study.leaderboard(result["candidates"])
+    assert "external_accuracy (not used for the choice)" in board.columns

@@ -31,6 +31,8 @@ def register(sub) -> None:
                    help="a searched setting (values comma-separated, or a JSON list)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="a setting every candidate shares")
+    p.add_argument("--external", help="a labelled folder from elsewhere, scored for every candidate "
+                                      "and never used for the choice")
     p.add_argument("--trials", type=int, help="at most this many candidates")
     p.add_argument("--minutes", type=float, help="start no candidate after this many minutes")
     p.add_argument("--background", action="store_true", help="run detached and return")
@@ -73,7 +75,7 @@ def spec_from_args(args: argparse.Namespace):
         d = spec.to_dict()
         d["grid"].update(dict(_pair(g, True) for g in args.grid))
         d["fixed"].update(dict(_pair(s, False) for s in args.set))
-        for key in ("name", "data", "selection", "trials", "minutes"):
+        for key in ("name", "data", "selection", "trials", "minutes", "external"):
             if getattr(args, key) is not None:
                 d[key] = getattr(args, key)
         spec = SweepSpec.from_dict(d)

@@ -16,6 +16,9 @@ canonical form) are one candidate. ``trials`` and ``minutes`` bound the budget (
 ``trials`` candidates; no new candidate starts after ``minutes``). A plain grid: the spaces
 here are small, every candidate is an ordinary cached run, and the order is reproducible.
 
+``external`` (optional): a labelled folder from elsewhere, scored for every candidate
+(``external_accuracy``, ``external_macro_auc``) and never used for the choice.
+
 The selection rule is part of the spec and recorded before anything trains
 (:mod:`cxrlib.sweep.study`): ``"loso"`` (highest expected accuracy at an unseen source, ties by
 validation loss), ``"validation"`` (lowest validation loss) or ``"auto"`` (``loso`` when the
@@ -72,6 +75,7 @@ class SweepSpec:
     candidates: list = field(default_factory=list)
     trials: int | None = None
     minutes: float | None = None
+    external: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(str(self.name)):
@@ -89,7 +93,8 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SweepSpec":
-        known = {"name", "data", "selection", "base", "grid", "fixed", "candidates", "trials", "minutes"}
+        known = {"name", "data", "selection", "base", "grid", "fixed", "candidates", "trials", "minutes",
+                 "external"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"sweep spec: unknown keys {sorted(unknown)}")
@@ -98,7 +103,7 @@ class SweepSpec:
     def to_dict(self) -> dict:
         return {"name": self.name, "data": self.data, "selection": self.selection, "base": self.base,
                 "grid": self.grid, "fixed": self.fixed, "candidates": self.candidates,
-                "trials": self.trials, "minutes": self.minutes}
+                "trials": self.trials, "minutes": self.minutes, "external": self.external}
 
 
 def load_spec(path: str | Path) -> SweepSpec:

@@ -120,6 +120,9 @@ def run_sweep(spec: SweepSpec, *, data_root: str | None = None,
                 break
             report(done=k, candidate=cand.name, message=f"training {cand.name}")
             record = evaluate_candidate(cand, ds, folder, report)
+            if spec.external:  # scored for the leaderboard, never for the choice
+                report(message=f"external folder for {cand.name}")
+                record.update(external_figures(record["run_id"], spec.external))
             write_json_atomic(folder / "candidates" / f"{record['run_id']}.json", record)
             records.append(record)
             report(done=k + 1)
@@ -248,6 +251,16 @@ def select(records: list[dict], rule: str) -> dict | None:
     return min(records, key=lambda r: num(r.get("val_loss"), math.inf))
 
 
+def external_figures(run_id: str, folder: str) -> dict:
+    """A candidate's accuracy and macro AUC on an external labelled folder (shown in the
+    leaderboard, labelled as not used for the choice; the choice reads neither)."""
+    from cxrlib.evaluation.predict import evaluate_folder  # noqa: PLC0415
+
+    metrics, _ = evaluate_folder(_run(run_id), folder)
+    return {"external_accuracy": metrics.get("accuracy"),
+            "external_macro_auc": (metrics.get("auc") or {}).get("macro")}
+
+
 def read_test_figures(run) -> dict:
     """The run's test-split accuracy and macro AUC (metrics.json): the sweep's one read of a
     test split, for the chosen run, after the choice."""
@@ -268,6 +281,9 @@ def leaderboard(records: list[dict]):
                "loso_expected_accuracy": r.get("loso_expected_accuracy"),
                "source_probe_accuracy": r.get("source_probe_accuracy"), "train_s": r.get("train_s"),
                "selected": bool(r.get("selected"))}
+        if "external_accuracy" in r:  # a folder from elsewhere: never used for the choice
+            row.update({"external_accuracy (not used for the choice)": r["external_accuracy"],
+                        "external_macro_auc (not used for the choice)": r.get("external_macro_auc")})
         row.update({f"loso[{k}]": v for k, v in (r.get("loso_per_source") or {}).items()})
         rows.append(row)
     return pd.DataFrame(rows)
