@@ -261,7 +261,8 @@ def test_runs_and_sweeps_write_tensorboard_scalars(planted, planted_sweep):
     record = next(r for r in planted_sweep[0]["candidates"] if r["name"] == "plain")
     run = get_run(record["run_id"])
     events = {}
-    for path in sorted((run.folder / "tensorboard").glob("events.out.tfevents.*")):
+    for name in ("history", "sweep-planted"):  # other sweeps of this module write their own files
+        path = run.folder / "tensorboard" / f"events.out.tfevents.{name}"
         for event in tf().compat.v1.train.summary_iterator(str(path)):
             for v in event.summary.value:
                 events.setdefault(v.tag, []).append((event.step, v.simple_value))
@@ -309,3 +310,13 @@ def test_an_external_folder_is_scored_for_every_candidate_and_never_chooses(plan
                         "loso")["run_id"] == result["chosen"]
     board = study.leaderboard(result["candidates"])
     assert "external_accuracy (not used for the choice)" in board.columns
+
+
+def test_the_budget_bounds_the_candidates(planted, monkeypatch):
+    from cxrlib.sweep import study
+
+    monkeypatch.setattr(study, "score_run", lambda run: {"val_loss": 0.5, "loso_expected_accuracy": 0.5})
+    by_trials = study.run_sweep(_spec("one-trial", planted, trials=1))
+    assert [r["name"] for r in by_trials["candidates"]] == ["plain"]
+    by_time = study.run_sweep(_spec("no-time", planted, minutes=1e-9))  # the first always starts
+    assert [r["name"] for r in by_time["candidates"]] == ["plain"] and by_time["chosen_name"] == "plain"

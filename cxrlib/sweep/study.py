@@ -115,7 +115,7 @@ def run_sweep(spec: SweepSpec, *, data_root: str | None = None,
                 records.append(read_json(rec))
                 report(done=k + 1, candidate=cand.name)
                 continue
-            if spec.minutes is not None and time.perf_counter() - t0 > 60 * spec.minutes:
+            if k and spec.minutes is not None and time.perf_counter() - t0 > 60 * spec.minutes:
                 report(message=f"budget of {spec.minutes:g} min spent: {k} of {len(cands)} candidates")
                 break
             report(done=k, candidate=cand.name, message=f"training {cand.name}")
