@@ -320,3 +320,15 @@ def test_the_budget_bounds_the_candidates(planted, monkeypatch):
     assert [r["name"] for r in by_trials["candidates"]] == ["plain"]
     by_time = study.run_sweep(_spec("no-time", planted, minutes=1e-9))  # the first always starts
     assert [r["name"] for r in by_time["candidates"]] == ["plain"] and by_time["chosen_name"] == "plain"
+
+
+def test_loso_without_the_test_split_scores_no_test_film(planted):
+    from cxrlib.training.loso import leave_one_source_out
+
+    run = _train(_cfg(planted))
+    split = run.split_table()
+    outside = split[split["split"].isin(["train", "val"])]
+    expected = outside["rel_path"].str.split("/").str[1].str[1].map(lambda k: f"hospital-{k}").value_counts()
+    table = leave_one_source_out(run, read_test=False).table.set_index("source")
+    assert table["n"].to_dict() == expected.to_dict()  # the source's films outside the test split
+    assert table["in_distribution_accuracy"].isna().all() and table["fold_test_accuracy"].isna().all()

@@ -15,7 +15,8 @@ A sweep lives in ``models/sweeps/<name>/`` of the workspace:
 
 Each candidate is scored on what does not touch the test split (:func:`score_run`): validation
 loss and accuracy (the epoch whose weights the run kept), leave-one-source-out
-(:func:`cxrlib.training.loso.leave_one_source_out` with ``read_test=False``), the source probe
+(:func:`cxrlib.training.loso.leave_one_source_out` with ``read_test=False``: each held-out
+source scored on its films outside the test split), the source probe
 on the training and validation films (:func:`cxrlib.training.source_probe.source_probe`) and the
 train time. :func:`select` applies the rule; :func:`read_test_figures` is the one place a
 sweep reads a run's test figures, called once, for the chosen run.
@@ -82,6 +83,9 @@ def run_sweep(spec: SweepSpec, *, data_root: str | None = None,
     if not cands:
         raise ValueError("the sweep has no candidates")
     first = cands[0].config
+    if any(c.config.split.val_fraction == 0 for c in cands):
+        raise ValueError("a sweep needs a validation split (val_fraction > 0): with none the "
+                         "test split would stand in for it")
     ds = scan_dataset(first.data.root, bacterial=first.data.bacterial).for_task(first.data.task)
     n_sources = int(film_sources(ds.manifest).nunique())
     rule = resolve_selection(spec.selection, n_sources)

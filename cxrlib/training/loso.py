@@ -137,7 +137,8 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         progress: ``progress(source, done, total)`` after each fold.
         read_test: False leaves the run's test split unread (a sweep's candidates before the
             choice): no ``test_accuracy``, ``in_distribution_accuracy``, ``drop`` or
-            ``fold_test_accuracy``.
+            ``fold_test_accuracy``, and each held-out source is scored on its films outside
+            the test split only (a choice made on those figures says nothing of the test split).
 
     Returns:
         A :class:`LosoResult`; its table has per source ``source``, ``n``, ``classes`` (label
@@ -171,8 +172,10 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         val = val if len(val) else test
         head = train_head(data.head, data.features, tr, val, onehot, run.config.train,
                           sources=source, adversarial=adversarial)
-        pred = _predict(head, data.features[0], np.flatnonzero(held))
-        point = point_metrics(y[held], pred, classes)
+        # issue 23 hook: unread, the test split is not scored either (a sweep chooses on this)
+        scored = held if read_test else held & (m["split"] != "test").to_numpy()
+        pred = _predict(head, data.features[0], np.flatnonzero(scored))
+        point = point_metrics(y[scored], pred, classes)
         fold_test = (point_metrics(y[test], _predict(head, data.features[0], test), classes)
                      if len(test) and read_test else {})
         rows.append(_row(name, point, classes, own.get(name), fold_test.get("accuracy"), len(tr)))
