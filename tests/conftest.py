@@ -51,6 +51,15 @@ def workspace(tmp_path, monkeypatch) -> Path:
     return tmp_path / "workspace"
 
 
+@pytest.fixture(scope="module")
+def module_workspace(tmp_path_factory) -> Path:
+    """A fresh ``CXR_WORKSPACE`` shared by one test module (its runs trained once)."""
+    folder = tmp_path_factory.mktemp("module-workspace")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXR_WORKSPACE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> Path:
     """A small 3-class synthetic dataset (24 films a class, 96 px), made once per session.

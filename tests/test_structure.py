@@ -16,7 +16,7 @@ PACKAGE = ROOT / "cxrlib"
 #: (docs/INTERFACES.md has the same table). ``cxrlib/__init__`` (TF settings) and
 #: ``cxrlib/__main__`` (the CLI) sit outside it.
 LAYERS = ("core", "data", "models", "lungs", "preprocessing", "evaluation", "training", "runs",
-          "explain", "audit", "reviews", "viz", "dicom", "cli")
+          "explain", "audit", "sweep", "reviews", "viz", "dicom", "cli")
 
 #: Imports that go up the layers on purpose: (importer, imported) -> why.
 UPWARD_EXCEPTIONS = {
@@ -34,8 +34,6 @@ LONG_MODULES = {
                        "damage check) in one place, so no file of a run is read two ways",
     "cxrlib.runs.runner": "the life of a training process (start, execute with its prerequisite, "
                           "follow, cancel) shares one locking protocol that reads best whole",
-    "cxrlib.viz.figures": "one plotly builder per figure of the app, each short and independent; "
-                          "splitting would only scatter the shared theme",
     "cxrlib.explain.graph": "the gradient model's graph surgery (rebuilding a Keras graph around a "
                             "chosen layer) is one algorithm whose helpers mean nothing apart",
     "cxrlib.data.datasets": "scan_dataset and the Dataset it returns: the manifest's one contract",

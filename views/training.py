@@ -103,3 +103,5 @@ if damaged:
                    "cannot be used; the other runs are not affected.", icon=":material/broken_image:")
         button.button("Delete", key=f"delete_{run.id}", icon=":material/delete:",
                       on_click=svc.delete_run, args=(run.id,))
+
+svc.sweeps_ui(cfg)  # issue 23: search the remedies, choose by leave-one-source-out

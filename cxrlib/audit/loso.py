@@ -125,7 +125,8 @@ class LosoResult:
 
 
 def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: float = 0.0,
-                         progress: Callable[[str, int, int], None] | None = None) -> LosoResult:
+                         progress: Callable[[str, int, int], None] | None = None,
+                         read_test: bool = True) -> LosoResult:
     """Train the run's head once per source with that source held out; score it there.
 
     Args:
@@ -134,6 +135,10 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         adversarial: > 0 trains each fold's head with the source-adversarial branch of that
             weight (:mod:`cxrlib.audit.adversarial`) on the fold's training sources.
         progress: ``progress(source, done, total)`` after each fold.
+        read_test: False leaves the run's test split unread (a sweep's candidates before the
+            choice): no ``test_accuracy``, ``in_distribution_accuracy``, ``drop`` or
+            ``fold_test_accuracy``, and each held-out source is scored on its films outside
+            the test split only (a choice made on those figures says nothing of the test split).
 
     Returns:
         A :class:`LosoResult`; its table has per source ``source``, ``n``, ``classes`` (label
@@ -154,7 +159,8 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
     source = loso_sources(m).to_numpy()
     y = np.array([classes.index(c) for c in m["label"]])
     onehot = np.eye(len(classes), dtype=np.float32)[y]
-    overall, own = own_test_accuracy(run, dict(zip(m["rel_path"].astype(str), source)))
+    overall, own = (own_test_accuracy(run, dict(zip(m["rel_path"].astype(str), source)))
+                    if read_test else (float("nan"), {}))  # a sweep's candidates: test unread
     extra = adversary(source, adversarial) if adversarial > 0 else None
     names = sorted(set(source[usable]))
     rows, notes, t0 = [], [], time.perf_counter()
@@ -167,10 +173,14 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         test = np.flatnonzero(pool & (m["split"] == "test").to_numpy())
         val = val if len(val) else test
         head = fresh_head(data.head, run.config.train.seed)  # the same start for every fold
-        fit_head(head, data.features, tr, val, onehot, run.config.train, extra=extra)
-        pred = _predict(head, data.features[0], np.flatnonzero(held))
-        point = point_metrics(y[held], pred, classes)
-        fold_test = point_metrics(y[test], _predict(head, data.features[0], test), classes) if len(test) else {}
+        fit_head(head, data.features, tr, val, onehot, run.config.train, extra=extra,
+                 sources=source)  # sources: the run's source balancing, when it has it
+        # unread, the test split is not scored either (a sweep chooses on these figures)
+        scored = held if read_test else held & (m["split"] != "test").to_numpy()
+        pred = _predict(head, data.features[0], np.flatnonzero(scored))
+        point = point_metrics(y[scored], pred, classes)
+        fold_test = (point_metrics(y[test], _predict(head, data.features[0], test), classes)
+                     if len(test) and read_test else {})
         rows.append(_row(name, point, classes, own.get(name), fold_test.get("accuracy"), len(tr)))
         if rows[-1]["single_class"]:
             notes.append(f"{name} holds only {rows[-1]['classes'].split(' (')[0]}: its accuracy "

@@ -23,7 +23,7 @@ from typing import Sequence
 from cxrlib.cli.common import EXIT_DATA, EXIT_USAGE, UsageError, data_error_message, warn
 
 COMMAND_MODULES = ("train", "runs", "predict", "explain", "data", "audit", "lungs", "reviews", "export",
-                   "pacs")
+                   "pacs", "sweep")
 """Modules of :mod:`cxrlib.cli` whose ``register(subparsers)`` adds their subcommands, in help order."""
 
 

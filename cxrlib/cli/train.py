@@ -4,16 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from cxrlib.cli.common import EXIT_CANCELLED, EXIT_FAILED, UsageError, scan, warn
-from cxrlib.cli.workers import add_worker_args, cluster_role, release_if_finished, train_worker
+from cxrlib.cli.train_args import add_train_args as _add_train_args  # noqa: F401 (tests use it)
+from cxrlib.cli.workers import cluster_role, release_if_finished, train_worker
 from cxrlib.core import paths
-from cxrlib.core.config import (CNN_ARCHS, FINETUNE_RECIPE_SIZE, HEAD_FAMILIES, PREPROCESS_STEPS,
-                                SCHEDULES, SMALL_CNN_RECIPE_ARCH, SMALL_CNN_RECIPE_SIZE, TTA_MODES,
-                                PreprocessConfig, RunConfig, TrainConfig, preset_mode,
-                                run_preset)
+from cxrlib.core.config import (FINETUNE_RECIPE_SIZE, HEAD_FAMILIES, SMALL_CNN_RECIPE_ARCH,
+                                SMALL_CNN_RECIPE_SIZE, PreprocessConfig, RunConfig, TrainConfig,
+                                preset_mode, run_preset)
 
 
 def register(sub) -> None:
@@ -21,91 +20,6 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a model (or return the finished run of the same config)")
     _add_train_args(p)
     p.set_defaults(func=cmd_train)
-
-
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    g = p.add_argument_group("data and split")
-    g.add_argument("--config", type=Path, help="RunConfig JSON file; the flags below override it")
-    g.add_argument("--data", help=f"dataset folder (default {paths.default_data_dir()})")
-    g.add_argument("--task", choices=("3class", "binary"), help=f"default {d.data.task}")
-    g.add_argument("--bacterial", choices=("exclude", "class"), help="Kermany bacterial films")
-    g.add_argument("--split", choices=("grouped", "random"),
-                   help="grouped by patient/duplicate group (default) or the published random split")
-    g.add_argument("--test-fraction", type=float, help=f"default {d.split.test_fraction}")
-    g.add_argument("--val-fraction", type=float,
-                   help=f"default {d.split.val_fraction}; 0 = test doubles as validation (published 80/20)")
-    g.add_argument("--min-class-films", type=int, metavar="N",
-                   help="refuse to train when a class has fewer readable films (default 5, "
-                        "or $CXR_MIN_CLASS_FILMS)")
-    g.add_argument("--min-class-patients", type=int, metavar="N",
-                   help="grouped split: refuse when a class has fewer patients (default 2, "
-                        "or $CXR_MIN_CLASS_PATIENTS)")
-    g = p.add_argument_group("preprocessing")
-    g.add_argument("--steps", help=f"comma list of {','.join(PREPROCESS_STEPS)} or 'none' "
-                                   "(default white_balance; clahe for small_cnn, as published); "
-                                   "lung_crop crops to the box of both lungs (learned segmenter) "
-                                   "plus --lung-crop-margin, just before the resize")
-    g.add_argument("--wb-percentile", type=float, help=f"default {d.preprocess.wb_percentile}")
-    g.add_argument("--clahe-clip", type=float, help=f"default {d.preprocess.clahe_clip_limit}")
-    g.add_argument("--clahe-grid", type=int, help=f"default {d.preprocess.clahe_tile_grid}")
-    g.add_argument("--gamma", type=float, help=f"default {d.preprocess.gamma}")
-    g.add_argument("--lung-crop-margin", type=float, metavar="FRACTION",
-                   help=f"lung_crop: margin on each side as a fraction of the lungs' box "
-                        f"(default {d.preprocess.lung_crop_margin:g}, chosen on validation films)")
-    g.add_argument("--size", type=int, help=f"model input side in pixels (default {d.preprocess.size})")
-    g = p.add_argument_group("model and training")
-    g.add_argument("--model", choices=("mobilenetv2", "small_cnn", "tiny"), help=f"default {d.model.family}")
-    g.add_argument("--weights", choices=("imagenet", "random"), help=f"default {d.model.weights}")
-    g.add_argument("--cnn-arch", choices=CNN_ARCHS,
-                   help="small CNN blocks: bn_gap (conv, BatchNorm, ReLU, max-pool; global average "
-                        "pooling: the recipe's) or published (conv, max-pool, flatten)")
-    g.add_argument("--mode", choices=("head", "finetune"),
-                   help="head: frozen backbone, cached features (fast on CPU; default); finetune: "
-                        "MobileNetV2 starts from the validated recipe (TrainConfig.finetune_recipe: "
-                        "from the trained head, block_13 up, BatchNorm frozen, lr 1e-4, warm-up + "
-                        "cosine, early stopping); the flags below override its values. The "
-                        "small CNN always trains all its layers (finetune), from its validated "
-                        "recipe (TrainConfig.small_cnn_recipe: bn_gap blocks, 128 px, peak lr "
-                        "2e-3, warm-up + cosine over 20 epochs, early stopping, no augmentation)")
-    g.add_argument("--published-finetune", action="store_true",
-                   help="finetune: the published recipe instead (all layers, lr 1e-3, plateau; "
-                        "the small CNN: published blocks, 224 px, 50 epochs, rotation + flip)")
-    g.add_argument("--epochs", type=int, help=f"default {d.train.epochs}")
-    g.add_argument("--batch-size", type=int, help=f"default {d.train.batch_size}")
-    g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.train.learning_rate})")
-    g.add_argument("--augment", dest="augment", action="store_const", const=True,
-                   help="random rotation (and flip, see --hflip) while training (default: on; "
-                        "off in the small CNN recipe)")
-    g.add_argument("--no-augment", dest="augment", action="store_const", const=False,
-                   help="no random rotation / flip")
-    g.add_argument("--rotation", type=float, help=f"max rotation, fraction of a turn (default {d.train.rotation})")
-    g.add_argument("--hflip", dest="hflip", action="store_const", const=True,
-                   help="random horizontal flip (default: on, as published; off in the fine-tune recipe)")
-    g.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, help="no horizontal flip")
-    g.add_argument("--feature-augment-copies", type=int,
-                   help="head mode: augmented copies of each training film whose features are cached (default 0)")
-    g.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val-loss gain")
-    g.add_argument("--init-from-head", action="store_const", const=True,
-                   help="finetune: start from the trained head of the matching head run")
-    g.add_argument("--finetune-from", metavar="LAYER",
-                   help="finetune: first layer that trains ('all' = every layer)")
-    g.add_argument("--freeze-bn", dest="freeze_batchnorm", action="store_const", const=True,
-                   help="finetune: BatchNorm layers in inference mode")
-    g.add_argument("--train-bn", dest="freeze_batchnorm", action="store_const", const=False,
-                   help="finetune: BatchNorm layers train (published)")
-    g.add_argument("--schedule", choices=SCHEDULES, help="finetune: learning-rate schedule")
-    g.add_argument("--warmup-epochs", type=int, help="finetune, cosine: epochs of linear warm-up")
-    g.add_argument("--tta", choices=TTA_MODES,
-                   help="test-time augmentation of the test predictions (no flips; default none)")
-    g.add_argument("--seed", type=int, help="seed of the split and of training (default 42)")
-    g = p.add_argument_group("execution")
-    g.add_argument("--background", action="store_true",
-                   help="start a detached process and return; follow it with `runs`")
-    g.add_argument("--no-restart", dest="restart", action="store_false",
-                   help="return a failed or cancelled run as it is instead of restarting it")
-    g.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
-    add_worker_args(g)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -158,7 +72,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         steps=steps, wb_percentile=args.wb_percentile, clahe_clip_limit=args.clahe_clip,
         clahe_tile_grid=args.clahe_grid, gamma=args.gamma,
         size=args.size if args.size is not None else recipe_size,
-        lung_crop_margin=args.lung_crop_margin,
+        lung_crop_margin=args.lung_crop_margin, standardise=getattr(args, "standardise", None),
         lung_model=None if base.preprocess.lung_model else _lung_model(steps)))
     split = base.split.replace(**pick(kind=args.split, test_fraction=args.test_fraction,
                                       val_fraction=args.val_fraction, seed=args.seed))
@@ -168,7 +82,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         feature_augment_copies=args.feature_augment_copies, early_stopping=args.early_stopping,
         init_from_head=args.init_from_head, freeze_batchnorm=args.freeze_batchnorm,
         finetune_from=args.finetune_from, schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs, tta=args.tta, seed=args.seed))
+        warmup_epochs=args.warmup_epochs, tta=args.tta, seed=args.seed,
+        acquisition=getattr(args, "acquisition", None),
+        acquisition_contrast=getattr(args, "acquisition_contrast", None),
+        source_balance=getattr(args, "source_balance", None)))
     if args.finetune_from == "all":  # every layer trains (None, which pick() would drop)
         train = train.replace(finetune_from=None)
     if not train.augment and (args.rotation is not None or args.hflip):
@@ -254,6 +171,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_trainable(dataset, cfg.data.task, cfg.split.kind, min_films=args.min_class_films,
                     min_patients=args.min_class_patients)  # before any run folder exists
     fingerprint = dataset.fingerprint
+    from cxrlib.training.standardisation import resolve_standardisation  # noqa: PLC0415
+
+    cfg = resolve_standardisation(cfg, dataset=dataset)  # issue 23: scale from the training rows
     role = cluster_role(args)  # sets TF_CONFIG from --workers before TensorFlow is imported
     if (cfg.model.family == "mobilenetv2" and cfg.model.weights == "imagenet"
             and not _finished(cfg, fingerprint)):

@@ -125,6 +125,57 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, size: int = 
             patient = f"synth-{tag}-{i // images_per_patient:04d}"
             rows.append({"file": f"{label}/{name}", "label": label, "patient_id": patient,
                          "group_id": patient, "source": "synthetic"})
+    return write_manifest(root, rows)
+
+
+def degrade_acquisition(film: np.ndarray, scale: float, quality: int) -> np.ndarray:
+    """A film as a low-resolution re-encoded copy: ``INTER_AREA`` downscale by ``scale``, back up
+    (linear), then JPEG at ``quality``: how many of a multi-source set's films were copied."""
+    h, w = film.shape
+    small = cv2.resize(film, (max(4, round(w * scale)), max(4, round(h * scale))), interpolation=cv2.INTER_AREA)
+    film = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    ok, buf = cv2.imencode(".jpg", film, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+
+def make_acquisition_shortcut_dataset(root: str | Path, *, shortcut: bool = True, per_source: int = 20,
+                                      size: int = 64, sign: float = 1.0, seed: int = 0,
+                                      scale: float = 0.3, quality: int = 20) -> Path:
+    """Six sources with a planted ACQUISITION shortcut (tests of issue 23's remedies).
+
+    With ``shortcut`` source ``k`` holds class ``k % 3`` only, and sources 3, 4, 5 (one of each
+    class) are low-resolution re-encoded copies (:func:`degrade_acquisition`): inside every
+    training fold of leave-one-source-out the look is tied to the class. The disease sign
+    (scaled by ``sign``; fixed anatomy) is drawn before the degradation and survives it.
+    Without ``shortcut`` every source holds every class and half of each source's films are
+    degraded, so the look says nothing about the class. ``manifest.csv`` names each film's
+    ``source`` (``hospital-<k>``) and patient.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(6):
+        for i in range(per_source):
+            label = CLASSES[k % 3] if shortcut else CLASSES[i % 3]
+            s = int(rng.integers(1 << 30))
+            normal = synthetic_film(CLASSES[1], size, np.random.default_rng(s), vary_anatomy=False)
+            drawn = synthetic_film(label, size, np.random.default_rng(s), vary_anatomy=False)
+            film = np.clip(normal.astype(np.float32) + sign * (drawn.astype(np.float32) - normal), 0, 255)
+            film = film.astype(np.uint8)
+            if (k >= 3) if shortcut else (i // 3) % 2:
+                film = degrade_acquisition(film, scale, quality)
+            folder = root / label
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"s{k}_{i:03d}.png"
+            cv2.imwrite(str(folder / name), film)
+            rows.append({"file": f"{label}/{name}", "label": label, "patient_id": f"p{k}-{i}",
+                         "group_id": f"p{k}-{i}", "source": f"hospital-{k}"})
+    return write_manifest(root, rows)
+
+
+def write_manifest(root: Path, rows: list[dict]) -> Path:
+    """``manifest.csv`` of ``rows`` (one dict a film, ``file`` relative to ``root``) and the
+    synthetic ``README.txt`` into ``root``; returns ``root``."""
     with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
         writer = RowWriter(fh, list(rows[0]), for_people=False)  # a manifest: read back as it is
         for row in rows:

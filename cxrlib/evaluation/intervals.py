@@ -8,7 +8,7 @@ it gives [1, 1]. These closed-form intervals do not collapse there:
 - :func:`patient_interval`: Clopper-Pearson on *patients*: ``n`` films from ``p`` patients count
   as ``p`` independent trials (a patient's films are correlated; the films' share keeps its
   value), so 2 films of 1 patient, both right, give [0.025, 1];
-- :func:`predictive_value_interval`: PPV / NPV at a set prevalence from the intervals of
+- :func:`cxrlib.evaluation.metrics.predictive_value_interval` (beside ``ppv_npv``): PPV / NPV at a set prevalence from the intervals of
   sensitivity and specificity (both values rise with each, so the corners bound them).
 """
 from __future__ import annotations
@@ -60,20 +60,3 @@ def patient_interval(correct: int, films: int, patients: int | None,
         return None, None
     trials = films if not patients else min(int(patients), films)
     return clopper_pearson(correct / films * trials, trials, alpha)
-
-
-def predictive_value_interval(sensitivity: tuple, specificity: tuple,
-                              prevalence: float) -> dict[str, tuple[float | None, float | None]]:
-    """``{"ppv": (low, high), "npv": (low, high)}`` from ``(low, high)`` intervals of
-    sensitivity and specificity at a fixed prevalence; ``(None, None)`` where undefined."""
-    from cxrlib.evaluation.metrics import ppv_npv  # noqa: PLC0415
-
-    if None in (*sensitivity, *specificity):
-        return {"ppv": (None, None), "npv": (None, None)}
-    lows = ppv_npv(sensitivity[0], specificity[0], prevalence)
-    highs = ppv_npv(sensitivity[1], specificity[1], prevalence)
-    out = {}
-    for i, name in enumerate(("ppv", "npv")):
-        lo, hi = float(lows[i]), float(highs[i])
-        out[name] = (None if np.isnan(lo) else lo, None if np.isnan(hi) else hi)
-    return out

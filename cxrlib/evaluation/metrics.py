@@ -131,6 +131,21 @@ def evaluate(labels, probs, classes: Sequence[str], patient_ids=None, *, thresho
     }
 
 
+def predictive_value_interval(sensitivity: tuple, specificity: tuple,
+                              prevalence: float) -> dict[str, tuple[float | None, float | None]]:
+    """``{"ppv": (low, high), "npv": (low, high)}`` from ``(low, high)`` intervals of
+    sensitivity and specificity at a fixed prevalence; ``(None, None)`` where undefined."""
+    if None in (*sensitivity, *specificity):
+        return {"ppv": (None, None), "npv": (None, None)}
+    lows = ppv_npv(sensitivity[0], specificity[0], prevalence)
+    highs = ppv_npv(sensitivity[1], specificity[1], prevalence)
+    out = {}
+    for i, name in enumerate(("ppv", "npv")):
+        lo, hi = float(lows[i]), float(highs[i])
+        out[name] = (None if np.isnan(lo) else lo, None if np.isnan(hi) else hi)
+    return out
+
+
 def ppv_npv(sensitivity, specificity, prevalence):
     """Positive and negative predictive values by Bayes' rule.
 
@@ -173,13 +188,12 @@ def predictive_values(evaluation: dict, class_name: str, prevalence: float | Non
         ``class``, ``sensitivity``, ``specificity``, ``prevalence``, ``ppv``, ``npv``
         (``None`` where undefined), and ``<each>_ci``: 95 % Wilson intervals of sensitivity and
         specificity (films counted as independent) and the PPV / NPV interval they imply at
-        this prevalence (:func:`cxrlib.evaluation.intervals.predictive_value_interval`).
+        this prevalence (:func:`predictive_value_interval`).
 
     Raises:
         KeyError: for a class not in the evaluation.
     """
-    from cxrlib.evaluation.intervals import (predictive_value_interval,  # noqa: PLC0415
-                                            wilson_interval)
+    from cxrlib.evaluation.intervals import wilson_interval  # noqa: PLC0415
 
     row = evaluation["per_class"][class_name]
     prev = row["prevalence"] if prevalence is None else float(prevalence)

@@ -68,7 +68,8 @@ def preprocess_film(film: np.ndarray, cfg: PreprocessConfig, segmentation=None) 
     """A decoded film as the model sees it (before scaling): grey ``cfg.size`` x ``cfg.size``.
 
     Order: white balance per channel at native resolution (when in ``cfg.steps``), grey, CLAHE
-    and gamma in ``cfg.steps`` order, the lung crop (when in ``cfg.steps``), ``INTER_AREA`` resize.
+    and gamma in ``cfg.steps`` order, the lung crop (when in ``cfg.steps``), ``INTER_AREA`` resize,
+    then the intensity standardisation (``cfg.standardise``).
 
     Args:
         film: uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB.
@@ -78,7 +79,19 @@ def preprocess_film(film: np.ndarray, cfg: PreprocessConfig, segmentation=None) 
     Returns:
         uint8 ``(cfg.size, cfg.size)``.
     """
-    return resize_square(preprocess_preview(film, cfg, segmentation), cfg.size)
+    return _standardised(resize_square(preprocess_preview(film, cfg, segmentation), cfg.size), cfg)
+
+
+def _standardised(grey: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Intensity standardisation of the model-sized film (issue 23; :mod:`.standardise`)."""
+    if cfg.standardise == "none":
+        return grey
+    if not cfg.standard_scale:
+        raise ValueError("standardise='nyul' has no learned scale yet: learn it on the training "
+                         "rows first (cxrlib.training.standardisation.resolve_standardisation)")
+    from cxrlib.preprocessing.standardise import standardise_film  # noqa: PLC0415
+
+    return standardise_film(grey, cfg.standard_scale)
 
 
 def preprocess_reference(film: np.ndarray, cfg: PreprocessConfig, segmentation=None) -> np.ndarray:
@@ -92,7 +105,7 @@ def preprocess_reference(film: np.ndarray, cfg: PreprocessConfig, segmentation=N
     # Published order: grey back to 3 channels, then resize. Each channel is resized on its
     # own, so channel 0 equals resizing the grey film once (what the fast path does).
     rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
-    return np.ascontiguousarray(resize_square(rgb, cfg.size)[:, :, 0])
+    return _standardised(np.ascontiguousarray(resize_square(rgb, cfg.size)[:, :, 0]), cfg)
 
 
 def to_model_input(grey_batch: np.ndarray) -> np.ndarray:

@@ -164,6 +164,8 @@ def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | Non
         if state not in TERMINAL_STATES:
             state = "cancelled" if run.cancel_requested() else "done"
             run.write_status(state=state, finished=now_iso())
+        if state == "done":
+            _tensorboard(run)
         return 1 if state == "failed" else 0
     finally:
         if in_main:
@@ -206,6 +208,17 @@ def _resolve_prerequisite(run: Run):
         raise RuntimeError(f"the head run {head_run.id} to start from ended {state}: "
                            f"{head_run.status().get('error') or ''}".strip())
     return HeadStart(head_run.id, head_run.model_path, time.perf_counter() - t0)
+
+
+def _tensorboard(run: Run) -> None:
+    """Issue 23: the run's curves as TensorBoard scalars (derived files: a failure to write
+    them is reported and never fails the run)."""
+    try:
+        from cxrlib.runs.tensorboard import write_run_scalars  # noqa: PLC0415
+
+        write_run_scalars(run)
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: no TensorBoard scalars for run {run.id}: {exc}", file=sys.stderr)
 
 
 def train_foreground(cfg: RunConfig, *, fingerprint: str | None = None,

@@ -200,7 +200,13 @@ def _fit_head(ctx: TrainingContext) -> np.ndarray:
     # head mode: the schedule is always "plateau" (canonical config)
     progress = progress_callback(False)(ctx, steps, record=True, checkpoint=False)
     ctx.status(message="training the head")
-    fit_head(head, fs.features, tr, ctx.idx["val"], ctx.onehot, tcfg, keeper=progress)
+    sources = None
+    if tcfg.source_balance:  # each (class, source) cell weighs the same (issue 23)
+        from cxrlib.data.identity import film_sources  # noqa: PLC0415
+
+        sources = film_sources(ctx.data.manifest).to_numpy()
+    fit_head(head, fs.features, tr, ctx.idx["val"], ctx.onehot, tcfg, keeper=progress,
+             sources=sources)
     ctx.lap("fit_head")
     return head.predict(fs.features[0][ctx.idx["test"]], batch_size=256, verbose=0)
 

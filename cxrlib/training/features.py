@@ -74,7 +74,8 @@ def rows_digest(rel_paths) -> str:
 
 def feature_key(fingerprint: str, rows: str, preprocess_cfg: PreprocessConfig,
                 model_cfg: ModelConfig, feature_model, *, copy: int = 0, rotation: float = 0.0,
-                hflip: bool = False, seed: int = 0, digest: str | None = None) -> str:
+                hflip: bool = False, seed: int = 0, digest: str | None = None,
+                acquisition: float = 0.0, acquisition_contrast: float = 0.0) -> str:
     """The cache key of one set of backbone features (see the module docstring).
 
     ``rows`` is :func:`rows_digest` of the films, in order. ``copy`` 0 is the original films
@@ -87,7 +88,9 @@ def feature_key(fingerprint: str, rows: str, preprocess_cfg: PreprocessConfig,
     augment = {"copy": copy}
     if copy:
         augment.update(rotation=rotation, hflip=hflip, seed=seed)
-    return config_hash(CACHE_VERSION, fingerprint, rows, preprocess_cfg.to_dict(), backbone,
+        if acquisition or acquisition_contrast:  # issue 23 (absent: the keys as before)
+            augment.update(acquisition=float(acquisition), acquisition_contrast=float(acquisition_contrast))
+    return config_hash(CACHE_VERSION, fingerprint, rows, preprocess_cfg.identity_dict(), backbone,
                        augment, length=24)
 
 
@@ -129,14 +132,16 @@ def config_features(feature_model, images: np.ndarray, cfg, *, rel_paths, finger
                            preprocess_cfg=cfg.preprocess, model_cfg=cfg.model,
                            copies=t.feature_augment_copies,
                            rotation=t.rotation if t.augment else 0.0, hflip=t.hflip and t.augment,
-                           seed=t.seed, progress=progress)
+                           seed=t.seed, progress=progress, acquisition=t.acquisition,
+                           acquisition_contrast=t.acquisition_contrast)
 
 
 def cached_features(feature_model, images: np.ndarray, *, rel_paths, fingerprint: str,
                     preprocess_cfg: PreprocessConfig, model_cfg: ModelConfig, copies: int = 0,
                     rotation: float = 0.0, hflip: bool = False, seed: int = 0,
                     batch_size: int = 32,
-                    progress: Callable[[int, int], None] | None = None) -> FeatureSet:
+                    progress: Callable[[int, int], None] | None = None,
+                    acquisition: float = 0.0, acquisition_contrast: float = 0.0) -> FeatureSet:
     """Features of ``images`` and of ``copies`` augmented copies, from the cache or computed once.
 
     Args:
@@ -146,6 +151,9 @@ def cached_features(feature_model, images: np.ndarray, *, rel_paths, fingerprint
         fingerprint: the dataset fingerprint (with ``preprocess_cfg``, identifies ``images``).
         preprocess_cfg, model_cfg: part of the key.
         copies, rotation, hflip, seed: head-mode augmentation (see the module docstring).
+        acquisition, acquisition_contrast: strengths of the acquisition-style augmentation
+            applied to each copy after its rotation / flip
+            (:mod:`cxrlib.preprocessing.acquisition`); 0 and 0 = none.
         batch_size: backbone batch size.
         progress: ``progress(done, total)`` over all ``(copies + 1) * N`` films.
 
@@ -162,13 +170,19 @@ def cached_features(feature_model, images: np.ndarray, *, rel_paths, fingerprint
     parts, hits, keys = [], [], []
     for copy in range(copies + 1):
         key = feature_key(fingerprint, rows, preprocess_cfg, model_cfg, feature_model, copy=copy,
-                          rotation=rotation, hflip=hflip, seed=seed, digest=digest)
+                          rotation=rotation, hflip=hflip, seed=seed, digest=digest,
+                          acquisition=acquisition, acquisition_contrast=acquisition_contrast)
         folder = paths.cache_dir("features") / key
         feats = _load(folder, n, rows)
         hits.append(feats is not None)
         if feats is None:
             films = images if copy == 0 else augment_films(
                 np.asarray(images), rotation, hflip, np.random.default_rng([seed, copy]))
+            if copy and (acquisition or acquisition_contrast):  # issue 23 hook: acquisition-style copies
+                from cxrlib.preprocessing.acquisition import acquisition_augment  # noqa: PLC0415
+
+                films = acquisition_augment(films, acquisition, np.random.default_rng([seed, copy, 23]),
+                                            acquisition_contrast)
             done = copy * n
             feats = extract_features(
                 feature_model, films, batch_size=batch_size,

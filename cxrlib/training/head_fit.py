@@ -17,10 +17,11 @@ import numpy as np
 
 from cxrlib.training.callbacks import best_weights, run_epochs
 from cxrlib.training.finetune import compile_classifier, fit_callbacks
+from cxrlib.training.source_balance import training_weights
 
 
 def fit_head(head, features: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-             onehot: np.ndarray, tcfg, *, keeper=None, extra=None):
+             onehot: np.ndarray, tcfg, *, keeper=None, extra=None, sources=None):
     """Compile and fit ``head`` (features -> probabilities) on some rows; it ends holding the
     weights of its best validation loss.
 
@@ -37,6 +38,9 @@ def fit_head(head, features: np.ndarray, train_rows: np.ndarray, val_rows: np.nd
         extra: ``extra(head, rows, y_train)`` making an extra loss term of the fit (see
             :func:`fit_head_compiled`), ``rows`` being the dataset row of every training row
             (e.g. the source-adversarial branch, :func:`cxrlib.audit.adversarial.adversary`).
+        sources: every dataset row's source; with ``tcfg.source_balance`` each (class, source)
+            cell of the training rows weighs the same in the loss
+            (:func:`cxrlib.training.source_balance.training_weights`).
 
     Returns:
         The keeper (``best``, ``best_epoch``).
@@ -50,7 +54,8 @@ def fit_head(head, features: np.ndarray, train_rows: np.ndarray, val_rows: np.nd
     term = extra(head, np.concatenate([train_rows] * copies), y_train) if extra else None
     fit_head_compiled(head, x_train, y_train, features[0][val_rows], onehot[val_rows],
                       epochs=tcfg.epochs, batch_size=tcfg.batch_size, seed=tcfg.seed,
-                      callbacks=[keeper, *fit_callbacks(tcfg, steps)], extra=term)
+                      callbacks=[keeper, *fit_callbacks(tcfg, steps)], extra=term,
+                      sample_weight=training_weights(tcfg, onehot, sources, train_rows, copies))
     keeper.restore()
     return keeper
 
@@ -66,7 +71,7 @@ def fresh_head(template, seed: int):
 
 def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
                       y_val: np.ndarray, *, epochs: int, batch_size: int, seed: int,
-                      callbacks, extra=None) -> None:
+                      callbacks, extra=None, sample_weight: np.ndarray | None = None) -> None:
     """Fit a compiled head on in-memory features with one compiled call per epoch.
 
     What ``head.fit(shuffled batches, validation_data=(x_val, y_val), callbacks=callbacks)``
@@ -95,6 +100,9 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     ``rows`` being the batch's rows of ``x_train`` (the source-adversarial branch,
     :class:`cxrlib.audit.adversarial.SourceAdversary`). The logged losses stay the
     classification loss alone, so model selection on ``val_loss`` is unchanged.
+
+    ``sample_weight`` (optional, ``(len(x_train),)``): each training row's weight in the loss
+    (source balancing, :mod:`cxrlib.training.source_balance`); validation stays unweighted.
     """
     from cxrlib.core.tfsetup import tf as _tf
 
@@ -107,6 +115,10 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     y = tf.constant(np.asarray(y_train, np.float32))
     xv = tf.constant(np.asarray(x_val, np.float32))
     yv = tf.constant(np.asarray(y_val, np.float32))
+    # issue 23 hook: per-row loss weights (source balancing); ones change nothing
+    sw = tf.constant(np.ones(len(x_train), np.float32) if sample_weight is None
+                     else np.asarray(sample_weight, np.float32))
+    weighted = sample_weight is not None
     n, bs = len(x_train), int(batch_size)
     steps = math.ceil(n / bs)
 
@@ -124,10 +136,11 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
             with tf.GradientTape() as tape:
                 if extra is None:
                     pred = head(xb, training=True)
-                    loss = total = loss_fn(yb, pred)
+                    loss = loss_fn(yb, pred, sample_weight=tf.gather(sw, rows)) if weighted else loss_fn(yb, pred)
+                    total = loss
                 else:
                     pred, term = extra.forward(xb, rows)
-                    loss = loss_fn(yb, pred)
+                    loss = loss_fn(yb, pred, sample_weight=tf.gather(sw, rows)) if weighted else loss_fn(yb, pred)
                     total = loss + term
                 scaled = opt.scale_loss(total)  # loss scaling under mixed precision, else same
             apply(tape.gradient(scaled, variables))

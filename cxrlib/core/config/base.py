@@ -113,7 +113,9 @@ class _Config:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
     def hash(self) -> str:
-        return config_hash(self)
+        """:func:`config_hash` of :meth:`identity_dict`: an :func:`added_field` at its default
+        leaves the hash (and so every cache keyed by it) as it was before the field existed."""
+        return config_hash(self.identity_dict())
 
 
 def _as_declared(declared: Any, value: Any) -> Any:

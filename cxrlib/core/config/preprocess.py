@@ -4,9 +4,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from cxrlib.core.config.base import _Config
+from cxrlib.core.config.base import _Config, added_field
 
 PREPROCESS_STEPS = ("white_balance", "clahe", "gamma", "lung_crop")
+
+STANDARDISE_METHODS = ("none", "nyul")
+"""Intensity standardisation of the model-sized film (:mod:`cxrlib.preprocessing.standardise`)."""
+
+NYUL_PERCENTILES = (1.0, 10.0, 20.0, 30.0, 40.0, 60.0, 70.0, 80.0, 90.0, 99.0)
+"""Nyúl–Udupa landmarks: the percentiles of each film mapped onto the learned standard scale."""
 
 
 # Margin of the lung-crop step, a fraction of the lungs' box on each side. Chosen on the
@@ -48,6 +54,12 @@ class PreprocessConfig(_Config):
             every pixel the model sees, depends on those weights: a retrained segmenter is a
             new run and new caches.
         size: side of the square model input in pixels.
+        standardise: ``"none"`` or ``"nyul"``: after the resize, each film's intensity
+            landmarks (:data:`NYUL_PERCENTILES`) are mapped piecewise-linearly onto
+            ``standard_scale`` (Nyúl & Udupa 1999; :mod:`cxrlib.preprocessing.standardise`).
+        standard_scale: the learned standard landmarks (one per percentile), learned on the
+            run's TRAINING rows only (:func:`cxrlib.training.standardisation.resolve_standardisation`)
+            and so stored with the run in its config; empty until learned.
     """
 
     steps: tuple[str, ...] = ("white_balance",)
@@ -58,6 +70,8 @@ class PreprocessConfig(_Config):
     lung_crop_margin: float = LUNG_CROP_MARGIN
     lung_model: str = ""
     size: int = 224
+    standardise: str = added_field("none")
+    standard_scale: tuple[float, ...] = added_field(())
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -74,6 +88,15 @@ class PreprocessConfig(_Config):
             raise ValueError("gamma must be > 0 and size >= 8")
         if not 0 <= self.lung_crop_margin <= 1:
             raise ValueError("lung_crop_margin must be in [0, 1]")
+        if self.standardise not in STANDARDISE_METHODS:
+            raise ValueError(f"standardise must be one of {STANDARDISE_METHODS}, not {self.standardise!r}")
+        if self.standardise == "none":  # a scale that maps nothing: one run id
+            object.__setattr__(self, "standard_scale", ())
+        scale = tuple(self.standard_scale)
+        if scale and (len(scale) != len(NYUL_PERCENTILES) or any(b < a for a, b in zip(scale, scale[1:]))
+                      or not 0 <= scale[0] <= scale[-1] <= 255):
+            raise ValueError(f"standard_scale must be {len(NYUL_PERCENTILES)} non-decreasing "
+                             "values in [0, 255] (learned on the training rows)")
         self._canonicalise()
 
     def _canonicalise(self) -> None:

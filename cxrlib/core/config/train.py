@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from cxrlib.core.config.base import _Config
+from cxrlib.core.config.base import _Config, added_field
 
 FINETUNE_RECIPE_SIZE = 288
 SMALL_CNN_RECIPE_SIZE = 128
@@ -58,6 +58,13 @@ class TrainConfig(_Config):
             copies scaled by 0.92 and 1.08); the probabilities are averaged. No flips (a
             chest film is not left-right symmetric). See :mod:`cxrlib.models.tta`.
         seed: seeds weight initialisation, shuffling and augmentation.
+        acquisition: head mode: strength in [0, 1] of the acquisition-style augmentation of the
+            ``feature_augment_copies`` (random border crops, downscale-then-upscale, blur,
+            noise, JPEG re-encoding; no flip: :mod:`cxrlib.preprocessing.acquisition`); 0 = off.
+        acquisition_contrast: head mode: strength in [0, 1] of its random gamma, contrast and
+            brightness (the same copies); 0 = off.
+        source_balance: head mode: every (class, source) cell of the training rows weighs the
+            same in the loss (:mod:`cxrlib.training.source_balance`).
     """
 
     mode: str = "head"
@@ -76,9 +83,20 @@ class TrainConfig(_Config):
     warmup_epochs: int = 0
     tta: str = "none"
     seed: int = 42
+    acquisition: float = added_field(0.0)
+    acquisition_contrast: float = added_field(0.0)
+    source_balance: bool = added_field(False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not (0 <= self.acquisition <= 1 and 0 <= self.acquisition_contrast <= 1):
+            raise ValueError("acquisition and acquisition_contrast (augmentation strengths) must be in [0, 1]")
+        if self.mode != "head" and (self.acquisition or self.acquisition_contrast or self.source_balance):
+            raise ValueError("acquisition augmentation and source balancing are head-mode "
+                             "remedies (cached feature copies, weighted head loss); not in finetune")
+        if self.mode == "head" and self.feature_augment_copies == 0:  # no copies to augment
+            object.__setattr__(self, "acquisition", 0.0)
+            object.__setattr__(self, "acquisition_contrast", 0.0)
         if self.mode not in ("head", "finetune"):
             raise ValueError("mode must be 'head' or 'finetune'")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
