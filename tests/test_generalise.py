@@ -61,7 +61,7 @@ def planted_sweep(planted):
     """The LOSO sweep of the plain and the augmented run on the planted set, with every read of
     a test split recorded: ``(result, opened run ids)``; a candidate's LOSO may not read it."""
     from cxrlib.sweep import study
-    from cxrlib.training import loso
+    from cxrlib.audit import loso
 
     def no_test(*a, **k):
         raise AssertionError("a candidate's test split was read before the choice")
