@@ -13,8 +13,12 @@ Typical use::
     png = explain.to_png(rgb)
 
 A flat map (``result.flat``, :func:`is_flat`) is not an explanation: it comes back as zeros and
-must not be drawn as one. Methods that need non-negative activations (Grad-CAM++, Score-CAM, ...)
-default to a layer that has them (``out_relu`` for MobileNetV2).
+must not be drawn as one. ROAD (:mod:`cxrlib.explain.road`) scores how faithful a map is::
+
+    explain.road_score(model, batch[:1], heatmaps[0])   # mean over 10-90 % of LeRF - MoRF
+
+Methods that need non-negative activations (Grad-CAM++, Score-CAM, ...) default to a layer that
+has them (``out_relu`` for MobileNetV2).
 """
 from cxrlib.explain.base import CAM, Explanation, normalise, predict_probs
 from cxrlib.explain.faithfulness import (deletion_insertion, deletion_score, layers_above, randomisation_check,
@@ -27,13 +31,14 @@ from cxrlib.explain.methods import (CAM_METHODS, GRADIENT_METHODS, AblationCAM, 
                                     ScoreCAM, XGradCAM, get_cam, method_default_layer,
                                     method_label, method_layers)
 from cxrlib.explain.overlay import COLORMAPS, CONTOUR_LEVELS, colormap_lut, overlay, to_png
+from cxrlib.explain.road import RoadResult, impute_linear, random_heatmaps, road_curves, road_score
 
 __all__ = [
     "ANY", "AblationCAM", "CAM", "CAM_METHODS", "COLORMAPS", "CONTOUR_LEVELS", "EigenCAM",
-    "Explanation", "FLAT_TOLERANCE", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
+    "Explanation", "FLAT_TOLERANCE", "RoadResult", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
     "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "MOBILENETV2_LAYERS", "NON_NEGATIVE", "ScoreCAM",
     "XGradCAM", "colormap_lut", "conv_layer_names", "default_layer", "deletion_insertion",
-    "deletion_score", "get_cam", "is_flat", "layer_activations", "layers_above",
+    "deletion_score", "get_cam", "impute_linear", "is_flat", "layer_activations", "layers_above",
     "method_default_layer", "method_label", "method_layers", "normalise", "overlay",
-    "predict_probs", "randomisation_check", "ssim", "to_png", "valid_layers",
+    "predict_probs", "random_heatmaps", "randomisation_check", "road_curves", "road_score", "ssim", "to_png", "valid_layers",
 ]
