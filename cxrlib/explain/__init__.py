@@ -26,8 +26,9 @@ from cxrlib.explain.faithfulness import (deletion_insertion, deletion_score, lay
 from cxrlib.explain.graph import (ANY, MOBILENETV2_LAYERS, NON_NEGATIVE, conv_layer_names,
                                   default_layer, layer_activations, valid_layers)
 from cxrlib.explain.maps import FLAT_TOLERANCE, is_flat
-from cxrlib.explain.methods import (CAM_METHODS, GRADIENT_METHODS, AblationCAM, EigenCAM,
-                                    FasterScoreCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
+from cxrlib.explain.methods import (CAM_METHODS, GRADIENT_METHODS, INPUT_LAYER, AblationCAM,
+                                    EigenCAM, FasterScoreCAM, FinerCAM, FusedLayerCAM, Occlusion,
+                                    GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
                                     ScoreCAM, XGradCAM, get_cam, method_default_layer,
                                     method_label, method_layers)
 from cxrlib.explain.overlay import COLORMAPS, CONTOUR_LEVELS, colormap_lut, overlay, to_png
@@ -35,7 +36,8 @@ from cxrlib.explain.road import RoadResult, impute_linear, random_heatmaps, road
 
 __all__ = [
     "ANY", "AblationCAM", "CAM", "CAM_METHODS", "COLORMAPS", "CONTOUR_LEVELS", "EigenCAM",
-    "Explanation", "FLAT_TOLERANCE", "RoadResult", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
+    "Explanation", "FLAT_TOLERANCE", "FinerCAM", "FusedLayerCAM", "INPUT_LAYER", "Occlusion",
+    "RoadResult", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
     "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "MOBILENETV2_LAYERS", "NON_NEGATIVE", "ScoreCAM",
     "XGradCAM", "colormap_lut", "conv_layer_names", "default_layer", "deletion_insertion",
     "deletion_score", "get_cam", "impute_linear", "is_flat", "layer_activations", "layers_above",
