@@ -65,6 +65,7 @@ else:
 right.caption(f"{cfg.method} on {res['layer']} · alpha {cfg.alpha:g} · "
               f"{cfg.colormap}" + (" · contours" if cfg.contour else "")
               + (f" · lung outline ({lung['source']} mask)" if outline else ""))
+svc.heatmap_trust_panel(right, run, film.pixels, film_key, cfg, res)
 probs = res["probs"]
 cols = st.columns(len(run.classes) + 2)
 for col, cls, p in zip(cols, run.classes, probs):
