@@ -15,6 +15,8 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.evaluation`: metrics, curves and bootstrap intervals of a run.
 - :mod:`.explaining`: CAMs, overlays, faithfulness and ``explain_ui`` -> ``ExplainConfig``.
 - :mod:`.auditing`: the trust audit of a run.
+- :mod:`.heatmap_trust`: a map's resolution and ROAD score, the method's standing on the run,
+  the audit's heatmap-trust table.
 - :mod:`.lungs`: a film's lung fields, the lung outline, the CAM's share inside the lungs.
 - :mod:`.generalising`: subgroups of a run's test split; the audit's LOSO and probe views.
 - :mod:`.reviewing`, :mod:`.review_queue`, :mod:`.review_stats`: radiologists' reviews (store,
@@ -46,6 +48,8 @@ from .runs import (active_runs, cancel_run, current_run_ui, damaged_runs, datase
                    runs_to_list, start_run, trainable_error, training_ui)
 from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text, run_audit,
                        unseen_source_text, verdict_is_alarming)
+from .heatmap_trust import (compare_scores, film_road, heatmap_trust_panel, heatmap_trust_section,
+                            map_resolution, method_standing, stored_trust)
 from .lungs import explanation_lungs, with_outline
 from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,
                            subgroup_columns, subgroup_figures, subgroup_table, subgroups)

@@ -159,7 +159,9 @@ def explain_ui(layers: list[str], classes: list[str],
                                            f"valid on {len(valid)} of {len(layers)} layers"
                                            if needs else "takes signed activations")
              + f"; its default layer here is {own}.")
-    if choice != DEFAULT_LAYER and choice not in valid:
+    if not explain.CAM_METHODS[method].uses_layer:
+        c2.caption(f"{method_label(method)} explains the input itself: the layer is not used.")
+    elif choice != DEFAULT_LAYER and choice not in valid:
         c2.caption(f":orange[{choice} has signed activations; {method_label(method)} assumes "
                    f"non-negative ones, so its map may be flat or mislead. Valid: {own}.]")
     layer = None if choice == DEFAULT_LAYER else choice

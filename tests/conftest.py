@@ -41,7 +41,7 @@ def default_cam_layers() -> dict[str, str]:
     published, relu = "block_16_depthwise", "out_relu"
     return {"gradcam": published, "hirescam": published, "gradcam++": relu, "scorecam": relu,
             "faster-scorecam": relu, "xgradcam": relu, "layercam": relu, "ablationcam": relu,
-            "eigencam": relu}
+            "eigencam": relu, "layercam-fused": relu, "occlusion": "input", "finercam": published}
 
 
 @pytest.fixture

@@ -142,3 +142,5 @@ if report.external:
         svc.chart(forest, key="au_ext_forest")
         st.dataframe(svc.subgroup_table(report.external_subgroups.table,
                                         report.external_subgroups.classes), hide_index=True)
+st.subheader("Heatmap trust: which map to believe")
+svc.heatmap_trust_section(run, ds, max_films)

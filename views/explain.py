@@ -72,6 +72,7 @@ st.caption(f"Original · {name} · {w}×{h} px, at its native resolution (wheel:
            + (f" · below {cfg.threshold:.0%} not drawn" if cfg.threshold else "")
            + (" · contours" if cfg.contour else "")
            + (f" · lung outline ({lung['source']} mask)" if outline else ""))
+svc.heatmap_trust_panel(st, run, film.pixels, film_key, cfg, res)
 probs = res["probs"]
 svc.scores(run, probs)
 faith = res["faithfulness"]

@@ -13,8 +13,12 @@ Typical use::
     png = explain.to_png(rgb)
 
 A flat map (``result.flat``, :func:`is_flat`) is not an explanation: it comes back as zeros and
-must not be drawn as one. Methods that need non-negative activations (Grad-CAM++, Score-CAM, ...)
-default to a layer that has them (``out_relu`` for MobileNetV2).
+must not be drawn as one. ROAD (:mod:`cxrlib.explain.road`) scores how faithful a map is::
+
+    explain.road_score(model, batch[:1], heatmaps[0])   # mean over 10-90 % of LeRF - MoRF
+
+Methods that need non-negative activations (Grad-CAM++, Score-CAM, ...) default to a layer that
+has them (``out_relu`` for MobileNetV2).
 """
 from cxrlib.explain.base import CAM, Explanation, normalise, predict_probs
 from cxrlib.explain.faithfulness import (deletion_insertion, deletion_score, layers_above, randomisation_check,
@@ -22,20 +26,24 @@ from cxrlib.explain.faithfulness import (deletion_insertion, deletion_score, lay
 from cxrlib.explain.graph import (ANY, MOBILENETV2_LAYERS, NON_NEGATIVE, conv_layer_names,
                                   default_layer, layer_activations, valid_layers)
 from cxrlib.explain.maps import FLAT_TOLERANCE, is_flat
-from cxrlib.explain.methods import (CAM_METHODS, GRADIENT_METHODS, AblationCAM, EigenCAM,
-                                    FasterScoreCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
+from cxrlib.explain.methods import (CAM_METHODS, GRADIENT_METHODS, INPUT_LAYER, AblationCAM,
+                                    EigenCAM, FasterScoreCAM, FinerCAM, FusedLayerCAM, Occlusion,
+                                    GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
                                     ScoreCAM, XGradCAM, get_cam, method_default_layer,
                                     layer_label, method_label, method_layers)
 from cxrlib.explain.overlay import (COLORMAPS, COLOUR_BAR_TITLE, CONTOUR_LEVELS, RESEARCH_ONLY,
                                    colormap_lut, legend_strip, overlay, to_png)
+from cxrlib.explain.road import RoadResult, impute_linear, random_heatmaps, road_curves, road_score
 
 __all__ = [
     "ANY", "AblationCAM", "CAM", "CAM_METHODS", "COLORMAPS", "COLOUR_BAR_TITLE", "CONTOUR_LEVELS",
     "RESEARCH_ONLY", "legend_strip", "EigenCAM",
-    "Explanation", "FLAT_TOLERANCE", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
+    "Explanation", "FLAT_TOLERANCE", "FinerCAM", "FusedLayerCAM", "INPUT_LAYER", "Occlusion",
+    "RoadResult", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
     "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "MOBILENETV2_LAYERS", "NON_NEGATIVE", "ScoreCAM",
     "XGradCAM", "colormap_lut", "conv_layer_names", "default_layer", "deletion_insertion",
-    "deletion_score", "get_cam", "is_flat", "layer_activations", "layers_above",
+    "deletion_score", "get_cam", "impute_linear", "is_flat", "layer_activations", "layers_above",
     "layer_label", "method_default_layer", "method_label", "method_layers", "normalise", "overlay",
-    "predict_probs", "randomisation_check", "ssim", "to_png", "valid_layers",
+    "predict_probs", "random_heatmaps", "randomisation_check", "road_curves", "road_score", "ssim",
+    "to_png", "valid_layers",
 ]

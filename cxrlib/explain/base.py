@@ -29,7 +29,8 @@ import numpy as np
 from cxrlib.explain.engine import _tf, engine
 from cxrlib.explain.graph import (ANY, NON_NEGATIVE, conv_layer_names, default_layer, find_layer,
                                   layer_activations, valid_layers)
-from cxrlib.explain.maps import is_flat, normalise, resize_maps, to_heatmaps
+from cxrlib.explain.maps import (effective_resolution, is_flat, normalise, principal_projection,
+                                 resize_maps, to_heatmaps)
 
 Target = int | Sequence[int] | None
 
@@ -58,6 +59,18 @@ def resolve_targets(target: Target, n: int) -> np.ndarray:
     if t.size != n:
         raise ValueError(f"got {t.size} targets for {n} images")
     return t
+
+
+def check_targets(targets: np.ndarray, n_classes: int) -> None:
+    """Refuse class indices outside ``[-1, n_classes)`` (checked before any graph runs: inside a
+    compiled graph a bad index is an opaque TensorFlow error).
+
+    Raises:
+        ValueError: naming the valid range and the bad targets.
+    """
+    if targets.size and (targets.min() < -1 or targets.max() >= n_classes):
+        raise ValueError(f"target class index must be in [0, {n_classes - 1}] (or None for the "
+                         f"predicted class), got {sorted(set(targets.tolist()))}")
 
 
 def predict_probs(model: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -107,6 +120,9 @@ class CAM:
             fine) or ``"non_negative"`` (its closed form assumes ``A >= 0``, e.g. after a ReLU).
         uses_gradients: whether the backward pass is needed.
         class_specific: whether the map depends on the explained class.
+        uses_layer: False for a model-agnostic method (occlusion), which explains the input.
+        supports_eigen_smooth: whether the map is a sum over channels that eigen-smoothing
+            can replace by its principal component (:meth:`explain`).
         layer_valid: ``layer``'s activations are what the method needs; a method may still be
             run on another layer, its flat maps are then reported (:class:`Explanation`).
 
@@ -119,6 +135,8 @@ class CAM:
     activations = ANY
     uses_gradients = True
     class_specific = True
+    supports_eigen_smooth = True
+    uses_layer = True
 
     def __init__(self, model: Any, layer: str | None = None) -> None:
         _tf()
@@ -149,7 +167,8 @@ class CAM:
         result = self.explain(inputs, target)
         return result.heatmaps, result.probs
 
-    def explain(self, inputs: np.ndarray, target: Target = None) -> Explanation:
+    def explain(self, inputs: np.ndarray, target: Target = None, *,
+                eigen_smooth: bool = False) -> Explanation:
         """Heatmaps for a batch, with the explained classes and which maps are flat.
 
         Args:
@@ -157,42 +176,74 @@ class CAM:
                 Never modified.
             target: class index to explain, one per image, or ``None`` for each predicted class
                 (``-1`` in a per-image list also means the predicted class).
+            eigen_smooth: replace the sum over channels of the weighted activations by their
+                first principal component (:func:`cxrlib.explain.maps.principal_projection`,
+                pytorch-grad-cam's ``eigen_smooth``): less noise, same place. Only for methods
+                whose map is such a sum (:attr:`supports_eigen_smooth`).
 
         Returns:
             An :class:`Explanation`.
 
         Raises:
-            ValueError: for a target that is not a class index of the model, or a wrong number
-                of targets.
+            ValueError: for a target that is not a class index of the model, a wrong number
+                of targets, or ``eigen_smooth`` on a method that does not allow it.
         """
+        if eigen_smooth and not self.supports_eigen_smooth:
+            raise ValueError(f"{self.label} does not allow eigen-smoothing")
         x = as_batch(inputs)
         targets = resolve_targets(target, len(x))
-        n_classes = int(self.model.output_shape[-1])
-        if targets.size and (targets.min() < -1 or targets.max() >= n_classes):
-            # Checked here: inside the compiled graph a bad index is an opaque TensorFlow error.
-            raise ValueError(f"target class index must be in [0, {n_classes - 1}] (or None for the "
-                             f"predicted class), got {sorted(set(targets.tolist()))}")
-        if self.uses_gradients:
-            acts, grads, probs, resolved = (np.asarray(t) for t in self._engine.gradient_fn(
-                x.shape)(x, targets))
+        check_targets(targets, int(self.model.output_shape[-1]))
+        acts, grads, probs, resolved = self.forward(x, targets)
+        if eigen_smooth:
+            weighted = self.weighted_activations(acts, grads, x, resolved)
+            raw = principal_projection(weighted, weighted.sum(axis=-1))
         else:
-            acts, probs, resolved = (np.asarray(t) for t in self._engine.activation_fn(x.shape)(
-                x, targets))
-            grads = None
-        raw = self.combine(acts, grads, x, resolved)
+            raw = self.combine(acts, grads, x, resolved)
         heatmaps, flat = to_heatmaps(raw, x.shape[1:3])
         return Explanation(heatmaps, probs.astype(np.float32), resolved.astype(np.int32), flat,
                            self.name, self.layer, self.layer_valid)
+
+    def forward(self, x: np.ndarray, targets: np.ndarray):
+        """``(activations, gradients or None, probs, resolved targets)`` of the layer for a batch,
+        from the compiled functions of the engine (one pass; gradients only when needed)."""
+        if self.uses_gradients:
+            acts, grads, probs, resolved = (np.asarray(t) for t in self._engine.gradient_fn(
+                x.shape)(x, targets))
+            return acts, grads, probs, resolved
+        acts, probs, resolved = (np.asarray(t) for t in self._engine.activation_fn(x.shape)(
+            x, targets))
+        return acts, None, probs, resolved
+
+    @property
+    def cells_per_side(self) -> int | None:
+        """Cells per side of the map before it is resized (the explained layer's grid at the
+        model's input size, e.g. 7 for MobileNetV2's ``out_relu`` at 224 px); None if unknown."""
+        side = find_layer(self.model, self.layer)[1].output.shape[1]
+        return int(side) if side else None
+
+    def resolution(self, film_side: int | None = None) -> dict[str, Any]:
+        """The map's effective resolution: ``cells_per_side``, ``input_px_per_cell`` (model
+        input pixels a map cell covers) and ``film_px_per_cell`` (for a film whose longer side
+        is ``film_side``; None when not given)."""
+        return effective_resolution(self.cells_per_side, self.model.input_shape[1], film_side)
 
     def combine(self, activations: np.ndarray, gradients: np.ndarray | None, inputs: np.ndarray,
                 targets: np.ndarray) -> np.ndarray:
         """The raw map ``(N, h, w)`` before ReLU, resize and normalisation.
 
         By default ``sum_k w_k A_k`` with ``w`` from :meth:`channel_weights`; element-wise
-        methods override this instead. Arguments as :meth:`channel_weights`.
+        methods override :meth:`weighted_activations` instead. Arguments as
+        :meth:`channel_weights`.
         """
         weights = self.channel_weights(activations, gradients, inputs, targets)
         return np.einsum("nhwk,nk->nhw", activations, np.asarray(weights, np.float32))
+
+    def weighted_activations(self, activations: np.ndarray, gradients: np.ndarray | None,
+                             inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """The terms ``(N, h, w, K)`` whose sum over channels is the raw map: ``w_k A_k`` (what
+        eigen-smoothing takes the principal component of)."""
+        weights = np.asarray(self.channel_weights(activations, gradients, inputs, targets), np.float32)
+        return activations * weights[:, None, None, :]
 
     def channel_weights(self, activations: np.ndarray, gradients: np.ndarray | None,
                         inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -208,6 +259,6 @@ class CAM:
         raise NotImplementedError
 
 
-__all__ = ["ANY", "CAM", "Explanation", "NON_NEGATIVE", "as_batch", "conv_layer_names",
+__all__ = ["ANY", "CAM", "Explanation", "NON_NEGATIVE", "as_batch", "check_targets", "conv_layer_names",
            "default_layer", "is_flat", "normalise", "predict_probs", "resize_maps",
            "resolve_targets", "valid_layers"]

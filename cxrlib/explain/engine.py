@@ -33,6 +33,7 @@ class Engine:
         self.tap, self.kind, self.head = build_tap_model(model, layer)
         self._grad_fns: dict[tuple[int, ...], Any] = {}
         self._act_fns: dict[tuple[int, ...], Any] = {}
+        self._score_fns: dict[tuple[int, ...], Any] = {}
         self._tail: Any = None
 
     def tail(self) -> Any:
@@ -108,6 +109,25 @@ class Engine:
             self._act_fns[shape] = tf.function(fn, input_signature=[
                 tf.TensorSpec(shape, tf.float32), tf.TensorSpec(shape[:1], tf.int32)])
         return self._act_fns[shape]
+
+
+    def score_fn(self, shape: tuple[int, ...]):
+        """``fn(x, targets) -> (class scores, probs, targets)``, compiled (no gradient): the score
+        that :meth:`gradient_fn` differentiates (the logit where it can be recovered), for
+        methods that perturb the input and must not read a saturated probability."""
+        shape = (None, *shape[1:])
+        if shape not in self._score_fns:
+            tf = _tf()
+            tap = self.tap
+
+            def fn(x, targets):
+                _, source, probs = tap(x, training=False)
+                targets = self._resolve(probs, targets)
+                return self._class_scores(source, probs, targets), probs, targets
+
+            self._score_fns[shape] = tf.function(fn, input_signature=[
+                tf.TensorSpec(shape, tf.float32), tf.TensorSpec(shape[:1], tf.int32)])
+        return self._score_fns[shape]
 
 
 def engine(model: Any, layer: str) -> Engine:

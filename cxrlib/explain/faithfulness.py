@@ -21,6 +21,7 @@ import numpy as np
 
 from cxrlib.explain.base import as_batch, predict_probs, resize_maps
 from cxrlib.explain.graph import _walk, find_layer
+from cxrlib.explain.maps import pixel_order
 from cxrlib.explain.methods import get_cam
 
 BASELINES = ("blur", "mean", "zero")
@@ -35,13 +36,6 @@ def _baseline(x: np.ndarray, kind: str) -> np.ndarray:
     if kind == "zero":
         return np.zeros_like(x)
     raise ValueError(f"unknown baseline {kind!r}; choose one of {BASELINES}")
-
-
-def _pixel_order(heatmap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Pixel indices, most highlighted first; equal values in random order."""
-    flat = heatmap.ravel()
-    shuffled = rng.permutation(flat.size)
-    return shuffled[np.argsort(-flat[shuffled], kind="stable")]
 
 
 def _curve_images(x: np.ndarray, base: np.ndarray, order: np.ndarray,
@@ -93,7 +87,7 @@ def deletion_insertion(model: Any, x: np.ndarray, heatmap: np.ndarray, target: i
     base = _baseline(img, baseline)
     fractions = np.linspace(0.0, 1.0, steps + 1)
     counts = np.round(fractions * heat.size).astype(np.int64)
-    orders = [_pixel_order(heat, rng)] + [rng.permutation(heat.size) for _ in range(n_random)]
+    orders = [pixel_order(heat, rng)] + [rng.permutation(heat.size) for _ in range(n_random)]
     images = np.concatenate([np.concatenate(_curve_images(img, base, o, counts)) for o in orders])
     scores = predict_probs(model, images, batch_size)[:, target].reshape(len(orders), 2, steps + 1)
     deletion, insertion = scores[0]

@@ -192,6 +192,7 @@ class EigenCAM(CAM):
     activations = NON_NEGATIVE
     uses_gradients = False
     class_specific = False
+    supports_eigen_smooth = False  # it is a principal component already
 
     def channel_weights(self, activations, gradients, inputs, targets):
         n, h, w, k = activations.shape

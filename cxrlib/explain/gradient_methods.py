@@ -60,7 +60,7 @@ class HiResCAM(CAM):
     Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful explanations of
     convolutional neural networks", arXiv:2011.08891 (2020): ``M[i, j] = sum_k g_k[i, j]
     A_k[i, j]``. Not a channel weighting (Grad-CAM averages ``g`` over space first, HiResCAM
-    does not), so it overrides :meth:`combine`. For a layer followed only by global average
+    does not), so it overrides :meth:`combine` (and :meth:`weighted_activations`). For a layer followed only by global average
     pooling and a linear score, ``sum_ij M[i, j]`` is exactly that score less its bias, and the
     gradient is constant over space, so HiResCAM and Grad-CAM coincide; they differ when layers
     with a spatial extent follow (MobileNetV2's ``block_16_depthwise``).
@@ -72,6 +72,9 @@ class HiResCAM(CAM):
 
     def combine(self, activations, gradients, inputs, targets):
         return np.einsum("nhwk,nhwk->nhw", gradients, activations)
+
+    def weighted_activations(self, activations, gradients, inputs, targets):
+        return gradients * activations
 
 
 class XGradCAM(CAM):
@@ -100,7 +103,7 @@ class LayerCAM(CAM):
     IEEE TIP 30 (2021): ``M[i, j] = ReLU(sum_k ReLU(g_k[i, j]) A_k[i, j])``. Element-wise
     (overrides :meth:`combine`); with ``A >= 0`` every term is non-negative, on a layer of
     negative activations every term is <= 0 and the map flat. (The paper's tanh rescaling is
-    for fusing maps of several layers; one layer is explained here.)
+    for fusing maps of several layers: :class:`FusedLayerCAM`.)
     """
 
     name = "layercam"
@@ -109,3 +112,47 @@ class LayerCAM(CAM):
 
     def combine(self, activations, gradients, inputs, targets):
         return np.einsum("nhwk,nhwk->nhw", np.maximum(gradients, 0.0), activations)
+
+    def weighted_activations(self, activations, gradients, inputs, targets):
+        return np.maximum(gradients, 0.0) * activations
+
+
+def competitors(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per image, the class nearest to the explained one: the most probable other class."""
+    ranked = np.argsort(-np.asarray(probs), axis=1, kind="stable")
+    first_other = np.where(ranked[:, 0] == targets, ranked[:, 1], ranked[:, 0])
+    return first_other.astype(np.int32)
+
+
+class FinerCAM(GradCAM):
+    """Finer-CAM: Grad-CAM of the difference between the explained class and its nearest competitor.
+
+    Zhang et al., "Finer-CAM: Spotting the difference reveals finer details for visual
+    explanation", CVPR 2025: the map explains ``S_c - alpha S_d``, ``d`` the most probable other
+    class (:func:`competitors`), so what the two classes share cancels and what tells them apart
+    stays; here it separates COVID-19 from Viral Pneumonia, the two pneumonias. The gradient
+    is linear, so ``d(S_c - alpha S_d)/dA = g_c - alpha g_d`` (two backward passes of the shared
+    engine); channels are weighted as Grad-CAM does.
+
+    Args:
+        model, layer: as :class:`~cxrlib.explain.base.CAM`.
+        competitor: the class to contrast with, or ``None`` for each image's nearest one.
+        alpha: weight of the competitor's score (1: the plain difference).
+    """
+
+    name = "finercam"
+    label = "Finer-CAM (vs nearest class)"
+    activations = ANY
+
+    def __init__(self, model, layer=None, *, competitor: int | None = None, alpha: float = 1.0):
+        super().__init__(model, layer)
+        self.competitor, self.alpha = competitor, float(alpha)
+
+    def forward(self, x, targets):
+        acts, grads, probs, resolved = super().forward(x, targets)
+        other = (competitors(probs, resolved) if self.competitor is None
+                 else np.full(len(x), self.competitor, np.int32))
+        if self.competitor is not None and (resolved == other).any():
+            raise ValueError(f"class {self.competitor} cannot be contrasted with itself")
+        _, grads_other, _, _ = super().forward(x, other)
+        return acts, grads - self.alpha * grads_other, probs, resolved

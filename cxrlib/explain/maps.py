@@ -80,3 +80,48 @@ def to_heatmaps(raw: np.ndarray, size: tuple[int, int],
     heatmaps = normalise(resize_maps(np.maximum(raw, 0.0), size))
     heatmaps[flat] = 0.0
     return heatmaps, flat
+
+
+def principal_projection(weighted: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Eigen-smoothing: each map's weighted activations ``(N, h, w, K)`` projected on their first
+    principal component, ``(N, h, w)``.
+
+    As pytorch-grad-cam's ``get_2d_projection``: the ``(h w, K)`` matrix is centred per channel
+    and projected on its first right-singular vector. The singular vector's sign is arbitrary:
+    it is chosen so that the projection correlates non-negatively with ``reference`` (the plain
+    sum over channels, ``(N, h, w)``), so the smoothed map keeps the evidence's sign.
+    """
+    n, h, w, k = weighted.shape
+    out = np.zeros((n, h, w), np.float32)
+    for i in range(n):
+        a = weighted[i].reshape(h * w, k).astype(np.float64)
+        a = a - a.mean(axis=0)
+        if not np.abs(a).max() > 0:
+            continue  # nothing varies: a flat map
+        _, _, vt = np.linalg.svd(a, full_matrices=False)
+        projection = a @ vt[0]
+        ref = np.asarray(reference[i], np.float64).ravel()
+        if np.dot(projection - projection.mean(), ref - ref.mean()) < 0:
+            projection = -projection
+        out[i] = projection.reshape(h, w)
+    return out
+
+
+def effective_resolution(cells_per_side: int | None, input_side: int | None,
+                         film_side: int | None = None) -> dict:
+    """How fine a map is: ``cells_per_side`` (cells of the map before it is resized, e.g. 7),
+    ``input_px_per_cell`` (model input pixels per cell, e.g. 32 at 224 px) and
+    ``film_px_per_cell`` (pixels of a film whose longer side is ``film_side``; None if not given
+    or unknown)."""
+    def per_cell(side):
+        return round(side / cells_per_side, 1) if side and cells_per_side else None
+
+    return {"cells_per_side": cells_per_side, "input_px_per_cell": per_cell(input_side),
+            "film_px_per_cell": per_cell(film_side)}
+
+
+def pixel_order(heatmap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Flat pixel indices, most highlighted first; equal values in random order (``rng``)."""
+    flat = heatmap.ravel()
+    shuffled = rng.permutation(flat.size)
+    return shuffled[np.argsort(-flat[shuffled], kind="stable")]

@@ -5,9 +5,15 @@ explained layer's channels are weighted (or, for the element-wise ones, combined
 of each is in its docstring.
 
 - gradient methods (:mod:`cxrlib.explain.gradient_methods`): ``gradcam``, ``gradcam++``,
-  ``hirescam``, ``xgradcam``, ``layercam``;
+  ``hirescam``, ``xgradcam``, ``layercam``, ``finercam`` (the explained class against its
+  nearest competitor);
 - gradient-free (:mod:`cxrlib.explain.gradient_free`): ``scorecam``, ``faster-scorecam``,
-  ``ablationcam``, ``eigencam``.
+  ``ablationcam``, ``eigencam``;
+- finer maps: ``layercam-fused`` (:mod:`cxrlib.explain.multiscale`, LayerCAM over 2-3 strides)
+  and ``occlusion`` (:mod:`cxrlib.explain.occlusion`, model-agnostic, no layer).
+
+Every method reports its effective resolution (``CAM.resolution()``: cells per side, pixels
+per cell).
 
 What a method needs of its layer (``activations``: ``"any"`` or ``"non_negative"``) decides its
 default layer (:func:`method_default_layer`) and the layers it is valid on (:func:`method_layers`).
@@ -18,12 +24,15 @@ from typing import Any
 
 from cxrlib.explain.base import CAM
 from cxrlib.explain.gradient_free import AblationCAM, EigenCAM, FasterScoreCAM, ScoreCAM
-from cxrlib.explain.gradient_methods import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from cxrlib.explain.gradient_methods import (FinerCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
+                                              XGradCAM)
 from cxrlib.explain.graph import default_layer, valid_layers
+from cxrlib.explain.multiscale import FusedLayerCAM
+from cxrlib.explain.occlusion import INPUT_LAYER, Occlusion
 
 CAM_METHODS: dict[str, type[CAM]] = {cls.name: cls for cls in (
     GradCAM, GradCAMPlusPlus, ScoreCAM, FasterScoreCAM, HiResCAM, XGradCAM, LayerCAM,
-    AblationCAM, EigenCAM)}
+    AblationCAM, EigenCAM, FusedLayerCAM, Occlusion, FinerCAM)}
 """Registered CAM methods by name, in the order a method list shows them (Grad-CAM first)."""
 
 GRADIENT_METHODS = tuple(name for name, cls in CAM_METHODS.items() if cls.uses_gradients)
@@ -71,15 +80,19 @@ def layer_label(layer: str, layers: list[str] | tuple[str, ...] = ()) -> str:
 
 
 def method_default_layer(name: str, model: Any) -> str:
-    """The layer method ``name`` explains on ``model`` when none is given (valid for it)."""
-    return default_layer(model, _method(name).activations)
+    """The layer method ``name`` explains on ``model`` when none is given (valid for it);
+    :data:`~cxrlib.explain.occlusion.INPUT_LAYER` for a method that explains the input."""
+    cls = _method(name)
+    return default_layer(model, cls.activations) if cls.uses_layer else INPUT_LAYER
 
 
 def method_layers(name: str, model: Any) -> list[str]:
-    """The conv-like layers of ``model`` whose activations method ``name`` can explain."""
-    return valid_layers(model, _method(name).activations)
+    """The conv-like layers of ``model`` whose activations method ``name`` can explain
+    (``[INPUT_LAYER]`` for a method that explains the input)."""
+    cls = _method(name)
+    return valid_layers(model, cls.activations) if cls.uses_layer else [INPUT_LAYER]
 
 
-__all__ = ["AblationCAM", "CAM_METHODS", "EigenCAM", "FasterScoreCAM", "GRADIENT_METHODS",
-           "GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "ScoreCAM", "XGradCAM", "get_cam",
+__all__ = ["AblationCAM", "CAM_METHODS", "EigenCAM", "FasterScoreCAM", "FinerCAM", "FusedLayerCAM",
+           "GRADIENT_METHODS", "GradCAM", "INPUT_LAYER", "Occlusion", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "ScoreCAM", "XGradCAM", "get_cam",
            "method_default_layer", "method_label", "method_layers"]

@@ -27,16 +27,24 @@ VIEWS["shift_scale"] = VIEWS["shift"] + tuple((0.0, 0.0, s) for s in SCALES)
 """``(dx, dy, scale)`` per view, shifts as fractions of the side; the identity comes first."""
 
 
+def view_matrix(h: int, w: int, dx: float, dy: float, scale: float) -> np.ndarray:
+    """The ``2 x 3`` affine matrix of a view of an ``h x w`` image: a zoom by ``scale`` about the
+    centre, then a shift by ``(dx, dy)`` times the side (OpenCV's forward map, film -> view)."""
+    m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), 0.0, float(scale))
+    m[:, 2] += (dx * w, dy * h)
+    return m
+
+
 def view(images: np.ndarray, dx: float, dy: float, scale: float) -> np.ndarray:
-    """Grey films ``uint8 (N, S, S)`` scaled about their centre by ``scale``, then shifted by
-    ``(dx, dy)`` times the side (right / down positive), borders reflected. The identity view
-    returns the films unchanged (no resampling)."""
+    """Films ``(N, S, S)`` (grey uint8) or ``(N, S, S, C)`` scaled about their centre by
+    ``scale``, then shifted by ``(dx, dy)`` times the side (right / down positive), borders
+    reflected (:func:`view_matrix`). The identity view returns the films unchanged (no
+    resampling)."""
     images = np.asarray(images)
     if (dx, dy, scale) == (0.0, 0.0, 1.0):
         return images
     n, h, w = images.shape[:3]
-    m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), 0.0, float(scale))
-    m[:, 2] += (dx * w, dy * h)
+    m = view_matrix(h, w, dx, dy, scale)
     out = np.empty_like(images)
     for i in range(n):
         out[i] = cv2.warpAffine(images[i], m, (w, h), flags=cv2.INTER_LINEAR,

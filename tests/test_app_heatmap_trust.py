@@ -1,0 +1,85 @@
+"""Heatmap trust in the app: the Explain page's resolution, standing and on-demand ROAD score;
+the Audit page's heatmap-trust table."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from app_fixtures import app, app_workspace, metric, texts, trained_run  # noqa: F401
+
+from cxrlib import preprocessing as preprocess
+
+EXPLAIN, AUDIT = "views/explain.py", "views/audit.py"
+
+
+@pytest.fixture
+def no_stored_trust(trained_run):
+    """The shared tiny run without a stored trust result, before and after the test."""
+    from cxrlib.explain.trust import TRUST_FILE
+
+    path = trained_run.folder / TRUST_FILE
+    path.unlink(missing_ok=True)
+    yield path
+    path.unlink(missing_ok=True)
+
+
+def test_explain_shows_resolution_and_scores_the_film_on_demand(app, trained_run, no_stored_trust):
+    from cxrlib.explain import get_cam, road_score
+
+    at = app(EXPLAIN)
+    model = trained_run.load_model()
+    cam = get_cam("gradcam", model)
+    cells = int(model.get_layer(cam.layer).output.shape[1]) if cam.layer in [
+        layer.name for layer in model.layers] else cam.cells_per_side
+    captions = texts(at.caption)
+    assert f"Map resolution: {cells}×{cells} cells · {96 / cells:g} px of the model input, " \
+           f"{96 / cells:g} px of the film per cell" in captions
+    assert any(c.startswith("No heatmap-trust measurement of this run yet") for c in captions)
+    assert not [m for m in at.metric if m.label.startswith("ROAD")]  # nothing until asked
+    at.toggle(key="ex_road").set_value(True).run()
+    film_name = at.selectbox(key="ex_film_Test").value
+    path = trained_run.predictions().set_index("rel_path").loc[film_name, "path"]
+    x = preprocess.to_model_input(preprocess.preprocess_film(
+        cv2.imread(path, cv2.IMREAD_GRAYSCALE), trained_run.config.preprocess)[None])
+    heat, _ = cam(x)
+    assert metric(at, "ROAD (LeRF − MoRF)") == f"{road_score(model, x, heat[0]):+.3f}"
+
+
+def test_explain_names_the_methods_standing_from_a_stored_result(app, trained_run, no_stored_trust):
+    from cxrlib.explain.trust import save_trust
+
+    rows = {name: {"layer": "x", "road_combined": score, "road_combined_ci": [score - 0.05, score + 0.05],
+                   "beats_random": score > 0.06, "ms_per_film": 5.0, "cells_per_side": 6}
+            for name, score in (("eigencam", 0.3), ("gradcam", 0.2), ("layercam", 0.01))}
+    save_trust(trained_run.folder, {"methods": rows, "ranking": list(rows), "films": 40,
+                                    "random_map_road": 0.0, "random_map_road_ci": [-0.01, 0.01]})
+    at = app(EXPLAIN)
+    assert any(c.startswith("Grad-CAM ranks 2 of 3 on this run by ROAD (+0.200, 95 % CI +0.150 to "
+                            "+0.250; a random map +0.000; 40 test films)") for c in texts(at.caption))
+    at.selectbox(key="ex_method").set_value("layercam").run()
+    assert any("ranks 3 of 3" in c and "not better than a random map" in c for c in texts(at.caption))
+
+
+def test_audit_measures_heatmap_trust_on_click_and_stores_it(app, trained_run, no_stored_trust,
+                                                             monkeypatch):
+    import functools
+
+    from app_services import heatmap_trust
+
+    # Two methods keep the test short; the table takes whatever the library measured.
+    monkeypatch.setattr(heatmap_trust, "run_heatmap_trust", functools.partial(
+        heatmap_trust.run_heatmap_trust, methods=("gradcam", "eigencam")))
+    at = app(AUDIT)
+    button = [b for b in at.button if b.label == "Run the audit"]
+    if button:
+        button[0].click().run(timeout=300)  # (the audit report is shared with test_app_audit)
+    measure = [b for b in at.button if b.label == "Measure every heatmap method (ROAD)"]
+    assert measure and not no_stored_trust.exists()
+    measure[0].click().run(timeout=300)
+    assert not at.exception and no_stored_trust.exists()
+    table = at.dataframe[-1].value
+    assert sorted(table["method"]) == ["EigenCAM", "Grad-CAM"] and table["rank"].tolist() == [1, 2]
+    assert table["ROAD (LeRF − MoRF)"].is_monotonic_decreasing
+    assert any(c.startswith("ROAD (Rong et al. 2022) on ") for c in texts(at.caption))
+    again = app(AUDIT)  # another session: the stored table, no measuring button
+    assert not [b for b in again.button if b.label.startswith("Measure every")]
