@@ -70,7 +70,7 @@ def test_a_logged_in_reviewer_is_stored_with_the_providers_issuer_and_subject(
         tab.locator('input[name="sub"]').fill(SUBJECT)  # the provider's own form
         tab.get_by_role("button", name="Authorize").click()
         tab.wait_for_url(f"{url}/**")
-        tab.goto(f"{url}/review")
+        tab.goto(f"{url}/review?blind=0")  # unblinded: the form asks agree / disagree
         _settle(tab)
         tab.get_by_text(f"Logged in as {SUBJECT}").wait_for()
         assert tab.get_by_text("Your name (asked once per session").count() == 0

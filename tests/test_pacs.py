@@ -260,7 +260,7 @@ def test_explain_page_pacs_source_search_pick_explain_and_send(app, trained_run,
     sop = at.selectbox(key="pacs_film").value
     local = predict_paths(trained_run, [study["local"] / f"{sop}.dcm"]).iloc[0]
     for cls in trained_run.classes:
-        assert metric(at, f"P({cls})") == f"{local[f'p_{cls}']:.1%}"
+        assert metric(at, f"Model score · {cls}") == f"{local[f'p_{cls}']:.3f}"
     client = PacsClient(pacs.settings())
     before = {s["0020000E"]["Value"][0] for s in client._client.search_for_series(study["uid"])}
     at.button(key="pacs_send").click().run()

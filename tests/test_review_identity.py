@@ -87,6 +87,7 @@ def _review_page(run, user: dict) -> AppTest:
     at.user = user
     at.session_state["data_dir"] = run.config.data.root
     at.session_state["run_id"] = run.id
+    at.session_state["rv_blind"] = False  # unblinded: the form asks agree / disagree (identity only here)
     at.run()
     at.switch_page("views/review.py").run()
     assert not at.exception, [e.value for e in at.exception]
