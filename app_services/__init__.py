@@ -39,6 +39,7 @@ from .data import (build_demo_dataset, crosstab, data_config, dataset_stats, dat
 from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive_values, report_table,
                          sample_records, test_predictions)
 from .explaining import (cam_layers, cam_methods, explain_refusal, explain_ui, explanation,
+                         faithfulness_ui,
                          flat_map_notice, method_label, method_layers)
 from .preprocessing import (apply_preset, describe_preprocess, lung_crop_ui, preprocess_preview,
                             preprocess_ui, preview_films, reshuffle_preview_films)

@@ -49,6 +49,7 @@ def test_a_flat_map_is_reported_not_drawn_and_the_valid_layer_is_offered(app, mo
     warnings = [w for w in texts(at.warning) if "flat map" in w]  # (the lung-mask note may show too)
     assert len(warnings) == 1 and warnings[0].startswith("LayerCAM gives a flat map on tiny_conv_0")
     assert viewer(at) is not None and not viewer_maps(at)  # the film only: no empty map drawn
+    at.toggle(key="ex_faith").set_value(True).run()  # asked for: a flat map still has none
     assert metric(at, "Faithfulness (deletion)") == "—"
     assert not [d for d in at.download_button if d.label.startswith("Download the overlay")]
     offer = [b for b in at.button if b.label.startswith("Explain ")]

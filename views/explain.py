@@ -48,7 +48,7 @@ layers, _ = svc.cam_layers(run)
 cfg = svc.explain_ui(layers, list(run.classes), svc.method_layers(run))
 compared = svc.methods_ui(cfg)
 try:
-    res = svc.explanation(run, film.pixels, film_key, cfg)
+    res = svc.explanation(run, film.pixels, film_key, cfg, faithful=False)
 except ValueError as exc:
     st.error(f"Cannot explain this film with these settings: {exc}")
     st.stop()
@@ -75,12 +75,8 @@ st.caption(f"Original · {name} · {w}×{h} px, at its native resolution (wheel:
 svc.heatmap_trust_panel(st, run, film.pixels, film_key, cfg, res)
 probs = res["probs"]
 svc.scores(run, probs)
-faith = res["faithfulness"]
 c1, c2 = st.columns(2)
-c1.metric("Faithfulness (deletion)", "—" if faith is None else f"{faith['faithfulness']:+.3f}",
-          help="Area under the class-score curve when pixels are removed in random order minus "
-               "the same when removed most-heated first. Above 0: the heatmap points at pixels "
-               "the model needs.")
+svc.faithfulness_ui(c1, run, film.pixels, film_key, cfg, res)
 c2.metric("CAM inside the lungs", svc.fmt(lung["share"], ".0%"),
           help=f"Share of the heatmap's mass inside the lung field ({lung['source']} mask, "
                f"quality {lung['quality']:.2f}), counted at the model input as the audit does.")
