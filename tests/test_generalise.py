@@ -161,7 +161,8 @@ def test_loso_sweep_chooses_the_augmentation_and_reads_one_test_split(planted_sw
     assert {f"loso[hospital-{k}]" for k in range(6)} <= set(board.columns)
     assert not [c for c in board.columns if "test" in c]
     assert set(by_name["plain"]) >= {"val_loss", "val_accuracy", "source_probe_accuracy", "train_s"}
-    assert by_name["plain"]["train_s"] > 0
+    # status.json's times are to the second: a tiny run can start and end within one (0.0 s)
+    assert by_name["plain"]["train_s"] is not None and by_name["plain"]["train_s"] >= 0
 
 
 def test_a_killed_sweep_resumes_without_retraining(planted, monkeypatch):
