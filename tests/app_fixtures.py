@@ -154,3 +154,17 @@ def trace_array(value):
         shape = value.get("shape")
         return arr.reshape([int(v) for v in str(shape).split(",")]) if shape else arr
     return np.array([[np.nan if v is None else v for v in row] for row in value], float)
+
+
+def reloaded(page: str, address: dict, data_dir) -> AppTest:
+    """A new session (a reload, a shared link, a second tab) opened on ``page`` with ``address``
+    as its query parameters, on the dataset ``data_dir``."""
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.session_state["data_dir"] = str(data_dir)
+    fresh.query_params.update(address)
+    fresh.run()
+    fresh.switch_page(page)
+    fresh.query_params.update(address)
+    fresh.run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    return fresh

@@ -100,20 +100,12 @@ def test_next_film_and_the_address(app):
 
 
 def test_a_shared_explain_link_opens_the_same_film_and_method(app, trained_run, synthetic_dataset):
-    from app_fixtures import APP, TIMEOUT
-    from streamlit.testing.v1 import AppTest
+    from app_fixtures import reloaded
 
     preds = trained_run.predictions()
     film = preds.loc[preds["split"] == "test", "rel_path"].tolist()[3]
     address = {"run": trained_run.id, "film": film, "method": "layercam"}
-    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    fresh.session_state["data_dir"] = str(synthetic_dataset)
-    fresh.query_params.update(address)
-    fresh.run()
-    fresh.switch_page(PAGE)
-    fresh.query_params.update(address)
-    fresh.run()
-    assert not fresh.exception, [e.value for e in fresh.exception]
+    fresh = reloaded(PAGE, address, synthetic_dataset)  # a reload: a new session
     assert fresh.selectbox(key="ex_film_Test").value == film
     assert fresh.selectbox(key="ex_method").value == "layercam"
     assert not fresh.warning or not [w for w in texts(fresh.warning) if "Session State" in w]

@@ -281,8 +281,7 @@ def test_a_reload_keeps_the_run_film_reviewer_and_count(app, trained_run, worksp
                                                        synthetic_dataset):
     """Issue 26, bug 2: a reload (a new session) fell back to the newest run, asked the name
     again and said "you have reviewed 0 of ..." . The address now carries run, film and reviewer."""
-    from app_fixtures import APP, TIMEOUT
-    from streamlit.testing.v1 import AppTest
+    from app_fixtures import reloaded
 
     older = workspace_copy("0000")  # not the newest run: the fallback would show the other
     at = app(PAGE, run_id=older.id)
@@ -296,14 +295,7 @@ def test_a_reload_keeps_the_run_film_reviewer_and_count(app, trained_run, worksp
     assert (address["run"], address["reviewer"], address["blind"]) == (older.id, "Dr Reload", "1")
     assert address["film"].startswith("film ")  # blinded: a code, not the path
 
-    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)  # a reload: a new session
-    fresh.session_state["data_dir"] = str(synthetic_dataset)
-    fresh.query_params.update(address)
-    fresh.run()
-    fresh.switch_page(PAGE)
-    fresh.query_params.update(address)
-    fresh.run()
-    assert not fresh.exception, [e.value for e in fresh.exception]
+    fresh = reloaded(PAGE, address, synthetic_dataset)  # a reload: a new session
     assert fresh.selectbox(key="run_id").value == older.id
     assert "Reviewing as **Dr Reload**" in texts(fresh.caption)
     assert fresh.selectbox(key="rv_film").value == film
