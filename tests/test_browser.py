@@ -19,6 +19,8 @@ import cv2
 import pytest
 from app_fixtures import ROOT, app_workspace  # noqa: F401 (fixture: a workspace with a tiny run)
 
+from cxrlib.core.processes import stop_process
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path(os.environ.get("CXR_CHROMIUM", "/usr/bin/chromium"))
@@ -73,11 +75,7 @@ def _streamlit(data_dir: Path, workspace: Path, log_path: Path, port: int | None
                 time.sleep(0.25)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
 
 
 @pytest.fixture(scope="module")

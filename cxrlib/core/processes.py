@@ -20,3 +20,15 @@ def pid_alive(pid: int | None) -> bool:
     except OSError:
         return True
 
+
+def stop_process(proc, grace_s: float = 10.0) -> None:
+    """Stop a child process started by the product (a local Orthanc, a test's server): SIGTERM,
+    then SIGKILL if it has not ended within ``grace_s``; it is reaped either way."""
+    import subprocess  # noqa: PLC0415
+
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

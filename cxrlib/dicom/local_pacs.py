@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from cxrlib.core.processes import stop_process
+
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 
 
@@ -107,10 +109,5 @@ def local_orthanc(folder: str | os.PathLike, *, start_timeout: float = 30.0) -> 
             time.sleep(0.1)
         yield pacs
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
