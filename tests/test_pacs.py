@@ -122,6 +122,11 @@ def test_search_retrieve_predict_explain_send_and_retrieve_the_results(
                  "--out", str(csv)]) == 0
     pred = pd.read_csv(csv, keep_default_na=False).set_index("path")
     assert len(pred) == N_FILMS and (pred["error"] == "").all()
+    # asked again, the table it wrote is the user's now: refused (exit 2) unless --overwrite
+    before = csv.read_bytes()
+    assert main(["predict", trained_run.id[:8], "--pacs", pacs.url, "--accession", ACCESSION,
+                 "--out", str(csv)]) == 2
+    assert csv.read_bytes() == before
     classes = list(trained_run.classes)
     cols = [f"p_{c}" for c in classes]
     from cxrlib.evaluation.predict import predict_paths

@@ -110,13 +110,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _predict_pacs(args: argparse.Namespace) -> int:
     """``predict --pacs URL --study UID``: the study's CR/DX films, retrieved into memory."""
     from cxrlib.cli.pacs import study_films  # noqa: PLC0415
-    from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
+    from cxrlib.core.csvio import csv_text  # noqa: PLC0415
+    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
     from cxrlib.dicom.pipeline import predict_datasets  # noqa: PLC0415
 
     source = _resolve_model(args.model)
+    out = UserOutput(overwrite=args.overwrite)
+    out.check(args.out)  # before the study is retrieved: the one rule of user-named outputs
     _, _, datasets = study_films(args)
     table = predict_datasets(source, datasets, batch_size=args.batch_size)
-    write_text_atomic(args.out, table.to_csv(index=False))
+    out.write(args.out, csv_text(table, for_people=True))
     bad = table[table["error"] != ""]
     for _, row in bad.iterrows():
         print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)

@@ -103,8 +103,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(json.dumps(status, sort_keys=True))
         return 0
     spec = spec_from_args(args)
-    if args.csv is not None and args.csv.exists() and not args.overwrite:
-        raise UsageError(f"{args.csv} exists; add --overwrite to replace it")
+    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+
+    output = UserOutput(overwrite=args.overwrite, flag="--csv")
+    if args.csv is not None:
+        output.check(args.csv)  # before anything trains: the one rule of user-named outputs
     if args.background:
         pid = study.start_background(spec)
         print(f"sweep {spec.name}\nfolder {study.sweep_folder(spec.name)}\npid {pid}")
@@ -127,8 +130,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"chosen_test_accuracy {result['chosen_test_accuracy']}\n"
           f"chosen_test_macro_auc {result['chosen_test_macro_auc']}")
     if args.csv is not None:
-        from cxrlib.core.fsutil import write_text_atomic  # noqa: PLC0415
+        from cxrlib.core.csvio import csv_text  # noqa: PLC0415
 
-        write_text_atomic(args.csv, board.to_csv(index=False))
+        output.write(args.csv, csv_text(board, for_people=True))
         print(f"leaderboard {args.csv}")
     return 0
