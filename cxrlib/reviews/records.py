@@ -7,10 +7,11 @@ dataset moves or a file is replaced.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from cxrlib.core import clock
 
 HEATMAP_LOCATIONS: dict[str, str] = {
     "lung_findings": "on the lung findings",
@@ -40,8 +41,9 @@ REVIEW_COLUMNS = ("review_id", "run_id", "rel_path", "film_digest", "reviewer", 
 
 
 def now_iso() -> str:
-    """The current UTC time, ISO 8601 to the microsecond (reviews saved at once still sort)."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+    """A review's time stamp: :func:`cxrlib.core.clock.now_iso` to the microsecond (reviews saved
+    at once still sort)."""
+    return clock.now_iso("microseconds")
 
 
 def clean_reviewer(name: Any) -> str:
