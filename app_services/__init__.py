@@ -14,7 +14,8 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.runs`: registry access, the current-run picker, ``training_ui`` -> ``RunConfig``, progress.
 - :mod:`.evaluation`: metrics, curves and bootstrap intervals of a run.
 - :mod:`.explaining`: CAMs, overlays, faithfulness and ``explain_ui`` -> ``ExplainConfig``.
-- :mod:`.auditing`: the trust audit of a run.
+- :mod:`.auditing`: the trust audit of a run; :mod:`.audit_view`: the Audit page's components
+  (options, the report run on request, one section per check).
 - :mod:`.heatmap_trust`: a map's resolution and ROAD score, the method's standing on the run,
   the audit's heatmap-trust table.
 - :mod:`.lungs`: a film's lung fields, the lung outline, the CAM's share inside the lungs.
@@ -28,8 +29,12 @@ One concern per module; pages import the package (``import app_services as svc``
   figures on shared axes, every number naming its run).
 - :mod:`.viewer`: the film viewer of Explain and Review (window / level, synchronised heatmap
   panels, previous / next, scores with their caveat, the overlay download).
+- :mod:`.explain_view`: the Explain page's components (the film's source and picker, the viewer's
+  caption, the in-lung share, the verdict and review form).
 - :mod:`.address`: the run, film, reviewer and key choices kept in ``st.query_params``.
 - :mod:`.sweeping`: the Training page's Sweeps section (:mod:`cxrlib.sweep`).
+- :mod:`.training_view`: the Training page's components (the configured run's state, start,
+  live progress, the runs and the damaged ones).
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
                    for_display, human_header, plain_table, table)
@@ -49,6 +54,9 @@ from .runs import (active_runs, cancel_run, current_run_ui, damaged_runs, datase
                    runs_to_list, start_run, trainable_error, training_ui)
 from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text, run_audit,
                        unseen_source_text, verdict_is_alarming)
+from .audit_view import (attention_section, audit_headline, audit_options_ui, audit_report,
+                         external_section, generalisation_section, leakage_section,
+                         masked_section, metadata_section)
 from .heatmap_trust import (compare_scores, film_road, heatmap_trust_panel, heatmap_trust_section,
                             map_resolution, method_standing, stored_trust)
 from .lungs import explanation_lungs, with_outline
@@ -65,9 +73,13 @@ from .review_queue import (film_picker, review_link, review_progress, review_que
                            sync_film)
 from .review_stats import (agreement, kappa_display, model_agreement_display, off_target_display,
                            reviews_csv, download_csv)
+from .explain_view import (ExplainFilm, explain_film_ui, lung_share_ui, verdict_ui,
+                           viewer_caption)
 from .firstrun import is_bundled_sample, quick_run_config
 from .pacs import SOURCE as PACS_SOURCE, pacs_film_ui, send_results_ui
 from .sweeping import sweeps_ui
+from .training_view import (damaged_runs_ui, live_progress_ui, run_state_ui, runs_list_ui,
+                            start_button)
 
 # What pages draw with but never compute: the figure builders, the configs the widgets return,
 # and the error a film can raise.

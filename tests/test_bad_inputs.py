@@ -730,6 +730,23 @@ def test_an_os_error_of_another_file_while_an_output_is_filled_keeps_its_own_mes
     assert os.listdir(tmp_path) == []  # no temporary left, nothing written
 
 
+def test_several_files_of_one_output_are_written_all_or_none(tmp_path):
+    """``UserOutput.write_all`` (a film's DICOM results): every target checked before any is
+    written, every file filled before any is put in place."""
+    from cxrlib.core.fsutil import OutputRefused, UserOutput
+
+    (tmp_path / "b.dcm").write_bytes(b"mine")
+    with pytest.raises(OutputRefused, match="b.dcm already exists"):
+        UserOutput().write_all([(tmp_path / "a.dcm", b"A"), (tmp_path / "b.dcm", b"B")])
+    (tmp_path / "blocker").write_text("a file where a folder must go")
+    with pytest.raises(OutputRefused, match="is a file"):  # found only when the write begins
+        UserOutput().write_all([(tmp_path / "a.dcm", b"A"), (tmp_path / "blocker" / "c.dcm", b"C")])
+    assert sorted(os.listdir(tmp_path)) == ["b.dcm", "blocker"]  # no a.dcm, no temporary
+    written = UserOutput(overwrite=True).write_all([(tmp_path / "a.dcm", b"A"), (tmp_path / "b.dcm", "B")])
+    assert written == [tmp_path / "a.dcm", tmp_path / "b.dcm"]
+    assert [p.read_bytes() for p in written] == [b"A", b"B"]
+
+
 def test_a_name_too_long_is_one_line_exit_4(tmp_path, capsys):
     model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
     target = tmp_path / ("n" * 300 + ".csv")

@@ -109,15 +109,46 @@ def test_explain_dicom_out_writes_seg_sc_and_sr_that_reference_the_film(
             assert "Lung mask quality" in report and "CAM in-lung share" in report
 
 
-def test_dicom_out_refuses_to_replace_results(trained_run, dicom_films, tmp_path, capsys):
+def test_dicom_out_refuses_to_replace_results_unless_overwrite(trained_run, dicom_films, tmp_path,
+                                                               capsys):
+    """An existing result is a refused output (exit 2, like every other user-named output),
+    checked before any film is read; ``--overwrite`` replaces it (it used to be exit 4 and
+    ``--overwrite`` was ignored: --dicom-out had a check of its own beside UserOutput)."""
     dcm = tmp_path / "dicom"
     (dcm / "film0").mkdir(parents=True)
     (dcm / "film0" / "report-sr.dcm").write_bytes(b"mine")
-    assert main(["explain", trained_run.id[:8], str(dicom_films / "film0.dcm"), "--out",
-                 str(tmp_path / "out"), "--dicom-out", str(dcm)]) == 4
-    assert "exists" in capsys.readouterr().err
+    argv = ["explain", trained_run.id[:8], str(dicom_films / "film0.dcm"), "--out",
+            str(tmp_path / "out"), "--dicom-out", str(dcm), "--deletion-steps", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert (dcm / "film0" / "report-sr.dcm").read_bytes() == b"mine"
     assert not (tmp_path / "out").exists()
+    assert main(argv + ["--overwrite"]) == 0
+    assert pydicom.dcmread(dcm / "film0" / "report-sr.dcm").Modality == "SR"
+    assert not [p for p in (dcm / "film0").iterdir() if p.name.startswith(".")]  # no temporaries
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_dicom_out_never_lands_in_the_workspace_stores(trained_run, dicom_films, tmp_path, capsys,
+                                                      overwrite):
+    from cxrlib.core import paths
+
+    dcm = paths.workspace() / "models" / "dicom-results"
+    assert main(["explain", trained_run.id[:8], str(dicom_films / "film0.dcm"), "--out",
+                 str(tmp_path / "out"), "--dicom-out", str(dcm), *overwrite]) == 2
+    assert "workspace's own stores" in capsys.readouterr().err
+    assert not dcm.exists() and not (tmp_path / "out").exists()
+
+
+def test_dicom_out_that_is_a_file_is_refused_before_any_work(trained_run, dicom_films, tmp_path,
+                                                            capsys):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    assert main(["explain", trained_run.id[:8], str(dicom_films / "film0.dcm"), "--out",
+                 str(tmp_path / "out"), "--dicom-out", str(mine)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert mine.read_text() == "mine" and not (tmp_path / "out").exists()
 
 
 def test_results_must_be_at_the_films_resolution():

@@ -43,21 +43,27 @@ def film_and_mask(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray,
     return np.clip(film, 0, 255).astype(np.uint8), lungs.astype(bool)
 
 
+def synthetic_tensors(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(films, target, weight)`` of ``n`` synthetic films at 32 px, as the segmenter trains."""
+    from cxrlib.lungs.data import _area
+    from cxrlib.lungs.prepare import prepare_film
+
+    rng = np.random.default_rng(7)
+    pairs = [film_and_mask(rng, 64, 64) for _ in range(n)]
+    films = np.stack([prepare_film(f, 32) for f, _ in pairs])
+    target = np.stack([_area(m, 32) for _, m in pairs])
+    return films, target, np.full_like(target, 255)
+
+
 @pytest.fixture(scope="module")
 def tiny_asset(tmp_path_factory):
     """A plain U-Net (8-16-32 filters, 32 px) trained for seconds on synthetic films, saved as an asset."""
-    from cxrlib.lungs.data import _area
     from cxrlib.lungs.network import build_lung_unet, save_asset
-    from cxrlib.lungs.prepare import prepare_film
     from cxrlib.lungs.train import LungTrainConfig, fit_segmenter
 
     cfg = LungTrainConfig(size=32, encoder="plain", filters=(8, 16, 32), epochs=20, batch_size=8,
                           learning_rate=3e-3, seed=3)
-    rng = np.random.default_rng(7)
-    pairs = [film_and_mask(rng, 64, 64) for _ in range(64)]
-    films = np.stack([prepare_film(f, 32) for f, _ in pairs])
-    target = np.stack([_area(m, 32) for _, m in pairs])
-    weight = np.full_like(target, 255)
+    films, target, weight = synthetic_tensors(64)
     model = build_lung_unet(**cfg.arch())
     history = fit_segmenter(model, (films[:56], target[:56], weight[:56]),
                             (films[56:], target[56:], weight[56:]), cfg)
@@ -84,6 +90,31 @@ def test_tiny_network_finds_synthetic_lungs_on_held_out_films(tiny_asset):
     # One film, RGB, gives the same mask as in the batch.
     rgb = np.repeat(pairs[0][0][..., None], 3, axis=2)
     assert np.array_equal(segment_lungs(rgb, weights=tiny_asset).mask, segs[0].mask)
+
+
+def test_the_fit_keeps_its_best_validation_epoch_not_its_last():
+    """The segmenter's loop runs on the classifier's epoch driver and best-weights keeper
+    (cxrlib.models.epochs): after a fit whose validation Dice collapses (a rate far too high),
+    the model scores the best epoch's Dice, counted here by hand, not the last one's."""
+    from cxrlib.lungs.network import build_lung_unet
+    from cxrlib.lungs.train import LungTrainConfig, fit_segmenter
+
+    cfg = LungTrainConfig(size=32, encoder="plain", filters=(8, 16, 32), epochs=4, batch_size=8,
+                          learning_rate=0.3, seed=3)
+    films, target, weight = synthetic_tensors(40)
+    model = build_lung_unet(**cfg.arch())
+    seen = []
+    history = fit_segmenter(model, (films[:32], target[:32], weight[:32]),
+                            (films[32:], target[32:], weight[32:]), cfg,
+                            progress=lambda done, total, text: seen.append(text))
+    scores = [h["val_dice"] for h in history]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and max(scores) > scores[-1], scores
+    pred = np.asarray(model(films[32:, ..., None].astype(np.float32) / 255.0))[..., 0] > 0
+    truth = target[32:] > 127
+    inter, total = (pred & truth).sum((1, 2)), pred.sum((1, 2)) + truth.sum((1, 2))
+    by_hand = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0).mean()
+    assert by_hand == pytest.approx(max(scores), abs=1e-5)
+    assert f"(best {max(scores[:2]):.4f})" in seen[2 * (len(seen) // 4) - 1]  # epoch 2's line
 
 
 def test_asset_round_trip_and_a_mismatched_asset(tiny_asset, tmp_path):

@@ -137,12 +137,17 @@ def test_search_retrieve_predict_explain_send_and_retrieve_the_results(
                                atol=1e-6)
     # explain and send the results back (STOW-RS)
     before = {s["0020000E"]["Value"][0] for s in client._client.search_for_series(study["uid"])}
-    out = tmp_path / "out"
+    out, dcm = tmp_path / "out", tmp_path / "dicom"
     assert main(["explain", trained_run.id[:8], "--pacs", pacs.url, "--study", study["uid"],
-                 "--out", str(out), "--send", "--deletion-steps", "0"]) == 0
+                 "--out", str(out), "--dicom-out", str(dcm), "--send", "--deletion-steps", "0"]) == 0
     text = capsys.readouterr().out
     per_film = 4 if lung_segmenter()[0] is not None else 3
     assert f"{N_FILMS * per_film} DICOM result objects stored on the PACS" in text
+    assert len(list(dcm.glob("*/*.dcm"))) == N_FILMS * per_film
+    # the same --dicom-out again: refused (exit 2) before anything is explained or sent
+    assert main(["explain", trained_run.id[:8], "--pacs", pacs.url, "--study", study["uid"],
+                 "--dicom-out", str(dcm), "--send"]) == 2
+    assert "already exists" in capsys.readouterr().err
     table = pd.read_csv(out / "explanations.csv", keep_default_na=False).set_index("path")
     # the results, retrieved again: SEG = the product's mask, SR = predict, SC = the PNG overlay
     series = [s for s in client._client.search_for_series(study["uid"])

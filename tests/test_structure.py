@@ -164,3 +164,22 @@ def test_modules_stay_small(name):
 def test_the_exceptions_stay_a_handful():
     assert len(LONG_MODULES) <= 5 and len(UPWARD_EXCEPTIONS) <= 3
     assert set(LONG_MODULES) <= set(_modules())
+
+
+#: A page draws components and calls services (../shared/STYLE.md: pages of 10-50 lines, no math or
+#: policy). 100 lines is a chosen cap, not today's longest page: it leaves room for a page's own
+#: layout and empty states, and a page past it is doing a component's work, which belongs in
+#: ``app_services`` (issue 21).
+MAX_PAGE_LINES = 100
+PAGES = sorted((ROOT / "views").glob("*.py"))
+
+
+def test_the_pages_are_found():
+    assert {"audit.py", "training.py", "explain.py", "review.py"} <= {p.name for p in PAGES}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_pages_stay_thin(page):
+    lines = len(page.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_PAGE_LINES, (f"views/{page.name} has {lines} lines: move its widget groups "
+                                     "into an app_services component")

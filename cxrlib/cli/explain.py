@@ -159,9 +159,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"note: {why_not}", file=sys.stderr)
     on_film = None
     if args.dicom_out is not None:
-        from cxrlib.cli.explain_dicom import DicomFolder  # noqa: PLC0415
+        from cxrlib.cli.explain_dicom import DicomFolder, results_output  # noqa: PLC0415
 
-        on_film = DicomFolder(source, args.dicom_out, files, names)
+        on_film = DicomFolder(source, args.dicom_out, files, names,
+                              results_output(args, inputs=[*args.inputs, *files]))
     bar = ProgressBar(f"explain ({args.method})")
     rows = explain_files(source, files, names, args.out, settings, progress=bar.callback,
                          on_film=on_film, output=output)

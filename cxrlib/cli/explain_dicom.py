@@ -2,9 +2,10 @@
 
 Each explained film's results (:mod:`cxrlib.dicom.results`) go into ``DIR/<film>/`` (the film's
 output name for files, its SOP instance UID for a PACS study) and, with ``--send``, back to the
-PACS by STOW-RS. Everything is computed before anything is written or sent, and a results folder
-that already holds a result file is refused before any film is read: a failure leaves nothing
-half-written.
+PACS by STOW-RS. Everything is computed before anything is written or sent. The results are
+user-named outputs (:class:`cxrlib.core.fsutil.UserOutput`): a result file that exists is refused
+before any film is read unless ``--overwrite``, never in an input or the workspace's stores, and
+a film's files are written all or none.
 """
 from __future__ import annotations
 
@@ -27,25 +28,34 @@ def _is_dicom(path: str | Path) -> bool:
         return False
 
 
-def _refuse_existing(folder: Path, names) -> None:
+def results_output(args: argparse.Namespace, inputs=()):
+    """The :class:`cxrlib.core.fsutil.UserOutput` of ``--dicom-out`` (its ``--overwrite``, the
+    command's inputs), its folder checked now, before anything is read or retrieved."""
+    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+
+    output = UserOutput(overwrite=args.overwrite, inputs=inputs, flag="--dicom-out")
+    output.check(args.dicom_out, folder=True)
+    return output
+
+
+def _check_results(output, folder: Path, names) -> None:
+    """Refuse now, before any film is explained, a result file that may not be written."""
     from cxrlib.dicom.results import FILE_NAMES  # noqa: PLC0415
 
     for name in names:
         for file in FILE_NAMES.values():
-            if (folder / name / file).exists():
-                raise FileExistsError(17, "exists (not replaced); choose another --dicom-out",
-                                      str(folder / name / file))
+            output.check(Path(folder) / name / file)
 
 
 class DicomFolder:
     """``on_film`` for :func:`cxrlib.explain.batch.explain_files`: DICOM results of DICOM files."""
 
-    def __init__(self, run, folder: Path, files, names):
-        self.run, self.folder = run, Path(folder)
+    def __init__(self, run, folder: Path, files, names, output):
+        self.run, self.folder, self.output = run, Path(folder), output
         self.names = {str(f): n for f, n in zip(files, names)}
         self.dicom = {str(f) for f in files if _is_dicom(f)}
         self.written, self.failed = 0, []
-        _refuse_existing(self.folder, [self.names[f] for f in self.dicom])
+        _check_results(output, self.folder, [self.names[f] for f in self.dicom])
 
     def __call__(self, path: str, film, item) -> None:
         import pydicom  # noqa: PLC0415
@@ -60,7 +70,7 @@ class DicomFolder:
         except Exception as exc:  # noqa: BLE001  (a header highdicom cannot reference: said, not fatal)
             self.failed.append(f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             return
-        self.written += len(objects.write(self.folder / self.names[path]))
+        self.written += len(objects.write(self.folder / self.names[path], output=self.output))
 
     def report(self) -> None:
         """The DICOM side's summary lines."""
@@ -90,9 +100,10 @@ def explain_pacs(run, args: argparse.Namespace, settings, *, output, write, csv_
     model = run.load_model()
     check_model_fits(model, run.config.preprocess, run.classes)
     cam = get_cam(settings.explain.method, model, settings.explain.layer)
+    dicom_output = results_output(args) if args.dicom_out is not None else None
     client, study, datasets = study_films(args)
-    if args.dicom_out is not None:
-        _refuse_existing(args.dicom_out, [str(d.SOPInstanceUID) for d in datasets])
+    if dicom_output is not None:
+        _check_results(dicom_output, args.dicom_out, [str(d.SOPInstanceUID) for d in datasets])
     lungs, why_not = lung_segmenter()
     if lungs is None:
         print(f"note: {why_not}", file=sys.stderr)
@@ -122,7 +133,7 @@ def explain_pacs(run, args: argparse.Namespace, settings, *, output, write, csv_
     print(f"{counts['explained']} explained, {counts['flat']} flat (no overlay), "
           f"{counts['unreadable']} unreadable of study {study}{where}")
     if args.dicom_out is not None:
-        n = sum(len(o.write(args.dicom_out / str(r.row["path"])))
+        n = sum(len(o.write(args.dicom_out / str(r.row["path"]), output=dicom_output))
                 for r, o in ((r, r.objects) for r in results) if o is not None)
         print(f"{n} DICOM result objects -> {args.dicom_out}")
     if args.send:

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -263,13 +263,21 @@ class UserOutput:
 
     def write(self, target: str | os.PathLike, data: bytes | str) -> Path:
         """Write ``data`` (text as UTF-8) to ``target`` by the rules of the class; returns it."""
-        blob = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
-        with self.path(target) as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-        return Path(target)
+        return self.write_all([(target, data)])[0]
+
+    def write_all(self, items) -> list[Path]:
+        """Write several ``(target, data)`` files as one output (e.g. a film's DICOM results):
+        every target is checked before any is written, and every file filled before any is put
+        in place, so a refusal or a full disk leaves none of them. Returns the targets."""
+        items = [(self.check(target), data.encode("utf-8", "surrogateescape")
+                  if isinstance(data, str) else data) for target, data in items]
+        with ExitStack() as stack:
+            for target, blob in items:
+                with open(stack.enter_context(self.path(target)), "wb") as fh:
+                    fh.write(blob)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        return [target for target, _ in items]
 
     def folder(self, target: str | os.PathLike) -> Path:
         """Check the folder ``target`` and make it; returns it."""

@@ -94,25 +94,19 @@ class ResultObjects:
         """The objects present, in :meth:`items` order."""
         return [ds for _, ds in self.items()]
 
-    def write(self, folder: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
-        """Write each object as a DICOM file (Part 10) into ``folder``, all or none.
+    def write(self, folder: str | os.PathLike, *, output=None) -> list[Path]:
+        """Write each object as a DICOM file (Part 10) into ``folder``, all or none, by the rules
+        of ``output`` (a :class:`cxrlib.core.fsutil.UserOutput`; default: no ``--overwrite``).
 
         Raises:
-            FileExistsError: a file of that name is there and ``overwrite`` is False (nothing
-                is written then).
+            OutputRefused: a file of that name is there without ``--overwrite`` (nothing is
+                written then), or the folder is one no output may land in.
         """
-        from cxrlib.core.fsutil import write_bytes_atomic  # noqa: PLC0415
+        from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
 
-        folder = Path(folder)
-        targets = [(folder / self.names[k], ds) for k, ds in self.items()]
-        if not overwrite:
-            for path, _ in targets:
-                if path.exists():
-                    raise FileExistsError(17, "exists (not replaced)", str(path))
-        data = [(path, to_bytes(ds)) for path, ds in targets]  # encode all before writing any
-        for path, blob in data:
-            write_bytes_atomic(path, blob)
-        return [path for path, _ in data]
+        folder = Path(folder)  # encode all before writing any
+        return (output or UserOutput()).write_all(
+            [(folder / self.names[k], to_bytes(ds)) for k, ds in self.items()])
 
 
 def to_bytes(ds) -> bytes:

@@ -1,4 +1,6 @@
-"""Training the lung segmenter: the configuration, the compiled training loop, and the whole recipe.
+"""Training the lung segmenter: the configuration, the compiled training step (its epochs and
+best weights kept by the classifier's driver and keeper, :mod:`cxrlib.models.epochs`), and the
+whole recipe.
 
 :func:`fit_segmenter` trains on arrays (any films: real or synthetic); :func:`train_lung_model`
 is the recipe that made the shipped weights: pair films with masks, split by group, train on
@@ -8,6 +10,7 @@ write the weights asset with that record.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from cxrlib.lungs.augment import AugmentConfig, augment_pair
+from cxrlib.models.epochs import best_weights, run_epochs
 
 Progress = Callable[[float, float, str], None]
 
@@ -87,28 +91,30 @@ def fit_segmenter(model, train: tuple[np.ndarray, ...], val: tuple[np.ndarray, .
         warmup_target=cfg.learning_rate, warmup_steps=steps)
     step, val_dice = _compiled_steps(model, keras.optimizers.Adam(schedule), cfg.size)
     rng = np.random.default_rng([cfg.seed, 1])  # augmentation and order; the split uses cfg.seed
-    history, best, best_weights = [], -1.0, None
-    for epoch in range(cfg.epochs):
+    history = []
+    keeper = best_weights(-math.inf, "val_dice", higher_is_better=True)  # no val: the last epoch
+
+    def epoch(number: int, _callbacks) -> dict:
         start, losses = time.perf_counter(), []
         order = rng.permutation(len(films))
         for s in range(steps):
             x, t, w = _augmented_batch(train, order[s * cfg.batch_size:(s + 1) * cfg.batch_size], rng, cfg)
             losses.append(float(step(x, t, w)))
             if progress:
-                progress(epoch + (s + 1) / steps, cfg.epochs, f"loss {np.mean(losses):.4f}")
-        score = None
-        if val is not None:
-            score = _val_score(val_dice, val, cfg.batch_size * 2)
-            if score > best:
-                best, best_weights = score, [v.numpy() for v in model.weights]
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": score,
+                progress(number + (s + 1) / steps, cfg.epochs, f"loss {np.mean(losses):.4f}")
+        score = None if val is None else _val_score(val_dice, val, cfg.batch_size * 2)
+        history.append({"epoch": number + 1, "loss": float(np.mean(losses)), "val_dice": score,
                         "seconds": time.perf_counter() - start})
-        if progress:
-            progress(epoch + 1, cfg.epochs, f"loss {np.mean(losses):.4f}"
-                     + (f" val Dice {score:.4f} (best {best:.4f})" if score is not None else ""))
-    if best_weights is not None:
-        for variable, value in zip(model.weights, best_weights):
-            variable.assign(value)
+        return {"loss": history[-1]["loss"], "val_dice": score}
+
+    def report(number: int, logs: dict) -> None:  # after the keeper: "best" counts this epoch
+        score = logs.get("val_dice")
+        progress(number + 1, cfg.epochs, f"loss {logs['loss']:.4f}"
+                 + (f" val Dice {score:.4f} (best {keeper.best:.4f})" if score is not None else ""))
+
+    callbacks = [keeper] + ([keras.callbacks.LambdaCallback(on_epoch_end=report)] if progress else [])
+    run_epochs(model, callbacks, epochs=cfg.epochs, steps=steps, epoch=epoch)
+    keeper.restore()
     return history
 
 

@@ -1,13 +1,13 @@
-"""The training callbacks and the one epoch driver.
+"""The training runs' progress callback, and resuming a killed run.
 
-* :func:`best_weights` / :func:`best_weights_class`: **the one best-weights keeper** (the weights
-  of the lowest validation loss, what ``best.keras`` holds). Every fit keeps its best weights
-  with it: the head fit (:func:`cxrlib.training.head_fit.fit_head`), and fine-tuning through
-  :func:`progress_callback`'s class, which extends it.
 * :func:`progress_callback`: throttled progress in status.json, cancel checks, history rows and
-  the epoch checkpoint that lets a killed run resume (:func:`resume`).
-* :func:`run_epochs`: **the one epoch / callback driver** of the hand-written loops (the compiled
-  head loop and the replicated step): ``model.fit``'s callback protocol around an epoch function.
+  the epoch checkpoint that lets a killed run resume (:func:`resume`). It is a best-weights
+  keeper too: it extends **the one best-weights keeper**,
+  :func:`cxrlib.models.epochs.best_weights_class` (the weights of the lowest validation loss,
+  what ``best.keras`` holds), which the head fit (:func:`cxrlib.training.head_fit.fit_head`)
+  uses directly.
+* **The one epoch / callback driver** of the hand-written loops (the compiled head loop, the
+  replicated step, the lung segmenter's loop) is :func:`cxrlib.models.epochs.run_epochs`.
 """
 from __future__ import annotations
 
@@ -15,71 +15,13 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from cxrlib.core.fsutil import atomic_path, read_json, write_json_atomic
+from cxrlib.models.epochs import best_weights_class
 from cxrlib.training.context import STATUS_INTERVAL_S, Cancelled
-
-
-def run_epochs(model, callbacks, *, epochs: int, steps: int, initial_epoch: int = 0,
-               epoch: Callable[[int, object], dict]) -> None:
-    """Drive ``epoch(number, callback_list) -> logs`` from ``initial_epoch`` to ``epochs`` as
-    ``model.fit`` drives its epochs: ``on_train_begin``, then per epoch ``on_epoch_begin``, the
-    epoch (which may call the batch hooks of the callback list it gets), ``on_epoch_end(logs)``
-    and a stop when ``model.stop_training`` (early stopping) is set, then ``on_train_end``."""
-    import keras  # noqa: PLC0415
-
-    cbs = keras.callbacks.CallbackList(list(callbacks), model=model, epochs=epochs, steps=steps,
-                                       verbose=0)
-    model.stop_training = False
-    cbs.on_train_begin()
-    for number in range(initial_epoch, epochs):
-        cbs.on_epoch_begin(number)
-        cbs.on_epoch_end(number, epoch(number, cbs))
-        if model.stop_training:
-            break
-    cbs.on_train_end()
-
-
-@functools.cache
-def best_weights_class():
-    """The keeper's class, made on first use (Keras is imported only when something trains)."""
-    import keras  # noqa: PLC0415
-
-    class BestWeights(keras.callbacks.Callback):
-        """Remembers the weights of the lowest ``val_loss`` seen at an epoch end.
-
-        Attributes:
-            best: the lowest validation loss so far (``best`` given: a resumed run's).
-            best_epoch: its 1-based epoch, or None when no epoch improved on ``best``.
-            improved: whether the last epoch set a new best.
-        """
-
-        def __init__(self, best: float = math.inf):
-            super().__init__()
-            self.best, self.best_weights, self.best_epoch, self.improved = best, None, None, False
-
-        def on_epoch_end(self, epoch, logs=None):
-            loss = float((logs or {}).get("val_loss", math.inf))
-            self.improved = loss < self.best
-            if self.improved:
-                self.best, self.best_epoch = loss, epoch + 1
-                self.best_weights = self.model.get_weights()
-
-        def restore(self) -> None:
-            """Put the best weights back into the model (no improvement: left as they are)."""
-            if self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
-
-    return BestWeights
-
-
-def best_weights(best: float = math.inf):
-    """A new best-weights keeper (see :func:`best_weights_class`)."""
-    return best_weights_class()(best)
 
 
 @functools.cache

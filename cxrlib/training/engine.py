@@ -26,8 +26,8 @@ Where things are:
 * the loops: :func:`cxrlib.training.head_fit.fit_head` (every head) on
   :func:`cxrlib.training.head_fit.fit_head_compiled`, ``model.fit``, and
   :func:`cxrlib.training.replicated_fit.fit_replicated`; the hand-written ones are driven by
-  :func:`cxrlib.training.callbacks.run_epochs`;
-* the best weights: :func:`cxrlib.training.callbacks.best_weights`;
+  :func:`cxrlib.models.epochs.run_epochs`;
+* the best weights: :func:`cxrlib.models.epochs.best_weights`;
 * what a fit may read or write of the run: :class:`cxrlib.training.context.TrainingContext`.
 
 The fine-tune recipe (:meth:`cxrlib.core.config.TrainConfig.finetune_recipe`): which layers

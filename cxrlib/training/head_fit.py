@@ -4,9 +4,9 @@
 and each fold of leave-one-source-out (:mod:`cxrlib.audit.loso`, on a :func:`fresh_head`). It
 compiles the head (:func:`cxrlib.training.finetune.compile_classifier`: the loss), stacks the
 augmented feature copies, runs :func:`fit_head_compiled` (the loop: one compiled call per epoch,
-fused Adam, driven by :func:`cxrlib.training.callbacks.run_epochs`) with the schedule
+fused Adam, driven by :func:`cxrlib.models.epochs.run_epochs`) with the schedule
 (:func:`cxrlib.training.finetune.fit_callbacks`) and keeps the best weights
-(:func:`cxrlib.training.callbacks.best_weights`). It reproduces what ``model.fit`` does with the
+(:func:`cxrlib.models.epochs.best_weights`). It reproduces what ``model.fit`` does with the
 same callbacks, without Keras's per-epoch and per-step overhead.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from cxrlib.training.callbacks import best_weights, run_epochs
+from cxrlib.models.epochs import best_weights, run_epochs
 from cxrlib.training.finetune import compile_classifier, fit_callbacks
 from cxrlib.training.source_balance import training_weights
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cxrlib.training.callbacks import run_epochs
+from cxrlib.models.epochs import run_epochs
 from cxrlib.training.context import Cancelled
 
 
