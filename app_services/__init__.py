@@ -11,7 +11,8 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.core`: session keys, chart and format helpers.
 - :mod:`.data`: the sidebar's dataset (validation, the synthetic demo), films, thumbnails, grids.
 - :mod:`.preprocessing`: live previews and ``preprocess_ui`` -> ``PreprocessConfig``.
-- :mod:`.runs`: registry access, the current-run picker, ``training_ui`` -> ``RunConfig``, progress.
+- :mod:`.runs`: registry access, the current-run picker, progress.
+- :mod:`.training_form`: the Training page's form, ``training_ui`` -> ``RunConfig``.
 - :mod:`.evaluation`: metrics, curves and bootstrap intervals of a run.
 - :mod:`.explaining`: CAMs, overlays, faithfulness and ``explain_ui`` -> ``ExplainConfig``.
 - :mod:`.auditing`: the trust audit of a run; :mod:`.audit_view`: the Audit page's components
@@ -51,7 +52,8 @@ from .preprocessing import (apply_preset, describe_preprocess, lung_crop_ui, pre
 from .runs import (active_runs, cancel_run, current_run_ui, damaged_runs, dataset_runs,
                    delete_run, find_run, get_run, leakage_warning, left_out_of_training, model,
                    progress_text, require_run, run_label, run_status, run_title, runs_table,
-                   runs_to_list, start_run, trainable_error, training_ui)
+                   runs_to_list, start_run, trainable_error)
+from .training_form import training_ui
 from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text, run_audit,
                        unseen_source_text, verdict_is_alarming)
 from .audit_view import (attention_section, audit_headline, audit_options_ui, audit_report,

@@ -183,3 +183,17 @@ def test_pages_stay_thin(page):
     lines = len(page.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_PAGE_LINES, (f"views/{page.name} has {lines} lines: move its widget groups "
                                      "into an app_services component")
+
+
+#: The app's components and services have the library's cap: a component past it is two concepts.
+SERVICES = sorted((ROOT / "app_services").glob("*.py"))
+
+
+def test_the_services_are_found():
+    assert {"runs.py", "training_form.py", "explaining.py"} <= {p.name for p in SERVICES}
+
+
+@pytest.mark.parametrize("module", SERVICES, ids=lambda p: p.name)
+def test_services_stay_small(module):
+    lines = len(module.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"app_services/{module.name} has {lines} lines: split it by concept"
