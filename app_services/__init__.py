@@ -29,7 +29,8 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.viewer`: the film viewer of Explain and Review (window / level, synchronised heatmap
   panels, previous / next, scores with their caveat, the overlay download).
 - :mod:`.address`: the run, film, reviewer and key choices kept in ``st.query_params``.
-- :mod:`.sweeping`: the Training page's Sweeps section (:mod:`cxrlib.sweep`).
+- :mod:`.sweeping`: the Training page's Sweeps section (:mod:`cxrlib.sweep`);
+  :mod:`.search_findings`: the Audit page's "what the search found" (LOSO gains with CIs).
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
                    for_display, human_header, plain_table, table)
@@ -68,6 +69,7 @@ from .review_stats import (agreement, kappa_display, model_agreement_display, of
 from .firstrun import is_bundled_sample, quick_run_config
 from .pacs import SOURCE as PACS_SOURCE, pacs_film_ui, send_results_ui
 from .sweeping import sweeps_ui
+from .search_findings import search_findings_section
 
 # What pages draw with but never compute: the figure builders, the configs the widgets return,
 # and the error a film can raise.

@@ -125,6 +125,7 @@ if gen is not None:
             st.caption(note)
     for note in gen.notes:
         st.info(note)
+    svc.search_findings_section(ds)
     if gen.subgroups is not None:
         st.markdown("**Test split by subgroup** (worst first; red: the whole 95 % CI lies below "
                     "the overall accuracy)")
