@@ -1,8 +1,8 @@
 """Benchmark of issue 23: the shortcut remedies and the sweep that chooses among them by
 leave-one-source-out (LOSO), on the shared cxr3 set.
 
-Usage: ``.venv/bin/python bench/generalise.py [--data DIR] [--space remedies|full]
-[--only NAME,NAME] [--copies K] [--epochs E] [--quick]``
+Usage: ``.venv/bin/python bench/generalise.py [--data DIR] [--space remedies|full|grid16]
+[--only NAME,NAME] [--copies K] [--epochs E] [--minutes M] [--quick]``
 
 Candidates (every one an ordinary cached head-mode run of MobileNetV2/ImageNet on the default
 grouped split; :mod:`cxrlib.sweep`):
@@ -27,7 +27,9 @@ The LAST line printed is JSON: ``candidates`` (per candidate ``name``, ``run_id`
 ``val_loss``, ``val_accuracy``, ``loso_expected_accuracy``, ``loso_per_source``,
 ``source_probe_accuracy``, ``train_s``, ``selected``), ``chosen`` (its run id),
 ``chosen_test_accuracy``, ``chosen_test_macro_auc``, ``baseline_loso_expected_accuracy``,
-``sweep_s``, ``selection``, ``data``. A missing data folder prints ``{"skipped": ...}``.
+``sweep_s``, ``selection``, ``n_candidates``, ``feature_extractions`` and ``tensor_builds``
+(new feature- and tensor-cache entries the sweep made), ``sweep``, ``data``. A missing data
+folder prints ``{"skipped": ...}``. ``--minutes``: no candidate starts after M minutes.
 """
 from __future__ import annotations
 
