@@ -33,7 +33,8 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.explain_view`: the Explain page's components (the film's source and picker, the viewer's
   caption, the in-lung share, the verdict and review form).
 - :mod:`.address`: the run, film, reviewer and key choices kept in ``st.query_params``.
-- :mod:`.sweeping`: the Training page's Sweeps section (:mod:`cxrlib.sweep`).
+- :mod:`.sweeping`: the Training page's Sweeps section (:mod:`cxrlib.sweep`);
+  :mod:`.search_findings`: the Audit page's "what the search found" (LOSO gains with CIs).
 - :mod:`.training_view`: the Training page's components (the configured run's state, start,
   live progress, the runs and the damaged ones).
 """
@@ -80,6 +81,7 @@ from .explain_view import (ExplainFilm, explain_film_ui, lung_share_ui, verdict_
 from .firstrun import is_bundled_sample, quick_run_config
 from .pacs import SOURCE as PACS_SOURCE, pacs_film_ui, send_results_ui
 from .sweeping import sweeps_ui
+from .search_findings import search_findings_section
 from .training_view import (damaged_runs_ui, live_progress_ui, run_state_ui, runs_list_ui,
                             start_button)
 

@@ -17,6 +17,7 @@ from .data import image_grid
 from .explaining import cam_methods, method_label
 from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,
                            subgroup_table)
+from .search_findings import search_findings_section
 
 
 def audit_options_ui() -> dict[str, Any]:
@@ -140,8 +141,9 @@ def masked_section(report) -> None:
     table(report.per_source)
 
 
-def generalisation_section(report, run) -> None:
-    """Leave-one-source-out, the source probe and the test split's subgroups, when measured."""
+def generalisation_section(report, run, ds) -> None:
+    """Leave-one-source-out, the source probe, what the workspace's sweeps found on ``ds``, and the
+    test split's subgroups, when measured."""
     gen = report.generalisation
     if gen is None:
         return
@@ -161,6 +163,7 @@ def generalisation_section(report, run) -> None:
             st.caption(note)
     for note in gen.notes:
         st.info(note)
+    search_findings_section(ds)
     if gen.subgroups is not None:
         st.markdown("**Test split by subgroup** (worst first; red: the whole 95 % CI lies below "
                     "the overall accuracy)")

@@ -86,6 +86,10 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
         augment = right.checkbox("Augment: random rotation" + (" (no flip)" if recipe
                                                                else " and horizontal flip"),
                                  True, key="tr_aug", persist_state="session")
+        if mode == "head" and family == "mobilenetv2":
+            right.caption("Head mode trains on each film and 2 acquisition-style copies of it (no "
+                          "rotation or flip): the remedy leave-one-source-out supports "
+                          "(docs/generalise.md). The checkbox applies to fine-tuning.")
     patience = right.number_input("Early stopping patience (0 = none)", 0, 50, 0, key="tr_es",
                                   persist_state="session")
     seed = right.number_input("Seed", 0, 2**31 - 1, 42, key="tr_seed", persist_state="session")
@@ -98,8 +102,10 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
         if recipe:
             train = preset.train.replace(batch_size=int(batch))
         else:
+            # head mode: the preset's feature copies keep its augmentation (no rotation/flip)
             train = preset.train.replace(epochs=int(epochs), batch_size=int(batch),
-                                         learning_rate=float(lr), augment=augment,
+                                         learning_rate=float(lr),
+                                         augment=preset.train.augment if mode == "head" else augment,
                                          early_stopping=int(patience) or None)
         return preset.replace(
             data=data, preprocess=preprocess or preset.preprocess,

@@ -155,3 +155,45 @@ def test_bad_external_folder_is_a_clear_error(app, tmp_path):
     at.button[0].click().run()
     assert not at.exception
     assert any(e.startswith("The audit could not finish:") for e in texts(at.error))
+
+
+def test_the_audit_reports_what_a_sweep_found_on_this_dataset(app, trained_run):
+    """A stored sweep of this dataset (hand-made: 2 sources, 4 films each, one group a film):
+    the page shows each candidate's LOSO gain over the baseline and names the source that no
+    candidate reached."""
+    import shutil
+
+    import pandas as pd
+
+    from cxrlib.core.csvio import write_counted
+    from cxrlib.core.fsutil import write_json_atomic
+    from cxrlib.sweep import study
+
+    right = {"base": ([1, 1, 0, 0], [0, 0, 0, 0]), "better": ([1, 1, 1, 1], [0, 0, 0, 0])}
+    folder = study.sweep_folder("audit-sweep")
+    try:
+        (folder / "candidates").mkdir(parents=True)
+        write_json_atomic(folder / "spec.json", {"fingerprint": trained_run.fingerprint})
+        records = []
+        for name, (x, nih) in right.items():
+            films = pd.DataFrame([{"rel_path": f"{s}/{k}", "group": f"{s}{k}", "source": s,
+                                   "label": "Normal", "predicted": "Normal" if ok else "COVID-19"}
+                                  for s, oks in (("X", x), ("NIH", nih)) for k, ok in enumerate(oks)])
+            write_counted(folder / "candidates", study.loso_films_name(name), films)
+            records.append({"name": "baseline" if name == "base" else name, "run_id": name,
+                            "loso_expected_accuracy": (sum(x) / 4 + 0) / 2, "selected": name == "better",
+                            "loso_per_source": {"X": sum(x) / 4, "NIH": 0.0}})
+        write_json_atomic(folder / "result.json", {"candidates": records, "selection": "loso",
+                                                   "chosen_name": "better", "chosen_test_accuracy": 0.9})
+        at = _audited(app)
+        assert not at.exception
+        table = [d.value for d in at.dataframe if "gain over baseline" in d.value.columns][0]
+        assert table["candidate"].tolist() == ["better"]
+        assert table["gain over baseline"].iloc[0] == pytest.approx((1.0 - 0.5) / 2)  # X: 2/4 -> 4/4
+        low, high = table["95 % CI low"].iloc[0], table["95 % CI high"].iloc[0]
+        assert 0 <= low <= 0.25 <= high <= 0.5
+        shown = " ".join(texts(at.markdown))
+        assert "**Missing from the data:** with **NIH** held out (it holds Normal)" in shown
+        assert "Baseline LOSO expected accuracy 0.250." in shown
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

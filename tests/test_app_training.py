@@ -221,3 +221,13 @@ def test_epochs_above_the_maximum_disable_start_with_a_message(app):
     assert len(start) == 1 and start[0].disabled
     at = _set_tiny(at, epochs=200)
     assert not [b for b in at.button if b.label == "Start training"][0].disabled
+
+
+def test_the_mobilenetv2_head_says_it_trains_with_the_measured_remedy(app):
+    at = app(PAGE)
+    at.selectbox(key="tr_family").set_value("mobilenetv2").run()
+    assert not at.exception
+    assert any(c.startswith("Head mode trains on each film and 2 acquisition-style copies")
+               for c in texts(at.caption))
+    at.radio(key="tr_mode_mobilenetv2").set_value("finetune").run()
+    assert not any(c.startswith("Head mode trains") for c in texts(at.caption))

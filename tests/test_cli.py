@@ -57,7 +57,9 @@ def test_flags_build_the_expected_config(tmp_path):
 
     defaults = config_from_args(build_parser().parse_args(["train", "--steps", "white_balance,gamma"]))
     assert defaults == RunConfig(data=DataConfig(root=str(paths.default_data_dir())),
-                                 preprocess=PreprocessConfig(steps=("white_balance", "gamma")))
+                                 preprocess=PreprocessConfig(steps=("white_balance", "gamma")),
+                                 train=TrainConfig(feature_augment_copies=2, augment=False,
+                                                   acquisition=1.0))  # presets.HEAD_REMEDY
     # --config accepts a run's config.json; flags override it.
     record = tmp_path / "config.json"
     record.write_text(json.dumps({"config": expected.to_dict(), "fingerprint": "x"}))

@@ -184,6 +184,33 @@ def test_one_preset_per_family_and_mode_for_the_cli_and_the_training_page():
     assert (cnn.model.cnn_arch, cnn.preprocess.size, cnn.preprocess.steps) == (
         SMALL_CNN_RECIPE_ARCH, SMALL_CNN_RECIPE_SIZE, ("clahe",))
     assert run_preset("mobilenetv2", "recipe").preprocess.size == FINETUNE_RECIPE_SIZE
-    assert run_preset("mobilenetv2") == RunConfig()  # the defaults are the head preset
+    # the defaults are the head preset, but for the remedy the LOSO measurement supports
+    head = run_preset("mobilenetv2")
+    assert head == RunConfig().replace(train=RunConfig().train.replace(
+        feature_augment_copies=2, augment=False, acquisition=1.0))
+    assert run_preset("tiny").train.feature_augment_copies == 0  # measured on MobileNetV2 only
     with pytest.raises(ValueError, match="no 'head' mode"):
         run_preset("small_cnn", "head")
+
+
+def test_the_head_presets_remedy_is_the_measured_one_and_the_cli_can_drop_it(tmp_path):
+    """HEAD_REMEDY: 2 acquisition-style feature copies, no rotation or flip (the sweep measured
+    exactly that candidate); the Home page's quick run takes it; the CLI drops it with
+    --feature-augment-copies 0 (the plain head, RunConfig's defaults)."""
+    import argparse
+
+    from app_services.firstrun import quick_run_config
+    from cxrlib.cli.train import _add_train_args, config_from_args
+    from cxrlib.core.config.presets import HEAD_REMEDY, run_preset
+
+    t = run_preset("mobilenetv2").train
+    assert (t.feature_augment_copies, t.acquisition, t.acquisition_contrast, t.augment,
+            t.source_balance) == (2, 1.0, 0.0, False, False)
+    assert {k: getattr(t, k) for k in HEAD_REMEDY} == HEAD_REMEDY
+    assert run_preset("mobilenetv2", "recipe").train.acquisition == 0.0  # fine-tune: none
+    quick = quick_run_config(argparse.Namespace(root=tmp_path), "3class").train
+    assert (quick.feature_augment_copies, quick.acquisition, quick.augment) == (2, 1.0, False)
+    parser = argparse.ArgumentParser()
+    _add_train_args(parser)
+    plain = config_from_args(parser.parse_args(["--data", "x", "--feature-augment-copies", "0"]))
+    assert plain.train == RunConfig().train

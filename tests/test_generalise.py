@@ -334,3 +334,21 @@ def test_loso_without_the_test_split_scores_no_test_film(planted):
     table = leave_one_source_out(run, read_test=False).table.set_index("source")
     assert table["n"].to_dict() == expected.to_dict()  # the source's films outside the test split
     assert table["in_distribution_accuracy"].isna().all() and table["fold_test_accuracy"].isna().all()
+
+
+def test_the_sweep_stores_each_candidates_loso_films_and_their_gain(planted_sweep):
+    from cxrlib.runs.registry import get_run
+    from cxrlib.sweep import study
+    from cxrlib.sweep.gains import sweep_findings
+
+    result, _ = planted_sweep
+    for r in result["candidates"]:
+        films = study.loso_films("planted", r["run_id"])
+        right = (films["predicted"] == films["label"]).groupby(films["source"]).mean()
+        assert right.to_dict() == pytest.approx(r["loso_per_source"])  # the record's own figures
+        split = get_run(r["run_id"]).split_table().set_index("rel_path")["split"]
+        assert not (films["rel_path"].map(split) == "test").any()  # no test film before the choice
+    found = sweep_findings(result, lambda run_id: study.loso_films("planted", run_id),
+                           baseline="plain", n_boot=500)
+    (acq,) = found["rows"]
+    assert acq["name"] == "acquisition" and acq["moved"] == "up" and acq["low"] > 0

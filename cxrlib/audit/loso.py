@@ -106,6 +106,10 @@ class LosoResult:
         test_accuracy: the run's own test-split accuracy (in distribution).
         adversarial: the source-adversarial weight the fold heads trained with (0: plain).
         seconds: wall time of the folds.
+        predictions: one row per scored film (``rel_path``, ``source``, ``group`` (the
+            split's group key), ``label``, ``predicted``): what each fold's head called the
+            films of the source it held out (the unit of a paired bootstrap of LOSO gains,
+            :mod:`cxrlib.sweep.gains`).
     """
 
     table: pd.DataFrame
@@ -115,6 +119,7 @@ class LosoResult:
     adversarial: float = 0.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_dict(self) -> dict:
         """JSON values; ``sources`` holds the table's records."""
@@ -163,7 +168,7 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
                     if read_test else (float("nan"), {}))  # a sweep's candidates: test unread
     extra = adversary(source, adversarial) if adversarial > 0 else None
     names = sorted(set(source[usable]))
-    rows, notes, t0 = [], [], time.perf_counter()
+    rows, notes, scored_films, t0 = [], [], [], time.perf_counter()
     for k, name in enumerate(names):
         held = usable & (source == name)
         touching = set(m.loc[held, "group"])
@@ -179,6 +184,8 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
         scored = held if read_test else held & (m["split"] != "test").to_numpy()
         pred = _predict(head, data.features[0], np.flatnonzero(scored))
         point = point_metrics(y[scored], pred, classes)
+        scored_films.append(pd.DataFrame({c: m[c].astype(str).to_numpy()[scored] for c in ("rel_path", "group", "label")}
+                                         ).assign(source=name, predicted=np.asarray(classes, dtype=object)[pred]))
         fold_test = (point_metrics(y[test], _predict(head, data.features[0], test), classes)
                      if len(test) and read_test else {})
         rows.append(_row(name, point, classes, own.get(name), fold_test.get("accuracy"), len(tr)))
@@ -192,8 +199,9 @@ def leave_one_source_out(run, *, data: RunFeatures | None = None, adversarial: f
     expected = float(acc.mean()) if len(acc) else None
     weighted = float((acc * table["n"]).sum() / table["n"].sum()) if len(acc) else None
     own_all = overall if overall == overall else None  # nan: the run has no test figure
+    films = pd.concat(scored_films, ignore_index=True) if scored_films else pd.DataFrame()
     return LosoResult(table, expected, weighted, own_all, float(adversarial),
-                      time.perf_counter() - t0, notes)
+                      time.perf_counter() - t0, notes, films)
 
 
 def _predict(head, features: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -77,11 +77,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="random horizontal flip (default: on, as published; off in the fine-tune recipe)")
     g.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, help="no horizontal flip")
     g.add_argument("--feature-augment-copies", type=int,
-                   help="head mode: augmented copies of each training film whose features are cached (default 0)")
+                   help="head mode: augmented copies of each training film whose features are cached "
+                        "(default 2 with acquisition 1.0 for the MobileNetV2 head preset, the measured remedy: "
+                        "docs/generalise.md; 0 trains the plain head; otherwise 0)")
     g.add_argument("--acquisition", type=float, metavar="STRENGTH",
                    help="head mode: acquisition-style augmentation of the feature copies "
                         "(border crops, downscale, blur, noise, JPEG; no flip), strength in "
-                        "[0, 1] (default 0: off; needs --feature-augment-copies)")
+                        "[0, 1] (default 1.0 for the MobileNetV2 head preset, else 0: off; needs "
+                        "--feature-augment-copies)")
     g.add_argument("--acquisition-contrast", type=float, metavar="STRENGTH",
                    help="head mode: random gamma / contrast / brightness of the same copies, "
                         "strength in [0, 1] (default 0: off)")

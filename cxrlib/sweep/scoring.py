@@ -13,7 +13,8 @@ from datetime import datetime
 
 def score_run(run) -> dict:
     """Validation, leave-one-source-out and source-probe figures of a finished head-mode run,
-    none of which reads its test split."""
+    none of which reads its test split; ``loso_predictions`` holds LOSO's per-film
+    predictions (a table, :attr:`cxrlib.audit.loso.LosoResult.predictions`)."""
     from cxrlib.audit.loso import leave_one_source_out, loso_sources, run_features  # noqa: PLC0415
     from cxrlib.audit.source_probe import source_probe  # noqa: PLC0415
 
@@ -36,7 +37,9 @@ def score_run(run) -> dict:
             probe_acc = None
     per_source = ({r["source"]: r["held_out_accuracy"] for r in loso.table.to_dict("records")}
                   if loso is not None else {})
-    return {"val_loss": None if best is None else float(best["val_loss"]),
+    # per-film LOSO predictions (not JSON: the sweep stores them as a CSV beside the record)
+    return {"loso_predictions": loso.predictions if loso is not None else None,
+            "val_loss": None if best is None else float(best["val_loss"]),
             "val_accuracy": None if best is None else float(best.get("val_accuracy", math.nan)),
             "loso_expected_accuracy": loso.expected_accuracy if loso else None,
             "loso_per_source": per_source, "loso_s": round(loso.seconds, 2) if loso else None,

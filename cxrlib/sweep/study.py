@@ -6,8 +6,10 @@ A sweep lives in ``models/sweeps/<name>/`` of the workspace:
 * ``spec.json``: the spec and the selection rule, written before the first candidate trains.
   Running the same name again resumes it; a different spec or rule under that name is refused.
 * ``candidates/<run_id>.json``: one record per finished candidate (written atomically when its
-  scores are complete). A killed sweep resumes after its last record: a finished candidate is
-  neither retrained nor rescored (and its run is cached anyway).
+  scores are complete), and ``candidates/<run_id>-loso.csv`` its per-film LOSO predictions
+  (:func:`loso_films`; the paired bootstrap of LOSO gains, :mod:`cxrlib.sweep.gains`). A killed
+  sweep resumes after its last record: a finished candidate is neither retrained nor rescored
+  (and its run is cached anyway).
 * ``status.json``: state (``running`` / ``done`` / ``cancelled`` / ``failed``), the candidate
   being worked on, ``done`` / ``total``, the sweep's pid. ``cancel`` (a file) asks it to stop:
   the candidate being trained is cancelled like any run.
@@ -182,8 +184,27 @@ def evaluate_candidate(cand: Candidate, ds, folder: Path, report) -> dict:
         raise RuntimeError(f"candidate {cand.name} (run {run.id}) {state}: {run.status().get('error')}")
     report(message=f"leave-one-source-out of {cand.name}")
     record = {"name": cand.name, "run_id": run.id, "settings": cand.settings, **score_run(run)}
+    films = record.pop("loso_predictions", None)
+    if films is not None and len(films):  # before the record: a record implies its films
+        from cxrlib.core.csvio import write_counted  # noqa: PLC0415
+
+        write_counted(folder / "candidates", loso_films_name(run.id), films)
     _tensorboard(run, folder.name, record)
     return record
+
+
+def loso_films_name(run_id: str) -> str:
+    """The file, in ``candidates/``, of a candidate's per-film LOSO predictions."""
+    return f"{run_id}-loso.csv"
+
+
+def loso_films(name: str, run_id: str):
+    """A candidate's per-film LOSO predictions (rel_path, group, label, source, predicted),
+    or None when the sweep stored none (a sweep from before they were stored)."""
+    from cxrlib.core.csvio import read_counted  # noqa: PLC0415
+
+    folder = sweep_folder(name) / "candidates"
+    return read_counted(folder, loso_films_name(run_id)) if (folder / loso_films_name(run_id)).is_file() else None
 
 
 def _tensorboard(run, sweep: str, record: dict) -> None:
