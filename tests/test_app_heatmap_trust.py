@@ -81,5 +81,27 @@ def test_audit_measures_heatmap_trust_on_click_and_stores_it(app, trained_run, n
     assert sorted(table["method"]) == ["EigenCAM", "Grad-CAM"] and table["rank"].tolist() == [1, 2]
     assert table["ROAD (LeRF − MoRF)"].is_monotonic_decreasing
     assert any(c.startswith("ROAD (Rong et al. 2022) on ") for c in texts(at.caption))
+    # The ranking feeds the rule that picks the default method: validation films, never test ones.
+    from cxrlib.explain.trust import load_trust
+
+    split = trained_run.split_table()
+    val = split.loc[split["split"] == "val", "rel_path"]
+    stored = load_trust(trained_run.folder)
+    assert stored["split"] == "val" and stored["films"] == min(len(val), 200)
+    assert any(f"{stored['films']} validation films" in c for c in texts(at.caption))
     again = app(AUDIT)  # another session: the stored table, no measuring button
     assert not [b for b in again.button if b.label.startswith("Measure every")]
+
+
+def test_trust_films_are_the_runs_validation_films_unless_test_is_asked(trained_run):
+    """The heatmap-trust ranking picks the default method, so it reads the validation split."""
+    from cxrlib.audit.heatmap_trust import trust_films
+    from cxrlib.data.datasets import scan_dataset
+
+    ds = scan_dataset(trained_run.config.data.root).for_task(trained_run.config.data.task)
+    split = trained_run.split_table()
+    names = {s: set(split.loc[split["split"] == s, "rel_path"].astype(str)) for s in ("val", "test")}
+    x, groups, rel_paths, masks = trust_films(trained_run, ds, 4, seed=1)
+    assert len(x) == len(groups) == len(masks) == 4 and set(rel_paths) <= names["val"]
+    _, _, test_paths, _ = trust_films(trained_run, ds, 4, seed=1, split="test")
+    assert set(test_paths) <= names["test"] and not set(test_paths) & names["val"]

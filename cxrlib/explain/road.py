@@ -25,7 +25,9 @@ and several films' imputed images share full batches of the forward pass.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -101,28 +103,20 @@ def _cg(a: Any, b: np.ndarray, x: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
 def impute_linear(image: np.ndarray, removed: np.ndarray, *, noise: float = NOISE,
                   rng: np.random.Generator | None = None, solver: str = "direct",
                   start: np.ndarray | None = None) -> np.ndarray:
-    """Fill the removed pixels of one image by ROAD's noisy linear imputation.
-
-    Each removed pixel becomes the weighted mean of its 8 neighbours (direct ``1/6``, diagonal
-    ``1/12``, renormalised at the image border), with every removed pixel solved jointly (the
-    neighbours may be removed too), then ``N(0, noise^2)`` is added to the filled values and
-    the result clipped to [0, 1]. A grey image stored as equal channels is solved once.
+    """Fill the removed pixels of one image by ROAD's noisy linear imputation: each the weighted
+    mean of its 8 neighbours (direct ``1/6``, diagonal ``1/12``, renormalised at the border), all
+    solved jointly, plus ``N(0, noise^2)``, clipped to [0, 1]. Equal channels are solved once.
 
     Args:
         image: float ``(H, W)`` or ``(H, W, C)`` in [0, 1]; never modified.
         removed: bool ``(H, W)``, True where a pixel is removed. At least one pixel must be kept.
-        noise: standard deviation of the added noise (0: the plain linear imputation).
-        rng: the noise's generator (default ``np.random.default_rng(0)``).
+        noise, rng: the added noise's standard deviation (0: none) and generator (default seed 0).
         solver: ``"direct"`` (SciPy's sparse LU, exact) or ``"cg"`` (conjugate gradients to a
-            relative residual of 1e-6: the matrix is symmetric positive definite; within 1e-3
-            of the direct solution, and several times faster on large holes).
+            relative residual of 1e-6; the matrix is SPD; several times faster on large holes).
         start: ``"cg"``'s first guess, an image like ``image`` (default: the kept pixels' mean).
 
-    Returns:
-        float32 array of ``image``'s shape; kept pixels unchanged.
-
-    Raises:
-        ValueError: mismatched shapes, every pixel removed, or an unknown solver.
+    Returns float32 like ``image``, kept pixels unchanged. Raises ValueError for mismatched
+    shapes, every pixel removed, or an unknown solver.
     """
     img = np.asarray(image, np.float32)
     removed = np.asarray(removed, bool)
@@ -220,7 +214,8 @@ class RoadResult:
 
 def road_curves(model: Any, x: np.ndarray, heatmaps: np.ndarray, targets: Any = None, *,
                 fractions: Sequence[float] = DEFAULT_FRACTIONS, noise: float = NOISE,
-                seed: int = 0, solver: str = "cg", batch_size: int = 32) -> RoadResult:
+                seed: int = 0, solver: str = "cg", batch_size: int = 32,
+                threads: int | None = None) -> RoadResult:
     """ROAD MoRF and LeRF curves of each image's heatmap.
 
     Args:
@@ -234,6 +229,8 @@ def road_curves(model: Any, x: np.ndarray, heatmaps: np.ndarray, targets: Any = 
         solver: of the imputation (``"cg"``: fast enough for 18 solves a film on a CPU).
         batch_size: images per forward pass; the ``2 F`` imputed images of several films go
             through one call, so batches are full (no padding to ``batch_size`` per film).
+        threads: films imputed at once (default: the CPU count, at most 4; the sparse solves
+            release the GIL); each film's noise has its own seed, so results do not depend on it.
 
     Returns:
         A :class:`RoadResult`.
@@ -257,26 +254,30 @@ def road_curves(model: Any, x: np.ndarray, heatmaps: np.ndarray, targets: Any = 
     probs = predict(batch)
     wanted = resolve_targets(targets, len(batch))
     wanted = np.where(wanted < 0, probs.argmax(axis=1), wanted)
-    rng = np.random.default_rng(seed)
+    seeds = np.random.SeedSequence(seed).spawn(len(batch))  # per film: the same however shared out
+
+    def film(i: int) -> list[np.ndarray]:
+        rng = np.random.default_rng(seeds[i])
+        return [image for order in ORDERS
+                for image in _removed_series(batch[i], heat[i], fractions, order, noise, rng, solver)]
+
     f = fractions.size
     scores = np.empty((len(batch), 2, f), np.float32)
     per_call = max(1, 8 * batch_size // (2 * f))  # films whose 2 F images share one predict call
-    for first in range(0, len(batch), per_call):
-        images = [image for img, h in zip(batch[first:first + per_call], heat[first:first + per_call])
-                  for order in ORDERS for image in _removed_series(img, h, fractions, order, noise,
-                                                                   rng, solver)]
-        wanted_here = np.repeat(wanted[first:first + per_call], 2 * f)
-        out = predict(np.stack(images))[np.arange(len(images)), wanted_here]
-        scores[first:first + per_call] = out.reshape(-1, 2, f)
+    with ThreadPoolExecutor(max(1, threads or min(os.cpu_count() or 1, 4))) as pool:
+        for first in range(0, len(batch), per_call):
+            films = range(first, min(first + per_call, len(batch)))
+            images = [image for series in pool.map(film, films) for image in series]
+            out = predict(np.stack(images))[np.arange(len(images)), np.repeat(wanted[films], 2 * f)]
+            scores[films] = out.reshape(-1, 2, f)
     return RoadResult(fractions, scores[:, 0], scores[:, 1],
                       probs[np.arange(len(batch)), wanted].astype(np.float32), wanted)
 
 
 def _removed_series(img: np.ndarray, heat: np.ndarray, fractions: np.ndarray, order: str,
                     noise: float, rng: np.random.Generator, solver: str) -> list[np.ndarray]:
-    """One film's imputed images at each fraction of one order. The holes are nested (each
-    fraction removes the smaller one's pixels and more), so each solve starts from the previous
-    fraction's imputation: about 7 % fewer steps than from the mean on cxr3 films."""
+    """One film's imputed images at each fraction of one order; the holes are nested, so each
+    solve starts from the smaller hole's fill (about 7 % fewer CG steps on cxr3 films)."""
     images = [None]
     for removed in removal_masks(heat, fractions, order, rng):
         images.append(impute_linear(img, removed, noise=noise, rng=rng, solver=solver, start=images[-1]))
