@@ -84,7 +84,7 @@ def resolution_text(res: dict[str, Any]) -> str:
 
 @st.cache_data(max_entries=64, show_spinner="Scoring this map with ROAD (18 imputed films)…")
 def _film_road(stamp: str, film_key: str, method: str, layer: str, target: int | None,
-               _run, _pixels, _heat) -> dict[str, Any]:
+               smoothing: str, _run, _pixels, _heat) -> dict[str, Any]:
     cfg = _run.config.preprocess
     x = _model_input(film_key, cfg.hash(), _pixels, cfg)
     return road_curves(model(_run), x, _heat[None], target).to_dict(0)
@@ -93,8 +93,8 @@ def _film_road(stamp: str, film_key: str, method: str, layer: str, target: int |
 def film_road(run, pixels, film_key: str, cfg: ExplainConfig, res: dict[str, Any]) -> dict[str, Any]:
     """ROAD curves and combined score of the shown heatmap (:func:`cxrlib.explain.road.road_curves`),
     cached per film and settings. ``res`` is :func:`app_services.explanation`'s result."""
-    return _film_road(run_stamp(run), film_key, cfg.method, res["layer"], cfg.target, run, pixels,
-                      res["heatmap"])
+    return _film_road(run_stamp(run), film_key, cfg.method, res["layer"], cfg.target,
+                      res.get("smoothing", "none"), run, pixels, res["heatmap"])
 
 
 def heatmap_trust_panel(container, run, pixels, film_key: str, cfg: ExplainConfig,

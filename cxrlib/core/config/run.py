@@ -138,6 +138,8 @@ class ExplainConfig(_Config):
         contour: draw iso-contours of the heatmap instead of a filled colour map.
         threshold: heatmap values below this share of the maximum are not drawn: the film's
             pixels stay as they are (0, published: the whole film is tinted).
+        smoothing: ``"none"``, ``"tta"`` (shifts and zooms averaged in the film's frame, no
+            flip), ``"eigen"`` or ``"tta+eigen"`` (:mod:`cxrlib.explain.smoothing`).
     """
 
     method: str = "gradcam"
@@ -147,6 +149,7 @@ class ExplainConfig(_Config):
     colormap: str = "jet"
     contour: bool = False
     threshold: float = 0.0
+    smoothing: str = added_field("none")
 
 
 @dataclass(frozen=True)
