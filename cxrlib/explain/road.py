@@ -19,9 +19,10 @@ can rank methods inconsistently, the two together agree).
 
 Pure functions on arrays: the model is never changed, every imputed image goes through the one
 compiled forward pass, and a prediction function (e.g. a TFLite model's) can stand in for it.
-Speed (a 224 px film, 9 fractions, both orders): the operator is built once per image size and
-each hole's system sliced from it, each solve starts from the next smaller hole's imputation,
-and several films' imputed images share full batches of the forward pass.
+Speed (a 224 px film, 9 fractions, both orders): the imputation's solver is two-level
+preconditioned conjugate gradients (:mod:`cxrlib.explain.imputation`), each solve starts from
+the next smaller hole's fill, films are imputed in threads, and several films' imputed images
+share full batches of the forward pass.
 """
 from __future__ import annotations
 
@@ -29,126 +30,17 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from cxrlib.explain.imputation import NEIGHBOURS, NOISE, impute_linear
+
 DEFAULT_FRACTIONS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 10))
 """Removal fractions of the curves: 10 %, 20 %, ..., 90 %."""
-
-NOISE = 0.01
-"""Standard deviation of the noise added to imputed values (in [0, 1]; the reference code's)."""
-
-NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
-    (-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
-    (-1, -1, 1 / 12), (-1, 1, 1 / 12), (1, -1, 1 / 12), (1, 1, 1 / 12))
-"""``(row offset, column offset, weight)`` of the 8 neighbours in the imputation (the paper's)."""
-
 ORDERS = ("morf", "lerf")
 
 Predict = Callable[[np.ndarray], np.ndarray]
-
-
-@lru_cache(maxsize=4)
-def _operator(h: int, w: int) -> Any:
-    """The imputation's operator on all pixels of an ``h x w`` image (CSR, once per size): row
-    ``p`` has ``-w_pq`` per neighbour ``q`` inside the image and their sum ``W_p`` on the diagonal
-    (at a border the mean is over the neighbours that exist); :func:`_system` slices it."""
-    import scipy.sparse as sparse  # noqa: PLC0415
-
-    r, c = np.divmod(np.arange(h * w), w)
-    diag = np.zeros(h * w)
-    rows, cols, vals = [np.arange(h * w)], [np.arange(h * w)], []
-    for dr, dc, weight in NEIGHBOURS:
-        rr, cc = r + dr, c + dc
-        inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-        diag[inside] += weight
-        rows.append(np.flatnonzero(inside))
-        cols.append((rr * w + cc)[inside])
-        vals.append(np.full(int(inside.sum()), -weight))
-    return sparse.csr_matrix((np.concatenate([diag, *vals]), (np.concatenate(rows), np.concatenate(cols))),
-                             shape=(h * w, h * w))
-
-
-def _system(removed: np.ndarray, values: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
-    """``(A, removed pixels' flat indices, b)``: row of removed pixel ``p`` is
-    ``W_p x_p - sum_{q removed} w_pq x_q = sum_{q kept} w_pq v_q`` (``values``: ``(H W, C)``)."""
-    flat = removed.ravel()
-    missing = np.flatnonzero(flat)
-    rows = _operator(*removed.shape)[missing]
-    return rows[:, missing], missing, -(rows @ np.where(flat[:, None], 0.0, values))
-
-
-def _cg(a: Any, b: np.ndarray, x: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
-    """Conjugate gradients on the symmetric positive definite ``a`` for every column of ``b`` at
-    once, from ``x``, to ``|r| <= rtol |b|`` per column: one sparse product a step, and plain
-    NumPy otherwise (OpenBLAS's threads spin on these small vectors on a shared 2-core CPU)."""
-    dot = lambda u, v: np.einsum("ij,ij->j", u, v)  # noqa: E731
-    r = b - a @ x
-    p, rho, stop = r.copy(), dot(r, r), rtol ** 2 * dot(b, b)
-    for _ in range(10 * len(b)):
-        if np.all(rho <= stop):
-            break
-        q = a @ p
-        alpha = rho / np.where(rho > stop, dot(p, q), np.inf)  # converged columns stay put
-        x += alpha * p
-        r -= alpha * q
-        rho, previous = dot(r, r), rho
-        p *= rho / np.maximum(previous, 1e-300)
-        p += r
-    return x
-
-
-def impute_linear(image: np.ndarray, removed: np.ndarray, *, noise: float = NOISE,
-                  rng: np.random.Generator | None = None, solver: str = "direct",
-                  start: np.ndarray | None = None) -> np.ndarray:
-    """Fill the removed pixels of one image by ROAD's noisy linear imputation: each the weighted
-    mean of its 8 neighbours (direct ``1/6``, diagonal ``1/12``, renormalised at the border), all
-    solved jointly, plus ``N(0, noise^2)``, clipped to [0, 1]. Equal channels are solved once.
-
-    Args:
-        image: float ``(H, W)`` or ``(H, W, C)`` in [0, 1]; never modified.
-        removed: bool ``(H, W)``, True where a pixel is removed. At least one pixel must be kept.
-        noise, rng: the added noise's standard deviation (0: none) and generator (default seed 0).
-        solver: ``"direct"`` (SciPy's sparse LU, exact) or ``"cg"`` (conjugate gradients to a
-            relative residual of 1e-6; the matrix is SPD; several times faster on large holes).
-        start: ``"cg"``'s first guess, an image like ``image`` (default: the kept pixels' mean).
-
-    Returns float32 like ``image``, kept pixels unchanged. Raises ValueError for mismatched
-    shapes, every pixel removed, or an unknown solver.
-    """
-    img = np.asarray(image, np.float32)
-    removed = np.asarray(removed, bool)
-    if removed.shape != img.shape[:2]:
-        raise ValueError(f"removed mask {removed.shape} does not match the image {img.shape[:2]}")
-    if solver not in ("direct", "cg"):
-        raise ValueError(f"unknown solver {solver!r}; choose 'direct' or 'cg'")
-    out = img.copy()
-    if not removed.any():
-        return out
-    if removed.all():
-        raise ValueError("every pixel is removed: nothing to impute from")
-    planes = img[..., None] if img.ndim == 2 else img
-    grey = planes.shape[2] > 1 and all(np.array_equal(planes[..., 0], planes[..., k])
-                                       for k in range(1, planes.shape[2]))
-    channels = 1 if grey else planes.shape[2]
-    flat_values = planes.reshape(-1, planes.shape[2])[:, :channels].astype(np.float64)
-    a, missing, b = _system(removed, flat_values)
-    if solver == "direct":
-        import scipy.sparse.linalg as linalg  # noqa: PLC0415
-
-        solved = linalg.spsolve(a.tocsc(), b).reshape(missing.size, -1)
-    else:
-        guess = (np.broadcast_to(flat_values[~removed.ravel()].mean(axis=0), b.shape) if start is None
-                 else np.asarray(start, np.float64).reshape(-1, planes.shape[2])[missing, :channels])
-        solved = _cg(a, b, np.array(guess, np.float64))
-    if noise > 0:
-        rng = rng if rng is not None else np.random.default_rng(0)
-        solved = solved + rng.normal(0.0, noise, (missing.size, 1))
-    filled = out.reshape(-1, planes.shape[2]) if img.ndim == 3 else out.reshape(-1, 1)
-    filled[missing] = np.clip(solved, 0.0, 1.0).astype(np.float32)  # broadcasts over equal channels
-    return out
 
 
 def removal_masks(heatmap: np.ndarray, fractions: Sequence[float], order: str = "morf",
