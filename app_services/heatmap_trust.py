@@ -49,7 +49,8 @@ def method_standing(run, method: str) -> str | None:
     low, high = row["road_combined_ci"]
     text = (f"{explain.method_label(method)} ranks {k} of {n} on this run by ROAD "
             f"({row['road_combined']:+.3f}, 95 % CI {_num(low)} to {_num(high)}; a random map "
-            f"{_num(trust['random_map_road'])}; {trust['films']} {films_of(trust)})")
+            f"{_num(row.get('random_map_road', trust['random_map_road']))}; "
+            f"{row.get('films', trust['films'])} {films_of(trust)})")  # slow methods: fewer films
     if not row.get("beats_random"):
         text += ": :orange[not better than a random map on this run]"
     return text
@@ -137,7 +138,7 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
         rows.append({"rank": k, "method": explain.method_label(name), "layer": r["layer"],
                      "ROAD (LeRF − MoRF)": r["road_combined"],
                      "95 % CI": f"{_num(low)} to {_num(high)}",
-                     "beats a random map": bool(r.get("beats_random")),
+                     "beats a random map": bool(r.get("beats_random")), "films": r.get("films"),
                      "ms per film": r["ms_per_film"], "cells per side": r["cells_per_side"],
                      "randomisation rank corr.": r["randomisation_rank_corr"],
                      "CAM in lungs": r["in_lung_share"], "default": bool(r.get("default"))})

@@ -58,6 +58,13 @@ def test_explain_names_the_methods_standing_from_a_stored_result(app, trained_ru
                             "+0.250; a random map +0.000; 40 test films)") for c in texts(at.caption))
     at.selectbox(key="ex_method").set_value("layercam").run()
     assert any("ranks 3 of 3" in c and "not better than a random map" in c for c in texts(at.caption))
+    # A slow method measured on fewer validation films says so, against its own random map.
+    rows["layercam"].update(films=12, random_map_road=0.02)
+    save_trust(trained_run.folder, {"methods": rows, "ranking": list(rows), "films": 40, "split": "val",
+                                    "random_map_road": 0.0, "random_map_road_ci": [-0.01, 0.01]})
+    at = app(EXPLAIN, ex_method="layercam")
+    assert any("ranks 3 of 3" in c and "a random map +0.020; 12 validation films" in c
+               for c in texts(at.caption)), texts(at.caption)
 
 
 def test_audit_measures_heatmap_trust_on_click_and_stores_it(app, trained_run, no_stored_trust,
