@@ -171,7 +171,8 @@ def explain_ui(layers: list[str], classes: list[str],
     c1, c2, c3 = st.columns(3)
     from_address("method", "ex_method", valid=cam_methods())  # a link keeps the method
     method = c1.selectbox("Method", cam_methods(), key="ex_method", persist_state="session",
-                          format_func=method_label)
+                          format_func=method_label,  # starts on the one default, ExplainConfig's
+                          index=cam_methods().index(ExplainConfig().method))
     to_address("method", method)
     own, valid = methods[method]
     needs = explain.CAM_METHODS[method].activations == explain.NON_NEGATIVE

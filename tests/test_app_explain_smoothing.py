@@ -1,5 +1,6 @@
-"""Explain page: the smoothing control (issue 25) changes the heatmap drawn, and says what it
-applied; a method that does not allow eigen-smoothing gets the rest of the choice, not an error."""
+"""Explain page (issue 25): the method box starts on the one default; the smoothing control
+changes the heatmap drawn and says what it applied; a method that does not allow
+eigen-smoothing gets the rest of the choice, not an error."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,3 +39,21 @@ def test_eigen_smoothing_is_left_out_where_the_method_does_not_allow_it(app):
     assert not at.exception and not at.error
     shown = _shown(at)
     assert "smoothing: shifts and zooms" in shown and "eigen-smoothing does not apply to EigenCAM" in shown
+
+
+def test_the_method_box_starts_on_the_one_default(app, monkeypatch):
+    """The page preselects ExplainConfig().method (where the measured default lives), not
+    whichever method the registry lists first."""
+    import dataclasses
+
+    from app_services import explaining
+    from cxrlib.core.config import ExplainConfig
+
+    assert app(PAGE).selectbox(key="ex_method").value == ExplainConfig().method
+
+    @dataclasses.dataclass(frozen=True)
+    class Moved(ExplainConfig):
+        method: str = "layercam"
+
+    monkeypatch.setattr(explaining, "ExplainConfig", Moved)
+    assert app(PAGE).selectbox(key="ex_method").value == "layercam"
