@@ -24,11 +24,12 @@ def no_stored_trust(trained_run):
 
 
 def test_explain_shows_resolution_and_scores_the_film_on_demand(app, trained_run, no_stored_trust):
+    from cxrlib.core.config import ExplainConfig
     from cxrlib.explain import get_cam, road_score
 
     at = app(EXPLAIN)
     model = trained_run.load_model()
-    cam = get_cam("gradcam", model)
+    cam = get_cam(ExplainConfig().method, model)  # the method the page starts on
     cells = int(model.get_layer(cam.layer).output.shape[1]) if cam.layer in [
         layer.name for layer in model.layers] else cam.cells_per_side
     captions = texts(at.caption)
@@ -53,7 +54,7 @@ def test_explain_names_the_methods_standing_from_a_stored_result(app, trained_ru
             for name, score in (("eigencam", 0.3), ("gradcam", 0.2), ("layercam", 0.01))}
     save_trust(trained_run.folder, {"methods": rows, "ranking": list(rows), "films": 40,
                                     "random_map_road": 0.0, "random_map_road_ci": [-0.01, 0.01]})
-    at = app(EXPLAIN)
+    at = app(EXPLAIN, ex_method="gradcam")
     assert any(c.startswith("Grad-CAM ranks 2 of 3 on this run by ROAD (+0.200, 95 % CI +0.150 to "
                             "+0.250; a random map +0.000; 40 test films)") for c in texts(at.caption))
     at.selectbox(key="ex_method").set_value("layercam").run()

@@ -129,6 +129,10 @@ class ExplainConfig(_Config):
 
     Attributes:
         method: registered CAM method name (``"gradcam"``, ``"gradcam++"``, ``"scorecam"``...).
+            The default is the one place the Explain page, the CLI and the audit take it from,
+            chosen by ``bench/heatmaps.py``'s rule on a cxr3 MobileNetV2 run's validation films
+            (docs/heatmaps.md): XGrad-CAM, the best ROAD score among the methods under 50 ms a
+            film (Grad-CAM before; the two intervals overlap).
         layer: layer name, or ``None`` for the method's default: for MobileNetV2 the published
             ``block_16_depthwise`` for methods taking signed activations (Grad-CAM, HiResCAM),
             ``out_relu`` for those needing non-negative ones; the last fitting conv layer otherwise.
@@ -142,7 +146,7 @@ class ExplainConfig(_Config):
             flip), ``"eigen"`` or ``"tta+eigen"`` (:mod:`cxrlib.explain.smoothing`).
     """
 
-    method: str = "gradcam"
+    method: str = "xgradcam"
     layer: str | None = None
     target: int | None = None
     alpha: float = 0.4
