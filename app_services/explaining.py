@@ -63,17 +63,19 @@ def _model_input(film_key: str, cfg_key: str, _pixels, _cfg: PreprocessConfig):
 
 @st.cache_data(max_entries=64, show_spinner="Computing the heatmap…")
 def _heatmap(stamp: str, film_key: str, method: str, layer: str, target: int | None,
-             _run, _pixels) -> dict[str, Any]:
+             smoothing: str, _run, _pixels) -> dict[str, Any]:
     cfg = _run.config.preprocess
     x = _model_input(film_key, cfg.hash(), _pixels, cfg)
-    result = _cam(stamp, _run.id, method, layer).explain(x, target)
+    cam = _cam(stamp, _run.id, method, layer)
+    applied = explain.smoothing_for(cam, smoothing)  # eigen-smoothing only where it applies
+    result = explain.explain_smoothed(cam, x, target, applied)
     return {"heatmap": result.heatmaps[0], "probs": result.probs[0], "layer": result.layer,
-            "flat": bool(result.flat[0]), "layer_valid": result.layer_valid}
+            "flat": bool(result.flat[0]), "layer_valid": result.layer_valid, "smoothing": applied}
 
 
 @st.cache_data(max_entries=64, show_spinner="Measuring faithfulness (deletion test)…")
 def _faithfulness(stamp: str, film_key: str, method: str, layer: str, target: int | None,
-                  _run, _pixels, _heat) -> dict[str, Any]:
+                  smoothing: str, _run, _pixels, _heat) -> dict[str, Any]:
     cfg = _run.config.preprocess
     x = _model_input(film_key, cfg.hash(), _pixels, cfg)
     return explain.deletion_insertion(model(_run), x, _heat, target, steps=20)
@@ -92,7 +94,7 @@ def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: boo
     stamp = run_stamp(run)
     default, _ = method_layers(run)[cfg.method]
     layer = cfg.layer or default
-    res = dict(_heatmap(stamp, film_key, cfg.method, layer, cfg.target, run, pixels))
+    res = dict(_heatmap(stamp, film_key, cfg.method, layer, cfg.target, cfg.smoothing, run, pixels))
     res["valid_layer"] = default
     res["box"] = input_box(run.config.preprocess, pixels, film_key)
     res["overlay"] = pixels if res["flat"] else explain.overlay(
@@ -100,7 +102,8 @@ def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: boo
         box=res["box"], threshold=cfg.threshold)
     if faithful:
         res["faithfulness"] = None if res["flat"] else _faithfulness(
-            stamp, film_key, cfg.method, layer, cfg.target, run, pixels, res["heatmap"])
+            stamp, film_key, cfg.method, layer, cfg.target, res["smoothing"], run, pixels,
+            res["heatmap"])
     return res
 
 
@@ -119,8 +122,8 @@ def faithfulness_ui(container, run, pixels, film_key: str, cfg: ExplainConfig,
                              persist_state="session")
     faith = None
     if asked and not res["flat"]:
-        faith = _faithfulness(run_stamp(run), film_key, cfg.method, res["layer"], cfg.target, run,
-                              pixels, res["heatmap"])
+        faith = _faithfulness(run_stamp(run), film_key, cfg.method, res["layer"], cfg.target,
+                              res["smoothing"], run, pixels, res["heatmap"])
     container.metric("Faithfulness (deletion)", "—" if faith is None else f"{faith['faithfulness']:+.3f}",
                      help=FAITHFULNESS_HELP)
 
@@ -168,7 +171,8 @@ def explain_ui(layers: list[str], classes: list[str],
     c1, c2, c3 = st.columns(3)
     from_address("method", "ex_method", valid=cam_methods())  # a link keeps the method
     method = c1.selectbox("Method", cam_methods(), key="ex_method", persist_state="session",
-                          format_func=method_label)
+                          format_func=method_label,  # starts on the one default, ExplainConfig's
+                          index=cam_methods().index(ExplainConfig().method))
     to_address("method", method)
     own, valid = methods[method]
     needs = explain.CAM_METHODS[method].activations == explain.NON_NEGATIVE
@@ -204,4 +208,22 @@ def explain_ui(layers: list[str], classes: list[str],
     contour = c3.toggle("Contour lines instead of a filled map", False, key="ex_contour",
                         persist_state="session")
     return ExplainConfig(method=method, layer=layer, target=target, alpha=alpha, colormap=cmap,
-                         contour=contour, threshold=threshold)
+                         contour=contour, threshold=threshold, smoothing=smoothing_ui(c1))
+
+
+SMOOTHING_LABELS = {"none": "None", "tta": "Shifts and zooms (TTA, no flip)",
+                    "eigen": "Eigen-smoothing", "tta+eigen": "Both"}
+"""The Explain page's names of :data:`cxrlib.explain.SMOOTHINGS`."""
+
+
+def smoothing_ui(container) -> str:
+    """The smoothing control (:func:`cxrlib.explain.explain_smoothed`): a name of
+    :data:`cxrlib.explain.SMOOTHINGS`."""
+    return container.selectbox(
+        "Smoothing", list(explain.SMOOTHINGS), format_func=SMOOTHING_LABELS.get, key="ex_smooth",
+        persist_state="session",
+        help="TTA: the map averaged over 5 shifted and 2 zoomed views of the film (never a "
+             "flip), each warped back into the film's frame: about 7 times the work. "
+             "Eigen-smoothing: the first principal component of the weighted activations "
+             "instead of their sum (less noise, same place); not for occlusion, EigenCAM or "
+             "fused LayerCAM, where only the TTA part applies.")

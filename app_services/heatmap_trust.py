@@ -49,10 +49,17 @@ def method_standing(run, method: str) -> str | None:
     low, high = row["road_combined_ci"]
     text = (f"{explain.method_label(method)} ranks {k} of {n} on this run by ROAD "
             f"({row['road_combined']:+.3f}, 95 % CI {_num(low)} to {_num(high)}; a random map "
-            f"{_num(trust['random_map_road'])}; {trust['films']} test films)")
+            f"{_num(row.get('random_map_road', trust['random_map_road']))}; "
+            f"{row.get('films', trust['films'])} {films_of(trust)})")  # slow methods: fewer films
     if not row.get("beats_random"):
         text += ": :orange[not better than a random map on this run]"
     return text
+
+
+def films_of(trust: dict[str, Any]) -> str:
+    """Which films a stored result measured: "validation films" (the default since the rule
+    that picks the default method must not read the test split), or "test films" (older ones)."""
+    return "validation films" if trust.get("split") == "val" else "test films"
 
 
 def _num(value) -> str:
@@ -78,7 +85,7 @@ def resolution_text(res: dict[str, Any]) -> str:
 
 @st.cache_data(max_entries=64, show_spinner="Scoring this map with ROAD (18 imputed films)…")
 def _film_road(stamp: str, film_key: str, method: str, layer: str, target: int | None,
-               _run, _pixels, _heat) -> dict[str, Any]:
+               smoothing: str, _run, _pixels, _heat) -> dict[str, Any]:
     cfg = _run.config.preprocess
     x = _model_input(film_key, cfg.hash(), _pixels, cfg)
     return road_curves(model(_run), x, _heat[None], target).to_dict(0)
@@ -87,8 +94,8 @@ def _film_road(stamp: str, film_key: str, method: str, layer: str, target: int |
 def film_road(run, pixels, film_key: str, cfg: ExplainConfig, res: dict[str, Any]) -> dict[str, Any]:
     """ROAD curves and combined score of the shown heatmap (:func:`cxrlib.explain.road.road_curves`),
     cached per film and settings. ``res`` is :func:`app_services.explanation`'s result."""
-    return _film_road(run_stamp(run), film_key, cfg.method, res["layer"], cfg.target, run, pixels,
-                      res["heatmap"])
+    return _film_road(run_stamp(run), film_key, cfg.method, res["layer"], cfg.target,
+                      res.get("smoothing", "none"), run, pixels, res["heatmap"])
 
 
 def heatmap_trust_panel(container, run, pixels, film_key: str, cfg: ExplainConfig,
@@ -131,7 +138,7 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
         rows.append({"rank": k, "method": explain.method_label(name), "layer": r["layer"],
                      "ROAD (LeRF − MoRF)": r["road_combined"],
                      "95 % CI": f"{_num(low)} to {_num(high)}",
-                     "beats a random map": bool(r.get("beats_random")),
+                     "beats a random map": bool(r.get("beats_random")), "films": r.get("films"),
                      "ms per film": r["ms_per_film"], "cells per side": r["cells_per_side"],
                      "randomisation rank corr.": r["randomisation_rank_corr"],
                      "CAM in lungs": r["in_lung_share"], "default": bool(r.get("default"))})
@@ -140,12 +147,12 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
 
 def heatmap_trust_section(run, ds, max_films: int | None) -> None:
     """The Audit page's "heatmap trust" table: the stored result, or a button that measures
-    every method on the test films with a live progress box (as the audit itself runs)."""
+    every method on the validation films with a live progress box (as the audit itself runs)."""
     trust = stored_trust(run)
     if trust is None or st.button("Measure again", key="au_trust_again", icon=":material/refresh:"):
         if trust is None and not st.button("Measure every heatmap method (ROAD)", key="au_trust",
                                            icon=":material/rule:"):
-            st.info("ROAD scores every CAM method on the test films: about 2 s per film and "
+            st.info("ROAD scores every CAM method on the run's validation films: about 2 s per film and "
                     "method on a CPU, more for Score-CAM, Ablation-CAM and occlusion.")
             return
         with st.status("Measuring the heatmap methods…", expanded=True) as box:
@@ -159,7 +166,7 @@ def heatmap_trust_section(run, ds, max_films: int | None) -> None:
         _stored.clear()
     st.dataframe(trust_table(trust), hide_index=True)
     rule = trust.get("default_rule")
-    st.caption(f"ROAD (Rong et al. 2022) on {trust['films']} test films, patient-bootstrap 95 % CIs; "
+    st.caption(f"ROAD (Rong et al. 2022) on {trust['films']} {films_of(trust)}, patient-bootstrap 95 % CIs; "
                f"a random map scores {_num(trust['random_map_road'])}. Best method under 50 ms a "
                f"film that beats it: {explain.method_label(rule) if rule else 'none'}.")
     weak = [explain.method_label(n) for n, r in trust["methods"].items() if not r.get("beats_random")]

@@ -12,7 +12,7 @@ from cxrlib import explain
 from cxrlib.viz import viewer as vw
 from cxrlib.viz.figures import themed
 
-from .explaining import cam_layers, explanation, method_label
+from .explaining import SMOOTHING_LABELS, cam_layers, explanation, method_label
 from .lungs import explanation_lungs, with_outline
 
 MAX_COMPARED = 4
@@ -69,8 +69,15 @@ def layer_name(run, layer: str) -> str:
 
 
 def look(cfg, res, run) -> str:
-    """``Grad-CAM++ on the last block (out_relu)``: the method and layer explained."""
-    return f"{method_label(cfg.method)} on {layer_name(run, res['layer'])}"
+    """``Grad-CAM++ on the last block (out_relu)``: the method and layer explained, and the
+    smoothing applied (saying so when eigen-smoothing does not apply to the method)."""
+    text = f"{method_label(cfg.method)} on {layer_name(run, res['layer'])}"
+    applied = res.get("smoothing", "none")
+    if applied != "none":
+        text += f" · smoothing: {SMOOTHING_LABELS[applied].lower()}"
+    if applied != getattr(cfg, "smoothing", "none"):
+        text += f" · eigen-smoothing does not apply to {method_label(cfg.method)}"
+    return text
 
 
 def compared_panels(run, pixels, film_key: str, cfg, methods: list[str], *, ds=None,

@@ -7,7 +7,8 @@ import numpy as np
 from app_fixtures import (app, app_workspace, metric, texts, trace_array, trained_run,  # noqa: F401
                           viewer, viewer_maps)
 
-from cxrlib.explain import deletion_insertion, get_cam
+from cxrlib.core.config import ExplainConfig
+from cxrlib.explain import deletion_insertion, get_cam, method_label
 from cxrlib import preprocessing as preprocess
 from cxrlib.data.synthetic import synthetic_film
 
@@ -20,7 +21,9 @@ def test_overlay_probabilities_and_faithfulness(app, trained_run):
     film_name = at.selectbox(key="ex_film_Test").value
     captions = texts(at.caption)
     shown = [c for c in captions if c.startswith(f"Original · {film_name} · 96×96 px")]
-    assert shown and "Grad-CAM on " in shown[0] and "alpha 0.5 · inferno" in shown[0]
+    default = ExplainConfig().method  # the page starts on the measured default (issue 25)
+    assert shown and f" · {method_label(default)} on " in shown[0]
+    assert "alpha 0.5 · inferno" in shown[0]
     assert len(viewer_maps(at)) == 1 and len([t for t in viewer(at)["data"]
                                               if t["type"] == "image"]) == 2
     # the probabilities shown are the model's own on the preprocessed film
@@ -38,9 +41,9 @@ def test_overlay_probabilities_and_faithfulness(app, trained_run):
     truth = trained_run.predictions().set_index("rel_path").loc[film_name, "label"]
     verdict = f"Predicted **{pred}**; labelled **{truth}**."
     assert verdict in texts(at.success if pred == truth else at.error)
-    # the deletion score of this film's Grad-CAM, computed here straight from cxrlib.explain on
+    # the deletion score of this film's map, computed here straight from cxrlib.explain on
     # the model (no app cache): same method, default layer, predicted class, 20 steps
-    heat, _ = get_cam("gradcam", model)(x)
+    heat, _ = get_cam(default, model)(x)
     scores = deletion_insertion(model, x, heat[0], None, steps=20)
     assert scores["target"] == int(probs.argmax())
     # measured on request only (issue 22: it was 4 of an Explain action's 5 CPU seconds)

@@ -24,11 +24,12 @@ def no_stored_trust(trained_run):
 
 
 def test_explain_shows_resolution_and_scores_the_film_on_demand(app, trained_run, no_stored_trust):
+    from cxrlib.core.config import ExplainConfig
     from cxrlib.explain import get_cam, road_score
 
     at = app(EXPLAIN)
     model = trained_run.load_model()
-    cam = get_cam("gradcam", model)
+    cam = get_cam(ExplainConfig().method, model)  # the method the page starts on
     cells = int(model.get_layer(cam.layer).output.shape[1]) if cam.layer in [
         layer.name for layer in model.layers] else cam.cells_per_side
     captions = texts(at.caption)
@@ -53,11 +54,18 @@ def test_explain_names_the_methods_standing_from_a_stored_result(app, trained_ru
             for name, score in (("eigencam", 0.3), ("gradcam", 0.2), ("layercam", 0.01))}
     save_trust(trained_run.folder, {"methods": rows, "ranking": list(rows), "films": 40,
                                     "random_map_road": 0.0, "random_map_road_ci": [-0.01, 0.01]})
-    at = app(EXPLAIN)
+    at = app(EXPLAIN, ex_method="gradcam")
     assert any(c.startswith("Grad-CAM ranks 2 of 3 on this run by ROAD (+0.200, 95 % CI +0.150 to "
                             "+0.250; a random map +0.000; 40 test films)") for c in texts(at.caption))
     at.selectbox(key="ex_method").set_value("layercam").run()
     assert any("ranks 3 of 3" in c and "not better than a random map" in c for c in texts(at.caption))
+    # A slow method measured on fewer validation films says so, against its own random map.
+    rows["layercam"].update(films=12, random_map_road=0.02)
+    save_trust(trained_run.folder, {"methods": rows, "ranking": list(rows), "films": 40, "split": "val",
+                                    "random_map_road": 0.0, "random_map_road_ci": [-0.01, 0.01]})
+    at = app(EXPLAIN, ex_method="layercam")
+    assert any("ranks 3 of 3" in c and "a random map +0.020; 12 validation films" in c
+               for c in texts(at.caption)), texts(at.caption)
 
 
 def test_audit_measures_heatmap_trust_on_click_and_stores_it(app, trained_run, no_stored_trust,
@@ -81,5 +89,27 @@ def test_audit_measures_heatmap_trust_on_click_and_stores_it(app, trained_run, n
     assert sorted(table["method"]) == ["EigenCAM", "Grad-CAM"] and table["rank"].tolist() == [1, 2]
     assert table["ROAD (LeRF − MoRF)"].is_monotonic_decreasing
     assert any(c.startswith("ROAD (Rong et al. 2022) on ") for c in texts(at.caption))
+    # The ranking feeds the rule that picks the default method: validation films, never test ones.
+    from cxrlib.explain.trust import load_trust
+
+    split = trained_run.split_table()
+    val = split.loc[split["split"] == "val", "rel_path"]
+    stored = load_trust(trained_run.folder)
+    assert stored["split"] == "val" and stored["films"] == min(len(val), 200)
+    assert any(f"{stored['films']} validation films" in c for c in texts(at.caption))
     again = app(AUDIT)  # another session: the stored table, no measuring button
     assert not [b for b in again.button if b.label.startswith("Measure every")]
+
+
+def test_trust_films_are_the_runs_validation_films_unless_test_is_asked(trained_run):
+    """The heatmap-trust ranking picks the default method, so it reads the validation split."""
+    from cxrlib.audit.heatmap_trust import trust_films
+    from cxrlib.data.datasets import scan_dataset
+
+    ds = scan_dataset(trained_run.config.data.root).for_task(trained_run.config.data.task)
+    split = trained_run.split_table()
+    names = {s: set(split.loc[split["split"] == s, "rel_path"].astype(str)) for s in ("val", "test")}
+    x, groups, rel_paths, masks = trust_films(trained_run, ds, 4, seed=1)
+    assert len(x) == len(groups) == len(masks) == 4 and set(rel_paths) <= names["val"]
+    _, _, test_paths, _ = trust_films(trained_run, ds, 4, seed=1, split="test")
+    assert set(test_paths) <= names["test"] and not set(test_paths) & names["val"]

@@ -14,14 +14,15 @@ EXPLAIN, PREPROCESSING, TRAINING = "views/explain.py", "views/preprocessing.py",
 
 
 def _share_by_hand(run, path: str) -> tuple[float, bool]:
-    """The film's Grad-CAM share inside its predicted lung field, and whether that is flagged
-    (the tiny run's model input is the 96 px film itself: no carrying)."""
+    """The film's map share (the page's default method) inside its predicted lung field, and
+    whether that is flagged (the tiny run's model input is the 96 px film itself: no carrying)."""
+    from cxrlib.core.config import ExplainConfig
     from cxrlib.explain import get_cam
 
     raw = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     seg = segment_lungs(raw)
     x = preprocess.to_model_input(preprocess.preprocess_film(raw, run.config.preprocess)[None])
-    heat = np.clip(get_cam("gradcam", run.load_model())(x)[0][0], 0, None)
+    heat = np.clip(get_cam(ExplainConfig().method, run.load_model())(x)[0][0], 0, None)
     return float(heat[seg.mask].sum() / heat.sum()), seg.flagged
 
 

@@ -762,7 +762,7 @@ def test_explain_never_writes_an_overlay_over_a_film_or_an_earlier_output(tmp_pa
     films = _films(tmp_path / "in", ("a.png", "a-gradcam.png"))  # a film named as a's overlay
     before = snapshot(films)
     rc, _, err = run_cli(capsys, "explain", model, films / "a.png", films / "a-gradcam.png",
-                         "--out", films, "--overwrite", "--deletion-steps", "0")
+                         "--out", films, "--overwrite", "--deletion-steps", "0", "--method", "gradcam")
     assert rc == 2 and err.splitlines()[-1] == (
         f"error: --out {films / 'a-gradcam.png'} would write over an input of this command "
         f"({films / 'a-gradcam.png'}); choose another path")

@@ -122,7 +122,8 @@ def test_flat_maps_get_no_overlay(trained_run, folder, tmp_path, monkeypatch, ca
 
     # A method whose raw maps are negative everywhere (as Grad-CAM++ on a pre-activation layer).
     monkeypatch.setattr(GradCAM, "combine", lambda self, a, g, x, t: -np.abs(a).sum(axis=-1) - 1)
-    assert main(["explain", trained_run.id, str(folder / "a"), "--out", str(tmp_path / "o")]) == 0
+    assert main(["explain", trained_run.id, str(folder / "a"), "--out", str(tmp_path / "o"),
+                 "--method", "gradcam"]) == 0
     captured = capsys.readouterr()
     assert "0 explained, 3 flat (no overlay)" in captured.out and "layer" in captured.err
     table = _csv(tmp_path / "o")

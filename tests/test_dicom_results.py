@@ -51,7 +51,7 @@ def test_explain_dicom_out_writes_seg_sc_and_sr_that_reference_the_film(
 
     out, dcm = tmp_path / "out", tmp_path / "dicom"
     assert main(["explain", trained_run.id[:8], str(dicom_films), "--out", str(out),
-                 "--dicom-out", str(dcm), "--deletion-steps", "0"]) == 0
+                 "--dicom-out", str(dcm), "--deletion-steps", "0", "--method", "gradcam"]) == 0
     captured = capsys.readouterr()
     has_lungs = lung_segmenter()[0] is not None
     n_objects = 3 * (4 if has_lungs else 3)  # flat maps would give fewer; checked below

@@ -194,3 +194,33 @@ def test_tta_smoothing_averages_in_the_films_frame_without_flips():
     assert np.corrcoef(heat.ravel(), plain.ravel())[0, 1] > 0.97  # back in the film's frame
     assert heat[10:22, 40:52].mean() > 0.8 and heat[40:52, 10:22].max() < 0.1
     assert result.method == "bright+tta"
+
+
+def test_smoothing_by_name_dispatches_and_leaves_out_eigen_where_not_allowed():
+    from cxrlib.explain.smoothing import SMOOTHINGS, explain_smoothed, smoothing_for
+    from cxrlib.models.tta import VIEWS
+
+    class Recording(_BrightnessMap):
+        supports_eigen_smooth = True
+
+        def __init__(self):
+            self.calls = []
+
+        def explain(self, x, target=None, eigen_smooth=False):
+            self.calls.append(eigen_smooth)
+            return super().explain(x, target)
+
+    x = np.random.default_rng(0).random((1, 32, 32, 3)).astype(np.float32)
+    for name, views, eigen in (("none", 1, False), ("eigen", 1, True),
+                               ("tta", len(VIEWS["shift_scale"]), False),
+                               ("tta+eigen", len(VIEWS["shift_scale"]), True)):
+        cam = Recording()
+        explain_smoothed(cam, x, None, name)
+        assert cam.calls == [eigen] * views, name
+        assert smoothing_for(cam, name) == name
+    cam.supports_eigen_smooth = False
+    assert [smoothing_for(cam, n) for n in SMOOTHINGS] == ["none", "tta", "none", "tta"]
+    with pytest.raises(ValueError, match="unknown smoothing 'blur'"):
+        smoothing_for(cam, "blur")
+    with pytest.raises(ValueError, match="unknown smoothing"):
+        explain_smoothed(cam, x, None, "flip")

@@ -143,3 +143,23 @@ def test_road_takes_a_prediction_function_and_leaves_model_and_input_unchanged()
         road_curves(model, x, heat, fractions=(0.0, 0.5))
     with pytest.raises(ValueError, match="3 heatmaps for 2 images"):
         road_curves(model, x, np.zeros((3, S, S)))
+
+
+def test_conjugate_gradients_from_a_smaller_holes_fill_match_the_direct_solve():
+    """ROAD's default solver starts each hole from the next smaller one's imputation; it must
+    land on the direct (exact) solution of the larger hole, in grey and in colour."""
+    from cxrlib.explain.road import impute_linear
+
+    rng = np.random.default_rng(3)
+    smooth = np.cumsum(np.cumsum(rng.random((40, 40)), 0), 1)
+    grey = (smooth / smooth.max()).astype(np.float32)
+    colour = np.stack([grey, grey ** 2, 1 - grey], axis=-1)
+    small, large = np.zeros((40, 40), bool), np.zeros((40, 40), bool)
+    small[10:20, 12:22] = True
+    large[6:26, 8:30] = large[30:34, 0:3] = True  # a bigger hole and one at the border
+    for image in (grey, colour):
+        start = impute_linear(image, small, noise=0.0, solver="cg")
+        exact = impute_linear(image, large, noise=0.0, solver="direct")
+        warm = impute_linear(image, large, noise=0.0, solver="cg", start=start)
+        np.testing.assert_allclose(warm, exact, atol=1e-4)
+        assert np.abs(warm - image)[large].max() > 0.01  # the hole was really filled anew

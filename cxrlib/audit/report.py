@@ -234,14 +234,14 @@ def _readable(manifest: pd.DataFrame, sig, report: AuditReport):
     return manifest[keep].reset_index(drop=True), sig.readable()
 
 
-def _test_images(dataset, run, split_table, max_films, seed, note, report):
+def _test_images(dataset, run, split_table, max_films, seed, note, report, split="test"):
     from cxrlib.preprocessing.tensor_cache import load_tensors  # noqa: PLC0415
 
     tensors = load_tensors(dataset, run.config.preprocess, progress=lambda d, n: note("preprocessing", d, n))
     # A film that failed to decode has an all-zero row: leave it out, and say so.
     bad = {p["rel_path"]: p["reason"] for p in tensors.problems}
     row = {p: i for i, p in enumerate(tensors.rel_paths) if p not in bad}
-    test = split_table[split_table["split"].astype(str) == "test"]
+    test = split_table[split_table["split"].astype(str) == split]  # the heatmap-trust rule: "val"
     report.skipped += [{"rel_path": p, "reason": bad[p], "step": "attention and masking"}
                        for p in test["rel_path"].astype(str) if p in bad]
     test = test[test["rel_path"].astype(str).isin(row)]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files
 from cxrlib.cli.progress import ProgressBar
+from cxrlib.core.config import ExplainConfig
 from cxrlib.core.csvio import RowWriter
 
 CSV_NAME = "explanations.csv"
@@ -39,8 +40,9 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, help="folder for the overlays and the CSV (required for "
                                             "files; optional with --pacs)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    p.add_argument("--method", type=_method_name, default="gradcam",
-                   help="a registered CAM method (default gradcam; an unknown name lists them)")
+    p.add_argument("--method", type=_method_name, default=ExplainConfig().method,
+                   help=f"a registered CAM method (default {ExplainConfig().method}, chosen by "
+                        "measurement: docs/heatmaps.md; an unknown name lists them)")
     p.add_argument("--layer", help="layer to explain (default: the method's own default layer)")
     p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap opacity (default 0.4)")

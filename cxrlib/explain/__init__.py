@@ -34,12 +34,13 @@ from cxrlib.explain.methods import (CAM_METHODS, GRADIENT_METHODS, INPUT_LAYER, 
 from cxrlib.explain.overlay import (COLORMAPS, COLOUR_BAR_TITLE, CONTOUR_LEVELS, RESEARCH_ONLY,
                                    colormap_lut, legend_strip, overlay, to_png)
 from cxrlib.explain.road import RoadResult, impute_linear, random_heatmaps, road_curves, road_score
+from cxrlib.explain.smoothing import SMOOTHINGS, explain_smoothed, explain_tta, smoothing_for
 
 __all__ = [
     "ANY", "AblationCAM", "CAM", "CAM_METHODS", "COLORMAPS", "COLOUR_BAR_TITLE", "CONTOUR_LEVELS",
     "RESEARCH_ONLY", "legend_strip", "EigenCAM",
     "Explanation", "FLAT_TOLERANCE", "FinerCAM", "FusedLayerCAM", "INPUT_LAYER", "Occlusion",
-    "RoadResult", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
+    "RoadResult", "SMOOTHINGS", "explain_smoothed", "explain_tta", "smoothing_for", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
     "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "MOBILENETV2_LAYERS", "NON_NEGATIVE", "ScoreCAM",
     "XGradCAM", "colormap_lut", "conv_layer_names", "default_layer", "deletion_insertion",
     "deletion_score", "get_cam", "impute_linear", "is_flat", "layer_activations", "layers_above",

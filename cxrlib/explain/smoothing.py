@@ -10,6 +10,10 @@ explanation explains, so the views agree on what they explain.
 
 **Eigen-smoothing** is an option of every channel-weighting method
 (``cam.explain(x, eigen_smooth=True)``, :func:`cxrlib.explain.maps.principal_projection`).
+
+:func:`explain_smoothed` applies one of :data:`SMOOTHINGS` by name (the Explain page's control,
+``ExplainConfig.smoothing``); :func:`smoothing_for` drops eigen-smoothing where a method's map is
+not a sum over channels.
 """
 from __future__ import annotations
 
@@ -22,6 +26,40 @@ from cxrlib.explain.base import Explanation, as_batch
 from cxrlib.explain.maps import to_heatmaps
 
 TTA_MODES = ("shift", "shift_scale")
+SMOOTHINGS = ("none", "tta", "eigen", "tta+eigen")
+"""Smoothing by name: none, test-time augmentation (:func:`explain_tta`, shifts and zooms),
+eigen-smoothing, or both."""
+
+
+def smoothing_for(cam: Any, smoothing: str) -> str:
+    """``smoothing`` as ``cam`` can apply it: without eigen-smoothing for a method that does not
+    allow it (``supports_eigen_smooth``: occlusion, EigenCAM, fused LayerCAM).
+
+    Raises:
+        ValueError: an unknown name; the message lists :data:`SMOOTHINGS`.
+    """
+    if smoothing not in SMOOTHINGS:
+        raise ValueError(f"unknown smoothing {smoothing!r}; choose one of {SMOOTHINGS}")
+    if "eigen" in smoothing and not getattr(cam, "supports_eigen_smooth", False):
+        return "tta" if "tta" in smoothing else "none"
+    return smoothing
+
+
+def explain_smoothed(cam: Any, inputs: np.ndarray, target: Any = None,
+                     smoothing: str = "none") -> Explanation:
+    """``cam``'s explanation under ``smoothing`` (:data:`SMOOTHINGS`): ``"tta"`` is
+    :func:`explain_tta` over shifts and zooms, ``"eigen"`` is ``eigen_smooth=True``.
+
+    Raises:
+        ValueError: an unknown name, or eigen-smoothing for a method that does not allow it
+            (:func:`smoothing_for` says what applies).
+    """
+    if smoothing not in SMOOTHINGS:
+        raise ValueError(f"unknown smoothing {smoothing!r}; choose one of {SMOOTHINGS}")
+    eigen = "eigen" in smoothing
+    if "tta" in smoothing:
+        return explain_tta(cam, inputs, target, eigen_smooth=eigen)
+    return cam.explain(inputs, target, eigen_smooth=eigen)
 
 
 def explain_tta(cam: Any, inputs: np.ndarray, target: Any = None, *, mode: str = "shift_scale",

@@ -1,6 +1,7 @@
 """Which heatmap to trust: ROAD per method with patient-bootstrap CIs, speed, resolution, sanity.
 
-For each CAM method at its default layer, on a run's test films (:func:`heatmap_trust`):
+For each CAM method at its default layer, on a run's films (:func:`heatmap_trust`; the audit and
+``bench/heatmaps.py`` give it the validation films, as its ranking picks the default method):
 
 - ``road_combined``: the mean over films of ROAD's combined score (:mod:`cxrlib.explain.road`),
   with a patient-bootstrap 95 % interval (``road_combined_ci``; patients, or the split's group
@@ -132,7 +133,7 @@ def heatmap_trust(model: Any, x: np.ndarray, methods: Sequence[str], *,
 
     Args:
         model: the run's Keras model (never modified).
-        x: its test films as model inputs ``(N, S, S, 3)`` in [0, 1].
+        x: its films as model inputs ``(N, S, S, 3)`` in [0, 1] (validation films for a choice).
         methods: registry names, each explained at its default layer.
         groups: per film, the patient (or the split's group key) the bootstrap resamples.
         targets: the class explained per film (``None``: each film's predicted class).

@@ -129,6 +129,10 @@ class ExplainConfig(_Config):
 
     Attributes:
         method: registered CAM method name (``"gradcam"``, ``"gradcam++"``, ``"scorecam"``...).
+            The default is the one place the Explain page, the CLI and the audit take it from,
+            chosen by ``bench/heatmaps.py``'s rule on a cxr3 MobileNetV2 run's validation films
+            (docs/heatmaps.md): XGrad-CAM, the best ROAD score among the methods under 50 ms a
+            film (Grad-CAM before; the two intervals overlap).
         layer: layer name, or ``None`` for the method's default: for MobileNetV2 the published
             ``block_16_depthwise`` for methods taking signed activations (Grad-CAM, HiResCAM),
             ``out_relu`` for those needing non-negative ones; the last fitting conv layer otherwise.
@@ -138,15 +142,18 @@ class ExplainConfig(_Config):
         contour: draw iso-contours of the heatmap instead of a filled colour map.
         threshold: heatmap values below this share of the maximum are not drawn: the film's
             pixels stay as they are (0, published: the whole film is tinted).
+        smoothing: ``"none"``, ``"tta"`` (shifts and zooms averaged in the film's frame, no
+            flip), ``"eigen"`` or ``"tta+eigen"`` (:mod:`cxrlib.explain.smoothing`).
     """
 
-    method: str = "gradcam"
+    method: str = "xgradcam"
     layer: str | None = None
     target: int | None = None
     alpha: float = 0.4
     colormap: str = "jet"
     contour: bool = False
     threshold: float = 0.0
+    smoothing: str = added_field("none")
 
 
 @dataclass(frozen=True)
