@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT
+from cxrlib.core.config import ExplainConfig
 
 from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text,
                        run_audit, unseen_source_text, verdict_is_alarming)
@@ -27,7 +28,9 @@ def audit_options_ui() -> dict[str, Any]:
                              "test split", key="au_external", persist_state="session").strip()
     max_films = c2.select_slider("Test films for CAM and masking", [50, 100, 200, 500, "all"],
                                  200, key="au_max", persist_state="session")
-    method = c3.selectbox("CAM method", cam_methods(), key="au_method", format_func=method_label,
+    methods = cam_methods()
+    method = c3.selectbox("CAM method", methods, index=methods.index(ExplainConfig().method),
+                          key="au_method", format_func=method_label,
                           help="Each at its own default layer. Score-CAM and Ablation-CAM run the "
                                "model once per channel: slow over many films on a CPU.")
     adversarial = ADVERSARIAL_WEIGHT if st.toggle(

@@ -197,3 +197,13 @@ def test_the_audit_reports_what_a_sweep_found_on_this_dataset(app, trained_run):
         assert "Baseline LOSO expected accuracy 0.250." in shown
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_cam_method_box_starts_on_the_one_default(app):
+    """The audit's CAM method starts where Explain's does (ExplainConfig().method, the measured
+    default of issue 25), not on whichever method the registry lists first."""
+    from cxrlib.core.config import ExplainConfig
+    from cxrlib.explain import CAM_METHODS
+
+    assert ExplainConfig().method != next(iter(CAM_METHODS))  # else this test could not fail
+    assert app(PAGE).selectbox(key="au_method").value == ExplainConfig().method
