@@ -39,11 +39,14 @@ def stored_trust(run) -> dict[str, Any] | None:
 
 
 def method_standing(run, method: str) -> str | None:
-    """"Grad-CAM ranks 2 of 12 on this run ..." from the stored result, or None."""
+    """"Grad-CAM ranks 2 of 12 on this run ..." from the stored result; None when the run has none."""
     trust = stored_trust(run)
     found = trust_lib.standing(trust, method)
     if found is None:
-        return None
+        if not trust:
+            return None
+        return (f"{explain.method_label(method)} was not among the {len(trust.get('ranking', []))} "
+                "methods measured on this run (Audit page → Heatmap trust measures them again).")
     k, n = found
     row = trust["methods"][method]
     low, high = row["road_combined_ci"]

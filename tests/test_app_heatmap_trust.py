@@ -66,6 +66,12 @@ def test_explain_names_the_methods_standing_from_a_stored_result(app, trained_ru
     at = app(EXPLAIN, ex_method="layercam")
     assert any("ranks 3 of 3" in c and "a random map +0.020; 12 validation films" in c
                for c in texts(at.caption)), texts(at.caption)
+    # A method the stored result did not measure is named as such, not "no measurement yet".
+    at.selectbox(key="ex_method").set_value("hirescam").run()
+    captions = texts(at.caption)
+    assert not any(c.startswith("No heatmap-trust measurement") for c in captions), captions
+    assert any(c.startswith("HiResCAM was not among the 3 methods measured on this run")
+               for c in captions), captions
 
 
 def test_audit_measures_heatmap_trust_on_click_and_stores_it(app, trained_run, no_stored_trust,
