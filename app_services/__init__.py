@@ -30,6 +30,7 @@ One concern per module; pages import the package (``import app_services as svc``
   panels, previous / next, scores with their caveat, the overlay download).
 - :mod:`.address`: the run, film, reviewer and key choices kept in ``st.query_params``.
 - :mod:`.sweeping`: the Training page's Sweeps section (:mod:`cxrlib.sweep`).
+- :mod:`.serving`: what Streamlit does after every script run, fit for a shared server.
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
                    for_display, human_header, plain_table, table)
@@ -68,6 +69,7 @@ from .review_stats import (agreement, kappa_display, model_agreement_display, of
 from .firstrun import is_bundled_sample, quick_run_config
 from .pacs import SOURCE as PACS_SOURCE, pacs_film_ui, send_results_ui
 from .sweeping import sweeps_ui
+from .serving import keep_keras_state
 
 # What pages draw with but never compute: the figure builders, the configs the widgets return,
 # and the error a film can raise.

@@ -68,6 +68,8 @@ _ARM = """() => { const app = document.querySelector('[data-testid="stApp"]');
 _IDLE = """() => document.querySelector('[data-testid="stApp"]')
   ?.getAttribute('data-test-script-state') === 'notRunning'"""
 _RAN_AND_IDLE = f"() => window.__cxrRan === true && ({_IDLE})()"
+VIEWER = '.js-plotly-plot:has(g.imagelayer image)'
+"""The film viewer of Explain and Review, drawn (a plotly chart with the film's image trace)."""
 _IMAGES = """() => [...document.querySelectorAll('[data-testid="stImage"] img')]
   .every(img => img.complete && img.naturalWidth > 0)"""
 
@@ -190,7 +192,7 @@ class User:
         # Never the page's default (the first film, Grad-CAM), never last round's: always a change.
         film = self.films[1 + (3 * self.index + r) % (len(self.films) - 1)]
         method = METHODS[(self.index + r) % len(METHODS)]
-        await self._act("explain_open", lambda: self._nav("Explain"), '[data-testid="stImage"] img')
+        await self._act("explain_open", lambda: self._nav("Explain"), VIEWER)
         await self._act("explain_film", lambda: self._pick("Film", film))
         await self._act("explain_method", lambda: self._pick("Method", method))
         await self._act("evaluation_open", lambda: self._nav("Evaluation"), ".js-plotly-plot")
@@ -322,6 +324,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 users x 1 round, the bundled sample")
     parser.add_argument("--data", type=Path, default=None, help="dataset folder")
     parser.add_argument("--no-profile", action="store_true", help="skip the Explain profile")
+    parser.add_argument("--workspace", type=Path, default=None,
+                        help="a workspace to use and keep (its run is trained once, then reused) "
+                             "instead of a fresh temporary one")
     parser.add_argument("--profile-data", type=Path, default=None,
                         help="films for the profile (default ../shared/datasets/cxr3-fullres when "
                              "present: native-size films; else the bench's dataset)")
@@ -337,7 +342,10 @@ def main() -> None:
     if not CHROMIUM.exists():
         print(json.dumps({"skipped": f"{CHROMIUM} not found (install Debian's chromium)"}))
         return
-    isolated_env("serve")
+    isolated_env("serve", workspace=args.workspace is None)
+    if args.workspace is not None:
+        args.workspace.mkdir(parents=True, exist_ok=True)
+        os.environ["CXR_WORKSPACE"] = str(args.workspace.resolve())
     import logging
 
     logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime": services used outside the app
