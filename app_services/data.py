@@ -18,6 +18,7 @@ from cxrlib.core.classes import task_classes
 from cxrlib.core.config import DataConfig
 from cxrlib.data.synthetic import DEMO_README, make_synthetic_dataset
 
+from .bytecache import byte_cached
 from .core import (DATA_DIR, DISPLAY_MAX_SIDE, TASK, TASK_LABELS, file_stamp,
                    shrink)
 
@@ -161,7 +162,7 @@ def is_demo(ds) -> bool:
     return readme.exists() and readme.read_text(encoding="utf-8", errors="replace") == DEMO_README
 
 
-@st.cache_resource(max_entries=48, show_spinner=False)
+@byte_cached(0.4)  # films: 40 % of CXR_CACHE_MB
 def _read_film(stamp: str, path: str):
     return imageio.read_film(path)
 
@@ -171,7 +172,7 @@ def film(path: str | Path):
     return _read_film(file_stamp(path), str(path))
 
 
-@st.cache_resource(max_entries=8, show_spinner="Decoding the upload…")
+@byte_cached(0.05, spinner="Decoding the upload…")
 def _decode_upload(digest: str, name: str, _data: bytes):
     return imageio.decode_film(_data, name)
 
@@ -183,7 +184,7 @@ def upload_film(uploaded) -> tuple[Any, str]:
     return _decode_upload(digest, uploaded.name, data), digest
 
 
-@st.cache_resource(max_entries=48, show_spinner=False)
+@byte_cached(0.05)
 def display_copy(key: str, _pixels):
     """``_pixels`` downscaled for display, cached under ``key`` (the file's stamp)."""
     return shrink(_pixels, DISPLAY_MAX_SIDE)

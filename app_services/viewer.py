@@ -12,6 +12,7 @@ from cxrlib import explain
 from cxrlib.viz import viewer as vw
 from cxrlib.viz.figures import themed
 
+from .bytecache import byte_cached
 from .explaining import cam_layers, explanation, method_label
 from .lungs import explanation_lungs, with_outline
 
@@ -38,7 +39,7 @@ def window_ui(key: str = "wl") -> tuple[float, float, bool]:
     return centre, width, invert
 
 
-@st.cache_resource(max_entries=6, show_spinner=False)
+@byte_cached(0.15)  # the films' lossless PNGs, as sent to the viewer
 def _source(film_key: str, centre: float, width: float, invert: bool, outline: str,
             _pixels, _mask) -> str:
     shown = vw.window_level(_pixels, centre, width, invert)

@@ -57,3 +57,58 @@ def test_after_a_run_full_collections_are_rate_limited(monkeypatch):
         serving.after_script_run(clock=lambda: now[0])
     # seconds since the last full collection: 1, 11, period + 6 (full), 1, period + 2 (full), 1
     assert generations == [1, 1, 2, 1, 2, 1]
+
+
+def test_a_byte_cache_evicts_the_least_recently_used_by_bytes_not_entries():
+    import numpy as np
+
+    from app_services.bytecache import ByteCache, size_of
+
+    mb = 2**20
+    cache = ByteCache(3 * mb + 4096)
+    films = {k: np.zeros(mb, np.uint8) for k in "abcd"}  # 1 MB each
+    for k in "abc":
+        cache.put(k, films[k])
+    assert len(cache) == 3 and cache.nbytes == 3 * mb
+    cache.get("a")  # "a" is now the most recently used: "b" goes first
+    cache.put("d", films["d"])
+    assert [k for k in "abcd" if k in cache] == ["a", "c", "d"]
+    cache.put("big", np.zeros(2 * mb, np.uint8))  # two entries must go to make room for one
+    assert [k for k in ("a", "c", "d", "big") if k in cache] == ["d", "big"]
+    assert cache.nbytes == 3 * mb
+    many = ByteCache(3 * mb + 4096)
+    for i in range(500):  # small values: far more entries than an entry bound of 48 would keep
+        many.put(i, np.zeros(1024, np.uint8))
+    assert len(many) == 500
+    cache.put("huge", np.zeros(4 * mb, np.uint8))  # larger than the budget: not kept
+    assert "huge" not in cache and cache.nbytes <= cache.max_bytes
+    # sizes of what the app keeps: a film-like dataclass and a viewer PNG data URI
+    from cxrlib.lungs import LungSegmentation
+
+    seg = LungSegmentation(mask=np.zeros((100, 200), bool), quality=1.0, flagged=False,
+                           source="dataset")
+    assert 20_000 <= size_of(seg) < 20_000 + 2048
+    assert 10**6 <= size_of("x" * 10**6) < 10**6 + 100
+
+
+def test_a_byte_cached_value_is_computed_once_for_concurrent_callers(monkeypatch):
+    import threading
+    import time
+
+    from app_services.bytecache import byte_cached
+
+    calls = []
+
+    @byte_cached(0.01)
+    def slow(key: str, _payload=None):
+        calls.append(key)
+        time.sleep(0.2)
+        return key * 3
+
+    threads = [threading.Thread(target=slow, args=("k", i)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["k"]  # the underscore argument is not part of the key
+    assert slow("k", "other") == "kkk" and slow("j") == "jjj" and calls == ["k", "j"]
