@@ -52,6 +52,8 @@ def size_of(value: Any, _seen: set[int] | None = None) -> int:
     if hasattr(value, "memory_usage") and hasattr(value, "shape"):  # pandas
         usage = value.memory_usage(deep=True)
         return int(getattr(usage, "sum", lambda: usage)())
+    if hasattr(value, "to_plotly_json") and hasattr(value, "_layout"):  # a plotly figure
+        return sys.getsizeof(value) + size_of([value._data, value._layout], seen)  # noqa: SLF001
     if isinstance(value, dict):
         return sys.getsizeof(value) + sum(size_of(k, seen) + size_of(v, seen)
                                           for k, v in value.items())

@@ -12,6 +12,7 @@ from cxrlib.viz import figures
 from cxrlib.viz import subgroups as sgfigs
 
 from .address import from_address, to_address
+from .bytecache import byte_cached
 from .core import chart, fmt, table
 from .data import image_grid
 from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive_values,
@@ -19,7 +20,7 @@ from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive
 from .generalising import subgroup_columns, subgroup_table, subgroups
 from .review_queue import review_link
 from .review_stats import download_csv
-from .runs import dataset_runs, get_run, leakage_warning, run_label
+from .runs import dataset_runs, get_run, leakage_warning, run_label, run_stamp
 
 NO_OTHER = ""
 COMPARE = "ev_other"
@@ -72,8 +73,24 @@ def headline(runs: list, run, threshold: float | None) -> None:
                f"{fmt(auc.get('low'))} – {fmt(auc.get('high'))}")
 
 
-def _figures(run, threshold, normalised: bool, zmax: float | None) -> list[tuple[str, Any]]:
-    res, ci = evaluation(run, threshold), bootstrap(run, 1000, threshold)
+@byte_cached(0.02)
+def _themed_figures(stamp: str, threshold, normalised: bool, zmax: float | None,
+                    _run) -> list[tuple[str, Any]]:
+    """A run's figures drawn for the dark surround, built once per run and settings for every
+    session (building and theming them was most of an Evaluation rerun: about 0.6 of 0.95 s)."""
+    res, ci = evaluation(_run, threshold), bootstrap(_run, 1000, threshold)
+    return [(name, figures.themed(fig, "dark")) for name, fig in _build(_run, res, ci, normalised,
+                                                                         zmax)]
+
+
+def _figures(run, threshold, normalised: bool, zmax: float | None, *,
+             copies: bool = False) -> list[tuple[str, Any]]:
+    """The run's figures (cached; ``copies``: fresh copies a caller may change)."""
+    figs = _themed_figures(run_stamp(run), threshold, normalised, zmax, run)
+    return [(name, type(fig)(fig)) for name, fig in figs] if copies else figs
+
+
+def _build(run, res, ci, normalised: bool, zmax: float | None) -> list[tuple[str, Any]]:
     ev = res["eval"]
     return [("hist", figures.training_curves_figure(run.history())),
             ("conf", figures.confusion_heatmap(ev["confusion"], ev["classes"], normalised, zmax)),
@@ -122,7 +139,7 @@ def figure_rows(runs: list, threshold: float | None, normalised: bool) -> None:
     runs' figures side by side on the same axes, each titled with its run."""
     zmax = max(max(map(max, evaluation(r, threshold)["eval"]["confusion"]["counts"]))
                for r in runs)
-    per_run = [_figures(r, threshold, normalised, zmax) for r in runs]
+    per_run = [_figures(r, threshold, normalised, zmax, copies=len(runs) > 1) for r in runs]
     if len(runs) == 1:
         items = per_run[0]
         for start in range(0, len(items), 2):

@@ -7,11 +7,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_services import serving
+from app_fixtures import app_workspace, trained_run  # noqa: F401
 
 SCRIPT = """
 import keras
 import streamlit as st
 from app_services import serving
+from app_fixtures import app_workspace, trained_run  # noqa: F401
 if st.session_state.get("keep"):
     serving.keep_keras_state()
 st.write("ran")
@@ -112,3 +114,18 @@ def test_a_byte_cached_value_is_computed_once_for_concurrent_callers(monkeypatch
         t.join()
     assert calls == ["k"]  # the underscore argument is not part of the key
     assert slow("k", "other") == "kkk" and slow("j") == "jjj" and calls == ["k", "j"]
+
+
+def test_evaluation_figures_are_built_once_and_a_comparison_changes_copies(trained_run):
+    from app_services import evaluation_view as ev
+    from cxrlib.viz.figures import THEMES
+
+    first = ev._figures(trained_run, None, False, None)
+    again = ev._figures(trained_run, None, False, None)
+    assert [f for _, f in first] and all(a is b for (_, a), (_, b) in zip(first, again))
+    assert all(f.layout.paper_bgcolor == THEMES["dark"]["paper"] for _, f in first)
+    copies = ev._figures(trained_run, None, False, None, copies=True)
+    for _, fig in copies:
+        fig.update_layout(title_text="changed by a comparison")
+    assert not any(f.layout.title.text == "changed by a comparison" for _, f in first)
+    assert ev._figures(trained_run, None, True, None)[1][1] is not first[1][1]  # other settings
