@@ -163,6 +163,17 @@ def figure_rows(runs: list, threshold: float | None, normalised: bool) -> None:
             table(of(run), col)
 
 
+@byte_cached(0.02)
+def _subgroup_figures(stamp: str, fingerprint: str, by: tuple, order: tuple, start: float,
+                      _sub) -> list[tuple[str, Any]]:
+    """A run's subgroup forest and recall heatmap, dark, built once per run, dataset, cut,
+    order and x start for every session (0.5 of a warm Evaluation rerun's CPU otherwise)."""
+    forest = sgfigs.subgroup_forest_figure(_sub["table"], _sub["overall"]["accuracy"],
+                                           order=list(order), x_start=start)
+    heat = sgfigs.subgroup_recall_heatmap(_sub["table"], _sub["classes"], order=list(order))
+    return [("forest", figures.themed(forest, "dark")), ("heat", figures.themed(heat, "dark"))]
+
+
 def subgroups_ui(runs: list, ds) -> None:
     """Accuracy by subgroup of each run: one order (run A's, worst first) and one x scale."""
     st.subheader("Where it fails: accuracy by subgroup")
@@ -188,11 +199,10 @@ def subgroups_ui(runs: list, ds) -> None:
             st.markdown(f"{owner(runs, run)}: {len(sub['table'])} subgroups, "
                         f"**{len(flagged)} flagged** (overall accuracy "
                         f"{fmt(sub['overall']['accuracy'])})")
-            forest = sgfigs.subgroup_forest_figure(sub["table"], sub["overall"]["accuracy"],
-                                                   order=order, x_start=start)
-            heat = sgfigs.subgroup_recall_heatmap(sub["table"], sub["classes"], order=order)
-            for name, fig in (("forest", forest), ("heat", heat)):
-                chart(figures.whose(fig, owner(runs, run)) if len(runs) == 2 else fig,
+            figs = _subgroup_figures(run_stamp(run), ds.fingerprint, tuple(by), tuple(order),
+                                     start, sub)
+            for name, fig in figs:
+                chart(figures.whose(type(fig)(fig), owner(runs, run)) if len(runs) == 2 else fig,
                       key=f"sg_{name}_{run.id}")
             table(subgroup_table(sub["table"], sub["classes"]))
             st.download_button("Subgroups (CSV)", sub["csv"], f"subgroups-{run.id}.csv",
