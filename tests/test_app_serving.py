@@ -7,13 +7,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_services import serving
-from app_fixtures import app_workspace, trained_run  # noqa: F401
+from app_fixtures import app, app_workspace, trained_run  # noqa: F401
 
 SCRIPT = """
 import keras
 import streamlit as st
 from app_services import serving
-from app_fixtures import app_workspace, trained_run  # noqa: F401
+from app_fixtures import app, app_workspace, trained_run  # noqa: F401
 if st.session_state.get("keep"):
     serving.keep_keras_state()
 st.write("ran")
@@ -129,3 +129,24 @@ def test_evaluation_figures_are_built_once_and_a_comparison_changes_copies(train
         fig.update_layout(title_text="changed by a comparison")
     assert not any(f.layout.title.text == "changed by a comparison" for _, f in first)
     assert ev._figures(trained_run, None, True, None)[1][1] is not first[1][1]  # other settings
+
+
+def test_the_overlay_png_is_made_when_downloaded_not_on_every_rerun(app):
+    import numpy as np
+
+    from app_services.explaining import overlay_of
+    from cxrlib import explain
+    from cxrlib.core.config import ExplainConfig
+
+    at = app("views/explain.py")
+    (button,) = at.download_button
+    assert button.label == "Download the overlay (PNG)"
+    assert button.proto.url == ""  # nothing encoded (nor kept per session) until it is clicked
+    # what it will draw: the film's heatmap through cxrlib's overlay with the page's settings
+    res = {"flat": False, "film": np.full((40, 30), 90, np.uint8), "box": (0, 0, 30, 40),
+           "heatmap": np.linspace(0, 1, 49).reshape(7, 7)}
+    cfg = ExplainConfig(alpha=0.5, colormap="inferno", threshold=0.2)
+    expected = explain.overlay(res["film"], res["heatmap"], alpha=0.5, colormap="inferno",
+                               contour=False, box=(0, 0, 30, 40), threshold=0.2)
+    assert np.array_equal(overlay_of(cfg, res), expected)
+    assert overlay_of(cfg, {**res, "flat": True}) is res["film"]
