@@ -146,13 +146,21 @@ class User:
         self.tab = None
         self.named = False
 
-    async def _act(self, name: str, do, ready: str | None = None) -> None:
+    async def _act(self, name: str, do, ready: str | None = None, page: str | None = None) -> None:
+        """Time ``do``: until the app's script run it caused has ended, ``ready`` is on the
+        page, and every image has loaded. ``page``: a page switch, done when that page's title
+        is drawn and the app is idle (a fast page's run can start and end between two frames,
+        so its 'running' state is never drawn and cannot be waited for)."""
         tab = self.tab
         started = time.perf_counter()
         try:
             await tab.evaluate(_ARM)
             await do()
-            await tab.wait_for_function(_RAN_AND_IDLE, timeout=ACTION_TIMEOUT_S * 1000)
+            if page is None:
+                await tab.wait_for_function(_RAN_AND_IDLE, timeout=ACTION_TIMEOUT_S * 1000)
+            else:
+                await tab.locator(f'[data-testid="stMain"] h1:has-text("{page}")').first.wait_for(
+                    timeout=ACTION_TIMEOUT_S * 1000)
             if ready:
                 await tab.locator(ready).first.wait_for(timeout=ACTION_TIMEOUT_S * 1000)
             await tab.wait_for_function(_IDLE, timeout=ACTION_TIMEOUT_S * 1000)
@@ -192,11 +200,12 @@ class User:
         # Never the page's default (the first film, Grad-CAM), never last round's: always a change.
         film = self.films[1 + (3 * self.index + r) % (len(self.films) - 1)]
         method = METHODS[(self.index + r) % len(METHODS)]
-        await self._act("explain_open", lambda: self._nav("Explain"), VIEWER)
+        await self._act("explain_open", lambda: self._nav("Explain"), VIEWER, page="Explain")
         await self._act("explain_film", lambda: self._pick("Film", film))
         await self._act("explain_method", lambda: self._pick("Method", method))
-        await self._act("evaluation_open", lambda: self._nav("Evaluation"), ".js-plotly-plot")
-        await self._act("review_open", lambda: self._nav("Review"))
+        await self._act("evaluation_open", lambda: self._nav("Evaluation"), ".js-plotly-plot",
+                        page="Evaluation")
+        await self._act("review_open", lambda: self._nav("Review"), page="Review")
         if not self.named:
             await self._act("review_sign_in", self._sign_in, '[data-testid="stForm"]')
             self.named = True
@@ -208,8 +217,12 @@ class User:
 
     async def _save_review(self) -> None:
         tab = self.tab
-        for question, answer in (("Agree with the label", "Yes"),
-                                 ("Agree with the prediction", "No"),
+        radios = tab.locator('[data-testid="stRadio"]')
+        if await radios.filter(has_text="Your reading of this film").count():  # blinded, first time
+            questions = (("Your reading of this film", "Normal"),)
+        else:  # a film this user reviewed before: the label and the prediction show
+            questions = (("Agree with the label", "Yes"), ("Agree with the prediction", "No"))
+        for question, answer in (*questions,
                                  ("Where does the heatmap fall?", "elsewhere in the lungs")):
             group = tab.locator('[data-testid="stRadio"]').filter(has_text=question)
             await group.get_by_text(answer, exact=True).click()
