@@ -70,6 +70,8 @@ _IDLE = """() => document.querySelector('[data-testid="stApp"]')
 _RAN_AND_IDLE = f"() => window.__cxrRan === true && ({_IDLE})()"
 VIEWER = '.js-plotly-plot:has(g.imagelayer image)'
 """The film viewer of Explain and Review, drawn (a plotly chart with the film's image trace)."""
+REVIEW_FORM = '[data-testid="stRadio"]:has-text("Where does the heatmap fall?")'
+"""The review form's last question: the form is drawn (the name form before it is a form too)."""
 _IMAGES = """() => [...document.querySelectorAll('[data-testid="stImage"] img')]
   .every(img => img.complete && img.naturalWidth > 0)"""
 
@@ -207,7 +209,7 @@ class User:
                         page="Evaluation")
         await self._act("review_open", lambda: self._nav("Review"), page="Review")
         if not self.named:
-            await self._act("review_sign_in", self._sign_in, '[data-testid="stForm"]')
+            await self._act("review_sign_in", self._sign_in, REVIEW_FORM)
             self.named = True
         await self._act("review_save", self._save_review, '[data-testid="stAlert"]')
 
@@ -218,6 +220,7 @@ class User:
     async def _save_review(self) -> None:
         tab = self.tab
         radios = tab.locator('[data-testid="stRadio"]')
+        await tab.locator(REVIEW_FORM).first.wait_for()  # the review form, not the name form
         if await radios.filter(has_text="Your reading of this film").count():  # blinded, first time
             questions = (("Your reading of this film", "Normal"),)
         else:  # a film this user reviewed before: the label and the prediction show
