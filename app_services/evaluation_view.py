@@ -256,7 +256,8 @@ def sample_grid(runs: list, run, threshold: float | None) -> None:
     d2.download_button("Classification report (CSV)",
                        download_csv(report_table(evaluation(run, threshold)["eval"])),
                        f"report-{run.id}.csv", "text/csv", key=f"dl_r_{run.id}")
-    d3.download_button("Model (best.keras)", model_file(run), f"{run.id}.keras",
+    # read when clicked: the model's megabytes were hashed and kept per session on every rerun
+    d3.download_button("Model (best.keras)", lambda: model_file(run), f"{run.id}.keras",
                        "application/octet-stream", key=f"dl_m_{run.id}",
                        help="Loads in plain Keras: keras.models.load_model(path). "
                             "`python -m cxrlib export` writes a SavedModel or TFLite file.")

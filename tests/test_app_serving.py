@@ -150,3 +150,11 @@ def test_the_overlay_png_is_made_when_downloaded_not_on_every_rerun(app):
                                contour=False, box=(0, 0, 30, 40), threshold=0.2)
     assert np.array_equal(overlay_of(cfg, res), expected)
     assert overlay_of(cfg, {**res, "flat": True}) is res["film"]
+
+
+def test_the_model_download_is_read_when_clicked_not_on_every_rerun(app):
+    at = app("views/evaluation.py")
+    (model,) = [d for d in at.download_button if d.label == "Model (best.keras)"]
+    assert model.proto.url == ""  # deferred: no megabytes hashed and kept per session
+    (csv,) = [d for d in at.download_button if d.label == "Predictions (CSV)"]
+    assert csv.proto.url  # a small CSV is still sent with the page
