@@ -37,6 +37,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -352,6 +353,9 @@ def main() -> None:
     parser.add_argument("--action-timeout", type=float, default=ACTION_TIMEOUT_S,
                         help=f"seconds before an action counts as failed (default {ACTION_TIMEOUT_S})")
     args = parser.parse_args()
+    # A timeout's SIGTERM ends the bench through its finally blocks: the server stops and the
+    # background training is cancelled (it outlived a killed bench once).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     ACTION_TIMEOUT_S = args.action_timeout
     sessions = args.sessions or (2 if args.quick else 8)
     rounds = args.rounds or (1 if args.quick else 4)
