@@ -10,6 +10,7 @@ One concern per module; pages import the package (``import app_services as svc``
 
 - :mod:`.core`: session keys, chart and format helpers.
 - :mod:`.data`: the sidebar's dataset (validation, the synthetic demo), films, thumbnails, grids.
+- :mod:`.film_meta`: one film's header and manifest facts, patient data behind a toggle.
 - :mod:`.preprocessing`: live previews and ``preprocess_ui`` -> ``PreprocessConfig``.
 - :mod:`.runs`: registry access, the current-run picker, progress.
 - :mod:`.training_form`: the Training page's form, ``training_ui`` -> ``RunConfig``.
@@ -37,12 +38,14 @@ One concern per module; pages import the package (``import app_services as svc``
   :mod:`.search_findings`: the Audit page's "what the search found" (LOSO gains with CIs).
 - :mod:`.training_view`: the Training page's components (the configured run's state, start,
   live progress, the runs and the damaged ones).
+- :mod:`.serving`: what Streamlit does after every script run, fit for a shared server.
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
                    for_display, human_header, plain_table, table)
 from .data import (build_demo_dataset, crosstab, data_config, dataset_stats, dataset_status,
-                   display_pixels, film, film_meta_table, image_grid, init_state, is_demo,
-                   path_of, patient_data_toggle, require_dataset, sample_rows, upload_film)
+                   display_pixels, film, image_grid, init_state, is_demo,
+                   path_of, require_dataset, sample_rows, upload_film)
+from .film_meta import film_meta_table, patient_data_toggle
 from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive_values, report_table,
                          sample_records, test_predictions)
 from .explaining import (cam_layers, cam_methods, explain_refusal, explain_ui, explanation,
@@ -84,6 +87,7 @@ from .sweeping import sweeps_ui
 from .search_findings import search_findings_section
 from .training_view import (damaged_runs_ui, live_progress_ui, run_state_ui, runs_list_ui,
                             start_button)
+from .serving import keep_keras_state
 
 # What pages draw with but never compute: the figure builders, the configs the widgets return,
 # and the error a film can raise.

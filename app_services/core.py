@@ -65,9 +65,11 @@ def for_display(pixels):
 def chart(fig, *, key: str | None = None) -> None:
     """Draw a ``cxrlib.viz.figures`` figure in the app's dark theme (no white boxes on the dark
     surround), full column width."""
-    from cxrlib.viz.figures import themed  # noqa: PLC0415
+    from cxrlib.viz.figures import THEMES, themed  # noqa: PLC0415
 
-    st.plotly_chart(themed(fig, "dark"), theme=None, key=key, config={"displaylogo": False})
+    if fig.layout.paper_bgcolor != THEMES["dark"]["paper"]:  # a cached figure is themed once
+        themed(fig, "dark")
+    st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})
 
 
 def fmt(value: Any, spec: str = ".3f") -> str:

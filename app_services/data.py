@@ -18,6 +18,7 @@ from cxrlib.core.classes import task_classes
 from cxrlib.core.config import DataConfig
 from cxrlib.data.synthetic import DEMO_README, make_synthetic_dataset
 
+from .bytecache import byte_cached
 from .core import (DATA_DIR, DISPLAY_MAX_SIDE, TASK, TASK_LABELS, file_stamp,
                    shrink)
 
@@ -70,6 +71,13 @@ def _scan(root: str, bacterial: str, stamp: str):
     return datasets.scan_dataset(root, bacterial=bacterial)
 
 
+@byte_cached(0.05)
+def _for_task(root: str, bacterial: str, stamp: str, task: str, _full):
+    """The task's rows of a scanned dataset, with their fingerprint (a hash over every row:
+    about 50 ms for 1800 films, and the sidebar and the page each asked on every rerun)."""
+    return _full.for_task(task)
+
+
 def _precheck(root: Path) -> DataStatus | None:
     """Friendly messages for folders that cannot hold a dataset, before any scanning."""
     if not root.exists():
@@ -105,13 +113,14 @@ def dataset_status() -> DataStatus:
     if early is not None:
         return early
     try:
-        full = _scan(str(root.resolve()), cfg.bacterial, folder_stamp(root))
+        key = (str(root.resolve()), cfg.bacterial, folder_stamp(root))
+        full = _scan(*key)
     except datasets.DatasetError as exc:
         return DataStatus("error", f"`{root}` is not a dataset CXR Explorer can read: {exc}")
     except OSError as exc:
         return DataStatus("error", f"`{root}` could not be read: {exc}")
     try:
-        ds = full.for_task(cfg.task)
+        ds = _for_task(*key, cfg.task, full)
     except (ValueError, KeyError) as exc:
         return DataStatus("error", str(exc))
     if len(ds.manifest) == 0:
@@ -161,7 +170,7 @@ def is_demo(ds) -> bool:
     return readme.exists() and readme.read_text(encoding="utf-8", errors="replace") == DEMO_README
 
 
-@st.cache_resource(max_entries=48, show_spinner=False)
+@byte_cached(0.4)  # films: 40 % of CXR_CACHE_MB
 def _read_film(stamp: str, path: str):
     return imageio.read_film(path)
 
@@ -171,7 +180,7 @@ def film(path: str | Path):
     return _read_film(file_stamp(path), str(path))
 
 
-@st.cache_resource(max_entries=8, show_spinner="Decoding the upload…")
+@byte_cached(0.05, spinner="Decoding the upload…")
 def _decode_upload(digest: str, name: str, _data: bytes):
     return imageio.decode_film(_data, name)
 
@@ -183,7 +192,7 @@ def upload_film(uploaded) -> tuple[Any, str]:
     return _decode_upload(digest, uploaded.name, data), digest
 
 
-@st.cache_resource(max_entries=48, show_spinner=False)
+@byte_cached(0.05)
 def display_copy(key: str, _pixels):
     """``_pixels`` downscaled for display, cached under ``key`` (the file's stamp)."""
     return shrink(_pixels, DISPLAY_MAX_SIDE)
@@ -249,41 +258,6 @@ def image_grid(rows, captions: list[str], *, per_row: int = 6, side: int = 192) 
             else:
                 col.image(thumb, width="stretch")
                 col.caption(caption)
-
-
-PATIENT_DATA_ENV = "CXR_PATIENT_DATA"
-"""``off`` (default): the patient-data toggle starts off, as a shared server needs; ``on``: it
-starts on (a single-user workstation); ``never``: no toggle, patient data is never shown."""
-
-
-def patient_data_toggle(key: str) -> bool:
-    """Whether the user asked to see a DICOM film's patient name, id and birth date (a toggle)."""
-    setting = os.environ.get(PATIENT_DATA_ENV, "off").strip().lower()
-    if setting == "never":
-        return False
-    return st.toggle("Show patient name, id and birth date", value=setting == "on", key=key,
-                     help="From the DICOM header, for this film only. Nothing the app stores keeps them. "
-                          f"Set {PATIENT_DATA_ENV}=never on a shared server to remove this switch.")
-
-
-def film_meta_table(path: str, row, *, patient: bool = False):
-    """What the app knows about one film (decoded header and manifest row): field / value rows;
-    with ``patient``, a DICOM film's patient name, id and birth date too."""
-    import pandas as pd
-
-    meta = film(path).meta
-    info = {"file": row.get("rel_path", Path(path).name), "class": row.get("label"),
-            "patient_id": row.get("patient_id") or "(unknown)", "group_id": row.get("group_id"),
-            "source": row.get("source") or "(unknown)", "size": f"{meta.width} × {meta.height} px",
-            "channels": meta.channels, "bit depth": meta.bit_depth, "format": meta.format,
-            "photometric": meta.photometric}
-    info.update({k: v for k, v in (meta.extra or {}).items() if isinstance(v, (str, int, float))})
-    if meta.extra.get("decoder_warnings"):
-        info["warnings"] = "; ".join(meta.extra["decoder_warnings"])
-    if patient and meta.format == "DICOM":
-        info.update(imageio.patient_fields(path))
-    return pd.DataFrame([{"field": k, "value": str(v)} for k, v in info.items()
-                         if v not in (None, "")])
 
 
 def path_of(ds, rel_path: str) -> str:

@@ -82,12 +82,11 @@ def _faithfulness(stamp: str, film_key: str, method: str, layer: str, target: in
 
 
 def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: bool = True):
-    """Heatmap, probabilities, overlay (at the film's size) and deletion test of one film.
+    """Heatmap, probabilities and deletion test of one film (its overlay: :func:`overlay_of`).
 
-    Cached on the run, the film's content key and the CAM settings; alpha, colormap and contour
-    only redraw the overlay. ``layer`` is the layer explained (``cfg.layer`` or the method's
-    default); ``flat`` says the map has no contrast: then there is no overlay to draw (the film
-    itself is returned), no deletion test (``faithfulness`` None), and ``valid_layer`` is the
+    Cached on the run, the film's content key and the CAM settings. ``layer`` is the layer
+    explained (``cfg.layer`` or the method's default); ``flat`` says the map has no contrast:
+    then there is nothing to draw, no deletion test (``faithfulness`` None), and ``valid_layer`` is the
     method's default layer, one where it is valid. ``box`` is the part of the film the model
     saw (the lung crop's box, or the whole film): the heatmap is drawn over it only.
     """
@@ -97,14 +96,22 @@ def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: boo
     res = dict(_heatmap(stamp, film_key, cfg.method, layer, cfg.target, cfg.smoothing, run, pixels))
     res["valid_layer"] = default
     res["box"] = input_box(run.config.preprocess, pixels, film_key)
-    res["overlay"] = pixels if res["flat"] else explain.overlay(
-        pixels, res["heatmap"], alpha=cfg.alpha, colormap=cfg.colormap, contour=cfg.contour,
-        box=res["box"], threshold=cfg.threshold)
+    res["film"] = pixels  # the film explained (not a copy), for :func:`overlay_of`
     if faithful:
         res["faithfulness"] = None if res["flat"] else _faithfulness(
             stamp, film_key, cfg.method, layer, cfg.target, res["smoothing"], run, pixels,
             res["heatmap"])
     return res
+
+
+def overlay_of(cfg: ExplainConfig, res: dict[str, Any]):
+    """The heatmap of :func:`explanation` drawn over the film at its own size (the film itself
+    for a flat map): for the download and the PACS, so made only when one is asked for (a
+    native-size overlay of a 4k film took about 0.5 s, and the viewer draws its own)."""
+    if res["flat"]:
+        return res["film"]
+    return explain.overlay(res["film"], res["heatmap"], alpha=cfg.alpha, colormap=cfg.colormap,
+                           contour=cfg.contour, box=res["box"], threshold=cfg.threshold)
 
 
 FAITHFULNESS_HELP = ("Area under the class-score curve when pixels are removed in random order "

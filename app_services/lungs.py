@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import streamlit as st
-
 from cxrlib import lungs
 from cxrlib.evaluation.core import json_number
 from cxrlib import preprocessing as pre
 from cxrlib.core.config import PreprocessConfig
 
+from .bytecache import byte_cached
 
-@st.cache_resource(max_entries=32, show_spinner="Finding the lungs…")
+
+@byte_cached(0.15, spinner="Finding the lungs…")  # film-sized masks
 def _predicted(film_key: str, _pixels):
     return lungs.segment_lungs(_pixels)
 
@@ -30,7 +30,7 @@ def predicted_lungs(film_key: str, pixels):
     return _predicted(film_key, pixels)
 
 
-@st.cache_resource(max_entries=32, show_spinner="Finding the lungs…")
+@byte_cached(0.15, spinner="Finding the lungs…")
 def _fields(film_key: str, path: str | None, mask_path: str | None, _pixels):
     if path is None:  # an upload: no file, no mask of its own
         return predicted_lungs(film_key, _pixels)

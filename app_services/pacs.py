@@ -16,6 +16,8 @@ import streamlit as st
 
 from cxrlib.dicom import web
 
+from .explaining import overlay_of
+
 SOURCE = "PACS (DICOMweb)"
 
 
@@ -129,7 +131,7 @@ def send_results_ui(run, source_ds, pixels, res: dict[str, Any], lung: dict[str,
                in_lung_share=lung["share"],
                lung_mask=lung["source"] + (" (flagged: poor mask)" if lung["flagged"] else ""))
     item = FilmExplanation(row, res["heatmap"], res["box"], seg,
-                           None if res["flat"] else res["overlay"])
+                           None if res["flat"] else overlay_of(cfg, res))
     try:
         objects = results_of(run, source_ds, pixels, item)
         stored = client().store(objects.datasets())

@@ -12,7 +12,8 @@ from cxrlib import explain
 from cxrlib.viz import viewer as vw
 from cxrlib.viz.figures import themed
 
-from .explaining import SMOOTHING_LABELS, cam_layers, explanation, method_label
+from .bytecache import byte_cached
+from .explaining import SMOOTHING_LABELS, cam_layers, explanation, method_label, overlay_of
 from .lungs import explanation_lungs, with_outline
 
 MAX_COMPARED = 4
@@ -38,7 +39,7 @@ def window_ui(key: str = "wl") -> tuple[float, float, bool]:
     return centre, width, invert
 
 
-@st.cache_resource(max_entries=6, show_spinner=False)
+@byte_cached(0.15)  # the films' lossless PNGs, as sent to the viewer
 def _source(film_key: str, centre: float, width: float, invert: bool, outline: str,
             _pixels, _mask) -> str:
     shown = vw.window_level(_pixels, centre, width, invert)
@@ -153,7 +154,9 @@ def scores(run, probs) -> None:
 
 def overlay_download(run, name: str, cfg, res: dict[str, Any], predicted: str, score: float) -> None:
     """The overlay as a PNG with a legend strip (method, layer, class, score, run, research use
-    only) and the same in its PNG text."""
+    only) and the same in its PNG text, drawn and encoded when the button is clicked (a
+    native-size PNG on every rerun was most of an Explain rerun's time on a large film, and each
+    session kept its copy in memory)."""
     what = look(cfg, res, run)
     target = predicted if cfg.target is None else run.classes[cfg.target]
     meta = {"Title": f"CAM overlay of {name}", "Method": what, "Class": target,
@@ -162,7 +165,12 @@ def overlay_download(run, name: str, cfg, res: dict[str, Any], predicted: str, s
             "Disclaimer": explain.RESEARCH_ONLY}
     lines = [f"{what} | class {target} | model score {score:.3f} (uncalibrated)",
              f"run {run.id[:8]} | {name}", explain.RESEARCH_ONLY]
-    image = explain.legend_strip(res["overlay"], lines, cfg.colormap, cfg.threshold)
-    st.download_button("Download the overlay (PNG)", explain.to_png(image, text=meta),
+
+    def png() -> bytes:
+        image = explain.legend_strip(overlay_of(cfg, res), lines, cfg.colormap,
+                                     cfg.threshold)
+        return explain.to_png(image, text=meta)
+
+    st.download_button("Download the overlay (PNG)", png,
                        file_name=f"{name.rsplit('/', 1)[-1].rsplit('.', 1)[0]}-{cfg.method}.png",
                        mime="image/png", icon=":material/download:")

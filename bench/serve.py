@@ -37,6 +37,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -68,6 +69,10 @@ _ARM = """() => { const app = document.querySelector('[data-testid="stApp"]');
 _IDLE = """() => document.querySelector('[data-testid="stApp"]')
   ?.getAttribute('data-test-script-state') === 'notRunning'"""
 _RAN_AND_IDLE = f"() => window.__cxrRan === true && ({_IDLE})()"
+VIEWER = '.js-plotly-plot:has(g.imagelayer image)'
+"""The film viewer of Explain and Review, drawn (a plotly chart with the film's image trace)."""
+REVIEW_FORM = '[data-testid="stRadio"]:has-text("Where does the heatmap fall?")'
+"""The review form's last question: the form is drawn (the name form before it is a form too)."""
 _IMAGES = """() => [...document.querySelectorAll('[data-testid="stImage"] img')]
   .every(img => img.complete && img.naturalWidth > 0)"""
 
@@ -144,13 +149,21 @@ class User:
         self.tab = None
         self.named = False
 
-    async def _act(self, name: str, do, ready: str | None = None) -> None:
+    async def _act(self, name: str, do, ready: str | None = None, page: str | None = None) -> None:
+        """Time ``do``: until the app's script run it caused has ended, ``ready`` is on the
+        page, and every image has loaded. ``page``: a page switch, done when that page's title
+        is drawn and the app is idle (a fast page's run can start and end between two frames,
+        so its 'running' state is never drawn and cannot be waited for)."""
         tab = self.tab
         started = time.perf_counter()
         try:
             await tab.evaluate(_ARM)
             await do()
-            await tab.wait_for_function(_RAN_AND_IDLE, timeout=ACTION_TIMEOUT_S * 1000)
+            if page is None:
+                await tab.wait_for_function(_RAN_AND_IDLE, timeout=ACTION_TIMEOUT_S * 1000)
+            else:
+                await tab.locator(f'[data-testid="stMain"] h1:has-text("{page}")').first.wait_for(
+                    timeout=ACTION_TIMEOUT_S * 1000)
             if ready:
                 await tab.locator(ready).first.wait_for(timeout=ACTION_TIMEOUT_S * 1000)
             await tab.wait_for_function(_IDLE, timeout=ACTION_TIMEOUT_S * 1000)
@@ -190,13 +203,14 @@ class User:
         # Never the page's default (the first film, Grad-CAM), never last round's: always a change.
         film = self.films[1 + (3 * self.index + r) % (len(self.films) - 1)]
         method = METHODS[(self.index + r) % len(METHODS)]
-        await self._act("explain_open", lambda: self._nav("Explain"), '[data-testid="stImage"] img')
+        await self._act("explain_open", lambda: self._nav("Explain"), VIEWER, page="Explain")
         await self._act("explain_film", lambda: self._pick("Film", film))
         await self._act("explain_method", lambda: self._pick("Method", method))
-        await self._act("evaluation_open", lambda: self._nav("Evaluation"), ".js-plotly-plot")
-        await self._act("review_open", lambda: self._nav("Review"))
+        await self._act("evaluation_open", lambda: self._nav("Evaluation"), ".js-plotly-plot",
+                        page="Evaluation")
+        await self._act("review_open", lambda: self._nav("Review"), page="Review")
         if not self.named:
-            await self._act("review_sign_in", self._sign_in, '[data-testid="stForm"]')
+            await self._act("review_sign_in", self._sign_in, REVIEW_FORM)
             self.named = True
         await self._act("review_save", self._save_review, '[data-testid="stAlert"]')
 
@@ -206,8 +220,13 @@ class User:
 
     async def _save_review(self) -> None:
         tab = self.tab
-        for question, answer in (("Agree with the label", "Yes"),
-                                 ("Agree with the prediction", "No"),
+        radios = tab.locator('[data-testid="stRadio"]')
+        await tab.locator(REVIEW_FORM).first.wait_for()  # the review form, not the name form
+        if await radios.filter(has_text="Your reading of this film").count():  # blinded, first time
+            questions = (("Your reading of this film", "Normal"),)
+        else:  # a film this user reviewed before: the label and the prediction show
+            questions = (("Agree with the label", "Yes"), ("Agree with the prediction", "No"))
+        for question, answer in (*questions,
                                  ("Where does the heatmap fall?", "elsewhere in the lungs")):
             group = tab.locator('[data-testid="stRadio"]').filter(has_text=question)
             await group.get_by_text(answer, exact=True).click()
@@ -322,6 +341,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 users x 1 round, the bundled sample")
     parser.add_argument("--data", type=Path, default=None, help="dataset folder")
     parser.add_argument("--no-profile", action="store_true", help="skip the Explain profile")
+    parser.add_argument("--workspace", type=Path, default=None,
+                        help="a workspace to use and keep (its run is trained once, then reused) "
+                             "instead of a fresh temporary one")
     parser.add_argument("--profile-data", type=Path, default=None,
                         help="films for the profile (default ../shared/datasets/cxr3-fullres when "
                              "present: native-size films; else the bench's dataset)")
@@ -331,13 +353,19 @@ def main() -> None:
     parser.add_argument("--action-timeout", type=float, default=ACTION_TIMEOUT_S,
                         help=f"seconds before an action counts as failed (default {ACTION_TIMEOUT_S})")
     args = parser.parse_args()
+    # A timeout's SIGTERM ends the bench through its finally blocks: the server stops and the
+    # background training is cancelled (it outlived a killed bench once).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     ACTION_TIMEOUT_S = args.action_timeout
     sessions = args.sessions or (2 if args.quick else 8)
     rounds = args.rounds or (1 if args.quick else 4)
     if not CHROMIUM.exists():
         print(json.dumps({"skipped": f"{CHROMIUM} not found (install Debian's chromium)"}))
         return
-    isolated_env("serve")
+    isolated_env("serve", workspace=args.workspace is None)
+    if args.workspace is not None:
+        args.workspace.mkdir(parents=True, exist_ok=True)
+        os.environ["CXR_WORKSPACE"] = str(args.workspace.resolve())
     import logging
 
     logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime": services used outside the app

@@ -275,3 +275,26 @@ def test_scratch_copies_of_two_multi_worker_runs_are_two_jobs(queued, monkeypatc
     assert b.status()["state"] == "queued"
     gate.touch()
     assert [runner.wait(r, timeout=60, poll_s=0.1)["state"] for r in (a, b)] == ["done", "done"]
+
+
+def niceness_execute(run, *, cancel_check) -> None:
+    """Fake trainer: writes its own scheduling niceness to ``QUEUE_LOG`` and finishes."""
+    Path(os.environ["QUEUE_LOG"]).write_text(str(os.nice(0)), encoding="utf-8")
+    run.write_metrics({"accuracy": 1.0})
+    run.write_status(state="done")
+
+
+@pytest.mark.parametrize("setting, expected", [(None, 10), ("15", 15), ("lots", 10)])
+def test_background_training_runs_below_the_server(queued, monkeypatch, setting, expected):
+    """Issue 22: one user's training must not freeze the others' pages, so a training process
+    yields the CPU to the server (niceness 10; CXR_TRAIN_NICE, 0-19, changes it)."""
+    from cxrlib.runs import spawn
+
+    monkeypatch.setenv(runner.TRAIN_ENTRY_ENV, f"{THIS_FILE}:niceness_execute")
+    if setting is None:
+        monkeypatch.delenv(spawn.NICE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(spawn.NICE_ENV, setting)
+    run = runner.start(config(7), fingerprint="fp-nice")
+    assert runner.wait(run, timeout=60, poll_s=0.1)["state"] == "done"
+    assert int(queued.read_text()) == max(expected, os.nice(0))

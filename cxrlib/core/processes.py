@@ -1,4 +1,5 @@
-"""Processes: whether a pid is alive (one answer for run locks and cache builders)."""
+"""Processes: whether a pid is alive (one answer for run locks and cache builders), stopping a
+child, and a background process's lower CPU priority."""
 from __future__ import annotations
 
 import os
@@ -19,6 +20,17 @@ def pid_alive(pid: int | None) -> bool:
             return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def lower_priority(pid: int, niceness: int) -> bool:
+    """Give process ``pid`` the scheduling niceness ``niceness`` (0-19; higher yields more).
+
+    Returns False when the system refuses (the process is gone, or not ours to change)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, int(pid), max(0, min(19, int(niceness))))
+    except OSError:
+        return False
+    return True
 
 
 def stop_process(proc, grace_s: float = 10.0) -> None:
