@@ -125,8 +125,9 @@ def _films(seed: int = 0):
 
 
 def _model(seed: int):
-    """A tiny backbone (a dense layer over the film, pooled) and a head: a film's brightness
-    reaches every feature through the sum of its weights, which training can take away."""
+    """A tiny backbone (a dense layer over the film, pooled as ``global_pool``, where the branch
+    reads) and a head: the marker reaches every feature through the weights of its 16 pixels,
+    which training could set to zero without touching the stripes."""
     from cxrlib.core.tfsetup import keras
 
     k = keras()
