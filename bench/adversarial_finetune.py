@@ -158,6 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--adversarial", type=float, default=0.3, help="the gradient-reversal weight")
     p.add_argument("--no-warmup", action="store_true", help="the full weight from the first step")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's 1e-4)")
     args = p.parse_args(argv)
     t0, load_before = time.perf_counter(), _load()
     tmp = None
@@ -203,6 +204,8 @@ def main(argv=None) -> int:
                                            adversarial=lam, adversarial_warmup=not args.no_warmup)
         if cfg.model.family == "tiny":
             tcfg = tcfg.replace(finetune_from=None, learning_rate=1e-3)
+        if args.lr:
+            tcfg = tcfg.replace(learning_rate=args.lr)
         t = time.perf_counter()
         keeper, clock, adv = _finetune(model, start, images, onehot, sources, tr, val, tcfg)
         fit_s = time.perf_counter() - t
@@ -240,7 +243,8 @@ def main(argv=None) -> int:
            "held_out_gain": gain,
            "settings": {"epochs": args.epochs, "adversarial": args.adversarial,
                         "adversarial_warmup": not args.no_warmup, "size": cfg.preprocess.size,
-                        "family": cfg.model.family, "recipe": "finetune_recipe, no early stopping"},
+                        "family": cfg.model.family, "learning_rate": tcfg.learning_rate,
+                        "recipe": "finetune_recipe, no early stopping"},
            "total_s": round(time.perf_counter() - t0, 1), "load_before": load_before,
            "load_after": _load()}
     print(json.dumps(out))
