@@ -221,3 +221,21 @@ def test_train_cli_runs_an_adversarial_fine_tune(workspace, tmp_path, capsys):
     model = run.load_model()
     assert "source_branch" not in [layer.name for layer in model.layers]
     assert model.output_shape == (None, 3)
+
+
+def test_prepare_finetune_unfreezes_a_saved_head_runs_frozen_backbone(tmp_path):
+    """Bug: a head-mode run saves its backbone layers with trainable=False; prepare_finetune on
+    that loaded model left them frozen (only the head trained), so a fine-tune of a loaded run
+    (bench/adversarial_finetune.py) never reached the backbone."""
+    from cxrlib.core.config import ModelConfig
+    from cxrlib.core.tfsetup import keras
+    from cxrlib.models import backbone_and_head, build_model
+    from cxrlib.training.finetune import prepare_finetune
+
+    tcfg = TrainConfig(mode="finetune")
+    fresh = prepare_finetune(build_model(ModelConfig(family="tiny", weights="random"), 3, 32), tcfg)
+    model = build_model(ModelConfig(family="tiny", weights="random"), 3, 32)
+    backbone_and_head(model)[0].trainable = False  # what head mode does before saving
+    model.save(tmp_path / "head.keras")
+    loaded = keras().models.load_model(tmp_path / "head.keras")
+    assert prepare_finetune(loaded, tcfg)["trainable_parameters"] == fresh["trainable_parameters"]

@@ -32,6 +32,8 @@ def prepare_finetune(model, tcfg) -> dict:
 
     model.trainable = True
     layers = model.layers
+    for layer in layers:  # a loaded head-mode run keeps its backbone layers' own False flags
+        layer.trainable = True
     frozen_before = 0
     if tcfg.finetune_from:
         names = [layer.name for layer in layers]
