@@ -90,7 +90,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--adversarial", type=float, metavar="LAMBDA",
                    help="finetune: gradient-reversal weight of a class-conditional source branch "
                         "on the backbone's pooled features (the upper blocks learn to hide the "
-                        "source; costs a fine-tune: ~25 s an epoch per 1000 films on a 2-core CPU); "
+                        "source; costs a fine-tune: ~20 s an epoch per 1000 films on a 2-core CPU; "
+                        "hurt on cxr3 at 1.0, see docs/generalise.md); "
                         "default 0: off")
     g.add_argument("--no-adversarial-warmup", dest="adversarial_warmup", action="store_const",
                    const=False, help="--adversarial: the full weight from the first step "

@@ -71,9 +71,9 @@ class TrainConfig(_Config):
             class-conditional as in CDANN and Trivedi et al. 2022, who report up to +0.13 AUC at
             held-out hospitals: :mod:`cxrlib.training.adversary`); 0 = off. It costs a fine-tune:
             the backbone's forward pass and the upper blocks' backward pass every epoch (on the
-            2-core CPU about 25 s an epoch for 927 films at 224 px, against ~0.3 s for a head
-            epoch on cached features; the branch itself adds nothing measurable). On cxr3 it
-            did not help a held-out source (docs/generalise.md).
+            2-core CPU 15-20 s an epoch for 927 films at 224 px, against ~0.3 s for a head
+            epoch on cached features; the branch adds little). Measured on one cxr3 fold at
+            weight 1 it HURT: held-out 0.41 against 0.55 plain (docs/generalise.md).
         adversarial_warmup: with ``adversarial``: DANN's schedule, the weight rising from 0 to
             ``adversarial`` as ``2 / (1 + exp(-10 p)) - 1`` over the training's progress ``p``;
             False: the full weight from the first step.
