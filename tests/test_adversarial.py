@@ -47,11 +47,12 @@ def _probe(h, target):
 def test_gradient_reversal_flips_and_scales_the_gradient():
     from cxrlib.core.tfsetup import tf as _tf
     from cxrlib.audit.adversarial import SourceAdversary
+    from cxrlib.training.adversary import head_joint
 
     tf = _tf()
     head = _template()
     x, onehot, sources, _ = _features()
-    adv = SourceAdversary(head, sources, onehot, weight=0.5)
+    adv = SourceAdversary(head_joint(head), sources, onehot, weight=0.5)
     hidden = tf.Variable(tf.random.normal((4, 8)))
     with tf.GradientTape(persistent=True) as tape:
         plain = tf.reduce_sum(hidden * 2.0)
@@ -59,7 +60,7 @@ def test_gradient_reversal_flips_and_scales_the_gradient():
     np.testing.assert_allclose(tape.gradient(reversed_, hidden), -0.5 * tape.gradient(plain, hidden))
     assert adv.n_sources == 3 and len(adv.variables) == 4  # two dense layers of the branch
     with pytest.raises(ValueError, match="at least two sources"):
-        SourceAdversary(head, ["one"] * N, onehot, weight=0.5)
+        SourceAdversary(head_joint(head), ["one"] * N, onehot, weight=0.5)
 
 
 def test_adversarial_head_hides_the_source_and_stays_a_plain_head():

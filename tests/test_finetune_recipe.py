@@ -235,4 +235,6 @@ def test_cli_finetune_starts_from_the_recipe_and_flags_override_it():
     assert small.train == TrainConfig.small_cnn_recipe() and small.preprocess.size == 128
     small = _cfg("--model", "small_cnn", "--published-finetune")
     assert small.train == TrainConfig(mode="finetune") and small.preprocess.size == 224
-    assert _cfg().train == TrainConfig() and _cfg().preprocess.size == 224
+    # MobileNetV2's head preset carries the remedy the LOSO sweep supports (issue 23)
+    from cxrlib.core.config.presets import HEAD_REMEDY
+    assert _cfg().train == TrainConfig(**HEAD_REMEDY) and _cfg().preprocess.size == 224

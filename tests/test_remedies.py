@@ -177,4 +177,9 @@ def test_train_flags_set_the_remedies():
             cfg.train.source_balance, cfg.preprocess.standardise) == (3, 0.8, 0.2, True, "nyul")
     assert cfg.preprocess.standard_scale == ()  # learned by `train` on the training rows, not here
     plain = config_from_args(build_parser().parse_args(["train", "--data", "/d"]))
-    assert plain.identity() == RunConfig(data=plain.data).identity()
+    # the head preset's remedy (issue 23's sweep): 2 acquisition-style copies, no rotation or flip
+    assert (plain.train.feature_augment_copies, plain.train.acquisition, plain.train.augment,
+            plain.train.source_balance, plain.preprocess.standardise) == (2, 1.0, False, False, "none")
+    bare = config_from_args(build_parser().parse_args(
+        ["train", "--data", "/d", "--feature-augment-copies", "0"]))
+    assert bare.train.feature_augment_copies == 0 and bare.model == RunConfig().model

@@ -85,7 +85,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         warmup_epochs=args.warmup_epochs, tta=args.tta, seed=args.seed,
         acquisition=getattr(args, "acquisition", None),
         acquisition_contrast=getattr(args, "acquisition_contrast", None),
-        source_balance=getattr(args, "source_balance", None)))
+        source_balance=getattr(args, "source_balance", None),
+        adversarial=getattr(args, "adversarial", None),
+        adversarial_warmup=getattr(args, "adversarial_warmup", None)))
     if args.finetune_from == "all":  # every layer trains (None, which pick() would drop)
         train = train.replace(finetune_from=None)
     if not train.augment and (args.rotation is not None or args.hflip):

@@ -90,6 +90,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "strength in [0, 1] (default 0: off)")
     g.add_argument("--source-balance", action="store_const", const=True,
                    help="head mode: every (class, source) cell weighs the same in the loss")
+    g.add_argument("--adversarial", type=float, metavar="LAMBDA",
+                   help="finetune: gradient-reversal weight of a class-conditional source branch "
+                        "on the backbone's pooled features (the upper blocks learn to hide the "
+                        "source; costs a fine-tune: ~20 s an epoch per 1000 films on a 2-core CPU; "
+                        "hurt on cxr3 at 1.0, see docs/generalise.md); "
+                        "default 0: off")
+    g.add_argument("--no-adversarial-warmup", dest="adversarial_warmup", action="store_const",
+                   const=False, help="--adversarial: the full weight from the first step "
+                                     "(default: DANN's warm-up from 0)")
     g.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without val-loss gain")
     g.add_argument("--init-from-head", action="store_const", const=True,
                    help="finetune: start from the trained head of the matching head run")

@@ -32,6 +32,8 @@ def prepare_finetune(model, tcfg) -> dict:
 
     model.trainable = True
     layers = model.layers
+    for layer in layers:  # a loaded head-mode run keeps its backbone layers' own False flags
+        layer.trainable = True
     frozen_before = 0
     if tcfg.finetune_from:
         names = [layer.name for layer in layers]
@@ -108,9 +110,21 @@ def warmup_cosine(peak: float, steps_per_epoch: int, warmup_epochs: int, epochs:
     (so ``best.keras`` loads in plain Keras, and a resumed run continues on the same curve from
     its epoch number alone).
     """
+    def set_rate(model, step: int) -> None:
+        model.optimizer.learning_rate.assign(cosine_rate(
+            step, peak, warmup_epochs * steps_per_epoch, epochs * steps_per_epoch))
+
+    return per_step(steps_per_epoch, set_rate)
+
+
+def per_step(steps_per_epoch: int, set_step):
+    """A Keras callback calling ``set_step(model, step)`` before every training step, ``step``
+    counted from the first epoch's first batch (``epoch * steps_per_epoch + batch``), so a
+    resumed run continues a schedule from its epoch number alone (the learning-rate schedule,
+    the adversarial branch's warm-up)."""
     from cxrlib.core.tfsetup import keras  # noqa: PLC0415
 
-    class WarmupCosine(keras().callbacks.Callback):
+    class PerStep(keras().callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.epoch = 0
@@ -119,9 +133,6 @@ def warmup_cosine(peak: float, steps_per_epoch: int, warmup_epochs: int, epochs:
             self.epoch = epoch
 
         def on_train_batch_begin(self, batch, logs=None):
-            step = self.epoch * steps_per_epoch + batch
-            rate = cosine_rate(step, peak, warmup_epochs * steps_per_epoch,
-                               epochs * steps_per_epoch)
-            self.model.optimizer.learning_rate.assign(rate)
+            set_step(self.model, self.epoch * steps_per_epoch + batch)
 
-    return WarmupCosine()
+    return PerStep()

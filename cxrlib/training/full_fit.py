@@ -49,7 +49,16 @@ def fit_trainable_layers(ctx, images) -> np.ndarray | None:
                                        cancel_check=(lambda: False) if replicated else None)
     cbs = [progress, *fit_callbacks(tcfg, steps)]
     ctx.status(message="fine-tuning")
-    if initial_epoch < tcfg.epochs:
+    if initial_epoch < tcfg.epochs and tcfg.adversarial:
+        if replicated:
+            raise ValueError("adversarial fine-tuning trains on one device; several replicas "
+                             "(GPUs, workers) are not supported with --adversarial")
+        from cxrlib.data.identity import film_sources  # noqa: PLC0415
+
+        fit_adversarial(model, images, ctx.idx["train"], ctx.idx["val"], ctx.onehot,
+                        film_sources(ctx.data.manifest).to_numpy(), tcfg, callbacks=cbs,
+                        initial_epoch=initial_epoch, info=ctx.info)
+    elif initial_epoch < tcfg.epochs:
         if replicated:
             _fit_replicated(ctx, strategy, model, train_ds, val_ds, cbs, initial_epoch, steps)
         else:
@@ -61,6 +70,51 @@ def fit_trainable_layers(ctx, images) -> np.ndarray | None:
     if not ctx.chief:
         return None
     return predict(model, images[ctx.idx["test"]], batch_size=tcfg.batch_size)
+
+
+def fit_adversarial(model, images, train_rows: np.ndarray, val_rows: np.ndarray,
+                    onehot: np.ndarray, sources, tcfg, *, callbacks, initial_epoch: int = 0,
+                    info: dict | None = None):
+    """Fine-tune compiled ``model`` (trainable layers already set) with the class-conditional
+    source branch on its pooled backbone features (``TrainConfig.adversarial``: the reversal
+    weight; ``adversarial_warmup``: DANN's schedule), see :mod:`cxrlib.training.adversary`.
+
+    The same pipeline, loss (``model.loss``), schedule and callbacks as a plain fine-tune
+    (``callbacks`` holds the best-weights keeper); the loop is
+    :func:`cxrlib.training.replicated_fit.fit_replicated` on one device with the branch as its
+    extra term, driven by :func:`cxrlib.models.epochs.run_epochs`. The branch starts afresh
+    on a resumed run (only the model is checkpointed) and is discarded at the end.
+
+    Args:
+        sources: every dataset row's source (:func:`cxrlib.data.identity.film_sources`, the
+            rule of the per-source table and leave-one-source-out).
+        info: facts for metrics.json (``adversarial_sources``), when given.
+
+    Returns:
+        The :class:`cxrlib.training.adversary.SourceAdversary` it trained (for measurements).
+
+    Raises:
+        ValueError: the training rows hold fewer than two sources, or the model has no pooled
+            backbone features (:func:`cxrlib.training.adversary.backbone_joint`).
+    """
+    from cxrlib.core.tfsetup import tf  # noqa: PLC0415
+    from cxrlib.training.adversary import SourceAdversary, backbone_joint  # noqa: PLC0415
+    from cxrlib.training.input_pipeline import input_pipeline  # noqa: PLC0415
+    from cxrlib.training.replicated_fit import fit_replicated  # noqa: PLC0415
+
+    adv = SourceAdversary(backbone_joint(model), np.asarray(sources)[train_rows],
+                          onehot[train_rows], tcfg.adversarial, warmup=tcfg.adversarial_warmup)
+    if info is not None:
+        info["adversarial_sources"] = adv.n_sources
+    train_ds = input_pipeline(images, train_rows, onehot, tcfg, training=True,
+                              epochs=range(initial_epoch, tcfg.epochs), positions=True)
+    val_ds = input_pipeline(images, val_rows, onehot, tcfg, training=False)
+    steps = math.ceil(len(train_rows) / tcfg.batch_size)
+    schedule = adv.schedule(steps, tcfg.epochs)
+    fit_replicated(model, train_ds, val_ds, strategy=tf().distribute.get_strategy(),
+                   epochs=tcfg.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                   callbacks=[*callbacks, *([schedule] if schedule else [])], extra=adv)
+    return adv
 
 
 def _share_start(ctx, strategy, model) -> tuple[int, float]:

@@ -98,7 +98,7 @@ def fit_head_compiled(head, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     ``extra`` (optional, training only) adds a term to each step's loss: an object with
     ``variables`` (trained too) and ``forward(x_batch, rows) -> (probabilities, loss term)``,
     ``rows`` being the batch's rows of ``x_train`` (the source-adversarial branch,
-    :class:`cxrlib.audit.adversarial.SourceAdversary`). The logged losses stay the
+    :class:`cxrlib.training.adversary.SourceAdversary`). The logged losses stay the
     classification loss alone, so model selection on ``val_loss`` is unchanged.
 
     ``sample_weight`` (optional, ``(len(x_train),)``): each training row's weight in the loss

@@ -13,7 +13,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 def input_pipeline(images: np.ndarray, idx: np.ndarray, onehot: np.ndarray, tcfg, *,
                    training: bool, class_weight: np.ndarray | None = None,
-                   epochs: range | None = None):
+                   epochs: range | None = None, positions: bool = False):
     """``tf.data`` pipeline of grey uint8 films -> (float32 (B, S, S, 3) in [0, 1], one-hot).
 
     Training: for every epoch of ``epochs`` (default: one, epoch 0) the films in the order
@@ -24,7 +24,10 @@ def input_pipeline(images: np.ndarray, idx: np.ndarray, onehot: np.ndarray, tcfg
     ``tcfg.augment``, on the whole batch; always prefetched. With ``class_weight`` (one weight per
     class) every film also carries the weight of its class as a sample weight, for the
     class-weighted loss (training and validation alike, so the validation loss that picks the
-    best epoch is weighted the same way).
+    best epoch is weighted the same way). With ``positions`` (training only) a batch is
+    ``(x, y, w, rows)``: ``w`` ones without ``class_weight``, ``rows`` each film's position in
+    ``idx`` (what an extra loss term of :func:`cxrlib.training.replicated_fit.fit_replicated`
+    gathers its targets by).
     """
     from cxrlib.core.tfsetup import tf as _tf
 
@@ -34,6 +37,9 @@ def input_pipeline(images: np.ndarray, idx: np.ndarray, onehot: np.ndarray, tcfg
     parts = (np.asarray(images[idx]), onehot[idx])
     if class_weight is not None:
         parts += (np.asarray(class_weight, np.float32)[onehot[idx].argmax(1)],)
+    positions = positions and training
+    if positions and class_weight is None:
+        parts += (np.ones(len(idx), np.float32),)
     bs = int(tcfg.batch_size)
     if training:
         epochs = range(1) if epochs is None else epochs
@@ -43,7 +49,8 @@ def input_pipeline(images: np.ndarray, idx: np.ndarray, onehot: np.ndarray, tcfg
         ds = (tf.data.Dataset.from_tensor_slices(orders)
               .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(bs))
               .apply(tf.data.experimental.assert_cardinality(batches))
-              .map(lambda rows: tuple(tf.gather(t, rows) for t in table)))
+              .map(lambda rows: tuple(tf.gather(t, rows) for t in table)
+                   + ((rows,) if positions else ())))
     else:
         ds = tf.data.Dataset.from_tensor_slices(parts).batch(bs)
     layers = []

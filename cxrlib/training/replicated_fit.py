@@ -5,7 +5,8 @@ first-batch symbolic build calls ``strategy.reduce`` on the ``(x, y)`` tuple, an
 log reduction under ``MultiWorkerMirroredStrategy`` asks for axis 0 of scalar logs; both raise.
 :func:`fit_replicated` is the same training, written as a plain ``strategy.run`` loop, with
 ``model.fit``'s callback protocol, so the engine's callbacks (progress, checkpoints,
-schedules, early stopping) work unchanged.
+schedules, early stopping) work unchanged. It is also the one-device loop of adversarial
+fine-tuning (``extra``: a loss term ``model.fit`` has no place for).
 
 The loss is the model's compiled one (``model.loss``, set by
 :func:`cxrlib.training.finetune.compile_classifier`), per film. The loss of a step is the sum of
@@ -28,7 +29,7 @@ from cxrlib.training.context import Cancelled
 
 def fit_replicated(model, train_ds, val_ds, *, strategy, epochs: int, steps_per_epoch: int,
                    initial_epoch: int = 0, callbacks=(),
-                   stop: Callable[[], bool] = lambda: False) -> None:
+                   stop: Callable[[], bool] = lambda: False, extra=None) -> None:
     """Train compiled ``model`` on ``train_ds`` under ``strategy``, validating on ``val_ds``.
 
     Args:
@@ -44,6 +45,11 @@ def fit_replicated(model, train_ds, val_ds, *, strategy, epochs: int, steps_per_
         stop: polled before every step on every worker; when any worker's returns True, all
             of them raise :class:`Cancelled` after the same step (so none is left waiting in
             a collective).
+        extra: an extra loss term trained with the model (one replica only: adversarial
+            fine-tuning, :func:`cxrlib.training.full_fit.fit_adversarial`): ``variables`` and
+            ``forward(x, rows) -> (probabilities, term)``; ``train_ds`` then yields
+            ``(x, y, w, rows)`` (``rows``: each film's position among the training films). The
+            logged losses stay the classification loss alone.
 
     Raises:
         Cancelled: when ``stop`` asked for it.
@@ -52,10 +58,11 @@ def fit_replicated(model, train_ds, val_ds, *, strategy, epochs: int, steps_per_
 
     tf = _tf()
 
-    opt, variables = model.optimizer, model.trainable_variables
+    opt = model.optimizer
+    variables = model.trainable_variables + (list(extra.variables) if extra is not None else [])
     with strategy.scope():
         opt.build(variables)
-    train_step, val_step = _steps(tf, model, opt, variables, strategy)
+    train_step, val_step = _steps(tf, model, opt, variables, strategy, extra)
     batches = iter(strategy.experimental_distribute_dataset(train_ds))
     dist_val = strategy.experimental_distribute_dataset(val_ds)
 
@@ -80,7 +87,7 @@ def fit_replicated(model, train_ds, val_ds, *, strategy, epochs: int, steps_per_
                initial_epoch=initial_epoch, epoch=epoch)
 
 
-def _steps(tf, model, opt, variables, strategy):
+def _steps(tf, model, opt, variables, strategy, extra=None):
     """The compiled train and validation steps: per replica, then summed over replicas."""
     sum_op = tf.distribute.ReduceOp.SUM
 
@@ -103,12 +110,16 @@ def _steps(tf, model, opt, variables, strategy):
         n_local = tf.cast(tf.shape(y)[0], tf.float32)
         n_global = ctx.all_reduce(sum_op, n_local)
         with tf.GradientTape() as tape:
-            pred = model(x, training=True)
+            if extra is None:
+                pred = model(x, training=True)
+            else:  # the model's probabilities and the branch's loss from one forward pass
+                pred, term = extra.forward(x, batch[3])
             per_film = film_losses(y, pred, w)
             loss = tf.math.divide_no_nan(tf.reduce_sum(per_film), n_global)
             if model.losses:  # regularisers: once per global step, shared by the replicas
                 loss += tf.add_n(model.losses) / ctx.num_replicas_in_sync
-            scaled = opt.scale_loss(loss)  # mixed precision loss scaling (identity otherwise)
+            total = loss if extra is None else loss + term
+            scaled = opt.scale_loss(total)  # mixed precision loss scaling (identity otherwise)
         opt.apply(tape.gradient(scaled, variables), variables)
         return tf.stack([tf.reduce_sum(per_film), hits(y, pred), n_local, flag])
 

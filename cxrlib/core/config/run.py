@@ -179,6 +179,9 @@ class RunConfig(_Config):
         if self.model.family not in HEAD_FAMILIES and self.train.mode == "head":
             raise ValueError("the small CNN has no pretrained backbone to freeze: it always "
                              "trains all its layers (TrainConfig(mode='finetune'))")
+        if self.model.family not in HEAD_FAMILIES and self.train.adversarial:
+            raise ValueError("adversarial fine-tuning reads a backbone's pooled features: "
+                             f"{', '.join(HEAD_FAMILIES)} only, not {self.model.family}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name).to_dict() for f in dataclasses.fields(self)}
