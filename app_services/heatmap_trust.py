@@ -16,6 +16,7 @@ from cxrlib import explain
 from cxrlib.audit.heatmap_trust import run_heatmap_trust
 from cxrlib.core.config import ExplainConfig
 from cxrlib.explain import trust as trust_lib
+from cxrlib.explain.faithfulness import RANDOMISATION_THRESHOLD
 from cxrlib.explain.road import road_curves
 
 from .explaining import _cam, _model_input, method_layers
@@ -56,6 +57,10 @@ def method_standing(run, method: str) -> str | None:
             f"{row.get('films', trust['films'])} {films_of(trust)})")  # slow methods: fewer films
     if not row.get("beats_random"):
         text += ": :orange[not better than a random map on this run]"
+    corr = row.get("randomisation_rank_corr")
+    if corr is not None and corr >= RANDOMISATION_THRESHOLD:
+        text += (": :orange[its map barely changes when the model's head is re-initialised (rank "
+                 f"correlation {corr:.2f}), so it may not show what the model learned]")
     return text
 
 

@@ -66,6 +66,17 @@ def test_explain_names_the_methods_standing_from_a_stored_result(app, trained_ru
     at = app(EXPLAIN, ex_method="layercam")
     assert any("ranks 3 of 3" in c and "a random map +0.020; 12 validation films" in c
                for c in texts(at.caption)), texts(at.caption)
+    # A method whose map barely changes when the head is re-initialised fails the sanity check
+    # (Adebayo et al. 2018), whatever its ROAD: the standing says so.
+    rows["gradcam"].update(randomisation_rank_corr=0.93)
+    rows["eigencam"].update(randomisation_rank_corr=0.2)
+    save_trust(trained_run.folder, {"methods": rows, "ranking": list(rows), "films": 40, "split": "val",
+                                    "random_map_road": 0.0, "random_map_road_ci": [-0.01, 0.01]})
+    at = app(EXPLAIN, ex_method="gradcam")
+    assert any("ranks 2 of 3" in c and "barely changes when the model's head is re-initialised "
+               "(rank correlation 0.93)" in c for c in texts(at.caption)), texts(at.caption)
+    at.selectbox(key="ex_method").set_value("eigencam").run()
+    assert any("ranks 1 of 3" in c and "re-initialised" not in c for c in texts(at.caption))
     # A method the stored result did not measure is named as such, not "no measurement yet".
     at.selectbox(key="ex_method").set_value("hirescam").run()
     captions = texts(at.caption)
