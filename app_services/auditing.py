@@ -1,8 +1,6 @@
 """Audit services: one ``cxrlib.audit.audit_run`` per run and options, kept for every session."""
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
 import streamlit as st
@@ -12,38 +10,25 @@ from cxrlib import explain
 from cxrlib import lungs
 from cxrlib.runs import queue as run_queue
 
+from .bytecache import ByteCache, total_mb
 from .core import fmt
 from .explaining import VIEWER_LOOK
 from .runs import run_stamp
 
 
-REPORTS_KEPT = 8  # audit reports hold the test films' tensors: keep a few, newest used first
+AUDIT_SHARE = 0.06
+"""The share of ``CXR_CACHE_MB`` that finished audit reports may hold (they keep the test films'
+tensors), shared by every session, least recently used first out."""
 
 
-class _Reports:
-    """Finished audit reports by (run stamp, options), shared by every session: a bounded LRU
-    behind a lock (sessions run in threads of one server process)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.lock, self.items = limit, threading.Lock(), OrderedDict()
-
-    def get(self, key: tuple):
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-            return self.items.get(key)
-
-    def put(self, key: tuple, report: Any) -> None:
-        with self.lock:
-            self.items[key] = report
-            self.items.move_to_end(key)
-            while len(self.items) > self.limit:
-                self.items.popitem(last=False)
+def new_report_cache() -> ByteCache:
+    """An empty cache of finished audit reports, bounded by bytes (:class:`.bytecache.ByteCache`)."""
+    return ByteCache(int(AUDIT_SHARE * total_mb() * 2**20), "audit reports")
 
 
 @st.cache_resource
-def _reports() -> _Reports:
-    return _Reports(REPORTS_KEPT)
+def _reports() -> ByteCache:
+    return new_report_cache()
 
 
 def audit_key(run, external: str | None, max_films: int | None, method: str,

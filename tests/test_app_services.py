@@ -1,33 +1,26 @@
 """Service-layer mechanics that need no page: the shared audit-report cache."""
 from __future__ import annotations
 
-import threading
 
+def test_audit_report_cache_is_bounded_by_bytes_not_reports(monkeypatch):
+    """Issue 22: a report holds the test films' tensors (kilobytes to hundreds of megabytes), so
+    the shared cache of finished audits is bounded by bytes, a share of CXR_CACHE_MB, like the
+    app's other large caches; least recently used first out."""
+    import numpy as np
 
-def test_audit_report_cache_is_bounded_lru_and_safe_across_threads():
-    from app_services.auditing import _Reports
+    from app_services.auditing import AUDIT_SHARE, new_report_cache
 
-    reports = _Reports(3)
-    for i in range(5):
-        reports.put(("run", i), f"report {i}")
-    assert [reports.get(("run", i)) for i in range(5)] == [None, None, "report 2", "report 3", "report 4"]
-    reports.get(("run", 2))  # used: now the newest
-    reports.put(("run", 5), "report 5")
-    assert reports.get(("run", 3)) is None and reports.get(("run", 2)) == "report 2"
-
-    shared = _Reports(50)
-
-    def session(k: int) -> None:  # sessions are threads of one server process
-        for i in range(200):
-            shared.put((k, i), i)
-            shared.get((k, i // 2))
-
-    threads = [threading.Thread(target=session, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(shared.items) == 50
+    monkeypatch.setenv("CXR_CACHE_MB", "10")
+    reports = new_report_cache()
+    budget = int(AUDIT_SHARE * 10 * 2**20)
+    assert reports.max_bytes == budget
+    big = budget // 3 + 1  # three such reports do not fit, two do
+    for i in range(3):
+        reports.put(("run", i), {"tensors": np.zeros(big, np.uint8)})
+    assert reports.get(("run", 0)) is None and reports.get(("run", 2)) is not None
+    assert reports.nbytes <= budget
+    small = [reports.put(("small", i), {"tensors": np.zeros(10, np.uint8)}) for i in range(50)]
+    assert len(small) == 50 and reports.get(("small", 0)) is not None  # not bounded by a count
 
 
 def test_the_audit_bar_is_not_left_full_while_later_steps_run():
