@@ -42,9 +42,12 @@ class DataStatus:
 
 
 def init_state() -> None:
-    """Default values of the shared session state (dataset folder from ``CXR_DATA_DIR``)."""
+    """Default values of the shared session state: the dataset folder from the address
+    (``?data=``: a reload or a shared link keeps it, and so its run), else ``CXR_DATA_DIR``. The
+    folder is checked against ``CXR_DATA_ROOTS`` when opened, wherever it came from."""
     from .address import from_address  # noqa: PLC0415
 
+    from_address("data", DATA_DIR)
     st.session_state.setdefault(DATA_DIR, str(paths.default_data_dir()))
     from_address("task", TASK, valid=TASK_LABELS)  # a reload or a shared link keeps its task
     st.session_state.setdefault(TASK, "3class")

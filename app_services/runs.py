@@ -16,7 +16,7 @@ from cxrlib.runs import queue as run_queue
 from cxrlib.runs import registry
 
 from .address import from_address, to_address
-from .core import RUN_ID, TASK, safe
+from .core import DATA_DIR, RUN_ID, TASK, safe
 from .data import DataStatus
 
 
@@ -104,9 +104,11 @@ def queue_keeper() -> threading.Thread:
 
 
 def current_run_ui(status: DataStatus) -> None:
-    """Sidebar picker of the current run: finished runs of this dataset and task. The task and
-    the run are kept in the address (``?task=``, ``?run=``): a reload or a link keeps them."""
+    """Sidebar picker of the current run: finished runs of this dataset and task. The dataset
+    folder, the task and the run are kept in the address (``?data=``, ``?task=``, ``?run=``): a
+    reload or a link keeps them."""
     queue_keeper()
+    to_address("data", str(st.session_state.get(DATA_DIR) or "").strip() or None)
     to_address("task", st.session_state.get(TASK))
     if status.level != "ok":
         st.session_state[RUN_ID] = None

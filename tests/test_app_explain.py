@@ -208,3 +208,29 @@ def test_monochrome1_upload_and_the_explain_class_box_after_an_upload(app, tmp_p
     assert box.options == ["the predicted class", "COVID-19", "Normal", "Viral Pneumonia"]
     box.set_value("Normal").run()
     assert any("Grad-CAM on" in c for c in texts(at.caption)) and not at.exception
+
+
+def test_a_reload_keeps_the_dataset_folder_and_so_the_run(app, trained_run, synthetic_dataset,
+                                                         monkeypatch, tmp_path):
+    """Bug: the dataset folder was not in the address, so a reload (a new session) opened the
+    default folder (CXR_DATA_DIR), where the run of ``?run=`` is not, and the user's run and film
+    were lost. The folder is kept in ``?data=`` like the run."""
+    from streamlit.testing.v1 import AppTest
+
+    from app_fixtures import APP, TIMEOUT
+
+    at = app(PAGE)
+    address = dict(at.query_params)
+    assert address.get("data") == str(synthetic_dataset) and address.get("run") == trained_run.id
+    elsewhere = tmp_path / "another-dataset"
+    elsewhere.mkdir()
+    monkeypatch.setenv("CXR_DATA_DIR", str(elsewhere))  # the folder a new session opens first
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.query_params.update(address)
+    fresh.run()
+    fresh.switch_page(PAGE)
+    fresh.query_params.update(address)
+    fresh.run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert fresh.session_state["data_dir"] == str(synthetic_dataset)
+    assert fresh.session_state["run_id"] == trained_run.id
