@@ -156,11 +156,13 @@ def trace_array(value):
     return np.array([[np.nan if v is None else v for v in row] for row in value], float)
 
 
-def reloaded(page: str, address: dict, data_dir) -> AppTest:
+def reloaded(page: str, address: dict, data_dir=None) -> AppTest:
     """A new session (a reload, a shared link, a second tab) opened on ``page`` with ``address``
-    as its query parameters, on the dataset ``data_dir``."""
+    as its query parameters, on the dataset ``data_dir`` (None: the one the session finds, from
+    the address or ``CXR_DATA_DIR``)."""
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    fresh.session_state["data_dir"] = str(data_dir)
+    if data_dir is not None:
+        fresh.session_state["data_dir"] = str(data_dir)
     fresh.query_params.update(address)
     fresh.run()
     fresh.switch_page(page)

@@ -215,9 +215,7 @@ def test_a_reload_keeps_the_dataset_folder_and_so_the_run(app, trained_run, synt
     """Bug: the dataset folder was not in the address, so a reload (a new session) opened the
     default folder (CXR_DATA_DIR), where the run of ``?run=`` is not, and the user's run and film
     were lost. The folder is kept in ``?data=`` like the run."""
-    from streamlit.testing.v1 import AppTest
-
-    from app_fixtures import APP, TIMEOUT
+    from app_fixtures import reloaded
 
     at = app(PAGE)
     address = dict(at.query_params)
@@ -225,12 +223,6 @@ def test_a_reload_keeps_the_dataset_folder_and_so_the_run(app, trained_run, synt
     elsewhere = tmp_path / "another-dataset"
     elsewhere.mkdir()
     monkeypatch.setenv("CXR_DATA_DIR", str(elsewhere))  # the folder a new session opens first
-    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    fresh.query_params.update(address)
-    fresh.run()
-    fresh.switch_page(PAGE)
-    fresh.query_params.update(address)
-    fresh.run()
-    assert not fresh.exception, [e.value for e in fresh.exception]
+    fresh = reloaded(PAGE, address)  # a new session, no folder of its own
     assert fresh.session_state["data_dir"] == str(synthetic_dataset)
     assert fresh.session_state["run_id"] == trained_run.id
