@@ -17,7 +17,7 @@ from .core import chart, fmt, table
 from .data import image_grid
 from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive_values,
                          report_table, sample_records, test_predictions)
-from .generalising import subgroup_columns, subgroup_table, subgroups
+from .generalising import subgroup_columns, subgroup_figures, subgroup_table, subgroups
 from .review_queue import review_link
 from .review_stats import download_csv
 from .runs import dataset_runs, get_run, leakage_warning, run_label, run_stamp
@@ -168,9 +168,7 @@ def _subgroup_figures(stamp: str, fingerprint: str, by: tuple, order: tuple, sta
                       _sub) -> list[tuple[str, Any]]:
     """A run's subgroup forest and recall heatmap, dark, built once per run, dataset, cut,
     order and x start for every session (0.5 of a warm Evaluation rerun's CPU otherwise)."""
-    forest = sgfigs.subgroup_forest_figure(_sub["table"], _sub["overall"]["accuracy"],
-                                           order=list(order), x_start=start)
-    heat = sgfigs.subgroup_recall_heatmap(_sub["table"], _sub["classes"], order=list(order))
+    forest, heat = subgroup_figures(_sub, list(order), start)
     return [("forest", figures.themed(forest, "dark")), ("heat", figures.themed(heat, "dark"))]
 
 

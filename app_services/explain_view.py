@@ -31,6 +31,11 @@ class ExplainFilm(NamedTuple):
     dicom: Any
     upload: bool
 
+    def place(self, ds) -> dict[str, Any]:
+        """Where the film lives, as the lung and panel services take it (``ds``, ``rel_path``):
+        an upload or a PACS film is not a film of the dataset."""
+        return {"ds": None if self.upload else ds, "rel_path": None if self.upload else self.name}
+
 
 def explain_film_ui(run, ds) -> ExplainFilm:
     """The source radio and the film picker; the page stops with a one-line reason when the

@@ -81,14 +81,15 @@ def _faithfulness(stamp: str, film_key: str, method: str, layer: str, target: in
     return explain.deletion_insertion(model(_run), x, _heat, target, steps=20)
 
 
-def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: bool = True):
-    """Heatmap, probabilities and deletion test of one film (its overlay: :func:`overlay_of`).
+def explanation(run, pixels, film_key: str, cfg: ExplainConfig):
+    """Heatmap and probabilities of one film (its overlay: :func:`overlay_of`; its deletion test,
+    on request: :func:`faithfulness_ui`).
 
     Cached on the run, the film's content key and the CAM settings. ``layer`` is the layer
     explained (``cfg.layer`` or the method's default); ``flat`` says the map has no contrast:
-    then there is nothing to draw, no deletion test (``faithfulness`` None), and ``valid_layer`` is the
-    method's default layer, one where it is valid. ``box`` is the part of the film the model
-    saw (the lung crop's box, or the whole film): the heatmap is drawn over it only.
+    then there is nothing to draw, and ``valid_layer`` is the method's default layer, one where
+    it is valid. ``box`` is the part of the film the model saw (the lung crop's box, or the whole
+    film): the heatmap is drawn over it only.
     """
     stamp = run_stamp(run)
     default, _ = method_layers(run)[cfg.method]
@@ -97,10 +98,6 @@ def explanation(run, pixels, film_key: str, cfg: ExplainConfig, *, faithful: boo
     res["valid_layer"] = default
     res["box"] = input_box(run.config.preprocess, pixels, film_key)
     res["film"] = pixels  # the film explained (not a copy), for :func:`overlay_of`
-    if faithful:
-        res["faithfulness"] = None if res["flat"] else _faithfulness(
-            stamp, film_key, cfg.method, layer, cfg.target, res["smoothing"], run, pixels,
-            res["heatmap"])
     return res
 
 

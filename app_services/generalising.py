@@ -44,11 +44,13 @@ def subgroups(run, ds, by: list[str], n_boot: int = 1000) -> dict[str, Any]:
     return _subgroups(run_stamp(run), run.id, ds.fingerprint, tuple(by), n_boot, ds)
 
 
-def subgroup_figures(result: dict[str, Any]) -> tuple[Any, Any]:
-    """The forest plot of subgroup accuracy and the class x subgroup recall heatmap."""
+def subgroup_figures(result: dict[str, Any], order=None, x_start: float | None = None) -> tuple[Any, Any]:
+    """The forest plot of subgroup accuracy and the class x subgroup recall heatmap (rows in
+    ``order`` and the x axis from ``x_start`` when given: two runs on shared axes)."""
     table = result["table"]
-    return (figs.subgroup_forest_figure(table, result["overall"]["accuracy"]),
-            figs.subgroup_recall_heatmap(table, result["classes"]))
+    return (figs.subgroup_forest_figure(table, result["overall"]["accuracy"], order=order,
+                                        x_start=x_start),
+            figs.subgroup_recall_heatmap(table, result["classes"], order=order))
 
 
 def analysis_figures(analysis) -> tuple[Any, Any]:

@@ -132,7 +132,7 @@ def review_viewer(run, ds, row, window: tuple, *, blinded: bool = False) -> str:
     path = safe(lambda: path_of(ds, row.rel_path), row.path)
     pixels = film(path).pixels
     key = file_stamp(path)
-    res = explanation(run, pixels, key, VIEWER_LOOK, faithful=False)
+    res = explanation(run, pixels, key, VIEWER_LOOK)
     what = f"Grad-CAM on {layer_name(run, res['layer'])}, predicted class"
     film_viewer(pixels, key, [{"title": "Original"},
                               {"title": what, "heatmap": None if res["flat"] else res["heatmap"],

@@ -42,10 +42,12 @@ def run_state_ui(ds, cfg, existing) -> tuple[str | None, str | None]:
     return state, refusal
 
 
-def start_button(ds, cfg, disabled: bool) -> None:
-    """Start (or queue) ``cfg``'s run in the background and follow it; an error said plainly."""
+def start_button(ds, cfg, state: str | None, refusal: str | None) -> None:
+    """Start (or queue) ``cfg``'s run in the background and follow it; an error said plainly.
+    Greyed while its run is queued, running or damaged, or training is refused
+    (:func:`run_state_ui`'s ``state`` and ``refusal``)."""
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
-                 disabled=disabled):
+                 disabled=state in ("queued", "running", "broken") or bool(refusal)):
         try:
             run = start_run(cfg, ds.fingerprint)
             st.session_state["watch_run"] = run.id

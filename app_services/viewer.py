@@ -87,7 +87,7 @@ def compared_panels(run, pixels, film_key: str, cfg, methods: list[str], *, ds=N
     panels = []
     for method in methods[:MAX_COMPARED]:
         one = cfg.replace(method=method, layer=None)
-        res = explanation(run, pixels, film_key, one, faithful=False)
+        res = explanation(run, pixels, film_key, one)
         lung = explanation_lungs(run, pixels, film_key, res, ds=ds, rel_path=rel_path)
         share = "flat map" if res["flat"] else (
             "—" if lung["share"] is None else f"{lung['share']:.0%} in the lungs")

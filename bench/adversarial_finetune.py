@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _load() -> str:
-    return open("/proc/loadavg").read().split(" ")[0] if os.path.exists("/proc/loadavg") else "?"
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def _quick_run(folder: Path):

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxrlib.audit.heatmap_trust import trust_films
     from cxrlib.core.config import ExplainConfig
     from cxrlib.explain import CAM_METHODS
-    from cxrlib.explain.trust import choose_default, save_trust
+    from cxrlib.explain.trust import choose_default, rank_methods, save_trust
 
     if args.methods:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -162,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                               slow, default_before, args.seed))
     measure_s = time.perf_counter() - t1
     rows = {n: r for trust, _, _ in parts for n, r in trust["methods"].items()}
-    ranking = sorted(rows, key=lambda n: -(rows[n]["road_combined"] if rows[n]["road_combined"]
-                                           is not None else -np.inf))
+    ranking = rank_methods(rows)
     main_part = parts[0][0]
     eligible = {"methods": {n: r for n, r in rows.items() if r["films"] >= FULL_FILMS}}
     rule = choose_default(eligible)

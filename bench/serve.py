@@ -38,7 +38,6 @@ import io
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -120,14 +119,6 @@ def _start_server(data: Path, log: Path) -> tuple[subprocess.Popen, str]:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"streamlit did not become healthy; see {log}")
         time.sleep(0.25)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-    if proc.poll() is None:
-        proc.kill()
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -386,7 +377,9 @@ def main() -> None:
         result = asyncio.run(_drive(url, films, sessions, rounds, server.pid, before_crowd=(
             (lambda: training.append(_start_training(run_id))) if args.with_training else None)))
     finally:
-        _stop(server)
+        from cxrlib.core.processes import stop_process
+
+        stop_process(server)
         if training:
             from cxrlib.runs import runner
 

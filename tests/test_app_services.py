@@ -19,8 +19,9 @@ def test_audit_report_cache_is_bounded_by_bytes_not_reports(monkeypatch):
         reports.put(("run", i), {"tensors": np.zeros(big, np.uint8)})
     assert reports.get(("run", 0)) is None and reports.get(("run", 2)) is not None
     assert reports.nbytes <= budget
-    small = [reports.put(("small", i), {"tensors": np.zeros(10, np.uint8)}) for i in range(50)]
-    assert len(small) == 50 and reports.get(("small", 0)) is not None  # not bounded by a count
+    for i in range(50):
+        reports.put(("small", i), {"tensors": np.zeros(10, np.uint8)})
+    assert len(reports) >= 50 and reports.get(("small", 0)) is not None  # not bounded by a count
 
 
 def test_the_audit_bar_is_not_left_full_while_later_steps_run():

@@ -69,3 +69,13 @@ def test_score_film_gives_map_resolution_and_road():
     assert scored["road"]["combined"] > 0.2 and len(scored["road"]["morf"]) == 2
     flat = score_film(model, x, "gradcam", "masked_relu", 1)  # no evidence for class 1: flat
     assert flat["flat"] and flat["road"] is None
+
+
+def test_methods_rank_by_road_with_a_zero_score_above_a_negative_and_none_last():
+    """Bug: the ranking read ``road_combined or -inf``, so a score of exactly 0.0 ranked with the
+    unmeasured methods, below a negative one."""
+    from cxrlib.explain.trust import rank_methods
+
+    rows = {"a": {"road_combined": -0.1}, "b": {"road_combined": None},
+            "c": {"road_combined": 0.0}, "d": {"road_combined": 0.2}}
+    assert rank_methods(rows) == ["d", "c", "a", "b"]

@@ -14,13 +14,12 @@ layers, _ = svc.cam_layers(run)
 cfg = svc.explain_ui(layers, list(run.classes), svc.method_layers(run))
 compared = svc.methods_ui(cfg)
 try:
-    res = svc.explanation(run, film.pixels, film_key, cfg, faithful=False)
+    res = svc.explanation(run, film.pixels, film_key, cfg)
 except ValueError as exc:
     st.error(f"Cannot explain this film with these settings: {exc}")
     st.stop()
 
-# an upload or a PACS film is not a film of the dataset
-where = dict(ds=None if shown.upload else ds, rel_path=None if shown.upload else shown.name)
+where = shown.place(ds)
 lung = svc.explanation_lungs(run, film.pixels, film_key, res, **where)
 window = svc.window_ui("ex_wl")
 what = svc.look(cfg, res, run)

@@ -22,7 +22,7 @@ if pre is None:
                "the Preprocessing page).")
 
 state, refusal = svc.run_state_ui(ds, cfg, svc.find_run(cfg, ds.fingerprint))
-svc.start_button(ds, cfg, disabled=state in ("queued", "running", "broken") or bool(refusal))
+svc.start_button(ds, cfg, state, refusal)
 svc.live_progress_ui(ds, cfg.data.task)
 svc.runs_list_ui(ds, cfg.data.task)
 svc.damaged_runs_ui()

@@ -32,9 +32,9 @@ from typing import Sequence
 
 import numpy as np
 
-from cxrlib.training.adversary import SourceAdversary, head_joint, source_codes
+from cxrlib.training.adversary import SourceAdversary, head_joint
 
-__all__ = ["SourceAdversary", "adversary", "source_codes"]
+__all__ = ["SourceAdversary", "adversary"]
 
 
 def adversary(sources: Sequence[str], weight: float):

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrlib.explain.imputation import NEIGHBOURS, NOISE, impute_linear
+from cxrlib.explain.imputation import NOISE, impute_linear
 
 DEFAULT_FRACTIONS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 10))
 """Removal fractions of the curves: 10 %, 20 %, ..., 90 %."""
@@ -188,5 +188,5 @@ def random_heatmaps(n: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, *size)).astype(np.float32)
 
 
-__all__ = ["DEFAULT_FRACTIONS", "NEIGHBOURS", "NOISE", "RoadResult", "impute_linear", "predictor",
+__all__ = ["DEFAULT_FRACTIONS", "NOISE", "RoadResult", "impute_linear", "predictor",
            "random_heatmaps", "removal_masks", "road_curves", "road_score"]

@@ -177,13 +177,19 @@ def heatmap_trust(model: Any, x: np.ndarray, methods: Sequence[str], *,
         low = row["road_combined_ci"][0]
         row["beats_random"] = low is not None and low > random_road
         row["default"] = name == default
-    ranking = sorted(rows, key=lambda n: -(rows[n]["road_combined"] or -np.inf))
+    ranking = rank_methods(rows)
     result = {"methods": {n: rows[n] for n in ranking}, "ranking": ranking,
               "random_map_road": _round(random_road),
               "random_map_road_ci": bootstrap_mean_ci(reference, groups, n_boot=n_boot, seed=seed),
               "road_s_per_film": _round(road_seconds / (len(x) * total), 3), "films": len(x)}
     result["default_rule"] = choose_default(result)
     return result
+
+
+def rank_methods(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Method names by ROAD combined score, best first; unmeasured ones (None) last."""
+    return sorted(rows, key=lambda n: np.inf if rows[n]["road_combined"] is None
+                  else -rows[n]["road_combined"])
 
 
 def choose_default(trust: dict[str, Any], max_ms: float = MAX_DEFAULT_MS) -> str | None:
