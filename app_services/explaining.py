@@ -1,6 +1,7 @@
 """Explanation services: CAM objects, heatmaps, overlays and the faithfulness test, cached."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import streamlit as st
@@ -30,8 +31,21 @@ def cam_layers(run) -> tuple[list[str], str]:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _method_layers(stamp: str, run_id: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     m = model(get_run(run_id))
-    return {name: (explain.method_default_layer(name, m), tuple(explain.method_layers(name, m)))
-            for name in explain.CAM_METHODS}
+    layers = {name: (explain.method_default_layer(name, m), tuple(explain.method_layers(name, m)))
+              for name in explain.CAM_METHODS}
+    # Once per run and server: compile the CAM functions of every method's default layer in the
+    # background, so that no session's first pick of a method waits on a trace (issue 22).
+    threading.Thread(target=_warm, args=(m, [d for d, _ in layers.values()
+                                             if d != explain.INPUT_LAYER]),
+                     name=f"cxr-warm-cams-{run_id[:8]}", daemon=True).start()
+    return layers
+
+
+def _warm(m, layers: list[str]) -> None:
+    try:
+        explain.warm_engines(m, layers)
+    except Exception:  # noqa: BLE001 - the click path meets and reports the same error properly
+        pass
 
 
 def method_layers(run) -> dict[str, tuple[str, tuple[str, ...]]]:

@@ -382,6 +382,68 @@ def test_gradient_model_is_cached_and_traced_once_per_image_shape():
     assert get_cam("gradcam", model, "conv").grad_model is not a.grad_model
 
 
+def test_methods_built_at_once_by_several_sessions_share_one_engine_and_one_trace(monkeypatch):
+    """Issue 22: on a shared server, sessions asking at once for methods on the same layer each
+    built their own gradient model and traced its function (four traces of MobileNetV2's
+    backward pass at once froze the Explain page for about 30 s). Building and tracing are done
+    once whoever asks meanwhile."""
+    import threading
+    import time
+
+    from cxrlib.explain import engine as engine_mod
+    from cxrlib.explain import get_cam
+
+    model = region_model()
+    slow = engine_mod.build_tap_model
+
+    def slow_build(*args, **kwargs):  # widen the window in which a second caller would build too
+        time.sleep(0.2)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(engine_mod, "build_tap_model", slow_build)
+    cams, errors = [], []
+    start = threading.Barrier(4)
+
+    def session(method):
+        try:
+            start.wait()
+            cam = get_cam(method, model, "masked_relu")
+            cam(images(1))
+            cams.append(cam)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(m,))
+               for m in ("gradcam", "gradcam++", "xgradcam", "hirescam")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({id(c.grad_model) for c in cams}) == 1
+    assert len({id(c._engine.gradient_fn((1, S, S, 3))) for c in cams}) == 1
+    assert cams[0]._engine.gradient_fn((1, S, S, 3)).experimental_get_tracing_count() == 1
+
+
+def test_warming_a_models_engines_traces_them_before_the_first_explanation():
+    """Issue 22: the first explanation of a method traced its gradient function on the click
+    path (a second or more on MobileNetV2; half a minute on a busy shared server). ``warm_engines``
+    traces every method's functions ahead, once, and explaining afterwards traces nothing."""
+    from cxrlib.explain import get_cam
+    from cxrlib.explain.engine import engine, warm_engines
+
+    model = region_model()
+    warm_engines(model, ["masked_relu", "conv"])
+    for layer in ("masked_relu", "conv"):
+        fns = (engine(model, layer).gradient_fn((1, S, S, 3)),
+               engine(model, layer).activation_fn((1, S, S, 3)))
+        assert [f.experimental_get_tracing_count() for f in fns] == [1, 1]
+    for method in ("gradcam", "gradcam++", "eigencam"):
+        get_cam(method, model, "masked_relu")(images(3))
+    assert engine(model, "masked_relu").gradient_fn((1, S, S, 3)).experimental_get_tracing_count() == 1
+    assert engine(model, "masked_relu").activation_fn((1, S, S, 3)).experimental_get_tracing_count() == 1
+
+
 def test_importing_explain_does_not_import_tensorflow():
     code = ("import sys, cxrlib.explain; "
             "print(any(m in sys.modules for m in ('tensorflow', 'keras')))")

@@ -21,6 +21,7 @@ Methods that need non-negative activations (Grad-CAM++, Score-CAM, ...) default 
 has them (``out_relu`` for MobileNetV2).
 """
 from cxrlib.explain.base import CAM, Explanation, normalise, predict_probs
+from cxrlib.explain.engine import warm_engines
 from cxrlib.explain.faithfulness import (deletion_insertion, deletion_score, layers_above, randomisation_check,
                            ssim)
 from cxrlib.explain.graph import (ANY, MOBILENETV2_LAYERS, NON_NEGATIVE, conv_layer_names,
@@ -46,5 +47,5 @@ __all__ = [
     "deletion_score", "get_cam", "impute_linear", "is_flat", "layer_activations", "layers_above",
     "layer_label", "method_default_layer", "method_label", "method_layers", "normalise", "overlay",
     "predict_probs", "random_heatmaps", "randomisation_check", "road_curves", "road_score", "ssim",
-    "to_png", "valid_layers",
+    "to_png", "valid_layers", "warm_engines",
 ]

@@ -9,6 +9,7 @@ activations (Ablation-CAM) also get the part of the model above the layer
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any
 
@@ -17,6 +18,10 @@ import numpy as np
 from cxrlib.explain.graph import SCORE_DENSE_LOGIT, SCORE_LOGIT, build_tail_model, build_tap_model
 
 _ENGINES: "weakref.WeakKeyDictionary[Any, dict[str, Engine]]" = weakref.WeakKeyDictionary()
+_ENGINES_LOCK = threading.Lock()
+"""Guards :data:`_ENGINES` and :attr:`Engine._fns`: sessions of a shared server ask at once, and
+each would otherwise build its own gradient model and trace its own function (issue 22)."""
+_BUILDING: dict[tuple[int, str], threading.Lock] = {}
 
 
 def _tf():
@@ -31,15 +36,15 @@ class Engine:
     def __init__(self, model: Any, layer: str) -> None:
         self.model, self.layer = model, layer
         self.tap, self.kind, self.head = build_tap_model(model, layer)
-        self._grad_fns: dict[tuple[int, ...], Any] = {}
-        self._act_fns: dict[tuple[int, ...], Any] = {}
-        self._score_fns: dict[tuple[int, ...], Any] = {}
+        self._fns: dict[tuple[str, tuple[int, ...]], Any] = {}
         self._tail: Any = None
+        self._tail_lock = threading.Lock()
 
     def tail(self) -> Any:
         """The model ``activations -> score source`` above the layer, built on first use."""
-        if self._tail is None:
-            self._tail, _ = build_tail_model(self.model, self.layer)
+        with self._tail_lock:
+            if self._tail is None:
+                self._tail, _ = build_tail_model(self.model, self.layer)
         return self._tail
 
     def scores_from_source(self, source: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -77,62 +82,85 @@ class Engine:
     def gradient_fn(self, shape: tuple[int, ...]):
         """``fn(x, targets) -> (activations, d score / d activations, probs, targets)``, compiled
         once per image shape ``shape[1:]`` (any batch size)."""
-        shape = (None, *shape[1:])
-        if shape not in self._grad_fns:
-            tf = _tf()
-            tap = self.tap
+        tf = _tf()
+        tap = self.tap
 
-            def fn(x, targets):
-                with tf.GradientTape() as tape:
-                    acts, source, probs = tap(x, training=False)
-                    targets = self._resolve(probs, targets)
-                    score = tf.reduce_sum(self._class_scores(source, probs, targets))
-                # Images are independent in inference mode, so d(sum of scores)/dA_i = d score_i/dA_i.
-                grads = tape.gradient(score, acts)
-                return acts, grads, probs, targets
+        def fn(x, targets):
+            with tf.GradientTape() as tape:
+                acts, source, probs = tap(x, training=False)
+                targets = self._resolve(probs, targets)
+                score = tf.reduce_sum(self._class_scores(source, probs, targets))
+            # Images are independent in inference mode, so d(sum of scores)/dA_i = d score_i/dA_i.
+            grads = tape.gradient(score, acts)
+            return acts, grads, probs, targets
 
-            self._grad_fns[shape] = tf.function(fn, input_signature=[
-                tf.TensorSpec(shape, tf.float32), tf.TensorSpec(shape[:1], tf.int32)])
-        return self._grad_fns[shape]
+        return self._compiled("gradient", shape, fn)
 
     def activation_fn(self, shape: tuple[int, ...]):
         """``fn(x, targets) -> (activations, probs, targets)``, compiled (no gradient)."""
-        shape = (None, *shape[1:])
-        if shape not in self._act_fns:
-            tf = _tf()
-            tap = self.tap
+        tap = self.tap
 
-            def fn(x, targets):
-                acts, _, probs = tap(x, training=False)
-                return acts, probs, self._resolve(probs, targets)
+        def fn(x, targets):
+            acts, _, probs = tap(x, training=False)
+            return acts, probs, self._resolve(probs, targets)
 
-            self._act_fns[shape] = tf.function(fn, input_signature=[
-                tf.TensorSpec(shape, tf.float32), tf.TensorSpec(shape[:1], tf.int32)])
-        return self._act_fns[shape]
-
+        return self._compiled("activation", shape, fn)
 
     def score_fn(self, shape: tuple[int, ...]):
         """``fn(x, targets) -> (class scores, probs, targets)``, compiled (no gradient): the score
         that :meth:`gradient_fn` differentiates (the logit where it can be recovered), for
         methods that perturb the input and must not read a saturated probability."""
+        tap = self.tap
+
+        def fn(x, targets):
+            _, source, probs = tap(x, training=False)
+            targets = self._resolve(probs, targets)
+            return self._class_scores(source, probs, targets), probs, targets
+
+        return self._compiled("score", shape, fn)
+
+    def _compiled(self, kind: str, shape: tuple[int, ...], fn):
+        """The one ``tf.function`` of ``kind`` for images of ``shape[1:]`` (any batch size),
+        made on first use. Concurrent callers get the same function, so it is traced once:
+        ``tf.function`` makes the others wait while it traces."""
         shape = (None, *shape[1:])
-        if shape not in self._score_fns:
-            tf = _tf()
-            tap = self.tap
-
-            def fn(x, targets):
-                _, source, probs = tap(x, training=False)
-                targets = self._resolve(probs, targets)
-                return self._class_scores(source, probs, targets), probs, targets
-
-            self._score_fns[shape] = tf.function(fn, input_signature=[
-                tf.TensorSpec(shape, tf.float32), tf.TensorSpec(shape[:1], tf.int32)])
-        return self._score_fns[shape]
+        with _ENGINES_LOCK:
+            if (kind, shape) not in self._fns:
+                tf = _tf()
+                self._fns[kind, shape] = tf.function(fn, input_signature=[
+                    tf.TensorSpec(shape, tf.float32), tf.TensorSpec(shape[:1], tf.int32)])
+            return self._fns[kind, shape]
 
 
 def engine(model: Any, layer: str) -> Engine:
-    """The :class:`Engine` of ``(model, layer)``, built once and cached while the model lives."""
-    per_model = _ENGINES.setdefault(model, {})
-    if layer not in per_model:
-        per_model[layer] = Engine(model, layer)
-    return per_model[layer]
+    """The :class:`Engine` of ``(model, layer)``, built once (whoever else asks meanwhile waits
+    for it) and cached while the model lives."""
+    with _ENGINES_LOCK:
+        found = _ENGINES.setdefault(model, {}).get(layer)
+        if found is not None:
+            return found
+        gate = _BUILDING.setdefault((id(model), layer), threading.Lock())
+    with gate:  # one build per (model, layer); other layers and models are not held up
+        with _ENGINES_LOCK:
+            found = _ENGINES.setdefault(model, {}).get(layer)
+        if found is None:
+            found = Engine(model, layer)
+            with _ENGINES_LOCK:
+                _ENGINES[model][layer] = found
+    with _ENGINES_LOCK:
+        _BUILDING.pop((id(model), layer), None)
+    return found
+
+
+def warm_engines(model: Any, layers: list[str]) -> None:
+    """Trace the gradient and activation functions of ``model`` at each of ``layers`` (at the
+    model's input size) ahead of the first explanation: a trace of MobileNetV2's backward pass
+    takes about a second on a CPU, and on a shared server sessions asking at once waited on it
+    for half a minute (issue 22). Safe to call beside explanations: they share the functions."""
+    shape = (1, *(int(d) for d in model.input_shape[1:]))
+    x = np.zeros(shape, np.float32)
+    targets = np.full(1, -1, np.int32)
+    for layer in dict.fromkeys(layers):
+        eng = engine(model, layer)
+        eng.gradient_fn(shape)(x, targets)
+        eng.activation_fn(shape)(x, targets)
