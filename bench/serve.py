@@ -51,8 +51,17 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ACTIONS = ("explain_open", "explain_film", "explain_method", "evaluation_open", "review_open",
            "review_sign_in", "review_save")
-METHODS = ("Grad-CAM++", "HiResCAM", "XGrad-CAM", "LayerCAM", "EigenCAM")
-"""Methods users switch to (never the default Grad-CAM, so every pick is a change)."""
+CANDIDATE_METHODS = ("gradcam++", "hirescam", "xgradcam", "gradcam", "layercam", "eigencam")
+
+
+def _methods() -> tuple[str, ...]:
+    """The readable names of the methods users switch to: never the Explain page's default
+    (``ExplainConfig().method``), so every pick is a change and causes a rerun."""
+    from cxrlib import explain
+    from cxrlib.core.config import ExplainConfig
+
+    default = ExplainConfig().method
+    return tuple(explain.method_label(m) for m in CANDIDATE_METHODS if m != default)
 ACTION_TIMEOUT_S = 300
 
 # The app's script state: a MutationObserver notes that a run began, so a quick run is not missed
@@ -193,7 +202,8 @@ class User:
     async def round(self, r: int) -> None:
         # Never the page's default (the first film, Grad-CAM), never last round's: always a change.
         film = self.films[1 + (3 * self.index + r) % (len(self.films) - 1)]
-        method = METHODS[(self.index + r) % len(METHODS)]
+        methods = _methods()
+        method = methods[(self.index + r) % len(methods)]
         await self._act("explain_open", lambda: self._nav("Explain"), VIEWER, page="Explain")
         await self._act("explain_film", lambda: self._pick("Film", film))
         await self._act("explain_method", lambda: self._pick("Method", method))
@@ -268,7 +278,10 @@ def _start_training(run_id: str):
 
     run = get_run(run_id)
     cfg = run.config
-    heavy = cfg.replace(train=cfg.train.replace(mode="finetune", epochs=50, early_stopping=None))
+    # The head preset's remedies (cached feature copies, source balancing) are head-mode only.
+    heavy = cfg.replace(train=cfg.train.replace(mode="finetune", epochs=50, early_stopping=None,
+                                                acquisition=0.0, acquisition_contrast=0.0,
+                                                source_balance=False))
     return runner.start(heavy, fingerprint=run.fingerprint)
 
 
