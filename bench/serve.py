@@ -17,6 +17,9 @@ of its second round's actions. Then ``--sessions`` users run ``--rounds`` rounds
 server's resident memory (``VmRSS`` of its process) is read after each round. ``exceptions``:
 exception boxes the app showed plus actions that failed or timed out. ``rss_growth``: memory after
 round 4 over round 2, minus 1 (with fewer rounds, the last over the second; null with one round).
+``cpu_s``: the CPU seconds the server, the Chromium processes and the training process used
+while the users clicked, and the wall seconds that took (``crowd_wall_s``): in this bench the
+browsers share the server's cores, which a department's users' own machines would not.
 
 ``--no-profile`` skips the profile of one Explain action: in this process, on the run's model and
 the largest film of ``--profile-data`` (default ``../shared/datasets/cxr3-fullres``), the seconds of each step the Explain page's services take, warm
@@ -62,6 +65,8 @@ def _methods() -> tuple[str, ...]:
 
     default = ExplainConfig().method
     return tuple(explain.method_label(m) for m in CANDIDATE_METHODS if m != default)
+
+
 ACTION_TIMEOUT_S = 300
 
 # The app's script state: a MutationObserver notes that a run began, so a quick run is not missed
@@ -138,6 +143,30 @@ def _rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def _cpu_s(server_pid: int, training_pid: int | None) -> dict[str, float]:
+    """CPU seconds used so far by the server, by every Chromium process, and by the training
+    process (``/proc``; children that have ended are not counted)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"server": 0.0, "browsers": 0.0, "training": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        pid = int(entry.name)
+        if pid == server_pid:
+            out["server"] += used
+        elif pid == training_pid:
+            out["training"] += used
+        elif CHROMIUM.name.encode() in cmd.split(b"\0", 1)[0]:
+            out["browsers"] += used
+    return out
 
 
 # -- one user ---------------------------------------------------------------------------------
@@ -235,7 +264,7 @@ class User:
 
 
 async def _drive(url: str, films: list[str], sessions: int, rounds: int, server_pid: int,
-                 before_crowd=None) -> dict:
+                 before_crowd=None, training_pid_of=None) -> dict:
     from playwright.async_api import async_playwright
 
     alone = {"times": {}, "exceptions": 0, "failures": []}
@@ -256,11 +285,19 @@ async def _drive(url: str, films: list[str], sessions: int, rounds: int, server_
         users = [User(i, await browser.new_context(viewport=viewport), url, films, crowd)
                  for i in range(sessions)]
         await asyncio.gather(*(u.open() for u in users))
+        training_pid = training_pid_of() if training_pid_of else None
+        cpu_before, crowd_started = _cpu_s(server_pid, training_pid), time.perf_counter()
         for r in range(rounds):
             await asyncio.gather(*(u.round(r) for u in users))
             rss.append(_rss_mb(server_pid))
+        cpu_after = _cpu_s(server_pid, training_pid)
+        crowd_s = time.perf_counter() - crowd_started
         await browser.close()
-    return {"alone": alone, "crowd": crowd, "rss_after_warmup": rss[0], "rss": rss[1:]}
+    # Where the cores went while the users clicked (the browsers share them in this bench).
+    cpu = {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after}
+    cpu["crowd_wall_s"] = round(crowd_s, 1)
+    return {"alone": alone, "crowd": crowd, "rss_after_warmup": rss[0], "rss": rss[1:],
+            "cpu_s": cpu}
 
 
 def _q(values: list[float], q: float) -> float | None:
@@ -388,7 +425,8 @@ def main() -> None:
     training = []
     try:
         result = asyncio.run(_drive(url, films, sessions, rounds, server.pid, before_crowd=(
-            (lambda: training.append(_start_training(run_id))) if args.with_training else None)))
+            (lambda: training.append(_start_training(run_id))) if args.with_training else None),
+            training_pid_of=lambda: training[0].pid if training else None))
     finally:
         from cxrlib.core.processes import stop_process
 
@@ -417,7 +455,7 @@ def main() -> None:
                "p50_s": _q(every, 0.5), "p95_s": _q(every, 0.95),
                "single_user_s": _q(alone_all, 0.5), "exceptions": crowd["exceptions"] + alone["exceptions"],
                "rss_mb": rss, "rss_after_warmup_mb": result["rss_after_warmup"],
-               "rss_growth": growth, "per_action": per_action}
+               "rss_growth": growth, "cpu_s": result["cpu_s"], "per_action": per_action}
     if training:
         summary["training_during"] = {"run": training[0].id, "state": during.get("state"),
                                       "epoch": during.get("epoch"), "error": during.get("error")}
