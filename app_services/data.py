@@ -51,6 +51,12 @@ def init_state() -> None:
     st.session_state.setdefault(DATA_DIR, str(paths.default_data_dir()))
     from_address("task", TASK, valid=TASK_LABELS)  # a reload or a shared link keeps its task
     st.session_state.setdefault(TASK, "3class")
+    # Streamlit sends a keyed widget's value to the browser only in a run that set it; a browser
+    # that missed that run's output (a click before the first page had drawn, under load) drew
+    # the box at its empty default and sent it back, and the session lost its dataset (issue 22).
+    # Setting both values in every run sends them with every run.
+    for key in (DATA_DIR, TASK):
+        st.session_state[key] = st.session_state[key]
 
 
 def data_config() -> DataConfig:
