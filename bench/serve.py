@@ -216,6 +216,9 @@ class User:
         self.tab = await self.context.new_page()
         self.tab.set_default_timeout(ACTION_TIMEOUT_S * 1000)
         await self.tab.goto(self.url)
+        # A user acts once the first page has drawn (the script state reads "notRunning" before
+        # the first run has even started).
+        await self.tab.locator('[data-testid="stMain"] h1').first.wait_for()
         await self.tab.wait_for_function(_IDLE)
 
     async def _nav(self, page: str) -> None:
