@@ -125,15 +125,16 @@ def review_link(run, shown, *, key: str) -> None:
 
 
 def review_viewer(run, ds, row, window: tuple, *, blinded: bool = False) -> str:
-    """A queue row's film and its Grad-CAM (default layer, predicted class) in the synchronised
-    viewer; returns the caption naming them (the film by :func:`film_code` when blinded)."""
-    from .viewer import film_viewer, layer_name  # noqa: PLC0415
+    """A queue row's film and its heatmap (the default method and layer, predicted class) in the
+    synchronised viewer; returns the caption naming them (the film by :func:`film_code` when
+    blinded)."""
+    from .viewer import film_viewer, look  # noqa: PLC0415
 
     path = safe(lambda: path_of(ds, row.rel_path), row.path)
     pixels = film(path).pixels
     key = file_stamp(path)
     res = explanation(run, pixels, key, VIEWER_LOOK)
-    what = f"Grad-CAM on {layer_name(run, res['layer'])}, predicted class"
+    what = f"{look(VIEWER_LOOK, res, run)}, predicted class"
     film_viewer(pixels, key, [{"title": "Original"},
                               {"title": what, "heatmap": None if res["flat"] else res["heatmap"],
                                "box": res["box"]}], VIEWER_LOOK, window, key="rv_viewer")

@@ -328,3 +328,18 @@ def test_blinded_review_hides_label_prediction_and_errors_until_saved(app, train
     assert saved["heatmap_location"] == "diffuse" and f"[blinded reading: {label}]" in saved["comment"]
     assert any(t.startswith(":green[✓] Labelled") or t.startswith(":orange[✗] Labelled")
                for t in texts(at.markdown))  # shown once saved
+
+
+def test_the_review_viewer_names_the_method_it_draws(app, trained_run, workspace_copy):
+    """Bug: the Review page's heatmap panel and caption said "Grad-CAM on ..." whatever the viewer
+    drew; it draws the default method (XGrad-CAM since issue 25). The label names the method of
+    ``ExplainConfig()``, as Explain's does."""
+    from cxrlib import explain
+    from cxrlib.core.config import ExplainConfig
+
+    run = workspace_copy("ffff", _planted_errors(trained_run.classes))
+    at = app(PAGE, run_id=run.id, rv_blind=False)
+    _sign_in(at)
+    expected = f"{explain.method_label(ExplainConfig().method)} on "
+    assert expected != "Grad-CAM on "  # else this test could not tell the bug
+    assert any(f" px · {expected}" in c for c in texts(at.caption)), texts(at.caption)
