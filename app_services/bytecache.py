@@ -119,13 +119,15 @@ class ByteCache:
             return value
         with self._lock:
             gate = self._computing.setdefault(key, threading.Lock())
-        with gate:
-            value = self.get(key, missing)
-            if value is missing:
-                value = compute()
-                self.put(key, value)
-        with self._lock:
-            self._computing.pop(key, None)
+        try:
+            with gate:
+                value = self.get(key, missing)
+                if value is missing:
+                    value = compute()
+                    self.put(key, value)
+        finally:  # also when compute raises or a rerun stops it: no gate is left behind
+            with self._lock:
+                self._computing.pop(key, None)
         return value
 
     def clear(self) -> None:

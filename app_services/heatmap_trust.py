@@ -103,7 +103,7 @@ def film_road(run, pixels, film_key: str, cfg: ExplainConfig, res: dict[str, Any
     """ROAD curves and combined score of the shown heatmap (:func:`cxrlib.explain.road.road_curves`),
     cached per film and settings. ``res`` is :func:`app_services.explanation`'s result."""
     return _film_road(run_stamp(run), film_key, cfg.method, res["layer"], cfg.target,
-                      res.get("smoothing", "none"), run, pixels, res["heatmap"])
+                      res["smoothing"], run, pixels, res["heatmap"])
 
 
 def heatmap_trust_panel(container, run, pixels, film_key: str, cfg: ExplainConfig,

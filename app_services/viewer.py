@@ -73,10 +73,10 @@ def look(cfg, res, run) -> str:
     """``Grad-CAM++ on the last block (out_relu)``: the method and layer explained, and the
     smoothing applied (saying so when eigen-smoothing does not apply to the method)."""
     text = f"{method_label(cfg.method)} on {layer_name(run, res['layer'])}"
-    applied = res.get("smoothing", "none")
+    applied = res["smoothing"]
     if applied != "none":
         text += f" · smoothing: {SMOOTHING_LABELS[applied].lower()}"
-    if applied != getattr(cfg, "smoothing", "none"):
+    if applied != cfg.smoothing:
         text += f" · eigen-smoothing does not apply to {method_label(cfg.method)}"
     return text
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import os
@@ -57,6 +58,7 @@ ACTIONS = ("explain_open", "explain_film", "explain_method", "evaluation_open", 
 CANDIDATE_METHODS = ("gradcam++", "hirescam", "xgradcam", "gradcam", "layercam", "eigencam")
 
 
+@functools.lru_cache(maxsize=1)
 def _methods() -> tuple[str, ...]:
     """The readable names of the methods users switch to: never the Explain page's default
     (``ExplainConfig().method``), so every pick is a change and causes a rerun."""

@@ -268,7 +268,9 @@ class UserOutput:
     def write_all(self, items) -> list[Path]:
         """Write several ``(target, data)`` files as one output (e.g. a film's DICOM results):
         every target is checked before any is written, and every file filled before any is put
-        in place, so a refusal or a full disk leaves none of them. Returns the targets."""
+        in place, so a refusal or a full disk found then leaves none of them. (A target that
+        appears while the files are put in place is still refused, but the files already put in
+        place stay.) Returns the targets."""
         items = [(self.check(target), data.encode("utf-8", "surrogateescape")
                   if isinstance(data, str) else data) for target, data in items]
         with ExitStack() as stack:

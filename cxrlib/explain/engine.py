@@ -21,7 +21,6 @@ _ENGINES: "weakref.WeakKeyDictionary[Any, dict[str, Engine]]" = weakref.WeakKeyD
 _ENGINES_LOCK = threading.Lock()
 """Guards :data:`_ENGINES` and :attr:`Engine._fns`: sessions of a shared server ask at once, and
 each would otherwise build its own gradient model and trace its own function (issue 22)."""
-_BUILDING: dict[tuple[int, str], threading.Lock] = {}
 
 
 def _tf():
@@ -134,22 +133,12 @@ class Engine:
 
 def engine(model: Any, layer: str) -> Engine:
     """The :class:`Engine` of ``(model, layer)``, built once (whoever else asks meanwhile waits
-    for it) and cached while the model lives."""
+    for it: building one takes a fraction of a second) and cached while the model lives."""
     with _ENGINES_LOCK:
-        found = _ENGINES.setdefault(model, {}).get(layer)
-        if found is not None:
-            return found
-        gate = _BUILDING.setdefault((id(model), layer), threading.Lock())
-    with gate:  # one build per (model, layer); other layers and models are not held up
-        with _ENGINES_LOCK:
-            found = _ENGINES.setdefault(model, {}).get(layer)
-        if found is None:
-            found = Engine(model, layer)
-            with _ENGINES_LOCK:
-                _ENGINES[model][layer] = found
-    with _ENGINES_LOCK:
-        _BUILDING.pop((id(model), layer), None)
-    return found
+        per_model = _ENGINES.setdefault(model, {})
+        if layer not in per_model:
+            per_model[layer] = Engine(model, layer)
+        return per_model[layer]
 
 
 def warm_engines(model: Any, layers: list[str]) -> None:
