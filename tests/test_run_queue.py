@@ -25,7 +25,6 @@ from cxrlib.core.config import RunConfig
 from cxrlib.runs import queue as run_queue
 from cxrlib.runs import runner
 from cxrlib.runs import slots
-from cxrlib.runs.registry import create_run
 
 THIS_FILE = Path(__file__).resolve()
 CFG = RunConfig()
@@ -280,9 +279,7 @@ def test_scratch_copies_of_two_multi_worker_runs_are_two_jobs(queued, monkeypatc
 def niceness_execute(run, *, cancel_check) -> None:
     """Fake trainer: writes its own scheduling niceness and its autogroup line (``-`` where the
     kernel has none) to ``QUEUE_LOG`` and finishes."""
-    group = Path("/proc/self/autogroup")
-    line = group.read_text().strip() if group.exists() else "-"
-    Path(os.environ["QUEUE_LOG"]).write_text(f"{os.nice(0)}\n{line}", encoding="utf-8")
+    Path(os.environ["QUEUE_LOG"]).write_text(f"{os.nice(0)}\n{_autogroup()}", encoding="utf-8")
     run.write_metrics({"accuracy": 1.0})
     run.write_status(state="done")
 
@@ -298,20 +295,27 @@ def test_background_training_runs_below_the_server(queued, monkeypatch, setting,
         monkeypatch.delenv(spawn.NICE_ENV, raising=False)
     else:
         monkeypatch.setenv(spawn.NICE_ENV, setting)
+    own = _autogroup()
     run = runner.start(config(7), fingerprint="fp-nice")
     assert runner.wait(run, timeout=60, poll_s=0.1)["state"] == "done"
     niceness, group = queued.read_text().splitlines()
     assert int(niceness) == max(expected, os.nice(0))
-    own = Path("/proc/self/autogroup")
-    if own.exists():  # Linux with autogroup scheduling: groups share the CPU, not processes
+    if own != "-":  # Linux with autogroup scheduling: groups share the CPU, not processes
         # A training process leads its own session, so its own autogroup; a process's niceness
         # alone would weigh only inside that group, and the group would take a full share next
         # to the server's (measured: 2/3 of the CPU for two such processes). The group's
         # niceness is the training niceness too, and this process's group is left as it was.
-        assert group != own.read_text().strip()
+        assert group != own
         assert group.endswith(f"nice {max(expected, _group_nice(own))}")
-        assert own.read_text().strip().endswith(f"nice {_group_nice(own)}")
+        assert _autogroup() == own  # the caller's group (the server's) keeps its niceness
 
 
-def _group_nice(path: Path) -> int:
-    return int(path.read_text().split()[-1])
+def _autogroup() -> str:
+    """This process's autogroup line, or ``-`` where the kernel has none: no file, or an empty
+    one (a kernel booted without autogroup scheduling, as on CI)."""
+    group = Path("/proc/self/autogroup")
+    return (group.read_text().strip() if group.exists() else "") or "-"
+
+
+def _group_nice(line: str) -> int:
+    return int(line.split()[-1])
