@@ -157,48 +157,42 @@ def review_form(run, rel_path: str, *, label: str | None, prediction: str | None
         st.caption(f"You reviewed this film at {prior['when'][:19].replace('T', ' ')} UTC; "
                    "saving again adds a new review (the earlier one is kept).")
     form_key = f"{key}_{hashlib.sha1(f'{run.id}/{rel_path}'.encode()).hexdigest()[:12]}"
-    saved = st.session_state.pop(f"{form_key}_flash", None)  # set by the save before its rerun
-    if saved:
-        st.success(saved, icon=":material/check_circle:")
+    flash = st.session_state.pop(f"{form_key}_flash", None)  # what the save said, if any
+    if flash:
+        level, message = flash
+        getattr(st, level)(message, icon=FLASH_ICONS[level])
     locations = list(rv.HEATMAP_LOCATIONS)
+    blind = blinded and not prior["when"]
     with st.form(form_key, clear_on_submit=False, border=True):
-        blind = blinded and not prior["when"]
         if blind:
-            reading = st.radio("Your reading of this film (the label and the prediction show "
-                               "once you have saved)", list(run.classes), index=None,
-                               horizontal=True, key=f"{form_key}_reading")
-            agree_label = None if reading is None else reading == label
-            agree_pred = None if reading is None else reading == prediction
+            st.radio("Your reading of this film (the label and the prediction show once you "
+                     "have saved)", list(run.classes), index=None, horizontal=True,
+                     key=f"{form_key}_reading")
         else:
             a1, a2 = st.columns(2)
-            agree_label = a1.radio(f"Agree with the label ({label or 'unknown'})?", [True, False],
-                                   index=_index([True, False], prior["agrees_with_label"]),
-                                   horizontal=True, format_func=ANSWERS.get,
-                                   key=f"{form_key}_label")
-            agree_pred = a2.radio(f"Agree with the prediction ({prediction or 'unknown'})?",
-                                  [True, False],
-                                  index=_index([True, False], prior["agrees_with_prediction"]),
-                                  horizontal=True, format_func=ANSWERS.get, key=f"{form_key}_pred")
-        location = st.radio("Where does the heatmap fall?", locations,
-                            index=_index(locations, prior["heatmap_location"]),
-                            format_func=rv.HEATMAP_LOCATIONS.get, key=f"{form_key}_where")
-        confidence = st.select_slider("Your confidence (1 unsure – 5 certain)",
-                                      list(rv.CONFIDENCE_LEVELS), prior["confidence"],
-                                      key=f"{form_key}_conf")
-        comment = st.text_area("Comment", prior["comment"], key=f"{form_key}_comment",
-                               max_chars=MAX_COMMENT)
-        submitted = st.form_submit_button("Save review", type="primary", icon=":material/save:")
-    if submitted:
-        if None in (agree_label, agree_pred, location):
-            st.error("Give your reading and where the heatmap falls, then save." if blind else
-                     "Answer the two agreement questions and where the heatmap falls, then save.",
-                     icon=":material/error:")
-            return
-        if blind:
-            comment = f"{BLINDED_NOTE.format(reading)} {comment}".strip()
-        answers = (bool(agree_label), bool(agree_pred), location, int(confidence), comment)
-        _save(run, rel_path, name, answers, label=label, prediction=prediction,
-              digest=_film_digest(ds, rel_path), form_key=form_key)
+            a1.radio(f"Agree with the label ({label or 'unknown'})?", [True, False],
+                     index=_index([True, False], prior["agrees_with_label"]), horizontal=True,
+                     format_func=ANSWERS.get, key=f"{form_key}_label")
+            a2.radio(f"Agree with the prediction ({prediction or 'unknown'})?", [True, False],
+                     index=_index([True, False], prior["agrees_with_prediction"]),
+                     horizontal=True, format_func=ANSWERS.get, key=f"{form_key}_pred")
+        st.radio("Where does the heatmap fall?", locations,
+                 index=_index(locations, prior["heatmap_location"]),
+                 format_func=rv.HEATMAP_LOCATIONS.get, key=f"{form_key}_where")
+        st.select_slider("Your confidence (1 unsure – 5 certain)", list(rv.CONFIDENCE_LEVELS),
+                         prior["confidence"], key=f"{form_key}_conf")
+        st.text_area("Comment", prior["comment"], key=f"{form_key}_comment",
+                     max_chars=MAX_COMMENT)
+        # Saved in the button's callback, before the page runs: that one run counts the review
+        # everywhere above the form (a rerun after the save would run the page twice).
+        st.form_submit_button("Save review", type="primary", icon=":material/save:",
+                              on_click=_submit, args=(run, rel_path, name, form_key),
+                              kwargs=dict(label=label, prediction=prediction, ds=ds, blind=blind))
+
+
+FLASH_ICONS = {"success": ":material/check_circle:", "info": ":material/check:",
+               "error": ":material/error:"}
+"""The icon of each kind of message a save leaves above its form."""
 
 
 def _index(options: list, value) -> int | None:
@@ -206,20 +200,46 @@ def _index(options: list, value) -> int | None:
     return None if value is None else options.index(value)
 
 
-def _save(run, rel_path, name, answers, *, label, prediction, digest, form_key) -> None:
+def _submit(run, rel_path, name, form_key, *, label, prediction, ds, blind) -> None:
+    """The Save button's callback: the form's answers, checked and saved; what happened is left
+    in ``{form_key}_flash`` for the run that follows to show above the form."""
+    state = st.session_state
+    if blind:
+        reading = state.get(f"{form_key}_reading")
+        agree_label = None if reading is None else reading == label
+        agree_pred = None if reading is None else reading == prediction
+    else:
+        agree_label, agree_pred = state.get(f"{form_key}_label"), state.get(f"{form_key}_pred")
+    location = state.get(f"{form_key}_where")
+    if None in (agree_label, agree_pred, location):
+        state[f"{form_key}_flash"] = ("error", "Give your reading and where the heatmap falls, "
+                                      "then save." if blind else "Answer the two agreement "
+                                      "questions and where the heatmap falls, then save.")
+        return
+    comment = state.get(f"{form_key}_comment") or ""
+    if blind:
+        comment = f"{BLINDED_NOTE.format(reading)} {comment}".strip()
+    answers = (bool(agree_label), bool(agree_pred), location,
+               int(state.get(f"{form_key}_conf", 3)), comment)
+    state[f"{form_key}_flash"] = _save(run, rel_path, name, answers, label=label,
+                                       prediction=prediction, digest=_film_digest(ds, rel_path),
+                                       form_key=form_key)
+
+
+def _save(run, rel_path, name, answers, *, label, prediction, digest,
+          form_key) -> tuple[str, str]:
+    """Stores one review; returns the message to show, as ``(level, text)``."""
     # Per form and session: the last saved answers and their id. The id of a new save hashes
-    # this session's token, the previous id and the answers: a rerun that repeats a save the
-    # store already holds (interrupted before this state was written) gets the same id and is
+    # this session's token, the previous id and the answers: a save that repeats one the store
+    # already holds (interrupted before this state was written) gets the same id and is
     # ignored by the store.
     state = st.session_state.setdefault(f"{form_key}_saved", {"token": uuid.uuid4().hex,
                                                               "id": "", "answers": None})
     if state["answers"] == (name, *answers):
-        st.info("This review is already saved.", icon=":material/check:")
-        return
+        return "info", "This review is already saved."
     refusal = _write_refusal()  # checked again at the save: the form may be an old one
     if refusal:
-        st.error(refusal, icon=":material/block:")
-        return
+        return "error", refusal
     who = st.session_state.get(REVIEWER_LOGIN) if identity.login_configured() else None
     seed = repr((state["token"], state["id"], name, answers)).encode()
     review_id = hashlib.sha256(seed).hexdigest()[:32]
@@ -232,13 +252,10 @@ def _save(run, rel_path, name, answers, *, label, prediction, digest, form_key) 
                            subject=who.subject if who else None)
         review_store().add(review)
     except (ValueError, rv.ReviewStoreError) as exc:
-        st.error(f"The review was NOT saved: {exc}. Your answers are still in the form; "
-                 "save again.", icon=":material/error:")
-        return
+        return "error", (f"The review was NOT saved: {exc}. Your answers are still in the form; "
+                         "save again.")
     state.update(id=review_id, answers=(name, *answers))
-    # Rerun so that everything drawn above the form (progress, queue marks) counts this review.
-    st.session_state[f"{form_key}_flash"] = f"Review saved ({name}, {rel_path})."
-    st.rerun()
+    return "success", f"Review saved ({name}, {rel_path})."
 
 
 def film_reviews_table(run, rel_path: str):

@@ -144,6 +144,25 @@ def test_review_page_asks_the_name_queues_errors_first_and_saves_a_review(app, t
     assert at.selectbox(key="rv_film").value != film
 
 
+def test_a_save_is_one_page_run(app, trained_run, workspace_copy, monkeypatch):
+    """Issue 22 (a shared server): saving a review runs the page once, not twice (a rerun after
+    the save doubled its cost for the server and the browser), and that one run already counts
+    the review in everything drawn above the form."""
+    import app_services
+
+    at = _sign_in(app(PAGE, run_id=trained_run.id, rv_blind=False))
+    runs = []
+    queue = app_services.review_queue
+    monkeypatch.setattr(app_services, "review_queue",
+                        lambda *a, **k: runs.append(1) or queue(*a, **k))
+    _answer(at, label=True, prediction=True, where="lung_findings")
+    _button(at, "Save review").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(ReviewStore().reviews(trained_run.id)) == 1
+    assert len(runs) == 1
+    assert _progress(at).startswith("You have reviewed 1 of ")
+
+
 def test_agreement_tables_appear_with_two_reviewers(app, trained_run, workspace_copy):
     films = _test_rows(trained_run)["rel_path"].tolist()[:8]
     a = [True, True, False, True, False, True, True, False]
