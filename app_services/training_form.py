@@ -7,7 +7,7 @@ import streamlit as st
 
 from cxrlib.core.config import (CNN_ARCHS, PRESET_MODES, SMALL_CNN_RECIPE_ARCH, DataConfig,
                                 PreprocessConfig, RunConfig, run_preset)
-from cxrlib.core.config.presets import TINY_EPOCHS
+from cxrlib.core.config.presets import TINY_EPOCHS, has_head_remedy
 
 
 MAX_EPOCHS = 200
@@ -82,14 +82,17 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
         augment = False
         right.caption("The recipe trains without augmentation: small rotations scored worse on "
                       "validation.")
+    elif mode == "head":  # the head trains on cached features: no rotation or flip can apply
+        augment = None
+        right.caption("Head mode trains on each film and 2 acquisition-style copies of it (no "
+                      "rotation or flip): the remedy leave-one-source-out supports "
+                      "(docs/generalise.md)." if has_head_remedy(family, mode) else
+                      "Head mode trains on the backbone's cached features of each film: no "
+                      "rotation or flip (fine-tuning offers them).")
     else:
         augment = right.checkbox("Augment: random rotation" + (" (no flip)" if recipe
                                                                else " and horizontal flip"),
                                  True, key="tr_aug", persist_state="session")
-        if mode == "head" and family == "mobilenetv2":
-            right.caption("Head mode trains on each film and 2 acquisition-style copies of it (no "
-                          "rotation or flip): the remedy leave-one-source-out supports "
-                          "(docs/generalise.md). The checkbox applies to fine-tuning.")
     patience = right.number_input("Early stopping patience (0 = none)", 0, 50, 0, key="tr_es",
                                   persist_state="session")
     seed = right.number_input("Seed", 0, 2**31 - 1, 42, key="tr_seed", persist_state="session")
@@ -102,10 +105,11 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
         if recipe:
             train = preset.train.replace(batch_size=int(batch))
         else:
-            # head mode: the preset's feature copies keep its augmentation (no rotation/flip)
+            # head mode (augment None) keeps its preset's: feature copies, or none at all
             train = preset.train.replace(epochs=int(epochs), batch_size=int(batch),
                                          learning_rate=float(lr),
-                                         augment=preset.train.augment if mode == "head" else augment,
+                                         augment=preset.train.augment if augment is None
+                                         else augment,
                                          early_stopping=int(patience) or None)
         return preset.replace(
             data=data, preprocess=preprocess or preset.preprocess,

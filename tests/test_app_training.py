@@ -231,3 +231,29 @@ def test_the_mobilenetv2_head_says_it_trains_with_the_measured_remedy(app):
                for c in texts(at.caption))
     at.radio(key="tr_mode_mobilenetv2").set_value("finetune").run()
     assert not any(c.startswith("Head mode trains") for c in texts(at.caption))
+
+
+def test_the_augment_box_is_offered_only_where_it_changes_the_run(app, monkeypatch):
+    """Bug: in head mode the Augment box was shown for every family and changed nothing: a head
+    trains on cached backbone features, so a rotation or a flip cannot apply
+    (``TrainConfig`` makes them canonical). The Tiny head drew it with no word; now head mode
+    says why there is none, and the box is back in fine-tune mode, where it sets the run."""
+    import app_services
+
+    asked = []
+    real = app_services.find_run
+    monkeypatch.setattr(app_services, "find_run", lambda cfg, fp: asked.append(cfg) or real(cfg, fp))
+    at = _set_tiny(app(PAGE))
+    assert at.radio(key="tr_mode_tiny").value == "head"
+    assert not [c for c in at.checkbox if c.key == "tr_aug"]
+    assert any(c.startswith("Head mode trains on the backbone's cached features")
+               for c in texts(at.caption))
+    at.radio(key="tr_mode_tiny").set_value("finetune").run()
+    for ticked in (False, True):
+        at.checkbox(key="tr_aug").set_value(ticked).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert (asked[-1].model.family, asked[-1].train.mode) == ("tiny", "finetune")
+        assert asked[-1].train.augment is ticked
+    at.selectbox(key="tr_family").set_value("mobilenetv2").run()  # its head: the remedy's copies
+    assert not [c for c in at.checkbox if c.key == "tr_aug"]
+    assert asked[-1].train.feature_augment_copies == 2

@@ -53,6 +53,12 @@ REMEDY_VAL_TOLERANCE = 0.01
 of the 180 validation films of cxr3)."""
 
 
+def has_head_remedy(family: str, mode: str) -> bool:
+    """Whether a family's preset in ``mode`` trains with :data:`HEAD_REMEDY` (MobileNetV2's head
+    only: its augmentation is the remedy's, whatever a form's rotation box says)."""
+    return (family, mode) == ("mobilenetv2", "head")
+
+
 def preset_mode(family: str, mode: str | None = None, *, published: bool = False) -> str:
     """The preset mode of a family asked to train in ``mode`` (``head`` / ``finetune``, the
     CLI's ``--mode``): the small CNN and a MobileNetV2 fine-tune start from their recipes
@@ -96,7 +102,7 @@ def run_preset(family: str = "mobilenetv2", mode: str | None = None, task: str =
         recipe_of = TrainConfig.small_cnn_recipe if cnn else TrainConfig.finetune_recipe
         train = recipe_of(seed=seed, **extra)
     else:
-        remedy = HEAD_REMEDY if (family, mode) == ("mobilenetv2", "head") else {}  # see HEAD_REMEDY
+        remedy = HEAD_REMEDY if has_head_remedy(family, mode) else {}
         train = TrainConfig(mode=mode, seed=seed, **{**remedy, **extra},
                             **({"epochs": TINY_EPOCHS} if family == "tiny" else {}))
     model = ModelConfig(family=family, **({"cnn_arch": SMALL_CNN_RECIPE_ARCH} if cnn and recipe else {}))
