@@ -320,10 +320,7 @@ def _start_training(run_id: str):
 
     run = get_run(run_id)
     cfg = run.config
-    # The head preset's remedies (cached feature copies, source balancing) are head-mode only.
-    heavy = cfg.replace(train=cfg.train.replace(mode="finetune", epochs=50, early_stopping=None,
-                                                acquisition=0.0, acquisition_contrast=0.0,
-                                                source_balance=False))
+    heavy = cfg.replace(train=cfg.train.as_finetune(epochs=50, early_stopping=None))
     return runner.start(heavy, fingerprint=run.fingerprint)
 
 

@@ -287,3 +287,26 @@ def test_the_small_cnn_starts_from_its_recipe_and_cnn_arch_is_a_small_cnn_flag(c
     # a flag the model would ignore is refused, not dropped silently
     assert main(["train", "--model", "mobilenetv2", "--cnn-arch", "bn_gap"]) == 2
     assert "--cnn-arch is a small CNN setting" in capsys.readouterr().err
+
+
+def test_a_head_config_switched_to_a_finetune_drops_the_head_only_remedies(capsys, workspace):
+    """Bug: `train --config <the MobileNetV2 head preset> --model tiny --mode finetune` (or
+    `--model small_cnn --published-finetune`) was refused with "acquisition augmentation and
+    source balancing are head-mode remedies": remedies the user never asked for, carried over
+    from the head config. A config switched to a fine-tune leaves them behind, as it leaves the
+    feature copies; asked for by flag in a fine-tune, they are still refused."""
+    from cxrlib.core.config import TrainConfig, run_preset
+
+    record = workspace.parent / "head.json"
+    record.write_text(json.dumps(run_preset("mobilenetv2", "head").to_dict()))
+    assert run_preset("mobilenetv2", "head").train.acquisition > 0  # else this checks nothing
+    parse = lambda *flags: config_from_args(build_parser().parse_args(["train", *flags]))  # noqa: E731
+    head = run_preset("mobilenetv2", "head").train
+    kept = dict(mode="finetune", seed=head.seed, augment=head.augment)  # the config's own
+    tiny = parse("--config", str(record), "--model", "tiny", "--mode", "finetune").train
+    assert tiny == TrainConfig(**kept)
+    cnn = parse("--config", str(record), "--model", "small_cnn", "--published-finetune").train
+    assert cnn == TrainConfig(**kept)
+    assert main(["train", "--config", str(record), "--model", "tiny", "--mode", "finetune",
+                 "--acquisition", "0.5"]) == 2
+    assert "head-mode remedies" in capsys.readouterr().err

@@ -137,7 +137,8 @@ def _train_base(base: RunConfig, args: argparse.Namespace, family: str) -> Train
     """The TrainConfig the flags apply to over a ``--config``: switching a MobileNetV2 head
     config to ``--mode finetune``, or another family's to the small CNN, starts from that
     recipe (as :func:`run_preset` does without ``--config``), or with ``--published-finetune``
-    from the published defaults."""
+    from the published defaults; any other head config switched to a fine-tune is
+    :meth:`TrainConfig.as_finetune` (its head-only remedies left behind)."""
     if _uses_recipe(base, args, family):
         return TrainConfig.finetune_recipe(seed=base.train.seed)
     if _uses_cnn_recipe(base, args, family):
@@ -147,9 +148,10 @@ def _train_base(base: RunConfig, args: argparse.Namespace, family: str) -> Train
                                             **({"augment": True} if args.augment else {}))
     if args.mode == "finetune" and base.train.mode != "finetune" and family == "mobilenetv2":
         return TrainConfig(mode="finetune", seed=base.train.seed)  # --published-finetune
-    if family not in HEAD_FAMILIES and base.train.mode == "head":
-        # before the flags: a head-mode TrainConfig drops the fine-tune settings they may set
-        return base.train.replace(mode="finetune")
+    if base.train.mode == "head" and (args.mode == "finetune" or family not in HEAD_FAMILIES):
+        # before the flags: a head-mode TrainConfig drops the fine-tune settings they may set,
+        # and a fine-tune leaves the head-only remedies behind
+        return base.train.as_finetune()
     return base.train
 
 

@@ -19,6 +19,7 @@ TTA_MODES = ("none", "shift", "shift_scale")
 
 _FINETUNE_ONLY = ("init_from_head", "finetune_from", "freeze_batchnorm", "schedule",
                   "warmup_epochs")
+_HEAD_ONLY = ("acquisition", "acquisition_contrast", "source_balance")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,14 @@ class TrainConfig(_Config):
     source_balance: bool = added_field(False)
     adversarial: float = added_field(0.0)
     adversarial_warmup: bool = added_field(True)
+
+    def as_finetune(self, **changes) -> TrainConfig:
+        """This config as a fine-tune, then ``changes``: the head-only remedies (acquisition
+        copies, source balancing) are left behind, as the feature copies are, where a fine-tune
+        asked for with them is refused."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return self.replace(**{"mode": "finetune", **{n: defaults[n] for n in _HEAD_ONLY},
+                               **changes})
 
     def __post_init__(self) -> None:
         super().__post_init__()
