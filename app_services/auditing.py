@@ -72,13 +72,42 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
 
         # The audit takes one of the server's CXR_MAX_RUNS slots, as a training run does.
         with run_queue.slot("audit", f"audit of run {run.id}", on_wait=waiting):
-            report = audit.audit_run(run, dataset=ds, external=external or None,
-                                     cam_method=method, max_films=max_films,
-                                     adversarial=adversarial, masks=masks or None,
-                                     progress=progress)
+            report = _below_the_pages(lambda: audit.audit_run(
+                run, dataset=ds, external=external or None, cam_method=method,
+                max_films=max_films, adversarial=adversarial, masks=masks or None,
+                progress=progress))
         box.update(label="Audit finished", state="complete", expanded=False)
     _reports().put(audit_key(run, external, max_films, method, adversarial, masks), report)
     return report
+
+
+def _below_the_pages(work):
+    """``work()`` in a thread of its own at the training niceness (``CXR_TRAIN_NICE``), so the
+    other sessions' page runs come first; it keeps this script run's context (its progress bar
+    and its stop). Returns what ``work`` returns, and raises what it raises."""
+    import threading  # noqa: PLC0415
+
+    from streamlit.runtime.scriptrunner import add_script_run_ctx  # noqa: PLC0415
+
+    from cxrlib.core.processes import lower_priority  # noqa: PLC0415
+    from cxrlib.runs.spawn import train_niceness  # noqa: PLC0415
+
+    out: dict[str, Any] = {}
+
+    def body() -> None:
+        lower_priority(threading.get_native_id(), train_niceness())
+        try:
+            out["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - given back to the script's thread
+            out["error"] = exc
+
+    worker = threading.Thread(target=body, name="cxr-audit", daemon=True)
+    add_script_run_ctx(worker)
+    worker.start()
+    worker.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 def gallery_views(report, n: int = 4) -> list[dict[str, Any]]:

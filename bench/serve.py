@@ -17,6 +17,8 @@ of its second round's actions. Then ``--sessions`` users run ``--rounds`` rounds
 server's resident memory (``VmRSS`` of its process) is read after each round. ``exceptions``:
 exception boxes the app showed plus actions that failed or timed out. ``rss_growth``: memory after
 round 4 over round 2, minus 1 (with fewer rounds, the last over the second; null with one round).
+``warm_p95_s``: the p95 of rounds 2 and later only, once every tab has drawn each page (a tab's
+first visit loads the page's JavaScript, plotly's among it, on the cores the server shares here).
 ``cpu_s``: the CPU seconds the server, the Chromium processes and the training process used
 while the users clicked, and the wall seconds that took (``crowd_wall_s``): in this bench the
 browsers share the server's cores, which a department's users' own machines would not.
@@ -29,7 +31,9 @@ segmentation, the deletion test).
 Data: ``--data``, else ``../shared/datasets/cxr3`` (``--quick``: the bundled 120-film sample).
 ``--with-training`` starts a full fine-tune in the background (through the queue) as the users
 begin, so the per-action times say whether one user's training freezes the others' pages.
-``--quick`` means 2 users x 1 round. The full default (8 x 4) takes long on a 2-core CPU; run it on
+``--with-audit``: one more user opens Audit and runs the audit as the others begin (the audit runs
+in the server process); ``audit.run_s`` is how long it took, and whether it ended while the others
+clicked. ``--quick`` means 2 users x 1 round. The full default (8 x 4) takes long on a 2-core CPU; run it on
 a quiet machine. Last line: JSON.
 """
 from __future__ import annotations
@@ -70,6 +74,7 @@ def _methods() -> tuple[str, ...]:
 
 
 ACTION_TIMEOUT_S = 300
+AUDIT_TIMEOUT_S = 1800
 
 # The app's script state: a MutationObserver notes that a run began, so a quick run is not missed
 # (the old values of the records: a run that began and ended before the callback still shows).
@@ -180,28 +185,32 @@ class User:
         self.tab = None
         self.named = False
 
-    async def _act(self, name: str, do, ready: str | None = None, page: str | None = None) -> None:
+    async def _act(self, name: str, do, ready: str | None = None, page: str | None = None,
+                   timeout_s: float | None = None) -> None:
         """Time ``do``: until the app's script run it caused has ended, ``ready`` is on the
         page, and every image has loaded. ``page``: a page switch, done when that page's title
         is drawn and the app is idle (a fast page's run can start and end between two frames,
         so its 'running' state is never drawn and cannot be waited for)."""
         tab = self.tab
+        limit = (timeout_s or ACTION_TIMEOUT_S) * 1000
         started = time.perf_counter()
         try:
             await tab.evaluate(_ARM)
             await do()
             if page is None:
-                await tab.wait_for_function(_RAN_AND_IDLE, timeout=ACTION_TIMEOUT_S * 1000)
+                await tab.wait_for_function(_RAN_AND_IDLE, timeout=limit)
             else:
                 await tab.locator(f'[data-testid="stMain"] h1:has-text("{page}")').first.wait_for(
-                    timeout=ACTION_TIMEOUT_S * 1000)
+                    timeout=limit)
             if ready:
-                await tab.locator(ready).first.wait_for(timeout=ACTION_TIMEOUT_S * 1000)
-            await tab.wait_for_function(_IDLE, timeout=ACTION_TIMEOUT_S * 1000)
-            await tab.wait_for_function(_IMAGES, timeout=ACTION_TIMEOUT_S * 1000)
+                await tab.locator(ready).first.wait_for(timeout=limit)
+            await tab.wait_for_function(_IDLE, timeout=limit)
+            await tab.wait_for_function(_IMAGES, timeout=limit)
             seconds = time.perf_counter() - started
             boxes = await tab.locator('[data-testid="stException"]').count()
             self.log["times"].setdefault(name, []).append(seconds)
+            if self.log.get("round", 0) > 0:  # every page drawn once in this tab already
+                self.log.setdefault("warm", []).append(seconds)
             self.log["exceptions"] += boxes
             print(f"user {self.index} {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
         except Exception as exc:  # noqa: BLE001 - a failed action is counted, the others go on
@@ -222,6 +231,12 @@ class User:
         # the first run has even started).
         await self.tab.locator('[data-testid="stMain"] h1').first.wait_for()
         await self.tab.wait_for_function(_IDLE)
+
+    async def audit(self) -> None:
+        """Opens Audit and runs the audit of the bench's run (in the server, as a user would)."""
+        await self._act("audit_open", lambda: self._nav("Audit"), page="Audit")
+        await self._act("audit_run", self.tab.get_by_role("button", name="Run the audit").click,
+                        '[data-testid="stMetric"]', timeout_s=AUDIT_TIMEOUT_S)
 
     async def _nav(self, page: str) -> None:
         await self.tab.locator('[data-testid="stSidebarNav"]').get_by_role(
@@ -269,11 +284,12 @@ class User:
 
 
 async def _drive(url: str, films: list[str], sessions: int, rounds: int, server_pid: int,
-                 before_crowd=None, training_pid_of=None) -> dict:
+                 before_crowd=None, training_pid_of=None, audit: bool = False) -> dict:
     from playwright.async_api import async_playwright
 
     alone = {"times": {}, "exceptions": 0, "failures": []}
     crowd = {"times": {}, "exceptions": 0, "failures": []}
+    audited = {"times": {}, "exceptions": 0, "failures": []}
     rss = []
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -289,20 +305,27 @@ async def _drive(url: str, films: list[str], sessions: int, rounds: int, server_
             before_crowd()
         users = [User(i, await browser.new_context(viewport=viewport), url, films, crowd)
                  for i in range(sessions)]
-        await asyncio.gather(*(u.open() for u in users))
+        auditor = (User(sessions + 1, await browser.new_context(viewport=viewport), url, films,
+                        audited) if audit else None)
+        await asyncio.gather(*(u.open() for u in users + ([auditor] if auditor else [])))
         training_pid = training_pid_of() if training_pid_of else None
         cpu_before, crowd_started = _cpu_s(server_pid, training_pid), time.perf_counter()
+        auditing = asyncio.create_task(auditor.audit()) if auditor else None
         for r in range(rounds):
+            crowd["round"] = r
             await asyncio.gather(*(u.round(r) for u in users))
             rss.append(_rss_mb(server_pid))
         cpu_after = _cpu_s(server_pid, training_pid)
         crowd_s = time.perf_counter() - crowd_started
+        if auditing is not None:  # its whole time, even when it outlasts the crowd
+            audited["ended_during_crowd"] = auditing.done()
+            await auditing
         await browser.close()
     # Where the cores went while the users clicked (the browsers share them in this bench).
     cpu = {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after}
     cpu["crowd_wall_s"] = round(crowd_s, 1)
     return {"alone": alone, "crowd": crowd, "rss_after_warmup": rss[0], "rss": rss[1:],
-            "cpu_s": cpu}
+            "cpu_s": cpu, "audit": audited if audit else None}
 
 
 def _q(values: list[float], q: float) -> float | None:
@@ -393,6 +416,9 @@ def main() -> None:
     parser.add_argument("--with-training", action="store_true",
                         help="a full fine-tune trains in the background while the users click "
                              "(does one user's training freeze the others' pages?)")
+    parser.add_argument("--with-audit", action="store_true",
+                        help="one more user runs the audit on the Audit page as the others begin "
+                             "(it runs in the server: does it freeze the others' pages?)")
     parser.add_argument("--action-timeout", type=float, default=ACTION_TIMEOUT_S,
                         help=f"seconds before an action counts as failed (default {ACTION_TIMEOUT_S})")
     args = parser.parse_args()
@@ -428,7 +454,8 @@ def main() -> None:
     try:
         result = asyncio.run(_drive(url, films, sessions, rounds, server.pid, before_crowd=(
             (lambda: training.append(_start_training(run_id))) if args.with_training else None),
-            training_pid_of=lambda: training[0].pid if training else None))
+            training_pid_of=lambda: training[0].pid if training else None,
+            audit=args.with_audit))
     finally:
         from cxrlib.core.processes import stop_process
 
@@ -455,12 +482,19 @@ def main() -> None:
     alone_all = [t for ts in alone["times"].values() for t in ts]
     summary = {"sessions": sessions, "rounds": rounds, "data": str(data), "run": run_id,
                "p50_s": _q(every, 0.5), "p95_s": _q(every, 0.95),
+               "warm_p95_s": _q(crowd.get("warm", []), 0.95),
                "single_user_s": _q(alone_all, 0.5), "exceptions": crowd["exceptions"] + alone["exceptions"],
                "rss_mb": rss, "rss_after_warmup_mb": result["rss_after_warmup"],
                "rss_growth": growth, "cpu_s": result["cpu_s"], "per_action": per_action}
     if training:
         summary["training_during"] = {"run": training[0].id, "state": during.get("state"),
                                       "epoch": during.get("epoch"), "error": during.get("error")}
+    if result["audit"] is not None:
+        audit = result["audit"]
+        summary["audit"] = {"run_s": _q(audit["times"].get("audit_run", []), 0.5),
+                            "ended_during_crowd": audit.get("ended_during_crowd"),
+                            "failures": audit["failures"]}
+        summary["exceptions"] += audit["exceptions"]
     if not args.no_profile:
         fullres = SHARED / "datasets" / "cxr3-fullres"
         summary["explain_profile"] = _profile(run_id, args.profile_data or (

@@ -1,5 +1,7 @@
-"""Service-layer mechanics that need no page: the shared audit-report cache."""
+"""Service-layer mechanics that need no page: the shared audit-report cache, the audit's priority."""
 from __future__ import annotations
+
+import pytest
 
 
 def test_audit_report_cache_is_bounded_by_bytes_not_reports(monkeypatch):
@@ -32,3 +34,30 @@ def test_the_audit_bar_is_not_left_full_while_later_steps_run():
     value, text = progress_state("lung masks", 200, 200)
     assert value < 1.0 and "200/200 done" in text and "running" in text
     assert progress_state("lung masks", 0, 0)[0] == 0.0
+
+
+@pytest.mark.parametrize("setting, expected", [(None, 10), ("15", 15)])
+def test_the_audit_works_below_the_pages(monkeypatch, setting, expected):
+    """Issue 22: one user's audit ran in the server at the pages' priority and took 39 % of the
+    CPU from 8 users (bench/serve.py --with-audit). Its work now runs in a thread of its own at
+    the training niceness; the page's thread keeps its own, and an error reaches the page."""
+    import os
+    import threading
+
+    from app_services.auditing import _below_the_pages
+    from cxrlib.runs import spawn
+
+    if setting is None:
+        monkeypatch.delenv(spawn.NICE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(spawn.NICE_ENV, setting)
+    mine = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, mine)
+    niceness, worker = _below_the_pages(
+        lambda: (os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+                 threading.get_native_id()))
+    assert worker != mine
+    assert niceness == max(expected, before)
+    assert os.getpriority(os.PRIO_PROCESS, mine) == before
+    with pytest.raises(ZeroDivisionError):
+        _below_the_pages(lambda: 1 / 0)
