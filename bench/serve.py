@@ -246,7 +246,9 @@ class User:
         box = self.tab.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
         await box.locator("input").click()
         await box.locator("input").fill(text)
-        await self.tab.keyboard.press("Enter")
+        # the first option that says it, once the list shows it (under load, an Enter pressed
+        # before the list had filtered picked nothing, and the action waited for a run in vain)
+        await self.tab.get_by_role("option").filter(has_text=text).first.click()
 
     async def round(self, r: int) -> None:
         # Never the page's default (the first film, Grad-CAM), never last round's: always a change.
