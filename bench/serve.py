@@ -112,6 +112,20 @@ def _prepare(data: Path) -> str:
     return run.id
 
 
+def _fresh_reviews(workspace: Path) -> None:
+    """Every run starts with no reviews: a kept workspace's earlier ones made its Review page
+    heavier from run to run (468 reviews after a few runs). They are moved aside, not deleted."""
+    from cxrlib.reviews.store import FILE_NAME
+
+    found = sorted(workspace.glob(f"{FILE_NAME}*"))  # the database, its WAL and shared memory
+    if not found:
+        return
+    aside = workspace / "bench-reviews" / time.strftime("%Y%m%dT%H%M%S")
+    aside.mkdir(parents=True, exist_ok=True)
+    for path in found:
+        path.rename(aside / path.name)
+
+
 def _free_port() -> int:
     import socket
 
@@ -410,8 +424,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="dataset folder")
     parser.add_argument("--no-profile", action="store_true", help="skip the Explain profile")
     parser.add_argument("--workspace", type=Path, default=None,
-                        help="a workspace to use and keep (its run is trained once, then reused) "
-                             "instead of a fresh temporary one")
+                        help="a workspace to use and keep (its run is trained once, then reused; "
+                             "its reviews are moved to bench-reviews/ first) instead of a fresh "
+                             "temporary one")
     parser.add_argument("--profile-data", type=Path, default=None,
                         help="films for the profile (default ../shared/datasets/cxr3-fullres when "
                              "present: native-size films; else the bench's dataset)")
@@ -450,6 +465,7 @@ def main() -> None:
 
     test = get_run(run_id).predictions()
     films = test.loc[test["split"] == "test", "rel_path"].astype(str).tolist()
+    _fresh_reviews(Path(os.environ["CXR_WORKSPACE"]))
     log = Path(os.environ["CXR_WORKSPACE"]) / "streamlit.log"
     server, url = _start_server(data, log)
     training = []
