@@ -61,50 +61,68 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
     ``adversarial`` > 0 also measures leave-one-source-out with the source-adversarial head;
     ``masks``: a folder of lung masks that win over the predicted ones.
     """
+    def work(report):
+        # The audit takes one of the server's CXR_MAX_RUNS slots, as a training run does.
+        with run_queue.slot("audit", f"audit of run {run.id}",
+                            on_wait=lambda k, n: report(0.0, f"queued, position {k} of {n}: "
+                                                             "waiting for a free slot")):
+            return audit.audit_run(run, dataset=ds, external=external or None,
+                                   cam_method=method, max_films=max_films,
+                                   adversarial=adversarial, masks=masks or None,
+                                   progress=lambda *step: report(*progress_state(*step)))
+
     with st.status("Auditing the run…", expanded=True) as box:
         bar = st.progress(0.0, text="starting")
-
-        def progress(step: str, done: int, total: int) -> None:
-            bar.progress(*progress_state(step, done, total))
-
-        def waiting(k: int, n: int) -> None:
-            bar.progress(0.0, text=f"queued, position {k} of {n}: waiting for a free slot")
-
-        # The audit takes one of the server's CXR_MAX_RUNS slots, as a training run does.
-        with run_queue.slot("audit", f"audit of run {run.id}", on_wait=waiting):
-            report = _below_the_pages(lambda: audit.audit_run(
-                run, dataset=ds, external=external or None, cam_method=method,
-                max_films=max_films, adversarial=adversarial, masks=masks or None,
-                progress=progress))
+        result = below_the_pages(work, lambda value, text: bar.progress(value, text=text),
+                                 first=(0.0, "starting"))
         box.update(label="Audit finished", state="complete", expanded=False)
-    _reports().put(audit_key(run, external, max_films, method, adversarial, masks), report)
-    return report
+    _reports().put(audit_key(run, external, max_films, method, adversarial, masks), result)
+    return result
 
 
-def _below_the_pages(work):
-    """``work()`` in a thread of its own at the training niceness (``CXR_TRAIN_NICE``), so the
-    other sessions' page runs come first; it keeps this script run's context (its progress bar
-    and its stop). Returns what ``work`` returns, and raises what it raises."""
+class WorkStopped(BaseException):
+    """Raised in :func:`below_the_pages`' work at its next report once the page has stopped
+    (a ``BaseException``: no step's ``except Exception`` takes it for a failed film)."""
+
+
+def below_the_pages(work, show, *, first: tuple = (), poll_s: float = 0.5):
+    """``work(report)`` in a thread of its own at the training niceness (``CXR_TRAIN_NICE``), so
+    the other sessions' page runs come first; returns what it returns, raises what it raises.
+
+    ``report(*args)`` keeps the work's latest progress (``first`` until it reports), which this,
+    the script's, thread shows with ``show(*args)`` every ``poll_s``: so the page still sees a
+    stop, a rerun or a switch at once (Streamlit checks for them when an element is sent), and
+    the work is stopped at its next report (:class:`WorkStopped`)."""
     import threading  # noqa: PLC0415
-
-    from streamlit.runtime.scriptrunner import add_script_run_ctx  # noqa: PLC0415
 
     from cxrlib.core.processes import lower_priority  # noqa: PLC0415
     from cxrlib.runs.spawn import train_niceness  # noqa: PLC0415
 
+    latest = [first]
+    stopped = threading.Event()
     out: dict[str, Any] = {}
+
+    def report(*args) -> None:
+        if stopped.is_set():
+            raise WorkStopped
+        latest[0] = args
 
     def body() -> None:
         lower_priority(threading.get_native_id(), train_niceness())
         try:
-            out["value"] = work()
+            out["value"] = work(report)
         except BaseException as exc:  # noqa: BLE001 - given back to the script's thread
             out["error"] = exc
 
-    worker = threading.Thread(target=body, name="cxr-audit", daemon=True)
-    add_script_run_ctx(worker)
+    worker = threading.Thread(target=body, name="cxr-below-the-pages", daemon=True)
     worker.start()
-    worker.join()
+    try:
+        while worker.is_alive():
+            worker.join(poll_s)
+            show(*latest[0])
+    except BaseException:
+        stopped.set()
+        raise
     if "error" in out:
         raise out["error"]
     return out["value"]

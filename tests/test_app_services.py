@@ -1,6 +1,9 @@
 """Service-layer mechanics that need no page: the shared audit-report cache, the audit's priority."""
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 
@@ -40,11 +43,12 @@ def test_the_audit_bar_is_not_left_full_while_later_steps_run():
 def test_the_audit_works_below_the_pages(monkeypatch, setting, expected):
     """Issue 22: one user's audit ran in the server at the pages' priority and took 39 % of the
     CPU from 8 users (bench/serve.py --with-audit). Its work now runs in a thread of its own at
-    the training niceness; the page's thread keeps its own, and an error reaches the page."""
+    the training niceness; the page's thread keeps its own, shows the work's progress, and gets
+    its result or its error."""
     import os
     import threading
 
-    from app_services.auditing import _below_the_pages
+    from app_services.auditing import below_the_pages
     from cxrlib.runs import spawn
 
     if setting is None:
@@ -53,11 +57,51 @@ def test_the_audit_works_below_the_pages(monkeypatch, setting, expected):
         monkeypatch.setenv(spawn.NICE_ENV, setting)
     mine = threading.get_native_id()
     before = os.getpriority(os.PRIO_PROCESS, mine)
-    niceness, worker = _below_the_pages(
-        lambda: (os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
-                 threading.get_native_id()))
+    shown = []
+
+    def work(report):
+        report("half way")
+        time.sleep(0.2)
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), threading.get_native_id()
+
+    niceness, worker = below_the_pages(work, lambda *a: shown.append(a), first=("starting",),
+                                       poll_s=0.05)
     assert worker != mine
     assert niceness == max(expected, before)
     assert os.getpriority(os.PRIO_PROCESS, mine) == before
+    assert shown[-1] == ("half way",) and all(a == ("half way",) for a in shown[1:])
     with pytest.raises(ZeroDivisionError):
-        _below_the_pages(lambda: 1 / 0)
+        below_the_pages(lambda report: 1 / 0, lambda *a: None, poll_s=0.05)
+
+
+def test_a_page_that_stops_stops_the_audits_work():
+    """The page's thread is not stuck in the audit: a stop or a rerun (raised by Streamlit when
+    the page shows progress) leaves at once, and the work ends at its next report instead of
+    running on unseen (and a navigation away aborts the audit, as it did in the page's thread)."""
+    from app_services.auditing import WorkStopped, below_the_pages
+
+    class Rerun(Exception):
+        pass
+
+    ended = threading.Event()
+    calls = []
+
+    def work(report):
+        try:
+            while True:
+                report()
+                time.sleep(0.01)
+        except WorkStopped:
+            ended.set()
+            raise
+
+    def show():
+        calls.append(1)
+        if len(calls) == 3:
+            raise Rerun
+
+    started = time.monotonic()
+    with pytest.raises(Rerun):
+        below_the_pages(work, show, poll_s=0.05)
+    assert time.monotonic() - started < 2
+    assert ended.wait(2)
