@@ -515,7 +515,7 @@ def test_one_corrupt_png_is_skipped_by_the_audit_which_finishes(tmp_path, capsys
                                    "step": "duplicates and metadata"}]
     # the attention and masking steps read the tensor cache: the film is left out there too
     report = audit_report.AuditReport(run_id=run.id)
-    images, labels, rel_paths = audit_report._test_images(ds, run, run.split_table(), None, 0,
+    images, labels, rel_paths = audit_report.split_images(ds, run, run.split_table(), None, 0,
                                                           lambda *a: None, report)
     assert "Normal/bit-rot.png" not in rel_paths and len(images) == len(labels) == len(rel_paths) > 0
     assert report.skipped == [{"rel_path": "Normal/bit-rot.png", "reason": reason,

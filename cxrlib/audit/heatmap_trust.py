@@ -26,13 +26,13 @@ def trust_films(run, dataset, films: int | None, seed: int = 0,
     ``films`` films of ``run``'s ``split`` (``"val"`` or ``"test"``; a seeded sample; ``None``:
     all)."""
     from cxrlib.audit.attention import lung_fields_of  # noqa: PLC0415
-    from cxrlib.audit.report import _test_images  # noqa: PLC0415
+    from cxrlib.audit.report import split_images  # noqa: PLC0415
     from cxrlib.preprocessing.pipeline import to_model_input  # noqa: PLC0415
 
     note = progress or (lambda *a: None)
     table = run.split_table()
-    unreadable = SimpleNamespace(skipped=[])  # _test_images lists films it leaves out here
-    images, _, rel_paths = _test_images(dataset, run, table, films, seed, note, unreadable, split)
+    unreadable = SimpleNamespace(skipped=[])  # split_images lists films it leaves out here
+    images, _, rel_paths = split_images(dataset, run, table, films, seed, note, unreadable, split)
     by_path = table.set_index(table["rel_path"].astype(str))
     column = "group" if "group" in by_path.columns else "patient_id"
     groups = by_path.loc[[str(p) for p in rel_paths], column].astype(str).tolist()

@@ -160,7 +160,7 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
         report.timings["metadata"] = time.perf_counter() - t
         report.verdicts.append(report.metadata.verdict)
     if {"attention", "masked"} & set(steps):
-        images, labels, rel_paths = _test_images(dataset, run, split_table, max_films, seed, note,
+        images, labels, rel_paths = split_images(dataset, run, split_table, max_films, seed, note,
                                                  report)
         model = run.load_model()
         t = time.perf_counter()
@@ -234,7 +234,10 @@ def _readable(manifest: pd.DataFrame, sig, report: AuditReport):
     return manifest[keep].reset_index(drop=True), sig.readable()
 
 
-def _test_images(dataset, run, split_table, max_films, seed, note, report, split="test"):
+def split_images(dataset, run, split_table, max_films, seed, note, report, split="test"):
+    """The preprocessed films of one ``split`` of the run (a seeded sample of ``max_films``),
+    with their labels and paths; films that did not decode are left out and listed in
+    ``report.skipped``."""
     from cxrlib.preprocessing.tensor_cache import load_tensors  # noqa: PLC0415
 
     tensors = load_tensors(dataset, run.config.preprocess, progress=lambda d, n: note("preprocessing", d, n))
