@@ -29,10 +29,10 @@ import json
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 from cxrlib.core import paths
+from cxrlib.core.clock import now_iso
 from cxrlib.core.fsutil import read_json, write_json_atomic
 from cxrlib.sweep.scoring import (external_figures, leaderboard, read_test_figures,  # noqa: F401
                                   score_run, select)
@@ -105,10 +105,10 @@ def run_sweep(spec: SweepSpec, *, data_root: str | None = None,
     write_json_atomic(folder / "spec.json", declared)  # the rule, before anything trains
     t0, records = time.perf_counter(), []
     status = {"state": "running", "pid": os.getpid(), "total": len(cands), "done": 0,
-              "selection": rule, "started": _now(), "candidate": None, "error": None}
+              "selection": rule, "started": now_iso(), "candidate": None, "error": None}
 
     def report(**fields):
-        status.update(fields, updated=_now())
+        status.update(fields, updated=now_iso())
         write_json_atomic(folder / "status.json", status)
         if progress:
             progress(dict(status))
@@ -262,10 +262,6 @@ def _run(run_id: str):
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     return get_run(run_id)
-
-
-def _now() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def dumps(result: dict) -> str:
