@@ -5,10 +5,11 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib import audit
 from cxrlib import explain
 from cxrlib import lungs
+from cxrlib.audit.background import audit_in_process
 from cxrlib.runs import queue as run_queue
+from cxrlib.runs.spawn import train_niceness
 
 from .bytecache import ByteCache, total_mb
 from .core import fmt
@@ -66,10 +67,12 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
         with run_queue.slot("audit", f"audit of run {run.id}",
                             on_wait=lambda k, n: report(0.0, f"queued, position {k} of {n}: "
                                                              "waiting for a free slot")):
-            return audit.audit_run(run, dataset=ds, external=external or None,
-                                   cam_method=method, max_films=max_films,
-                                   adversarial=adversarial, masks=masks or None,
-                                   progress=lambda *step: report(*progress_state(*step)))
+            # in a process of its own at the training niceness (cxrlib.audit.background)
+            return audit_in_process(run, niceness=train_niceness(), check=report,
+                                    progress=lambda *step: report(*progress_state(*step)),
+                                    dataset=ds, external=external or None, cam_method=method,
+                                    max_films=max_films, adversarial=adversarial,
+                                    masks=masks or None)
 
     with st.status("Auditing the run…", expanded=True) as box:
         bar = st.progress(0.0, text="starting")
@@ -96,16 +99,16 @@ def below_the_pages(work, show, *, first: tuple = (), poll_s: float = 0.5):
     import threading  # noqa: PLC0415
 
     from cxrlib.core.processes import lower_priority  # noqa: PLC0415
-    from cxrlib.runs.spawn import train_niceness  # noqa: PLC0415
 
     latest = [first]
     stopped = threading.Event()
     out: dict[str, Any] = {}
 
-    def report(*args) -> None:
+    def report(*args) -> None:  # without args: only the check
         if stopped.is_set():
             raise WorkStopped
-        latest[0] = args
+        if args:
+            latest[0] = args
 
     def body() -> None:
         lower_priority(threading.get_native_id(), train_niceness())

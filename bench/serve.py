@@ -19,8 +19,8 @@ exception boxes the app showed plus actions that failed or timed out. ``rss_grow
 round 4 over round 2, minus 1 (with fewer rounds, the last over the second; null with one round).
 ``warm_p95_s``: the p95 of rounds 2 and later only, once every tab has drawn each page (a tab's
 first visit loads the page's JavaScript, plotly's among it, on the cores the server shares here).
-``cpu_s``: the CPU seconds the server, the Chromium processes and the training process used
-while the users clicked, and the wall seconds that took (``crowd_wall_s``): in this bench the
+``cpu_s``: the CPU seconds the server, the Chromium processes, the training process and the
+audit's process (while it runs) used while the users clicked, and the wall seconds that took (``crowd_wall_s``): in this bench the
 browsers share the server's cores, which a department's users' own machines would not.
 
 ``--no-profile`` skips the profile of one Explain action: in this process, on the run's model and
@@ -167,10 +167,11 @@ def _rss_mb(pid: int) -> float | None:
 
 
 def _cpu_s(server_pid: int, training_pid: int | None) -> dict[str, float]:
-    """CPU seconds used so far by the server, by every Chromium process, and by the training
-    process (``/proc``; children that have ended are not counted)."""
+    """CPU seconds used so far by the server, by every Chromium process, by the training
+    process, and by the server's audit processes (``/proc``; processes that have ended are not
+    counted)."""
     tick = os.sysconf("SC_CLK_TCK")
-    out = {"server": 0.0, "browsers": 0.0, "training": 0.0}
+    out = {"server": 0.0, "browsers": 0.0, "training": 0.0, "audit": 0.0}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -185,6 +186,8 @@ def _cpu_s(server_pid: int, training_pid: int | None) -> dict[str, float]:
             out["server"] += used
         elif pid == training_pid:
             out["training"] += used
+        elif int(fields[1]) == server_pid and b"multiprocessing" in cmd:  # cxrlib.audit.background
+            out["audit"] += used
         elif CHROMIUM.name.encode() in cmd.split(b"\0", 1)[0]:
             out["browsers"] += used
     return out
