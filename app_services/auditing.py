@@ -84,8 +84,9 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
 
 
 class WorkStopped(BaseException):
-    """Raised in :func:`below_the_pages`' work at its next report once the page has stopped
-    (a ``BaseException``: no step's ``except Exception`` takes it for a failed film)."""
+    """Raised in :func:`below_the_pages`' work at its next report or check once the page has
+    stopped (a ``BaseException``: no handler of ordinary errors on the way takes it for one; the
+    audit's process is then ended by :func:`cxrlib.audit.background.audit_in_process`)."""
 
 
 def below_the_pages(work, show, *, first: tuple = (), poll_s: float = 0.5):
