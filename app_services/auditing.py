@@ -11,7 +11,7 @@ from cxrlib.audit.background import audit_in_process
 from cxrlib.runs import queue as run_queue
 from cxrlib.runs.spawn import train_niceness
 
-from .bytecache import ByteCache, total_mb
+from .bytecache import ByteCache, budget
 from .core import fmt
 from .explaining import VIEWER_LOOK
 from .runs import run_stamp
@@ -24,7 +24,7 @@ tensors), shared by every session, least recently used first out."""
 
 def new_report_cache() -> ByteCache:
     """An empty cache of finished audit reports, bounded by bytes (:class:`.bytecache.ByteCache`)."""
-    return ByteCache(int(AUDIT_SHARE * total_mb() * 2**20), "audit reports")
+    return ByteCache(budget(AUDIT_SHARE, "audit reports"), "audit reports")
 
 
 @st.cache_resource

@@ -137,6 +137,17 @@ class ByteCache:
             self._bytes = 0
 
 
+SHARES: dict[str, float] = {}
+"""Each byte-bounded cache's share of :func:`total_mb`, by name, declared through
+:func:`budget` (the shares add up to at most 1: ``tests/test_app_serving.py``)."""
+
+
+def budget(share: float, name: str) -> int:
+    """Bytes of a cache that takes ``share`` of :func:`total_mb`, declared in :data:`SHARES`."""
+    SHARES[name] = share
+    return int(share * total_mb() * 2**20)
+
+
 def byte_cached(share: float, *, name: str | None = None, spinner: str | None = None):
     """Decorate a function with a :class:`ByteCache` of ``share`` of :func:`total_mb`.
 
@@ -147,7 +158,8 @@ def byte_cached(share: float, *, name: str | None = None, spinner: str | None = 
     """
     def decorate(fn: Callable) -> Callable:
         signature = inspect.signature(fn)
-        cache = ByteCache(int(share * total_mb() * 2**20), name or fn.__qualname__)
+        label = name or f"{fn.__module__}.{fn.__qualname__}"
+        cache = ByteCache(budget(share, label), label)
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):

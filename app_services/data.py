@@ -179,7 +179,7 @@ def is_demo(ds) -> bool:
     return readme.exists() and readme.read_text(encoding="utf-8", errors="replace") == DEMO_README
 
 
-@byte_cached(0.3)  # films: 30 % of CXR_CACHE_MB
+@byte_cached(0.25)  # films: 25 % of CXR_CACHE_MB
 def _read_film(stamp: str, path: str):
     return imageio.read_film(path)
 

@@ -3,8 +3,8 @@ the film's results back (SEG, SC, SR) by STOW-RS.
 
 Settings come from Streamlit's secrets (a ``[pacs]`` table: ``url``, ``username`` /
 ``password`` or ``token``, ``verify``, ``timeout``) or else the ``CXR_PACS_*`` environment
-(:mod:`cxrlib.dicom.web`). Retrieved films stay in memory (a small resource cache keyed by SOP
-instance UID); nothing is written to disk. Patient names are not shown: studies are listed by
+(:mod:`cxrlib.dicom.web`). Retrieved films stay in memory (a cache keyed by SOP instance UID and
+bounded by bytes, :mod:`.bytecache`); nothing is written to disk. Patient names are not shown: studies are listed by
 date, accession number and patient id.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import streamlit as st
 
 from cxrlib.dicom import web
 
+from .bytecache import byte_cached
 from .explaining import overlay_of
 
 SOURCE = "PACS (DICOMweb)"
@@ -59,7 +60,7 @@ def _films(url: str, study_uid: str) -> list:
     return client().films(study_uid)
 
 
-@st.cache_resource(max_entries=8, show_spinner="Retrieving the film…")
+@byte_cached(0.05, spinner="Retrieving the film…")  # a 16-bit DX film and its object: ~60 MB
 def _retrieve(url: str, sop_uid: str, _ref: web.FilmRef):
     from cxrlib.dicom.films import film_of_dataset  # noqa: PLC0415
 

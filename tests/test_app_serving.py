@@ -158,3 +158,62 @@ def test_the_model_download_is_read_when_clicked_not_on_every_rerun(app):
     assert model.proto.url == ""  # deferred: no megabytes hashed and kept per session
     (csv,) = [d for d in at.download_button if d.label == "Predictions (CSV)"]
     assert csv.proto.url  # a small CSV is still sent with the page
+
+
+def test_the_byte_caches_together_stay_within_the_servers_budget():
+    """``CXR_CACHE_MB`` is what the large caches hold together: their shares add up to at most
+    1 (the PACS films' cache, once bounded by entries, took its share from the films')."""
+    import importlib
+    import pkgutil
+
+    import app_services
+    from app_services import bytecache
+    from app_services.auditing import new_report_cache
+
+    for info in pkgutil.iter_modules(app_services.__path__):
+        importlib.import_module(f"app_services.{info.name}")
+    new_report_cache()
+    shares = {name: share for name, share in bytecache.SHARES.items()  # not the tests' own
+              if name.startswith("app_services.") or name == "audit reports"}
+    assert {"audit reports", "app_services.pacs._retrieve", "app_services.data._read_film",
+            "app_services.viewer._source"} <= set(shares)
+    assert all(0 < share < 1 for share in shares.values())
+    assert sum(shares.values()) <= 1.0 + 1e-9, shares
+
+
+def test_films_retrieved_from_the_pacs_are_kept_by_bytes(monkeypatch):
+    """A retrieved film was kept in an 8-entry cache: 8 full-size DX films and their objects
+    are hundreds of MB. Now its cache counts the pixels and the DICOM object's bytes."""
+    import numpy as np
+
+    from app_services import pacs
+    from cxrlib.dicom.films import film_to_dicom
+
+    rng = np.random.default_rng(0)
+    objects = {uid: film_to_dicom(rng.integers(0, 256, (300, 200), dtype=np.uint8),
+                                  patient_id="P1") for uid in ("1.2.3.1", "1.2.3.2")}
+    asked = []
+
+    class Pacs:
+        def retrieve(self, ref):
+            asked.append(ref)
+            return objects[ref]
+
+    monkeypatch.setattr(pacs, "client", lambda: Pacs())
+    cache = pacs._retrieve.cache
+    cache.clear()
+    monkeypatch.setattr(cache, "max_bytes", cache.max_bytes)
+    try:
+        film, ds = pacs._retrieve("http://pacs", "1.2.3.1", "1.2.3.1")
+        assert film.pixels.shape[:2] == (300, 200)
+        one = cache.nbytes
+        assert one >= film.pixels.nbytes + len(ds.PixelData)  # both copies are counted
+        pacs._retrieve("http://pacs", "1.2.3.1", "1.2.3.1")
+        assert asked == ["1.2.3.1"]  # kept
+        cache.max_bytes = int(one * 1.5)  # room for one such film, not two
+        pacs._retrieve("http://pacs", "1.2.3.2", "1.2.3.2")
+        assert cache.nbytes <= cache.max_bytes
+        pacs._retrieve("http://pacs", "1.2.3.1", "1.2.3.1")
+        assert asked == ["1.2.3.1", "1.2.3.2", "1.2.3.1"]  # the first was evicted by bytes
+    finally:
+        cache.clear()
