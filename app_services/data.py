@@ -179,7 +179,7 @@ def is_demo(ds) -> bool:
     return readme.exists() and readme.read_text(encoding="utf-8", errors="replace") == DEMO_README
 
 
-@byte_cached(0.25)  # films: 25 % of CXR_CACHE_MB
+@byte_cached(0.2)  # films: 20 % of CXR_CACHE_MB
 def _read_film(stamp: str, path: str):
     return imageio.read_film(path)
 
@@ -238,7 +238,7 @@ def sample_rows(ds, label: str, n: int, seed: int):
     return rows.sample(min(n, len(rows)), random_state=seed) if len(rows) else rows
 
 
-@st.cache_resource(max_entries=512, show_spinner=False)
+@byte_cached(0.05)  # grids' thumbnails
 def _thumb(stamp: str, path: str, side: int):
     """A film shrunk to ``side`` px (cached under the file's stamp)."""
     return shrink(film(path).pixels, side)

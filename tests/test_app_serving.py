@@ -162,7 +162,8 @@ def test_the_model_download_is_read_when_clicked_not_on_every_rerun(app):
 
 def test_the_byte_caches_together_stay_within_the_servers_budget():
     """``CXR_CACHE_MB`` is what the large caches hold together: their shares add up to at most
-    1 (the PACS films' cache, once bounded by entries, took its share from the films')."""
+    1 (the PACS films' and the thumbnails' caches, once bounded by entries, took their shares
+    from the films')."""
     import importlib
     import pkgutil
 
@@ -176,7 +177,7 @@ def test_the_byte_caches_together_stay_within_the_servers_budget():
     shares = {name: share for name, share in bytecache.SHARES.items()  # not the tests' own
               if name.startswith("app_services.") or name == "audit reports"}
     assert {"audit reports", "app_services.pacs._retrieve", "app_services.data._read_film",
-            "app_services.viewer._source"} <= set(shares)
+            "app_services.data._thumb", "app_services.viewer._source"} <= set(shares)
     assert all(0 < share < 1 for share in shares.values())
     assert sum(shares.values()) <= 1.0 + 1e-9, shares
 
