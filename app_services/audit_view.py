@@ -11,8 +11,8 @@ import streamlit as st
 from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT
 from cxrlib.core.config import ExplainConfig
 
-from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text,
-                       run_audit, unseen_source_text, verdict_is_alarming)
+from .auditing import (WorkStopped, audit_job, blanked_interval_text, cached_audit, gallery_views,
+                       lung_masks_text, run_audit, unseen_source_text, verdict_is_alarming)
 from .core import chart, fmt, plain_table, table
 from .data import image_grid
 from .explaining import cam_methods, method_label
@@ -35,7 +35,7 @@ def audit_options_ui() -> dict[str, Any]:
                                "model once per channel: slow over many films on a CPU.")
     adversarial = ADVERSARIAL_WEIGHT if st.toggle(
         "Also measure a source-adversarial head on leave-one-source-out (about doubles that "
-        "step)", key="au_adv") else 0.0
+        "step)", key="au_adv", persist_state="session") else 0.0
     masks = st.text_input("Lung masks folder (optional): human masks of this dataset's films "
                           "(cxr3-lungs or Radiography DB layout) win over predicted ones",
                           key="au_masks", persist_state="session").strip()
@@ -44,22 +44,39 @@ def audit_options_ui() -> dict[str, Any]:
 
 
 def audit_report(run, ds, options: dict[str, Any]):
-    """The stored report of these options; else a button that runs the audit (the page stops
-    until it is pressed, and on an error, which is said plainly)."""
+    """The stored report of these options; else the progress of the audit of these options when
+    one is running (whoever started it); else a button that runs it. The page stops until there
+    is a report, and on an error or a stop, which are said plainly."""
     report = cached_audit(run, **options)
     if report is not None:
         return report
+    if audit_job(run, **options) is not None:  # running: watch it, as its starter does
+        report = _watched(run, ds, options)
+        if report is not None:
+            return report
     slot = st.empty()
     if not slot.button("Run the audit", type="primary", icon=":material/policy:"):
         st.info("The audit reads every film once and explains the test films: a minute or more "
                 "on a CPU for a real dataset. Its result is kept for this run.")
         st.stop()
     slot.empty()
+    report = _watched(run, ds, options)
+    if report is None:
+        st.stop()
+    return report
+
+
+def _watched(run, ds, options: dict[str, Any]):
+    """:func:`.auditing.run_audit`'s report, or ``None`` once it said why there is none."""
     try:
         return run_audit(run, ds, **options)
+    except WorkStopped:
+        st.info("The audit was stopped before it finished: nothing was kept.",
+                icon=":material/stop_circle:")
     except Exception as exc:  # noqa: BLE001 - e.g. a bad external folder: say it plainly
         st.error(f"The audit could not finish: {exc}")
         st.stop()
+    return None
 
 
 def audit_headline(report, run) -> None:

@@ -1,6 +1,7 @@
 """Audit services: one ``cxrlib.audit.audit_run`` per run and options, kept for every session."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import streamlit as st
@@ -55,13 +56,7 @@ def progress_state(step: str, done: int, total: int) -> tuple[float, str]:
     return (min(done / total, 1.0) if total else 0.0), f"{step}: {done}/{total}"
 
 
-def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
-              adversarial: float = 0.0, masks: str | None = None):
-    """Run every audit of ``run`` with a live status box; the report is stored for next time.
-
-    ``adversarial`` > 0 also measures leave-one-source-out with the source-adversarial head;
-    ``masks``: a folder of lung masks that win over the predicted ones.
-    """
+def _audit_work(run, ds, external, max_films, method, adversarial, masks):
     def work(report):
         # The audit takes one of the server's CXR_MAX_RUNS slots, as a training run does.
         with run_queue.slot("audit", f"audit of run {run.id}",
@@ -73,63 +68,129 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
                                     dataset=ds, external=external or None, cam_method=method,
                                     max_films=max_films, adversarial=adversarial,
                                     masks=masks or None)
+    return work
 
+
+@st.cache_resource
+def _jobs() -> dict[tuple, Any]:
+    return {}
+
+
+_JOBS_LOCK = threading.Lock()
+
+
+def audit_job(run, external: str | None, max_films: int | None, method: str,
+              adversarial: float = 0.0, masks: str | None = None):
+    """The audit of these options running now (:class:`Work`), whoever started it, or ``None``."""
+    return _jobs().get(audit_key(run, external, max_films, method, adversarial, masks))
+
+
+def start_audit(run, ds, external: str | None, max_films: int | None, method: str,
+                adversarial: float = 0.0, masks: str | None = None):
+    """The running audit of these options, started now when none is (:class:`Work`). It runs
+    for every session, whoever watches it: its report is stored (:func:`cached_audit`) when it
+    ends, and a page that stops watching leaves it running; its ``stop()`` ends it."""
+    key = audit_key(run, external, max_films, method, adversarial, masks)
+
+    def ended(job) -> None:
+        if "value" in job.out:
+            _reports().put(key, job.out["value"])
+        with _JOBS_LOCK:
+            if _jobs().get(key) is job:
+                del _jobs()[key]
+
+    with _JOBS_LOCK:
+        job = _jobs().get(key)
+        if job is None:
+            job = Work(_audit_work(run, ds, external, max_films, method, adversarial, masks),
+                       first=(0.0, "starting"), ended=ended)
+            _jobs()[key] = job
+            job.start()
+    return job
+
+
+def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
+              adversarial: float = 0.0, masks: str | None = None):
+    """Start the audit of these options (or join the one running), show its progress with a
+    Stop button until it ends, and return its report (stored for next time).
+
+    ``adversarial`` > 0 also measures leave-one-source-out with the source-adversarial head;
+    ``masks``: a folder of lung masks that win over the predicted ones. Raises the audit's error,
+    or :class:`WorkStopped` when someone stopped it.
+    """
+    job = start_audit(run, ds, external, max_films, method, adversarial, masks)
     with st.status("Auditing the run…", expanded=True) as box:
         bar = st.progress(0.0, text="starting")
-        result = below_the_pages(work, lambda value, text: bar.progress(value, text=text),
-                                 first=(0.0, "starting"))
+        st.button("Stop the audit", on_click=job.stop, icon=":material/stop_circle:",
+                  key="au_stop")
+        st.caption("You may leave this page: the audit goes on, and its report is kept for this "
+                   "run, for everyone.")
+        result = job.watch(lambda value, text: bar.progress(value, text=text))
         box.update(label="Audit finished", state="complete", expanded=False)
-    _reports().put(audit_key(run, external, max_films, method, adversarial, masks), result)
     return result
 
 
 class WorkStopped(BaseException):
-    """Raised in :func:`below_the_pages`' work at its next report or check once the page has
-    stopped (a ``BaseException``: no handler of ordinary errors on the way takes it for one; the
-    audit's process is then ended by :func:`cxrlib.audit.background.audit_in_process`)."""
+    """Raised in a :class:`Work`'s work at its next report or check once it is stopped (a
+    ``BaseException``: no handler of ordinary errors on the way takes it for one; the audit's
+    process is then ended by :func:`cxrlib.audit.background.audit_in_process`)."""
 
 
-def below_the_pages(work, show, *, first: tuple = (), poll_s: float = 0.5):
+class Work:
     """``work(report)`` in a thread of its own at the training niceness (``CXR_TRAIN_NICE``), so
-    the other sessions' page runs come first; returns what it returns, raises what it raises.
+    the pages come first, for any session that watches it (:meth:`watch`).
 
-    ``report(*args)`` keeps the work's latest progress (``first`` until it reports), which this,
-    the script's, thread shows with ``show(*args)`` every ``poll_s``: so the page still sees a
-    stop, a rerun or a switch at once (Streamlit checks for them when an element is sent), and
-    the work is stopped at its next report (:class:`WorkStopped`)."""
-    import threading  # noqa: PLC0415
+    ``report(*args)`` keeps the work's latest progress (``first`` until it reports), which a
+    watcher's, the script's, thread shows every ``poll_s``: so the page still sees a stop, a rerun
+    or a switch at once (Streamlit checks for them when an element is sent) and leaves; the work
+    goes on. :meth:`stop` ends it at its next report (:class:`WorkStopped`). ``ended(work)`` is
+    called in its thread when it ends, before any watcher returns."""
 
-    from cxrlib.core.processes import lower_priority  # noqa: PLC0415
+    def __init__(self, work, *, first: tuple = (), ended=None) -> None:
+        self.latest, self.out = first, {}
+        self._stopped = threading.Event()
+        self._ended = ended
+        self._thread = threading.Thread(target=self._body, args=(work,),
+                                        name="cxr-below-the-pages", daemon=True)
 
-    latest = [first]
-    stopped = threading.Event()
-    out: dict[str, Any] = {}
+    def start(self) -> "Work":
+        self._thread.start()
+        return self
 
-    def report(*args) -> None:  # without args: only the check
-        if stopped.is_set():
+    def stop(self) -> None:
+        self._stopped.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def report(self, *args) -> None:  # without args: only the check
+        if self._stopped.is_set():
             raise WorkStopped
         if args:
-            latest[0] = args
+            self.latest = args
 
-    def body() -> None:
+    def _body(self, work) -> None:
+        from cxrlib.core.processes import lower_priority  # noqa: PLC0415
+
         lower_priority(threading.get_native_id(), train_niceness())
         try:
-            out["value"] = work(report)
-        except BaseException as exc:  # noqa: BLE001 - given back to the script's thread
-            out["error"] = exc
+            self.out["value"] = work(self.report)
+        except BaseException as exc:  # noqa: BLE001 - given back to the watchers
+            self.out["error"] = exc
+        finally:
+            if self._ended is not None:
+                self._ended(self)
 
-    worker = threading.Thread(target=body, name="cxr-below-the-pages", daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(poll_s)
-            show(*latest[0])
-    except BaseException:
-        stopped.set()
-        raise
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
+    def watch(self, show, poll_s: float = 0.5):
+        """Show the progress with ``show(*latest)`` every ``poll_s`` until the work ends; return
+        what it returned, raise what it raised."""
+        while self._thread.is_alive():
+            self._thread.join(poll_s)
+            show(*self.latest)
+        if "error" in self.out:
+            raise self.out["error"]
+        return self.out["value"]
 
 
 def gallery_views(report, n: int = 4) -> list[dict[str, Any]]:

@@ -46,9 +46,8 @@ def test_the_audit_works_below_the_pages(monkeypatch, setting, expected):
     the training niceness; the page's thread keeps its own, shows the work's progress, and gets
     its result or its error."""
     import os
-    import threading
 
-    from app_services.auditing import below_the_pages
+    from app_services.auditing import Work
     from cxrlib.runs import spawn
 
     if setting is None:
@@ -64,44 +63,94 @@ def test_the_audit_works_below_the_pages(monkeypatch, setting, expected):
         time.sleep(0.2)
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), threading.get_native_id()
 
-    niceness, worker = below_the_pages(work, lambda *a: shown.append(a), first=("starting",),
-                                       poll_s=0.05)
+    niceness, worker = Work(work, first=("starting",)).start().watch(
+        lambda *a: shown.append(a), poll_s=0.05)
     assert worker != mine
     assert niceness == max(expected, before)
     assert os.getpriority(os.PRIO_PROCESS, mine) == before
     assert shown[-1] == ("half way",) and all(a == ("half way",) for a in shown[1:])
     with pytest.raises(ZeroDivisionError):
-        below_the_pages(lambda report: 1 / 0, lambda *a: None, poll_s=0.05)
+        Work(lambda report: 1 / 0).start().watch(lambda *a: None, poll_s=0.05)
 
 
-def test_a_page_that_stops_stops_the_audits_work():
+class Rerun(Exception):
+    """What Streamlit raises in a page's thread when the page is rerun or left."""
+
+
+def test_a_page_that_stops_watching_leaves_the_audit_running_until_it_is_stopped():
     """The page's thread is not stuck in the audit: a stop or a rerun (raised by Streamlit when
-    the page shows progress) leaves at once, and the work ends at its next report instead of
-    running on unseen (and a navigation away aborts the audit, as it did in the page's thread)."""
-    from app_services.auditing import WorkStopped, below_the_pages
+    the page shows progress) leaves at once. The audit goes on (a user who left the page lost it
+    before), another watcher sees its progress and its result, and stop() ends it at its next
+    report."""
+    from app_services.auditing import Work, WorkStopped
 
-    class Rerun(Exception):
-        pass
-
-    ended = threading.Event()
-    calls = []
+    release, ended = threading.Event(), []
 
     def work(report):
-        try:
-            while True:
-                report()
-                time.sleep(0.01)
-        except WorkStopped:
-            ended.set()
-            raise
+        report("half way")
+        while not release.is_set():
+            report()
+            time.sleep(0.01)
+        return 42
 
-    def show():
-        calls.append(1)
+    job = Work(work, first=("starting",), ended=lambda w: ended.append(dict(w.out))).start()
+    calls = []
+
+    def show(*args):
+        calls.append(args)
         if len(calls) == 3:
             raise Rerun
 
     started = time.monotonic()
     with pytest.raises(Rerun):
-        below_the_pages(work, show, poll_s=0.05)
+        job.watch(show, poll_s=0.05)
     assert time.monotonic() - started < 2
-    assert ended.wait(2)
+    time.sleep(0.1)
+    assert job.running and not ended
+    seen = []
+    threading.Timer(0.3, release.set).start()
+    assert job.watch(lambda *a: seen.append(a), poll_s=0.05) == 42
+    assert ("half way",) in seen and ended == [{"value": 42}]
+
+    def forever(report):
+        while True:
+            report()
+            time.sleep(0.01)
+
+    endless = Work(forever).start()
+    endless.stop()
+    with pytest.raises(WorkStopped):
+        endless.watch(lambda *a: None, poll_s=0.05)
+    assert not endless.running
+
+
+def test_one_audit_per_options_runs_for_every_session_and_its_report_is_kept(monkeypatch):
+    """Two sessions asking for the same audit share one run of it; its report is stored when it
+    ends, though nobody watches; and once it has ended, none is listed as running."""
+    from app_services import auditing
+
+    release, runs = threading.Event(), []
+    report = object()
+
+    def fake_work(run, ds, *options):
+        def work(progress):
+            runs.append(options)
+            release.wait(10)
+            return report
+        return work
+
+    monkeypatch.setattr(auditing, "_audit_work", fake_work)
+    monkeypatch.setattr(auditing, "audit_key", lambda run, *options: ("test-run", *options))
+    options = dict(external=None, max_films=50, method="gradcam")
+    first = auditing.start_audit("run", "ds", **options)
+    assert auditing.start_audit("run", "ds", **options) is first
+    assert auditing.audit_job("run", **options) is first
+    other = auditing.start_audit("run", "ds", **{**options, "max_films": 100})
+    assert other is not first
+    assert auditing.cached_audit("run", **options) is None
+    release.set()
+    for job in (first, other):
+        job._thread.join(5)  # noqa: SLF001 - nobody watches it
+    assert runs == [(None, 50, "gradcam", 0.0, None), (None, 100, "gradcam", 0.0, None)]
+    assert auditing.cached_audit("run", **options) is report
+    assert auditing.audit_job("run", **options) is None
