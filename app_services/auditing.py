@@ -121,11 +121,20 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
     job = start_audit(run, ds, external, max_films, method, adversarial, masks)
     with st.status("Auditing the run…", expanded=True) as box:
         bar = st.progress(0.0, text="starting")
-        st.button("Stop the audit", on_click=job.stop, icon=":material/stop_circle:",
-                  key="au_stop")
-        st.caption("You may leave this page: the audit goes on, and its report is kept for this "
-                   "run, for everyone.")
-        result = job.watch(lambda value, text: bar.progress(value, text=text))
+        while_running = st.empty()
+        with while_running.container():
+            st.button("Stop the audit", on_click=job.stop, icon=":material/stop_circle:",
+                      key="au_stop")
+            st.caption("You may leave this page: the audit goes on, and its report is kept for "
+                       "this run, for everyone.")
+        try:
+            result = job.watch(lambda value, text: bar.progress(value, text=text))
+        except (WorkStopped, Exception) as exc:  # not Streamlit's rerun or stop: the page goes
+            while_running.empty()
+            box.update(label="Audit stopped" if isinstance(exc, WorkStopped) else
+                       "Audit failed", state="error", expanded=False)
+            raise
+        while_running.empty()
         box.update(label="Audit finished", state="complete", expanded=False)
     return result
 
