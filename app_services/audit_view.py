@@ -11,8 +11,9 @@ import streamlit as st
 from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT
 from cxrlib.core.config import ExplainConfig
 
-from .auditing import (WorkStopped, audit_job, blanked_interval_text, cached_audit, gallery_views,
-                       lung_masks_text, run_audit, unseen_source_text, verdict_is_alarming)
+from .auditing import (STOPPED, WorkStopped, audit_job, blanked_interval_text, cached_audit,
+                       gallery_views, lung_masks_text, run_audit, start_audit, stopped_here,
+                       unseen_source_text, verdict_is_alarming)
 from .core import chart, fmt, plain_table, table
 from .data import image_grid
 from .explaining import cam_methods, method_label
@@ -45,38 +46,29 @@ def audit_options_ui() -> dict[str, Any]:
 
 def audit_report(run, ds, options: dict[str, Any]):
     """The stored report of these options; else the progress of the audit of these options when
-    one is running (whoever started it); else a button that runs it. The page stops until there
+    one is running (whoever started it); else a button that starts it. The page stops until there
     is a report, and on an error or a stop, which are said plainly."""
     report = cached_audit(run, **options)
     if report is not None:
         return report
     if audit_job(run, **options) is not None:  # running: watch it, as its starter does
-        report = _watched(run, ds, options)
-        if report is not None:
-            return report
-    slot = st.empty()
-    if not slot.button("Run the audit", type="primary", icon=":material/policy:"):
-        st.info("The audit reads every film once and explains the test films: a minute or more "
-                "on a CPU for a real dataset. Its result is kept for this run.")
-        st.stop()
-    slot.empty()
-    report = _watched(run, ds, options)
-    if report is None:
-        st.stop()
-    return report
-
-
-def _watched(run, ds, options: dict[str, Any]):
-    """:func:`.auditing.run_audit`'s report, or ``None`` once it said why there is none."""
-    try:
-        return run_audit(run, ds, **options)
-    except WorkStopped:
+        try:
+            return run_audit(run, ds, **options)
+        except WorkStopped:
+            stopped_here()
+        except Exception as exc:  # noqa: BLE001 - e.g. a bad external folder: say it plainly
+            st.error(f"The audit could not finish: {exc}")
+            st.stop()
+    if st.session_state.pop(STOPPED, False):
         st.info("The audit was stopped before it finished: nothing was kept.",
                 icon=":material/stop_circle:")
-    except Exception as exc:  # noqa: BLE001 - e.g. a bad external folder: say it plainly
-        st.error(f"The audit could not finish: {exc}")
-        st.stop()
-    return None
+    # one element, which the audit's box takes the place of (no stale button under it)
+    with st.empty().container():
+        st.button("Run the audit", type="primary", icon=":material/policy:",
+                  on_click=start_audit, args=(run, ds), kwargs=options)
+        st.info("The audit reads every film once and explains the test films: a minute or more "
+                "on a CPU for a real dataset. Its result is kept for this run.")
+    st.stop()
 
 
 def audit_headline(report, run) -> None:

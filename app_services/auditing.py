@@ -109,6 +109,18 @@ def start_audit(run, ds, external: str | None, max_films: int | None, method: st
     return job
 
 
+STOPPED = "au_stopped"
+"""Session key: this session's page is to say that the audit was stopped (once)."""
+
+
+def stopped_here(job=None) -> None:
+    """The Stop button's callback (ends ``job``), and what a watcher of a stopped audit calls:
+    the page says so once, whichever run sees the audit end first."""
+    if job is not None:
+        job.stop()
+    st.session_state[STOPPED] = True
+
+
 def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
               adversarial: float = 0.0, masks: str | None = None):
     """Start the audit of these options (or join the one running), show its progress with a
@@ -123,8 +135,8 @@ def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
         bar = st.progress(0.0, text="starting")
         while_running = st.empty()
         with while_running.container():
-            st.button("Stop the audit", on_click=job.stop, icon=":material/stop_circle:",
-                      key="au_stop")
+            st.button("Stop the audit", on_click=stopped_here, args=(job,),
+                      icon=":material/stop_circle:", key="au_stop")
             st.caption("You may leave this page: the audit goes on, and its report is kept for "
                        "this run, for everyone.")
         try:
