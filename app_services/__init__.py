@@ -58,8 +58,8 @@ from .runs import (active_runs, cancel_run, current_run_ui, damaged_runs, datase
                    progress_text, require_run, run_label, run_status, run_title, runs_table,
                    runs_to_list, start_run, trainable_error)
 from .training_form import training_ui
-from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text, run_audit,
-                       unseen_source_text, verdict_is_alarming)
+from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text,
+                       unseen_source_text, verdict_is_alarming, watch_audit)
 from .audit_view import (attention_section, audit_headline, audit_options_ui, audit_report,
                          external_section, generalisation_section, leakage_section,
                          masked_section, metadata_section)

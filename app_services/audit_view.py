@@ -12,7 +12,7 @@ from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT
 from cxrlib.core.config import ExplainConfig
 
 from .auditing import (STOPPED, WorkStopped, audit_job, blanked_interval_text, cached_audit,
-                       gallery_views, lung_masks_text, run_audit, start_audit, stopped_here,
+                       gallery_views, lung_masks_text, start_audit, stopped_here, watch_audit,
                        unseen_source_text, verdict_is_alarming)
 from .core import chart, fmt, plain_table, table
 from .data import image_grid
@@ -23,7 +23,7 @@ from .search_findings import search_findings_section
 
 
 def audit_options_ui() -> dict[str, Any]:
-    """The audit's options, as :func:`.auditing.run_audit`'s keyword arguments."""
+    """The audit's options, as :func:`.auditing.start_audit`'s keyword arguments."""
     c1, c2, c3 = st.columns([2, 1, 1])
     external = c1.text_input("External labelled folder (optional): the drop from the run's own "
                              "test split", key="au_external", persist_state="session").strip()
@@ -51,9 +51,10 @@ def audit_report(run, ds, options: dict[str, Any]):
     report = cached_audit(run, **options)
     if report is not None:
         return report
-    if audit_job(run, **options) is not None:  # running: watch it, as its starter does
+    job = audit_job(run, **options)
+    if job is not None:  # running (started by the button's callback, or by someone else)
         try:
-            return run_audit(run, ds, **options)
+            return watch_audit(job)
         except WorkStopped:
             stopped_here()
         except Exception as exc:  # noqa: BLE001 - e.g. a bad external folder: say it plainly

@@ -88,8 +88,11 @@ def audit_job(run, external: str | None, max_films: int | None, method: str,
 def start_audit(run, ds, external: str | None, max_films: int | None, method: str,
                 adversarial: float = 0.0, masks: str | None = None):
     """The running audit of these options, started now when none is (:class:`Work`). It runs
-    for every session, whoever watches it: its report is stored (:func:`cached_audit`) when it
-    ends, and a page that stops watching leaves it running; its ``stop()`` ends it."""
+    for every session, whoever watches it (:func:`watch_audit`): its report is stored
+    (:func:`cached_audit`) when it ends, and a page that stops watching leaves it running; its
+    ``stop()`` ends it. ``adversarial`` > 0 also measures leave-one-source-out with the
+    source-adversarial head; ``masks``: a folder of lung masks that win over the predicted
+    ones."""
     key = audit_key(run, external, max_films, method, adversarial, masks)
 
     def ended(job) -> None:
@@ -121,16 +124,11 @@ def stopped_here(job=None) -> None:
     st.session_state[STOPPED] = True
 
 
-def run_audit(run, ds, external: str | None, max_films: int | None, method: str,
-              adversarial: float = 0.0, masks: str | None = None):
-    """Start the audit of these options (or join the one running), show its progress with a
-    Stop button until it ends, and return its report (stored for next time).
-
-    ``adversarial`` > 0 also measures leave-one-source-out with the source-adversarial head;
-    ``masks``: a folder of lung masks that win over the predicted ones. Raises the audit's error,
-    or :class:`WorkStopped` when someone stopped it.
-    """
-    job = start_audit(run, ds, external, max_films, method, adversarial, masks)
+def watch_audit(job):
+    """Show a running audit (:func:`start_audit`, :func:`audit_job`) with its progress and a Stop
+    button until it ends, and return its report (stored for next time by then). Raises the
+    audit's error, or :class:`WorkStopped` when someone stopped it; a page that is left or rerun
+    stops watching, and the audit goes on."""
     with st.status("Auditing the run…", expanded=True) as box:
         bar = st.progress(0.0, text="starting")
         while_running = st.empty()

@@ -4,8 +4,8 @@ the film's results back (SEG, SC, SR) by STOW-RS.
 Settings come from Streamlit's secrets (a ``[pacs]`` table: ``url``, ``username`` /
 ``password`` or ``token``, ``verify``, ``timeout``) or else the ``CXR_PACS_*`` environment
 (:mod:`cxrlib.dicom.web`). Retrieved films stay in memory (a cache keyed by SOP instance UID and
-bounded by bytes, :mod:`.bytecache`); nothing is written to disk. Patient names are not shown: studies are listed by
-date, accession number and patient id.
+bounded by bytes, :mod:`.bytecache`); nothing is written to disk. Patient names are not shown:
+studies are listed by date, accession number and patient id.
 """
 from __future__ import annotations
 

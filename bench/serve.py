@@ -20,8 +20,9 @@ round 4 over round 2, minus 1 (with fewer rounds, the last over the second; null
 ``warm_p95_s``: the p95 of rounds 2 and later only, once every tab has drawn each page (a tab's
 first visit loads the page's JavaScript, plotly's among it, on the cores the server shares here).
 ``cpu_s``: the CPU seconds the server, the Chromium processes, the training process and the
-audit's process (while it runs) used while the users clicked, and the wall seconds that took (``crowd_wall_s``): in this bench the
-browsers share the server's cores, which a department's users' own machines would not.
+audit's process (while it runs) used while the users clicked, and the wall seconds that took
+(``crowd_wall_s``): in this bench the browsers share the server's cores, which a department's
+users' own machines would not.
 
 ``--no-profile`` skips the profile of one Explain action: in this process, on the run's model and
 the largest film of ``--profile-data`` (default ``../shared/datasets/cxr3-fullres``), the seconds of each step the Explain page's services take, warm
@@ -270,7 +271,7 @@ class User:
         await self.tab.evaluate(_until(_IDLE), ACTION_TIMEOUT_S * 1000)
 
     async def audit(self) -> None:
-        """Opens Audit and runs the audit of the bench's run (in the server, as a user would)."""
+        """Opens Audit and runs the audit of the bench's run through the app, as a user would."""
         await self._act("audit_open", lambda: self._nav("Audit"), page="Audit")
         await self._act("audit_run", self.tab.get_by_role("button", name="Run the audit").click,
                         '[data-testid="stMetric"]', timeout_s=AUDIT_TIMEOUT_S)
