@@ -68,7 +68,10 @@ def test_the_audit_works_below_the_pages(monkeypatch, setting, expected):
     assert worker != mine
     assert niceness == max(expected, before)
     assert os.getpriority(os.PRIO_PROCESS, mine) == before
-    assert shown[-1] == ("half way",) and all(a == ("half way",) for a in shown[1:])
+    assert shown[-1] == ("half way",)
+    # "starting" until the niced thread has reported (it may wait under load), never after
+    first = shown.index(("half way",))
+    assert set(shown[:first]) <= {("starting",)} and set(shown[first:]) == {("half way",)}
     with pytest.raises(ZeroDivisionError):
         Work(lambda report: 1 / 0).start().watch(lambda *a: None, poll_s=0.05)
 
