@@ -11,8 +11,8 @@ import streamlit as st
 from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT
 from cxrlib.core.config import ExplainConfig
 
-from .auditing import (STOPPED, WorkStopped, audit_job, blanked_interval_text, cached_audit,
-                       gallery_views, lung_masks_text, start_audit, stopped_here, watch_audit,
+from .auditing import (STOPPED, WorkStopped, audit_failure, audit_job, blanked_interval_text,
+                       cached_audit, gallery_views, lung_masks_text, start_audit, stopped_here, watch_audit,
                        unseen_source_text, verdict_is_alarming)
 from .core import chart, fmt, plain_table, table
 from .data import image_grid
@@ -60,6 +60,10 @@ def audit_report(run, ds, options: dict[str, Any]):
         except Exception as exc:  # noqa: BLE001 - e.g. a bad external folder: say it plainly
             st.error(f"The audit could not finish: {exc}")
             st.stop()
+    failure = audit_failure(run, **options)
+    if failure is not None:  # it failed with nobody watching (or before this rerun)
+        st.error(f"The last audit with these options could not finish: {failure}",
+                 icon=":material/error:")
     if st.session_state.pop(STOPPED, False):
         st.info("The audit was stopped before it finished: nothing was kept.",
                 icon=":material/stop_circle:")

@@ -79,6 +79,18 @@ def _jobs() -> dict[tuple, Any]:
 _JOBS_LOCK = threading.Lock()
 
 
+@st.cache_resource
+def _failures() -> dict[tuple, str]:
+    return {}
+
+
+def audit_failure(run, external: str | None, max_films: int | None, method: str,
+                  adversarial: float = 0.0, masks: str | None = None) -> str | None:
+    """Why the last audit of these options failed, whoever started it and whether or not anyone
+    watched (kept until the next audit of them starts); ``None`` when it did not fail."""
+    return _failures().get(audit_key(run, external, max_films, method, adversarial, masks))
+
+
 def audit_job(run, external: str | None, max_films: int | None, method: str,
               adversarial: float = 0.0, masks: str | None = None):
     """The audit of these options running now (:class:`Work`), whoever started it, or ``None``."""
@@ -98,6 +110,8 @@ def start_audit(run, ds, external: str | None, max_films: int | None, method: st
     def ended(job) -> None:
         if "value" in job.out:
             _reports().put(key, job.out["value"])
+        elif not isinstance(job.out.get("error"), WorkStopped):  # kept for the next visitor
+            _failures()[key] = str(job.out["error"]) or type(job.out["error"]).__name__
         with _JOBS_LOCK:
             if _jobs().get(key) is job:
                 del _jobs()[key]
@@ -105,6 +119,7 @@ def start_audit(run, ds, external: str | None, max_films: int | None, method: st
     with _JOBS_LOCK:
         job = _jobs().get(key)
         if job is None:
+            _failures().pop(key, None)
             job = Work(_audit_work(run, ds, external, max_films, method, adversarial, masks),
                        first=(0.0, "starting"), ended=ended)
             _jobs()[key] = job

@@ -155,6 +155,13 @@ def test_bad_external_folder_is_a_clear_error(app, tmp_path):
     at.button[0].click().run()
     assert not at.exception
     assert any(e.startswith("The audit could not finish:") for e in texts(at.error))
+    # another visitor with the same options is told why, not only offered the button again
+    again = app(PAGE)
+    again.text_input(key="au_external").set_value(str(tmp_path / "missing")).run()
+    said = [e for e in texts(again.error)
+            if e.startswith("The last audit with these options could not finish:")]
+    assert said and str(tmp_path / "missing") in said[0]
+    assert [b for b in again.button if b.label == "Run the audit"]
 
 
 def test_the_audit_reports_what_a_sweep_found_on_this_dataset(app, trained_run):

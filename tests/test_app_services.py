@@ -158,3 +158,43 @@ def test_one_audit_per_options_runs_for_every_session_and_its_report_is_kept(mon
     assert sorted(runs) == [(None, 50, "gradcam", 0.0, None), (None, 100, "gradcam", 0.0, None)]
     assert auditing.cached_audit("run", **options) is report
     assert auditing.audit_job("run", **options) is None
+
+
+def test_an_audit_that_fails_with_nobody_watching_says_why_to_the_next_visitor(monkeypatch):
+    """Bug (issue 22, "nothing lost"): an audit that failed while its user was on another page
+    left no word: the next visit showed the Run button as if it had never run. Its one-line
+    reason is now kept for its options until the next audit of them starts; a stopped audit
+    leaves none."""
+    from app_services import auditing
+
+    go, fail = threading.Event(), []
+
+    def fake_work(run, ds, *options):
+        def work(progress):
+            go.wait(10)
+            if fail:
+                raise FileNotFoundError("no such folder: /nowhere")
+            while True:
+                progress()
+                time.sleep(0.01)
+        return work
+
+    monkeypatch.setattr(auditing, "_audit_work", fake_work)
+    monkeypatch.setattr(auditing, "audit_key", lambda run, *options: ("fail-run", *options))
+    options = dict(external="/nowhere", max_films=50, method="gradcam")
+    fail.append(True)
+    job = auditing.start_audit("run", "ds", **options)
+    assert auditing.audit_failure("run", **options) is None  # running, not failed
+    go.set()
+    job._thread.join(5)  # noqa: SLF001 - nobody watches it
+    assert auditing.audit_failure("run", **options) == "no such folder: /nowhere"
+    assert auditing.audit_failure("run", **{**options, "max_films": 100}) is None
+    # the next audit of these options clears it while it runs; stopped, it leaves no failure
+    fail.clear()
+    go.clear()
+    again = auditing.start_audit("run", "ds", **options)
+    assert auditing.audit_failure("run", **options) is None
+    again.stop()
+    go.set()
+    again._thread.join(5)  # noqa: SLF001
+    assert not again.running and auditing.audit_failure("run", **options) is None
