@@ -718,7 +718,7 @@ def test_an_os_error_elsewhere_names_the_folder_of_a_hidden_temporary():
 def test_an_os_error_of_another_file_while_an_output_is_filled_keeps_its_own_message(tmp_path):
     import errno
 
-    from cxrlib.core.fsutil import UserOutput, WriteError
+    from cxrlib.core.outputs import UserOutput, WriteError
 
     film = OSError(errno.EACCES, "Permission denied", str(tmp_path / "film.png"))
     with pytest.raises(OSError) as info, UserOutput().path(tmp_path / "out.csv"):
@@ -733,7 +733,7 @@ def test_an_os_error_of_another_file_while_an_output_is_filled_keeps_its_own_mes
 def test_several_files_of_one_output_are_written_all_or_none(tmp_path):
     """``UserOutput.write_all`` (a film's DICOM results): every target checked before any is
     written, every file filled before any is put in place."""
-    from cxrlib.core.fsutil import OutputRefused, UserOutput
+    from cxrlib.core.outputs import OutputRefused, UserOutput
 
     (tmp_path / "b.dcm").write_bytes(b"mine")
     with pytest.raises(OutputRefused, match="b.dcm already exists"):
@@ -745,6 +745,29 @@ def test_several_files_of_one_output_are_written_all_or_none(tmp_path):
     written = UserOutput(overwrite=True).write_all([(tmp_path / "a.dcm", b"A"), (tmp_path / "b.dcm", "B")])
     assert written == [tmp_path / "a.dcm", tmp_path / "b.dcm"]
     assert [p.read_bytes() for p in written] == [b"A", b"B"]
+
+
+def test_a_file_that_appears_while_an_output_is_put_in_place_leaves_none_of_it(tmp_path, monkeypatch):
+    """Bug (left alone last stop): when another process made one of a multi-file output's
+    targets while the files were put in place, that file was refused and kept, but the output's
+    files already put in place stayed: half an output. Now none stays, and nobody else's file is
+    touched."""
+    from cxrlib.core import outputs
+    from cxrlib.core.outputs import OutputRefused, UserOutput
+
+    real_link = os.link
+
+    def another_writer_first(src, dst, *args, **kwargs):
+        if Path(dst).name == "a.dcm":  # someone else writes a.dcm just before we place ours
+            Path(dst).write_bytes(b"theirs")
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(outputs.os, "link", another_writer_first)
+    items = [(tmp_path / n, n.encode()) for n in ("a.dcm", "b.dcm", "c.dcm")]
+    with pytest.raises(OutputRefused, match="a.dcm appeared while this command ran"):
+        UserOutput().write_all(items)
+    assert sorted(os.listdir(tmp_path)) == ["a.dcm"]  # theirs; not b.dcm, c.dcm or a temporary
+    assert (tmp_path / "a.dcm").read_bytes() == b"theirs"
 
 
 def test_a_name_too_long_is_one_line_exit_4(tmp_path, capsys):
@@ -906,7 +929,7 @@ def test_a_tensor_cache_on_a_full_disk_is_an_error_not_a_bus_error(tmp_path, sma
     """The cache is a memory-mapped file: a page written on a full disk used to kill the
     process with SIGBUS. Its blocks are reserved first, so a full disk is one line."""
     from cxrlib.core.config import PreprocessConfig
-    from cxrlib.core.fsutil import WriteError
+    from cxrlib.core.outputs import WriteError
     from cxrlib.preprocessing.tensor_cache import load_tensors
 
     full = small_fs("size=256k")

@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="lung masks of the dataset's films (cxr3-lungs or Radiography DB "
                              "layout): they win over predicted masks")
     args = parser.parse_args(argv)
-    from cxrlib.core.fsutil import UserOutput, json_text  # noqa: PLC0415
+    from cxrlib.core.fsutil import json_text  # noqa: PLC0415
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
 
     run = get_run(args.run)
     output = UserOutput(overwrite=args.overwrite, inputs=[p for p in (args.external, args.masks,

@@ -40,7 +40,7 @@ def data_error_message(exc: BaseException) -> str | None:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"
     if isinstance(exc, OSError) and exc.errno is not None:  # read-only, disk full, name too long...
-        from cxrlib.core.fsutil import os_reason  # noqa: PLC0415
+        from cxrlib.core.outputs import os_reason  # noqa: PLC0415
 
         name = os.fsdecode(exc.filename) if exc.filename else ""
         if os.path.basename(name).startswith("."):  # a hidden temporary: name its folder

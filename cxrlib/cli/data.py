@@ -33,7 +33,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
               "lists them all)", file=sys.stderr)
     if args.manifest:
         from cxrlib.core.csvio import csv_text  # noqa: PLC0415
-        from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+        from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
 
         # outside the dataset folder: inside, it could replace one of its files (its
         # manifest.csv, a film, a mask) or become the manifest the next scan reads

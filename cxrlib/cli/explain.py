@@ -113,7 +113,7 @@ def _short(part: str) -> str:
 def cmd_explain(args: argparse.Namespace) -> int:
     from cxrlib.cli.predict import _resolve_model  # noqa: PLC0415
     from cxrlib.core.config import ExplainConfig  # noqa: PLC0415
-    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.explain.batch import (BatchSettings, columns, explain_files,  # noqa: PLC0415
                                       lung_segmenter, overlay_name)
 

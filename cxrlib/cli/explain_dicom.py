@@ -3,7 +3,7 @@
 Each explained film's results (:mod:`cxrlib.dicom.results`) go into ``DIR/<film>/`` (the film's
 output name for files, its SOP instance UID for a PACS study) and, with ``--send``, back to the
 PACS by STOW-RS. Everything is computed before anything is written or sent. The results are
-user-named outputs (:class:`cxrlib.core.fsutil.UserOutput`): a result file that exists is refused
+user-named outputs (:class:`cxrlib.core.outputs.UserOutput`): a result file that exists is refused
 before any film is read unless ``--overwrite``, never in an input or the workspace's stores, and
 a film's files are written all or none.
 """
@@ -29,9 +29,9 @@ def _is_dicom(path: str | Path) -> bool:
 
 
 def results_output(args: argparse.Namespace, inputs=()):
-    """The :class:`cxrlib.core.fsutil.UserOutput` of ``--dicom-out`` (its ``--overwrite``, the
+    """The :class:`cxrlib.core.outputs.UserOutput` of ``--dicom-out`` (its ``--overwrite``, the
     command's inputs), its folder checked now, before anything is read or retrieved."""
-    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
 
     output = UserOutput(overwrite=args.overwrite, inputs=inputs, flag="--dicom-out")
     output.check(args.dicom_out, folder=True)
@@ -86,7 +86,7 @@ class DicomFolder:
 def explain_pacs(run, args: argparse.Namespace, settings, *, output, write, csv_name: str) -> int:
     """``explain --pacs URL --study UID [--out DIR] [--dicom-out DIR] [--send]``.
 
-    ``output`` (a :class:`cxrlib.core.fsutil.UserOutput`) writes the overlays; ``write(out,
+    ``output`` (a :class:`cxrlib.core.outputs.UserOutput`) writes the overlays; ``write(out,
     fieldnames, rows, bar)`` and ``csv_name`` are the explain command's own table writer and file
     name (passed in, so this module does not import its caller)."""
     from cxrlib.cli.pacs import study_films  # noqa: PLC0415

@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.models.export import export_model  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from cxrlib.cli.common import OVERWRITE_HELP, UsageError, input_files, print_table
 from cxrlib.core import paths
 from cxrlib.core.csvio import csv_text
-from cxrlib.core.fsutil import UserOutput, write_text_atomic
+from cxrlib.core.fsutil import write_text_atomic
+from cxrlib.core.outputs import UserOutput
 
 
 def register(sub) -> None:
@@ -105,7 +106,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("no film files given (folders held no images)")
     used: set[str] = set()
     names = [_unique(f"{path.stem}.png", used) for path in files]
-    # one rule for every output (cxrlib.core.fsutil.UserOutput): a mask never replaces a film
+    # one rule for every output (cxrlib.core.outputs.UserOutput): a mask never replaces a film
     # of this command, nor, without --overwrite, any file already there (e.g. human masks)
     out = UserOutput(overwrite=args.overwrite, inputs=files)
     out.check(args.out, folder=True)

@@ -80,7 +80,7 @@ def _resolve_model(ref: str):
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cxrlib.core.csvio import csv_text  # noqa: PLC0415
-    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.evaluation.predict import predict_paths  # noqa: PLC0415
 
     from cxrlib.cli.pacs import uses_pacs  # noqa: PLC0415
@@ -111,7 +111,7 @@ def _predict_pacs(args: argparse.Namespace) -> int:
     """``predict --pacs URL --study UID``: the study's CR/DX films, retrieved into memory."""
     from cxrlib.cli.pacs import study_films  # noqa: PLC0415
     from cxrlib.core.csvio import csv_text  # noqa: PLC0415
-    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.dicom.pipeline import predict_datasets  # noqa: PLC0415
 
     source = _resolve_model(args.model)
@@ -129,7 +129,8 @@ def _predict_pacs(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cxrlib.core.csvio import csv_text  # noqa: PLC0415
-    from cxrlib.core.fsutil import UserOutput, json_text  # noqa: PLC0415
+    from cxrlib.core.fsutil import json_text  # noqa: PLC0415
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     run = get_run(args.run)

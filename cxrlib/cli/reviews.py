@@ -47,7 +47,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace, store) -> int:
-    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
 
     if args.out.endswith(("/", "\\")):
         raise UsageError(f"--out must name a file, not a folder: {args.out}")

@@ -103,7 +103,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(json.dumps(status, sort_keys=True))
         return 0
     spec = spec_from_args(args)
-    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
 
     output = UserOutput(overwrite=args.overwrite, flag="--csv")
     if args.csv is not None:

@@ -7,12 +7,12 @@ import os
 import shutil
 import tempfile
 import uuid
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 
-def _temporary_beside(target: Path, suffix: str) -> Path:
+def temporary_beside(target: Path, suffix: str) -> Path:
     """A new empty hidden file in ``target``'s folder, with the permissions a plain ``open``
     would give (mkstemp makes 0600). The name is cut: a temporary must not be "too long" where
     the target is not."""
@@ -34,7 +34,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = _temporary_beside(target, suffix)
+    tmp_path = temporary_beside(target, suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -101,193 +101,3 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
             return json.load(fh)
     except FileNotFoundError:
         return default
-
-
-# ------------------------------------------------------------------ outputs the user names
-class OutputRefused(Exception):
-    """A user-named output that must not be written (exists without ``--overwrite``, or is an
-    input, a dataset file or one of the workspace's own stores): a usage error, exit code 2."""
-
-
-class WriteError(Exception):
-    """The system refused a write (read-only file system, name too long, disk full, a folder
-    where a file should go): one line naming the user's path, never a temporary file; exit 4."""
-
-
-def is_inside(real_path: str, real_folder: str) -> bool:
-    """Whether resolved ``real_path`` is ``real_folder`` or lies below it (both already resolved)."""
-    return real_path == real_folder or real_path.startswith(os.path.join(real_folder, ""))
-
-
-def landing(target: str | os.PathLike) -> str:
-    """Where a write to ``target`` lands: its folder's links followed, its own name not (an
-    atomic write replaces a link named as the target, never writes through it)."""
-    target = Path(target)
-    return os.path.join(os.path.realpath(target.parent), target.name)
-
-
-def workspace_stores() -> list[str]:
-    """The workspace's own stores, resolved: ``models/`` (runs and caches) and the reviews
-    database with its journal files. No user-named output may land there."""
-    from cxrlib.core import paths  # noqa: PLC0415
-
-    ws = os.path.realpath(paths.workspace())
-    return [os.path.join(ws, "models")] + [os.path.join(ws, "reviews.sqlite" + s)
-                                           for s in ("", "-wal", "-shm", "-journal")]
-
-
-def os_reason(exc: OSError) -> str:
-    """Why the system refused, in a few words (no file name: temporaries stay unnamed)."""
-    import errno  # noqa: PLC0415
-
-    return {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-              errno.EROFS: "read-only file system", errno.ENAMETOOLONG: "file name too long",
-              errno.EISDIR: "it is a folder, not a file", errno.EACCES: "permission denied",
-              errno.EPERM: "permission denied"}.get(exc.errno, exc.strerror or type(exc).__name__)
-
-
-def _about_the_write(exc: OSError, tmp: Path, target: Path) -> bool:
-    """Whether ``exc``, raised while an output was filled and put in place, is about writing it:
-    it names the temporary or the target, or it names no file and says the disk refused."""
-    import errno  # noqa: PLC0415
-
-    if exc.filename is not None:
-        return os.fsdecode(exc.filename) in (str(tmp), str(target))
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
-
-
-def write_error(target: str | os.PathLike, exc: OSError) -> WriteError:
-    """The one-line :class:`WriteError` of ``exc`` raised while writing ``target``."""
-    return WriteError(f"cannot write {os.fsdecode(target)}: {os_reason(exc)}")
-
-
-class UserOutput:
-    """The one way every user-named output (``--out``, ``--out-dir``, ``--manifest``) is written.
-
-    * A path that exists is refused unless ``overwrite`` (``--overwrite``) is given.
-    * Even with ``overwrite`` it never writes over an input of the same command (a file, or an
-      existing file inside an input folder), anything inside ``outside`` (a dataset folder the
-      output must stay out of), or the workspace's own stores (:func:`workspace_stores`).
-    * A path that is a folder or a link where a file goes cannot be replaced (links are never
-      followed: a link is replaced itself, only with ``overwrite``).
-    * The write is atomic (a hidden temporary beside it, renamed into place); without
-      ``overwrite`` the final step is a hard link, so a file made meanwhile is not replaced.
-    * A refusal raises :class:`OutputRefused` (exit 2); an OS error, or a folder where the file
-      goes, :class:`WriteError` (exit 4). Both name the user's path, never a temporary one.
-
-    Args:
-        overwrite: the user's ``--overwrite``.
-        inputs: the command's input files and folders.
-        outside: folders the output must not land in at all (e.g. ``scan``'s dataset).
-        flag: the option that named the output, for messages.
-    """
-
-    def __init__(self, *, overwrite: bool = False, inputs=(), outside=(), flag: str = "--out"):
-        self.overwrite = overwrite
-        self.flag = flag
-        self._inputs = [os.path.realpath(p) for p in inputs if os.fspath(p)]
-        self._outside = [os.path.realpath(p) for p in outside if os.fspath(p)]
-
-    def _refuse(self, target, why: str) -> OutputRefused:
-        return OutputRefused(f"{self.flag} {os.fsdecode(target)} {why}")
-
-    def check(self, target: str | os.PathLike, *, folder: bool = False) -> Path:
-        """Refuse ``target`` now (before any work) if it may not be written; returns it.
-
-        ``folder=True``: ``target`` is a folder the command writes files into (each of them is
-        checked again by :meth:`write`); it may exist, but not as a file.
-        """
-        target = Path(target)
-        # a folder's own links are followed (its files land in the real folder); a file's
-        # last part is not (the atomic rename replaces a link, never writes through it)
-        lands = os.path.realpath(target) if folder else landing(target)
-        for store in workspace_stores():
-            if is_inside(lands, store):
-                raise self._refuse(target, "is inside the workspace's own stores "
-                                           f"({store}); choose a path outside them")
-        for root in self._outside:
-            if is_inside(lands, root):
-                raise self._refuse(target, f"would write over or into the dataset in {root}; "
-                                           "write it outside that folder")
-        for item in self._inputs:
-            if lands == item or (not folder and os.path.lexists(target) and is_inside(lands, item)):
-                raise self._refuse(target, "would write over an input of this command "
-                                           f"({item}); choose another path")
-        if folder:
-            if os.path.lexists(target) and not os.path.isdir(target):
-                raise self._refuse(target, "is a file, not a folder")
-            return target
-        if os.path.lexists(target):
-            if os.path.isdir(target) and not os.path.islink(target):
-                raise WriteError(f"cannot write {os.fsdecode(target)}: it is a folder, not a file")
-            if not self.overwrite:
-                raise self._refuse(target, "already exists; choose another path, or "
-                                           "--overwrite to replace it")
-        return target
-
-    @contextmanager
-    def path(self, target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-        """Check ``target``, then yield a temporary path to fill; renamed over ``target`` on
-        success (see the class doc). ``suffix`` is the temporary's suffix (e.g. ``.png``)."""
-        target = self.check(target)
-        try:
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-            except FileExistsError as exc:
-                raise self._refuse(target, f"cannot be made: {exc.filename} is a file") from None
-            tmp_path = _temporary_beside(target, suffix)
-        except OSError as exc:
-            raise write_error(target, exc) from None
-        try:
-            yield tmp_path
-            self.check(target)  # again: something may have appeared while the command worked
-            if self.overwrite:
-                os.replace(tmp_path, target)
-            else:
-                try:
-                    os.link(tmp_path, target)  # fails if target appeared meanwhile: never replaced
-                except FileExistsError:
-                    raise self._refuse(target, "appeared while this command ran; nothing was "
-                                               "written over it") from None
-                except OSError:  # no hard links on this file system (e.g. FAT)
-                    os.replace(tmp_path, target)
-                tmp_path.unlink(missing_ok=True)
-        except OSError as exc:
-            tmp_path.unlink(missing_ok=True)
-            if _about_the_write(exc, tmp_path, target):
-                raise write_error(target, exc) from None
-            raise  # e.g. a film the command read while filling it: not this output's error
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
-
-    def write(self, target: str | os.PathLike, data: bytes | str) -> Path:
-        """Write ``data`` (text as UTF-8) to ``target`` by the rules of the class; returns it."""
-        return self.write_all([(target, data)])[0]
-
-    def write_all(self, items) -> list[Path]:
-        """Write several ``(target, data)`` files as one output (e.g. a film's DICOM results):
-        every target is checked before any is written, and every file filled before any is put
-        in place, so a refusal or a full disk found then leaves none of them. (A target that
-        appears while the files are put in place is still refused, but the files already put in
-        place stay.) Returns the targets."""
-        items = [(self.check(target), data.encode("utf-8", "surrogateescape")
-                  if isinstance(data, str) else data) for target, data in items]
-        with ExitStack() as stack:
-            for target, blob in items:
-                with open(stack.enter_context(self.path(target)), "wb") as fh:
-                    fh.write(blob)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-        return [target for target, _ in items]
-
-    def folder(self, target: str | os.PathLike) -> Path:
-        """Check the folder ``target`` and make it; returns it."""
-        target = self.check(target, folder=True)
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-        except FileExistsError as exc:
-            raise self._refuse(target, f"cannot be made: {exc.filename} is a file") from None
-        except OSError as exc:
-            raise write_error(target, exc) from None
-        return target

@@ -23,7 +23,7 @@ import os
 import stat as stat_
 from pathlib import Path
 
-from cxrlib.core.fsutil import is_inside  # noqa: F401  (one rule; imported from here too)
+from cxrlib.core.outputs import is_inside  # noqa: F401  (one rule; imported from here too)
 
 ROOTS_ENV = "CXR_DATA_ROOTS"
 REFUSED_OUTSIDE = "refused: the path leads outside the dataset folder"

@@ -96,13 +96,13 @@ class ResultObjects:
 
     def write(self, folder: str | os.PathLike, *, output=None) -> list[Path]:
         """Write each object as a DICOM file (Part 10) into ``folder``, all or none, by the rules
-        of ``output`` (a :class:`cxrlib.core.fsutil.UserOutput`; default: no ``--overwrite``).
+        of ``output`` (a :class:`cxrlib.core.outputs.UserOutput`; default: no ``--overwrite``).
 
         Raises:
             OutputRefused: a file of that name is there without ``--overwrite`` (nothing is
                 written then), or the folder is one no output may land in.
         """
-        from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+        from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
 
         folder = Path(folder)  # encode all before writing any
         return (output or UserOutput()).write_all(

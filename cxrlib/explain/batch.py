@@ -73,7 +73,7 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
         progress: ``progress(done, total)`` after each batch.
         on_film: ``on_film(path, film, explanation)`` for each readable film while its batch
             is in memory (e.g. to build its DICOM results).
-        output: the rules the overlays are written by (:class:`cxrlib.core.fsutil.UserOutput`;
+        output: the rules the overlays are written by (:class:`cxrlib.core.outputs.UserOutput`;
             default: none is written over an existing file).
 
     Yields:
@@ -92,7 +92,7 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
     model = source.load_model()
     check_model_fits(model, source.config.preprocess, source.classes)
     cam = get_cam(settings.explain.method, model, settings.explain.layer)
-    from cxrlib.core.fsutil import UserOutput  # noqa: PLC0415
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
 
     lungs, _ = lung_segmenter()
     output = output or UserOutput()

@@ -11,7 +11,10 @@ import os
 import shutil
 from pathlib import Path
 
-from cxrlib.core.fsutil import OutputRefused, UserOutput, json_text, partial_folder
+from cxrlib.core.fsutil import json_text, partial_folder
+
+
+from cxrlib.core.outputs import OutputRefused, UserOutput
 
 FORMATS = ("savedmodel", "tflite")
 
@@ -33,7 +36,7 @@ def export_model(model, fmt: str, out_dir: str | Path, *, classes, preprocess: d
         classes: the class names, in output order.
         preprocess: the run's preprocessing config as a dict.
         run_id: the run it came from, recorded in ``cxr_model.json``.
-        output: the rules of user-named outputs (:class:`cxrlib.core.fsutil.UserOutput`;
+        output: the rules of user-named outputs (:class:`cxrlib.core.outputs.UserOutput`;
             default: no ``--overwrite``). An earlier export there is replaced only with
             ``overwrite``, and a ``saved_model/`` holding anything but a SavedModel never.
 

@@ -28,7 +28,8 @@ import numpy as np
 
 from cxrlib.core import paths
 from cxrlib.core.config import PreprocessConfig
-from cxrlib.core.fsutil import WriteError, os_reason, partial_folder, read_json, write_json_atomic
+from cxrlib.core.fsutil import partial_folder, read_json, write_json_atomic
+from cxrlib.core.outputs import WriteError, os_reason
 from cxrlib.preprocessing.pipeline import preprocess_film
 
 CACHE_FORMAT = 2  # bump when preprocessing code changes its output, to retire old entries

@@ -32,7 +32,7 @@ import pandas as pd
 
 from cxrlib.core import paths
 from cxrlib.core.csvio import csv_text
-from cxrlib.core.fsutil import UserOutput
+from cxrlib.core.outputs import UserOutput
 from cxrlib.reviews.records import HEATMAP_LOCATIONS, REVIEW_COLUMNS, Review, now_iso
 
 FILE_NAME = "reviews.sqlite"
@@ -229,7 +229,7 @@ class ReviewStore:
         Args:
             out: the CSV file.
             run_id: one run's reviews, or ``None`` for all.
-            output: the :class:`cxrlib.core.fsutil.UserOutput` rules to write by (default: no
+            output: the :class:`cxrlib.core.outputs.UserOutput` rules to write by (default: no
                 ``--overwrite``: an existing file is refused).
 
         Returns:
