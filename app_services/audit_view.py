@@ -31,7 +31,7 @@ def audit_options_ui() -> dict[str, Any]:
                                  200, key="au_max", persist_state="session")
     methods = cam_methods()
     method = c3.selectbox("CAM method", methods, index=methods.index(ExplainConfig().method),
-                          key="au_method", format_func=method_label,
+                          key="au_method", format_func=method_label, persist_state="session",
                           help="Each at its own default layer. Score-CAM and Ablation-CAM run the "
                                "model once per channel: slow over many films on a CPU.")
     adversarial = ADVERSARIAL_WEIGHT if st.toggle(

@@ -177,6 +177,7 @@ def subgroups_ui(runs: list, ds) -> None:
     st.subheader("Where it fails: accuracy by subgroup")
     available, default = subgroup_columns(runs[0], ds)
     by = st.multiselect("Cut the test split by", available, default=default, key="ev_by",
+                        persist_state="session",
                         help="Any manifest column, or a derived attribute: binned width, height "
                              "and megapixels, format, JPEG quality, small re-encoded copy. Each "
                              "subgroup's 95 % CI is the wider of a patient bootstrap and the exact "
@@ -228,9 +229,9 @@ def predictive_values_ui(runs: list, threshold: float | None) -> None:
     """PPV and NPV at the prevalence the user expects, one row per run."""
     st.subheader("Predictive values at the prevalence you expect")
     p1, p2 = st.columns([1, 2])
-    target = p1.selectbox("Positive class", runs[0].classes, key="ev_pos")
+    target = p1.selectbox("Positive class", runs[0].classes, key="ev_pos", persist_state="session")
     prevalence = p2.slider("Prevalence in the population of interest", 0.001, 0.999, 0.05, 0.001,
-                           format="%.3f", key="ev_prev")
+                           format="%.3f", key="ev_prev", persist_state="session")
     number = st.column_config.NumberColumn(format="%.3f")
     st.dataframe(predictive_values_table(runs, threshold, target, prevalence), hide_index=True,
                  column_config={c: number for c in ("Sensitivity", "Specificity", "PPV", "NPV")})

@@ -197,7 +197,7 @@ def explain_ui(layers: list[str], classes: list[str],
     # Labels must not depend on the method: the browser keeps showing a chosen option's old
     # label when only the labels change, so the default layer is named in the help and caption.
     choice = c2.selectbox(
-        "Layer", [DEFAULT_LAYER, *layers], key="ex_layer",
+        "Layer", [DEFAULT_LAYER, *layers], key="ex_layer", persist_state="session",
         help=f"{method_label(method)} " + ("needs non-negative activations (after a ReLU): "
                                            f"valid on {len(valid)} of {len(layers)} layers"
                                            if needs else "takes signed activations")
@@ -210,7 +210,8 @@ def explain_ui(layers: list[str], classes: list[str],
     layer = None if choice == DEFAULT_LAYER else choice
     # Options are plain strings: a None option serialises as "no selection", so after a rerun
     # the box would read "Choose an option" instead of the predicted class.
-    choice = c3.selectbox("Explain class", [PREDICTED, *classes], key="ex_target")
+    choice = c3.selectbox("Explain class", [PREDICTED, *classes], key="ex_target",
+                          persist_state="session")
     target = None if choice == PREDICTED else list(classes).index(choice)
     alpha = c1.slider("Heatmap opacity (alpha)", 0.0, 1.0, 0.5, 0.05, key="ex_alpha",
                       persist_state="session")

@@ -118,6 +118,7 @@ def heatmap_trust_panel(container, run, pixels, film_key: str, cfg: ExplainConfi
     if res["flat"]:
         return
     if container.toggle("ROAD score of this film (a few seconds)", key="ex_road",
+                        persist_state="session",
                         help="Removes the map's most / least relevant 10-90 % of pixels, fills them "
                              "from their neighbours (ROAD's noisy linear imputation) and follows "
                              "the class probability. Combined = mean(LeRF - MoRF): above 0, the map "

@@ -88,9 +88,10 @@ def pacs_film_ui() -> tuple[Any, str, str, Any]:
         st.stop()
     st.caption(f"PACS {settings.url} · authentication: {settings.auth}")
     c1, c2, c3 = st.columns(3)
-    patient_id = c1.text_input("Patient id", key="pacs_patient")
-    accession = c2.text_input("Accession number", key="pacs_accession")
-    dates = c3.date_input("Study dates", value=(), key="pacs_dates",
+    patient_id = c1.text_input("Patient id", key="pacs_patient", persist_state="session")
+    accession = c2.text_input("Accession number", key="pacs_accession",
+                              persist_state="session")
+    dates = c3.date_input("Study dates", value=(), key="pacs_dates", persist_state="session",
                           max_value=dt.date.today() + dt.timedelta(days=1))
     lo, hi = (list(dates) + [None, None])[:2] if isinstance(dates, (list, tuple)) else (dates, None)
     try:
@@ -101,12 +102,14 @@ def pacs_film_ui() -> tuple[Any, str, str, Any]:
             st.stop()
         by_uid = {s.study_uid: s for s in studies}
         study = st.selectbox(f"Study ({len(studies)} found)", list(by_uid),
-                             format_func=lambda u: _study_label(by_uid[u]), key="pacs_study")
+                             format_func=lambda u: _study_label(by_uid[u]), key="pacs_study",
+                             persist_state="session")
         refs = {r.sop_uid: r for r in _films(settings.url, study)}
         sop = st.selectbox(f"Film ({len(refs)} in the study's CR/DX series)", list(refs),
                            format_func=lambda u: f"{refs[u].modality} · series "
                            f"{refs[u].series_description or refs[u].series_uid[-12:]} · "
-                           f"image {refs[u].instance_number or '?'}", key="pacs_film")
+                           f"image {refs[u].instance_number or '?'}", key="pacs_film",
+                           persist_state="session")
         film, ds = _retrieve(settings.url, sop, refs[sop])
     except web.PacsError as exc:
         st.error(str(exc), icon=":material/cloud_off:")

@@ -31,11 +31,13 @@ def window_ui(key: str = "wl") -> tuple[float, float, bool]:
     """Window / level controls (preset, level, width, invert): ``(centre, width, invert)``."""
     c1, c2, c3, c4 = st.columns([2, 3, 3, 1], vertical_alignment="bottom")
     c1.selectbox("Window preset", list(vw.WINDOW_PRESETS), key=f"{key}_preset",
-                 on_change=_apply_preset, args=(key,),
+                 on_change=_apply_preset, args=(key,), persist_state="session",
                  help="On the film's 8-bit grey levels (display settings, not Hounsfield units).")
-    centre = c2.slider("Level (window centre)", 0.0, 255.0, 127.5, 0.5, key=f"{key}_centre")
-    width = c3.slider("Window width", 1.0, 512.0, 256.0, 1.0, key=f"{key}_width")
-    invert = c4.toggle("Invert", key=f"{key}_invert")
+    centre = c2.slider("Level (window centre)", 0.0, 255.0, 127.5, 0.5, key=f"{key}_centre",
+                        persist_state="session")
+    width = c3.slider("Window width", 1.0, 512.0, 256.0, 1.0, key=f"{key}_width",
+                       persist_state="session")
+    invert = c4.toggle("Invert", key=f"{key}_invert", persist_state="session")
     return centre, width, invert
 
 
@@ -114,7 +116,7 @@ def methods_ui(cfg, key: str = "ex_compare") -> list[str]:
     from .explaining import cam_methods  # noqa: PLC0415
 
     return st.multiselect(f"Compare methods (2-{MAX_COMPARED}, side by side, synchronised)",
-                          cam_methods(), key=key, max_selections=MAX_COMPARED,
+                          cam_methods(), key=key, max_selections=MAX_COMPARED, persist_state="session",
                           format_func=method_label,
                           help="The same film under each method at its default layer, each "
                                "with the share of its heatmap inside the lungs.")

@@ -284,6 +284,16 @@ def test_explain_page_pacs_source_search_pick_explain_and_send(app, trained_run,
     report = read_report(reports[0])
     np.testing.assert_allclose([report[f"Probability of {c}"] for c in trained_run.classes],
                                [local[f"p_{c}"] for c in trained_run.classes], atol=1e-6)
+    # another film, then away and back: the search, the study and the film are as left
+    at.selectbox(key="pacs_film").select_index(1).run()
+    other = at.selectbox(key="pacs_film").value
+    assert other != sop
+    at.switch_page("views/home.py").run()
+    at.switch_page("views/explain.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.text_input(key="pacs_patient").value == PATIENT_ID
+    assert (at.selectbox(key="pacs_study").value, at.selectbox(key="pacs_film").value) == (
+        study["uid"], other)
 
 
 @pytest.mark.browser

@@ -8,8 +8,10 @@ ds = svc.require_dataset()
 runs = svc.runs_shown(ds, svc.require_run())
 threshold = None
 if ds.task == "binary":
-    threshold = st.slider("Decision threshold on P(COVID-19)", 0.0, 1.0, 0.5, 0.01, key="ev_thr")
-normalised = st.toggle("Normalise the confusion matrix by true class", key="ev_norm")
+    threshold = st.slider("Decision threshold on P(COVID-19)", 0.0, 1.0, 0.5, 0.01, key="ev_thr",
+                          persist_state="session")
+normalised = st.toggle("Normalise the confusion matrix by true class", key="ev_norm",
+                       persist_state="session")
 
 for col, run in zip(st.columns(len(runs)), runs):
     with col:
