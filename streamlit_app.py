@@ -6,6 +6,7 @@ import app_services as svc
 st.set_page_config(page_title="CXR Explorer", page_icon="🩻", layout="wide")
 svc.init_state()
 svc.keep_keras_state()  # no Keras clear_session nor full GC after every run (app_services.serving)
+svc.resume_audits()  # once per server: audits that a restart cut short start again
 
 pages = [
     st.Page("views/home.py", title="Home", icon=":material/home:", default=True),

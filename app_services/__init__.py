@@ -16,8 +16,9 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.training_form`: the Training page's form, ``training_ui`` -> ``RunConfig``.
 - :mod:`.evaluation`: metrics, curves and bootstrap intervals of a run.
 - :mod:`.explaining`: CAMs, overlays, faithfulness and ``explain_ui`` -> ``ExplainConfig``.
-- :mod:`.auditing`: the trust audit of a run; :mod:`.audit_view`: the Audit page's components
-  (options, the report run on request, one section per check).
+- :mod:`.auditing`: the trust audit of a run (one per run and options for the server, resumed
+  after a restart); :mod:`.audit_view`: the Audit page's components (options, the report run on
+  request, one section per check); :mod:`.work`: long work below the pages (``Work``).
 - :mod:`.heatmap_trust`: a map's resolution and ROAD score, the method's standing on the run,
   the audit's heatmap-trust table.
 - :mod:`.lungs`: a film's lung fields, the lung outline, the CAM's share inside the lungs.
@@ -59,7 +60,7 @@ from .runs import (active_runs, cancel_run, current_run_ui, damaged_runs, datase
                    runs_to_list, start_run, trainable_error)
 from .training_form import training_ui
 from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text,
-                       unseen_source_text, verdict_is_alarming, watch_audit)
+                       resume_audits, unseen_source_text, verdict_is_alarming, watch_audit)
 from .audit_view import (attention_section, audit_headline, audit_options_ui, audit_report,
                          external_section, generalisation_section, leakage_section,
                          masked_section, metadata_section)

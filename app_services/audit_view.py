@@ -11,15 +11,16 @@ import streamlit as st
 from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT
 from cxrlib.core.config import ExplainConfig
 
-from .auditing import (STOPPED, WorkStopped, audit_failure, audit_job, blanked_interval_text,
-                       cached_audit, gallery_views, lung_masks_text, start_audit, stopped_here, watch_audit,
-                       unseen_source_text, verdict_is_alarming)
+from .auditing import (STOPPED, audit_failure, audit_job, blanked_interval_text, cached_audit,
+                       gallery_views, lung_masks_text, start_audit, stopped_here, unseen_source_text,
+                       verdict_is_alarming, watch_audit)
 from .core import chart, fmt, plain_table, table
 from .data import image_grid
 from .explaining import cam_methods, method_label
 from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,
                            subgroup_table)
 from .search_findings import search_findings_section
+from .work import WorkStopped
 
 
 def audit_options_ui() -> dict[str, Any]:

@@ -8,6 +8,7 @@ import streamlit as st
 
 from cxrlib import explain
 from cxrlib import lungs
+from cxrlib.audit import pending
 from cxrlib.audit.background import audit_in_process
 from cxrlib.runs import queue as run_queue
 from cxrlib.runs.spawn import train_niceness
@@ -16,6 +17,7 @@ from .bytecache import ByteCache, budget
 from .core import fmt
 from .explaining import VIEWER_LOOK
 from .runs import run_stamp
+from .work import Work, WorkStopped
 
 
 AUDIT_SHARE = 0.06
@@ -112,6 +114,7 @@ def start_audit(run, ds, external: str | None, max_films: int | None, method: st
             _reports().put(key, job.out["value"])
         elif not isinstance(job.out.get("error"), WorkStopped):  # kept for the next visitor
             _failures()[key] = str(job.out["error"]) or type(job.out["error"]).__name__
+        pending.forget(key)
         with _JOBS_LOCK:
             if _jobs().get(key) is job:
                 del _jobs()[key]
@@ -120,11 +123,51 @@ def start_audit(run, ds, external: str | None, max_films: int | None, method: st
         job = _jobs().get(key)
         if job is None:
             _failures().pop(key, None)
+            try:  # on disk until it ends: a server restarted meanwhile starts it again
+                pending.remember(key, run.id, str(ds.root), ds.task, dict(
+                    external=external, max_films=max_films, method=method,
+                    adversarial=adversarial, masks=masks))
+            except OSError:  # an unwritable workspace: the audit's queue slot says so
+                pass
             job = Work(_audit_work(run, ds, external, max_films, method, adversarial, masks),
                        first=(0.0, "starting"), ended=ended)
             _jobs()[key] = job
             job.start()
     return job
+
+
+def resume_pending() -> list:
+    """Start again every audit that a server restart (or a crash) cut short
+    (:mod:`cxrlib.audit.pending`), as it was asked; return their jobs. One whose run is gone is
+    dropped; one whose dataset no longer opens is kept as failed, with the reason."""
+    from cxrlib.core.config import DataConfig  # noqa: PLC0415
+    from cxrlib.runs.registry import RunNotFound, get_run  # noqa: PLC0415
+
+    from .data import open_dataset  # noqa: PLC0415
+
+    started = []
+    for request in pending.pending():
+        try:
+            run = get_run(request["run"])
+        except RunNotFound:
+            request["file"].unlink(missing_ok=True)
+            continue
+        options = request["options"]
+        status = open_dataset(DataConfig(root=request["root"], task=request["task"]))
+        if status.level != "ok":
+            request["file"].unlink(missing_ok=True)
+            _failures()[audit_key(run, **options)] = (
+                f"it was cut short by a server restart and could not start again: "
+                f"{status.message}")
+            continue
+        started.append(start_audit(run, status.dataset, **options))
+    return started
+
+
+@st.cache_resource
+def resume_audits() -> list:
+    """:func:`resume_pending`, once per server process (the router calls it on every run)."""
+    return resume_pending()
 
 
 STOPPED = "au_stopped"
@@ -162,69 +205,6 @@ def watch_audit(job):
         while_running.empty()
         box.update(label="Audit finished", state="complete", expanded=False)
     return result
-
-
-class WorkStopped(BaseException):
-    """Raised in a :class:`Work`'s work at its next report or check once it is stopped (a
-    ``BaseException``: no handler of ordinary errors on the way takes it for one; the audit's
-    process is then ended by :func:`cxrlib.audit.background.audit_in_process`)."""
-
-
-class Work:
-    """``work(report)`` in a thread of its own at the training niceness (``CXR_TRAIN_NICE``), so
-    the pages come first, for any session that watches it (:meth:`watch`).
-
-    ``report(*args)`` keeps the work's latest progress (``first`` until it reports), which a
-    watcher's, the script's, thread shows every ``poll_s``: so the page still sees a stop, a rerun
-    or a switch at once (Streamlit checks for them when an element is sent) and leaves; the work
-    goes on. :meth:`stop` ends it at its next report (:class:`WorkStopped`). ``ended(work)`` is
-    called in its thread when it ends, before any watcher returns."""
-
-    def __init__(self, work, *, first: tuple = (), ended=None) -> None:
-        self.latest, self.out = first, {}
-        self._stopped = threading.Event()
-        self._ended = ended
-        self._thread = threading.Thread(target=self._body, args=(work,),
-                                        name="cxr-below-the-pages", daemon=True)
-
-    def start(self) -> "Work":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def report(self, *args) -> None:  # without args: only the check
-        if self._stopped.is_set():
-            raise WorkStopped
-        if args:
-            self.latest = args
-
-    def _body(self, work) -> None:
-        from cxrlib.core.processes import lower_priority  # noqa: PLC0415
-
-        lower_priority(threading.get_native_id(), train_niceness())
-        try:
-            self.out["value"] = work(self.report)
-        except BaseException as exc:  # noqa: BLE001 - given back to the watchers
-            self.out["error"] = exc
-        finally:
-            if self._ended is not None:
-                self._ended(self)
-
-    def watch(self, show, poll_s: float = 0.5):
-        """Show the progress with ``show(*latest)`` every ``poll_s`` until the work ends; return
-        what it returned, raise what it raised."""
-        while self._thread.is_alive():
-            self._thread.join(poll_s)
-            show(*self.latest)
-        if "error" in self.out:
-            raise self.out["error"]
-        return self.out["value"]
 
 
 def gallery_views(report, n: int = 4) -> list[dict[str, Any]]:

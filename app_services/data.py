@@ -110,7 +110,11 @@ def _precheck(root: Path) -> DataStatus | None:
 
 def dataset_status() -> DataStatus:
     """Open (and cache) the sidebar's dataset; never raises."""
-    cfg = data_config()
+    return open_dataset(data_config())
+
+
+def open_dataset(cfg: DataConfig) -> DataStatus:
+    """Open (and cache) the dataset of ``cfg`` (its folder and task); never raises."""
     if not cfg.root:
         return DataStatus("empty", "No dataset folder is given yet.")
     root = Path(cfg.root)

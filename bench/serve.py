@@ -147,6 +147,18 @@ def _fresh_reviews(workspace: Path) -> None:
         path.rename(aside / path.name)
 
 
+def _no_leftover_audits() -> None:
+    """An audit left by an earlier bench run that was stopped mid-audit would be started again
+    by this run's server (a restart resumes audits) and load the crowd: its request is
+    withdrawn first, and said."""
+    from cxrlib.audit import pending
+
+    for request in pending.pending():
+        request["file"].unlink(missing_ok=True)
+        print(f"withdrew an audit of run {request['run']} left by an earlier bench run",
+              flush=True)
+
+
 def _free_port() -> int:
     import socket
 
@@ -490,6 +502,7 @@ def main() -> None:
     test = get_run(run_id).predictions()
     films = test.loc[test["split"] == "test", "rel_path"].astype(str).tolist()
     _fresh_reviews(Path(os.environ["CXR_WORKSPACE"]))
+    _no_leftover_audits()
     log = Path(os.environ["CXR_WORKSPACE"]) / "streamlit.log"
     server, url = _start_server(data, log)
     training = []

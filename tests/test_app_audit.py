@@ -214,3 +214,63 @@ def test_the_cam_method_box_starts_on_the_one_default(app):
 
     assert ExplainConfig().method != next(iter(CAM_METHODS))  # else this test could not fail
     assert app(PAGE).selectbox(key="au_method").value == ExplainConfig().method
+
+
+def test_an_audit_cut_short_by_a_server_restart_starts_again(trained_run, synthetic_dataset,
+                                                              monkeypatch, tmp_path):
+    """Issue 22: "a server restart resumes the queue". Training runs were resumed, audits were
+    not: an audit running or waiting when the server stopped was lost, and its user found the
+    Run button with no word. Its request is now kept on disk until it ends, and a new server
+    process starts it again, as it was asked."""
+    import threading
+    from pathlib import Path
+
+    from app_services import auditing
+    from cxrlib.audit import pending
+
+    release, asked = threading.Event(), []
+
+    def fake_work(run, ds, *options):  # the audit's real work is tested above
+        def work(progress):
+            asked.append((run.id, Path(ds.root).resolve(), ds.task, options))
+            release.wait(10)
+            return "the report"
+        return work
+
+    monkeypatch.setattr(auditing, "_audit_work", fake_work)
+    options = dict(external=None, max_films=50, method="gradcam", adversarial=0.0, masks=None)
+    from app_services.data import open_dataset
+    from cxrlib.core.config import DataConfig
+
+    ds = open_dataset(DataConfig(root=str(synthetic_dataset), task="3class")).dataset
+    job = auditing.start_audit(trained_run, ds, **options)
+    [request] = pending.pending()  # on disk while it runs
+    assert (request["run"], request["task"], request["options"]) == (trained_run.id, "3class",
+                                                                     options)
+    release.set()
+    job._thread.join(5)  # noqa: SLF001
+    assert pending.pending() == [] and auditing.resume_pending() == []  # ended: nothing to resume
+    # what a server stopped mid-audit leaves: the request, and no job in the new process
+    release.clear()
+    asked.clear()
+    key = auditing.audit_key(trained_run, **{**options, "max_films": 100})
+    pending.remember(key, trained_run.id, str(synthetic_dataset), "3class",
+                     {**options, "max_films": 100})
+    [resumed] = auditing.resume_pending()
+    assert auditing.audit_job(trained_run, **{**options, "max_films": 100}) is resumed
+    release.set()
+    resumed._thread.join(5)  # noqa: SLF001
+    assert asked == [(trained_run.id, Path(synthetic_dataset).resolve(), "3class",
+                      (None, 100, "gradcam", 0.0, None))]
+    assert auditing.cached_audit(trained_run, **{**options, "max_films": 100}) == "the report"
+    assert pending.pending() == []
+    # a request whose dataset has gone is said on the page; one whose run has gone is dropped
+    gone = dict(options, max_films=500)
+    pending.remember(auditing.audit_key(trained_run, **gone), trained_run.id,
+                     str(tmp_path / "moved"), "3class", gone)
+    pending.remember(("no-such-run",), "0123456789abcdef", str(synthetic_dataset), "3class",
+                     options)
+    assert auditing.resume_pending() == [] and pending.pending() == []
+    said = auditing.audit_failure(trained_run, **gone)
+    assert said.startswith("it was cut short by a server restart and could not start again: ")
+    assert str(tmp_path / "moved") in said

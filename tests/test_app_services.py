@@ -47,7 +47,7 @@ def test_the_audit_works_below_the_pages(monkeypatch, setting, expected):
     its result or its error."""
     import os
 
-    from app_services.auditing import Work
+    from app_services.work import Work
     from cxrlib.runs import spawn
 
     if setting is None:
@@ -85,7 +85,7 @@ def test_a_page_that_stops_watching_leaves_the_audit_running_until_it_is_stopped
     the page shows progress) leaves at once. The audit goes on (a user who left the page lost it
     before), another watcher sees its progress and its result, and stop() ends it at its next
     report."""
-    from app_services.auditing import Work, WorkStopped
+    from app_services.work import Work, WorkStopped
 
     release, ended = threading.Event(), []
 
@@ -127,7 +127,16 @@ def test_a_page_that_stops_watching_leaves_the_audit_running_until_it_is_stopped
     assert not endless.running
 
 
-def test_one_audit_per_options_runs_for_every_session_and_its_report_is_kept(monkeypatch):
+def _run_and_dataset(monkeypatch, tmp_path):
+    """A workspace of the test's own (an audit's request is kept there while it runs), and
+    stand-ins for a run and a dataset (the work is faked)."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("CXR_WORKSPACE", str(tmp_path))
+    return SimpleNamespace(id="run"), SimpleNamespace(root=tmp_path / "data", task="3class")
+
+
+def test_one_audit_per_options_runs_for_every_session_and_its_report_is_kept(monkeypatch, tmp_path):
     """Two sessions asking for the same audit share one run of it; its report is stored when it
     ends, though nobody watches; and once it has ended, none is listed as running."""
     from app_services import auditing
@@ -144,23 +153,25 @@ def test_one_audit_per_options_runs_for_every_session_and_its_report_is_kept(mon
 
     monkeypatch.setattr(auditing, "_audit_work", fake_work)
     monkeypatch.setattr(auditing, "audit_key", lambda run, *options: ("test-run", *options))
+    run, ds = _run_and_dataset(monkeypatch, tmp_path)
     options = dict(external=None, max_films=50, method="gradcam")
-    first = auditing.start_audit("run", "ds", **options)
-    assert auditing.start_audit("run", "ds", **options) is first
-    assert auditing.audit_job("run", **options) is first
-    other = auditing.start_audit("run", "ds", **{**options, "max_films": 100})
+    first = auditing.start_audit(run, ds, **options)
+    assert auditing.start_audit(run, ds, **options) is first
+    assert auditing.audit_job(run, **options) is first
+    other = auditing.start_audit(run, ds, **{**options, "max_films": 100})
     assert other is not first
-    assert auditing.cached_audit("run", **options) is None
+    assert auditing.cached_audit(run, **options) is None
     release.set()
     for job in (first, other):
         job._thread.join(5)  # noqa: SLF001 - nobody watches it
     # each ran once, in whichever order their threads began
     assert sorted(runs) == [(None, 50, "gradcam", 0.0, None), (None, 100, "gradcam", 0.0, None)]
-    assert auditing.cached_audit("run", **options) is report
-    assert auditing.audit_job("run", **options) is None
+    assert auditing.cached_audit(run, **options) is report
+    assert auditing.audit_job(run, **options) is None
 
 
-def test_an_audit_that_fails_with_nobody_watching_says_why_to_the_next_visitor(monkeypatch):
+def test_an_audit_that_fails_with_nobody_watching_says_why_to_the_next_visitor(monkeypatch,
+                                                                              tmp_path):
     """Bug (issue 22, "nothing lost"): an audit that failed while its user was on another page
     left no word: the next visit showed the Run button as if it had never run. Its one-line
     reason is now kept for its options until the next audit of them starts; a stopped audit
@@ -181,20 +192,21 @@ def test_an_audit_that_fails_with_nobody_watching_says_why_to_the_next_visitor(m
 
     monkeypatch.setattr(auditing, "_audit_work", fake_work)
     monkeypatch.setattr(auditing, "audit_key", lambda run, *options: ("fail-run", *options))
+    run, ds = _run_and_dataset(monkeypatch, tmp_path)
     options = dict(external="/nowhere", max_films=50, method="gradcam")
     fail.append(True)
-    job = auditing.start_audit("run", "ds", **options)
-    assert auditing.audit_failure("run", **options) is None  # running, not failed
+    job = auditing.start_audit(run, ds, **options)
+    assert auditing.audit_failure(run, **options) is None  # running, not failed
     go.set()
     job._thread.join(5)  # noqa: SLF001 - nobody watches it
-    assert auditing.audit_failure("run", **options) == "no such folder: /nowhere"
-    assert auditing.audit_failure("run", **{**options, "max_films": 100}) is None
+    assert auditing.audit_failure(run, **options) == "no such folder: /nowhere"
+    assert auditing.audit_failure(run, **{**options, "max_films": 100}) is None
     # the next audit of these options clears it while it runs; stopped, it leaves no failure
     fail.clear()
     go.clear()
-    again = auditing.start_audit("run", "ds", **options)
-    assert auditing.audit_failure("run", **options) is None
+    again = auditing.start_audit(run, ds, **options)
+    assert auditing.audit_failure(run, **options) is None
     again.stop()
     go.set()
     again._thread.join(5)  # noqa: SLF001
-    assert not again.running and auditing.audit_failure("run", **options) is None
+    assert not again.running and auditing.audit_failure(run, **options) is None

@@ -71,3 +71,29 @@ def test_an_audit_left_mid_way_goes_on_and_its_report_is_there_on_return(page, s
     switch = page.locator('[data-testid="stCheckbox"]').filter(has_text="source-adversarial")
     assert switch.locator("input").is_checked()
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_an_audit_cut_short_by_a_server_restart_starts_again_on_the_next_server(
+        app_workspace, synthetic_dataset, driver, tmp_path):  # noqa: F811
+    """Issue 22: "a server restart resumes the queue". An audit running when its server stopped
+    was lost: the next server showed the Run button. Now the next server starts it again, and
+    its report comes with no click."""
+    from test_browser import PAGES
+
+    pending = app_workspace / "models" / "queue" / "audits"
+    with _chromium(driver) as tab:
+        with _streamlit(synthetic_dataset, app_workspace, tmp_path / "first.log") as url:
+            _visit(tab, url, "audit")
+            tab.get_by_role("button", name="Run the audit").click()
+            _stop_button(tab).wait_for()
+        # the server has stopped mid-audit (SIGTERM, as a restart does): its request is left
+        assert len(list(pending.glob("*.json"))) == 1
+        with _streamlit(synthetic_dataset, app_workspace, tmp_path / "second.log") as url:
+            path, title = PAGES["audit"]
+            tab.goto(f"{url}/{path}")
+            tab.get_by_role("heading", name=title, exact=True).first.wait_for()
+            tab.get_by_text("Metadata-only accuracy").first.wait_for(timeout=180_000)
+            _settle(tab)
+            assert tab.get_by_role("button", name="Run the audit").count() == 0
+            assert tab.locator('[data-testid="stException"]').count() == 0
+            assert list(pending.glob("*.json")) == []

@@ -1,0 +1,57 @@
+"""Audits asked for and not yet ended, kept on disk: a server that restarts starts them again.
+
+The app runs an audit for every session (``app_services.auditing``). Its request is written here
+when it starts and removed when it ends (with a report, an error or a stop); a request still here
+when a server starts is one that a restart (or a crash) cut short. One JSON file per audit, in
+``models/queue/audits/`` of the workspace, named by a digest of the audit's key.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cxrlib.core.clock import now_iso
+from cxrlib.core.fsutil import read_json, write_json_atomic
+from cxrlib.runs.queue_store import queue_dir
+
+
+def pending_dir() -> Path:
+    """``models/queue/audits/``: one file per audit asked for and not ended."""
+    return queue_dir() / "audits"
+
+
+def _file(key: tuple) -> Path:
+    digest = hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:20]
+    return pending_dir() / f"{digest}.json"
+
+
+def remember(key: tuple, run_id: str, root: str, task: str, options: dict[str, Any]) -> None:
+    """Write the request of the audit ``key``: its run, its dataset (folder and task) and the
+    options of ``audit_run`` it was asked with."""
+    write_json_atomic(_file(key), {"run": run_id, "root": str(root), "task": task,
+                                   "options": options, "asked": now_iso()})
+
+
+def forget(key: tuple) -> None:
+    """Remove the request of the audit ``key`` (it ended); nothing when there is none."""
+    _file(key).unlink(missing_ok=True)
+
+
+def pending() -> list[dict[str, Any]]:
+    """Every request left, oldest first, each with its ``file``. A file that cannot be read
+    or lacks a field is removed (it could start nothing)."""
+    found = []
+    for path in sorted(pending_dir().glob("*.json")):
+        try:
+            request = read_json(path)
+            ok = isinstance(request, dict) and {"run", "root", "task", "options"} <= set(request) \
+                and isinstance(request["options"], dict)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            path.unlink(missing_ok=True)
+            continue
+        found.append({**request, "file": path})
+    return sorted(found, key=lambda r: str(r.get("asked", "")))
