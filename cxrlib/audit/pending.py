@@ -31,7 +31,7 @@ def remember(key: tuple, run_id: str, root: str, task: str, options: dict[str, A
     """Write the request of the audit ``key``: its run, its dataset (folder and task) and the
     options of ``audit_run`` it was asked with."""
     write_json_atomic(_file(key), {"run": run_id, "root": str(root), "task": task,
-                                   "options": options, "asked": now_iso()})
+                                   "options": options, "asked": now_iso("microseconds")})
 
 
 def forget(key: tuple) -> None:
