@@ -41,60 +41,45 @@ One concern per module; pages import the package (``import app_services as svc``
   live progress, the runs and the damaged ones).
 - :mod:`.serving`: what Streamlit does after every script run, fit for a shared server.
 """
-from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, file_stamp, fmt,
-                   for_display, human_header, plain_table, table)
+from .core import DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, for_display, table
 from .data import (build_demo_dataset, crosstab, data_config, dataset_stats, dataset_status,
-                   display_pixels, film, image_grid, init_state, is_demo,
-                   path_of, require_dataset, sample_rows, upload_film)
+                   display_pixels, image_grid, init_state, is_demo, path_of, require_dataset,
+                   sample_rows)
 from .film_meta import film_meta_table, patient_data_toggle
-from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive_values, report_table,
-                         sample_records, test_predictions)
-from .explaining import (cam_layers, cam_methods, explain_refusal, explain_ui, explanation,
-                         faithfulness_ui,
-                         flat_map_notice, method_label, method_layers)
+from .explaining import (cam_layers, explain_ui, explanation, faithfulness_ui, flat_map_notice,
+                         method_layers)
 from .preprocessing import (apply_preset, describe_preprocess, lung_crop_ui, preprocess_preview,
                             preprocess_ui, preview_films, reshuffle_preview_films)
-from .runs import (active_runs, cancel_run, current_run_ui, damaged_runs, dataset_runs,
-                   delete_run, find_run, get_run, leakage_warning, left_out_of_training, model,
-                   progress_text, require_run, run_label, run_status, run_title, runs_table,
-                   runs_to_list, start_run, trainable_error)
+from .runs import (current_run_ui, find_run, progress_text, require_run, run_label, run_status,
+                   start_run)
 from .training_form import training_ui
-from .auditing import (blanked_interval_text, cached_audit, gallery_views, lung_masks_text,
-                       resume_audits, unseen_source_text, verdict_is_alarming, watch_audit)
+from .auditing import resume_audits
 from .audit_view import (attention_section, audit_headline, audit_options_ui, audit_report,
                          external_section, generalisation_section, leakage_section,
                          masked_section, metadata_section)
-from .heatmap_trust import (compare_scores, film_road, heatmap_trust_panel, heatmap_trust_section,
-                            map_resolution, method_standing, stored_trust)
+from .heatmap_trust import heatmap_trust_panel, heatmap_trust_section
 from .lungs import explanation_lungs, with_outline
-from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,
-                           subgroup_columns, subgroup_figures, subgroup_table, subgroups)
-from .comparing import comparison, comparison_ui
-from .evaluation_view import (figure_rows, headline, predictive_values_ui, predictive_values_table,
-                              runs_shown, sample_grid, subgroups_ui)
+from .comparing import comparison_ui
+from .evaluation_view import (figure_rows, headline, predictive_values_ui, runs_shown, sample_grid,
+                              subgroups_ui)
 from .address import from_address, to_address
-from .viewer import (compared_panels, explain_panels, film_nav, film_viewer, layer_name, look, methods_ui,
-                     overlay_download, scores, window_ui)
+from .viewer import (explain_panels, film_nav, film_viewer, look, methods_ui, overlay_download,
+                     scores, window_ui)
 from .reviewing import film_reviews_table, has_reviewed, review_form, reviewer_ui, run_reviews
-from .review_queue import (film_picker, review_link, review_progress, review_queue, review_viewer,
-                           sync_film)
+from .review_queue import film_picker, review_progress, review_queue, review_viewer, sync_film
 from .review_stats import (agreement, kappa_display, model_agreement_display, off_target_display,
-                           reviews_csv, download_csv)
-from .explain_view import (ExplainFilm, explain_film_ui, lung_share_ui, verdict_ui,
-                           viewer_caption)
+                           reviews_csv)
+from .explain_view import explain_film_ui, lung_share_ui, verdict_ui, viewer_caption
 from .firstrun import is_bundled_sample, quick_run_config
-from .pacs import SOURCE as PACS_SOURCE, pacs_film_ui, send_results_ui
+from .pacs import send_results_ui
 from .sweeping import sweeps_ui
-from .search_findings import search_findings_section
 from .training_view import (damaged_runs_ui, live_progress_ui, run_state_ui, runs_list_ui,
                             start_button)
 from .serving import keep_keras_state
 
-# What pages draw with but never compute: the figure builders, the configs the widgets return,
-# and the error a film can raise.
+# What pages draw with but never compute: the figure builders and the configs the widgets
+# return. (The package gives the pages what they use, nothing more: tests and helpers import a
+# module's own names from the module.)
 from cxrlib.core.config import PreprocessConfig  # noqa: E402
-from cxrlib.data.imageio import ImageReadError  # noqa: E402
-from cxrlib.explain import to_png  # noqa: E402
 from cxrlib.viz import figures  # noqa: E402
 from cxrlib.viz import dataset as dataset_figures  # noqa: E402
-from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT  # noqa: E402
