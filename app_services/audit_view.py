@@ -47,8 +47,9 @@ def audit_options_ui() -> dict[str, Any]:
 
 def audit_report(run, ds, options: dict[str, Any]):
     """The stored report of these options; else the progress of the audit of these options when
-    one is running (whoever started it); else a button that starts it. The page stops until there
-    is a report, and on an error or a stop, which are said plainly."""
+    one is running (whoever started it); else a button that starts it, under the reason the last
+    audit of these options failed or was stopped, if it did. The page stops until there is a
+    report."""
     report = cached_audit(run, **options)
     if report is not None:
         return report
@@ -58,11 +59,10 @@ def audit_report(run, ds, options: dict[str, Any]):
             return watch_audit(job)
         except WorkStopped:
             stopped_here()
-        except Exception as exc:  # noqa: BLE001 - e.g. a bad external folder: say it plainly
-            st.error(f"The audit could not finish: {exc}")
-            st.stop()
+        except Exception:  # noqa: BLE001 - e.g. a bad external folder: said below, kept for all
+            pass
     failure = audit_failure(run, **options)
-    if failure is not None:  # it failed with nobody watching (or before this rerun)
+    if failure is not None:  # it failed, watched or not: said to whoever comes, with the button
         st.error(f"The last audit with these options could not finish: {failure}",
                  icon=":material/error:")
     if st.session_state.pop(STOPPED, False):

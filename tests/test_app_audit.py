@@ -154,7 +154,10 @@ def test_bad_external_folder_is_a_clear_error(app, tmp_path):
     at.text_input(key="au_external").set_value(str(tmp_path / "missing")).run()
     at.button[0].click().run()
     assert not at.exception
-    assert any(e.startswith("The audit could not finish:") for e in texts(at.error))
+    said = [e for e in texts(at.error)
+            if e.startswith("The last audit with these options could not finish:")]
+    assert said and str(tmp_path / "missing") in said[0]
+    assert [b for b in at.button if b.label == "Run the audit"]  # to try again at once
     # another visitor with the same options is told why, not only offered the button again
     again = app(PAGE)
     again.text_input(key="au_external").set_value(str(tmp_path / "missing")).run()
