@@ -148,17 +148,18 @@ def resume_pending() -> list:
     started = []
     for request in pending.pending():
         try:
-            run = get_run(request["run"])
-        except RunNotFound:
+            run = get_run(str(request["run"]))
+            options = request["options"]
+            key = audit_key(run, **options)  # options it does not take: a TypeError
+            status = open_dataset(DataConfig(root=str(request["root"]),
+                                             task=str(request["task"])))
+        except (RunNotFound, TypeError, ValueError):  # nothing that could be started
             request["file"].unlink(missing_ok=True)
             continue
-        options = request["options"]
-        status = open_dataset(DataConfig(root=request["root"], task=request["task"]))
         if status.level != "ok":
             request["file"].unlink(missing_ok=True)
-            _failures()[audit_key(run, **options)] = (
-                f"it was cut short by a server restart and could not start again: "
-                f"{status.message}")
+            _failures()[key] = ("it was cut short by a server restart and could not start "
+                                f"again: {status.message}")
             continue
         started.append(start_audit(run, status.dataset, **options))
     return started

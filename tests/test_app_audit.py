@@ -273,6 +273,8 @@ def test_an_audit_cut_short_by_a_server_restart_starts_again(trained_run, synthe
                      str(tmp_path / "moved"), "3class", gone)
     pending.remember(("no-such-run",), "0123456789abcdef", str(synthetic_dataset), "3class",
                      options)
+    pending.remember(("odd-options",), trained_run.id, str(synthetic_dataset), "3class",
+                     {**options, "no_such_option": 1})  # e.g. left by another version
     assert auditing.resume_pending() == [] and pending.pending() == []
     said = auditing.audit_failure(trained_run, **gone)
     assert said.startswith("it was cut short by a server restart and could not start again: ")
