@@ -59,8 +59,9 @@ def audit_report(run, ds, options: dict[str, Any]):
             return watch_audit(job)
         except WorkStopped:
             stopped_here()
-        except Exception:  # noqa: BLE001 - e.g. a bad external folder: said below, kept for all
-            pass
+        except Exception as exc:  # noqa: BLE001 - the audit's own error (a bad external
+            if exc is not job.out.get("error"):  # folder...) is said below, kept for all
+                raise
     failure = audit_failure(run, **options)
     if failure is not None:  # it failed, watched or not: said to whoever comes, with the button
         st.error(f"The last audit with these options could not finish: {failure}",

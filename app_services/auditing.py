@@ -1,6 +1,8 @@
 """Audit services: one ``cxrlib.audit.audit_run`` per run and options, kept for every session."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from typing import Any
 
@@ -9,7 +11,7 @@ import streamlit as st
 from cxrlib import explain
 from cxrlib import lungs
 from cxrlib.audit import pending
-from cxrlib.audit.background import audit_in_process
+from cxrlib.audit.background import AuditProcessLost, audit_in_process
 from cxrlib.runs import queue as run_queue
 from cxrlib.runs.spawn import train_niceness
 
@@ -19,6 +21,8 @@ from .explaining import VIEWER_LOOK
 from .runs import run_stamp
 from .work import Work, WorkStopped
 
+
+_log = logging.getLogger(__name__)
 
 AUDIT_SHARE = 0.06
 """The share of ``CXR_CACHE_MB`` that finished audit reports may hold (they keep the test films'
@@ -110,14 +114,21 @@ def start_audit(run, ds, external: str | None, max_films: int | None, method: st
     key = audit_key(run, external, max_films, method, adversarial, masks)
 
     def ended(job) -> None:
-        if "value" in job.out:
-            _reports().put(key, job.out["value"])
-        elif not isinstance(job.out.get("error"), WorkStopped):  # kept for the next visitor
-            _failures()[key] = str(job.out["error"]) or type(job.out["error"]).__name__
-        pending.forget(key)
-        with _JOBS_LOCK:
-            if _jobs().get(key) is job:
-                del _jobs()[key]
+        error = job.out.get("error")
+        try:
+            if "value" in job.out:
+                _reports().put(key, job.out["value"])
+            elif not isinstance(error, WorkStopped):  # kept for the next visitor
+                _failures()[key] = str(error) or type(error).__name__
+            # Its process killed from outside (a stopping server ends it first): cut short, not
+            # ended, so its request stays for the next server to start it again.
+            if not isinstance(error, AuditProcessLost):
+                with contextlib.suppress(OSError):
+                    pending.forget(key)
+        finally:  # whatever happened above, it is no longer running
+            with _JOBS_LOCK:
+                if _jobs().get(key) is job:
+                    del _jobs()[key]
 
     with _JOBS_LOCK:
         job = _jobs().get(key)
@@ -138,36 +149,47 @@ def start_audit(run, ds, external: str | None, max_films: int | None, method: st
 
 def resume_pending() -> list:
     """Start again every audit that a server restart (or a crash) cut short
-    (:mod:`cxrlib.audit.pending`), as it was asked; return their jobs. One whose run is gone is
-    dropped; one whose dataset no longer opens is kept as failed, with the reason."""
+    (:mod:`cxrlib.audit.pending`), as it was asked; return their jobs. One whose run is gone, or
+    that cannot be read, is dropped; one whose dataset no longer opens is dropped and kept as
+    failed, with the reason, for the Audit page."""
     from cxrlib.core.config import DataConfig  # noqa: PLC0415
-    from cxrlib.runs.registry import RunNotFound, get_run  # noqa: PLC0415
+    from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     from .data import open_dataset  # noqa: PLC0415
 
     started = []
-    for request in pending.pending():
+    try:
+        requests = pending.pending()
+    except Exception as exc:  # noqa: BLE001 - a store it cannot read: left for the next server
+        _log.warning("audits left by a restart were not resumed: %s", exc)
+        return started
+    for request in requests:
         try:
             run = get_run(str(request["run"]))
             options = request["options"]
             key = audit_key(run, **options)  # options it does not take: a TypeError
+            hash(key)  # options of odd types (lists): a TypeError
             status = open_dataset(DataConfig(root=str(request["root"]),
                                              task=str(request["task"])))
-        except (RunNotFound, TypeError, ValueError):  # nothing that could be started
+            if status.level != "ok":
+                _failures()[key] = ("it was cut short by a server restart and could not start "
+                                    f"again: {status.message}")
+            else:
+                started.append(start_audit(run, status.dataset, **options))
+                if pending.request_file(key) == request["file"]:  # kept under the same key
+                    continue
+        except Exception as exc:  # noqa: BLE001 - nothing that could be started: dropped
+            _log.warning("an audit request left by a restart was dropped: %s: %s",
+                         request["file"], exc)
+        with contextlib.suppress(OSError):  # done with, or kept under its run's new key
             request["file"].unlink(missing_ok=True)
-            continue
-        if status.level != "ok":
-            request["file"].unlink(missing_ok=True)
-            _failures()[key] = ("it was cut short by a server restart and could not start "
-                                f"again: {status.message}")
-            continue
-        started.append(start_audit(run, status.dataset, **options))
     return started
 
 
 @st.cache_resource
 def resume_audits() -> list:
-    """:func:`resume_pending`, once per server process (the router calls it on every run)."""
+    """:func:`resume_pending`, once per server process (the router calls it on every run); it
+    never stops a page."""
     return resume_pending()
 
 

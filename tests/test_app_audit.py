@@ -279,3 +279,31 @@ def test_an_audit_cut_short_by_a_server_restart_starts_again(trained_run, synthe
     said = auditing.audit_failure(trained_run, **gone)
     assert said.startswith("it was cut short by a server restart and could not start again: ")
     assert str(tmp_path / "moved") in said
+
+
+def test_resuming_never_stops_a_page_and_leaves_no_stale_request(trained_run, synthetic_dataset,
+                                                                 monkeypatch):
+    """Found in review: a request with options of odd types (a list) raised outside the guard,
+    and a run changed since (a new key) left its old request to be resumed at every restart."""
+    import threading
+
+    from app_services import auditing
+    from cxrlib.audit import pending
+
+    release = threading.Event()
+    monkeypatch.setattr(auditing, "_audit_work",
+                        lambda *a: lambda progress: release.wait(10) and "report")
+    options = dict(external=None, max_films=50, method="gradcam", adversarial=0.0, masks=None)
+    pending.remember(("odd",), trained_run.id, str(synthetic_dataset), "3class",
+                     {**options, "masks": ["a", "b"]})
+    stale = ("an older stamp of the run",)  # the key the run had when it was asked
+    pending.remember(stale, trained_run.id, str(synthetic_dataset), "3class", options)
+    [job] = auditing.resume_pending()
+    [kept] = pending.pending()  # under the run's key now; not the odd one, not the stale one
+    assert kept["file"] == pending.request_file(auditing.audit_key(trained_run, **options))
+    assert not pending.request_file(stale).exists()
+    release.set()
+    job._thread.join(5)  # noqa: SLF001
+    assert pending.pending() == []
+    monkeypatch.setattr(pending, "pending", lambda: 1 / 0)  # a store it cannot read
+    assert auditing.resume_pending() == []

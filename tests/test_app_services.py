@@ -210,3 +210,42 @@ def test_an_audit_that_fails_with_nobody_watching_says_why_to_the_next_visitor(m
     go.set()
     again._thread.join(5)  # noqa: SLF001
     assert not again.running and auditing.audit_failure(run, **options) is None
+
+
+def test_an_audit_cut_short_from_outside_keeps_its_request_and_a_failed_one_does_not(
+        monkeypatch, tmp_path):
+    """A server that stops (SIGTERM to the service, or multiprocessing ending its daemon
+    children at exit) ends the audit's process first; the server's thread then saw "ended
+    without a report" as a failure and removed the request, so the next server resumed nothing
+    (found in review: it held only after a SIGKILL). Cut short, the request stays; an audit that
+    failed or was stopped leaves none. A request that cannot be removed leaves no job stuck."""
+    from app_services import auditing
+    from cxrlib.audit import pending
+    from cxrlib.audit.background import AuditProcessError, AuditProcessLost
+
+    outcome = {}
+
+    def fake_work(run, ds, *options):
+        def work(progress):
+            raise outcome["error"]
+        return work
+
+    monkeypatch.setattr(auditing, "_audit_work", fake_work)
+    monkeypatch.setattr(auditing, "audit_key", lambda run, *options: ("lost-run", *options))
+    run, ds = _run_and_dataset(monkeypatch, tmp_path)
+    for i, (error, kept) in enumerate([
+            (AuditProcessLost("the audit's process ended without a report (exit code -15)"), 1),
+            (AuditProcessError("dataset folder not found: /nowhere"), 0)]):
+        options = dict(external=None, max_films=i, method="gradcam")
+        outcome["error"] = error
+        job = auditing.start_audit(run, ds, **options)
+        job._thread.join(5)  # noqa: SLF001
+        assert len([r for r in pending.pending() if r["options"]["max_films"] == i]) == kept
+        assert auditing.audit_failure(run, **options) == str(error)  # said, either way
+        assert auditing.audit_job(run, **options) is None
+    # removing the request fails (a read-only store): the job still ends
+    monkeypatch.setattr(pending, "forget", lambda key: (_ for _ in ()).throw(PermissionError(13)))
+    outcome["error"] = AuditProcessError("no")
+    job = auditing.start_audit(run, ds, **dict(external=None, max_films=9, method="gradcam"))
+    job._thread.join(5)  # noqa: SLF001
+    assert auditing.audit_job(run, external=None, max_films=9, method="gradcam") is None

@@ -12,7 +12,7 @@ import pytest
 from app_fixtures import app_workspace, trained_run  # noqa: F401
 
 from cxrlib.audit import audit_run
-from cxrlib.audit.background import AuditProcessError, audit_in_process
+from cxrlib.audit.background import AuditProcessError, AuditProcessLost, audit_in_process
 
 STEPS = ("attention", "masked")
 
@@ -44,6 +44,22 @@ def test_an_error_in_the_child_is_one_line_here(trained_run, tmp_path):
         audit_in_process(trained_run, niceness=10, progress=lambda *a: None,
                          steps=("per_source",), external=str(missing))
     assert str(there.value) == str(here.value)
+    assert not isinstance(there.value, AuditProcessLost)  # it failed: not cut short
+
+
+def test_a_child_killed_from_outside_is_lost_not_failed(trained_run):
+    """A server that stops ends its audit's process first (SIGTERM to the service, or
+    multiprocessing ending its daemon children at exit): the audit was cut short, not failed,
+    and a restart may start it again."""
+    import signal
+
+    def check():
+        for child in multiprocessing.active_children():
+            if child.name == "cxr-audit" and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    with pytest.raises(AuditProcessLost, match="ended without a report"):
+        audit_in_process(trained_run, niceness=10, progress=lambda *a: None, check=check)
 
 
 def test_a_caller_that_stops_stops_the_child_at_once(trained_run):

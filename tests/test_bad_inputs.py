@@ -768,6 +768,21 @@ def test_a_file_that_appears_while_an_output_is_put_in_place_leaves_none_of_it(t
         UserOutput().write_all(items)
     assert sorted(os.listdir(tmp_path)) == ["a.dcm"]  # theirs; not b.dcm, c.dcm or a temporary
     assert (tmp_path / "a.dcm").read_bytes() == b"theirs"
+    # a file of ours that someone replaced meanwhile is theirs now: not taken back
+    (tmp_path / "a.dcm").unlink()
+
+    def replaced_then_appears(src, dst, *args, **kwargs):
+        if Path(dst).name == "a.dcm":  # the last placed: c.dcm and b.dcm are in place
+            (tmp_path / "swap").write_bytes(b"their c")
+            os.replace(tmp_path / "swap", tmp_path / "c.dcm")
+            Path(dst).write_bytes(b"theirs")
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(outputs.os, "link", replaced_then_appears)
+    with pytest.raises(OutputRefused, match="a.dcm appeared while this command ran"):
+        UserOutput().write_all(items)
+    assert sorted(os.listdir(tmp_path)) == ["a.dcm", "c.dcm"]
+    assert (tmp_path / "c.dcm").read_bytes() == b"their c"
 
 
 def test_a_name_too_long_is_one_line_exit_4(tmp_path, capsys):

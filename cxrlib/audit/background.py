@@ -16,7 +16,13 @@ POLL_S = 0.2
 
 class AuditProcessError(RuntimeError):
     """The audit failed in its process (the child's message), or the process ended without a
-    report."""
+    report (:class:`AuditProcessLost`)."""
+
+
+class AuditProcessLost(AuditProcessError):
+    """The audit's process ended without a report and without an error of its own: it was killed
+    from outside (a server stopping ends it first; out of memory). The audit did not fail: it was
+    cut short, and may be asked again."""
 
 
 def audit_in_process(run, *, niceness: int, progress: Callable[[str, int, int], None],
@@ -34,8 +40,8 @@ def audit_in_process(run, *, niceness: int, progress: Callable[[str, int, int], 
         The :class:`~cxrlib.audit.AuditReport`.
 
     Raises:
-        AuditProcessError: the audit failed in the child (its one-line reason), or the child
-            ended without a report (killed, out of memory).
+        AuditProcessError: the audit failed in the child (its one-line reason).
+        AuditProcessLost: the child ended without a report (killed, out of memory).
     """
     import multiprocessing  # noqa: PLC0415
 
@@ -61,11 +67,11 @@ def audit_in_process(run, *, niceness: int, progress: Callable[[str, int, int], 
                     raise AuditProcessError(payload)
                 else:  # the pipe closed without a report
                     child.join(5)
-                    raise AuditProcessError(f"the audit's process ended without a report "
-                                            f"(exit code {child.exitcode})")
+                    raise AuditProcessLost(f"the audit's process ended without a report "
+                                           f"(exit code {child.exitcode})")
             elif not child.is_alive():
-                raise AuditProcessError(f"the audit's process ended without a report (exit "
-                                        f"code {child.exitcode})")
+                raise AuditProcessLost(f"the audit's process ended without a report (exit "
+                                       f"code {child.exitcode})")
     finally:
         receive.close()
         if child.is_alive():

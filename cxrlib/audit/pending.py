@@ -7,6 +7,7 @@ when a server starts is one that a restart (or a crash) cut short. One JSON file
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -22,7 +23,8 @@ def pending_dir() -> Path:
     return queue_dir() / "audits"
 
 
-def _file(key: tuple) -> Path:
+def request_file(key: tuple) -> Path:
+    """The file of the audit ``key``'s request."""
     digest = hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:20]
     return pending_dir() / f"{digest}.json"
 
@@ -30,13 +32,13 @@ def _file(key: tuple) -> Path:
 def remember(key: tuple, run_id: str, root: str, task: str, options: dict[str, Any]) -> None:
     """Write the request of the audit ``key``: its run, its dataset (folder and task) and the
     options of ``audit_run`` it was asked with."""
-    write_json_atomic(_file(key), {"run": run_id, "root": str(root), "task": task,
+    write_json_atomic(request_file(key), {"run": run_id, "root": str(root), "task": task,
                                    "options": options, "asked": now_iso("microseconds")})
 
 
 def forget(key: tuple) -> None:
     """Remove the request of the audit ``key`` (it ended); nothing when there is none."""
-    _file(key).unlink(missing_ok=True)
+    request_file(key).unlink(missing_ok=True)
 
 
 def pending() -> list[dict[str, Any]]:
@@ -51,7 +53,8 @@ def pending() -> list[dict[str, Any]]:
         except (OSError, ValueError):
             ok = False
         if not ok:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
             continue
         found.append({**request, "file": path})
     return sorted(found, key=lambda r: str(r.get("asked", "")))

@@ -165,6 +165,7 @@ class UserOutput:
             if self.overwrite:
                 os.replace(tmp_path, target)
             else:
+                ours = _identity(tmp_path)  # the file put in place is this one
                 try:
                     os.link(tmp_path, target)  # fails if target appeared meanwhile: never replaced
                 except FileExistsError:
@@ -174,7 +175,7 @@ class UserOutput:
                     os.replace(tmp_path, target)
                 tmp_path.unlink(missing_ok=True)
                 if placed is not None:
-                    placed.append((target, _identity(target)))
+                    placed.append((target, ours))
         except OSError as exc:
             tmp_path.unlink(missing_ok=True)
             if _about_the_write(exc, tmp_path, target):
