@@ -217,8 +217,9 @@ def test_an_audit_cut_short_from_outside_keeps_its_request_and_a_failed_one_does
     """A server that stops (SIGTERM to the service, or multiprocessing ending its daemon
     children at exit) ends the audit's process first; the server's thread then saw "ended
     without a report" as a failure and removed the request, so the next server resumed nothing
-    (found in review: it held only after a SIGKILL). Cut short, the request stays; an audit that
-    failed or was stopped leaves none. A request that cannot be removed leaves no job stuck."""
+    (found in review: the browser test had passed only because its server exited before that
+    thread ran). Cut short, the request stays; an audit that failed or was stopped leaves none.
+    A request that cannot be removed leaves no job stuck."""
     from app_services import auditing
     from cxrlib.audit import pending
     from cxrlib.audit.background import AuditProcessError, AuditProcessLost
