@@ -140,10 +140,10 @@ def lung_crop_ui(cfg: RunConfig, *, key: str = "tr") -> RunConfig | None:
     k = f"{key}_{pre_cfg.hash()}"
     left, right = st.columns(2)
     on = left.toggle("Crop to the lungs before the resize", "lung_crop" in pre_cfg.steps,
-                     key=f"{k}_crop", help="The box of both lungs (learned segmenter) plus a "
-                                           "margin: borders, shoulders and most markers leave "
-                                           "the model's input. Cropping alone does not remove "
-                                           "source bias (Teixeira et al. 2021): audit the run.")
+                     key=f"{k}_crop", persist_state="session",
+                     help="The box of both lungs (learned segmenter) plus a margin: borders, "
+                          "shoulders and most markers leave the model's input. Cropping alone "
+                          "does not remove source bias (Teixeira et al. 2021): audit the run.")
     margin = _margin_slider(right, pre_cfg, k, disabled=not on)
     steps = tuple(s for s in pre_cfg.steps if s != "lung_crop") + (("lung_crop",) if on else ())
     try:

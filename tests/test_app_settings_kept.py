@@ -57,3 +57,21 @@ def test_the_evaluation_settings_are_kept(app, trained_run):
     assert at.selectbox(key="ev_pos").value == trained_run.classes[2]
     assert at.slider(key="ev_prev").value == pytest.approx(0.2)
     assert at.multiselect(key="ev_by").value == by
+
+
+def test_the_training_lung_crop_and_the_preprocessing_film_are_kept(app):
+    """The Training page's lung-crop switch was lost on leaving the page while its margin was
+    kept: a run started on return used other preprocessing than the user had set."""
+    at = app("views/training.py")
+    [crop] = [t for t in at.toggle if t.label.startswith("Crop to the lungs")]
+    key, was = crop.key, crop.value
+    crop.set_value(not was).run()
+    at = _there_and_back(at, "views/training.py")
+    assert at.toggle(key=key).value is (not was)
+
+    at.switch_page("views/preprocessing.py").run()
+    films = at.selectbox(key="pp_film").options
+    at.selectbox(key="pp_film").select_index(1).run()
+    chosen = at.selectbox(key="pp_film").value
+    at = _there_and_back(at, "views/preprocessing.py")
+    assert len(films) > 2 and at.selectbox(key="pp_film").value == chosen

@@ -12,7 +12,8 @@ films = svc.preview_films(ds)  # one random film per class, stable within the se
 pick, presets = st.columns([3, 2])
 ANY = "Choose any film…"
 choice = pick.selectbox("Film (one per class at random, or any)", [*films, ANY], key="pp_film",
-                        format_func=lambda r: r if r == ANY else f"{films[r]} · {r}")
+                        format_func=lambda r: r if r == ANY else f"{films[r]} · {r}",
+                        persist_state="session")
 pick.button("Other random films", on_click=svc.reshuffle_preview_films, icon=":material/shuffle:")
 if choice == ANY:
     choice = pick.selectbox("Any film of the dataset", ds.manifest["rel_path"].tolist(),
