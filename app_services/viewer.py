@@ -116,8 +116,8 @@ def methods_ui(cfg, key: str = "ex_compare") -> list[str]:
     from .explaining import cam_methods  # noqa: PLC0415
 
     return st.multiselect(f"Compare methods (2-{MAX_COMPARED}, side by side, synchronised)",
-                          cam_methods(), key=key, max_selections=MAX_COMPARED, persist_state="session",
-                          format_func=method_label,
+                          cam_methods(), key=key, max_selections=MAX_COMPARED,
+                          persist_state="session", format_func=method_label,
                           help="The same film under each method at its default layer, each "
                                "with the share of its heatmap inside the lungs.")
 

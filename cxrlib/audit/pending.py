@@ -33,7 +33,7 @@ def remember(key: tuple, run_id: str, root: str, task: str, options: dict[str, A
     """Write the request of the audit ``key``: its run, its dataset (folder and task) and the
     options of ``audit_run`` it was asked with."""
     write_json_atomic(request_file(key), {"run": run_id, "root": str(root), "task": task,
-                                   "options": options, "asked": now_iso("microseconds")})
+                                          "options": options, "asked": now_iso("microseconds")})
 
 
 def forget(key: tuple) -> None:
@@ -45,7 +45,7 @@ def pending() -> list[dict[str, Any]]:
     """Every request left, oldest first, each with its ``file``. A file that cannot be read
     or lacks a field is removed (it could start nothing)."""
     found = []
-    for path in sorted(pending_dir().glob("*.json")):
+    for path in pending_dir().glob("*.json"):
         try:
             request = read_json(path)
             ok = isinstance(request, dict) and {"run", "root", "task", "options"} <= set(request) \
@@ -57,4 +57,4 @@ def pending() -> list[dict[str, Any]]:
                 path.unlink(missing_ok=True)
             continue
         found.append({**request, "file": path})
-    return sorted(found, key=lambda r: str(r.get("asked", "")))
+    return sorted(found, key=lambda r: (str(r.get("asked", "")), r["file"].name))
