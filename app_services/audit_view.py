@@ -11,12 +11,14 @@ import streamlit as st
 from cxrlib.audit.generalisation import ADVERSARIAL_WEIGHT
 from cxrlib.core.config import ExplainConfig
 
-from .auditing import (STOPPED, audit_failure, audit_job, blanked_interval_text, cached_audit,
-                       gallery_views, lung_masks_text, start_audit, stopped_here, unseen_source_text,
-                       verdict_is_alarming, watch_audit)
+from cxrlib import explain
+from cxrlib import lungs
+
+from .auditing import (STOPPED, audit_failure, audit_job, cached_audit, start_audit, stopped_here,
+                       watch_audit)
 from .core import chart, fmt, plain_table, table
 from .data import image_grid
-from .explaining import cam_methods, method_label
+from .explaining import VIEWER_LOOK, cam_methods, method_label
 from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,
                            subgroup_table)
 from .search_findings import search_findings_section
@@ -205,3 +207,69 @@ def external_section(report) -> None:
         chart(heat, key="au_ext_heat")
         chart(forest, key="au_ext_forest")
         st.dataframe(subgroup_table(found.table, found.classes), hide_index=True)
+
+
+def gallery_views(report, n: int = 4) -> list[dict[str, Any]]:
+    """The gallery's first ``n`` films exactly as they were scored, ready to draw.
+
+    Each is the model input (at its own size, e.g. 224 x 224) with the outline of the very
+    mask the in-lung share was computed with, and the CAM over that input with the same outline.
+    """
+    views = []
+    for g in report.gallery_films[:n]:
+        cam = explain.overlay(g.image, g.heatmap, alpha=VIEWER_LOOK.alpha,
+                              colormap=VIEWER_LOOK.colormap, threshold=VIEWER_LOOK.threshold)
+        views.append({"rel_path": g.rel_path, "label": g.label, "pred": g.pred,
+                      "share": g.in_lung_share, "masks": g.mask_source,
+                      "size": f"{g.image.shape[1]}×{g.image.shape[0]}",
+                      "outline": lungs.draw_lung_outline(g.image, g.mask),
+                      "cam": lungs.draw_lung_outline(cam, g.mask)})
+    return views
+
+
+def lung_masks_text(report) -> str:
+    """Which lung masks the attention and masked figures used, and how many films were left out."""
+    c = report.lung_masks
+    if not c:
+        return ""
+    where = " and ".join(f"{c[k]} {k}" for k in ("predicted", "dataset") if c.get(k))
+    text = (f"Lung masks of the {c['films']} test films: {where or 'none'}. `lung_area`: the share "
+            "of the model input inside the mask, what a CAM spread evenly would score.")
+    if c.get("flagged"):
+        text += (f" {c['flagged']} predicted masks are flagged as poor (quality below the "
+                 "segmenter's threshold): those films are left out of the in-lung shares, the "
+                 "gallery and the masked evaluation.")
+    return text
+
+
+def verdict_is_alarming(verdict) -> bool:
+    """Whether an audit finding (:class:`cxrlib.audit.findings.Finding`) is a warning sign
+    (shown as a warning, not a note): its severity, never its wording."""
+    return verdict.alarming
+
+
+def blanked_interval_text(report) -> str:
+    """The 95 % interval of the lungs-blanked accuracy (Wilson on the films scored: the
+    masked evaluation counts films, not patients), as help text."""
+    from cxrlib.evaluation.intervals import wilson_interval  # noqa: PLC0415
+
+    masked = getattr(report, "masked", None)
+    if masked is None or not len(masked) or "lungs blanked" not in set(masked["condition"]):
+        return "Not measured."
+    row = masked.set_index("condition").loc["lungs blanked"]
+    n = int(row["n"])
+    low, high = wilson_interval(int(round(float(row["accuracy"]) * n)), n)
+    return (f"95 % CI {fmt(low)}–{fmt(high)} (Wilson, {n} films). Near chance means the model "
+            "needs the lungs; well above it, it reads something else.")
+
+
+def unseen_source_text(loso) -> str:
+    """Why the expected accuracy at an unseen source has a range, not a CI: it is a mean over a
+    few held-out sources, each one sample of 'a new hospital'."""
+    acc = loso.table["held_out_accuracy"].astype(float)
+    if not len(acc):
+        return "No held-out source."
+    return (f"Leave one source out: the run's head trained once per source with that source "
+            f"held out, scored on it; the mean over {len(acc)} sources. Range over sources "
+            f"{fmt(acc.min())}–{fmt(acc.max())}; no confidence interval: {len(acc)} sources are "
+            "too few samples of 'another hospital' for one to mean anything.")

@@ -8,16 +8,12 @@ from typing import Any
 
 import streamlit as st
 
-from cxrlib import explain
-from cxrlib import lungs
 from cxrlib.audit import pending
 from cxrlib.audit.background import AuditProcessLost, audit_in_process
 from cxrlib.runs import queue as run_queue
 from cxrlib.runs.spawn import train_niceness
 
 from .bytecache import ByteCache, budget
-from .core import fmt
-from .explaining import VIEWER_LOOK
 from .runs import run_stamp
 from .work import Work, WorkStopped
 
@@ -104,13 +100,13 @@ def audit_job(run, external: str | None, max_films: int | None, method: str,
 
 
 def start_audit(run, ds, external: str | None, max_films: int | None, method: str,
-                adversarial: float = 0.0, masks: str | None = None):
+                adversarial: float = 0.0, masks: str | None = None, resumes: int = 0):
     """The running audit of these options, started now when none is (:class:`Work`). It runs
     for every session, whoever watches it (:func:`watch_audit`): its report is stored
     (:func:`cached_audit`) when it ends, and a page that stops watching leaves it running; its
     ``stop()`` ends it. ``adversarial`` > 0 also measures leave-one-source-out with the
     source-adversarial head; ``masks``: a folder of lung masks that win over the predicted
-    ones."""
+    ones; ``resumes``: how many times a restart has started it again (kept in its request)."""
     key = audit_key(run, external, max_films, method, adversarial, masks)
 
     def ended(job) -> None:
@@ -137,7 +133,7 @@ def start_audit(run, ds, external: str | None, max_films: int | None, method: st
             try:  # on disk until it ends: a server restarted meanwhile starts it again
                 pending.remember(key, run.id, str(ds.root), ds.task, dict(
                     external=external, max_films=max_films, method=method,
-                    adversarial=adversarial, masks=masks))
+                    adversarial=adversarial, masks=masks), resumes=resumes)
             except OSError:  # an unwritable workspace: the audit's queue slot says so
                 pass
             job = Work(_audit_work(run, ds, external, max_films, method, adversarial, masks),
@@ -150,8 +146,9 @@ def start_audit(run, ds, external: str | None, max_films: int | None, method: st
 def resume_pending() -> list:
     """Start again every audit that a server restart (or a crash) cut short
     (:mod:`cxrlib.audit.pending`), as it was asked; return their jobs. One whose run is gone, or
-    that cannot be read, is dropped; one whose dataset no longer opens is dropped and kept as
-    failed, with the reason, for the Audit page."""
+    that cannot be read, is dropped; one whose dataset no longer opens, or that restarts have
+    already started again ``pending.MAX_RESUMES`` times, is dropped and kept as failed, with the
+    reason, for the Audit page."""
     from cxrlib.core.config import DataConfig  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
@@ -169,13 +166,19 @@ def resume_pending() -> list:
             options = request["options"]
             key = audit_key(run, **options)  # options it does not take: a TypeError
             hash(key)  # options of odd types (lists): a TypeError
-            status = open_dataset(DataConfig(root=str(request["root"]),
-                                             task=str(request["task"])))
-            if status.level != "ok":
+            resumes = int(request["resumes"]) + 1
+            status = None if resumes > pending.MAX_RESUMES else open_dataset(
+                DataConfig(root=str(request["root"]), task=str(request["task"])))
+            if status is None:
+                _failures()[key] = (
+                    f"it was cut short {resumes} times (by server restarts, or its process was "
+                    "killed, as when memory runs out) and is not started again by itself: run it "
+                    "again to retry.")
+            elif status.level != "ok":
                 _failures()[key] = ("it was cut short by a server restart and could not start "
                                     f"again: {status.message}")
             else:
-                started.append(start_audit(run, status.dataset, **options))
+                started.append(start_audit(run, status.dataset, **options, resumes=resumes))
                 if pending.request_file(key) == request["file"]:  # kept under the same key
                     continue
         except Exception as exc:  # noqa: BLE001 - nothing that could be started: dropped
@@ -228,69 +231,3 @@ def watch_audit(job):
         while_running.empty()
         box.update(label="Audit finished", state="complete", expanded=False)
     return result
-
-
-def gallery_views(report, n: int = 4) -> list[dict[str, Any]]:
-    """The gallery's first ``n`` films exactly as they were scored, ready to draw.
-
-    Each is the model input (at its own size, e.g. 224 x 224) with the outline of the very
-    mask the in-lung share was computed with, and the CAM over that input with the same outline.
-    """
-    views = []
-    for g in report.gallery_films[:n]:
-        cam = explain.overlay(g.image, g.heatmap, alpha=VIEWER_LOOK.alpha,
-                              colormap=VIEWER_LOOK.colormap, threshold=VIEWER_LOOK.threshold)
-        views.append({"rel_path": g.rel_path, "label": g.label, "pred": g.pred,
-                      "share": g.in_lung_share, "masks": g.mask_source,
-                      "size": f"{g.image.shape[1]}×{g.image.shape[0]}",
-                      "outline": lungs.draw_lung_outline(g.image, g.mask),
-                      "cam": lungs.draw_lung_outline(cam, g.mask)})
-    return views
-
-
-def lung_masks_text(report) -> str:
-    """Which lung masks the attention and masked figures used, and how many films were left out."""
-    c = report.lung_masks
-    if not c:
-        return ""
-    where = " and ".join(f"{c[k]} {k}" for k in ("predicted", "dataset") if c.get(k))
-    text = (f"Lung masks of the {c['films']} test films: {where or 'none'}. `lung_area`: the share "
-            "of the model input inside the mask, what a CAM spread evenly would score.")
-    if c.get("flagged"):
-        text += (f" {c['flagged']} predicted masks are flagged as poor (quality below the "
-                 "segmenter's threshold): those films are left out of the in-lung shares, the "
-                 "gallery and the masked evaluation.")
-    return text
-
-
-def verdict_is_alarming(verdict) -> bool:
-    """Whether an audit finding (:class:`cxrlib.audit.findings.Finding`) is a warning sign
-    (shown as a warning, not a note): its severity, never its wording."""
-    return verdict.alarming
-
-
-def blanked_interval_text(report) -> str:
-    """The 95 % interval of the lungs-blanked accuracy (Wilson on the films scored: the
-    masked evaluation counts films, not patients), as help text."""
-    from cxrlib.evaluation.intervals import wilson_interval  # noqa: PLC0415
-
-    masked = getattr(report, "masked", None)
-    if masked is None or not len(masked) or "lungs blanked" not in set(masked["condition"]):
-        return "Not measured."
-    row = masked.set_index("condition").loc["lungs blanked"]
-    n = int(row["n"])
-    low, high = wilson_interval(int(round(float(row["accuracy"]) * n)), n)
-    return (f"95 % CI {fmt(low)}–{fmt(high)} (Wilson, {n} films). Near chance means the model "
-            "needs the lungs; well above it, it reads something else.")
-
-
-def unseen_source_text(loso) -> str:
-    """Why the expected accuracy at an unseen source has a range, not a CI: it is a mean over a
-    few held-out sources, each one sample of 'a new hospital'."""
-    acc = loso.table["held_out_accuracy"].astype(float)
-    if not len(acc):
-        return "No held-out source."
-    return (f"Leave one source out: the run's head trained once per source with that source "
-            f"held out, scored on it; the mean over {len(acc)} sources. Range over sources "
-            f"{fmt(acc.min())}–{fmt(acc.max())}; no confidence interval: {len(acc)} sources are "
-            "too few samples of 'another hospital' for one to mean anything.")

@@ -307,3 +307,53 @@ def test_resuming_never_stops_a_page_and_leaves_no_stale_request(trained_run, sy
     assert pending.pending() == []
     monkeypatch.setattr(pending, "pending", lambda: 1 / 0)  # a store it cannot read
     assert auditing.resume_pending() == []
+
+
+def test_an_audit_cut_short_again_and_again_is_not_started_at_every_restart(
+        trained_run, synthetic_dataset, monkeypatch):
+    """Left alone last stop, fixed now: an audit whose process is killed each time (the kernel's
+    out-of-memory killer) kept its request, so every server restart ran it again, for ever. Each
+    restart that starts it counts in its request; once it has been started again
+    ``pending.MAX_RESUMES`` times, it is dropped and the Audit page says why. A user who starts it
+    by hand starts the count again."""
+    import threading
+
+    from app_services import auditing
+    from cxrlib.audit import pending
+    from cxrlib.audit.background import AuditProcessLost
+
+    release = threading.Event()
+
+    def killed_work(*args):
+        def work(progress):
+            release.wait(10)
+            raise AuditProcessLost("the audit's process ended without a report (exit code -9)")
+        return work
+
+    monkeypatch.setattr(auditing, "_audit_work", killed_work)
+    options = dict(external=None, max_films=50, method="gradcam", adversarial=0.0, masks=None)
+    key = auditing.audit_key(trained_run, **options)
+    pending.remember(key, trained_run.id, str(synthetic_dataset), "3class", options)
+    for restart in range(1, pending.MAX_RESUMES + 1):  # each one starts it, and it is killed
+        [job] = auditing.resume_pending()
+        assert [r["resumes"] for r in pending.pending()] == [restart]
+        release.set()
+        job._thread.join(5)  # noqa: SLF001
+        release.clear()
+        [left] = pending.pending()  # lost, not failed: kept for the next server
+        assert left["resumes"] == restart
+    assert auditing.resume_pending() == [] and pending.pending() == []  # not once more
+    said = auditing.audit_failure(trained_run, **options)
+    assert said == (f"it was cut short {pending.MAX_RESUMES + 1} times (by server restarts, or "
+                    "its process was killed, as when memory runs out) and is not started again "
+                    "by itself: run it again to retry.")
+    # started by hand, it counts from nothing again, and the reason is gone
+    from app_services.data import open_dataset
+    from cxrlib.core.config import DataConfig
+
+    ds = open_dataset(DataConfig(root=str(synthetic_dataset), task="3class")).dataset
+    job = auditing.start_audit(trained_run, ds, **options)
+    assert [r["resumes"] for r in pending.pending()] == [0]
+    assert auditing.audit_failure(trained_run, **options) is None
+    release.set()
+    job._thread.join(5)  # noqa: SLF001

@@ -24,3 +24,14 @@ def test_requests_round_trip_oldest_first_and_damaged_files_are_dropped(tmp_path
     pending.forget(("stamp-a", None, 200))
     pending.forget(("never", "asked"))  # nothing to remove: no error
     assert [r["run"] for r in pending.pending()] == ["bbbb"]
+
+
+def test_a_request_counts_its_resumes_and_an_older_file_counts_none(tmp_path, monkeypatch):
+    from cxrlib.audit import pending
+
+    monkeypatch.setenv("CXR_WORKSPACE", str(tmp_path))
+    pending.remember(("k",), "aaaa", "/data/cxr3", "3class", {}, resumes=2)
+    older = pending.pending_dir() / "older.json"  # written before requests counted their resumes
+    older.write_text('{"run": "bbbb", "root": "/x", "task": "3class", "options": {}, '
+                     '"asked": "9999"}')
+    assert [(r["run"], r["resumes"]) for r in pending.pending()] == [("aaaa", 2), ("bbbb", 0)]

@@ -18,6 +18,11 @@ from cxrlib.core.fsutil import read_json, write_json_atomic
 from cxrlib.runs.queue_store import queue_dir
 
 
+MAX_RESUMES = 2
+"""How many times restarts start one audit again. An audit whose process is killed each time
+(as when memory runs out) would otherwise run again at every restart, for ever."""
+
+
 def pending_dir() -> Path:
     """``models/queue/audits/``: one file per audit asked for and not ended."""
     return queue_dir() / "audits"
@@ -29,11 +34,14 @@ def request_file(key: tuple) -> Path:
     return pending_dir() / f"{digest}.json"
 
 
-def remember(key: tuple, run_id: str, root: str, task: str, options: dict[str, Any]) -> None:
-    """Write the request of the audit ``key``: its run, its dataset (folder and task) and the
-    options of ``audit_run`` it was asked with."""
+def remember(key: tuple, run_id: str, root: str, task: str, options: dict[str, Any],
+             resumes: int = 0) -> None:
+    """Write the request of the audit ``key``: its run, its dataset (folder and task), the
+    options of ``audit_run`` it was asked with, and how many times a restart has started it again
+    (``resumes``: 0 when a user started it)."""
     write_json_atomic(request_file(key), {"run": run_id, "root": str(root), "task": task,
-                                          "options": options, "asked": now_iso("microseconds")})
+                                          "options": options, "resumes": int(resumes),
+                                          "asked": now_iso("microseconds")})
 
 
 def forget(key: tuple) -> None:
@@ -42,8 +50,9 @@ def forget(key: tuple) -> None:
 
 
 def pending() -> list[dict[str, Any]]:
-    """Every request left, oldest first, each with its ``file``. A file that cannot be read
-    or lacks a field is removed (it could start nothing)."""
+    """Every request left, oldest first, each with its ``file`` and its ``resumes`` (0 when the
+    file has none). A file that cannot be read or lacks a field is removed (it could start
+    nothing)."""
     found = []
     for path in pending_dir().glob("*.json"):
         try:
@@ -56,5 +65,5 @@ def pending() -> list[dict[str, Any]]:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
             continue
-        found.append({**request, "file": path})
+        found.append({"resumes": 0, **request, "file": path})
     return sorted(found, key=lambda r: (str(r.get("asked", "")), r["file"].name))
