@@ -157,3 +157,32 @@ def test_new_run_without_status_is_starting_while_a_starter_holds_the_start_lock
     with RunLock(run.folder / "start.lock"):
         assert run.status() == {} and run.state == "queued"
     assert run.status()["state"] == "failed"  # nobody is starting it any more
+
+
+@pytest.mark.parametrize("spelling", ["absolute", "dotdot", "dot"])
+def test_a_run_id_is_a_name_never_a_path(workspace, tmp_path, spelling):
+    """Found by the hostile hunt: ``delete /any/folder`` (or ``../../folder``) deleted any folder
+    holding a config.json and a status.json, the user's files with it, and said "deleted run";
+    ``cancel`` wrote into it. ``get_run`` joined the runs folder with whatever it was given."""
+    victim = tmp_path / "thesis"
+    victim.mkdir()
+    (victim / "config.json").write_text("{}")
+    (victim / "status.json").write_text("x")
+    (victim / "thesis.tex").write_text("mine")
+    runs = paths.runs_dir()
+    runs.mkdir(parents=True, exist_ok=True)
+    key = {"absolute": str(victim), "dotdot": os.path.relpath(victim, runs), "dot": "."}[spelling]
+    if spelling == "dot":  # the runs folder itself, made to look like a run
+        (runs / "config.json").write_text("{}")
+    with pytest.raises(RunNotFound, match="is not a run id"):
+        get_run(key)
+    for command in ("delete", "cancel"):
+        done = subprocess.run([sys.executable, "-m", "cxrlib", command, key], cwd=ROOT,
+                              capture_output=True, text=True, env=dict(os.environ))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"error: {key!r} is not a run id: a run id is the name of a run's folder in {runs}, "
+            "not a path"], done.stderr
+    assert sorted(p.name for p in victim.iterdir()) == ["config.json", "status.json",
+                                                        "thesis.tex"]
+    assert (victim / "status.json").read_text() == "x"

@@ -93,10 +93,14 @@ def get_run(run_id_or_prefix: str) -> Run:
     """The run with this id (or a unique prefix of one, as the CLI allows).
 
     Raises:
-        RunNotFound: (a KeyError) when no run, or more than one, matches.
+        RunNotFound: (a KeyError) when no run, or more than one, matches, and for a path: a run
+            is only ever a folder of the workspace's runs folder, never one a path reaches.
     """
     key = str(run_id_or_prefix).strip()
     root = paths.runs_dir()
+    if key in (".", "..") or "/" in key or os.sep in key or "\0" in key:
+        raise RunNotFound(f"{key!r} is not a run id: a run id is the name of a run's folder in "
+                          f"{root}, not a path")
     if key and (root / key / "config.json").is_file():
         return Run(root / key)
     matches = [r for r in list_runs() if key and r.id.startswith(key)]
