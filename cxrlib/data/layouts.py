@@ -213,7 +213,7 @@ def read_manifest_csv(path: Path, warnings: list[str]) -> dict[str, dict[str, st
     table: dict[str, dict[str, str]] = {}
     labels: dict[str, list[str]] = {}
     for row in rows:
-        key = (row.pop("file") or "").replace("\\", "/").removeprefix("./")
+        key = listed_key(str(path.parent), row.pop("file") or "")
         table.setdefault(key, {k: v or "" for k, v in row.items() if k is not None})
         labels.setdefault(key, []).append(row.get("label") or "")
     for key, seen in labels.items():
@@ -222,6 +222,17 @@ def read_manifest_csv(path: Path, warnings: list[str]) -> dict[str, dict[str, st
             warnings.append(f"{path.name} lists {key} {len(seen)} times with different labels "
                             f"({table[key][CONFLICT]}): which one is right cannot be told")
     return table
+
+
+def listed_key(folder: str, file: str) -> str:
+    """The one spelling of a manifest's ``file``: ``\\`` as ``/``, normalised lexically (``./``,
+    ``//`` and ``x/..`` folded, as the film's path is in :func:`manifest_candidates`), relative
+    to ``folder``; a path that leads outside stays absolute (refused when the film is looked at)."""
+    if not file:
+        return file
+    path = os.path.normpath(os.path.join(folder, file.replace("\\", "/")))
+    prefix = os.path.join(folder, "")
+    return path[len(prefix):] if path.startswith(prefix) else path
 
 
 CONFLICT = "\0labels"

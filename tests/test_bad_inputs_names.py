@@ -1,0 +1,59 @@
+"""Bad inputs about names: one film spelled two ways in a manifest.csv, file names holding control
+characters, a dataset folder whose own name is not UTF-8, and a manifest's header.
+
+Helpers come from the standing suite (``tests/test_bad_inputs.py``, ``tests/bad_files.py``).
+"""
+from __future__ import annotations
+
+import pytest
+
+import bad_files as bf
+import cxrlib.data.datasets as datasets
+from test_bad_inputs import _manifest_only, run_cli
+
+
+@pytest.fixture(autouse=True)
+def fresh(workspace, monkeypatch):
+    datasets._SCAN_CACHE.clear()
+    monkeypatch.delenv("CXR_DATA_ROOTS", raising=False)
+
+
+# ------------------------------------------------ one film, two spellings in manifest.csv
+def test_a_film_listed_twice_in_two_spellings_with_two_labels_is_left_out(tmp_path, capsys):
+    """``films//f0.png`` and ``films/../films/f3.png`` are f0 and f3 again: before, each entered the
+    dataset twice, under both labels (6 files scanned as 8 images), with no warning."""
+    rows = [f"films/f{i}.png,{('COVID-19', 'Normal')[i % 2]}" for i in range(6)]
+    rows += ["films//f0.png,Normal", "films/../films/f3.png,COVID-19", "./films/f5.png,COVID-19",
+             "../ds/films/f1.png,Normal"]  # f1 again, its label the same: no conflict
+    root = _manifest_only(tmp_path / "ds", "file,label\n" + "\n".join(rows) + "\n")
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert rc == 0 and "images 3  unreadable 3" in out, out + err
+    lines = err.splitlines()
+    for name, n, labels in (("f0", 2, "COVID-19, Normal"), ("f3", 2, "Normal, COVID-19"),
+                            ("f5", 2, "Normal, COVID-19")):
+        assert (f"warning: manifest.csv lists films/{name}.png {n} times with different labels "
+                f"({labels}): which one is right cannot be told") in lines, err
+        assert (f"unreadable: {root / 'films' / name}.png: listed in manifest.csv with different "
+                f"labels ({labels}); left out") in lines, err
+    ds = datasets.scan_dataset(root)
+    assert sorted(ds.manifest["rel_path"]) == ["films/f1.png", "films/f2.png", "films/f4.png"]
+
+
+def test_a_path_that_climbs_out_of_the_dataset_is_still_refused(tmp_path, capsys):
+    from cxrlib.data.roots import REFUSED_OUTSIDE
+
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.png").write_bytes(bf.good_png(9))
+    rows = [f"films/f{i}.png,{('COVID-19', 'Normal')[i % 2]}" for i in range(6)]
+    rows += ["films/../../outside/secret.png,Normal", "films//../../outside/secret.png,COVID-19"]
+    root = _manifest_only(tmp_path / "ds", "file,label\n" + "\n".join(rows) + "\n")
+    ds = datasets.scan_dataset(root)
+    assert len(ds) == 6 and not any("outside" in p for p in ds.manifest["path"])
+    secret = str(tmp_path / "outside" / "secret.png")
+    assert dict(zip(ds.problems["path"], ds.problems["reason"])) == {
+        secret: "listed in manifest.csv with different labels (Normal, COVID-19); left out"}
+    rows[-1] = "films//../../outside/secret.png,Normal"  # one label: refused for where it leads
+    (root / "manifest.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
+    datasets._SCAN_CACHE.clear()
+    ds = datasets.scan_dataset(root)
+    assert dict(zip(ds.problems["path"], ds.problems["reason"])) == {secret: REFUSED_OUTSIDE}
