@@ -57,3 +57,56 @@ def test_a_path_that_climbs_out_of_the_dataset_is_still_refused(tmp_path, capsys
     datasets._SCAN_CACHE.clear()
     ds = datasets.scan_dataset(root)
     assert dict(zip(ds.problems["path"], ds.problems["reason"])) == {secret: REFUSED_OUTSIDE}
+
+
+# ------------------------------------------------ control characters in file names
+NL, ESC = "c\nd.png", "e\x1b[31mRED.png"
+SHOWN = {NL: "c\\nd.png", ESC: "e\\x1b[31mRED.png"}
+
+
+def test_printable_escapes_control_characters_and_bytes_that_are_not_utf8():
+    import os
+
+    from cxrlib.data.roots import printable
+
+    assert printable("a\tb\rc\nd\x00e\x7ff\x85g\x9bh.png") == "a\\tb\\rc\\nd\\x00e\\x7ff\\x85g\\x9bh.png"
+    assert printable(os.fsdecode(b"/d/bad\xff\n.png")) == "/d/bad\\xff\\n.png"
+    assert printable("/d/Überblick ü.png") == "/d/Überblick ü.png"  # printable text as it is
+
+
+def _no_raw_control(err: str) -> None:
+    assert "\x1b" not in err and not any(line.startswith(("d.png", "RED")) for line in err.splitlines())
+
+
+def test_scan_prints_a_name_with_control_characters_escaped(tmp_path, capsys):
+    from test_bad_inputs import dataset
+
+    root = dataset(tmp_path / "ds", per_class=2)
+    for name in SHOWN:
+        (root / "Normal" / name).write_bytes(b"")  # unreadable: listed with its name
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert rc == 0 and "images 6  unreadable 2" in out
+    for name, shown in SHOWN.items():
+        assert f"unreadable: {root / 'Normal'}/{shown}: empty file (0 bytes)" in err.splitlines(), err
+    _no_raw_control(err)
+
+
+def test_predict_explain_and_lungs_predict_print_names_with_control_characters_escaped(tmp_path, capsys):
+    from test_bad_inputs import FILES, _films, _tiny_keras
+
+    model = _tiny_keras(tmp_path)
+    folder = _films(tmp_path / "in")
+    (folder / NL).write_bytes(bf.truncated_jpeg_with_eoi())  # decodes wrongly: unreadable
+    (folder / ESC).write_text("x")                           # fails the header check: left out
+    (folder / "n\x1bx.txt").write_text("x")                  # not an image name: left out
+    cut = f"unreadable: {folder}/c\\nd.png: {FILES['cut-then-eoi.jpg'][2]}"
+    left = f"left out: {folder}/n\\x1bx.txt: not an image file name"
+    rc, out, err = run_cli(capsys, "predict", model, folder, "--out", tmp_path / "p.csv")
+    assert rc == 0 and cut in err.splitlines() and any(x.startswith(left) for x in err.splitlines()), err
+    _no_raw_control(err)
+    rc, out, err = run_cli(capsys, "explain", model, folder, "--out", tmp_path / "e", "--deletion-steps", "0")
+    assert rc == 0 and cut in err.splitlines() and any(x.startswith(left) for x in err.splitlines()), err
+    _no_raw_control(err)
+    rc, out, err = run_cli(capsys, "lungs", "predict", folder, "--out", tmp_path / "masks")
+    assert rc == 0 and any(x.startswith(left) for x in err.splitlines()), err
+    _no_raw_control(err)

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import scan
+from cxrlib.cli.common import listed, scan
 
 
 def register(sub) -> None:
@@ -27,7 +27,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
           f"images {len(dataset.manifest)}  unreadable {len(dataset.problems)}")
     print(dataset_stats(dataset).to_string(index=False))
     for _, row in dataset.problems.head(20).iterrows():
-        print(f"unreadable: {row['path']}: {row['reason']}", file=sys.stderr)
+        listed("unreadable", row["path"], row["reason"])
     if len(dataset.problems) > 20:
         print(f"unreadable: ... and {len(dataset.problems) - 20} more (the app's Dataset page "
               "lists them all)", file=sys.stderr)
