@@ -110,3 +110,21 @@ def test_predict_explain_and_lungs_predict_print_names_with_control_characters_e
     rc, out, err = run_cli(capsys, "lungs", "predict", folder, "--out", tmp_path / "masks")
     assert rc == 0 and any(x.startswith(left) for x in err.splitlines()), err
     _no_raw_control(err)
+
+
+# ------------------------------------------------ a dataset folder whose own name is not UTF-8
+def test_a_dataset_folder_whose_name_is_not_utf8_is_one_line_naming_it(tmp_path, capsys):
+    """Before: ``error: 'utf-8' codec can't encode character '\\udcff' ...`` (no path, no reason)."""
+    import os
+
+    from test_bad_inputs import dataset
+
+    root = os.fsdecode(os.fsencode(tmp_path) + b"/ds\xff")
+    dataset(tmp_path / os.path.basename(root), per_class=6)
+    shown = f"{tmp_path}/ds\\xff"
+    message = f"error: dataset folder {shown}: its path is not valid UTF-8; rename it to read it"
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert (rc, out, err.splitlines()[-1:]) == (4, "", [message]), err
+    rc, out, err = run_cli(capsys, "train", "--data", root, "--model", "tiny", "--weights", "random",
+                           "--mode", "head", "--epochs", "1", "--size", "32", "--steps", "none")
+    assert (rc, err.splitlines()[-1:]) == (4, [message]), err
