@@ -128,3 +128,18 @@ def test_a_dataset_folder_whose_name_is_not_utf8_is_one_line_naming_it(tmp_path,
     rc, out, err = run_cli(capsys, "train", "--data", root, "--model", "tiny", "--weights", "random",
                            "--mode", "head", "--epochs", "1", "--size", "32", "--steps", "none")
     assert (rc, err.splitlines()[-1:]) == (4, [message]), err
+
+
+# ------------------------------------------------ smaller ones
+def test_scan_refuses_an_existing_manifest_before_it_scans(tmp_path, capsys):
+    """docs/safety.md: checks run before any work. Before, the whole scan ran (its table printed)."""
+    from test_bad_inputs import dataset
+
+    root = dataset(tmp_path / "ds", per_class=2)
+    (tmp_path / "m.csv").write_text("mine\n")
+    rc, out, err = run_cli(capsys, "scan", root, "--manifest", tmp_path / "m.csv")
+    assert (rc, out) == (2, "") and "scan " not in err and err.count("\n") == 1, out + err
+    assert err.startswith(f"error: --manifest {tmp_path / 'm.csv'} already exists") and (tmp_path / "m.csv").read_text() == "mine\n"
+    rc, out, err = run_cli(capsys, "scan", root, "--manifest", root / "m.csv", "--overwrite")
+    assert (rc, out) == (2, "") and not (root / "m.csv").exists(), err  # inside the dataset folder
+
