@@ -143,3 +143,12 @@ def test_scan_refuses_an_existing_manifest_before_it_scans(tmp_path, capsys):
     rc, out, err = run_cli(capsys, "scan", root, "--manifest", root / "m.csv", "--overwrite")
     assert (rc, out) == (2, "") and not (root / "m.csv").exists(), err  # inside the dataset folder
 
+
+@pytest.mark.parametrize("header, sep, name", [("File;Label", ";", "semicolons"), ("FILE\tLabel", "\t", "tabs")])
+def test_a_capitalised_header_of_another_separator_says_so(tmp_path, capsys, header, sep, name):
+    """Before: only "no 'file' column" (the separator was found for a lower-case header only)."""
+    body = "".join(f"films/f{i}.png{sep}{('COVID-19', 'Normal')[i % 2]}\n" for i in range(6))
+    root = _manifest_only(tmp_path / "ds", f"{header}\n{body}")
+    rc, out, err = run_cli(capsys, "scan", root)
+    why = f"its header {header!r} is separated by {name}; separate columns by commas; ignored"
+    assert (rc, out) == (4, "") and f"manifest.csv has no 'file' column: {why}. Accepted" in err, err

@@ -243,7 +243,7 @@ def manifest_unusable(path: Path, columns: list[str]) -> str:
     """Why a manifest.csv without a ``file`` column is ignored, naming a wrong separator."""
     header = ",".join(columns)
     for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
-        if sep in header and "file" in header.split(sep):
+        if sep in header and "file" in header.lower().split(sep):  # File;Label too
             return (f"{path.name} has no 'file' column: its header {header!r} is separated by "
                     f"{name}; separate columns by commas; ignored")
     return f"{path.name} has no 'file' column; ignored"
