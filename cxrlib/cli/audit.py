@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Sequence
+
+from cxrlib.cli.common import listed
 
 
 def register(sub) -> None:
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sentence in report.verdicts:
         print(f"- {sentence}")
     for film in report.skipped:
-        print(f"skipped ({film['step']}): {film['rel_path']}: {film['reason']}", file=sys.stderr)
+        listed(f"skipped ({film['step']})", film["rel_path"], film["reason"])
     summary = report.summary()
     print(json.dumps(summary, indent=2, default=str))
     if args.json_out:

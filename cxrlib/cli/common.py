@@ -87,8 +87,19 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def warn(message: str) -> None:
-    """A warning line on stderr."""
-    print(f"warning: {message}", file=sys.stderr)
+    """A warning line on stderr (a name in it shown by :func:`cxrlib.data.roots.printable`)."""
+    from cxrlib.data.roots import printable  # noqa: PLC0415
+
+    print(f"warning: {printable(message)}", file=sys.stderr)
+
+
+def listed(kind: str, path: Any, reason: str) -> None:
+    """A file the command could not use, on stderr (``unreadable:``, ``left out:``): its name
+    through :func:`cxrlib.data.roots.printable`, so no control character or byte that is not
+    UTF-8 reaches the terminal."""
+    from cxrlib.data.roots import printable  # noqa: PLC0415
+
+    print(f"{kind}: {printable(path)}: {printable(reason)}", file=sys.stderr)
 
 
 def input_files(inputs) -> tuple[list, list[dict]]:
@@ -100,7 +111,7 @@ def input_files(inputs) -> tuple[list, list[dict]]:
     left_out: list[dict] = []
     files = image_files(inputs, left_out)
     for row in left_out:
-        print(f"left out: {row['path']}: {row['reason']}", file=sys.stderr)
+        listed("left out", row["path"], row["reason"])
     if not files:
         print("no image files found", file=sys.stderr)
     return files, left_out

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import scan
+from cxrlib.cli.common import listed, scan
 
 
 def register(sub) -> None:
@@ -22,21 +22,24 @@ def register(sub) -> None:
 def cmd_scan(args: argparse.Namespace) -> int:
     from cxrlib.data.stats import dataset_stats  # noqa: PLC0415
 
+    if args.manifest:  # checked before any work (docs/safety.md): a refused output costs no scan
+        from cxrlib.core.csvio import csv_text  # noqa: PLC0415
+        from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
+        from cxrlib.data.roots import check_allowed  # noqa: PLC0415
+
+        # outside the dataset folder (resolved as the scan resolves it): inside, it could replace
+        # one of its files (its manifest.csv, a film, a mask) or become the manifest the next scan reads
+        out = UserOutput(overwrite=args.overwrite, outside=[check_allowed(args.root)], flag="--manifest")
+        out.check(args.manifest)
     dataset = scan(args.root, args.bacterial)
     print(f"{dataset.root}  layout {dataset.layout}  fingerprint {dataset.fingerprint}  "
           f"images {len(dataset.manifest)}  unreadable {len(dataset.problems)}")
     print(dataset_stats(dataset).to_string(index=False))
     for _, row in dataset.problems.head(20).iterrows():
-        print(f"unreadable: {row['path']}: {row['reason']}", file=sys.stderr)
+        listed("unreadable", row["path"], row["reason"])
     if len(dataset.problems) > 20:
         print(f"unreadable: ... and {len(dataset.problems) - 20} more (the app's Dataset page "
               "lists them all)", file=sys.stderr)
     if args.manifest:
-        from cxrlib.core.csvio import csv_text  # noqa: PLC0415
-        from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
-
-        # outside the dataset folder: inside, it could replace one of its files (its
-        # manifest.csv, a film, a mask) or become the manifest the next scan reads
-        out = UserOutput(overwrite=args.overwrite, outside=[dataset.root], flag="--manifest")
         out.write(args.manifest, csv_text(dataset.manifest, for_people=False))  # read back as a manifest
     return 0

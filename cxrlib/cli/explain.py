@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files
+from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, listed
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import ExplainConfig
 from cxrlib.core.csvio import RowWriter
@@ -191,7 +191,7 @@ def _write(out: Path, fieldnames: list[str], rows, bar, output) -> dict[str, int
                 fh.flush()
                 if row["error"]:
                     counts["unreadable"] += 1
-                    print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
+                    listed("unreadable", row["path"], row["error"])
                 else:
                     counts["flat" if row["flat"] else "explained"] += 1
     finally:

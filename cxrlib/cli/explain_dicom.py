@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import warn
+from cxrlib.cli.common import listed, warn
 
 
 def _is_dicom(path: str | Path) -> bool:
@@ -128,7 +128,7 @@ def explain_pacs(run, args: argparse.Namespace, settings, *, output, write, csv_
                   "unreadable": sum(1 for r in results if r.row["error"])}
         for r in results:
             if r.row["error"]:
-                print(f"unreadable: {r.row['path']}: {r.row['error']}", file=sys.stderr)
+                listed("unreadable", r.row["path"], r.row["error"])
         where = ""
     print(f"{counts['explained']} explained, {counts['flat']} flat (no overlay), "
           f"{counts['unreadable']} unreadable of study {study}{where}")

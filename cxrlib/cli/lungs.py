@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import OVERWRITE_HELP, UsageError, input_files, print_table
+from cxrlib.cli.common import OVERWRITE_HELP, UsageError, input_files, listed, print_table
 from cxrlib.core import paths
 from cxrlib.core.csvio import csv_text
 from cxrlib.core.fsutil import write_text_atomic
@@ -123,7 +123,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     films.append(read_film(path).pixels)
                     chunk.append((path, name))
                 except ImageReadError as exc:  # listed, as predict lists it; the others go on
-                    print(f"unreadable: {path}: {exc.reason}", file=sys.stderr)
+                    listed("unreadable", path, exc.reason)
             segs = segmenter.segment(films) if films else []
             for (path, name), seg in zip(chunk, segs):
                 out.write(args.out / name, cv2.imencode(".png", seg.mask.astype(np.uint8) * 255)[1].tobytes())

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, warn
+from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, listed, warn
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import PreprocessConfig, RunConfig
 
@@ -101,7 +101,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out.write(args.out, csv_text(table, for_people=True))
     bad = table[table["error"] != ""]
     for _, row in bad.iterrows():
-        print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
+        listed("unreadable", row["path"], row["error"])
     print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable, {len(left_out)} left out "
           f"-> {args.out}")
     return EXIT_DATA if len(bad) == len(table) else 0  # the rule: nothing read is exit 4
@@ -122,7 +122,7 @@ def _predict_pacs(args: argparse.Namespace) -> int:
     out.write(args.out, csv_text(table, for_people=True))
     bad = table[table["error"] != ""]
     for _, row in bad.iterrows():
-        print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
+        listed("unreadable", row["path"], row["error"])
     print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable -> {args.out}")
     return 0
 

@@ -53,7 +53,7 @@ from cxrlib.data.rows import (MANIFEST_COLUMNS, _rel, check_labels, extra_manife
                               extra_values, manifest_masks, manifest_row)
 from cxrlib.data.layouts import (LAYOUTS, DatasetError, find_layout, has_entries,
                       manifest_candidates, read_manifest_csv, subdirs)
-from cxrlib.data.roots import DatasetFolder, check_allowed, printable
+from cxrlib.data.roots import DatasetFolder, check_allowed, printable, utf8_name
 
 PROBLEM_COLUMNS = ["path", "reason", "rel_path", "label", "file_bytes", "digest"]
 ProgressFn = Callable[[int, int], None]
@@ -167,6 +167,9 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
     if bacterial not in ("exclude", "class"):
         raise ValueError("bacterial must be 'exclude' or 'class'")
     root = check_allowed(root)  # first: a refused folder is not even looked at
+    if not utf8_name(root):  # every film's path holds it: no table, CSV or run file could
+        raise DatasetError(f"dataset folder {printable(root)}: its path is not valid UTF-8; "
+                           "rename it to read it")
     min_side = min_film_side() if min_side is None else int(min_side)
     warnings: list[str] = []
     problems: list[dict] = []

@@ -213,7 +213,7 @@ def read_manifest_csv(path: Path, warnings: list[str]) -> dict[str, dict[str, st
     table: dict[str, dict[str, str]] = {}
     labels: dict[str, list[str]] = {}
     for row in rows:
-        key = (row.pop("file") or "").replace("\\", "/").removeprefix("./")
+        key = listed_key(str(path.parent), row.pop("file") or "")
         table.setdefault(key, {k: v or "" for k, v in row.items() if k is not None})
         labels.setdefault(key, []).append(row.get("label") or "")
     for key, seen in labels.items():
@@ -224,6 +224,17 @@ def read_manifest_csv(path: Path, warnings: list[str]) -> dict[str, dict[str, st
     return table
 
 
+def listed_key(folder: str, file: str) -> str:
+    """The one spelling of a manifest's ``file``: ``\\`` as ``/``, normalised lexically (``./``,
+    ``//`` and ``x/..`` folded, as the film's path is in :func:`manifest_candidates`), relative
+    to ``folder``; a path that leads outside stays absolute (refused when the film is looked at)."""
+    if not file:
+        return file
+    path = os.path.normpath(os.path.join(folder, file.replace("\\", "/")))
+    prefix = os.path.join(folder, "")
+    return path[len(prefix):] if path.startswith(prefix) else path
+
+
 CONFLICT = "\0labels"
 """Key (not a column name a CSV can hold) of a manifest row whose file is listed with two labels."""
 
@@ -232,7 +243,7 @@ def manifest_unusable(path: Path, columns: list[str]) -> str:
     """Why a manifest.csv without a ``file`` column is ignored, naming a wrong separator."""
     header = ",".join(columns)
     for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
-        if sep in header and "file" in header.split(sep):
+        if sep in header and "file" in header.lower().split(sep):  # File;Label too
             return (f"{path.name} has no 'file' column: its header {header!r} is separated by "
                     f"{name}; separate columns by commas; ignored")
     return f"{path.name} has no 'file' column; ignored"

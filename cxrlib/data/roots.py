@@ -38,13 +38,26 @@ _KINDS = ((stat_.S_ISDIR, "a folder"), (stat_.S_ISFIFO, "a named pipe (FIFO)"),
 
 def printable(path: str | os.PathLike) -> str:
     """``path`` as text that any table, CSV or terminal takes: bytes that are not UTF-8 (held
-    as surrogates by Python) shown as ``\\xff``; a valid name is returned as it is."""
+    as surrogates by Python) shown as ``\\xff``, control characters (C0, DEL, C1) as Python
+    writes them (``\\n``, ``\\x1b``), so a name can neither split a line nor send a terminal
+    escape; any other name is returned as it is. Every file name the CLI prints goes through it."""
     text = os.fspath(path)
+    if not utf8_name(text):
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text.translate(_CONTROL)
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+
+
+def utf8_name(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is valid UTF-8 (a name that is not cannot be held by a table or CSV)."""
     try:
-        text.encode("utf-8")
-        return text
+        os.fspath(path).encode("utf-8")
+        return True
     except UnicodeEncodeError:
-        return os.fsencode(text).decode("utf-8", "backslashreplace")
+        return False
 
 
 def not_regular(st: os.stat_result) -> str | None:
@@ -129,7 +142,7 @@ class DatasetFolder:
         """:meth:`stat` of a file to open, also refusing a name that is not valid UTF-8
         (:data:`NOT_UTF8`: no table or CSV can hold it) and anything but a regular file
         (:func:`not_regular`)."""
-        if printable(path) != os.fspath(path):
+        if not utf8_name(path):
             return None, NOT_UTF8
         st, reason = self.stat(path)
         return (None, not_regular(st)) if st is not None and not_regular(st) else (st, reason)

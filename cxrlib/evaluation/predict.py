@@ -99,14 +99,14 @@ def image_files(inputs: str | Path | Iterable[str | Path],
     Raises:
         cxrlib.data.roots.FolderNotAllowed: an input outside ``CXR_DATA_ROOTS`` (when set).
     """
-    from cxrlib.data.roots import NOT_UTF8, check_allowed, not_regular, printable  # noqa: PLC0415
+    from cxrlib.data.roots import NOT_UTF8, check_allowed, not_regular, printable, utf8_name  # noqa: PLC0415
 
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     found: list[Path] = []
     skipped = [] if left_out is None else left_out
     for item in map(Path, items):
         check_allowed(item)
-        if printable(item) != str(item):
+        if not utf8_name(item):
             skipped.append({"path": printable(item), "reason": NOT_UTF8})
         elif item.is_dir():
             found.extend(_folder_images(item, skipped))
