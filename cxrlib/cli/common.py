@@ -29,6 +29,10 @@ class UsageError(Exception):
     """A flag or value the user gave that cannot work (exit code 2)."""
 
 
+class NoInputFiles(ValueError):
+    """None of a command's inputs held an image file (exit code 4: nothing could be read)."""
+
+
 def data_error_message(exc: BaseException) -> str | None:
     """The one-line message of an error that is about the user's data, or None for a bug."""
     if isinstance(exc, KeyError) and type(exc).__name__ == "RunNotFound":
@@ -94,7 +98,8 @@ def warn(message: str) -> None:
 def input_files(inputs) -> tuple[list, list[dict]]:
     """``(image files, files left out)`` of ``inputs`` (files and folders;
     :func:`cxrlib.evaluation.predict.image_files`), each file left out listed on stderr with its
-    reason; no image file at all says so too."""
+    reason; no image file at all is :class:`NoInputFiles` (exit 4, as for every command that
+    could read none of its inputs)."""
     from cxrlib.evaluation.predict import image_files  # noqa: PLC0415
 
     left_out: list[dict] = []
@@ -102,5 +107,5 @@ def input_files(inputs) -> tuple[list, list[dict]]:
     for row in left_out:
         print(f"left out: {row['path']}: {row['reason']}", file=sys.stderr)
     if not files:
-        print("no image files found", file=sys.stderr)
+        raise NoInputFiles("no image files found")
     return files, left_out

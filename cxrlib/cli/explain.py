@@ -149,8 +149,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
         return explain_pacs(source, args, settings, output=output, write=write, csv_name=CSV_NAME)
     files, left_out = input_files(args.inputs)
-    if not files:
-        return EXIT_DATA
     names = output_names(args.inputs, files)
     output = UserOutput(overwrite=args.overwrite, inputs=[*args.inputs, *files])
     output.check(args.out, folder=True)

@@ -102,8 +102,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not item.exists() and not item.is_symlink():
             raise FileNotFoundError(errno.ENOENT, "no such film file or folder", str(item))
     files, _ = input_files(args.files)  # the CXR_DATA_ROOTS check and the folder rules of predict
-    if not files:
-        raise UsageError("no film files given (folders held no images)")
     used: set[str] = set()
     names = [_unique(f"{path.stem}.png", used) for path in files]
     # one rule for every output (cxrlib.core.outputs.UserOutput): a mask never replaces a film

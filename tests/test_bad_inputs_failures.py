@@ -1,0 +1,61 @@
+"""Bad inputs found by a hostile-input hunt: what failed, and the one line the user sees now.
+
+The standing suite is ``test_bad_inputs.py`` (its helpers and its autouse ``fresh`` fixture are
+imported from there); inputs are generated, as there (``tests/bad_files.py``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import test_bad_inputs as standing
+from test_bad_inputs import FIFO_REASON, NOT_UTF8, NOT_UTF8_REASON, _tiny_keras, run_cli
+
+fresh = standing.fresh  # the standing suite's autouse fixture: a fresh workspace, no data roots
+
+
+# ------------------------------------------------ one rule: nothing read is exit 4, for lungs too
+def _empty(folder: Path) -> tuple[Path, list[str]]:
+    folder.mkdir()
+    return folder, []
+
+
+def _only_fifo(folder: Path) -> tuple[Path, list[str]]:
+    folder.mkdir()
+    os.mkfifo(folder / "p.jpg")
+    return folder, [f"left out: {folder / 'p.jpg'}: {FIFO_REASON}"]
+
+
+def _only_non_utf8(folder: Path) -> tuple[Path, list[str]]:
+    folder.mkdir()
+    Path(os.fsdecode(os.fsencode(folder) + b"/" + NOT_UTF8)).write_bytes(b"\x89PNG")
+    return folder, [f"left out: {folder}/bad\\xff.png: {NOT_UTF8_REASON}"]
+
+
+def _folder_named_png(folder: Path) -> tuple[Path, list[str]]:
+    (folder / "dir.png").mkdir(parents=True)
+    return folder / "dir.png", []
+
+
+def _dev_zero(folder: Path) -> tuple[Path, list[str]]:
+    return Path("/dev/zero"), ["left out: /dev/zero: "]
+
+
+@pytest.mark.parametrize("case", [_empty, _only_fifo, _only_non_utf8, _folder_named_png, _dev_zero])
+def test_no_film_found_is_exit_4_for_lungs_predict_as_for_predict_and_explain(tmp_path, capsys, case):
+    """docs/cli.md: "A command that could read none of its inputs exits 4". ``lungs predict``
+    exited 2 ("no film files given") where predict and explain exited 4."""
+    given, listed = case(tmp_path / "in")
+    model = _tiny_keras(tmp_path)
+    for argv in (("predict", model, given, "--out", tmp_path / "p.csv"),
+                 ("explain", model, given, "--out", tmp_path / "e"),
+                 ("lungs", "predict", given, "--out", tmp_path / "m")):
+        rc, _, err = run_cli(capsys, *argv)
+        lines = err.splitlines()
+        assert rc == 4 and lines[-1] == "error: no image files found", (argv[0], rc, err)
+        assert all(any(line.startswith(want) for line in lines) for want in listed), err
+        assert "Traceback" not in err
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "e").exists()
+    assert not (tmp_path / "m").exists()
