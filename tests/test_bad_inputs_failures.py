@@ -5,11 +5,13 @@ imported from there); inputs are generated, as there (``tests/bad_files.py``).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
+import bad_files as bf
 import test_bad_inputs as standing
 from test_bad_inputs import FIFO_REASON, NOT_UTF8, NOT_UTF8_REASON, _tiny_keras, run_cli
 
@@ -59,3 +61,21 @@ def test_no_film_found_is_exit_4_for_lungs_predict_as_for_predict_and_explain(tm
         assert "Traceback" not in err
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "e").exists()
     assert not (tmp_path / "m").exists()
+
+
+# ------------------------------------------------ one shortener of long output names, for masks too
+def test_lungs_predict_keeps_two_251_byte_film_names_apart_within_255_bytes(tmp_path, capsys):
+    """Two films ``1/<251 q>.jpg`` and ``2/<251 q>.jpg``: the second mask was named
+    ``<251 q>__2.png`` (258 bytes): "file name too long", exit 4, one mask written. Masks are
+    named by explain's shortener now: a long name cut and given a hash of the whole, then made
+    unique."""
+    stem = "q" * 251
+    for i in (1, 2):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / f"{stem}.jpg").write_bytes(bf.good_png(70 + i))
+    rc, out, err = run_cli(capsys, "lungs", "predict", tmp_path / "1", tmp_path / "2", "--out", tmp_path / "m")
+    assert rc == 0 and "Traceback" not in err, err
+    short = "q" * 184 + "~" + hashlib.sha256(stem.encode()).hexdigest()[:12]  # as explain's overlays
+    assert sorted(os.listdir(tmp_path / "m")) == [f"{short}-2.png", f"{short}.png"]
+    assert all(len(os.fsencode(n)) <= 255 for n in os.listdir(tmp_path / "m"))
+    assert f"{tmp_path / 'm' / short}.png " in out and f"{tmp_path / 'm' / short}-2.png " in out

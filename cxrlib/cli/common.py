@@ -109,3 +109,37 @@ def input_files(inputs) -> tuple[list, list[dict]]:
     if not files:
         raise NoInputFiles("no image files found")
     return files, left_out
+
+
+NAME_BYTES = 200
+"""The longest output name part kept whole (bytes): with ``-<k>`` and ``-<method>.png`` it must stay
+within the file system's 255 bytes a name."""
+
+
+def output_names(inputs, files) -> list[str]:
+    """Per file, its output's path under ``--out`` without suffix (explain's overlays, lungs'
+    masks): its path relative to the folder of ``inputs`` it was found in (a file given by name,
+    or no folders given: its name), made unique; a part too long for a file name is cut and
+    given a hash of the whole, so two long names stay two."""
+    folders = [Path(i).resolve() for i in inputs if Path(i).is_dir()]
+    names, seen = [], set()
+    for f in map(Path, files):
+        base = next((d for d in folders if d in f.resolve().parents), None)
+        stem = (f.resolve().relative_to(base) if base else Path(f.name)).with_suffix("")
+        stem = "/".join(_short(part) for part in stem.parts)
+        name, k = stem, 2
+        while name in seen:
+            name, k = f"{stem}-{k}", k + 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _short(part: str) -> str:
+    raw = os.fsencode(part)
+    if len(raw) <= NAME_BYTES:
+        return part
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return os.fsdecode(raw[:NAME_BYTES - 16]).rstrip() + f"~{digest}"
