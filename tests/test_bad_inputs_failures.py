@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
+import app_fixtures
 import bad_files as bf
 import test_bad_inputs as standing
 from test_bad_inputs import FIFO_REASON, NOT_UTF8, NOT_UTF8_REASON, _tiny_keras, run_cli
 
 fresh = standing.fresh  # the standing suite's autouse fixture: a fresh workspace, no data roots
+small_fs = standing.small_fs  # a small tmpfs as root (disk full), skipped with the reason otherwise
+app_workspace, trained_run = app_fixtures.app_workspace, app_fixtures.trained_run  # a tiny run, trained once
 
 
 # ------------------------------------------------ one rule: nothing read is exit 4, for lungs too
@@ -79,3 +82,15 @@ def test_lungs_predict_keeps_two_251_byte_film_names_apart_within_255_bytes(tmp_
     assert sorted(os.listdir(tmp_path / "m")) == [f"{short}-2.png", f"{short}.png"]
     assert all(len(os.fsencode(n)) <= 255 for n in os.listdir(tmp_path / "m"))
     assert f"{tmp_path / 'm' / short}.png " in out and f"{tmp_path / 'm' / short}-2.png " in out
+
+
+# ------------------------------------------------ a full disk under TensorFlow's own writers
+@pytest.mark.parametrize("fmt, name", [("savedmodel", "saved_model"), ("tflite", "model.tflite")])
+def test_export_on_a_full_disk_is_one_line_exit_4_naming_the_users_path(trained_run, tmp_path, capsys,
+                                                                        small_fs, fmt, name):
+    """A 64 KiB file system: TensorFlow's SavedModel writer raised ResourceExhaustedError
+    (a 40-line traceback naming a hidden ``.saved_model.partial-...`` folder, exit 1)."""
+    out = small_fs("size=64k") / "export"
+    rc, _, err = run_cli(capsys, "export", trained_run.id, "--format", fmt, "--out", out)
+    assert rc == 4 and err.splitlines() == [f"error: cannot write {out / name}: no space left on the device"], err
+    assert os.listdir(out) == []  # no hidden temporary left behind
