@@ -94,3 +94,41 @@ def test_export_on_a_full_disk_is_one_line_exit_4_naming_the_users_path(trained_
     rc, _, err = run_cli(capsys, "export", trained_run.id, "--format", fmt, "--out", out)
     assert rc == 4 and err.splitlines() == [f"error: cannot write {out / name}: no space left on the device"], err
     assert os.listdir(out) == []  # no hidden temporary left behind
+
+
+# ------------------------------------------------ a foreground run that fails: one line, the real reason
+TRAIN = ("train", "--model", "tiny", "--weights", "random", "--mode", "head", "--epochs", "1",
+         "--size", "32", "--steps", "none")
+
+
+def _assert_one_line_failure(err: str, line: str) -> None:
+    assert "Traceback" not in err and err.splitlines()[-1] == line, err
+    assert [e for e in err.splitlines() if e.startswith("error:")] == [line], err
+
+
+def test_train_on_identical_films_fails_in_one_line_exit_4_without_a_log_that_is_not_there(tmp_path, capsys):
+    """Every film the same bytes: one duplicate cluster, so the grouped split leaves no test side.
+    The run printed a traceback, then "error: ValueError: ... (log: .../log.txt)", a log a
+    foreground run never writes; exit 1. A data error found before training is exit 4."""
+    root = tmp_path / "same"
+    for label in ("COVID-19", "Normal", "Viral Pneumonia"):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            (root / label / f"{i}.png").write_bytes(bf.good_png(5))
+    rc, out, err = run_cli(capsys, *TRAIN, "--data", root)
+    assert rc == 4 and "state failed" in out, (rc, out)
+    _assert_one_line_failure(err, "error: the split left no training or no test images")
+
+
+def test_train_with_a_workspace_on_a_full_disk_fails_in_one_line_exit_4(tmp_path, capsys, small_fs, monkeypatch):
+    """A cache write of the run (film_scan._save) on a full disk: a traceback, then a log that
+    is not there; exit 1. An OS error is exit 4, one line naming the folder, never a temporary."""
+    root = standing.dataset(tmp_path / "ds", per_class=6)
+    ws = small_fs("size=64k") / "ws"
+    monkeypatch.setenv("CXR_WORKSPACE", str(ws))
+    rc, out, err = run_cli(capsys, *TRAIN, "--data", root)
+    assert rc == 4 and "state failed" in out, (rc, out, err)
+    line = err.splitlines()[-1]
+    _assert_one_line_failure(err, line)
+    assert line.startswith(f"error: {ws / 'models'}/") and line.endswith(": no space left on the device")
+    assert "/." not in line and "(log:" not in line  # no hidden temporary, no log that is not there

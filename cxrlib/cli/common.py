@@ -53,6 +53,17 @@ def data_error_message(exc: BaseException) -> str | None:
     return None
 
 
+def report_failed_run(run, status: dict, errors: list) -> int:
+    """Say in one line on stderr why ``run`` failed, and return the exit code: a data or OS
+    error (:func:`data_error_message` of the error it failed with here, in ``errors``) is 4, any
+    other failure 1 (a run failed). Its log is named only when there is one (a run trained in
+    the foreground writes none; its traceback is in status.json)."""
+    message = data_error_message(errors[0]) if errors else None
+    log = f" (log: {run.log_path})" if run.log_path.is_file() else ""
+    print(f"error: {message or status.get('error')}{log}", file=sys.stderr)
+    return EXIT_FAILED if message is None else EXIT_DATA
+
+
 def scan(root: str | Path, bacterial: str):
     """:func:`cxrlib.data.datasets.scan_dataset` with a progress bar on stderr, then the dataset's
     warnings (empty or unreadable class folders, skipped folders, manifest disagreements) there."""
