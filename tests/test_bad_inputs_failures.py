@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,61 @@ def test_train_with_a_workspace_on_a_full_disk_fails_in_one_line_exit_4(tmp_path
     _assert_one_line_failure(err, line)
     assert line.startswith(f"error: {ws / 'models'}/") and line.endswith(": no space left on the device")
     assert "/." not in line and "(log:" not in line  # no hidden temporary, no log that is not there
+
+
+# ------------------------------------------------ DICOM results of anonymised films
+ANONYMISED_AWAY = ("PatientBirthDate", "AccessionNumber", "PatientSex", "StudyDate", "StudyTime",
+                   "StudyID", "ReferringPhysicianName")
+"""Type 2 attributes of the patient and study modules that anonymisers often remove whole."""
+
+
+def test_explain_dicom_out_writes_results_of_a_film_without_birth_date_or_accession(
+        trained_run, tmp_path, capsys):
+    """A DICOM film without PatientBirthDate / AccessionNumber (common once anonymised): the
+    results writer raised AttributeError, "warning: no DICOM results ...", nothing written,
+    exit 0. Type 2 attributes may be empty: they are written empty and the results are kept."""
+    import pydicom
+
+    from cxrlib.dicom.films import film_to_dicom
+
+    (tmp_path / "films").mkdir()
+    ds = film_to_dicom(bf.chest(21, 96, 96), patient_id="ANON-7", patient_name="")
+    for keyword in ANONYMISED_AWAY:
+        delattr(ds, keyword)
+    ds.save_as(tmp_path / "films" / "anon.dcm", enforce_file_format=True)
+    dcm = tmp_path / "dicom"
+    rc, out, err = run_cli(capsys, "explain", trained_run.id, tmp_path / "films", "--out", tmp_path / "o",
+                           "--dicom-out", dcm, "--deletion-steps", "0", "--method", "gradcam")
+    assert rc == 0 and "warning" not in err and "Traceback" not in err, err
+    written = sorted((dcm / "anon").glob("*.dcm"))
+    assert {"report-sr.dcm", "overlay-sc.dcm", "heatmap-seg.dcm"} <= {p.name for p in written}, written
+    assert f"{len(written)} DICOM result objects -> {dcm}" in out
+    for path in written:
+        obj = pydicom.dcmread(path)
+        assert obj.PatientID == "ANON-7" and obj.StudyInstanceUID == ds.StudyInstanceUID
+        assert all(obj.get(keyword, "") in ("", None) for keyword in ANONYMISED_AWAY), path
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools' dciodvfy is not installed")
+def test_results_of_an_anonymised_film_pass_the_validator_and_leave_the_film_as_it_was(tmp_path):
+    """The validator (dciodvfy) finds no error in the objects of a film without the attributes
+    (empty type 2 values are valid), and the film's own dataset gains none of them."""
+    import numpy as np
+
+    from cxrlib.dicom.films import film_to_dicom
+    from cxrlib.dicom.report import build_results
+    from cxrlib.dicom.results import FilmFindings
+
+    film = film_to_dicom(bf.chest(22, 64, 48), patient_id="ANON-8")
+    for keyword in ANONYMISED_AWAY:
+        delattr(film, keyword)
+    findings = FilmFindings(["COVID-19", "Normal"], [0.25, 0.75], "run1", "tiny", "gradcam",
+                            "conv", 0.6, "predicted", False)
+    mask = np.zeros((64, 48), bool)
+    mask[10:50, 5:20] = True
+    objects = build_results(film, findings, heatmap=np.full((64, 48), 0.5),
+                            overlay=np.dstack([bf.chest(23, 64, 48)] * 3), lung_mask=mask)
+    assert not [k for k in ANONYMISED_AWAY if k in film]
+    for path in objects.write(tmp_path):
+        text = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True).stderr
+        assert not [line for line in text.splitlines() if line.startswith("Error")], (path.name, text)
