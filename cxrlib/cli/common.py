@@ -29,6 +29,10 @@ class UsageError(Exception):
     """A flag or value the user gave that cannot work (exit code 2)."""
 
 
+class NoInputFiles(ValueError):
+    """None of a command's inputs held an image file (exit code 4: nothing could be read)."""
+
+
 def data_error_message(exc: BaseException) -> str | None:
     """The one-line message of an error that is about the user's data, or None for a bug."""
     if isinstance(exc, KeyError) and type(exc).__name__ == "RunNotFound":
@@ -47,6 +51,17 @@ def data_error_message(exc: BaseException) -> str | None:
             name = os.path.dirname(name)
         return f"{name}: {os_reason(exc)}" if name else os_reason(exc)
     return None
+
+
+def report_failed_run(run, status: dict, errors: list) -> int:
+    """Say in one line on stderr why ``run`` failed, and return the exit code: a data or OS
+    error (:func:`data_error_message` of the error it failed with here, in ``errors``) is 4, any
+    other failure 1 (a run failed). Its log is named only when there is one (a run trained in
+    the foreground writes none; its traceback is in status.json)."""
+    message = data_error_message(errors[0]) if errors else None
+    log = f" (log: {run.log_path})" if run.log_path.is_file() else ""
+    print(f"error: {message or status.get('error')}{log}", file=sys.stderr)
+    return EXIT_FAILED if message is None else EXIT_DATA
 
 
 def scan(root: str | Path, bacterial: str):
@@ -105,7 +120,8 @@ def listed(kind: str, path: Any, reason: str) -> None:
 def input_files(inputs) -> tuple[list, list[dict]]:
     """``(image files, files left out)`` of ``inputs`` (files and folders;
     :func:`cxrlib.evaluation.predict.image_files`), each file left out listed on stderr with its
-    reason; no image file at all says so too."""
+    reason; no image file at all is :class:`NoInputFiles` (exit 4, as for every command that
+    could read none of its inputs)."""
     from cxrlib.evaluation.predict import image_files  # noqa: PLC0415
 
     left_out: list[dict] = []
@@ -113,5 +129,39 @@ def input_files(inputs) -> tuple[list, list[dict]]:
     for row in left_out:
         listed("left out", row["path"], row["reason"])
     if not files:
-        print("no image files found", file=sys.stderr)
+        raise NoInputFiles("no image files found")
     return files, left_out
+
+
+NAME_BYTES = 200
+"""The longest output name part kept whole (bytes): with ``-<k>`` and ``-<method>.png`` it must stay
+within the file system's 255 bytes a name."""
+
+
+def output_names(inputs, files) -> list[str]:
+    """Per file, its output's path under ``--out`` without suffix (explain's overlays, lungs'
+    masks): its path relative to the folder of ``inputs`` it was found in (a file given by name,
+    or no folders given: its name), made unique; a part too long for a file name is cut and
+    given a hash of the whole, so two long names stay two."""
+    folders = [Path(i).resolve() for i in inputs if Path(i).is_dir()]
+    names, seen = [], set()
+    for f in map(Path, files):
+        base = next((d for d in folders if d in f.resolve().parents), None)
+        stem = (f.resolve().relative_to(base) if base else Path(f.name)).with_suffix("")
+        stem = "/".join(_short(part) for part in stem.parts)
+        name, k = stem, 2
+        while name in seen:
+            name, k = f"{stem}-{k}", k + 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _short(part: str) -> str:
+    raw = os.fsencode(part)
+    if len(raw) <= NAME_BYTES:
+        return part
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return os.fsdecode(raw[:NAME_BYTES - 16]).rstrip() + f"~{digest}"

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, listed
+from cxrlib.cli.common import (EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, listed,
+                               output_names)
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import ExplainConfig
 from cxrlib.core.csvio import RowWriter
@@ -77,39 +77,6 @@ def _target(value: str | None, classes) -> int | None:
                      f"or an index 0-{len(names) - 1}")
 
 
-NAME_BYTES = 200
-"""The longest overlay name part kept whole (bytes): with ``-<method>.png`` it must stay within
-the file system's 255 bytes a name."""
-
-
-def output_names(inputs, files) -> list[str]:
-    """Per file, its overlay's path under ``--out`` without suffix: its path relative to the
-    folder it was found in (a file given by name: its name), made unique; a part too long for
-    a file name is cut and given a hash of the whole, so two long names stay two."""
-    folders = [Path(i).resolve() for i in inputs if Path(i).is_dir()]
-    names, seen = [], set()
-    for f in map(Path, files):
-        base = next((d for d in folders if d in f.resolve().parents), None)
-        stem = (f.resolve().relative_to(base) if base else Path(f.name)).with_suffix("")
-        stem = "/".join(_short(part) for part in stem.parts)
-        name, k = stem, 2
-        while name in seen:
-            name, k = f"{stem}-{k}", k + 1
-        seen.add(name)
-        names.append(name)
-    return names
-
-
-def _short(part: str) -> str:
-    raw = os.fsencode(part)
-    if len(raw) <= NAME_BYTES:
-        return part
-    import hashlib  # noqa: PLC0415
-
-    digest = hashlib.sha256(raw).hexdigest()[:12]
-    return os.fsdecode(raw[:NAME_BYTES - 16]).rstrip() + f"~{digest}"
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     from cxrlib.cli.predict import _resolve_model  # noqa: PLC0415
     from cxrlib.core.config import ExplainConfig  # noqa: PLC0415
@@ -149,8 +116,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
         return explain_pacs(source, args, settings, output=output, write=write, csv_name=CSV_NAME)
     files, left_out = input_files(args.inputs)
-    if not files:
-        return EXIT_DATA
     names = output_names(args.inputs, files)
     output = UserOutput(overwrite=args.overwrite, inputs=[*args.inputs, *files])
     output.check(args.out, folder=True)

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import OVERWRITE_HELP, UsageError, input_files, listed, print_table
+from cxrlib.cli.common import (OVERWRITE_HELP, UsageError, input_files, listed, output_names,
+                               print_table)
 from cxrlib.core import paths
 from cxrlib.core.csvio import csv_text
 from cxrlib.core.fsutil import write_text_atomic
@@ -102,10 +103,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not item.exists() and not item.is_symlink():
             raise FileNotFoundError(errno.ENOENT, "no such film file or folder", str(item))
     files, _ = input_files(args.files)  # the CXR_DATA_ROOTS check and the folder rules of predict
-    if not files:
-        raise UsageError("no film files given (folders held no images)")
-    used: set[str] = set()
-    names = [_unique(f"{path.stem}.png", used) for path in files]
+    # flat (no folders given): one mask per film name, long ones shortened, all kept apart
+    names = [f"{name}.png" for name in output_names([], files)]
     # one rule for every output (cxrlib.core.outputs.UserOutput): a mask never replaces a film
     # of this command, nor, without --overwrite, any file already there (e.g. human masks)
     out = UserOutput(overwrite=args.overwrite, inputs=files)
@@ -134,14 +133,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"none of the {len(files)} films could be read (listed above)")
     print_table(rows)
     return 0
-
-
-def _unique(name: str, used: set[str]) -> str:
-    stem, k = name[:-4], 2
-    while name in used:  # two films with one file name (different folders): keep both masks
-        name, k = f"{stem}__{k}.png", k + 1
-    used.add(name)
-    return name
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

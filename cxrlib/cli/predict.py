@@ -89,8 +89,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_pacs(args)
     source = _resolve_model(args.model)
     files, left_out = input_files(args.inputs)
-    if not files:
-        return EXIT_DATA
     out = UserOutput(overwrite=args.overwrite, inputs=[*args.inputs, *files])
     out.check(args.out)  # before any work
     bar = ProgressBar("predict")

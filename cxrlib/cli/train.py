@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from cxrlib.cli.common import EXIT_CANCELLED, EXIT_FAILED, UsageError, scan, warn
+from cxrlib.cli.common import (EXIT_CANCELLED, EXIT_FAILED, UsageError, report_failed_run, scan,
+                               warn)
 from cxrlib.cli.train_args import add_train_args as _add_train_args  # noqa: F401 (tests use it)
 from cxrlib.cli.workers import cluster_role, release_if_finished, train_worker
 from cxrlib.core import paths
@@ -197,8 +197,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     run = create_run(cfg, fingerprint)
     print(f"run {run.id}\nfolder {run.folder}", flush=True)
+    errors: list[Exception] = []  # why the run failed here: reported in one line below
     with ProgressBar("train") as bar:
-        runner.train_foreground(cfg, fingerprint=fingerprint,
+        runner.train_foreground(cfg, fingerprint=fingerprint, on_error=errors.append,
                                 on_status=lambda s: bar.update(*status_line(s)))
     status = run.status()
     row = headline_row(headline(run))
@@ -212,7 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for film in cached_problems(dataset, cfg.preprocess) or []:  # decoding found what a scan cannot
         warn(f"left out of training: {film['rel_path']}: {film['reason']}")
     if status.get("error"):
-        print(f"error: {status['error']} (log: {run.log_path})", file=sys.stderr)
+        return report_failed_run(run, status, errors)
     return {"done": 0, "cancelled": EXIT_CANCELLED}.get(status.get("state"), EXIT_FAILED)
 
 

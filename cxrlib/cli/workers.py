@@ -51,7 +51,7 @@ def train_worker(cfg, fingerprint: str, role: cluster.Role, *, background: bool)
     Returns:
         The exit code: 0 when it ended done (or, with ``background``, was started).
     """
-    from cxrlib.cli.common import EXIT_FAILED  # noqa: PLC0415
+    from cxrlib.cli.common import EXIT_FAILED, report_failed_run  # noqa: PLC0415
     from cxrlib.cli.progress import ProgressBar, status_line  # noqa: PLC0415
     from cxrlib.runs import runner  # noqa: PLC0415
     from cxrlib.runs.registry import worker_run  # noqa: PLC0415
@@ -68,13 +68,14 @@ def train_worker(cfg, fingerprint: str, role: cluster.Role, *, background: bool)
     if background:
         runner.start(cfg, fingerprint=fingerprint, run=run)
         return 0
+    errors: list[Exception] = []
     with ProgressBar(f"train (worker {role.index})") as bar:
-        runner.train_foreground(cfg, fingerprint=fingerprint, run=run,
+        runner.train_foreground(cfg, fingerprint=fingerprint, run=run, on_error=errors.append,
                                 on_status=lambda s: bar.update(*status_line(s)))
     status = run.status()
     print(f"state {status.get('state')}")
     if status.get("error"):
-        print(f"error: {status['error']} (log: {run.log_path})")
+        return report_failed_run(run, status, errors)
     return 0 if status.get("state") == "done" else EXIT_FAILED
 
 

@@ -30,7 +30,8 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is renamed over ``target``.
 
     The temporary file lives in the same folder so that ``os.replace`` is an atomic rename.
-    On an exception the temporary file is removed and ``target`` is left as it was.
+    On an exception the temporary file is removed and ``target`` is left as it was; an OSError
+    that names no file (a write into the open temporary: disk full) is given ``target``'s name.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -38,8 +39,10 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # a write into an open file (disk
+            exc.filename = os.fspath(target)  # full): name the file it was for, not no file
         raise
 
 

@@ -4,6 +4,7 @@ system's refusals (:class:`WriteError`, exit 4). The atomic writes beneath it ar
 :mod:`cxrlib.core.fsutil`'s."""
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -44,21 +45,32 @@ def workspace_stores() -> list[str]:
                                            for s in ("", "-wal", "-shm", "-journal")]
 
 
+_REASONS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+            errno.EROFS: "read-only file system", errno.ENAMETOOLONG: "file name too long",
+            errno.EISDIR: "it is a folder, not a file", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied"}
+
+
 def os_reason(exc: OSError) -> str:
     """Why the system refused, in a few words (no file name: temporaries stay unnamed)."""
-    import errno  # noqa: PLC0415
+    return _REASONS.get(exc.errno, exc.strerror or type(exc).__name__)
 
-    return {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-              errno.EROFS: "read-only file system", errno.ENAMETOOLONG: "file name too long",
-              errno.EISDIR: "it is a folder, not a file", errno.EACCES: "permission denied",
-              errno.EPERM: "permission denied"}.get(exc.errno, exc.strerror or type(exc).__name__)
+
+def os_error_of(exc: BaseException) -> OSError | None:
+    """The system's refusal behind ``exc``: itself when an OSError, else one of :func:`os_reason`'s
+    refusals that a library reported in its own words, which end with the C library's text
+    (TensorFlow's writers: ``ResourceExhaustedError: ...; No space left on device``); None when
+    ``exc`` is no refusal of the system."""
+    if isinstance(exc, OSError):
+        return exc
+    text = str(exc)
+    found = next((n for n in _REASONS if os.strerror(n) in text), None)
+    return None if found is None else OSError(found, os.strerror(found))
 
 
 def _about_the_write(exc: OSError, tmp: Path, target: Path) -> bool:
     """Whether ``exc``, raised while an output was filled and put in place, is about writing it:
     it names the temporary or the target, or it names no file and says the disk refused."""
-    import errno  # noqa: PLC0415
-
     if exc.filename is not None:
         return os.fsdecode(exc.filename) in (str(tmp), str(target))
     return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)

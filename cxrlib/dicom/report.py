@@ -74,7 +74,10 @@ def read_report(ds) -> dict[str, object]:
 def build_results(source, findings: FilmFindings, *, heatmap: np.ndarray | None = None,
                   overlay: np.ndarray | None = None, lung_mask: np.ndarray | None = None,
                   lung_quality: float | None = None, target: str | None = None) -> ResultObjects:
-    """All result objects of one film (those whose input is None are left out; the SR always)."""
+    """All result objects of one film (those whose input is None are left out; the SR always).
+    A type 2 attribute of the film's patient or study that is missing (:data:`TYPE_2_IDENTITY`,
+    often removed whole by anonymisers) is written empty, as type 2 allows."""
+    source = _with_type_2_identity(source)
     target = target or findings.predicted
     return ResultObjects(
         report=structured_report(source, findings),
@@ -83,3 +86,26 @@ def build_results(source, findings: FilmFindings, *, heatmap: np.ndarray | None 
         overlay_sc=None if overlay is None else overlay_sc(source, overlay),
         lung_seg=None if lung_mask is None else lung_mask_seg(
             source, lung_mask, quality=lung_quality, flagged=findings.mask_flagged))
+
+
+TYPE_2_IDENTITY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                   "StudyTime", "AccessionNumber", "StudyID", "ReferringPhysicianName")
+"""The type 2 attributes of the Patient and General Study modules (may be empty, must be there)
+that highdicom copies from a film into every object made from it."""
+
+
+def _with_type_2_identity(source):
+    """``source`` when it has every :data:`TYPE_2_IDENTITY` attribute; else a copy of it (its
+    elements shared, the film left as it was) with the missing ones empty."""
+    missing = [k for k in TYPE_2_IDENTITY if k not in source]
+    if not missing:
+        return source
+    from pydicom.dataset import Dataset  # noqa: PLC0415
+
+    view = Dataset()
+    view.update(source)
+    if hasattr(source, "file_meta"):
+        view.file_meta = source.file_meta
+    for keyword in missing:
+        setattr(view, keyword, "")
+    return view

@@ -12,9 +12,7 @@ import shutil
 from pathlib import Path
 
 from cxrlib.core.fsutil import json_text, partial_folder
-
-
-from cxrlib.core.outputs import OutputRefused, UserOutput
+from cxrlib.core.outputs import OutputRefused, UserOutput, WriteError, os_error_of, write_error
 
 FORMATS = ("savedmodel", "tflite")
 
@@ -43,6 +41,8 @@ def export_model(model, fmt: str, out_dir: str | Path, *, classes, preprocess: d
     Raises:
         ValueError: for an unknown format.
         OutputRefused: an output exists (without overwrite) or may not be written.
+        WriteError: the system refused the write (disk full, read-only...), TensorFlow's
+            writers included; it names the user's path, never the hidden build folder.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
@@ -58,17 +58,23 @@ def export_model(model, fmt: str, out_dir: str | Path, *, classes, preprocess: d
     from cxrlib.core.tfsetup import tf  # noqa: PLC0415
 
     output.folder(out)
-    with partial_folder(saved) as staging:
-        model.export(str(staging), format="tf_saved_model", verbose=False)
-        if fmt == "savedmodel":
-            _check_saved_model_folder(saved, output)  # again: the export took a while
-            old = saved.with_name(f".saved_model.replaced-{os.getpid()}")
-            if saved.exists():
-                os.replace(saved, old)
-            os.replace(staging, saved)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            output.write(target, tf().lite.TFLiteConverter.from_saved_model(str(staging)).convert())
+    try:
+        with partial_folder(saved) as staging:
+            model.export(str(staging), format="tf_saved_model", verbose=False)
+            if fmt == "savedmodel":
+                _check_saved_model_folder(saved, output)  # again: the export took a while
+                old = saved.with_name(f".saved_model.replaced-{os.getpid()}")
+                if saved.exists():
+                    os.replace(saved, old)
+                os.replace(staging, saved)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                output.write(target, tf().lite.TFLiteConverter.from_saved_model(str(staging)).convert())
+    except Exception as exc:  # TensorFlow's writers say "disk full" in errors of their own
+        refusal = os_error_of(exc)
+        if refusal is None or isinstance(exc, (WriteError, OutputRefused)):
+            raise
+        raise write_error(target, refusal) from exc  # the user's path, not the hidden build folder
     output.write(out / "cxr_model.json", json_text({
         "format": fmt, "file": target.name, "run_id": run_id, "classes": list(classes),
         "input": {"shape": [None, *map(int, model.input_shape[1:])], "dtype": "float32",

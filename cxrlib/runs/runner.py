@@ -112,13 +112,16 @@ class _Terminated(BaseException):
     """Raised in the training process by SIGTERM (a forced cancel)."""
 
 
-def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | None = None) -> int:
+def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | None = None,
+                on_error: Callable[[Exception], None] | None = None) -> int:
     """Body of the training process: hold the run lock, train, record how it ended.
 
     Args:
         run: an existing run folder.
         lock_wait: seconds to wait for the run lock (a reader may probe it for a moment).
         lock: the run lock when the caller already holds it (it is released at the end).
+        on_error: given the error a failed run recorded (its traceback is in status.json), to
+            report it; without it the traceback goes to stderr (a spawned run's log.txt).
 
     Returns:
         Process exit code: 0 done or cancelled, 1 failed, 3 another process holds the run.
@@ -155,10 +158,13 @@ def execute_run(run: Run, *, lock_wait: float = LOCK_WAIT_S, lock: RunLock | Non
                              resumable=run.has_checkpoint())
             return 1
         except Exception as exc:  # the run records any failure; the process reports it
-            traceback.print_exc()
+            if on_error is None:
+                traceback.print_exc()
             run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}",
                              traceback=traceback.format_exc(limit=20), finished=now_iso(),
                              resumable=run.has_checkpoint())
+            if on_error is not None:
+                on_error(exc)
             return 1
         state = run.raw_status().get("state")
         if state not in TERMINAL_STATES:
@@ -223,7 +229,8 @@ def _tensorboard(run: Run) -> None:
 
 def train_foreground(cfg: RunConfig, *, fingerprint: str | None = None,
                      on_status: Callable[[dict[str, Any]], None] | None = None,
-                     poll_s: float = 0.5, run: Run | None = None) -> Run:
+                     poll_s: float = 0.5, run: Run | None = None,
+                     on_error: Callable[[Exception], None] | None = None) -> Run:
     """Train ``cfg`` in this process (the CLI without ``--background``), reporting progress.
 
     A done run is returned at once and a run trained elsewhere is followed to its end, so this
@@ -235,6 +242,7 @@ def train_foreground(cfg: RunConfig, *, fingerprint: str | None = None,
         on_status: called with the status about every ``poll_s`` seconds and at the end.
         poll_s: progress polling period.
         run: the run folder when it is not the registry's (a worker's scratch copy).
+        on_error: given the error of a run that failed here (:func:`execute_run`).
     """
     fingerprint = fingerprint or dataset_fingerprint(cfg)
     run = run or create_run(cfg, fingerprint)
@@ -263,7 +271,7 @@ def train_foreground(cfg: RunConfig, *, fingerprint: str | None = None,
     follower = threading.Thread(target=_follow, name=f"progress-{run.id}", daemon=True)
     follower.start()
     try:
-        execute_run(run, lock=lock)
+        execute_run(run, lock=lock, on_error=on_error)
     finally:
         done.set()
         follower.join()
