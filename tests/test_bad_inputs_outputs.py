@@ -5,12 +5,25 @@ suite's, ``tests/test_bad_inputs.py``)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from test_bad_inputs import dataset, fresh, run_cli, snapshot
+from test_bad_inputs import _films, dataset, fresh, run_cli, snapshot
 
 pytestmark = pytest.mark.usefixtures(fresh.__name__)  # the standing suite's fresh workspace
+
+
+def _run_on(root: Path, fingerprint: str):
+    """A registered run (no model) whose config names ``root`` as its dataset: every refusal
+    here comes before any model is loaded."""
+    from cxrlib.core.config import RunConfig
+    from cxrlib.runs.registry import create_run
+
+    cfg = RunConfig()
+    run = create_run(cfg.replace(data=cfg.data.replace(root=str(root))), fingerprint)
+    run.write_status(state="done")
+    return run
 
 
 # ------------------------------------------------------------------ sweep --csv
@@ -33,4 +46,32 @@ def test_sweep_csv_never_replaces_its_spec_or_a_film_of_its_dataset(tmp_path, ca
     rc, out, err = run_cli(capsys, "sweep", spec, "--csv", film, "--overwrite")
     assert (rc, out) == (2, "") and err == (f"error: --csv {film} would write over or into the "
                                             f"dataset in {ds}; write it outside that folder\n")
+    assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------ the dataset of the run used
+def _argv(command: str, run, film: Path, target: Path) -> list:
+    return {"predict": ["predict", run.id, film, "--out", target],
+            "explain": ["explain", run.id, film, "--out", target],
+            "evaluate": ["evaluate", run.id, "--out-dir", target],
+            "export": ["export", run.id, "--format", "tflite", "--out", target],
+            "audit": ["audit", run.id, "--json", target]}[command]
+
+
+@pytest.mark.parametrize("command, name, flag", [
+    ("predict", "manifest.csv", "--out"), ("predict", "new.csv", "--out"),
+    ("explain", "Normal", "--out"), ("evaluate", "eval", "--out-dir"), ("export", "export", "--out"),
+    ("audit", "manifest.csv", "--json")])
+def test_no_output_of_a_command_lands_in_the_dataset_of_the_run_it_uses(
+        tmp_path, capsys, command, name, flag):
+    ds = dataset(tmp_path / "ds", per_class=2)
+    (ds / "manifest.csv").write_text("path,label\n")
+    run = _run_on(ds, "fp-own-dataset")
+    film = _films(tmp_path / "in") / "a.png"
+    target = ds / name
+    before = snapshot(tmp_path)
+    rc, out, err = run_cli(capsys, *_argv(command, run, film, target), "--overwrite")
+    assert (rc, out) == (2, "") and err.splitlines()[-1] == (
+        f"error: {flag} {target} would write over or into the dataset in {ds}; write it outside "
+        "that folder"), err
     assert snapshot(tmp_path) == before

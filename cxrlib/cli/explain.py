@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files
+from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, user_output
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import ExplainConfig
 from cxrlib.core.csvio import RowWriter
@@ -113,7 +113,6 @@ def _short(part: str) -> str:
 def cmd_explain(args: argparse.Namespace) -> int:
     from cxrlib.cli.predict import _resolve_model  # noqa: PLC0415
     from cxrlib.core.config import ExplainConfig  # noqa: PLC0415
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.explain.batch import (BatchSettings, columns, explain_files,  # noqa: PLC0415
                                       lung_segmenter, overlay_name)
 
@@ -139,7 +138,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if pacs:
         from cxrlib.cli.explain_dicom import explain_pacs  # noqa: PLC0415
 
-        output = UserOutput(overwrite=args.overwrite)
+        output = user_output(args, runs=[source])
         if args.out is not None:
             output.check(args.out, folder=True)
             output.check(args.out / CSV_NAME)
@@ -152,7 +151,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not files:
         return EXIT_DATA
     names = output_names(args.inputs, files)
-    output = UserOutput(overwrite=args.overwrite, inputs=[*args.inputs, *files])
+    output = user_output(args, inputs=[*args.inputs, *files], runs=[source])
     output.check(args.out, folder=True)
     for path in [args.out / CSV_NAME] + [args.out / overlay_name(n, args.method) for n in names]:
         output.check(path)  # before any work: an overlay never replaces a film, nor a file unasked
@@ -164,7 +163,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         from cxrlib.cli.explain_dicom import DicomFolder, results_output  # noqa: PLC0415
 
         on_film = DicomFolder(source, args.dicom_out, files, names,
-                              results_output(args, inputs=[*args.inputs, *files]))
+                              results_output(args, source, inputs=[*args.inputs, *files]))
     bar = ProgressBar(f"explain ({args.method})")
     rows = explain_files(source, files, names, args.out, settings, progress=bar.callback,
                          on_film=on_film, output=output)

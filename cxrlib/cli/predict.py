@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, warn
+from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, user_output, warn
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import PreprocessConfig, RunConfig
 
@@ -80,7 +80,6 @@ def _resolve_model(ref: str):
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cxrlib.core.csvio import csv_text  # noqa: PLC0415
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.evaluation.predict import predict_paths  # noqa: PLC0415
 
     from cxrlib.cli.pacs import uses_pacs  # noqa: PLC0415
@@ -91,7 +90,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files, left_out = input_files(args.inputs)
     if not files:
         return EXIT_DATA
-    out = UserOutput(overwrite=args.overwrite, inputs=[*args.inputs, *files])
+    out = user_output(args, inputs=[*args.inputs, *files], runs=[source])
     out.check(args.out)  # before any work
     bar = ProgressBar("predict")
     try:
@@ -111,11 +110,10 @@ def _predict_pacs(args: argparse.Namespace) -> int:
     """``predict --pacs URL --study UID``: the study's CR/DX films, retrieved into memory."""
     from cxrlib.cli.pacs import study_films  # noqa: PLC0415
     from cxrlib.core.csvio import csv_text  # noqa: PLC0415
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.dicom.pipeline import predict_datasets  # noqa: PLC0415
 
     source = _resolve_model(args.model)
-    out = UserOutput(overwrite=args.overwrite)
+    out = user_output(args, runs=[source])
     out.check(args.out)  # before the study is retrieved: the one rule of user-named outputs
     _, _, datasets = study_films(args)
     table = predict_datasets(source, datasets, batch_size=args.batch_size)
@@ -130,12 +128,10 @@ def _predict_pacs(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cxrlib.core.csvio import csv_text  # noqa: PLC0415
     from cxrlib.core.fsutil import json_text  # noqa: PLC0415
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     run = get_run(args.run)
-    data = [args.data] if args.data is not None else []
-    out = UserOutput(overwrite=args.overwrite, inputs=[*data, run.config.data.root], flag="--out-dir")
+    out = user_output(args, flag="--out-dir", inputs=[args.data], runs=[run])
     names = ["metrics.json", "predictions.csv"] + (["subgroups.csv"] if args.by else [])
     out.check(args.out_dir, folder=True)
     for name in names:  # before any work
