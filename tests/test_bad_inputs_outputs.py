@@ -5,11 +5,12 @@ suite's, ``tests/test_bad_inputs.py``)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from test_bad_inputs import _films, dataset, fresh, run_cli, snapshot
+from test_bad_inputs import _films, _tiny_keras, dataset, fresh, run_cli, snapshot
 
 pytestmark = pytest.mark.usefixtures(fresh.__name__)  # the standing suite's fresh workspace
 
@@ -75,3 +76,24 @@ def test_no_output_of_a_command_lands_in_the_dataset_of_the_run_it_uses(
         f"error: {flag} {target} would write over or into the dataset in {ds}; write it outside "
         "that folder"), err
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------ a run folder that is a link
+def test_the_real_folder_of_a_linked_run_is_a_workspace_store(tmp_path, capsys):
+    from cxrlib.core.outputs import OutputRefused, UserOutput
+
+    run = _run_on(dataset(tmp_path / "ds", per_class=2), "fp-linked")
+    elsewhere = tmp_path / "kept" / run.id
+    elsewhere.parent.mkdir()
+    shutil.move(run.folder, elsewhere)
+    run.folder.symlink_to(elsewhere)
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    before = snapshot(elsewhere)
+    target = elsewhere / "config.json"
+    rc, out, err = run_cli(capsys, "predict", model, films, "--out", target, "--overwrite")
+    assert (rc, out) == (2, "") and err.splitlines()[-1] == (
+        f"error: --out {target} is inside the workspace's own stores ({elsewhere}); choose a path "
+        "outside them"), err
+    with pytest.raises(OutputRefused, match="inside the workspace's own stores"):
+        UserOutput(overwrite=True).check(elsewhere / "new.csv")
+    assert snapshot(elsewhere) == before

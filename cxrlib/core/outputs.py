@@ -35,13 +35,19 @@ def landing(target: str | os.PathLike) -> str:
 
 
 def workspace_stores() -> list[str]:
-    """The workspace's own stores, resolved: ``models/`` (runs and caches) and the reviews
+    """The workspace's own stores, resolved: ``models/`` (runs and caches), the real folder of
+    each run folder that is a link to elsewhere (a layout ``delete`` supports), and the reviews
     database with its journal files. No user-named output may land there."""
     from cxrlib.core import paths  # noqa: PLC0415
 
     ws = os.path.realpath(paths.workspace())
-    return [os.path.join(ws, "models")] + [os.path.join(ws, "reviews.sqlite" + s)
-                                           for s in ("", "-wal", "-shm", "-journal")]
+    try:
+        with os.scandir(paths.runs_dir()) as entries:
+            linked = [os.path.realpath(e.path) for e in entries if e.is_symlink()]
+    except OSError:  # no runs folder yet (or unreadable: its runs cannot be used either)
+        linked = []
+    return [os.path.realpath(os.path.join(ws, "models")), *linked] + [
+        os.path.join(ws, "reviews.sqlite" + s) for s in ("", "-wal", "-shm", "-journal")]
 
 
 def os_reason(exc: OSError) -> str:
