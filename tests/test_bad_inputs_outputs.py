@@ -5,12 +5,15 @@ suite's, ``tests/test_bad_inputs.py``)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
 
 from test_bad_inputs import _films, _tiny_keras, dataset, fresh, run_cli, snapshot
+from cxrlib.core import paths
 
 pytestmark = pytest.mark.usefixtures(fresh.__name__)  # the standing suite's fresh workspace
 
@@ -97,3 +100,40 @@ def test_the_real_folder_of_a_linked_run_is_a_workspace_store(tmp_path, capsys):
     with pytest.raises(OutputRefused, match="inside the workspace's own stores"):
         UserOutput(overwrite=True).check(elsewhere / "new.csv")
     assert snapshot(elsewhere) == before
+
+
+# ------------------------------------------------------------------ not a regular file
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _device(path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a character device (like /dev/null) needs root")
+    os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+
+
+@pytest.mark.parametrize("make, is_kind", [(_fifo, stat.S_ISFIFO), (_device, stat.S_ISCHR)])
+def test_an_out_that_is_not_a_regular_file_is_refused_even_with_overwrite(
+        tmp_path, capsys, make, is_kind):
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    target = tmp_path / "special"
+    make(target)
+    rc, out, err = run_cli(capsys, "predict", model, films, "--out", target, "--overwrite")
+    assert (rc, out) == (2, "") and err.splitlines()[-1] == (
+        f"error: --out {target} is not a regular file (a device, FIFO or socket); choose another "
+        "path"), err
+    assert is_kind(os.lstat(target).st_mode)  # still what it was, not replaced by a file
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_a_link_named_as_out_is_still_replaced_and_its_target_kept(tmp_path, capsys):
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    kept = tmp_path / "kept.csv"
+    kept.write_text("mine\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(kept)
+    rc, _, err = run_cli(capsys, "predict", model, films, "--out", link, "--overwrite")
+    assert rc == 0, err
+    assert kept.read_text() == "mine\n" and not link.is_symlink() and "a.png" in link.read_text()
+    assert paths.workspace() not in link.resolve().parents

@@ -92,8 +92,9 @@ class UserOutput:
     * Even with ``overwrite`` it never writes over an input of the same command (a file, or an
       existing file inside an input folder), anything inside ``outside`` (a dataset folder the
       output must stay out of), or the workspace's own stores (:func:`workspace_stores`).
-    * A path that is a folder or a link where a file goes cannot be replaced (links are never
-      followed: a link is replaced itself, only with ``overwrite``).
+    * A path that is a folder where a file goes cannot be replaced, nor one that is not a
+      regular file (a device such as ``/dev/null``, a FIFO, a socket). Links are never
+      followed: a link is replaced itself, only with ``overwrite``.
     * The write is atomic (a hidden temporary beside it, renamed into place); without
       ``overwrite`` the final step is a hard link, so a file made meanwhile is not replaced.
     * A refusal raises :class:`OutputRefused` (exit 2); an OS error, or a folder where the file
@@ -144,6 +145,9 @@ class UserOutput:
         if os.path.lexists(target):
             if os.path.isdir(target) and not os.path.islink(target):
                 raise WriteError(f"cannot write {os.fsdecode(target)}: it is a folder, not a file")
+            if not (os.path.islink(target) or os.path.isfile(target)):  # never replace /dev/null
+                raise self._refuse(target, "is not a regular file (a device, FIFO or socket); "
+                                           "choose another path")
             if not self.overwrite:
                 raise self._refuse(target, "already exists; choose another path, or "
                                            "--overwrite to replace it")
