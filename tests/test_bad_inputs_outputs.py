@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+import app_fixtures
 from test_bad_inputs import _films, _tiny_keras, dataset, fresh, run_cli, snapshot
 from cxrlib.core import paths
 
 pytestmark = pytest.mark.usefixtures(fresh.__name__)  # the standing suite's fresh workspace
+app_workspace, trained_run = app_fixtures.app_workspace, app_fixtures.trained_run  # fixtures
 
 
 def _run_on(root: Path, fingerprint: str):
@@ -137,3 +139,11 @@ def test_a_link_named_as_out_is_still_replaced_and_its_target_kept(tmp_path, cap
     assert rc == 0, err
     assert kept.read_text() == "mine\n" and not link.is_symlink() and "a.png" in link.read_text()
     assert paths.workspace() not in link.resolve().parents
+
+
+# ------------------------------------------------------------------ nothing made before the checks
+def test_evaluate_refused_for_a_bad_by_leaves_no_out_dir(trained_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc, _, err = run_cli(capsys, "evaluate", trained_run.id, "--by", "no_such_column", "--out-dir", out)
+    assert rc == 2 and err.count("\n") == 1 and "no_such_column" in err, err
+    assert not out.exists() and os.listdir(tmp_path) == []

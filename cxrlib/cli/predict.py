@@ -137,17 +137,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name in names:  # before any work
         out.check(args.out_dir / name)
     metrics, frame = _evaluated(run, args)
-    out.folder(args.out_dir)
     if args.by:
         from cxrlib.evaluation.subgroups import subgroup_analysis, subgroups_csv  # noqa: PLC0415
 
         analysis = subgroup_analysis(frame, run.classes, args.by, n_boot=args.n_boot)
-        if analysis.skipped:
+        if analysis.skipped:  # refused before the folder is made: nothing left behind
             raise UsageError("; ".join(analysis.skipped.values()))
         table = analysis.table
         metrics["subgroups"] = {"by": list(args.by), "overall_ci": [analysis.overall["ci_low"],
                                                                    analysis.overall["ci_high"]],
                                 "flagged": int(table["flagged"].sum()), "worst": analysis.worst(3)}
+    out.folder(args.out_dir)
+    if args.by:
         out.write(args.out_dir / "subgroups.csv", subgroups_csv(analysis))
     out.write(args.out_dir / "metrics.json", json_text(metrics))
     out.write(args.out_dir / "predictions.csv", csv_text(frame, for_people=True))
