@@ -141,6 +141,22 @@ def test_a_link_named_as_out_is_still_replaced_and_its_target_kept(tmp_path, cap
     assert paths.workspace() not in link.resolve().parents
 
 
+# ------------------------------------------------------------------ a file where a folder must go
+@pytest.mark.parametrize("command", ["predict", "explain"])
+def test_an_out_below_a_file_is_refused_before_any_work_by_one_rule(tmp_path, capsys, command):
+    """Both commands: one line, exit 2 (the rule ``UserOutput.write_all`` already had)."""
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("mine")
+    target = blocker / "sub" / ("p.csv" if command == "predict" else "overlays")
+    before = snapshot(tmp_path)
+    rc, out, err = run_cli(capsys, command, model, films, "--out", target)
+    assert (rc, out) == (2, "") and err.splitlines()[-1] == (
+        f"error: --out {target} cannot be made: {blocker} is a file"), err
+    assert "━" not in err  # refused before any film was read
+    assert snapshot(tmp_path) == before
+
+
 # ------------------------------------------------------------------ nothing made before the checks
 def test_evaluate_refused_for_a_bad_by_leaves_no_out_dir(trained_run, tmp_path, capsys):
     out = tmp_path / "eval"

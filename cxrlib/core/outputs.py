@@ -80,6 +80,15 @@ def _identity(path: str | os.PathLike) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
+def _file_above(target: Path) -> Path | None:
+    """The nearest of ``target``'s folders that exists, when it is not a folder (a file, a
+    dangling link): nothing can be made below it."""
+    for parent in target.parents:
+        if os.path.lexists(parent):
+            return None if os.path.isdir(parent) else parent
+    return None
+
+
 def write_error(target: str | os.PathLike, exc: OSError) -> WriteError:
     """The one-line :class:`WriteError` of ``exc`` raised while writing ``target``."""
     return WriteError(f"cannot write {os.fsdecode(target)}: {os_reason(exc)}")
@@ -123,6 +132,9 @@ class UserOutput:
         checked again by :meth:`write`); it may exist, but not as a file.
         """
         target = Path(target)
+        blocker = _file_above(target)
+        if blocker is not None:  # found now, before any work, whatever the command
+            raise self._refuse(target, f"cannot be made: {blocker} is a file")
         # a folder's own links are followed (its files land in the real folder); a file's
         # last part is not (the atomic rename replaces a link, never writes through it)
         lands = os.path.realpath(target) if folder else landing(target)
