@@ -163,3 +163,18 @@ def test_evaluate_refused_for_a_bad_by_leaves_no_out_dir(trained_run, tmp_path, 
     rc, _, err = run_cli(capsys, "evaluate", trained_run.id, "--by", "no_such_column", "--out-dir", out)
     assert rc == 2 and err.count("\n") == 1 and "no_such_column" in err, err
     assert not out.exists() and os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------ '-' is standard output
+def test_predict_out_dash_writes_the_csv_to_stdout_as_reviews_export_does(tmp_path, capsys, monkeypatch):
+    import io
+
+    import pandas as pd
+
+    model, films = _tiny_keras(tmp_path), _films(tmp_path / "in")
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_cli(capsys, "predict", model, films, "--out", "-")
+    assert rc == 0 and not os.path.lexists(tmp_path / "-"), err
+    table = pd.read_csv(io.StringIO(out))  # the CSV alone on stdout; the summary on stderr
+    assert sorted(Path(p).name for p in table["path"]) == ["a.png", "b.png"]
+    assert err.splitlines()[-1] == "2 predicted, 0 unreadable, 0 left out -> stdout"

@@ -25,6 +25,22 @@ OVERWRITE_HELP = ("replace an output that exists (default: refuse); never an inp
                   "a dataset file or the workspace's runs, caches or reviews")
 
 
+STDOUT = "-"
+"""The ``--out`` of a CSV that goes to standard output (``predict``, ``reviews export``)."""
+
+
+def write_table(output, out, text: str) -> str:
+    """Write the CSV ``text`` to ``out`` by ``output``'s rules (a
+    :class:`cxrlib.core.outputs.UserOutput`), or to standard output when ``out`` is
+    :data:`STDOUT`; returns where it went, for the summary line (which then goes to stderr)."""
+    if str(out) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return "stdout"
+    output.write(out, text)
+    return str(out)
+
+
 def user_output(args, *, flag: str = "--out", inputs=(), datasets=(), runs=()):
     """The :class:`cxrlib.core.outputs.UserOutput` of a command's user-named output, with
     ``args.overwrite``: the one place a command declares what its outputs must never write over.

@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, user_output, warn
+from cxrlib.cli.common import (EXIT_DATA, OVERWRITE_HELP, STDOUT, UsageError, input_files,
+                               user_output, warn, write_table)
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import PreprocessConfig, RunConfig
 
@@ -15,7 +16,7 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="per-class probabilities of image files or a folder")
     p.add_argument("model", metavar="MODEL_OR_RUN", help="run id (or prefix), run folder, or .keras file")
     p.add_argument("inputs", nargs="*", metavar="FILES_OR_FOLDER")
-    p.add_argument("--out", type=Path, required=True, help="CSV to write")
+    p.add_argument("--out", type=Path, required=True, help="CSV to write ('-' for stdout)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--batch-size", type=int, default=32)
     from cxrlib.cli.pacs import add_source_arguments  # noqa: PLC0415
@@ -91,18 +92,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         return EXIT_DATA
     out = user_output(args, inputs=[*args.inputs, *files], runs=[source])
-    out.check(args.out)  # before any work
+    if str(args.out) != STDOUT:
+        out.check(args.out)  # before any work
     bar = ProgressBar("predict")
     try:
         table = predict_paths(source, files, batch_size=args.batch_size, progress=bar.callback)
     finally:
         bar.close()
-    out.write(args.out, csv_text(table, for_people=True))
+    where = write_table(out, args.out, csv_text(table, for_people=True))
     bad = table[table["error"] != ""]
     for _, row in bad.iterrows():
         print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
     print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable, {len(left_out)} left out "
-          f"-> {args.out}")
+          f"-> {where}", file=sys.stderr if where == "stdout" else sys.stdout)
     return EXIT_DATA if len(bad) == len(table) else 0  # the rule: nothing read is exit 4
 
 
@@ -114,14 +116,16 @@ def _predict_pacs(args: argparse.Namespace) -> int:
 
     source = _resolve_model(args.model)
     out = user_output(args, runs=[source])
-    out.check(args.out)  # before the study is retrieved: the one rule of user-named outputs
+    if str(args.out) != STDOUT:
+        out.check(args.out)  # before the study is retrieved: the one rule of user-named outputs
     _, _, datasets = study_films(args)
     table = predict_datasets(source, datasets, batch_size=args.batch_size)
-    out.write(args.out, csv_text(table, for_people=True))
+    where = write_table(out, args.out, csv_text(table, for_people=True))
     bad = table[table["error"] != ""]
     for _, row in bad.iterrows():
         print(f"unreadable: {row['path']}: {row['error']}", file=sys.stderr)
-    print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable -> {args.out}")
+    print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable -> {where}",
+          file=sys.stderr if where == "stdout" else sys.stdout)
     return 0
 
 
