@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Prints the verdicts and the headline numbers; with ``--json`` also writes the summary.
     """
     from cxrlib.audit.report import STEPS, audit_run  # noqa: PLC0415
+    from cxrlib.cli.common import OVERWRITE_HELP, user_output  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="cxrlib audit", description="Trust audit of a trained run.")
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-films", type=int, default=None, help="cap on test films for CAM / masking")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {STEPS}")
     parser.add_argument("--json", dest="json_out", help="write the summary JSON here")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--adversarial", type=float, default=0.0, metavar="WEIGHT",
                         help="also run leave-one-source-out with a source-adversarial head of "
                              "this gradient-reversal weight (e.g. 0.3), to compare")
@@ -46,12 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "layout): they win over predicted masks")
     args = parser.parse_args(argv)
     from cxrlib.core.fsutil import json_text  # noqa: PLC0415
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
 
     run = get_run(args.run)
-    output = UserOutput(overwrite=args.overwrite, inputs=[p for p in (args.external, args.masks,
-                                                                      run.config.data.root) if p],
-                        flag="--json")
+    output = user_output(args, flag="--json", inputs=[args.external, args.masks], runs=[run])
     if args.json_out:
         output.check(args.json_out)  # before the audit's minutes of work
     report = audit_run(run, external=args.external, max_films=args.max_films,

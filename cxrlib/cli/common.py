@@ -25,6 +25,42 @@ OVERWRITE_HELP = ("replace an output that exists (default: refuse); never an inp
                   "a dataset file or the workspace's runs, caches or reviews")
 
 
+STDOUT = "-"
+"""The ``--out`` of a CSV that goes to standard output (``predict``, ``reviews export``)."""
+
+
+def write_table(output, out, text: str) -> str:
+    """Write the CSV ``text`` to ``out`` by ``output``'s rules (a
+    :class:`cxrlib.core.outputs.UserOutput`), or to standard output when ``out`` is
+    :data:`STDOUT`; returns where it went, for the summary line (which then goes to stderr)."""
+    if str(out) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return "stdout"
+    output.write(out, text)
+    return str(out)
+
+
+def user_output(args, *, flag: str = "--out", inputs=(), datasets=(), runs=()):
+    """The :class:`cxrlib.core.outputs.UserOutput` of a command's user-named output, with
+    ``args.overwrite``: the one place a command declares what its outputs must never write over.
+
+    Args:
+        inputs: files and folders the command reads (no output replaces one, nor an existing
+            file inside one).
+        datasets: dataset folders the command reads: no output lands inside one at all.
+        runs: the runs (or bare model files) the command uses: each run's dataset (its config's
+            ``data.root``) is one of ``datasets``; a bare ``.keras`` file has none.
+        flag: the option that names the output, for messages.
+    """
+    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
+    from cxrlib.runs.run import Run  # noqa: PLC0415
+
+    roots = [*datasets, *(run.config.data.root for run in runs if isinstance(run, Run))]
+    return UserOutput(overwrite=args.overwrite, inputs=[p for p in inputs if p],
+                      outside=[p for p in roots if p], flag=flag)
+
+
 class UsageError(Exception):
     """A flag or value the user gave that cannot work (exit code 2)."""
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from cxrlib.cli.common import (EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, listed,
-                               output_names)
+                               output_names, user_output)
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import ExplainConfig
 from cxrlib.core.csvio import RowWriter
@@ -80,7 +80,6 @@ def _target(value: str | None, classes) -> int | None:
 def cmd_explain(args: argparse.Namespace) -> int:
     from cxrlib.cli.predict import _resolve_model  # noqa: PLC0415
     from cxrlib.core.config import ExplainConfig  # noqa: PLC0415
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.explain.batch import (BatchSettings, columns, explain_files,  # noqa: PLC0415
                                       lung_segmenter, overlay_name)
 
@@ -106,7 +105,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if pacs:
         from cxrlib.cli.explain_dicom import explain_pacs  # noqa: PLC0415
 
-        output = UserOutput(overwrite=args.overwrite)
+        output = user_output(args, runs=[source])
         if args.out is not None:
             output.check(args.out, folder=True)
             output.check(args.out / CSV_NAME)
@@ -117,7 +116,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return explain_pacs(source, args, settings, output=output, write=write, csv_name=CSV_NAME)
     files, left_out = input_files(args.inputs)
     names = output_names(args.inputs, files)
-    output = UserOutput(overwrite=args.overwrite, inputs=[*args.inputs, *files])
+    output = user_output(args, inputs=[*args.inputs, *files], runs=[source])
     output.check(args.out, folder=True)
     for path in [args.out / CSV_NAME] + [args.out / overlay_name(n, args.method) for n in names]:
         output.check(path)  # before any work: an overlay never replaces a film, nor a file unasked
@@ -129,7 +128,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         from cxrlib.cli.explain_dicom import DicomFolder, results_output  # noqa: PLC0415
 
         on_film = DicomFolder(source, args.dicom_out, files, names,
-                              results_output(args, inputs=[*args.inputs, *files]))
+                              results_output(args, source, inputs=[*args.inputs, *files]))
     bar = ProgressBar(f"explain ({args.method})")
     rows = explain_files(source, files, names, args.out, settings, progress=bar.callback,
                          on_film=on_film, output=output)

@@ -28,12 +28,13 @@ def _is_dicom(path: str | Path) -> bool:
         return False
 
 
-def results_output(args: argparse.Namespace, inputs=()):
+def results_output(args: argparse.Namespace, run, inputs=()):
     """The :class:`cxrlib.core.outputs.UserOutput` of ``--dicom-out`` (its ``--overwrite``, the
-    command's inputs), its folder checked now, before anything is read or retrieved."""
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
+    command's inputs, the dataset of ``run``), its folder checked now, before anything is read
+    or retrieved."""
+    from cxrlib.cli.common import user_output  # noqa: PLC0415
 
-    output = UserOutput(overwrite=args.overwrite, inputs=inputs, flag="--dicom-out")
+    output = user_output(args, flag="--dicom-out", inputs=inputs, runs=[run])
     output.check(args.dicom_out, folder=True)
     return output
 
@@ -100,7 +101,7 @@ def explain_pacs(run, args: argparse.Namespace, settings, *, output, write, csv_
     model = run.load_model()
     check_model_fits(model, run.config.preprocess, run.classes)
     cam = get_cam(settings.explain.method, model, settings.explain.layer)
-    dicom_output = results_output(args) if args.dicom_out is not None else None
+    dicom_output = results_output(args, run) if args.dicom_out is not None else None
     client, study, datasets = study_films(args)
     if dicom_output is not None:
         _check_results(dicom_output, args.dicom_out, [str(d.SOPInstanceUID) for d in datasets])

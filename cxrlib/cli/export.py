@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cxrlib.cli.common import OVERWRITE_HELP
+from cxrlib.cli.common import OVERWRITE_HELP, user_output
 
 
 def register(sub) -> None:
@@ -20,12 +20,12 @@ def register(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.models.export import export_model  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     run = get_run(args.run)
-    output = UserOutput(overwrite=args.overwrite)
+    output = user_output(args, runs=[run])
+    output.check(args.out, folder=True)  # before the model is loaded
     target = export_model(run.load_model(), args.format, args.out, classes=run.classes,
                           preprocess=run.config.preprocess.to_dict(), run_id=run.id, output=output)
     print(f"{args.format} of run {run.id} -> {target}")

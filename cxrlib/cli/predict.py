@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, listed, warn
+from cxrlib.cli.common import (EXIT_DATA, OVERWRITE_HELP, STDOUT, UsageError, input_files,
+                               listed, user_output, warn, write_table)
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import PreprocessConfig, RunConfig
 
@@ -15,7 +16,7 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="per-class probabilities of image files or a folder")
     p.add_argument("model", metavar="MODEL_OR_RUN", help="run id (or prefix), run folder, or .keras file")
     p.add_argument("inputs", nargs="*", metavar="FILES_OR_FOLDER")
-    p.add_argument("--out", type=Path, required=True, help="CSV to write")
+    p.add_argument("--out", type=Path, required=True, help="CSV to write ('-' for stdout)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--batch-size", type=int, default=32)
     from cxrlib.cli.pacs import add_source_arguments  # noqa: PLC0415
@@ -80,7 +81,6 @@ def _resolve_model(ref: str):
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cxrlib.core.csvio import csv_text  # noqa: PLC0415
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.evaluation.predict import predict_paths  # noqa: PLC0415
 
     from cxrlib.cli.pacs import uses_pacs  # noqa: PLC0415
@@ -89,19 +89,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_pacs(args)
     source = _resolve_model(args.model)
     files, left_out = input_files(args.inputs)
-    out = UserOutput(overwrite=args.overwrite, inputs=[*args.inputs, *files])
-    out.check(args.out)  # before any work
+    out = user_output(args, inputs=[*args.inputs, *files], runs=[source])
+    if str(args.out) != STDOUT:
+        out.check(args.out)  # before any work
     bar = ProgressBar("predict")
     try:
         table = predict_paths(source, files, batch_size=args.batch_size, progress=bar.callback)
     finally:
         bar.close()
-    out.write(args.out, csv_text(table, for_people=True))
+    where = write_table(out, args.out, csv_text(table, for_people=True))
     bad = table[table["error"] != ""]
     for _, row in bad.iterrows():
         listed("unreadable", row["path"], row["error"])
     print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable, {len(left_out)} left out "
-          f"-> {args.out}")
+          f"-> {where}", file=sys.stderr if where == "stdout" else sys.stdout)
     return EXIT_DATA if len(bad) == len(table) else 0  # the rule: nothing read is exit 4
 
 
@@ -109,47 +110,47 @@ def _predict_pacs(args: argparse.Namespace) -> int:
     """``predict --pacs URL --study UID``: the study's CR/DX films, retrieved into memory."""
     from cxrlib.cli.pacs import study_films  # noqa: PLC0415
     from cxrlib.core.csvio import csv_text  # noqa: PLC0415
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.dicom.pipeline import predict_datasets  # noqa: PLC0415
 
     source = _resolve_model(args.model)
-    out = UserOutput(overwrite=args.overwrite)
-    out.check(args.out)  # before the study is retrieved: the one rule of user-named outputs
+    out = user_output(args, runs=[source])
+    if str(args.out) != STDOUT:
+        out.check(args.out)  # before the study is retrieved: the one rule of user-named outputs
     _, _, datasets = study_films(args)
     table = predict_datasets(source, datasets, batch_size=args.batch_size)
-    out.write(args.out, csv_text(table, for_people=True))
+    where = write_table(out, args.out, csv_text(table, for_people=True))
     bad = table[table["error"] != ""]
     for _, row in bad.iterrows():
         listed("unreadable", row["path"], row["error"])
-    print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable -> {args.out}")
+    print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable -> {where}",
+          file=sys.stderr if where == "stdout" else sys.stdout)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cxrlib.core.csvio import csv_text  # noqa: PLC0415
     from cxrlib.core.fsutil import json_text  # noqa: PLC0415
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     run = get_run(args.run)
-    data = [args.data] if args.data is not None else []
-    out = UserOutput(overwrite=args.overwrite, inputs=[*data, run.config.data.root], flag="--out-dir")
+    out = user_output(args, flag="--out-dir", inputs=[args.data], runs=[run])
     names = ["metrics.json", "predictions.csv"] + (["subgroups.csv"] if args.by else [])
     out.check(args.out_dir, folder=True)
     for name in names:  # before any work
         out.check(args.out_dir / name)
     metrics, frame = _evaluated(run, args)
-    out.folder(args.out_dir)
     if args.by:
         from cxrlib.evaluation.subgroups import subgroup_analysis, subgroups_csv  # noqa: PLC0415
 
         analysis = subgroup_analysis(frame, run.classes, args.by, n_boot=args.n_boot)
-        if analysis.skipped:
+        if analysis.skipped:  # refused before the folder is made: nothing left behind
             raise UsageError("; ".join(analysis.skipped.values()))
         table = analysis.table
         metrics["subgroups"] = {"by": list(args.by), "overall_ci": [analysis.overall["ci_low"],
                                                                    analysis.overall["ci_high"]],
                                 "flagged": int(table["flagged"].sum()), "worst": analysis.worst(3)}
+    out.folder(args.out_dir)
+    if args.by:
         out.write(args.out_dir / "subgroups.csv", subgroups_csv(analysis))
     out.write(args.out_dir / "metrics.json", json_text(metrics))
     out.write(args.out_dir / "predictions.csv", csv_text(frame, for_people=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, UsageError
+from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, STDOUT, UsageError, write_table
 
 
 def register(sub) -> None:
@@ -52,13 +52,13 @@ def _export(args: argparse.Namespace, store) -> int:
     if args.out.endswith(("/", "\\")):
         raise UsageError(f"--out must name a file, not a folder: {args.out}")
     output = UserOutput(overwrite=args.overwrite)
-    if args.out != "-":
+    if args.out != STDOUT:
         output.check(args.out)  # before the database is opened
     run_id = _run_id(args.run, store)
-    if args.out == "-":
+    if args.out == STDOUT:
         from cxrlib.core.csvio import csv_text  # noqa: PLC0415
 
-        sys.stdout.write(csv_text(store.reviews(run_id), for_people=True))
+        write_table(output, args.out, csv_text(store.reviews(run_id), for_people=True))
         return 0
     n = store.export_csv(args.out, run_id, output=output)
     what = "every run" if run_id is None else f"run {run_id}"

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import EXIT_CANCELLED, EXIT_FAILED, UsageError
+from cxrlib.cli.common import EXIT_CANCELLED, EXIT_FAILED, OVERWRITE_HELP, UsageError, user_output
 from cxrlib.sweep.space import SELECTIONS
 
 
@@ -39,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("--status", metavar="NAME", help="print a sweep's status and exit")
     p.add_argument("--cancel", metavar="NAME", help="ask a running sweep to stop")
     p.add_argument("--csv", type=Path, help="write the leaderboard here (refuses to overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="let --csv replace a file")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_sweep)
 
 
@@ -103,9 +103,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(json.dumps(status, sort_keys=True))
         return 0
     spec = spec_from_args(args)
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
+    from cxrlib.sweep.space import candidates  # noqa: PLC0415
 
-    output = UserOutput(overwrite=args.overwrite, flag="--csv")
+    # never the spec file, nor a file of the dataset every candidate trains on or of --external
+    output = user_output(args, flag="--csv", inputs=[args.spec],
+                         datasets=[*{c.config.data.root for c in candidates(spec)}, spec.external])
     if args.csv is not None:
         output.check(args.csv)  # before anything trains: the one rule of user-named outputs
     if args.background:

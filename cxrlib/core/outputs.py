@@ -36,13 +36,19 @@ def landing(target: str | os.PathLike) -> str:
 
 
 def workspace_stores() -> list[str]:
-    """The workspace's own stores, resolved: ``models/`` (runs and caches) and the reviews
+    """The workspace's own stores, resolved: ``models/`` (runs and caches), the real folder of
+    each run folder that is a link to elsewhere (a layout ``delete`` supports), and the reviews
     database with its journal files. No user-named output may land there."""
     from cxrlib.core import paths  # noqa: PLC0415
 
     ws = os.path.realpath(paths.workspace())
-    return [os.path.join(ws, "models")] + [os.path.join(ws, "reviews.sqlite" + s)
-                                           for s in ("", "-wal", "-shm", "-journal")]
+    try:
+        with os.scandir(paths.runs_dir()) as entries:
+            linked = [os.path.realpath(e.path) for e in entries if e.is_symlink()]
+    except OSError:  # no runs folder yet (or unreadable: its runs cannot be used either)
+        linked = []
+    return [os.path.realpath(os.path.join(ws, "models")), *linked] + [
+        os.path.join(ws, "reviews.sqlite" + s) for s in ("", "-wal", "-shm", "-journal")]
 
 
 _REASONS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
@@ -86,6 +92,15 @@ def _identity(path: str | os.PathLike) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
+def _file_above(target: Path) -> Path | None:
+    """The nearest of ``target``'s folders that exists, when it is not a folder (a file, a
+    dangling link): nothing can be made below it."""
+    for parent in target.parents:
+        if os.path.lexists(parent):
+            return None if os.path.isdir(parent) else parent
+    return None
+
+
 def write_error(target: str | os.PathLike, exc: OSError) -> WriteError:
     """The one-line :class:`WriteError` of ``exc`` raised while writing ``target``."""
     return WriteError(f"cannot write {os.fsdecode(target)}: {os_reason(exc)}")
@@ -98,8 +113,9 @@ class UserOutput:
     * Even with ``overwrite`` it never writes over an input of the same command (a file, or an
       existing file inside an input folder), anything inside ``outside`` (a dataset folder the
       output must stay out of), or the workspace's own stores (:func:`workspace_stores`).
-    * A path that is a folder or a link where a file goes cannot be replaced (links are never
-      followed: a link is replaced itself, only with ``overwrite``).
+    * A path that is a folder where a file goes cannot be replaced, nor one that is not a
+      regular file (a device such as ``/dev/null``, a FIFO, a socket). Links are never
+      followed: a link is replaced itself, only with ``overwrite``.
     * The write is atomic (a hidden temporary beside it, renamed into place); without
       ``overwrite`` the final step is a hard link, so a file made meanwhile is not replaced.
     * A refusal raises :class:`OutputRefused` (exit 2); an OS error, or a folder where the file
@@ -128,6 +144,9 @@ class UserOutput:
         checked again by :meth:`write`); it may exist, but not as a file.
         """
         target = Path(target)
+        blocker = _file_above(target)
+        if blocker is not None:  # found now, before any work, whatever the command
+            raise self._refuse(target, f"cannot be made: {blocker} is a file")
         # a folder's own links are followed (its files land in the real folder); a file's
         # last part is not (the atomic rename replaces a link, never writes through it)
         lands = os.path.realpath(target) if folder else landing(target)
@@ -150,6 +169,9 @@ class UserOutput:
         if os.path.lexists(target):
             if os.path.isdir(target) and not os.path.islink(target):
                 raise WriteError(f"cannot write {os.fsdecode(target)}: it is a folder, not a file")
+            if not (os.path.islink(target) or os.path.isfile(target)):  # never replace /dev/null
+                raise self._refuse(target, "is not a regular file (a device, FIFO or socket); "
+                                           "choose another path")
             if not self.overwrite:
                 raise self._refuse(target, "already exists; choose another path, or "
                                            "--overwrite to replace it")
