@@ -61,13 +61,14 @@ def _argv(command: str, run, film: Path, target: Path) -> list:
             "explain": ["explain", run.id, film, "--out", target],
             "evaluate": ["evaluate", run.id, "--out-dir", target],
             "export": ["export", run.id, "--format", "tflite", "--out", target],
-            "audit": ["audit", run.id, "--json", target]}[command]
+            "audit": ["audit", run.id, "--json", target],
+            "reviews": ["reviews", "export", run.id, "--out", target]}[command]
 
 
 @pytest.mark.parametrize("command, name, flag", [
     ("predict", "manifest.csv", "--out"), ("predict", "new.csv", "--out"),
     ("explain", "Normal", "--out"), ("evaluate", "eval", "--out-dir"), ("export", "export", "--out"),
-    ("audit", "manifest.csv", "--json")])
+    ("audit", "manifest.csv", "--json"), ("reviews", "reviews.csv", "--out")])
 def test_no_output_of_a_command_lands_in_the_dataset_of_the_run_it_uses(
         tmp_path, capsys, command, name, flag):
     ds = dataset(tmp_path / "ds", per_class=2)
@@ -81,6 +82,31 @@ def test_no_output_of_a_command_lands_in_the_dataset_of_the_run_it_uses(
         f"error: {flag} {target} would write over or into the dataset in {ds}; write it outside "
         "that folder"), err
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_no_output_of_lungs_eval_or_train_lands_in_the_films_or_masks_it_reads(
+        tmp_path, capsys, monkeypatch, command):
+    """Left by the first round of this fix: ``lungs eval --per-film`` and ``lungs train --out``
+    guarded their --data and --masks as inputs only, so a new file could land in the dataset
+    (the next scan reads what lands there)."""
+    from cxrlib.lungs import train
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the output was not refused before the work")
+
+    monkeypatch.setattr(train, "train_lung_model", must_not_run)
+    films, masks = dataset(tmp_path / "films", per_class=2), dataset(tmp_path / "masks", per_class=2)
+    for folder, flag in ((films, "--per-film" if command == "eval" else "--out"),
+                         (masks, "--per-film" if command == "eval" else "--out")):
+        target = folder / ("per_film.csv" if command == "eval" else "lungs")
+        before = snapshot(tmp_path)
+        rc, out, err = run_cli(capsys, "lungs", command, "--data", films, "--masks", masks,
+                               flag, target, "--overwrite")
+        assert (rc, out) == (2, "") and err.splitlines()[-1] == (
+            f"error: {flag} {target} would write over or into the dataset in {folder}; write it "
+            "outside that folder"), err
+        assert snapshot(tmp_path) == before
 
 
 # ------------------------------------------------------------------ a run folder that is a link

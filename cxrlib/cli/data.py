@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import listed, scan
+from cxrlib.cli.common import listed, scan, user_output
 
 
 def register(sub) -> None:
@@ -24,12 +24,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     if args.manifest:  # checked before any work (docs/safety.md): a refused output costs no scan
         from cxrlib.core.csvio import csv_text  # noqa: PLC0415
-        from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
         from cxrlib.data.roots import check_allowed  # noqa: PLC0415
 
         # outside the dataset folder (resolved as the scan resolves it): inside, it could replace
         # one of its files (its manifest.csv, a film, a mask) or become the manifest the next scan reads
-        out = UserOutput(overwrite=args.overwrite, outside=[check_allowed(args.root)], flag="--manifest")
+        out = user_output(args, flag="--manifest", datasets=[check_allowed(args.root)])
         out.check(args.manifest)
     dataset = scan(args.root, args.bacterial)
     print(f"{dataset.root}  layout {dataset.layout}  fingerprint {dataset.fingerprint}  "

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 from cxrlib.cli.common import (OVERWRITE_HELP, UsageError, input_files, listed, output_names,
-                               print_table)
+                               print_table, user_output)
 from cxrlib.core import paths
 from cxrlib.core.csvio import csv_text
 from cxrlib.core.fsutil import write_text_atomic
-from cxrlib.core.outputs import UserOutput
 
 
 def register(sub) -> None:
@@ -68,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = LungTrainConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
     out_default = paths.workspace() / "models" / "lungs"
     out = args.out or out_default
-    output = UserOutput(overwrite=args.overwrite, inputs=[p for p in (args.data, args.masks) if p])
+    output = user_output(args, datasets=[args.data, args.masks])  # nothing lands in them
     files = [f"{ASSET_NAME}.npz", f"{ASSET_NAME}.json", "metrics.json"]
     named = Path(out).resolve() != out_default.resolve()  # the default is the workspace's own
     if named:
@@ -107,7 +106,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names = [f"{name}.png" for name in output_names([], files)]
     # one rule for every output (cxrlib.core.outputs.UserOutput): a mask never replaces a film
     # of this command, nor, without --overwrite, any file already there (e.g. human masks)
-    out = UserOutput(overwrite=args.overwrite, inputs=files)
+    out = user_output(args, inputs=files)
     out.check(args.out, folder=True)
     for name in names:
         out.check(args.out / name)
@@ -142,8 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from cxrlib.lungs.network import read_asset_meta  # noqa: PLC0415
     from cxrlib.lungs.segmenter import load_segmenter  # noqa: PLC0415
 
-    output = UserOutput(overwrite=args.overwrite, inputs=[args.data, *([args.masks] if args.masks else [])],
-                        flag="--per-film")
+    output = user_output(args, flag="--per-film", datasets=[args.data, args.masks])
     if args.per_film:
         output.check(args.per_film)  # before any work
     rows = paired_rows(args.data, args.masks)

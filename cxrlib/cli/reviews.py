@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrlib.cli.common import EXIT_DATA, OVERWRITE_HELP, STDOUT, UsageError, write_table
+from cxrlib.cli.common import (EXIT_DATA, OVERWRITE_HELP, STDOUT, UsageError, user_output,
+                               write_table)
 
 
 def register(sub) -> None:
@@ -40,20 +41,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cxrlib.reviews.store import ReviewStore, ReviewStoreError  # noqa: PLC0415
 
     try:
-        return _export(args, ReviewStore())
+        return _export(args, ReviewStore)  # opened once the output is checked
     except ReviewStoreError as exc:  # a damaged or newer database: about the user's data
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATA
 
 
-def _export(args: argparse.Namespace, store) -> int:
-    from cxrlib.core.outputs import UserOutput  # noqa: PLC0415
+def _export(args: argparse.Namespace, open_store) -> int:
+    from cxrlib.runs.registry import RunNotFound, get_run  # noqa: PLC0415
 
     if args.out.endswith(("/", "\\")):
         raise UsageError(f"--out must name a file, not a folder: {args.out}")
-    output = UserOutput(overwrite=args.overwrite)
+    try:  # a registered run: its dataset is guarded too (one whose reviews outlived it has none)
+        runs = [] if args.run == "all" else [get_run(args.run)]
+    except RunNotFound:
+        runs = []
+    output = user_output(args, runs=runs)
     if args.out != STDOUT:
-        output.check(args.out)  # before the database is opened
+        output.check(args.out)  # before the database is opened (or made)
+    store = open_store()
     run_id = _run_id(args.run, store)
     if args.out == STDOUT:
         from cxrlib.core.csvio import csv_text  # noqa: PLC0415
