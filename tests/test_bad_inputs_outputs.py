@@ -204,3 +204,27 @@ def test_predict_out_dash_writes_the_csv_to_stdout_as_reviews_export_does(tmp_pa
     table = pd.read_csv(io.StringIO(out))  # the CSV alone on stdout; the summary on stderr
     assert sorted(Path(p).name for p in table["path"]) == ["a.png", "b.png"]
     assert err.splitlines()[-1] == "2 predicted, 0 unreadable, 0 left out -> stdout"
+
+
+def test_a_dash_is_never_a_file_named_dash(tmp_path, capsys, monkeypatch):
+    """Left by the first round of this fix: ``-`` is standard output for predict and reviews
+    export, but audit --json, sweep --csv and explain --out made a file (or folder) named ``-``.
+    Where an option does not write to standard output, ``-`` is refused."""
+    from cxrlib.sweep import study
+
+    monkeypatch.setattr(study, "run_sweep", lambda *a, **k: 1 / 0)  # never reached
+    monkeypatch.chdir(tmp_path)
+    ds = dataset(tmp_path / "ds")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"name": "hs", "data": str(ds), "selection": "validation", "trials": 1,
+                                "grid": {"train.seed": [1]}, "fixed": {"model.family": "tiny"}}))
+    run = _run_on(ds, "fp-dash")
+    film = _films(tmp_path / "in") / "a.png"
+    before = snapshot(tmp_path)
+    for argv, flag in ((("sweep", spec, "--csv", "-"), "--csv"),
+                       (("audit", run.id, "--json", "-"), "--json"),
+                       (("explain", run.id, film, "--out", "-"), "--out")):
+        rc, out, err = run_cli(capsys, *argv)
+        assert (rc, out) == (2, "") and err.splitlines()[-1] == (
+            f"error: {flag} - is standard output, which {flag} does not write to; name a file"), err
+    assert snapshot(tmp_path) == before

@@ -144,6 +144,9 @@ class UserOutput:
         checked again by :meth:`write`); it may exist, but not as a file.
         """
         target = Path(target)
+        if os.fspath(target) == "-":  # standard output where a command writes there (cli.common)
+            raise self._refuse(target, f"is standard output, which {self.flag} does not write to; "
+                                       "name a file")
         blocker = _file_above(target)
         if blocker is not None:  # found now, before any work, whatever the command
             raise self._refuse(target, f"cannot be made: {blocker} is a file")
