@@ -130,6 +130,25 @@ def test_the_real_folder_of_a_linked_run_is_a_workspace_store(tmp_path, capsys):
     assert snapshot(elsewhere) == before
 
 
+def test_a_cache_or_reviews_database_linked_elsewhere_is_still_a_workspace_store(tmp_path):
+    """Left by the first round of this fix: only links in the runs folder were followed, so a
+    cache folder (or the reviews database) put on another disk by a link was open to --out."""
+    from cxrlib.core.outputs import OutputRefused, UserOutput
+
+    models = paths.workspace() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    cache, db = tmp_path / "big-disk" / "cache", tmp_path / "db" / "reviews.sqlite"
+    cache.mkdir(parents=True)
+    db.parent.mkdir()
+    db.write_bytes(b"SQLite format 3\0")
+    (models / "cache").symlink_to(cache, target_is_directory=True)
+    (paths.workspace() / "reviews.sqlite").symlink_to(db)
+    for target in (cache / "tensors.csv", db):
+        with pytest.raises(OutputRefused, match="inside the workspace's own stores"):
+            UserOutput(overwrite=True).check(target)
+    UserOutput(overwrite=True).check(tmp_path / "db" / "mine.csv")  # beside them: the user's
+
+
 # ------------------------------------------------------------------ not a regular file
 def _fifo(path: Path) -> None:
     os.mkfifo(path)

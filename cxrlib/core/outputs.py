@@ -37,18 +37,23 @@ def landing(target: str | os.PathLike) -> str:
 
 def workspace_stores() -> list[str]:
     """The workspace's own stores, resolved: ``models/`` (runs and caches), the real folder of
-    each run folder that is a link to elsewhere (a layout ``delete`` supports), and the reviews
-    database with its journal files. No user-named output may land there."""
+    each link to elsewhere in ``models/`` or in its runs folder (a run folder that is a link is a
+    layout ``delete`` supports; a cache can be put on another disk so), and the reviews database
+    with its journal files (each also where its link leads). No user-named output may land
+    there."""
     from cxrlib.core import paths  # noqa: PLC0415
 
     ws = os.path.realpath(paths.workspace())
-    try:
-        with os.scandir(paths.runs_dir()) as entries:
-            linked = [os.path.realpath(e.path) for e in entries if e.is_symlink()]
-    except OSError:  # no runs folder yet (or unreadable: its runs cannot be used either)
-        linked = []
-    return [os.path.realpath(os.path.join(ws, "models")), *linked] + [
-        os.path.join(ws, "reviews.sqlite" + s) for s in ("", "-wal", "-shm", "-journal")]
+    linked = []
+    for folder in (os.path.join(ws, "models"), paths.runs_dir()):
+        try:
+            with os.scandir(folder) as entries:
+                linked += [os.path.realpath(e.path) for e in entries if e.is_symlink()]
+        except OSError:  # not there yet (or unreadable: what is in it cannot be used either)
+            pass
+    reviews = [os.path.join(ws, "reviews.sqlite" + s) for s in ("", "-wal", "-shm", "-journal")]
+    return [os.path.realpath(os.path.join(ws, "models")), *linked, *reviews,
+            *{os.path.realpath(r) for r in reviews} - set(reviews)]
 
 
 _REASONS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
