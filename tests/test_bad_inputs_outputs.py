@@ -247,3 +247,23 @@ def test_a_dash_is_never_a_file_named_dash(tmp_path, capsys, monkeypatch):
         assert (rc, out) == (2, "") and err.splitlines()[-1] == (
             f"error: {flag} - is standard output, which {flag} does not write to; name a file"), err
     assert snapshot(tmp_path) == before
+
+
+def test_explain_from_a_pacs_checks_its_dicom_out_before_it_loads_the_model(tmp_path, capsys,
+                                                                             monkeypatch):
+    """Found in review of this fix: with --pacs, --dicom-out was checked only after the model
+    was loaded and its CAM built (seconds, for a refusal the user could have had at once)."""
+    from cxrlib.runs.run import Run
+
+    def must_not_load(self):
+        raise AssertionError("the model was loaded before --dicom-out was checked")
+
+    monkeypatch.setattr(Run, "load_model", must_not_load)
+    run = _run_on(dataset(tmp_path / "ds", per_class=2), "fp-pacs-order")
+    taken = tmp_path / "results"
+    taken.write_text("mine")
+    rc, out, err = run_cli(capsys, "explain", run.id, "--pacs", "http://127.0.0.1:9/dicom-web",
+                           "--study", "1.2.3", "--dicom-out", taken)
+    assert (rc, out) == (2, "") and err.splitlines()[-1] == (
+        f"error: --dicom-out {taken} is a file, not a folder"), err
+    assert taken.read_text() == "mine"

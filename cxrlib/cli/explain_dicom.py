@@ -98,10 +98,10 @@ def explain_pacs(run, args: argparse.Namespace, settings, *, output, write, csv_
     from cxrlib.explain.methods import get_cam  # noqa: PLC0415
     from cxrlib.explain.overlay import to_png  # noqa: PLC0415
 
+    dicom_output = results_output(args, run) if args.dicom_out is not None else None  # first
     model = run.load_model()
     check_model_fits(model, run.config.preprocess, run.classes)
     cam = get_cam(settings.explain.method, model, settings.explain.layer)
-    dicom_output = results_output(args, run) if args.dicom_out is not None else None
     client, study, datasets = study_films(args)
     if dicom_output is not None:
         _check_results(dicom_output, args.dicom_out, [str(d.SOPInstanceUID) for d in datasets])
