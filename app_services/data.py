@@ -62,8 +62,11 @@ def init_state() -> None:
 def data_config() -> DataConfig:
     """The sidebar's dataset folder (absolute, so a background run finds it) and task."""
     root = str(st.session_state.get(DATA_DIR, "")).strip()
-    return DataConfig(root=str(Path(root).expanduser().resolve()) if root else "",
-                      task=st.session_state.get(TASK, "3class"))
+    try:  # os.path's, not pathlib's: an unknown ~user stays as typed, and is said not to exist
+        root = os.path.realpath(os.path.expanduser(root)) if root else ""
+    except ValueError:  # a NUL: kept as typed, for open_dataset to say why
+        pass
+    return DataConfig(root=root, task=st.session_state.get(TASK, "3class"))
 
 
 def folder_stamp(root: Path) -> str:
@@ -122,6 +125,8 @@ def open_dataset(cfg: DataConfig) -> DataStatus:
         roots.check_allowed(root)
     except roots.FolderNotAllowed as exc:
         return DataStatus("error", f"{exc}. Give a folder inside one of them.")
+    except roots.UnusablePath as exc:
+        return DataStatus("error", f"{exc}.")
     early = _precheck(root)
     if early is not None:
         return early

@@ -72,6 +72,19 @@ def test_bad_folder_is_explained_in_the_sidebar(app, tmp_path, kind, message):
     assert "Build the synthetic demo dataset" in [b.label for b in at.button]
 
 
+@pytest.mark.parametrize("typed, message", [
+    ("~nosuchuser/x", "does not exist"),  # expanduser raised RuntimeError
+    ("/tmp/" + "a" * 4000, "cannot be used as a folder path: file name too long"),  # OSError
+    ("/tmp/a\0b", "cannot be used as a folder path: it holds a NUL character"),  # ValueError
+])
+def test_a_folder_path_the_system_cannot_take_is_one_line_not_an_exception_box(app, typed, message):
+    """Found by the app's hostile hunt: each of these put an exception box on every page
+    (``~nosuchuser`` from the sidebar, a NUL from the address's ``?data=``)."""
+    at = app(data_dir=typed)  # the fixture asserts that no exception box is drawn
+    errors = texts(at.sidebar.error)
+    assert len(errors) == 1 and message in errors[0], errors
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_without_a_dataset_point_to_home(app, tmp_path, page):
     at = app(page, data_dir=tmp_path / "nowhere")

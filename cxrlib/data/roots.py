@@ -77,6 +77,25 @@ class FolderNotAllowed(DatasetError):
     """A folder outside every folder listed in ``CXR_DATA_ROOTS``."""
 
 
+class UnusablePath(DatasetError):
+    """A path the system cannot take at all: a NUL character, a name or a path too long."""
+
+
+NAME_MAX, PATH_MAX = 255, 4096
+"""Linux's limits on one name and on a whole path, in bytes."""
+
+
+def _unusable(text: str) -> str | None:
+    """Why ``text`` cannot be a path on this system, told from the text alone (nothing is
+    touched, so nothing is revealed about what exists); ``None`` when it can."""
+    if "\0" in text:
+        return "it holds a NUL character"
+    raw = os.fsencode(text)
+    if len(raw) >= PATH_MAX or any(len(part) > NAME_MAX for part in raw.split(b"/")):
+        return "file name too long"
+    return None
+
+
 def allowed_roots() -> list[Path] | None:
     """The resolved folders of ``CXR_DATA_ROOTS``, or ``None`` when it is unset or blank (no limit)."""
     raw = os.environ.get(ROOTS_ENV, "")
@@ -98,7 +117,13 @@ def check_allowed(folder: str | os.PathLike) -> Path:
         FolderNotAllowed: ``CXR_DATA_ROOTS`` is set and the resolved path lies outside all of
             its folders. The check does not touch the path, so the error is the same whether it
             exists or not.
+        UnusablePath: the system cannot take it as a path (a NUL, a name or a path too long).
     """
+    why = _unusable(os.fspath(folder))
+    if why is not None:
+        shown = printable(folder)  # a NUL shown as \x00
+        shown = shown if len(shown) <= 80 else f"{shown[:60]}… ({len(shown):,} characters)"
+        raise UnusablePath(f"{shown} cannot be used as a folder path: {why}")
     real = os.path.realpath(os.path.expanduser(os.fspath(folder)))
     roots = allowed_roots()
     if roots is not None and not any(is_inside(real, str(r)) for r in roots):
