@@ -16,7 +16,7 @@ from cxrlib import lungs
 
 from .auditing import (STOPPED, audit_failure, audit_job, cached_audit, start_audit, stopped_here,
                        watch_audit)
-from .core import chart, fmt, plain_table, table
+from .core import chart, fmt, md_literal, plain_table, table
 from .data import image_grid
 from .explaining import VIEWER_LOOK, cam_methods, method_label
 from .generalising import (analysis_figures, loso_figure, loso_table, metadata_features,
@@ -145,7 +145,7 @@ def attention_section(report) -> None:
         a, b, c = st.columns([2, 2, 3])
         a.image(view["outline"])
         b.image(view["cam"])
-        c.markdown(f"**{view['rel_path']}**  \n{view['label']} → {view['pred']}  \n"
+        c.markdown(f"**{md_literal(view['rel_path'])}**  \n{view['label']} → {view['pred']}  \n"
                    f"{view['share']:.0%} of the CAM inside the lungs  \n"
                    f"mask: {view['masks']}, model input {view['size']} px")
 

@@ -1,6 +1,7 @@
 """Basics of the app's service layer: session keys and small helpers."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,17 @@ def safe(fn, default=None):
         return fn()
     except Exception:  # noqa: BLE001
         return default
+
+
+_MARKDOWN = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def md_literal(text: Any) -> str:
+    """``text`` (a file name, a reviewer's name, an address parameter: what users typed) as
+    Markdown that shows it as it is: every ASCII punctuation character backslash-escaped, as
+    CommonMark allows (no emphasis, link, code, HTML, Streamlit ``:red[...]`` directive or
+    ``$`` formula can start), line breaks as spaces."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
 def file_stamp(path: str | Path) -> str:

@@ -19,7 +19,7 @@ from cxrlib.core.config import DataConfig
 from cxrlib.data.synthetic import DEMO_README, make_synthetic_dataset
 
 from .bytecache import byte_cached
-from .core import (DATA_DIR, DISPLAY_MAX_SIDE, TASK, TASK_LABELS, file_stamp,
+from .core import (DATA_DIR, DISPLAY_MAX_SIDE, TASK, TASK_LABELS, file_stamp, md_literal,
                    shrink)
 
 
@@ -275,7 +275,7 @@ def image_grid(rows, captions: list[str], *, per_row: int = 6, side: int = 192) 
                 col.warning(f"unreadable: {Path(path).name}")
             else:
                 col.image(thumb, width="stretch")
-                col.caption(caption)
+                col.caption(md_literal(caption))  # file names, shown as they are
 
 
 def path_of(ds, rel_path: str) -> str:

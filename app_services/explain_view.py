@@ -10,7 +10,7 @@ import streamlit as st
 from cxrlib.data.imageio import ImageReadError
 
 from .address import from_address, to_address
-from .core import file_stamp, fmt
+from .core import file_stamp, fmt, md_literal
 from .data import film as read_film, path_of, upload_film
 from .evaluation import test_predictions
 from .explaining import explain_refusal
@@ -82,7 +82,7 @@ def viewer_caption(shown: ExplainFilm, cfg, what: str, lung: dict[str, Any],
                    outline: bool) -> str:
     """The line under the viewer: the film, its size, the map and how it is drawn."""
     h, w = shown.film.pixels.shape[:2]
-    return (f"Original · {shown.name} · {w}×{h} px, at its native resolution (wheel: zoom, drag: "
+    return (f"Original · {md_literal(shown.name)} · {w}×{h} px, at its native resolution (wheel: zoom, drag: "
             f"pan, double click: whole film) · {what} · alpha {cfg.alpha:g} · {cfg.colormap}"
             + (f" · below {cfg.threshold:.0%} not drawn" if cfg.threshold else "")
             + (" · contours" if cfg.contour else "")

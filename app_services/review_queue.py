@@ -9,7 +9,7 @@ import streamlit as st
 
 from cxrlib import reviews as rv
 
-from .core import RUN_ID, file_stamp, safe
+from .core import RUN_ID, file_stamp, md_literal, safe
 from .data import film, path_of
 from .explaining import VIEWER_LOOK, explanation
 from .reviewing import REVIEW_PAGE, review_store
@@ -140,4 +140,4 @@ def review_viewer(run, ds, row, window: tuple, *, blinded: bool = False) -> str:
                                "box": res["box"]}], VIEWER_LOOK, window, key="rv_viewer")
     h, w = pixels.shape[:2]
     name = film_code(run, row.rel_path) if blinded else row.rel_path
-    return f"{name} · {w}×{h} px · {what}" + (" (flat map: not drawn)" if res["flat"] else "")
+    return f"{md_literal(name)} · {w}×{h} px · {what}" + (" (flat map: not drawn)" if res["flat"] else "")

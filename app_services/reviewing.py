@@ -18,6 +18,7 @@ from cxrlib.reviews.records import MAX_COMMENT
 
 from . import identity
 from .address import from_address, to_address
+from .core import md_literal
 
 
 REVIEWER = "reviewer"
@@ -62,7 +63,7 @@ def reviewer_ui(key: str) -> str | None:
     to_address("reviewer", name)
     if name:
         with st.container(horizontal=True, vertical_alignment="center"):
-            st.caption(f"Reviewing as **{name}**", width="content")
+            st.caption(f"Reviewing as **{md_literal(name)}**", width="content")
             st.button("Not you?", key=f"{key}_change_reviewer", on_click=_forget_reviewer,
                       type="tertiary")
         return name
@@ -89,7 +90,7 @@ def _login_ui(key: str) -> str | None:
         st.button("Log in", key=f"{key}_login", on_click=st.login, icon=":material/login:")
         return None
     with st.container(horizontal=True, vertical_alignment="center"):
-        st.caption(f"Logged in as **{who.name}**" + ("" if who.may_write else " (read only)"),
+        st.caption(f"Logged in as **{md_literal(who.name)}**" + ("" if who.may_write else " (read only)"),
                    width="content")
         st.button("Log out", key=f"{key}_logout", on_click=st.logout, type="tertiary")
     return who.name
@@ -255,7 +256,7 @@ def _save(run, rel_path, name, answers, *, label, prediction, digest,
         return "error", (f"The review was NOT saved: {exc}. Your answers are still in the form; "
                          "save again.")
     state.update(id=review_id, answers=(name, *answers))
-    return "success", f"Review saved ({name}, {rel_path})."
+    return "success", f"Review saved ({md_literal(name)}, {md_literal(rel_path)})."
 
 
 def film_reviews_table(run, rel_path: str):

@@ -81,6 +81,22 @@ def app(app_workspace, synthetic_dataset, monkeypatch):
     return make
 
 
+def shown(markdown: str) -> str:
+    """The text a Markdown source shows, rendered by markdown-it (CommonMark: an independent
+    renderer), tags removed: what the user reads, whatever was escaped in the source."""
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+
+    return html.unescape(re.sub(r"<[^>]+>", "", MarkdownIt().render(markdown))).strip()
+
+
+def shown_texts(elements) -> list[str]:
+    """:func:`shown` of every element's ``value`` (captions, alerts: Markdown)."""
+    return [shown(e.value) for e in elements]
+
+
 def texts(elements) -> list[str]:
     """The ``value`` of every element of a list (markdown, alerts, titles...)."""
     return [e.value for e in elements]

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from app_fixtures import app, app_workspace, metric, plotly_titles, texts  # noqa: F401
+from app_fixtures import app, app_workspace, metric, plotly_titles, shown_texts, texts  # noqa: F401
 
 PAGE = "views/dataset.py"
 
@@ -88,17 +88,17 @@ def test_sources_and_formats_tables(app):
 
 def test_sample_grid_and_reshuffle(app):
     at = app(PAGE)
-    grid = [c for c in texts(at.caption) if "96×96" in c]
+    grid = [c for c in shown_texts(at.caption) if "96×96" in c]
     assert len(grid) == 18  # 6 films for each of 3 classes
     [b for b in at.button if b.label == "Reshuffle"][0].click().run()
-    again = [c for c in texts(at.caption) if "96×96" in c]
+    again = [c for c in shown_texts(at.caption) if "96×96" in c]
     assert len(again) == 18 and again != grid
 
 
 def test_any_film_large_with_metadata(app):
     at = app(PAGE)
     at.selectbox(key="dataset_film").set_value("Normal/normal_0003.png").run()
-    assert "Normal/normal_0003.png" in texts(at.caption)
+    assert "Normal/normal_0003.png" in shown_texts(at.caption)
     meta = dict(at.dataframe[-1].value.itertuples(index=False))
     assert meta["class"] == "Normal" and meta["size"] == "96 × 96 px" and meta["format"] == "PNG"
 

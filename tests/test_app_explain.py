@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from app_fixtures import (app, app_workspace, metric, texts, trace_array, trained_run,  # noqa: F401
-                          viewer, viewer_maps)
+from app_fixtures import (app, app_workspace, metric, shown_texts, texts,  # noqa: F401
+                          trace_array, trained_run, viewer, viewer_maps)
 
 from cxrlib.core.config import ExplainConfig
 from cxrlib.explain import deletion_insertion, get_cam, method_label
@@ -19,7 +19,7 @@ def test_overlay_probabilities_and_faithfulness(app, trained_run):
     at = app(PAGE)
     assert texts(at.title) == ["Explain"]
     film_name = at.selectbox(key="ex_film_Test").value
-    captions = texts(at.caption)
+    captions = shown_texts(at.caption)
     shown = [c for c in captions if c.startswith(f"Original · {film_name} · 96×96 px")]
     default = ExplainConfig().method  # the page starts on the measured default (issue 25)
     assert shown and f" · {method_label(default)} on " in shown[0]
@@ -58,11 +58,11 @@ def test_contour_mode_and_alpha_change_the_overlay(app):
     assert viewer_maps(at)[0]["opacity"] == 0.5
     at.slider(key="ex_alpha").set_value(0.8).run()
     assert viewer_maps(at)[0]["opacity"] == 0.8
-    assert any("alpha 0.8" in c for c in texts(at.caption))
+    assert any("alpha 0.8" in c for c in shown_texts(at.caption))
     at.toggle(key="ex_contour").set_value(True).run()
     assert [t["type"] for t in viewer_maps(at)] == ["contour"]
     assert viewer_maps(at)[0]["line"]["width"] >= 3  # thick enough to see
-    assert any(c.startswith("Original") and c.endswith("contours") for c in texts(at.caption))
+    assert any(c.startswith("Original") and c.endswith("contours") for c in shown_texts(at.caption))
 
 
 def test_the_heatmap_has_a_colour_bar_and_leaves_low_values_transparent(app):
@@ -124,7 +124,7 @@ def test_upload_png_and_dicom(app, tmp_path):
     assert "Upload a film to explain it." in texts(at.info)
     film = synthetic_film("COVID-19", 128, np.random.default_rng(5))
     at.file_uploader[0].upload("mine.png", _png(film), "image/png").run()
-    assert any(c.startswith("Original · mine.png · 128×128 px") for c in texts(at.caption))
+    assert any(c.startswith("Original · mine.png · 128×128 px") for c in shown_texts(at.caption))
 
     import pydicom
     from pydicom.dataset import FileMetaDataset
@@ -143,7 +143,7 @@ def test_upload_png_and_dicom(app, tmp_path):
     path = tmp_path / "film.dcm"
     ds.save_as(path, enforce_file_format=True)
     at.file_uploader[0].upload("film.dcm", path.read_bytes(), "application/dicom").run()
-    assert any(c.startswith("Original · film.dcm · 100×120 px") for c in texts(at.caption))
+    assert any(c.startswith("Original · film.dcm · 100×120 px") for c in shown_texts(at.caption))
 
 
 def test_bad_upload_is_a_clear_error(app):
@@ -176,7 +176,7 @@ def test_a_strip_or_a_corrupt_jpeg_is_refused_and_a_long_film_shown_padded(app):
                                "invent part of the picture (libjpeg: Corrupt JPEG data: premature "
                                "end of data segment)"]
     _upload(at, "tall.png", bf.tall_strip_png())
-    assert any(c.startswith("Original · tall.png · 40×20000 px") for c in texts(at.caption))
+    assert any(c.startswith("Original · tall.png · 40×20000 px") for c in shown_texts(at.caption))
     assert len(viewer_maps(at)) == 1  # the viewer keeps the film's shape: zoom to see it
 
 
@@ -199,7 +199,7 @@ def test_monochrome1_upload_and_the_explain_class_box_after_an_upload(app, tmp_p
     at = app(PAGE)
     at.radio(key="ex_source").set_value("Upload (PNG / JPEG / DICOM)").run()
     _upload(at, "mono1.dcm", bf.dicom(tmp_path, "MONOCHROME1"), "application/dicom")
-    assert any(c.startswith("Original · mono1.dcm · 64×64 px") for c in texts(at.caption))
+    assert any(c.startswith("Original · mono1.dcm · 64×64 px") for c in shown_texts(at.caption))
     box = at.selectbox(key="ex_target")
     assert box.value == "the predicted class" and box.index == 0
     at.slider(key="ex_alpha").set_value(0.6).run()  # any rerun after the upload
@@ -207,7 +207,7 @@ def test_monochrome1_upload_and_the_explain_class_box_after_an_upload(app, tmp_p
     assert box.value == "the predicted class" and box.index == 0
     assert box.options == ["the predicted class", "COVID-19", "Normal", "Viral Pneumonia"]
     box.set_value("Normal").run()
-    assert any("Grad-CAM on" in c for c in texts(at.caption)) and not at.exception
+    assert any("Grad-CAM on" in c for c in shown_texts(at.caption)) and not at.exception
 
 
 def test_a_reload_keeps_the_dataset_folder_and_so_the_run(app, trained_run, synthetic_dataset,

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from app_fixtures import app, app_workspace, metric, texts, trained_run  # noqa: F401
+from app_fixtures import app, app_workspace, metric, shown_texts, texts, trained_run  # noqa: F401
 
 from cxrlib.data.fingerprint import file_digest
 from cxrlib.reviews import Review, ReviewStore
@@ -120,7 +120,7 @@ def test_review_page_asks_the_name_queues_errors_first_and_saves_a_review(app, t
     at.select_slider[0].set_value(5)
     at.text_area[0].input("heat on the R marker")
     _button(at, "Save review").click().run()
-    assert "Review saved (Dr Ada, " + film + ")." in texts(at.success)
+    assert "Review saved (Dr Ada, " + film + ")." in shown_texts(at.success)
     stored = ReviewStore().reviews(run.id)
     row = test.set_index("rel_path").loc[film]
     assert len(stored) == 1
@@ -195,7 +195,7 @@ def test_explain_page_review_form_saves_with_the_films_prediction(app, trained_r
     _button(at, "Start reviewing").click().run()
     _answer(at, label=True, prediction=False, where="outside_body")
     _button(at, "Save review").click().run()
-    assert f"Review saved (Dr Eve, {film})." in texts(at.success)
+    assert f"Review saved (Dr Eve, {film})." in shown_texts(at.success)
     saved = ReviewStore().reviews(trained_run.id).iloc[0]
     pred = [m.label.split(" · ", 1)[1] for m in at.metric if m.label.startswith("Model score · ")]
     values = [float(m.value) for m in at.metric if m.label.startswith("Model score · ")]
@@ -362,3 +362,35 @@ def test_the_review_viewer_names_the_method_it_draws(app, trained_run, workspace
     expected = f"{explain.method_label(ExplainConfig().method)} on "
     assert expected != "Grad-CAM on "  # else this test could not tell the bug
     assert any(f" px · {expected}" in c for c in texts(at.caption)), texts(at.caption)
+
+
+def _shown(markdown: str) -> tuple[str, str]:
+    """(the text a Markdown source shows, its HTML), by markdown-it (app_fixtures.shown)."""
+    from markdown_it import MarkdownIt
+
+    from app_fixtures import shown
+
+    return shown(markdown), MarkdownIt().render(markdown)
+
+
+def test_what_users_typed_is_shown_as_typed_never_as_markdown(app, trained_run, workspace_copy):
+    """Found by the app's hostile hunt: a reviewer's name (and the address's ?film=) was drawn
+    as Markdown: `**bold** :red[x] [l](https://evil.example)` showed bold, red and as a live link,
+    and a crafted review link showed "Log in again" linking to another site."""
+    run = workspace_copy("5555")
+    name = "**bold** :red[x] [l](https://evil.example) `code` _it_ $x$ <b>"
+    at = _sign_in(app(PAGE, run_id=run.id), name)
+    [caption] = [c for c in texts(at.caption) if c.startswith("Reviewing as")]
+    text, rendered = _shown(caption)
+    assert text == f"Reviewing as {name}" and "<a " not in rendered and "<em>" not in rendered
+    _read(at, run.classes[0], where="heart_mediastinum")
+    _button(at, "Save review").click().run()
+    [saved] = [s for s in texts(at.success) if s.startswith("Review saved")]
+    assert _shown(saved)[0].startswith(f"Review saved ({name}, ") and "<a " not in _shown(saved)[1]
+    film = "a` [Log in again](https://evil.example/login) `b"
+    fresh = app(PAGE, run_id=run.id)
+    fresh.query_params["film"] = film
+    fresh.run()
+    [waiting] = [c for c in texts(fresh.caption) if "is waiting for your review" in c]
+    text, rendered = _shown(waiting)
+    assert text == f"Film {film} is waiting for your review." and "<a " not in rendered

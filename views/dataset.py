@@ -60,7 +60,7 @@ row = ds.manifest.set_index("rel_path").loc[choice].to_dict() | {"rel_path": cho
 big, meta = st.columns([3, 1])
 try:
     big.image(svc.display_pixels(row["path"]))
-    big.caption(choice)
+    big.caption(svc.md_literal(choice))
     with meta:
         patient = svc.patient_data_toggle("dataset_patient_data")
     meta.dataframe(svc.film_meta_table(row["path"], row, patient=patient), hide_index=True)

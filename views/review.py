@@ -13,7 +13,7 @@ st.markdown(f"Run **{svc.run_label(run)}**")
 reviewer = svc.reviewer_ui("rv")
 if reviewer is None:
     if st.query_params.get("film"):
-        st.caption(f"Film `{st.query_params['film']}` is waiting for your review.")
+        st.caption(f"Film {svc.md_literal(st.query_params['film'])} is waiting for your review.")
     st.stop()
 
 svc.from_address("blind", "rv_blind", valid=[True, False], cast=lambda v: v != "0")
