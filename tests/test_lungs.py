@@ -287,8 +287,16 @@ def test_mask_index_reads_the_manifest_and_the_radiography_layout(tmp_path):
     assert index.find("COVID-19/film 7.jpg") == tmp_path / "renamed.png"
     assert index.find("elsewhere/f1.jpeg") == tmp_path / "x" / "masks" / "f1.png"  # unique name
     assert index.find("nothing.jpg") is None
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(NotADirectoryError, match="not found"):
         MaskIndex(tmp_path / "absent")
+
+
+def test_a_masks_folder_that_is_a_file_says_so(tmp_path):
+    """The audit's "lung masks folder" set to an existing file said "not found"."""
+    (tmp_path / "hostname").write_text("x\n")
+    with pytest.raises(NotADirectoryError) as caught:
+        MaskIndex(tmp_path / "hostname")
+    assert str(caught.value) == f"masks folder {tmp_path / 'hostname'} is a file, not a folder"
 
 
 # ----------------------------------------------------------------------------------------- CLI

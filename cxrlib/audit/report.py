@@ -208,7 +208,8 @@ def audit_run(run, *, dataset=None, steps: Sequence[str] = STEPS, external: str 
         report.timings["generalisation"] = time.perf_counter() - t
     if external:
         t = time.perf_counter()
-        ext = external_check(run, external, progress=lambda d, n: note("external", d, n))
+        ext = external_check(run, external, manifest=dataset.manifest,
+                             progress=lambda d, n: note("external", d, n))
         report.external = {k: v for k, v in ext.items() if k not in ("predictions", "subgroups")}
         report.external_subgroups = ext.get("subgroups")
         report.timings["external"] = time.perf_counter() - t

@@ -20,6 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from cxrlib.dicom.dicom_json import NotDicomJson, dicom_json
+from cxrlib.dicom.dicom_json import as_int as _int
+from cxrlib.dicom.dicom_json import value as _value
+from cxrlib.dicom.dicom_json import values as _values
 from cxrlib.dicom.settings import CONNECT_TIMEOUT, ENV, PacsSettings, safe_url  # noqa: F401
 
 FILM_MODALITIES = ("CR", "DX")
@@ -97,9 +101,9 @@ class PacsClient:
             filters["StudyDate"] = f"{_date(date_from)}-{_date(date_to)}"
         fields = ["ModalitiesInStudy", "NumberOfStudyRelatedSeries",
                   "NumberOfStudyRelatedInstances", "StudyDescription"]
-        found = self._call("search for studies", lambda: self._client.search_for_studies(
-            search_filters=filters, fields=fields, limit=limit))
-        studies = [_study(item) for item in found]
+        studies = self._call("search for studies", lambda: [_study(item) for item in dicom_json(
+            self._client.search_for_studies(search_filters=filters, fields=fields, limit=limit),
+            "0020000D")])
         wanted = set(modalities)
         return [s for s in studies if not wanted or not s.modalities or wanted & set(s.modalities)]
 
@@ -124,8 +128,9 @@ class PacsClient:
         Raises:
             PacsError: the study is not there, or it has no series of ``modalities``.
         """
-        series = self._call(f"list the series of study {study_uid}", lambda: self._client.search_for_series(
-            study_uid, fields=["Modality", "SeriesDescription", "SeriesNumber"]))
+        series = self._call(f"list the series of study {study_uid}", lambda: dicom_json(
+            self._client.search_for_series(study_uid, fields=["Modality", "SeriesDescription",
+                                                               "SeriesNumber"]), "0020000E"))
         if not series:
             raise PacsError(f"study {study_uid} is not on the PACS (or has no series)")
         chosen = [s for s in series if _value(s, "00080060") in modalities]
@@ -144,8 +149,8 @@ class PacsClient:
         refs: list[FilmRef] = []
         for s in self.film_series(study_uid, modalities):
             uid = str(_value(s, "0020000E"))
-            instances = self._call(f"list the instances of series {uid}", lambda: self._client.search_for_instances(
-                study_uid, uid, fields=["InstanceNumber"]))
+            instances = self._call(f"list the instances of series {uid}", lambda: dicom_json(
+                self._client.search_for_instances(study_uid, uid, fields=["InstanceNumber"]), "00080018"))
             for inst in sorted(instances, key=lambda i: _int(_value(i, "00200013")) or 0):
                 refs.append(FilmRef(study_uid, uid, str(_value(inst, "00080018")),
                                     str(_value(s, "00080060")), str(_value(s, "0008103E")),
@@ -208,6 +213,8 @@ class PacsClient:
         import requests  # noqa: PLC0415
 
         where = f"the PACS at {self.settings.url}"
+        if isinstance(exc, NotDicomJson):
+            return f"cannot {what}: {where} gave an answer that is not DICOMweb ({exc})"
         if isinstance(exc, requests.exceptions.SSLError):
             return (f"cannot {what}: {where} has a TLS certificate this machine does not trust "
                     f"(name its CA bundle in {ENV['verify']})")
@@ -263,27 +270,6 @@ def _date(value: str | None) -> str:
     if len(text) != 8 or not text.isdigit():
         raise ValueError(f"a study date must be YYYYMMDD or YYYY-MM-DD, got {value!r}")
     return text
-
-
-def _value(item: dict, tag: str) -> Any:
-    values = item.get(tag, {}).get("Value") or []
-    if not values:
-        return ""
-    v = values[0]
-    if isinstance(v, dict):  # a person name
-        return str(v.get("Alphabetic", ""))
-    return v
-
-
-def _values(item: dict, tag: str) -> tuple[str, ...]:
-    return tuple(str(v) for v in item.get(tag, {}).get("Value") or [])
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _study(item: dict) -> Study:

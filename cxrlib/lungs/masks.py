@@ -105,7 +105,9 @@ class MaskIndex:
         check_allowed(folder)
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise NotADirectoryError(f"masks folder {self.folder} not found")
+            what = "not found" if not self.folder.exists() else \
+                "is a file, not a folder" if self.folder.is_file() else "is not a folder"
+            raise NotADirectoryError(f"masks folder {self.folder} {what}")
         inside = DatasetFolder(self.folder)
         self._by_key: dict[str, Path] = {}
         self._by_stem: dict[str, list[Path]] = {}
