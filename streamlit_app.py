@@ -33,4 +33,5 @@ with st.sidebar:
     st.radio("Task", list(svc.TASK_LABELS), format_func=svc.TASK_LABELS.get, key=svc.TASK)
     svc.current_run_ui(status)
 
+svc.show_notices()  # on the page the user is on: e.g. its run was deleted meanwhile
 page.run()

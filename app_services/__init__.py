@@ -8,11 +8,12 @@ large arrays from a sample (see ../shared/NOTES.md). Large read-only objects (fi
 
 One concern per module; pages import the package (``import app_services as svc``):
 
-- :mod:`.core`: session keys, chart and format helpers.
+- :mod:`.core`: session keys, chart and format helpers, notices for the page the user is on.
 - :mod:`.data`: the sidebar's dataset (validation, the synthetic demo), films, thumbnails, grids.
 - :mod:`.film_meta`: one film's header and manifest facts, patient data behind a toggle.
 - :mod:`.preprocessing`: live previews and ``preprocess_ui`` -> ``PreprocessConfig``.
-- :mod:`.runs`: registry access, the current-run picker, progress.
+- :mod:`.runs`: registry access, the current-run picker (which says when the run shown was
+  deleted meanwhile), progress.
 - :mod:`.training_form`: the Training page's form, ``training_ui`` -> ``RunConfig``.
 - :mod:`.evaluation`: metrics, curves and bootstrap intervals of a run.
 - :mod:`.explaining`: CAMs, overlays, faithfulness and ``explain_ui`` -> ``ExplainConfig``.
@@ -42,7 +43,7 @@ One concern per module; pages import the package (``import app_services as svc``
 - :mod:`.serving`: what Streamlit does after every script run, fit for a shared server.
 """
 from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, for_display, md_literal,
-                   table)
+                   show_notices, table)
 from .data import (build_demo_dataset, crosstab, data_config, dataset_stats, dataset_status,
                    display_pixels, image_grid, init_state, is_demo, path_of, require_dataset,
                    sample_rows)

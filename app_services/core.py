@@ -13,6 +13,9 @@ TASK_LABELS = {"3class": "3 classes: COVID-19 / Normal / Viral Pneumonia",
                "binary": "Binary: COVID-19 vs Normal"}
 DISPLAY_MAX_SIDE = 768  # films are shown (and previewed) at most this large
 DISPLAY_MAX_ASPECT = 8  # a film longer than 8:1 is shown padded to that ratio
+NOTICES = "_notices"  # one-line messages left for the page the user is on (shown once)
+NOTICE_ICONS = {"warning": ":material/warning:", "success": ":material/check_circle:",
+                "info": ":material/info:", "error": ":material/error:"}
 
 
 def safe(fn, default=None):
@@ -32,6 +35,20 @@ def md_literal(text: Any) -> str:
     CommonMark allows (no emphasis, link, code, HTML, Streamlit ``:red[...]`` directive or
     ``$`` formula can start), line breaks as spaces."""
     return _MARKDOWN.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+def notify(level: str, text: str) -> None:
+    """Leave ``text`` (``st.<level>``) for the page the user is on; :func:`show_notices` shows it
+    once. For what happened outside the page's own run (a callback, a run deleted meanwhile)."""
+    notes = st.session_state.setdefault(NOTICES, [])
+    if (level, text) not in notes:
+        notes.append((level, text))
+
+
+def show_notices() -> None:
+    """The router, above every page: the messages left by :func:`notify`, once each."""
+    for level, text in st.session_state.pop(NOTICES, []):
+        getattr(st, level)(text, icon=NOTICE_ICONS[level])
 
 
 def file_stamp(path: str | Path) -> str:

@@ -20,7 +20,7 @@ from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive
 from .generalising import subgroup_columns, subgroup_figures, subgroup_table, subgroups
 from .review_queue import review_link
 from .review_stats import download_csv
-from .runs import dataset_runs, get_run, leakage_warning, run_label, run_stamp
+from .runs import dataset_runs, get_run, gone_message, leakage_warning, run_label, run_stamp
 
 NO_OTHER = ""
 COMPARE = "ev_other"
@@ -40,6 +40,8 @@ def runs_shown(ds, current) -> list:
     labels = {NO_OTHER: "(none: this run alone)", **{r.id: run_label(r) for r in others}}
     from_address("compare", COMPARE, valid=list(labels))
     if st.session_state.get(COMPARE) not in labels:
+        if note := gone_message(st.session_state.get(COMPARE), "it is no longer compared."):
+            st.warning(note, icon=":material/warning:")
         st.session_state[COMPARE] = NO_OTHER
     st.caption(f"Showing the sidebar's current run, **{run_label(current)}**; pick another run "
                "there to show it.")

@@ -18,7 +18,8 @@ from cxrlib.reviews.records import MAX_COMMENT
 
 from . import identity
 from .address import from_address, to_address
-from .core import md_literal
+from .core import md_literal, notify
+from .runs import get_run
 
 
 REVIEWER = "reviewer"
@@ -201,9 +202,26 @@ def _index(options: list, value) -> int | None:
     return None if value is None else options.index(value)
 
 
-def _submit(run, rel_path, name, form_key, *, label, prediction, ds, blind) -> None:
+def _submit(run, rel_path, name, form_key, **form) -> None:
     """The Save button's callback: the form's answers, checked and saved; what happened is left
-    in ``{form_key}_flash`` for the run that follows to show above the form."""
+    in ``{form_key}_flash`` for the run that follows to show above the form. When the run was
+    deleted meanwhile the page shows another run, not this form: the page says it instead. A
+    review of a deleted run is saved all the same (the store keeps reviews that outlive their
+    run, and ``reviews export RUN`` writes them), and the message says where it went."""
+    level, text = _checked_save(run, rel_path, name, form_key, **form)
+    if get_run(run.id) is not None:
+        st.session_state[f"{form_key}_flash"] = (level, text)
+    elif level == "success":
+        notify(level, f"Review saved for run `{run.id[:8]}`, which was deleted meanwhile: it "
+                      f"shows in `python -m cxrlib reviews export {run.id} --out FILE`.")
+    else:
+        notify(level, f"Run `{run.id[:8]}` was deleted meanwhile; your review of {md_literal(rel_path)}: "
+                      f"{text}")
+
+
+def _checked_save(run, rel_path, name, form_key, *, label, prediction, ds,
+                  blind) -> tuple[str, str]:
+    """The form's answers, checked and saved: what to say, as ``(level, text)``."""
     state = st.session_state
     if blind:
         reading = state.get(f"{form_key}_reading")
@@ -213,18 +231,15 @@ def _submit(run, rel_path, name, form_key, *, label, prediction, ds, blind) -> N
         agree_label, agree_pred = state.get(f"{form_key}_label"), state.get(f"{form_key}_pred")
     location = state.get(f"{form_key}_where")
     if None in (agree_label, agree_pred, location):
-        state[f"{form_key}_flash"] = ("error", "Give your reading and where the heatmap falls, "
-                                      "then save." if blind else "Answer the two agreement "
-                                      "questions and where the heatmap falls, then save.")
-        return
+        return ("error", "Give your reading and where the heatmap falls, then save." if blind
+                else "Answer the two agreement questions and where the heatmap falls, then save.")
     comment = state.get(f"{form_key}_comment") or ""
     if blind:
         comment = f"{BLINDED_NOTE.format(reading)} {comment}".strip()
     answers = (bool(agree_label), bool(agree_pred), location,
                int(state.get(f"{form_key}_conf", 3)), comment)
-    state[f"{form_key}_flash"] = _save(run, rel_path, name, answers, label=label,
-                                       prediction=prediction, digest=_film_digest(ds, rel_path),
-                                       form_key=form_key)
+    return _save(run, rel_path, name, answers, label=label, prediction=prediction,
+                 digest=_film_digest(ds, rel_path), form_key=form_key)
 
 
 def _save(run, rel_path, name, answers, *, label, prediction, digest,

@@ -16,7 +16,7 @@ from cxrlib.runs import queue as run_queue
 from cxrlib.runs import registry
 
 from .address import from_address, to_address
-from .core import DATA_DIR, RUN_ID, TASK, safe
+from .core import DATA_DIR, RUN_ID, TASK, notify, safe
 from .data import DataStatus
 
 
@@ -42,6 +42,18 @@ def get_run(run_id: str | None):
         return registry.get_run(run_id)
     except KeyError:
         return None
+
+
+DELETED_HERE = "_run_deleted_here"
+"""Session key of the run this session deleted (Training's delete): no news to its user."""
+
+
+def gone_message(run_id: str | None, then: str) -> str | None:
+    """``Run `1a2b3c4d` was deleted meanwhile; {then}`` when ``run_id`` (shown until now) is no
+    longer in the registry and this session did not delete it itself, else None."""
+    if not run_id or get_run(run_id) is not None or st.session_state.get(DELETED_HERE) == run_id:
+        return None
+    return f"Run `{run_id[:8]}` was deleted meanwhile; {then}"
 
 
 def run_title(run) -> str:
@@ -116,16 +128,24 @@ def current_run_ui(status: DataStatus) -> None:
     runs = [r for r in dataset_runs(status.dataset, status.dataset.task)
             if (safe(r.status, {}) or {}).get("state") == "done" and r.problem() is None]
     if not runs:
-        st.session_state[RUN_ID] = None
+        _switch_run(None)
         st.caption("No finished run on this dataset and task yet: start one on Training.")
         return
     ids = [r.id for r in runs]
     from_address("run", RUN_ID, valid=ids)  # a reload or a shared link keeps its run
     if st.session_state.get(RUN_ID) not in ids:
-        st.session_state[RUN_ID] = ids[0]
+        _switch_run(ids[0])
     labels = {r.id: run_label(r) for r in runs}
     st.selectbox("Current run", ids, format_func=labels.get, key=RUN_ID)
     to_address("run", st.session_state[RUN_ID])
+
+
+def _switch_run(run_id: str | None) -> None:
+    """Make ``run_id`` the current run; the page says so when the one shown was deleted."""
+    if note := gone_message(st.session_state.get(RUN_ID), f"showing run `{run_id[:8]}` instead."
+                            if run_id else "no other finished run to show."):
+        notify("warning", note)
+    st.session_state[RUN_ID] = run_id
 
 
 def require_run():
@@ -259,29 +279,10 @@ def delete_run(run_id: str) -> None:
     that is training) is kept in the session for the page to show."""
     try:
         target = registry.delete_run(registry.get_run(run_id))
+        st.session_state[DELETED_HERE] = run_id
         st.session_state.pop("delete_error", None)
         if target is not None:  # a run "folder" that was a link: say what was and was not removed
             st.session_state["delete_note"] = (f"Run `{run_id}` was a link: the link was removed, "
                                                f"the folder it pointed to ({target}) was not deleted.")
     except (registry.RunBusy, registry.RunNotFound, OSError) as exc:
         st.session_state["delete_error"] = str(exc.args[0] if exc.args else exc)
-
-
-def left_out_of_training(ds, cfg: RunConfig) -> list[dict]:
-    """Films of ``ds`` that failed to decode when ``cfg``'s preprocessing cached them, so training
-    left them out (``rel_path``, ``reason``); a header scan cannot see these (corrupt JPEG data)."""
-    from cxrlib.preprocessing.tensor_cache import cached_problems  # noqa: PLC0415
-
-    return cached_problems(ds, cfg.preprocess) or []
-
-
-def trainable_error(ds, cfg: RunConfig) -> str | None:
-    """Why this dataset cannot train ``cfg``'s task (a class with too few films or patients),
-    or None (:func:`cxrlib.data.checks.check_trainable`, the check the CLI's train makes)."""
-    from cxrlib.data.checks import TooFewFilms, check_trainable  # noqa: PLC0415
-
-    try:
-        check_trainable(ds, cfg.data.task, cfg.split.kind)
-    except TooFewFilms as exc:
-        return str(exc)
-    return None

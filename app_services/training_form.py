@@ -119,3 +119,23 @@ def training_ui(data: DataConfig, preprocess: PreprocessConfig | None) -> RunCon
     except ValueError as exc:
         st.error(f"These settings are not valid: {exc}")
         return None
+
+
+def left_out_of_training(ds, cfg) -> list[dict]:
+    """Films of ``ds`` that failed to decode when ``cfg``'s preprocessing cached them, so training
+    left them out (``rel_path``, ``reason``); a header scan cannot see these (corrupt JPEG data)."""
+    from cxrlib.preprocessing.tensor_cache import cached_problems  # noqa: PLC0415
+
+    return cached_problems(ds, cfg.preprocess) or []
+
+
+def trainable_error(ds, cfg) -> str | None:
+    """Why this dataset cannot train ``cfg``'s task (a class with too few films or patients),
+    or None (:func:`cxrlib.data.checks.check_trainable`, the check the CLI's train makes)."""
+    from cxrlib.data.checks import TooFewFilms, check_trainable  # noqa: PLC0415
+
+    try:
+        check_trainable(ds, cfg.data.task, cfg.split.kind)
+    except TooFewFilms as exc:
+        return str(exc)
+    return None

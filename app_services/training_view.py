@@ -7,8 +7,8 @@ import streamlit as st
 
 from .core import table
 from .runs import (active_runs, cancel_run, damaged_runs, delete_run, leakage_warning,
-                   left_out_of_training, progress_text, run_status, run_title, runs_table,
-                   runs_to_list, start_run, trainable_error)
+                   progress_text, run_status, run_title, runs_table, runs_to_list, start_run)
+from .training_form import left_out_of_training, trainable_error
 
 
 def run_state_ui(ds, cfg, existing) -> tuple[str | None, str | None]:
