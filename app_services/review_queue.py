@@ -83,12 +83,18 @@ def film_picker(run, queue, reviews, reviewer: str, *, key: str = "rv_film",
     anyone = set(reviews["rel_path"].astype(str))
     codes = {f: film_code(run, f) for f in films} if blinded else None
     st.session_state[f"{key}_codes"] = codes  # blinded: the address holds no path either
-    wanted = st.query_params.get("film")
-    wanted = {c: f for f, c in (codes or {}).items()}.get(wanted, wanted)
+    asked = st.query_params.get("film")
+    # a film's code or its path, whichever mode wrote the address
+    wanted = {film_code(run, f): f for f in films}.get(asked, asked)
     if wanted in films and st.session_state.get(key) != wanted:
         st.session_state[key] = wanted
     if st.session_state.get(key) not in films:
         st.session_state[key] = next((f for f in films if f not in mine), films[0])
+    first = f"{key}_shown" not in st.session_state  # the address a session opened with: a link
+    st.session_state[f"{key}_shown"] = True  # (later, a film of another run is no link's)
+    if first and asked is not None and wanted not in films:  # a stale or mistyped link: said
+        st.warning(f"Film {md_literal(asked)} of the address is not among this run's test films; "
+                   "showing the queue's film instead.", icon=":material/link_off:")
     reasons = dict(zip(films, queue["reason"]))
     position = {f: i + 1 for i, f in enumerate(films)}
 

@@ -394,3 +394,27 @@ def test_what_users_typed_is_shown_as_typed_never_as_markdown(app, trained_run, 
     [waiting] = [c for c in texts(fresh.caption) if "is waiting for your review" in c]
     text, rendered = _shown(waiting)
     assert text == f"Film {film} is waiting for your review." and "<a " not in rendered
+
+
+def test_a_film_the_address_names_that_is_not_in_the_queue_is_said(app, trained_run,
+                                                                    workspace_copy):
+    """Found by the app's hostile hunt: ``?film=nope.png`` (a stale or mistyped link) quietly
+    showed the queue's first film instead. Toggling the blinded mode (the address then holds
+    a film's code, not its path) is no unknown film and says nothing."""
+    run = workspace_copy("6666")
+    other = workspace_copy("7777")
+    at = app(PAGE, run_id=run.id)  # a link opened: the film is read once the reviewer is known
+    at.query_params["film"] = "Normal/nope`[x](y).png"
+    at = _sign_in(at)
+    shown = at.selectbox(key="rv_film").value
+    [said] = [w for w in shown_texts(at.warning) if "not among" in w]
+    assert said == ("Film Normal/nope`[x](y).png of the address is not among this run's test "
+                    "films; showing the queue's film instead.")
+    at.run()  # the address now names the film shown: said once
+    assert not [w for w in texts(at.warning) if "not among" in w]
+    assert at.selectbox(key="rv_film").value == shown
+    at.toggle(key="rv_blind").set_value(False).run()  # the address held a code: known
+    at.toggle(key="rv_blind").set_value(True).run()
+    assert not [w for w in texts(at.warning) if "not among" in w]
+    at.selectbox(key="run_id").set_value(other.id).run()  # the user's own switch: no link's film
+    assert not [w for w in texts(at.warning) if "not among" in w]
