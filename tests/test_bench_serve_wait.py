@@ -7,15 +7,14 @@ the bench waits for (an attribute, an image that finishes loading), and that it 
 """
 from __future__ import annotations
 
-import http.server
 import sys
-import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
 from app_fixtures import ROOT
+from local_http import serve
 from test_browser import CHROMIUM, CHROMIUM_ARGS, _require_browser
 
 pytestmark = pytest.mark.browser
@@ -51,22 +50,9 @@ def test_until_sees_an_image_finish_loading_without_any_mutation(tab):
     comes from a server of the test's own that answers 0.6 s late."""
     png = cv2.imencode(".png", np.full((4, 6), 200, np.uint8))[1].tobytes()
 
-    class Slow(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the name http.server calls
-            time.sleep(0.6)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, base = serve(lambda path: (200, "image/png", png), delay_s=0.6)
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/film.png"
+        url = f"{base}/film.png"
         # not waiting for the page's load event, which waits for the image
         tab.set_content(f'<div data-testid="stImage"><img src="{url}"></div>',
                         wait_until="domcontentloaded")

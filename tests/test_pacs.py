@@ -8,10 +8,8 @@ written. Skipped with the reason when Orthanc is not installed (``make orthanc``
 """
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pandas as pd
 import pydicom
 import pytest
 from app_fixtures import app, app_workspace, trained_run  # noqa: F401 (fixtures: the shared tiny run)
+from local_http import serve
 
 from cxrlib.cli import main
 from cxrlib.dicom.local_pacs import why_no_orthanc
@@ -228,20 +227,10 @@ def test_a_study_with_no_cr_or_dx_series(trained_run, study, env, capsys, tmp_pa
 
 
 def test_a_slow_server_times_out_within_the_bound(trained_run, env, monkeypatch, capsys, tmp_path):
-    class Slow(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            time.sleep(3)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, base = serve(lambda path: (200, "application/dicom+json", b"[]"), delay_s=3)
     monkeypatch.setenv("CXR_PACS_TIMEOUT", "0.5")
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+        url = f"{base}/dicom-web"
         _, took = _one_line_and_nothing_written(
             capsys, tmp_path, ["explain", trained_run.id[:8], "--pacs", url, "--accession", "X"],
             "did not answer within 0.5 s")

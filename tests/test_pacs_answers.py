@@ -3,11 +3,10 @@ parses an answer (studies, series, instances) says it in one PacsError line, nev
 AttributeError or TypeError. A fake server on 127.0.0.1, no Orthanc needed."""
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 
 import pytest
+from local_http import serve
 
 from cxrlib.dicom.web import PacsClient, PacsError, PacsSettings
 
@@ -33,25 +32,13 @@ MALFORMED = {
 
 def _serve(answers: dict):
     """A server answering GET .../series, .../instances and /studies with ``answers``' JSON."""
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            path = self.path.split("?")[0]
-            key = "instances" if path.endswith("/instances") else \
-                "series" if path.endswith("/series") else "studies"
-            body = json.dumps(answers[key]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/dicom+json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def get(path: str):
+        key = "instances" if path.endswith("/instances") else \
+            "series" if path.endswith("/series") else "studies"
+        return 200, "application/dicom+json", json.dumps(answers[key]).encode()
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, PacsClient(PacsSettings(url=f"http://127.0.0.1:{server.server_address[1]}/dicom-web",
-                                           timeout=5))
+    server, url = serve(get)
+    return server, PacsClient(PacsSettings(url=f"{url}/dicom-web", timeout=5))
 
 
 def _one_line(call, what: str) -> None:
