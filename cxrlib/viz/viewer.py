@@ -95,7 +95,7 @@ def viewer_figure(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "
         heat = panel.get("heatmap")
         if heat is None:
             continue
-        heat = np.asarray(heat, np.float64)
+        heat = np.asarray(heat, np.float32)  # sent as 4 bytes a cell (8 doubled each rerun's bytes)
         x0, y0, x1, y1 = panel.get("box") or (0, 0, w, h)
         dx, dy = (x1 - x0) / heat.shape[1], (y1 - y0) / heat.shape[0]
         shown = np.where(heat >= threshold, heat, np.nan)  # NaN: transparent
