@@ -13,7 +13,9 @@ and saves a review (``review_save``). An action's time runs from the click until
 run has ended (seen through ``data-test-script-state``) and every image on the page has loaded.
 
 First one user alone does two rounds (the first warms the caches): ``single_user_s`` is the median
-of its second round's actions. Then ``--sessions`` users run ``--rounds`` rounds at once; the
+of its second round's actions, and ``alone_cost`` says what each of those actions cost: the CPU
+seconds of the Chromium processes and of the server, and the kilobytes the server sent over the
+app's websocket (medians per action; with one user, every CPU second is that user's). Then ``--sessions`` users run ``--rounds`` rounds at once; the
 server's resident memory (``VmRSS`` of its process) is read after each round. ``exceptions``:
 exception boxes the app showed plus actions that failed or timed out. ``rss_growth``: memory after
 round 4 over round 2, minus 1 (with fewer rounds, the last over the second; null with one round).
@@ -236,6 +238,8 @@ class User:
         self.index, self.context, self.url, self.films, self.log = index, context, url, films, log
         self.tab = None
         self.named = False
+        self.meter = None  # (server pid): measure each action's CPU and websocket bytes
+        self.ws_bytes = 0
 
     async def _act(self, name: str, do, ready: str | None = None, page: str | None = None,
                    timeout_s: float | None = None) -> None:
@@ -246,6 +250,8 @@ class User:
         tab = self.tab
         limit = (timeout_s or ACTION_TIMEOUT_S) * 1000
         started = time.perf_counter()
+        cpu_before, ws_before = (_cpu_s(self.meter, None), self.ws_bytes) if self.meter else (
+            None, 0)
         try:
             await tab.evaluate(_ARM)
             await do()
@@ -264,6 +270,12 @@ class User:
             if self.log.get("round", 0) > 0:  # every page drawn once in this tab already
                 self.log.setdefault("warm", []).append(seconds)
             self.log["exceptions"] += boxes
+            if cpu_before is not None:
+                cpu = _cpu_s(self.meter, None)
+                self.log.setdefault("cost", {}).setdefault(name, []).append(
+                    {"browser_cpu_s": cpu["browsers"] - cpu_before["browsers"],
+                     "server_cpu_s": cpu["server"] - cpu_before["server"],
+                     "ws_kb": (self.ws_bytes - ws_before) / 1024})
             print(f"user {self.index} {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
         except Exception as exc:  # noqa: BLE001 - a failed action is counted, the others go on
             self.log["exceptions"] += 1
@@ -278,11 +290,16 @@ class User:
     async def open(self) -> None:
         self.tab = await self.context.new_page()
         self.tab.set_default_timeout(ACTION_TIMEOUT_S * 1000)
+        if self.meter:
+            self.tab.on("websocket", lambda ws: ws.on("framereceived", self._received))
         await self.tab.goto(self.url)
         # A user acts once the first page has drawn (the script state reads "notRunning" before
         # the first run has even started).
         await self.tab.locator('[data-testid="stMain"] h1').first.wait_for()
         await self.tab.evaluate(_until(_IDLE), ACTION_TIMEOUT_S * 1000)
+
+    def _received(self, payload) -> None:
+        self.ws_bytes += len(payload)
 
     async def audit(self) -> None:
         """Opens Audit and runs the audit of the bench's run through the app, as a user would."""
@@ -350,9 +367,10 @@ async def _drive(url: str, films: list[str], sessions: int, rounds: int, server_
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         viewport = {"width": viewport[0], "height": viewport[1]}
         solo = User(sessions, await browser.new_context(viewport=viewport), url, films, alone)
+        solo.meter = server_pid
         await solo.open()
         await solo.round(0)  # warms the server's caches
-        alone["times"] = {}
+        alone["times"], alone["cost"] = {}, {}
         await solo.round(1)
         await solo.context.close()
         rss.append(_rss_mb(server_pid))
@@ -388,6 +406,14 @@ def _q(values: list[float], q: float) -> float | None:
         return None
     values = sorted(values)
     return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))], 2)
+
+
+def _alone_cost(alone: dict) -> dict:
+    """The lone user's warm actions: median browser and server CPU seconds and websocket KB."""
+    out = {}
+    for action, rows in alone.get("cost", {}).items():
+        out[action] = {k: _q([row[k] for row in rows], 0.5) for k in rows[0]}
+    return out
 
 
 def _start_training(run_id: str):
@@ -540,6 +566,9 @@ def main() -> None:
     for action, row in per_action.items():
         print(f"{action:16s} n={row['n']:3d}  p50 {row['p50_s']} s  p95 {row['p95_s']} s  "
               f"alone {row['alone_s']} s")
+    for action, cost in _alone_cost(alone).items():
+        print(f"{action:16s} alone: browsers {cost['browser_cpu_s']} CPU s, server "
+              f"{cost['server_cpu_s']} CPU s, websocket {cost['ws_kb']} KB")
     for failure in crowd["failures"] + alone["failures"]:
         print("failed:", failure)
     rss = result["rss"]
@@ -551,7 +580,8 @@ def main() -> None:
                "data": str(data), "run": run_id,
                "p50_s": _q(every, 0.5), "p95_s": _q(every, 0.95),
                "warm_p95_s": _q(crowd.get("warm", []), 0.95),
-               "single_user_s": _q(alone_all, 0.5), "exceptions": crowd["exceptions"] + alone["exceptions"],
+               "single_user_s": _q(alone_all, 0.5), "alone_cost": _alone_cost(alone),
+               "exceptions": crowd["exceptions"] + alone["exceptions"],
                "rss_mb": rss, "rss_after_warmup_mb": result["rss_after_warmup"],
                "rss_growth": growth, "cpu_s": result["cpu_s"], "per_action": per_action}
     if training:
