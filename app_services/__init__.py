@@ -42,8 +42,8 @@ One concern per module; pages import the package (``import app_services as svc``
   live progress, the runs and the damaged ones).
 - :mod:`.serving`: what Streamlit does after every script run, fit for a shared server.
 """
-from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, for_display, md_literal,
-                   show_notices, table)
+from .core import (DATA_DIR, TASK, TASK_LABELS, TRAIN_PREPROCESS, chart, for_display, kept_tabs,
+                   md_literal, show_notices, table)
 from .data import (build_demo_dataset, crosstab, data_config, dataset_stats, dataset_status,
                    display_pixels, image_grid, init_state, is_demo, path_of, require_dataset,
                    sample_rows)

@@ -114,7 +114,7 @@ def leakage_section(report) -> None:
         cid = st.selectbox("Browse a duplicate cluster", sorted(clusters["cluster_id"].unique()),
                            key="au_cluster", format_func=lambda i: f"cluster {i}")
         films = clusters[clusters["cluster_id"] == cid].head(12)
-        image_grid(films, [f"{r.label} · {r.rel_path}" for r in films.itertuples()])
+        image_grid(films, [md_literal(f"{r.label} · {r.rel_path}") for r in films.itertuples()])
 
 
 def metadata_section(report, run) -> None:

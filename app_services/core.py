@@ -51,6 +51,19 @@ def show_notices() -> None:
         getattr(st, level)(text, icon=NOTICE_ICONS[level])
 
 
+def kept_tabs(labels: list[str], key: str):
+    """Tabs that draw only the open one (``if tab.open:``), reopened on the user's last tab when
+    they come back to the page. Streamlit forgets a widget's state on a run that does not draw
+    it (``st.tabs`` has no ``persist_state``), so the open tab is also kept under
+    ``<key>_kept`` and given back to the widget before it is drawn again."""
+    kept = f"{key}_kept"
+    if key not in st.session_state and st.session_state.get(kept) in labels:
+        st.session_state[key] = st.session_state[kept]
+    tabs = st.tabs(labels, key=key, on_change="rerun")
+    st.session_state[kept] = st.session_state.get(key)
+    return tabs
+
+
 def file_stamp(path: str | Path) -> str:
     """Identity of a file's current content for cache keys: path, mtime and size."""
     st_ = Path(path).stat()

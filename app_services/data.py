@@ -19,8 +19,7 @@ from cxrlib.core.config import DataConfig
 from cxrlib.data.synthetic import DEMO_README, make_synthetic_dataset
 
 from .bytecache import byte_cached
-from .core import (DATA_DIR, DISPLAY_MAX_SIDE, TASK, TASK_LABELS, file_stamp, md_literal,
-                   shrink)
+from .core import DATA_DIR, DISPLAY_MAX_SIDE, TASK, TASK_LABELS, file_stamp, shrink
 
 
 @dataclass(frozen=True)
@@ -264,7 +263,8 @@ def thumbnail(path: str, side: int = 192):
 def image_grid(rows, captions: list[str], *, per_row: int = 6, side: int = 192) -> None:
     """Films of ``rows`` (a frame with ``path``) in a grid of ``per_row`` columns.
 
-    Captions are Markdown (``:red[...]`` highlights an error) and sit under each film.
+    Captions are Markdown (``:orange[...]`` highlights an error) and sit under each film: the
+    caller escapes what users named in them (:func:`~app_services.core.md_literal`).
     """
     items = list(zip(rows["path"].tolist(), captions))
     for start in range(0, len(items), per_row):
@@ -275,7 +275,7 @@ def image_grid(rows, captions: list[str], *, per_row: int = 6, side: int = 192) 
                 col.warning(f"unreadable: {Path(path).name}")
             else:
                 col.image(thumb, width="stretch")
-                col.caption(md_literal(caption))  # file names, shown as they are
+                col.caption(caption)
 
 
 def path_of(ds, rel_path: str) -> str:

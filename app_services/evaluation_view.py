@@ -13,7 +13,7 @@ from cxrlib.viz import subgroups as sgfigs
 
 from .address import from_address, to_address
 from .bytecache import byte_cached
-from .core import chart, fmt, table
+from .core import chart, fmt, md_literal, table
 from .data import image_grid
 from .evaluation import (bootstrap, ci_table, evaluation, model_file, predictive_values,
                          report_table, sample_records, test_predictions)
@@ -241,15 +241,22 @@ def predictive_values_ui(runs: list, threshold: float | None) -> None:
                "as independent); PPV and NPV: the interval they imply at this prevalence.")
 
 
+def _grid_caption(row) -> str:
+    """``✓ true → predicted (score)``; an error orange and bold. Class names are folder names:
+    shown as they are (:func:`md_literal`)."""
+    said = f"{md_literal(row.true)} → {md_literal(row.predicted)}"
+    if row.correct:
+        return f"✓ {said} (score {row.confidence:.2f})"
+    return f":orange[**✗ {said}** (score {row.confidence:.2f})]"
+
+
 def sample_grid(runs: list, run, threshold: float | None) -> None:
     """A run's test films, most confident errors first, with a link to review one and the
     run's downloads."""
     records = sample_records(run, threshold)
     st.markdown(f"Run `{run.id[:8]}`: {int((~records['correct']).sum())} errors of {len(records)}")
     shown = records.head(12)
-    image_grid(shown, [(f"✓ {r.true} → {r.predicted} (score {r.confidence:.2f})" if r.correct
-                        else f":orange[**✗ {r.true} → {r.predicted}** (score {r.confidence:.2f})]")
-                       for r in shown.itertuples()])
+    image_grid(shown, [_grid_caption(r) for r in shown.itertuples()])
     review_link(run, shown, key=f"ev_review_{run.id}")
     d1, d2, d3 = st.columns(3)
     d1.download_button("Predictions (CSV)", download_csv(test_predictions(run)),

@@ -207,7 +207,8 @@ def test_explain_page_review_form_saves_with_the_films_prediction(app, trained_r
 
 
 def test_evaluation_grid_opens_a_film_on_the_review_page(app, trained_run, workspace_copy):
-    at = app("views/evaluation.py", run_id=trained_run.id, reviewer="Dr Ada")
+    at = app("views/evaluation.py", run_id=trained_run.id, reviewer="Dr Ada",
+             ev_tab="Sample predictions")
     box = at.selectbox(key=f"ev_review_{trained_run.id}_film")
     film = box.options[2]
     box.set_value(film)

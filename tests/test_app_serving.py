@@ -153,7 +153,7 @@ def test_the_overlay_png_is_made_when_downloaded_not_on_every_rerun(app):
 
 
 def test_the_model_download_is_read_when_clicked_not_on_every_rerun(app):
-    at = app("views/evaluation.py")
+    at = app("views/evaluation.py", ev_tab="Sample predictions")
     (model,) = [d for d in at.download_button if d.label == "Model (best.keras)"]
     assert model.proto.url == ""  # deferred: no megabytes hashed and kept per session
     (csv,) = [d for d in at.download_button if d.label == "Predictions (CSV)"]

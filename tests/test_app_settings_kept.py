@@ -45,18 +45,29 @@ def test_the_explain_settings_and_the_window_are_kept(app, trained_run):
     assert at.toggle(key="ex_road").value is True
 
 
+def _tab(at, label: str):
+    at.session_state["ev_tab"] = label
+    return at.run()
+
+
 def test_the_evaluation_settings_are_kept(app, trained_run):
+    """Each setting is on its own tab of the page, and only the open tab is drawn: they are
+    kept across tabs as across pages."""
     at = app("views/evaluation.py", run_id=trained_run.id)
-    by = at.multiselect(key="ev_by").options[:1]
-    at.toggle(key="ev_norm").set_value(True)
+    at.toggle(key="ev_norm").set_value(True).run()
+    _tab(at, "Predictive values")
     at.selectbox(key="ev_pos").set_value(trained_run.classes[2])
-    at.slider(key="ev_prev").set_value(0.2)
+    at.slider(key="ev_prev").set_value(0.2).run()
+    _tab(at, "Where it fails")
+    by = at.multiselect(key="ev_by").options[:1]
     at.multiselect(key="ev_by").set_value(by).run()
     at = _there_and_back(at, "views/evaluation.py")
-    assert at.toggle(key="ev_norm").value is True
+    assert at.multiselect(key="ev_by").value == by  # the tab left is the tab shown
+    _tab(at, "Predictive values")
     assert at.selectbox(key="ev_pos").value == trained_run.classes[2]
     assert at.slider(key="ev_prev").value == pytest.approx(0.2)
-    assert at.multiselect(key="ev_by").value == by
+    _tab(at, "Performance")
+    assert at.toggle(key="ev_norm").value is True
 
 
 def test_the_training_lung_crop_and_the_preprocessing_film_are_kept(app):

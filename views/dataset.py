@@ -50,7 +50,7 @@ seed = st.session_state.get("sample_seed", 0)
 for label in ds.classes():
     st.markdown(f"**{label}**")
     rows = svc.sample_rows(ds, label, 6, seed)
-    svc.image_grid(rows, [f"{r.rel_path.split('/')[-1]} · {r.width}×{r.height}"
+    svc.image_grid(rows, [svc.md_literal(f"{r.rel_path.split('/')[-1]} · {r.width}×{r.height}")
                           for r in rows.itertuples()])
 
 st.subheader("Any film, large")
