@@ -1,7 +1,9 @@
 """Recognise the folder layouts of public chest X-ray sets and list their image files.
 
 Used by :func:`cxrlib.data.datasets.scan_dataset` (see its module docstring for the layouts); this
-module only walks folders and reads ``manifest.csv``: it opens no image. Folders reached through a
+module only walks folders and reads ``manifest.csv``: it decodes no image (a file without an
+image ending is opened for its first 132 bytes only, to find a DICOM by its preamble:
+:func:`cxrlib.data.imageio.is_film_file`). Folders reached through a
 symbolic link that leads outside the dataset folder are skipped with a warning, and an entry that
 cannot be inspected (a link loop) never stops the walk (see :mod:`cxrlib.data.roots`).
 """
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrlib.core.classes import BACTERIAL, NORMAL, VIRAL, canonical_class
-from cxrlib.data.imageio import IMAGE_SUFFIXES
+from cxrlib.data.imageio import is_film_file
 from cxrlib.data.roots import DatasetError, DatasetFolder, printable
 
 LAYOUTS: dict[str, str] = {
@@ -89,8 +91,8 @@ def _image_files(folder: Path, warnings: list[str], skip: set[str] = frozenset()
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d.lower() not in skip)
-        found += [os.path.join(dirpath, f) for f in filenames
-                  if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
+        found += [path for path in (os.path.join(dirpath, f) for f in filenames if not f.startswith("."))
+                  if is_film_file(path)]
     return sorted(found)
 
 
@@ -193,7 +195,7 @@ def find_layout(root: Path, warnings: list[str]) -> tuple[str, Path, list[Candid
 
 
 def _image_files_here(folder: Path) -> bool:
-    return any(f.lower().endswith(IMAGE_SUFFIXES) for f in os.listdir(folder))
+    return any(is_film_file(os.path.join(folder, f)) for f in os.listdir(folder))
 
 
 # --------------------------------------------------------------------------------- manifest.csv

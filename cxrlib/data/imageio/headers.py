@@ -9,14 +9,15 @@ film in one read.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from typing import Any, BinaryIO
 
 from cxrlib.data.imageio.dicom import not_an_image_reason
 from cxrlib.data.imageio.jpeg import jpeg_header
 from cxrlib.data.imageio.source import Source
-from cxrlib.data.imageio.film import (DICOM_SUFFIXES, JPEG_SIGNATURE, PNG_SIGNATURE, ImageMeta,
-                                      ImageReadError)
+from cxrlib.data.imageio.film import (DICOM_SUFFIXES, IMAGE_SUFFIXES, JPEG_SIGNATURE, PNG_SIGNATURE,
+                                      ImageMeta, ImageReadError)
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels as decoded (palette -> RGB)
 
@@ -47,6 +48,30 @@ def read_header(path: str | os.PathLike, *, max_pixels: int | None = None) -> Im
     if max_pixels is not None:
         check_size(meta, max_pixels, where)
     return meta
+
+
+def is_film_file(path: str) -> bool:
+    """Whether a folder walk (a dataset scan, ``predict`` of a folder) reads the file at ``path``:
+    a name with an image ending (:data:`IMAGE_SUFFIXES`), or a DICOM by its preamble under any
+    other name (a PACS export or a CD names its films ``IM000001`` or by a UID)."""
+    return path.lower().endswith(IMAGE_SUFFIXES) or dicom_by_preamble(path)
+
+
+def dicom_by_preamble(path: str) -> bool:
+    """Whether ``path`` is a regular file holding a DICOM preamble (``DICM`` at byte 128, PS3.10).
+
+    A link is not followed (where it leads is the dataset's containment rule, applied later to
+    image names) and a FIFO is not read (it would block): both are False, as is any OS error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.pread(fd, 4, 128) == b"DICM"
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _os_error(where: str | os.PathLike, exc: OSError) -> ImageReadError:
