@@ -4,12 +4,14 @@ image ending (``IM000001``, a SOP instance UID), and DICOMs whose header and pix
 from __future__ import annotations
 
 import os
+import warnings
 
 import pydicom
 import pytest
 
 import bad_files as bf
 import cxrlib.data.datasets as datasets
+from cxrlib.data.imageio import ImageReadError, read_film, read_header
 from cxrlib.evaluation.predict import image_files
 from test_bad_inputs import dataset, run_cli, snapshot
 
@@ -60,3 +62,52 @@ def test_dicom_films_named_without_an_image_ending_are_scanned_and_predicted(tmp
     os.unlink(root / "COVID-19" / "PIPE")
     assert snapshot(root) == before
 
+
+# ------------------------------------------------ header and pixel data that disagree
+def _cut(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+# name: (bytes maker, reason at the header scan and at decode)
+DISAGREE = {
+    "cut.dcm": (lambda t: _cut(bf.dicom(t)),
+                "truncated DICOM (the file ends inside its pixel data: 3812 of 8192 bytes)"),
+    "lying-6000.dcm": (lambda t: _dicom(t, Rows=6000, Columns=6000),
+                       "corrupt DICOM (its header's 6000 x 6000 px, 1 sample of 16 bits, need "
+                       "72000000 bytes of pixel data; it holds 8192)"),
+    "lying-frames.dcm": (lambda t: _dicom(t, NumberOfFrames=3),
+                         "corrupt DICOM (its header's 64 x 64 px x 3 frames, 1 sample of 16 bits, "
+                         "need 24576 bytes of pixel data; it holds 8192)"),
+}
+
+
+@pytest.mark.parametrize("name", list(DISAGREE))
+def test_a_dicom_cut_short_or_lying_about_its_size_is_unreadable_at_the_scan(tmp_path, capsys, name):
+    """Before, the header scan took these as films (a 6000 x 6000 one in the dataset's sizes);
+    only a decode found them out, so the scan's counts and the Dataset page's films were wrong."""
+    make, reason = DISAGREE[name]
+    root = dataset(tmp_path / "ds", per_class=4)
+    path = root / "COVID-19" / name
+    path.write_bytes(make(tmp_path))
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert rc == 0 and "images 12  unreadable 1" in out, out + err
+    assert f"unreadable: {path}: {reason}" in err.splitlines(), err
+    for reader in (read_header, read_film):
+        with pytest.raises(ImageReadError) as info:
+            reader(path)
+        assert info.value.reason == reason
+
+
+def test_pixel_data_beyond_the_header_is_the_films_warning_not_a_stray_line(tmp_path):
+    """Rows halved in the header, the pixels kept: before, pydicom's UserWarning (naming neither
+    the film nor the product) went to stderr and the film read as its top half without a word."""
+    path = tmp_path / "rows-halved.dcm"
+    path.write_bytes(_dicom(tmp_path, Rows=32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any Python warning fails the test
+        film = read_film(path)
+    assert film.pixels.shape == (32, 64)
+    assert film.meta.extra["decoder_warnings"] == [
+        "its pixel data holds 2 frames of 64 x 32 px, its header says 1: only the first is read "
+        "(the header's Rows, Columns or Number of Frames may be wrong)"]
+    assert read_header(path).width == 64  # a film all the same: the scan lists it

@@ -9,7 +9,10 @@ Rules on top of :mod:`cxrlib.data.imageio`'s:
 
 * Only the first frame of a multi-frame file is decoded (``pixel_array(ds, index=0)``), with a
   warning in ``Film.meta.extra["decoder_warnings"]``; the pixel cap counts every frame
-  (:func:`cxrlib.data.imageio.headers.check_size`).
+  (:func:`cxrlib.data.imageio.headers.check_size`). Uncompressed pixel data is held against the
+  header before any decode: cut short, or fewer bytes than Rows x Columns x frames need, is
+  unreadable at the scan already; bytes beyond what it needs are left out of the decode, and
+  whole frames beyond the header's are a decoder warning.
 * PALETTE COLOR films get their palette (``apply_color_lut``); a grey palette gives a grey film.
 * Pixel Padding Value (and Pixel Padding Range Limit) marks stored values that are not film:
   they take no part in the min-max stretch and come out black (0).
@@ -162,6 +165,9 @@ def decode_dicom(data: bytes, where: str, meta: ImageMeta) -> np.ndarray:
     if reason:
         raise ImageReadError(where, reason)
     frames = int(meta.extra.get("frames", 1) or 1)  # the header's reading
+    if "pixel_data_needed" in meta.extra:  # uncompressed, longer than the header needs (headers.py)
+        needed = meta.extra.pop("pixel_data_needed")  # pydicom would warn on stderr, naming no file
+        ds.PixelData = ds.PixelData[:needed + needed % 2]
     try:
         stored = _first_frame(ds, uid, pixel_array)
     except Exception as exc:  # corrupt or truncated pixel data: the decoder's words, on one line
@@ -172,6 +178,11 @@ def decode_dicom(data: bytes, where: str, meta: ImageMeta) -> np.ndarray:
     if frames > 1:
         meta.extra.setdefault("decoder_warnings", []).append(
             f"multi-frame DICOM: only the first of {frames} frames is read")
+    if meta.extra.get("pixel_data_frames", frames) > frames:  # the header's reading (headers.py)
+        meta.extra.setdefault("decoder_warnings", []).append(
+            f"its pixel data holds {meta.extra['pixel_data_frames']} frames of {meta.width} x "
+            f"{meta.height} px, its header says {frames}: only the first is read (the header's Rows, "
+            "Columns or Number of Frames may be wrong)")
     mask = padding_mask(stored, ds)
     photometric = str(ds.get("PhotometricInterpretation", "") or "")
     if photometric == "PALETTE COLOR":

@@ -146,7 +146,9 @@ def _dicom_header(fh: BinaryIO, size: int, where: str) -> ImageMeta:
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         if fh.tell() >= size and tsyntax != DeflatedExplicitVRLittleEndian:
             raise ImageReadError(where, not_an_image_reason(ds))
-        return _dicom_meta(ds)
+        meta = _dicom_meta(ds)
+        _check_native_pixel_data(fh, size, ds, meta)
+        return meta
     except ImageReadError as exc:
         raise ImageReadError(where, exc.reason) from None
     except Exception as exc:  # pydicom raises many types on bad input
@@ -165,4 +167,53 @@ def _dicom_meta(ds: Any) -> ImageMeta:
                             "frames": int(ds.get("NumberOfFrames", 1) or 1),
                             "transfer_syntax": str(tsyntax) if tsyntax else None,
                             "modality": str(ds.get("Modality", "") or "") or None})
+
+
+_NATIVE = {"1.2.840.10008.1.2": ("<", False), "1.2.840.10008.1.2.1": ("<", True),
+           "1.2.840.10008.1.2.2": (">", True)}
+"""The uncompressed transfer syntaxes: byte order and whether VRs are explicit."""
+_LONG_VRS = {b"OB", b"OW", b"OD", b"OF", b"OL", b"OV", b"UN"}
+
+
+def _check_native_pixel_data(fh: BinaryIO, size: int, ds: Any, meta: ImageMeta) -> None:
+    """Hold an uncompressed film's pixel data against its header, reading only the element's own
+    header where pydicom stopped (``fh`` is there): a file that ends inside the pixel data, or a
+    header whose Rows x Columns x frames need more bytes than the element holds, raises
+    :class:`ImageReadError` (as a truncated PNG or JPEG does at the scan). Longer pixel data
+    puts the bytes the header needs in ``meta.extra["pixel_data_needed"]`` (the decode reads
+    those), and whole frames beyond the header's in ``meta.extra["pixel_data_frames"]`` (the
+    decode says so)."""
+    kind = _NATIVE.get(str(meta.extra.get("transfer_syntax") or ""))
+    if kind is None or meta.photometric == "YBR_FULL_422":  # compressed, or subsampled: the decoder checks
+        return
+    order, explicit = kind
+    start = fh.tell()
+    head = fh.read(12)
+    if len(head) < 8 or struct.unpack(order + "HH", head[:4]) != (0x7FE0, 0x0010):
+        return  # not the (7FE0,0010) Pixel Data element: float pixels and the like, the decoder's
+    if explicit and head[4:6] not in _LONG_VRS:
+        length, offset = struct.unpack(order + "H", head[6:8])[0], 8
+    elif explicit:
+        length, offset = (struct.unpack(order + "I", head[8:12])[0] if len(head) == 12 else 0), 12
+    else:
+        length, offset = struct.unpack(order + "I", head[4:8])[0], 8
+    if length == 0xFFFFFFFF:
+        return  # encapsulated under a native syntax: the decoder says what is wrong
+    frames = int(meta.extra.get("frames", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    frame_bits = meta.pixels * meta.channels * bits
+    needed = (frame_bits * frames + 7) // 8  # 1-bit frames are packed across frame boundaries
+    have = max(0, size - start - offset)
+    if have < min(length, needed):
+        raise ImageReadError("", f"truncated DICOM (the file ends inside its pixel data: {have} of "
+                                 f"{length} bytes)")
+    if length < needed:
+        shape = f"{meta.width} x {meta.height} px" + (f" x {frames} frames" if frames > 1 else "")
+        samples = f"{meta.channels} sample{'s' * (meta.channels > 1)}"
+        raise ImageReadError("", f"corrupt DICOM (its header's {shape}, {samples} of {bits} bits, need "
+                                 f"{needed} bytes of pixel data; it holds {length})")
+    if length > needed + needed % 2:  # more than the one byte that pads an odd length
+        meta.extra["pixel_data_needed"] = needed
+    if frame_bits and length * 8 // frame_bits > frames:
+        meta.extra["pixel_data_frames"] = length * 8 // frame_bits
 
