@@ -111,3 +111,20 @@ def test_pixel_data_beyond_the_header_is_the_films_warning_not_a_stray_line(tmp_
         "its pixel data holds 2 frames of 64 x 32 px, its header says 1: only the first is read "
         "(the header's Rows, Columns or Number of Frames may be wrong)"]
     assert read_header(path).width == 64  # a film all the same: the scan lists it
+
+
+# ------------------------------------------------ links to folders inside a class folder
+def test_a_link_to_a_folder_inside_a_class_folder_is_named_not_passed_over(tmp_path, capsys):
+    """``COVID-19/batch2 -> ../../incoming`` (or a loop, ``up -> ..``): the walk does not follow
+    it, and said nothing, so its films were missing from the dataset without a word (``predict``
+    of the same folder says "a link to a folder; not followed")."""
+    root = dataset(tmp_path / "ds", per_class=4)
+    (tmp_path / "incoming").mkdir()
+    (tmp_path / "incoming" / "IM000009").write_bytes(bf.dicom(tmp_path))
+    os.symlink(tmp_path / "incoming", root / "COVID-19" / "batch2")
+    os.symlink("..", root / "COVID-19" / "up")
+    rc, out, err = run_cli(capsys, "scan", root)
+    assert rc == 0 and "images 12  unreadable 0" in out, out + err
+    for name in ("batch2", "up"):
+        assert (f"warning: folder {root / 'COVID-19' / name} is a link to a folder; not followed"
+                in err.splitlines()), err

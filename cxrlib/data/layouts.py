@@ -4,7 +4,8 @@ Used by :func:`cxrlib.data.datasets.scan_dataset` (see its module docstring for 
 module only walks folders and reads ``manifest.csv``: it decodes no image (a file without an
 image ending is opened for its first 132 bytes only, to find a DICOM by its preamble:
 :func:`cxrlib.data.imageio.is_film_file`). Folders reached through a
-symbolic link that leads outside the dataset folder are skipped with a warning, and an entry that
+symbolic link that leads outside the dataset folder are skipped with a warning (a link to a folder
+inside a class folder is not followed, with a warning too), and an entry that
 cannot be inspected (a link loop) never stops the walk (see :mod:`cxrlib.data.roots`).
 """
 from __future__ import annotations
@@ -91,6 +92,11 @@ def _image_files(folder: Path, warnings: list[str], skip: set[str] = frozenset()
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d.lower() not in skip)
+        for d in [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            # os.walk lists it but does not go in (a loop, or a folder elsewhere): say so
+            warnings.append(f"folder {printable(os.path.join(dirpath, d))} is a link to a folder; "
+                            "not followed")
+            dirnames.remove(d)
         found += [path for path in (os.path.join(dirpath, f) for f in filenames if not f.startswith("."))
                   if is_film_file(path)]
     return sorted(found)
