@@ -128,3 +128,17 @@ def test_a_link_to_a_folder_inside_a_class_folder_is_named_not_passed_over(tmp_p
     for name in ("batch2", "up"):
         assert (f"warning: folder {root / 'COVID-19' / name} is a link to a folder; not followed"
                 in err.splitlines()), err
+
+
+# ------------------------------------------------ output names of films named by a UID
+def test_films_named_by_a_uid_keep_their_whole_name_in_outputs(tmp_path):
+    """``1.2.840.113619.2.55.3`` lost its ``.3`` as if it were a file ending: the overlay of
+    ``...55.3`` was ``...55-gradcam.png`` and that of ``...55.4`` ``...55-2-gradcam.png``."""
+    from cxrlib.cli.common import output_names
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    files = [folder / "1.2.840.113619.2.55.3", folder / "1.2.840.113619.2.55.4",
+             folder / "IM000001", folder / "film.DCM", folder / "x.png"]
+    assert output_names([folder], files) == ["1.2.840.113619.2.55.3", "1.2.840.113619.2.55.4",
+                                             "IM000001", "film", "x"]
