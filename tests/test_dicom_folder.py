@@ -142,3 +142,16 @@ def test_films_named_by_a_uid_keep_their_whole_name_in_outputs(tmp_path):
              folder / "IM000001", folder / "film.DCM", folder / "x.png"]
     assert output_names([folder], files) == ["1.2.840.113619.2.55.3", "1.2.840.113619.2.55.4",
                                              "IM000001", "film", "x"]
+
+
+# ------------------------------------------------ values beyond Bits Stored
+def test_values_beyond_bits_stored_are_the_films_warning(tmp_path):
+    """A 12-bit film whose header says Bits Stored 11: the values above 2047 wrap (the standard
+    reads only the stored bits), so a fifth of the film came out scrambled without a word."""
+    path = tmp_path / "bits11.dcm"
+    path.write_bytes(_dicom(tmp_path, BitsStored=11, HighBit=10))
+    film = read_film(path)
+    assert film.meta.extra["decoder_warnings"] == [
+        "pixel values use bits above Bits Stored (11): only the stored bits are read, so the film "
+        "may look scrambled (an overlay in the pixel data, or a header that says too few bits)"]
+    assert "decoder_warnings" not in read_film(tmp_path / "tmp.dcm").meta.extra  # 12 bits in 12

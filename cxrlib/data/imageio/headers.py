@@ -13,7 +13,7 @@ import stat
 import struct
 from typing import Any, BinaryIO
 
-from cxrlib.data.imageio.dicom import not_an_image_reason
+from cxrlib.data.imageio.dicom import NATIVE_SYNTAXES, not_an_image_reason
 from cxrlib.data.imageio.jpeg import jpeg_header
 from cxrlib.data.imageio.source import Source
 from cxrlib.data.imageio.film import (DICOM_SUFFIXES, IMAGE_SUFFIXES, JPEG_SIGNATURE, PNG_SIGNATURE,
@@ -169,9 +169,6 @@ def _dicom_meta(ds: Any) -> ImageMeta:
                             "modality": str(ds.get("Modality", "") or "") or None})
 
 
-_NATIVE = {"1.2.840.10008.1.2": ("<", False), "1.2.840.10008.1.2.1": ("<", True),
-           "1.2.840.10008.1.2.2": (">", True)}
-"""The uncompressed transfer syntaxes: byte order and whether VRs are explicit."""
 _LONG_VRS = {b"OB", b"OW", b"OD", b"OF", b"OL", b"OV", b"UN"}
 
 
@@ -183,7 +180,7 @@ def _check_native_pixel_data(fh: BinaryIO, size: int, ds: Any, meta: ImageMeta) 
     puts the bytes the header needs in ``meta.extra["pixel_data_needed"]`` (the decode reads
     those), and whole frames beyond the header's in ``meta.extra["pixel_data_frames"]`` (the
     decode says so)."""
-    kind = _NATIVE.get(str(meta.extra.get("transfer_syntax") or ""))
+    kind = NATIVE_SYNTAXES.get(str(meta.extra.get("transfer_syntax") or ""))
     if kind is None or meta.photometric == "YBR_FULL_422":  # compressed, or subsampled: the decoder checks
         return
     order, explicit = kind
