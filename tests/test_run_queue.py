@@ -319,3 +319,39 @@ def _autogroup() -> str:
 
 def _group_nice(line: str) -> int:
     return int(line.split()[-1])
+
+
+def test_a_start_that_meets_a_cancel_of_the_waiting_run_is_not_lost(queued, monkeypatch):
+    """Two sessions: one cancels a waiting run while the other asks for it again. The cancel took
+    the run out of the queue, the start queued it anew, then the cancel wrote "cancelled" over
+    the new attempt: the status said cancelled while the queue held the run, and the next
+    dispatch dropped it, so the second user's start was lost."""
+    from cxrlib.runs import queue_store
+
+    monkeypatch.setenv("QUEUE_HOLD", "forever")
+    first = runner.start(config(0), fingerprint="fp-meet")
+    second = runner.start(config(1), fingerprint="fp-meet")
+    try:
+        assert run_queue.describe(second.id) == "queued, position 1 of 1"
+        withdraw, restart = queue_store.withdraw, []
+
+        def withdraw_then_start(job: str) -> bool:  # the other session's start comes in between
+            taken = withdraw(job)
+            restart.append(threading.Thread(target=runner.start, args=(config(1),),
+                                            kwargs={"fingerprint": "fp-meet"}))
+            restart[0].start()
+            restart[0].join(1.5)
+            return taken
+
+        monkeypatch.setattr(run_queue, "withdraw", withdraw_then_start)
+        assert run_queue.cancel_waiting(second)
+        restart[0].join(30)
+        monkeypatch.setattr(run_queue, "withdraw", withdraw)
+        # The start came last: the run waits again, and its status says so.
+        assert second.status()["state"] == "queued"
+        assert run_queue.describe(second.id) == "queued, position 1 of 1"
+        run_queue.dispatch()
+        assert run_queue.describe(second.id) == "queued, position 1 of 1"
+    finally:
+        runner.cancel(second.id, grace_s=5)
+        runner.cancel(first.id, grace_s=5)
