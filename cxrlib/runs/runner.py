@@ -315,6 +315,8 @@ def cancel(run_id: str, *, grace_s: float = 15.0, kill_s: float = 5.0) -> dict[s
                 break
     # Under the start lock, and only for the attempt asked to stop: a start of the run from
     # another session meanwhile (a new attempt) is not written over (as in queue.cancel_waiting).
+    if not run.folder.is_dir():  # ended and deleted meanwhile (the lock must not make it again)
+        return {**first, "state": "cancelled"}
     with RunLock(run.folder / "start.lock"):
         status = run.raw_status()
         if status.get("state") not in TERMINAL_STATES and status.get("attempt") == first.get("attempt"):
