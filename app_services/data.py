@@ -272,7 +272,7 @@ def image_grid(rows, captions: list[str], *, per_row: int = 6, side: int = 192) 
         for col, (path, caption) in zip(cols, items[start:start + per_row]):
             thumb = thumbnail(path, side)
             if thumb is None:
-                col.warning(f"unreadable: {Path(path).name}")
+                col.warning(f"unreadable: {md_literal(Path(path).name)}")
             else:
                 col.image(thumb, width="stretch")
                 col.caption(caption)

@@ -140,3 +140,34 @@ def test_patient_data_of_a_dicom_film_is_shown_only_behind_a_toggle(app, synthet
     meta = table(at)
     assert not [t for t in at.toggle if t.key == "dataset_patient_data"]
     assert not {NAME, PATIENT_ID, BIRTH} & set(meta.values())
+
+
+def test_a_film_that_cannot_be_decoded_is_named_as_it_is(app, synthetic_dataset, tmp_path):
+    """A DICOM whose syntax has no decoder passes the header scan, so the Dataset page offers it
+    and its thumbnail; both said so with the file name as Markdown (``**`` made it bold, ``:red[``
+    red, and the name the user reads was not the file's)."""
+    import io
+
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    import bad_files as bf
+
+    ds = pydicom.dcmread(io.BytesIO(bf.dicom(tmp_path)))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.65"  # hierarchical JPEG: no decoder
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xde" + bytes(64) + b"\xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    copy, name = tmp_path / "copy", "**x** :red[y].dcm"
+    shutil.copytree(synthetic_dataset, copy)
+    for old in sorted((copy / "Viral Pneumonia").glob("*.png"))[5:]:
+        old.unlink()  # five films left: every one is in the sample grid
+    ds.save_as(copy / "Viral Pneumonia" / name, enforce_file_format=True)
+    at = app(PAGE, data_dir=copy)
+    assert f"unreadable: {name}" in shown_texts(at.warning)
+    at.selectbox(key="dataset_film").set_value(f"Viral Pneumonia/{name}").run()
+    assert not at.exception
+    opened = [e for e in shown_texts(at.error) if e.startswith("Could not open")]
+    assert opened == [f"Could not open Viral Pneumonia/{name}: cannot decode DICOM pixel data: "
+                      "transfer syntax 1.2.840.10008.1.2.4.65 (JPEG Lossless, Hierarchical (Process 28)) "
+                      "has no decoder in pydicom; convert the file to an uncompressed or JPEG Lossless "
+                      "syntax first (e.g. with dcmtk's dcmconv or gdcmconv)"], texts(at.error)

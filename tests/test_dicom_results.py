@@ -251,3 +251,28 @@ def test_an_unknown_orientation_stays_unknown():
                             lung_mask=np.zeros((40, 30), bool))
     images = [ds for kind, ds in objects.items() if kind != "report"]
     assert len(images) == 3 and all(not ds.PatientOrientation for ds in images)
+
+
+def test_a_film_without_uids_or_preamble_is_one_plain_line_and_the_others_get_results(
+        trained_run, dicom_films, tmp_path, capsys):
+    """A dataset's DICOM film without a Study / Series Instance UID (a hand-made or stripped file)
+    was warned as "AttributeError: 'Dataset' object has no attribute 'StudyInstanceUID'", and one
+    saved without the 128-byte preamble (read as a film) as pydicom's advice "Use force=True"."""
+    import io
+
+    bare = pydicom.dcmread(dicom_films / "film0.dcm")
+    del bare.StudyInstanceUID, bare.SeriesInstanceUID
+    bare.save_as(dicom_films / "bare.dcm", enforce_file_format=True)
+    raw = io.BytesIO()
+    pydicom.dcmread(dicom_films / "film1.dcm").save_as(raw, enforce_file_format=False)
+    (dicom_films / "raw.dcm").write_bytes(raw.getvalue()[132:])  # no preamble, no file meta
+    assert (dicom_films / "raw.dcm").read_bytes()[128:132] != b"DICM"
+    out, dcm = tmp_path / "out", tmp_path / "dicom"
+    assert main(["explain", trained_run.id[:8], str(dicom_films), "--out", str(out),
+                 "--dicom-out", str(dcm), "--deletion-steps", "0", "--method", "gradcam"]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: no DICOM results for {dicom_films / 'bare.dcm'}: its header has no "
+            "StudyInstanceUID or SeriesInstanceUID: a result must reference the film's study, "
+            "series and instance") in err.splitlines(), err
+    assert "Error" not in err and "force=True" not in err
+    assert (dcm / "raw" / "report-sr.dcm").is_file() and not (dcm / "bare").exists()

@@ -319,3 +319,72 @@ def _autogroup() -> str:
 
 def _group_nice(line: str) -> int:
     return int(line.split()[-1])
+
+
+def test_a_start_that_meets_a_cancel_of_the_waiting_run_is_not_lost(queued, monkeypatch):
+    """Two sessions: one cancels a waiting run while the other asks for it again. The cancel took
+    the run out of the queue, the start queued it anew, then the cancel wrote "cancelled" over
+    the new attempt: the status said cancelled while the queue held the run, and the next
+    dispatch dropped it, so the second user's start was lost."""
+    from cxrlib.runs import queue_store
+
+    monkeypatch.setenv("QUEUE_HOLD", "forever")
+    first = runner.start(config(0), fingerprint="fp-meet")
+    second = runner.start(config(1), fingerprint="fp-meet")
+    try:
+        assert run_queue.describe(second.id) == "queued, position 1 of 1"
+        withdraw, restart = queue_store.withdraw, []
+
+        def withdraw_then_start(job: str) -> bool:  # the other session's start comes in between
+            taken = withdraw(job)
+            restart.append(threading.Thread(target=runner.start, args=(config(1),),
+                                            kwargs={"fingerprint": "fp-meet"}))
+            restart[0].start()
+            restart[0].join(1.5)
+            return taken
+
+        monkeypatch.setattr(run_queue, "withdraw", withdraw_then_start)
+        assert run_queue.cancel_waiting(second)
+        restart[0].join(30)
+        monkeypatch.setattr(run_queue, "withdraw", withdraw)
+        # The start came last: the run waits again, and its status says so.
+        assert second.status()["state"] == "queued"
+        assert run_queue.describe(second.id) == "queued, position 1 of 1"
+        run_queue.dispatch()
+        assert run_queue.describe(second.id) == "queued, position 1 of 1"
+    finally:
+        runner.cancel(second.id, grace_s=5)
+        runner.cancel(first.id, grace_s=5)
+
+
+def test_a_start_that_meets_the_end_of_a_cancel_is_not_lost(queued, monkeypatch):
+    """The cancel's last step (a process it stopped, or none left: it writes "cancelled" when
+    the status did not end) came after a start of the same run from another session, and wrote
+    "cancelled" over the new attempt, which the queue then dropped."""
+    from cxrlib.runs import queue_store
+
+    monkeypatch.setenv("QUEUE_HOLD", "forever")
+    first = runner.start(config(0), fingerprint="fp-end")
+    second = runner.start(config(1), fingerprint="fp-end")
+    try:
+        queue_store.withdraw(run_queue.run_job(second))  # queued, no row, no process: cancel's last step
+        wait_dead, restart = runner._wait_dead, []
+
+        def dead_then_start(run, timeout):
+            done = wait_dead(run, timeout)
+            restart.append(threading.Thread(target=runner.start, args=(config(1),),
+                                            kwargs={"fingerprint": "fp-end"}))
+            restart[0].start()
+            restart[0].join(1.5)
+            return done
+
+        monkeypatch.setattr(runner, "_wait_dead", dead_then_start)
+        # "queued" when the start came first: the new attempt is not the one asked to stop
+        assert runner.cancel(second.id, grace_s=1)["state"] in ("cancelled", "queued")
+        restart[0].join(30)
+        assert second.status()["state"] == "queued"  # the start came last
+        assert run_queue.describe(second.id) == "queued, position 1 of 1"
+    finally:
+        monkeypatch.setattr(runner, "_wait_dead", wait_dead)
+        runner.cancel(second.id, grace_s=5)
+        runner.cancel(first.id, grace_s=5)

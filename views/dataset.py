@@ -65,4 +65,4 @@ try:
         patient = svc.patient_data_toggle("dataset_patient_data")
     meta.dataframe(svc.film_meta_table(row["path"], row, patient=patient), hide_index=True)
 except Exception as exc:  # noqa: BLE001 - say which file and why instead of a traceback
-    big.error(f"Could not open {choice}: {getattr(exc, 'reason', exc)}")
+    big.error(f"Could not open {svc.md_literal(choice)}: {getattr(exc, 'reason', exc)}")

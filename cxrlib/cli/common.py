@@ -175,15 +175,19 @@ within the file system's 255 bytes a name."""
 
 
 def output_names(inputs, files) -> list[str]:
-    """Per file, its output's path under ``--out`` without suffix (explain's overlays, lungs'
-    masks): its path relative to the folder of ``inputs`` it was found in (a file given by name,
+    """Per file, its output's path under ``--out`` without its image ending (a DICOM named by a
+    UID keeps its last part) (explain's overlays, lungs' masks): its path relative to the folder of ``inputs`` it was found in (a file given by name,
     or no folders given: its name), made unique; a part too long for a file name is cut and
     given a hash of the whole, so two long names stay two."""
+    from cxrlib.data.imageio import IMAGE_SUFFIXES  # noqa: PLC0415 (the commands that name outputs read films)
+
     folders = [Path(i).resolve() for i in inputs if Path(i).is_dir()]
     names, seen = [], set()
     for f in map(Path, files):
         base = next((d for d in folders if d in f.resolve().parents), None)
-        stem = (f.resolve().relative_to(base) if base else Path(f.name)).with_suffix("")
+        stem = f.resolve().relative_to(base) if base else Path(f.name)
+        if stem.suffix.lower() in IMAGE_SUFFIXES:  # not a UID's last part (1.2.840...55.3)
+            stem = stem.with_suffix("")
         stem = "/".join(_short(part) for part in stem.parts)
         name, k = stem, 2
         while name in seen:

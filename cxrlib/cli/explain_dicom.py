@@ -66,10 +66,13 @@ class DicomFolder:
         if path not in self.dicom:
             return
         try:
-            source = pydicom.dcmread(path, stop_before_pixels=True)
+            # force: a film read without its preamble (as read_film reads it) gets its results too
+            source = pydicom.dcmread(path, stop_before_pixels=True, force=True)
             objects = results_of(self.run, source, film, item)
         except Exception as exc:  # noqa: BLE001  (a header highdicom cannot reference: said, not fatal)
-            self.failed.append(f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            # Our own ValueErrors (a missing UID, another resolution) are sentences of their own.
+            kind = "" if type(exc) is ValueError else f"{type(exc).__name__}: "
+            self.failed.append(f"{path}: {kind}{(str(exc).splitlines() or [''])[0][:200]}")
             return
         self.written += len(objects.write(self.folder / self.names[path], output=self.output))
 

@@ -1,8 +1,11 @@
 """Recognise the folder layouts of public chest X-ray sets and list their image files.
 
 Used by :func:`cxrlib.data.datasets.scan_dataset` (see its module docstring for the layouts); this
-module only walks folders and reads ``manifest.csv``: it opens no image. Folders reached through a
-symbolic link that leads outside the dataset folder are skipped with a warning, and an entry that
+module only walks folders and reads ``manifest.csv``: it decodes no image (a file without an
+image ending is opened for its first 132 bytes only, to find a DICOM by its preamble:
+:func:`cxrlib.data.imageio.is_film_file`). Folders reached through a
+symbolic link that leads outside the dataset folder are skipped with a warning (a link to a folder
+inside a class folder is not followed, with a warning too), and an entry that
 cannot be inspected (a link loop) never stops the walk (see :mod:`cxrlib.data.roots`).
 """
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrlib.core.classes import BACTERIAL, NORMAL, VIRAL, canonical_class
-from cxrlib.data.imageio import IMAGE_SUFFIXES
+from cxrlib.data.imageio import is_film_file
 from cxrlib.data.roots import DatasetError, DatasetFolder, printable
 
 LAYOUTS: dict[str, str] = {
@@ -89,8 +92,13 @@ def _image_files(folder: Path, warnings: list[str], skip: set[str] = frozenset()
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d.lower() not in skip)
-        found += [os.path.join(dirpath, f) for f in filenames
-                  if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
+        for d in [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            # os.walk lists it but does not go in (a loop, or a folder elsewhere): say so
+            warnings.append(f"folder {printable(os.path.join(dirpath, d))} is a link to a folder; "
+                            "not followed")
+            dirnames.remove(d)
+        found += [path for path in (os.path.join(dirpath, f) for f in filenames if not f.startswith("."))
+                  if is_film_file(path)]
     return sorted(found)
 
 
@@ -193,7 +201,7 @@ def find_layout(root: Path, warnings: list[str]) -> tuple[str, Path, list[Candid
 
 
 def _image_files_here(folder: Path) -> bool:
-    return any(f.lower().endswith(IMAGE_SUFFIXES) for f in os.listdir(folder))
+    return any(is_film_file(os.path.join(folder, f)) for f in os.listdir(folder))
 
 
 # --------------------------------------------------------------------------------- manifest.csv

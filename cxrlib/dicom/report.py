@@ -75,8 +75,13 @@ def build_results(source, findings: FilmFindings, *, heatmap: np.ndarray | None 
                   overlay: np.ndarray | None = None, lung_mask: np.ndarray | None = None,
                   lung_quality: float | None = None, target: str | None = None) -> ResultObjects:
     """All result objects of one film (those whose input is None are left out; the SR always).
+    A film without one of the :data:`REFERENCED` UIDs raises ``ValueError`` naming it.
     A type 2 attribute of the film's patient or study that is missing (:data:`TYPE_2_IDENTITY`,
     often removed whole by anonymisers) is written empty, as type 2 allows."""
+    missing = [k for k in REFERENCED if not str(source.get(k, "") or "")]
+    if missing:  # type 1 in every image IOD, but a hand-made or stripped file may lack them
+        raise ValueError(f"its header has no {' or '.join(missing)}: a result must reference the "
+                         "film's study, series and instance")
     source = _with_type_2_identity(source)
     target = target or findings.predicted
     return ResultObjects(
@@ -87,6 +92,10 @@ def build_results(source, findings: FilmFindings, *, heatmap: np.ndarray | None 
         lung_seg=None if lung_mask is None else lung_mask_seg(
             source, lung_mask, quality=lung_quality, flagged=findings.mask_flagged))
 
+
+REFERENCED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+"""The film's UIDs every result references (or whose study it joins); a film without one of them
+gets no results, with one line naming what it lacks."""
 
 TYPE_2_IDENTITY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
                    "StudyTime", "AccessionNumber", "StudyID", "ReferringPhysicianName")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import PreprocessConfig
-from cxrlib.data.imageio import IMAGE_SUFFIXES  # what read_film can open; one list for scans and predictions
+from cxrlib.data.imageio import IMAGE_SUFFIXES, is_film_file  # what a scan reads: one rule for scans and predictions
 
 def _pixels(film: Any) -> np.ndarray:
     return film.pixels if hasattr(film, "pixels") else np.asarray(film)
@@ -88,7 +88,8 @@ def image_files(inputs: str | Path | Iterable[str | Path],
                 left_out: list[dict] | None = None) -> list[Path]:
     """Files to predict: folders searched recursively, explicit paths kept as given.
 
-    A folder yields the files with the image suffixes a dataset scan reads. Hidden files and
+    A folder yields the files a dataset scan reads (image names, and DICOMs by their preamble
+    under any other name: :func:`cxrlib.data.imageio.is_film_file`). Hidden files and
     folders, other names, folder links (not followed), link loops, dangling links and links that
     lead outside the folder are left out (:class:`cxrlib.data.roots.DatasetFolder`).
 
@@ -136,7 +137,7 @@ def _folder_images(folder: Path, left_out: list[dict]) -> list[Path]:
             path, reason = os.path.join(dirpath, name), None
             if name.startswith("."):
                 reason = "hidden file"
-            elif not name.lower().endswith(IMAGE_SUFFIXES):
+            elif not is_film_file(path):
                 reason = f"not an image file name (reads {', '.join(IMAGE_SUFFIXES)})"
             else:
                 reason = inside.film(path)[1]

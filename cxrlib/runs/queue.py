@@ -39,10 +39,17 @@ from cxrlib.runs.spawn import spawn_training
 
 def cancel_waiting(run: Run) -> bool:
     """Cancel a run that waits for a slot: out of the queue, status ``cancelled``. True when it
-    was waiting (a run whose process has started is cancelled by the runner instead)."""
-    if not withdraw(run_job(run)):
-        return False
-    run.write_status(state="cancelled", message="cancelled while queued", finished=now_iso())
+    was waiting (a run whose process has started is cancelled by the runner instead).
+
+    Under the run's start lock, as :func:`cxrlib.runs.runner.start` queues it: a start asked
+    meanwhile (another session) comes before or after the whole cancel, never between the
+    queue and the status (which would say cancelled while the queue holds the run)."""
+    if not run.folder.is_dir():
+        return False  # deleted meanwhile: nothing waits (the lock must not make its folder again)
+    with RunLock(run.folder / "start.lock"):
+        if not withdraw(run_job(run)):
+            return False
+        run.write_status(state="cancelled", message="cancelled while queued", finished=now_iso())
     return True
 
 

@@ -301,7 +301,8 @@ def cancel(run_id: str, *, grace_s: float = 15.0, kill_s: float = 5.0) -> dict[s
     from cxrlib.runs.registry import get_run  # noqa: PLC0415
 
     run = get_run(run_id)
-    if run.raw_status().get("state") in TERMINAL_STATES:
+    first = run.raw_status()
+    if first.get("state") in TERMINAL_STATES:
         return run.status()
     if run_queue.cancel_waiting(run):  # still waiting for a slot: no process to stop
         return run.raw_status()
@@ -312,9 +313,14 @@ def cancel(run_id: str, *, grace_s: float = 15.0, kill_s: float = 5.0) -> dict[s
             _signal(pid, sig, group=group)
             if _wait_dead(run, wait_s):
                 break
-    status = run.raw_status()
-    if status.get("state") not in TERMINAL_STATES:
-        status = run.write_status(state="cancelled", message="cancelled", finished=now_iso())
+    # Under the start lock, and only for the attempt asked to stop: a start of the run from
+    # another session meanwhile (a new attempt) is not written over (as in queue.cancel_waiting).
+    if not run.folder.is_dir():  # ended and deleted meanwhile (the lock must not make it again)
+        return {**first, "state": "cancelled"}
+    with RunLock(run.folder / "start.lock"):
+        status = run.raw_status()
+        if status.get("state") not in TERMINAL_STATES and status.get("attempt") == first.get("attempt"):
+            status = run.write_status(state="cancelled", message="cancelled", finished=now_iso())
     run_queue.dispatch_quietly()  # a killed process could not start the next run itself
     return status
 

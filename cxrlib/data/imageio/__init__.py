@@ -6,7 +6,8 @@ reason; nothing else escapes, so a dataset scan can list bad files and go on.
 Rules (the same for files and uploaded bytes):
 
 * The format is recognised from the file's signature, not its name: PNG (``\\x89PNG``), JPEG
-  (``FF D8``) and DICOM (``DICM`` at byte 128, or a ``.dcm``/``.dicom`` name).
+  (``FF D8``) and DICOM (``DICM`` at byte 128, or a ``.dcm``/``.dicom`` name). A folder walk
+  reads image names and DICOMs by their preamble under any other name (:func:`is_film_file`).
 * The pixel count is read from the header and checked against ``max_pixels`` *before* any pixel
   is decoded, so a decompression bomb costs a few bytes of reading.
 * A JPEG without its end-of-image marker after the scan data, or a PNG without its ``IEND``
@@ -33,10 +34,10 @@ from cxrlib.data.imageio.dicom import patient_fields
 from cxrlib.data.imageio.film import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES,
                                       MIN_FILM_SIDE, Film, ImageMeta, ImageReadError,
                                       min_film_side)
-from cxrlib.data.imageio.headers import check_min_side, check_size, read_header
+from cxrlib.data.imageio.headers import check_min_side, check_size, is_film_file, read_header
 from cxrlib.data.imageio.jpeg import jpeg_quality
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MIN_FILM_SIDE", "Film",
-           "ImageMeta", "ImageReadError", "check_min_side", "check_size", "decode_film",
+           "ImageMeta", "ImageReadError", "check_min_side", "check_size", "decode_film", "is_film_file",
            "jpeg_quality", "min_film_side", "patient_fields", "read_film", "read_header", "stretch_to_uint8",
            "to_uint8"]

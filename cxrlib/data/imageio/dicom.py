@@ -9,10 +9,15 @@ Rules on top of :mod:`cxrlib.data.imageio`'s:
 
 * Only the first frame of a multi-frame file is decoded (``pixel_array(ds, index=0)``), with a
   warning in ``Film.meta.extra["decoder_warnings"]``; the pixel cap counts every frame
-  (:func:`cxrlib.data.imageio.headers.check_size`).
+  (:func:`cxrlib.data.imageio.headers.check_size`). Uncompressed pixel data is held against the
+  header before any decode: cut short, or fewer bytes than Rows x Columns x frames need, is
+  unreadable at the scan already; bytes beyond what it needs are left out of the decode, and
+  whole frames beyond the header's are a decoder warning.
 * PALETTE COLOR films get their palette (``apply_color_lut``); a grey palette gives a grey film.
 * Pixel Padding Value (and Pixel Padding Range Limit) marks stored values that are not film:
   they take no part in the min-max stretch and come out black (0).
+* Only the stored bits are read (pydicom); a film whose values do not fit Bits Stored (they
+  wrap) gets a decoder warning (:func:`bits_beyond_stored`).
 * A DICOM without pixel data (an SR, a DICOMDIR) is "not an image", named by its SOP class.
 * A syntax with no decoder installed says its UID and name and what to install, in one line.
 """
@@ -39,6 +44,10 @@ PLUGINS = {
     "1.2.840.10008.1.2.4.203": _OPENJPEG,
 }
 """Transfer syntax UID -> the pip packages (pinned in requirements.txt) whose plugin decodes it."""
+
+NATIVE_SYNTAXES = {"1.2.840.10008.1.2": ("<", False), "1.2.840.10008.1.2.1": ("<", True),
+                   "1.2.840.10008.1.2.2": (">", True)}
+"""The uncompressed transfer syntaxes: byte order and whether VRs are explicit."""
 
 FASTEST_PLUGIN = {"1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls"}
 """Plugins tried first where pydicom's own order (pylibjpeg first once installed) is slower:
@@ -130,6 +139,26 @@ def _as_stored(value: Any, stored: np.ndarray, ds: Any) -> int | None:
     return value
 
 
+def bits_beyond_stored(ds: Any, uid: str) -> bool:
+    """Whether an uncompressed 16-bit grey film's first frame has values that do not fit its
+    Bits Stored (unsigned: bits above it set; signed: outside its range). The standard reads the
+    stored bits alone, so such values wrap (an overlay in the pixel data, or a header lying)."""
+    order = NATIVE_SYNTAXES.get(uid, (None,))[0]
+    stored_bits = int(ds.get("BitsStored", 0) or 0)
+    if (order is None or int(ds.get("BitsAllocated", 0) or 0) != 16 or not 0 < stored_bits < 16
+            or int(ds.get("SamplesPerPixel", 1) or 1) != 1 or "PixelData" not in ds):
+        return False
+    count = int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0)
+    data = ds.PixelData
+    if not count or len(data) < 2 * count:
+        return False
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        values = np.frombuffer(data, order + "i2", count=count)
+        half = 1 << (stored_bits - 1)
+        return bool(((values < -half) | (values >= half)).any())
+    return bool((np.frombuffer(data, order + "u2", count=count) >> stored_bits).any())
+
+
 def _first_frame(ds: Any, uid: str, pixel_array: Any) -> np.ndarray:
     """Frame 0 of the pixel data, through :data:`FASTEST_PLUGIN` first where it names one."""
     if uid in FASTEST_PLUGIN:
@@ -162,6 +191,9 @@ def decode_dicom(data: bytes, where: str, meta: ImageMeta) -> np.ndarray:
     if reason:
         raise ImageReadError(where, reason)
     frames = int(meta.extra.get("frames", 1) or 1)  # the header's reading
+    if "pixel_data_needed" in meta.extra:  # uncompressed, longer than the header needs (headers.py)
+        needed = meta.extra.pop("pixel_data_needed")  # pydicom would warn on stderr, naming no file
+        ds.PixelData = ds.PixelData[:needed + needed % 2]
     try:
         stored = _first_frame(ds, uid, pixel_array)
     except Exception as exc:  # corrupt or truncated pixel data: the decoder's words, on one line
@@ -172,6 +204,16 @@ def decode_dicom(data: bytes, where: str, meta: ImageMeta) -> np.ndarray:
     if frames > 1:
         meta.extra.setdefault("decoder_warnings", []).append(
             f"multi-frame DICOM: only the first of {frames} frames is read")
+    if bits_beyond_stored(ds, uid):
+        meta.extra.setdefault("decoder_warnings", []).append(
+            f"pixel values use bits above Bits Stored ({int(ds.BitsStored)}): only the stored bits are "
+            "read, so the film may look scrambled (an overlay in the pixel data, or a header that "
+            "says too few bits)")
+    if meta.extra.get("pixel_data_frames", frames) > frames:  # the header's reading (headers.py)
+        meta.extra.setdefault("decoder_warnings", []).append(
+            f"its pixel data holds {meta.extra['pixel_data_frames']} frames of {meta.width} x "
+            f"{meta.height} px, its header says {frames}: only the first is read (the header's Rows, "
+            "Columns or Number of Frames may be wrong)")
     mask = padding_mask(stored, ds)
     photometric = str(ds.get("PhotometricInterpretation", "") or "")
     if photometric == "PALETTE COLOR":

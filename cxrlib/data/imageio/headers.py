@@ -9,14 +9,15 @@ film in one read.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from typing import Any, BinaryIO
 
-from cxrlib.data.imageio.dicom import not_an_image_reason
+from cxrlib.data.imageio.dicom import NATIVE_SYNTAXES, not_an_image_reason
 from cxrlib.data.imageio.jpeg import jpeg_header
 from cxrlib.data.imageio.source import Source
-from cxrlib.data.imageio.film import (DICOM_SUFFIXES, JPEG_SIGNATURE, PNG_SIGNATURE, ImageMeta,
-                                      ImageReadError)
+from cxrlib.data.imageio.film import (DICOM_SUFFIXES, IMAGE_SUFFIXES, JPEG_SIGNATURE, PNG_SIGNATURE,
+                                      ImageMeta, ImageReadError)
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels as decoded (palette -> RGB)
 
@@ -47,6 +48,30 @@ def read_header(path: str | os.PathLike, *, max_pixels: int | None = None) -> Im
     if max_pixels is not None:
         check_size(meta, max_pixels, where)
     return meta
+
+
+def is_film_file(path: str) -> bool:
+    """Whether a folder walk (a dataset scan, ``predict`` of a folder) reads the file at ``path``:
+    a name with an image ending (:data:`IMAGE_SUFFIXES`), or a DICOM by its preamble under any
+    other name (a PACS export or a CD names its films ``IM000001`` or by a UID)."""
+    return path.lower().endswith(IMAGE_SUFFIXES) or dicom_by_preamble(path)
+
+
+def dicom_by_preamble(path: str) -> bool:
+    """Whether ``path`` is a regular file holding a DICOM preamble (``DICM`` at byte 128, PS3.10).
+
+    A link is not followed (where it leads is the dataset's containment rule, applied later to
+    image names) and a FIFO is not read (it would block): both are False, as is any OS error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.pread(fd, 4, 128) == b"DICM"
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _os_error(where: str | os.PathLike, exc: OSError) -> ImageReadError:
@@ -121,7 +146,9 @@ def _dicom_header(fh: BinaryIO, size: int, where: str) -> ImageMeta:
         tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         if fh.tell() >= size and tsyntax != DeflatedExplicitVRLittleEndian:
             raise ImageReadError(where, not_an_image_reason(ds))
-        return _dicom_meta(ds)
+        meta = _dicom_meta(ds)
+        _check_native_pixel_data(fh, size, ds, meta)
+        return meta
     except ImageReadError as exc:
         raise ImageReadError(where, exc.reason) from None
     except Exception as exc:  # pydicom raises many types on bad input
@@ -140,4 +167,50 @@ def _dicom_meta(ds: Any) -> ImageMeta:
                             "frames": int(ds.get("NumberOfFrames", 1) or 1),
                             "transfer_syntax": str(tsyntax) if tsyntax else None,
                             "modality": str(ds.get("Modality", "") or "") or None})
+
+
+_LONG_VRS = {b"OB", b"OW", b"OD", b"OF", b"OL", b"OV", b"UN"}
+
+
+def _check_native_pixel_data(fh: BinaryIO, size: int, ds: Any, meta: ImageMeta) -> None:
+    """Hold an uncompressed film's pixel data against its header, reading only the element's own
+    header where pydicom stopped (``fh`` is there): a file that ends inside the pixel data, or a
+    header whose Rows x Columns x frames need more bytes than the element holds, raises
+    :class:`ImageReadError` (as a truncated PNG or JPEG does at the scan). Longer pixel data
+    puts the bytes the header needs in ``meta.extra["pixel_data_needed"]`` (the decode reads
+    those), and whole frames beyond the header's in ``meta.extra["pixel_data_frames"]`` (the
+    decode says so)."""
+    kind = NATIVE_SYNTAXES.get(str(meta.extra.get("transfer_syntax") or ""))
+    if kind is None or meta.photometric == "YBR_FULL_422":  # compressed, or subsampled: the decoder checks
+        return
+    order, explicit = kind
+    start = fh.tell()
+    head = fh.read(12)
+    if len(head) < 8 or struct.unpack(order + "HH", head[:4]) != (0x7FE0, 0x0010):
+        return  # not the (7FE0,0010) Pixel Data element: float pixels and the like, the decoder's
+    if explicit and head[4:6] not in _LONG_VRS:
+        length, offset = struct.unpack(order + "H", head[6:8])[0], 8
+    elif explicit:
+        length, offset = (struct.unpack(order + "I", head[8:12])[0] if len(head) == 12 else 0), 12
+    else:
+        length, offset = struct.unpack(order + "I", head[4:8])[0], 8
+    if length == 0xFFFFFFFF:
+        return  # encapsulated under a native syntax: the decoder says what is wrong
+    frames = int(meta.extra.get("frames", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    frame_bits = meta.pixels * meta.channels * bits
+    needed = (frame_bits * frames + 7) // 8  # 1-bit frames are packed across frame boundaries
+    have = max(0, size - start - offset)
+    if have < min(length, needed):
+        raise ImageReadError("", f"truncated DICOM (the file ends inside its pixel data: {have} of "
+                                 f"{length} bytes)")
+    if length < needed:
+        shape = f"{meta.width} x {meta.height} px" + (f" x {frames} frames" if frames > 1 else "")
+        samples = f"{meta.channels} sample{'s' * (meta.channels > 1)}"
+        raise ImageReadError("", f"corrupt DICOM (its header's {shape}, {samples} of {bits} bits, need "
+                                 f"{needed} bytes of pixel data; it holds {length})")
+    if length > needed + needed % 2:  # more than the one byte that pads an odd length
+        meta.extra["pixel_data_needed"] = needed
+    if frame_bits and length * 8 // frame_bits > frames:
+        meta.extra["pixel_data_frames"] = length * 8 // frame_bits
 
