@@ -19,7 +19,7 @@ from cxrlib.core.config import DataConfig
 from cxrlib.data.synthetic import DEMO_README, make_synthetic_dataset
 
 from .bytecache import byte_cached
-from .core import DATA_DIR, DISPLAY_MAX_SIDE, TASK, TASK_LABELS, file_stamp, shrink
+from .core import DATA_DIR, DISPLAY_MAX_SIDE, TASK, TASK_LABELS, file_stamp, md_literal, shrink
 
 
 @dataclass(frozen=True)
