@@ -152,3 +152,22 @@ def test_a_capitalised_header_of_another_separator_says_so(tmp_path, capsys, hea
     rc, out, err = run_cli(capsys, "scan", root)
     why = f"its header {header!r} is separated by {name}; separate columns by commas; ignored"
     assert (rc, out) == (4, "") and f"manifest.csv has no 'file' column: {why}. Accepted" in err, err
+
+
+# ------------------------------------------------ one picture, two files, two labels
+def test_a_film_copied_into_two_class_folders_is_named_at_the_scan(tmp_path, capsys):
+    """The same bytes in COVID-19/ and in Normal/ teach one picture as two classes: before, the
+    scan and training said nothing (only the Audit's near-duplicate search could find it). A
+    copy under the same label is no clash."""
+    from test_bad_inputs import dataset
+
+    root = dataset(tmp_path / "ds", per_class=5, classes=("COVID-19", "Normal"))
+    (root / "Normal" / "copy of good2.png").write_bytes((root / "COVID-19" / "good2.png").read_bytes())
+    (root / "Normal" / "again.png").write_bytes((root / "Normal" / "good0.png").read_bytes())
+    rc, out, err = run_cli(capsys, "scan", root)
+    expected = ("warning: 1 film is in the dataset as byte-identical copies under two labels, e.g. "
+                "COVID-19/good2.png (COVID-19) and Normal/copy of good2.png (Normal): each copy "
+                "counts in its class")
+    assert rc == 0 and expected in err.splitlines(), err
+    assert "again.png" not in err  # the same label twice: a duplicate, not a clash
+    assert expected[len("warning: "):] in datasets.scan_dataset(root).warnings

@@ -49,7 +49,7 @@ from cxrlib.core.classes import BACTERIAL, CLASSES, task_classes
 from cxrlib.data.imageio import (DEFAULT_MAX_PIXELS, ImageMeta, ImageReadError, check_min_side,
                                  check_size, min_film_side, read_header)
 from cxrlib.data.fingerprint import DigestCache, content_fingerprint, stat_key
-from cxrlib.data.rows import (MANIFEST_COLUMNS, _rel, check_labels, extra_manifest_columns,
+from cxrlib.data.rows import (MANIFEST_COLUMNS, _rel, check_copies, check_labels, extra_manifest_columns,
                               extra_values, manifest_masks, manifest_row)
 from cxrlib.data.layouts import (LAYOUTS, DatasetError, find_layout, has_entries,
                       manifest_candidates, read_manifest_csv, subdirs)
@@ -228,6 +228,7 @@ def scan_dataset(root: str | os.PathLike, *, bacterial: str = "exclude",
     manifest = pd.DataFrame(rows, columns=columns).sort_values("rel_path").reset_index(drop=True)
     if table and layout != "manifest" and "label" in next(iter(table.values())):
         check_labels(manifest, table, listed, warnings)
+    check_copies(manifest, warnings)
     problem_table = pd.DataFrame(problems, columns=["path", "reason", "label", "file_bytes", "digest"])
     problem_table["rel_path"] = [_rel(p, root) for p in problem_table["path"]]
     problem_table = problem_table[PROBLEM_COLUMNS].sort_values("rel_path").reset_index(drop=True)

@@ -11,7 +11,7 @@ from cxrlib.core.classes import canonical_class
 from cxrlib.data.identity import patient_id_from_name
 from cxrlib.data.imageio import IMAGE_SUFFIXES, ImageMeta
 from cxrlib.data.layouts import CONFLICT, Candidate
-from cxrlib.data.roots import DatasetFolder
+from cxrlib.data.roots import DatasetFolder, printable
 
 MANIFEST_COLUMNS = ["path", "rel_path", "label", "patient_id", "group_id", "source", "width",
                     "height", "channels", "bit_depth", "format", "mask_path", "folder_split",
@@ -107,3 +107,20 @@ def check_labels(manifest: pd.DataFrame, table: dict[str, dict[str, str]], base:
     if clash:
         warnings.append(f"{clash} files have a different label in manifest.csv than their "
                         "folder; the folder's class is used")
+
+
+def check_copies(manifest: pd.DataFrame, warnings: list[str]) -> None:
+    """Films whose bytes are identical (the same content digest) under two labels: one picture
+    taught as two classes. Named once, with one example; copies under one label are left to the
+    near-duplicate clusters (they share a group, so never cross a split)."""
+    known = manifest[manifest["digest"] != ""]
+    labels = known.groupby("digest")["label"].nunique()
+    clashing = sorted(labels.index[labels > 1])
+    if not clashing:
+        return
+    first = known[known["digest"] == clashing[0]].sort_values(["label", "rel_path"])
+    example = " and ".join(f"{printable(rel)} ({label})"
+                           for rel, label in zip(first["rel_path"], first["label"]))
+    films = f"{len(clashing)} film{' is' if len(clashing) == 1 else 's are'}"
+    warnings.append(f"{films} in the dataset as byte-identical copies under two labels, e.g. "
+                    f"{example}: each copy counts in its class")
