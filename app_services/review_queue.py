@@ -81,11 +81,12 @@ def film_picker(run, queue, reviews, reviewer: str, *, key: str = "rv_film",
         return None
     mine = set(reviews.loc[reviews["reviewer"] == reviewer, "rel_path"].astype(str))
     anyone = set(reviews["rel_path"].astype(str))
-    codes = {f: film_code(run, f) for f in films} if blinded else None
+    code_of = {f: film_code(run, f) for f in films}
+    codes = code_of if blinded else None
     st.session_state[f"{key}_codes"] = codes  # blinded: the address holds no path either
     asked = st.query_params.get("film")
     # a film's code or its path, whichever mode wrote the address
-    wanted = {film_code(run, f): f for f in films}.get(asked, asked)
+    wanted = {c: f for f, c in code_of.items()}.get(asked, asked)
     if wanted in films and st.session_state.get(key) != wanted:
         st.session_state[key] = wanted
     if st.session_state.get(key) not in films:

@@ -321,6 +321,15 @@ def _group_nice(line: str) -> int:
     return int(line.split()[-1])
 
 
+def _start_meanwhile(cfg, fingerprint: str) -> threading.Thread:
+    """Another session's start of ``cfg``, in a thread given 1.5 s to get as far as it can (up
+    to the lock it waits on) before the caller goes on; the caller joins it."""
+    thread = threading.Thread(target=runner.start, args=(cfg,), kwargs={"fingerprint": fingerprint})
+    thread.start()
+    thread.join(1.5)
+    return thread
+
+
 def test_a_start_that_meets_a_cancel_of_the_waiting_run_is_not_lost(queued, monkeypatch):
     """Two sessions: one cancels a waiting run while the other asks for it again. The cancel took
     the run out of the queue, the start queued it anew, then the cancel wrote "cancelled" over
@@ -337,10 +346,7 @@ def test_a_start_that_meets_a_cancel_of_the_waiting_run_is_not_lost(queued, monk
 
         def withdraw_then_start(job: str) -> bool:  # the other session's start comes in between
             taken = withdraw(job)
-            restart.append(threading.Thread(target=runner.start, args=(config(1),),
-                                            kwargs={"fingerprint": "fp-meet"}))
-            restart[0].start()
-            restart[0].join(1.5)
+            restart.append(_start_meanwhile(config(1), "fp-meet"))
             return taken
 
         monkeypatch.setattr(run_queue, "withdraw", withdraw_then_start)
@@ -372,10 +378,7 @@ def test_a_start_that_meets_the_end_of_a_cancel_is_not_lost(queued, monkeypatch)
 
         def dead_then_start(run, timeout):
             done = wait_dead(run, timeout)
-            restart.append(threading.Thread(target=runner.start, args=(config(1),),
-                                            kwargs={"fingerprint": "fp-end"}))
-            restart[0].start()
-            restart[0].join(1.5)
+            restart.append(_start_meanwhile(config(1), "fp-end"))
             return done
 
         monkeypatch.setattr(runner, "_wait_dead", dead_then_start)

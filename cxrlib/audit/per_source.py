@@ -91,7 +91,8 @@ def external_check(run, folder, *, model=None, manifest: pd.DataFrame | None = N
 
     metrics, predictions = evaluate_folder(run, folder, model=model, progress=progress)
     ok = predictions[predictions.get("error", "") == ""] if "error" in predictions else predictions
-    seen = ok["digest"].astype(str).isin(seen_digests(run, manifest)) if "digest" in ok else ok["label"] != ok["label"]
+    seen = (ok["digest"].astype(str).isin(seen_digests(run, manifest)) if "digest" in ok
+            else pd.Series(False, index=ok.index))
     n_seen, ok = int(seen.sum()), ok[~seen.to_numpy()]
     own, _ = own_test_accuracy(run)
     if ok.empty:
