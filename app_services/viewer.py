@@ -4,17 +4,23 @@ with its in-lung share), previous / next film, the model's scores with their cav
 overlay download with its legend strip and PNG text."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from cxrlib import explain
 from cxrlib.viz import viewer as vw
-from cxrlib.viz.figures import themed
 
 from .bytecache import byte_cached
 from .explaining import SMOOTHING_LABELS, cam_layers, explanation, method_label, overlay_of
 from .lungs import explanation_lungs, with_outline
+
+_HERE = Path(__file__).parent
+_VIEWER = st.components.v2.component(
+    "cxr_film_viewer", js=(_HERE / "film_viewer.js").read_text(encoding="utf-8"),
+    css=(_HERE / "film_viewer.css").read_text(encoding="utf-8"),
+    isolate_styles=False)  # in the page's DOM, so the page's image and mutation watchers see it
 
 MAX_COMPARED = 4
 SCORE_CAVEAT = ("The model's scores (softmax outputs), not calibrated probabilities: a score of "
@@ -51,19 +57,18 @@ def _source(film_key: str, centre: float, width: float, invert: bool, outline: s
 def film_viewer(pixels, film_key: str, panels: list[dict], cfg, window: tuple, *, key: str,
                 height: int | None = None, outline=None, outline_key: str = "") -> None:
     """The film (windowed) and its heatmap panels, zooming and panning together: mouse wheel
-    to zoom, drag to pan, double click to reset; the zoom survives a change of settings.
-    ``outline``: a lung mask drawn on the film (``outline_key`` names it for the cache)."""
+    or + / - to zoom, drag or arrows to pan, double click or 0 to reset; the zoom survives a
+    change of settings. ``outline``: a lung mask drawn on the film (``outline_key`` names it
+    for the cache). ``height``: the panels' height in pixels (default: about square)."""
     source = _source(film_key, *window, outline_key if outline is not None else "", pixels,
                      outline)
     if height is None:  # panels share the page's width: keep each about square
         h, w = pixels.shape[:2]
-        height = int(min(760, max(360, 1150 / max(1, len(panels)) * h / w + 90)))
-    fig = vw.viewer_figure(pixels, panels, colormap=cfg.colormap, alpha=cfg.alpha,
-                           threshold=cfg.threshold, contour=cfg.contour, height=height,
-                           revision=film_key, source=source)
-    st.plotly_chart(themed(fig, "dark"), theme=None, key=key,
-                    config={"scrollZoom": True, "displaylogo": False,
-                            "toImageButtonOptions": {"format": "png", "scale": 1}})
+        height = int(min(680, max(300, 1150 / max(1, len(panels)) * h / w + 30)))
+    data = vw.viewer_data(pixels, panels, colormap=cfg.colormap, alpha=cfg.alpha,
+                          threshold=cfg.threshold, contour=cfg.contour, height=height,
+                          revision=film_key, source=source)
+    _VIEWER(data={**data, "key": key}, key=key, height="content")
 
 
 def layer_name(run, layer: str) -> str:

@@ -94,11 +94,12 @@ _ARM = """() => { const app = document.querySelector('[data-testid="stApp"]');
 _IDLE = """() => document.querySelector('[data-testid="stApp"]')
   ?.getAttribute('data-test-script-state') === 'notRunning'"""
 _RAN_AND_IDLE = f"() => window.__cxrRan === true && ({_IDLE})()"
-VIEWER = '.js-plotly-plot:has(g.imagelayer image)'
-"""The film viewer of Explain and Review, drawn (a plotly chart with the film's image trace)."""
+VIEWER = '.cxv-port img.cxv-film'
+"""The film viewer of Explain and Review, drawn (``app_services/film_viewer.js``; its images are
+among those ``_IMAGES`` waits for)."""
 REVIEW_FORM = '[data-testid="stRadio"]:has-text("Where does the heatmap fall?")'
 """The review form's last question: the form is drawn (the name form before it is a form too)."""
-_IMAGES = """() => [...document.querySelectorAll('[data-testid="stImage"] img')]
+_IMAGES = """() => [...document.querySelectorAll('[data-testid="stImage"] img, .cxv img')]
   .every(img => img.complete && img.naturalWidth > 0)"""
 
 

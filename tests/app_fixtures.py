@@ -143,33 +143,43 @@ def fake_trainer(run, *, cancel_check) -> None:
 
 
 def viewer(at: AppTest) -> dict | None:
-    """The spec (``data``, ``layout``) of the page's film viewer (the plotly chart holding the
-    film as an image trace), or None when the page draws none."""
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        if any(t.get("type") == "image" for t in spec.get("data", [])):
-            return spec
+    """The data of the page's film viewer (``cxrlib.viz.viewer.viewer_data``, as the browser
+    gets it), or None when the page draws none."""
+    for found in at.get("bidi_component"):
+        if found.proto.component_name == "cxr_film_viewer":
+            return json.loads(found.proto.json)
     return None
 
 
 def viewer_maps(at: AppTest) -> list[dict]:
-    """The heatmap / contour traces of the film viewer."""
-    spec = viewer(at)
-    return [t for t in (spec or {}).get("data", []) if t.get("type") in ("heatmap", "contour")]
+    """The film viewer's heatmap panels (those with a layer)."""
+    return [p for p in (viewer(at) or {}).get("panels", []) if p.get("layer")]
 
 
-def trace_array(value):
-    """A plotly trace's array as numpy: plain lists (None for gaps) or plotly's typed-array
-    form ``{"dtype", "bdata", "shape"}``."""
+def png_of(uri: str):
+    """A viewer image (PNG data URI) as numpy: grey, RGB or RGBA as encoded."""
+    import base64
+
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8),
+                         cv2.IMREAD_UNCHANGED)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return image
+
+
+def heat_values(panel: dict):
+    """A viewer panel's heatmap as sent for the hover readout: ``(h, w)`` floats, 1 = the
+    maximum, to the nearest 1/255."""
     import base64
 
     import numpy as np
 
-    if isinstance(value, dict) and "bdata" in value:
-        arr = np.frombuffer(base64.b64decode(value["bdata"]), np.dtype(value["dtype"]))
-        shape = value.get("shape")
-        return arr.reshape([int(v) for v in str(shape).split(",")]) if shape else arr
-    return np.array([[np.nan if v is None else v for v in row] for row in value], float)
+    heat = panel["heat"]
+    raw = np.frombuffer(base64.b64decode(heat["values"]), np.uint8)
+    return raw.reshape(heat["h"], heat["w"]) / 255.0
 
 
 def reloaded(page: str, address: dict, data_dir=None) -> AppTest:

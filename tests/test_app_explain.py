@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from app_fixtures import (app, app_workspace, metric, shown_texts, texts,  # noqa: F401
-                          trace_array, trained_run, viewer, viewer_maps)
+                          heat_values, png_of, trained_run, viewer, viewer_maps)
 
 from cxrlib.core.config import ExplainConfig
 from cxrlib.explain import deletion_insertion, get_cam, method_label
@@ -24,8 +24,7 @@ def test_overlay_probabilities_and_faithfulness(app, trained_run):
     default = ExplainConfig().method  # the page starts on the measured default (issue 25)
     assert shown and f" · {method_label(default)} on " in shown[0]
     assert "alpha 0.5 · inferno" in shown[0]
-    assert len(viewer_maps(at)) == 1 and len([t for t in viewer(at)["data"]
-                                              if t["type"] == "image"]) == 2
+    assert len(viewer_maps(at)) == 1 and len(viewer(at)["panels"]) == 2
     # the probabilities shown are the model's own on the preprocessed film
     model = trained_run.load_model()
     path = trained_run.predictions().set_index("rel_path").loc[film_name, "path"]
@@ -53,39 +52,48 @@ def test_overlay_probabilities_and_faithfulness(app, trained_run):
     assert [d.label for d in at.download_button] == ["Download the overlay (PNG)"]
 
 
+def _alphas(at) -> set[int]:
+    return set(np.unique(png_of(viewer_maps(at)[0]["layer"])[..., 3]).tolist())
+
+
 def test_contour_mode_and_alpha_change_the_overlay(app):
     at = app(PAGE)
-    assert viewer_maps(at)[0]["opacity"] == 0.5
+    assert _alphas(at) == {0, 128}  # alpha 0.5 where drawn, nothing below the threshold
     at.slider(key="ex_alpha").set_value(0.8).run()
-    assert viewer_maps(at)[0]["opacity"] == 0.8
+    assert _alphas(at) == {0, 204}
     assert any("alpha 0.8" in c for c in shown_texts(at.caption))
+    filled = (png_of(viewer_maps(at)[0]["layer"])[..., 3] > 0).mean()
     at.toggle(key="ex_contour").set_value(True).run()
-    assert [t["type"] for t in viewer_maps(at)] == ["contour"]
-    assert viewer_maps(at)[0]["line"]["width"] >= 3  # thick enough to see
+    lines = png_of(viewer_maps(at)[0]["layer"])[..., 3] > 0
+    assert viewer(at)["bar"]["contour"] and 0 < lines.mean() < filled  # lines, not a filled map
+    thick = cv2.erode(lines.astype(np.uint8), np.ones((3, 3), np.uint8))
+    assert thick.any()  # thick enough to see: 3 layer pixels and more
     assert any(c.startswith("Original") and c.endswith("contours") for c in shown_texts(at.caption))
 
 
 def test_the_heatmap_has_a_colour_bar_and_leaves_low_values_transparent(app):
     """Issue 26: no colour bar, and at the default opacity the whole film was tinted."""
     at = app(PAGE)
-    heat = viewer_maps(at)[0]
-    assert heat["colorbar"]["title"]["text"] == "share of the maximum class evidence"
-    z = trace_array(heat["z"]).astype(float)
-    assert np.isnan(z).any() and np.nanmin(z) >= 0.2  # below the threshold: not drawn
+    assert viewer(at)["bar"]["title"] == "share of the maximum class evidence"
+    panel = viewer_maps(at)[0]
+    layer = png_of(panel["layer"])
+    heat = cv2.resize((heat_values(panel) * 255).round().astype(np.uint8), layer.shape[1::-1],
+                      interpolation=cv2.INTER_LINEAR)
+    below, above = heat < round(0.2 * 255) - 1, heat > round(0.2 * 255) + 1
+    assert below.any() and (layer[..., 3][below] == 0).all()  # below the threshold: not drawn
+    assert (layer[..., 3][above] > 0).all()
     at.slider(key="ex_threshold").set_value(0.0).run()
-    assert not np.isnan(trace_array(viewer_maps(at)[0]["z"]).astype(float)).any()
+    assert (png_of(viewer_maps(at)[0]["layer"])[..., 3] > 0).all()
 
 
 def test_compare_methods_side_by_side_with_their_in_lung_shares(app):
     at = app(PAGE)
     at.multiselect(key="ex_compare").set_value(["gradcam", "eigencam", "layercam"]).run()
     assert not at.exception, [e.value for e in at.exception]
-    spec = viewer(at)
-    titles = [a["text"] for a in spec["layout"]["annotations"]]
-    assert titles[0] == "Original" and [t.split("<br>")[0] for t in titles[1:]] == [
+    titles = [p["title"] for p in viewer(at)["panels"]]  # one film: the panels zoom together
+    assert titles[0] == ["Original"] and [t[0] for t in titles[1:]] == [
         "Grad-CAM", "EigenCAM", "LayerCAM"]
-    assert all(" in the lungs" in t or "flat map" in t for t in titles[1:])
-    assert spec["layout"]["xaxis4"]["matches"] == "x"  # zoom and pan together
+    assert all(" in the lungs" in t[1] or "flat map" in t[1] for t in titles[1:])
 
 
 def test_next_film_and_the_address(app):

@@ -36,9 +36,9 @@ def test_explain_shows_the_in_lung_share_and_a_lung_outline_toggle(app, trained_
     assert warned == flagged
     toggle = at.toggle(key="ex_lungs")
     assert toggle.label == "Lung outline" and toggle.value is False
-    film = viewer(at)["data"][0]["source"]
+    film = viewer(at)["film"]
     toggle.set_value(True).run()
-    assert viewer(at)["data"][0]["source"] != film  # the outline is drawn on the film
+    assert viewer(at)["film"] != film  # the outline is drawn on the film
     assert any(c.endswith("· lung outline (predicted mask)") for c in texts(at.caption))
     # a film whose predicted mask is flagged says so (the synthetic COVID-19 films are)
     shown = {}

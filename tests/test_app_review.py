@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from app_fixtures import app, app_workspace, metric, shown_texts, texts, trained_run  # noqa: F401
+from app_fixtures import app, app_workspace, metric, shown_texts, texts, trained_run, viewer  # noqa: F401
 
 from cxrlib.data.fingerprint import file_digest
 from cxrlib.reviews import Review, ReviewStore
@@ -203,7 +203,8 @@ def test_explain_page_review_form_saves_with_the_films_prediction(app, trained_r
     assert (saved["agrees_with_label"], saved["agrees_with_prediction"],
             saved["heatmap_location"]) == (True, False, "outside_body")
     assert saved["label"] == _test_rows(trained_run).set_index("rel_path").loc[film, "label"]
-    assert not at.image and len(at.get("plotly_chart")) == 1  # the form adds no image
+    assert not at.image and not at.get("plotly_chart")  # the form adds no image, no chart
+    assert len(viewer(at)["panels"]) == 2  # the film viewer alone: the film and its heatmap
 
 
 def test_evaluation_grid_opens_a_film_on_the_review_page(app, trained_run, workspace_copy):

@@ -45,17 +45,23 @@ def test_until_resolves_on_the_attribute_change_it_waits_for(tab):
     assert tab.get_attribute("#app", "data-state") == "notRunning"
 
 
-def test_until_sees_an_image_finish_loading_without_any_mutation(tab):
+@pytest.fixture(params=['<div data-testid="stImage">{}</div>', '<div class="cxv">{}</div>'],
+                ids=["st.image", "film viewer"])
+def holder(request):
+    return request.param
+
+
+def test_until_sees_an_image_finish_loading_without_any_mutation(tab, holder):
     """An image's load changes no attribute: only the load event can tell the bench. The image
-    comes from a server of the test's own that answers 0.6 s late."""
+    comes from a server of the test's own that answers 0.6 s late; in an ``st.image`` or in the
+    film viewer (both are images the bench waits for)."""
     png = cv2.imencode(".png", np.full((4, 6), 200, np.uint8))[1].tobytes()
 
     server, base = serve(lambda path: (200, "image/png", png), delay_s=0.6)
     try:
         url = f"{base}/film.png"
         # not waiting for the page's load event, which waits for the image
-        tab.set_content(f'<div data-testid="stImage"><img src="{url}"></div>',
-                        wait_until="domcontentloaded")
+        tab.set_content(holder.format(f'<img src="{url}">'), wait_until="domcontentloaded")
         started = time.perf_counter()
         assert tab.evaluate(_until(_IMAGES), 10_000) is True
         waited = time.perf_counter() - started

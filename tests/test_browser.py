@@ -166,24 +166,28 @@ def _ready(tab, name: str) -> None:
     _settle(tab)
 
 
-VIEWER = ".js-plotly-plot:has(g.imagelayer image)"
+VIEWER = ".cxv-port img.cxv-film"  # the film viewer's film (app_services/film_viewer.js)
 
 
 def _viewer_ready(tab) -> None:
-    """Wait until the film viewer has drawn the film (its image layer holds a loaded PNG)."""
+    """Wait until the film viewer has drawn the film and its layers (every image decoded)."""
     tab.locator(VIEWER).first.wait_for()
-    tab.wait_for_function("""() => { const img = document.querySelector('g.imagelayer image');
-        if (!img) return false; const href = img.getAttribute('href') || '';
-        return href.startsWith('data:image/png'); }""")
+    for _ in range(600):
+        if tab.locator(".cxv img").evaluate_all(
+                "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)"):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the film viewer's images never loaded")
 
 
-def _panel_box(tab, axis: str = "x") -> dict:
-    """The page box of one viewer panel (its x axis ``x``, ``x2``...)."""
-    return tab.evaluate("""axis => { const gd = document.querySelector('.js-plotly-plot');
-        const r = gd.getBoundingClientRect(); const lay = gd._fullLayout;
-        const xa = lay[axis.replace('x', 'xaxis')], ya = lay.yaxis;
-        return {x: r.left + xa._offset, y: r.top + ya._offset, width: xa._length,
-                height: ya._length}; }""", axis)
+def _panel_box(tab, index: int = 0) -> dict:
+    """The page box of one viewer panel (0: the first, the original)."""
+    return tab.locator(".cxv-port").nth(index).bounding_box()
+
+
+def _view(tab) -> list[float]:
+    """The film pixels the first panel shows: ``[x0, y0, x1, y1]`` (the viewer's data-view)."""
+    return [float(v) for v in tab.locator(".cxv").first.get_attribute("data-view").split(",")]
 
 
 def _image_src(tab, caption_start: str) -> str:
@@ -376,8 +380,7 @@ def test_zoom_resolves_a_one_pixel_line_of_a_3000_px_film(page, server):
     # zoom with the mouse wheel over the line, as a reader does, to under 80 film pixels
     x_line = box["x"] + (1500.5 / 3000) * box["width"]
     page.mouse.move(x_line, box["y"] + box["height"] / 2)
-    span = lambda: page.evaluate("""() => { const r = document.querySelector('.js-plotly-plot')
-        ._fullLayout.xaxis.range; return [r[0], r[1]]; }""")  # noqa: E731
+    span = lambda: _view(page)[0::2]  # noqa: E731 - x0, x1
     for _ in range(60):
         r0, r1 = span()
         if r1 - r0 < 80:
@@ -399,6 +402,10 @@ def test_zoom_resolves_a_one_pixel_line_of_a_3000_px_film(page, server):
     assert 4 <= bright.sum() <= 0.1 * len(columns)  # one film pixel: a few screen pixels wide
     assert np.median(columns) < 130  # the rest is the film's dark gradient
     assert whole.shape[1] < 3000 * 0.5  # the whole film was shrunk on screen before the zoom
+    stages = page.locator(".cxv-stage").evaluate_all("s => s.map(e => e.style.transform)")
+    assert len(stages) == 2 and stages[0] == stages[1]  # the heatmap panel zoomed with it
+    page.locator(".cxv-port").first.dblclick()
+    assert span()[1] - span()[0] > 2900  # double click: the whole film again
     _shoot(page, "explain-zoomed-3000")
 
 
@@ -453,7 +460,7 @@ def test_issue26_screenshots(driver, server, app_workspace, synthetic_dataset, m
         for method in ("Grad-CAM", "Grad-CAM++", "EigenCAM"):
             tab.get_by_role("option", name=method, exact=True).click()
         tab.keyboard.press("Escape")
-        tab.locator("text.annotation-text", has_text="EigenCAM").first.wait_for()
+        tab.locator(".cxv-title", has_text="EigenCAM").first.wait_for()
         _settle(tab)
         _small_shot(tab, "issue26-explain-compare", folder)
         tab.goto(f"{server}/review?run={first.id}&reviewer=Dr%20Shot")

@@ -1,5 +1,5 @@
 """The film viewer (issue 26): window / level, heatmaps that leave low values untouched, the
-colour bar, native pixels in the figure, the overlay download's legend strip and PNG text."""
+colour bar, native pixels in the viewer's data, the overlay download's legend strip and PNG text."""
 from __future__ import annotations
 
 import base64
@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from cxrlib.explain.overlay import COLOUR_BAR_TITLE, legend_strip, overlay, to_png
-from cxrlib.viz.viewer import WINDOW_PRESETS, viewer_figure, window_level
+from cxrlib.explain.overlay import (COLOUR_BAR_TITLE, colormap_lut, heat_layer, legend_strip,
+                                   overlay, to_png)
+from cxrlib.viz.viewer import LAYER_SIDE, WINDOW_PRESETS, viewer_data, window_level
 
 
 def _film(side: int = 300) -> np.ndarray:
@@ -55,46 +56,90 @@ def test_low_heatmap_values_leave_the_film_pixels_unchanged():
     assert (everything[low] != grey[low]).any()
 
 
-def test_viewer_figure_has_the_colour_bar_native_pixels_and_shared_axes():
+def _decode(uri: str) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8),
+                         cv2.IMREAD_UNCHANGED)
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+
+
+def test_viewer_data_has_the_colour_bar_native_pixels_and_transparent_low_values():
     film = _film(3000)
     heat = _blob()
-    fig = viewer_figure(film, [{"title": "Original"}, {"title": "Grad-CAM", "heatmap": heat},
-                               {"title": "Score-CAM", "heatmap": heat[::-1]}], threshold=0.25)
-    images = [t for t in fig.data if t.type == "image"]
-    maps = [t for t in fig.data if t.type == "heatmap"]
-    assert len(images) == 3 and len(maps) == 2
-    assert maps[0].colorbar.title.text == COLOUR_BAR_TITLE and maps[0].showscale
-    assert not maps[1].showscale  # one colour bar for the shared scale
-    assert np.isnan(np.asarray(maps[0].z, float)[heat < 0.25]).all()  # transparent below
-    assert not np.isnan(np.asarray(maps[0].z, float)[heat >= 0.25]).any()
-    png = base64.b64decode(images[0].source.split(",", 1)[1])
-    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
-    np.testing.assert_array_equal(decoded, film)  # every native pixel, the 1-px line included
-    assert maps[0].dx * heat.shape[1] == pytest.approx(3000)  # stretched over the whole film
-    layout = fig.layout
-    assert layout.xaxis2.matches == "x" and layout.yaxis3.matches == "y"  # zoom together
+    data = viewer_data(film, [{"title": "Original"}, {"title": "Grad-CAM<br>40% in the lungs",
+                                                     "heatmap": heat},
+                              {"title": "Score-CAM", "heatmap": heat[::-1],
+                               "box": (100, 200, 2900, 2800)}], threshold=0.25, alpha=0.5)
+    np.testing.assert_array_equal(_decode(data["film"]), film)  # every native pixel, the 1-px line
+    assert (data["width"], data["height"]) == (3000, 3000)
+    first, second, third = data["panels"]
+    assert first == {"title": ["Original"]}  # the film alone
+    assert second["title"] == ["Grad-CAM", "40% in the lungs"]
+    assert second["box"] == [0, 0, 3000, 3000] and third["box"] == [100, 200, 2900, 2800]
+    assert data["bar"]["title"] == COLOUR_BAR_TITLE and data["bar"]["threshold"] == 0.25
+    lut = colormap_lut("inferno")[:, 0]
+    assert data["bar"]["colours"][0] == "rgb({},{},{})".format(*lut[0])
+    assert data["bar"]["colours"][-1] == "rgb({},{},{})".format(*lut[255])
+    layer = _decode(second["layer"])
+    assert layer.shape == (LAYER_SIDE, LAYER_SIDE, 4)
+    stretched = cv2.resize(np.clip(heat * 255 + 0.5, 0, 255).astype(np.uint8),
+                           (LAYER_SIDE, LAYER_SIDE), interpolation=cv2.INTER_LINEAR)
+    low, high = stretched < 63, stretched > 65  # round(0.25 * 255) = 64, one level either side
+    assert low.mean() > 0.5 and high.any()
+    assert (layer[..., 3][low] == 0).all()  # not drawn: the film shows through unchanged
+    assert (layer[..., 3][high] == 128).all()  # alpha 0.5
+    colour = lut[stretched[high]].astype(int)  # the colour map's own colour at the value
+    assert np.abs(layer[..., :3][high].astype(int) - colour).max() <= 12  # jet-like steps aside
+    # the third covers its box (2800 x 2600 px): its longest side is the layer's
+    assert _decode(third["layer"]).shape == (round(2600 * LAYER_SIDE / 2800), LAYER_SIDE, 4)
 
 
-def test_the_heatmap_goes_to_the_browser_as_float32():
-    """What Streamlit sends (``plotly.io.to_json``): each heatmap cell in 4 bytes, not 8 (a
-    224x224 map was 0.53 MB of each Explain rerun's 1.0 MB), equal to the map where shown and
-    NaN (transparent) below the threshold."""
-    import json
-
-    import plotly.io
-
+def test_the_viewer_sends_the_heatmap_as_one_byte_a_cell():
+    """The hover readout's values: a 224 x 224 map in 50 KB (plotly's float32 map was 200 KB),
+    equal to the map to within half a grey level."""
     heat = _blob(224)
-    fig = viewer_figure(_film(64), [{"title": "Original"}, {"title": "CAM", "heatmap": heat}],
-                        threshold=0.25)
-    z = next(t for t in json.loads(plotly.io.to_json(fig, validate=False))["data"]
-             if t["type"] == "heatmap")["z"]
-    assert z["dtype"] == "f4"
-    raw = base64.b64decode(z["bdata"])
-    assert len(raw) == 4 * heat.size
-    sent = np.frombuffer(raw, "<f4").reshape(heat.shape)
-    shown = heat >= 0.25
-    np.testing.assert_allclose(sent[shown], heat[shown], rtol=1e-6)
-    assert np.isnan(sent[~shown]).all()
+    panel = viewer_data(_film(64), [{"title": "CAM", "heatmap": heat}])["panels"][0]
+    raw = base64.b64decode(panel["heat"]["values"])
+    assert len(raw) == heat.size and (panel["heat"]["w"], panel["heat"]["h"]) == (224, 224)
+    sent = np.frombuffer(raw, np.uint8).reshape(heat.shape) / 255.0
+    np.testing.assert_allclose(sent, heat, atol=0.5 / 255 + 1e-9)
+
+
+def test_the_layer_over_the_film_is_the_overlay():
+    """What the browser composites (``a * colour + (1 - a) * film``) is what ``overlay`` blends
+    into the film, at the layer's size."""
+    film = _film(256)
+    heat = _blob()
+    layer = heat_layer(heat, (256, 256), alpha=0.4, colormap="turbo", threshold=0.3)
+    a = layer[..., 3:].astype(float) / 255
+    composite = a * layer[..., :3] + (1 - a) * np.repeat(film[..., None], 3, axis=2)
+    expected = overlay(film, heat, alpha=0.4, colormap="turbo", threshold=0.3).astype(float)
+    assert np.abs(composite - expected).max() <= 1.5  # alpha in 1/255 steps, rounding
+    with pytest.raises(ValueError):
+        heat_layer(heat, (8, 8), threshold=1.0)
+
+
+def test_the_contour_layer_holds_the_lines_alone():
+    heat = _blob(64)
+    layer = heat_layer(heat, (512, 512), alpha=1.0, colormap="inferno", contour=True)
+    drawn = layer[..., 3] > 0
+    assert 0.01 < drawn.mean() < 0.25  # lines, not a filled map
+    assert cv2.erode(drawn.astype(np.uint8), np.ones((3, 3), np.uint8)).any()  # at least 3 px wide
+    stretched = cv2.resize(np.clip(heat * 255 + 0.5, 0, 255).astype(np.uint8), (512, 512),
+                           interpolation=cv2.INTER_LINEAR)
+    far = cv2.dilate(drawn.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    assert (np.abs(stretched[~far].astype(int) - 51).min() <= 3)  # a line near the 0.2 level
+    lut = colormap_lut("inferno")[:, 0]
+    solid = layer[..., 3] == 255
+    colours = {tuple(c) for c in layer[..., :3][solid]}
+    assert colours <= {tuple(int(v) for v in lut[round(level * 255)]) for level in (0.2, 0.4, 0.6, 0.8)}
+
+
+def test_an_rgba_png_keeps_its_alpha():
+    """The bug: ``to_png`` turned RGBA into BGR, so a heat layer lost its transparency and hid
+    the film."""
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 0], rgba[1, 2, 3], rgba[3, 4] = 200, 77, (1, 2, 3, 255)
+    np.testing.assert_array_equal(_decode("data:," + base64.b64encode(to_png(rgba)).decode()), rgba)
 
 
 def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:

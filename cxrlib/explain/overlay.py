@@ -2,7 +2,8 @@
 
 The heatmap is computed at the model's input size (e.g. 224 x 224) from the whole film squeezed
 to a square, so it is stretched back over the whole film: the heatmap is resized to the film, never
-the film to the heatmap. Pure functions of arrays: uint8 film in, uint8 RGB out.
+the film to the heatmap. Pure functions of arrays: uint8 film in, uint8 RGB out (or the heatmap alone as an RGBA
+layer, :func:`heat_layer`, for a viewer to lay over the film).
 """
 from __future__ import annotations
 
@@ -150,29 +151,83 @@ def _colour_at(heatmap: np.ndarray, lut: np.ndarray, size: tuple[int, int]) -> n
     return cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def _draw_contours(rgb: np.ndarray, heatmap: np.ndarray, alpha: float, lut: np.ndarray,
-                   levels: tuple[float, ...]) -> np.ndarray:
-    h, w = rgb.shape[:2]
+def _contour_curves(heatmap: np.ndarray, lut: np.ndarray, levels: tuple[float, ...],
+                    size: tuple[int, int]):
+    """The iso-lines of ``heatmap`` stretched to ``size = (H, W)``: per level, its curves in
+    fixed-point film pixels (``_SHIFT`` fractional bits, so lines stay smooth at 2500 px) and
+    its colour."""
+    h, w = size
     scale = min(1.0, _CONTOUR_GRID / max(h, w))
     gh, gw = max(2, round(h * scale)), max(2, round(w * scale))
     heat8 = _heatmap_u8(heatmap, (gh, gw))
-    # Map grid coordinates back to film pixels (fixed-point, so lines stay smooth at 2500 px).
-    shift = 4
     factor = np.array([w / gw, h / gh])
-    thickness = max(2, round(max(h, w) / 250))  # thick enough to see on a shrunk film
-    lines = rgb.copy()
+    drawn = []
     for level in levels:
         mask = (heat8 >= round(level * 255)).astype(np.uint8)
         found, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-        if not found:
-            continue
-        curves = [np.round(((c[:, 0, :] + 0.5) * factor - 0.5) * (1 << shift)).astype(np.int32)
-                  for c in found]
-        colour = tuple(int(v) for v in lut[int(round(level * 255)), 0])
-        cv2.polylines(lines, curves, True, colour, thickness, cv2.LINE_AA, shift)
+        if found:
+            curves = [np.round(((c[:, 0, :] + 0.5) * factor - 0.5) * (1 << _SHIFT)).astype(np.int32)
+                      for c in found]
+            drawn.append((curves, tuple(int(v) for v in lut[int(round(level * 255)), 0])))
+    return drawn
+
+
+_SHIFT = 4
+
+
+def _draw_contours(rgb: np.ndarray, heatmap: np.ndarray, alpha: float, lut: np.ndarray,
+                   levels: tuple[float, ...]) -> np.ndarray:
+    drawn = _contour_curves(heatmap, lut, levels, rgb.shape[:2])
+    thickness = max(2, round(max(rgb.shape[:2]) / 250))  # thick enough to see on a shrunk film
+    lines = rgb.copy()
+    for curves, colour in drawn:
+        cv2.polylines(lines, curves, True, colour, thickness, cv2.LINE_AA, _SHIFT)
     if alpha >= 1.0:
         return lines
     return cv2.addWeighted(lines, alpha, rgb, 1.0 - alpha, 0.0)
+
+
+def heat_layer(heatmap: np.ndarray, size: tuple[int, int], alpha: float = 0.5,
+               colormap: str = "inferno", threshold: float = 0.0, contour: bool = False,
+               levels: tuple[float, ...] = CONTOUR_LEVELS) -> np.ndarray:
+    """The heatmap alone, as a transparent layer for a viewer to lay over the film: what
+    :func:`overlay` blends into the film, kept apart.
+
+    ``heatmap``: ``(h, w)`` in [0, 1]; ``size``: ``(H, W)`` of the layer (a viewer stretches
+    it over the part of the film the model saw); the rest as in :func:`overlay`.
+
+    Returns:
+        uint8 RGBA ``(H, W, 4)``: the colour map's colours, with opacity ``alpha`` where the map
+        reaches ``threshold`` and 0 (transparent) below it; in contour mode the iso-lines alone.
+        Laid over the film (``a * colour + (1 - a) * film``) it gives :func:`overlay` at this
+        size.
+
+    Raises:
+        ValueError: as :func:`overlay`.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if contour and not all(0.0 < level < 1.0 for level in levels):
+        raise ValueError(f"contour levels must lie in (0, 1), got {tuple(levels)}")
+    lut = colormap_lut(colormap)
+    h, w = size
+    layer = np.zeros((h, w, 4), np.uint8)
+    if contour:
+        drawn = _contour_curves(heatmap, lut, levels, (h, w))
+        thickness = max(3, round(max(h, w) / 100))  # a 512 px layer: about 4 px on screen
+        colours, coverage = np.zeros((h, w, 3), np.uint8), np.zeros((h, w), np.uint8)
+        for curves, colour in drawn:  # a line's colour, and how much of each pixel it covers
+            cv2.polylines(colours, curves, True, colour, thickness + 2, cv2.LINE_8, _SHIFT)
+            cv2.polylines(coverage, curves, True, 255, thickness, cv2.LINE_AA, _SHIFT)
+        layer[..., :3] = colours
+        layer[..., 3] = np.round(coverage * alpha).astype(np.uint8)
+        return layer
+    layer[..., :3] = _colour_at(heatmap, lut, (h, w))
+    shown = _heatmap_u8(heatmap, (h, w)) >= round(threshold * 255)
+    layer[..., 3] = np.where(shown, round(alpha * 255), 0)
+    return layer
 
 
 COLOUR_BAR_TITLE = "share of the maximum class evidence"
@@ -217,7 +272,8 @@ def _png_text_chunk(key: str, value: str) -> bytes:
 
 
 def to_png(image: np.ndarray, compression: int = 3, text: dict[str, str] | None = None) -> bytes:
-    """PNG bytes of a uint8 RGB ``(H, W, 3)`` or grey ``(H, W)`` image (e.g. for a download button).
+    """PNG bytes of a uint8 RGB ``(H, W, 3)``, RGBA ``(H, W, 4)`` or grey ``(H, W)`` image (e.g.
+    for a download button).
 
     ``text``: PNG ``tEXt`` chunks (keyword -> Latin-1 text), written right after the header,
     e.g. the method, layer, class, probability and run of an overlay.
@@ -228,7 +284,10 @@ def to_png(image: np.ndarray, compression: int = 3, text: dict[str, str] | None 
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(f"to_png needs uint8, got {image.dtype}")
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    if image.ndim == 3 and image.shape[2] == 4:  # RGB2BGR would drop the alpha channel
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
+    else:
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
         raise ValueError(f"could not encode an image of shape {image.shape} as PNG")

@@ -1,12 +1,14 @@
-"""A film viewer as a plotly figure: the film at its native resolution with window / level, and
-its CAM heatmaps as their own layer, in side-by-side panels that zoom and pan together.
+"""The film viewer's content: the film at its native resolution with window / level, and its CAM
+heatmaps as layers of their own, in side-by-side panels that zoom and pan together. What the
+browser draws (``app_services/film_viewer.js``) is built here as plain data; no streamlit.
 
-The film is one image layer (a lossless PNG, every native pixel: zoom resolves a one-pixel
-line); each heatmap is a plotly heatmap at its own (model input) resolution stretched over the
-part of the film the model saw, with a colour bar saying what the colours mean
-(:data:`cxrlib.explain.overlay.COLOUR_BAR_TITLE`), hover values, and nothing drawn below the
-threshold, so low evidence leaves the film as it is. Panels share their axes: zooming or
-panning one moves all. No streamlit here.
+The film is one lossless PNG (every native pixel: zoom resolves a one-pixel line); each heatmap
+is a transparent RGBA PNG (:func:`cxrlib.explain.overlay.heat_layer`: the overlay's colours,
+nothing drawn below the threshold, so low evidence leaves the film as it is) stretched over the
+part of the film the model saw, with its values (one byte a cell) for the hover readout, and one
+colour bar saying what the colours mean (:data:`cxrlib.explain.overlay.COLOUR_BAR_TITLE`).
+It replaced a plotly figure: the same panels without the 4.7 MB charting library, whose first
+load was the slowest action of a fresh browser tab on Explain.
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ import base64
 from typing import Sequence
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from cxrlib.explain.overlay import COLOUR_BAR_TITLE, colormap_lut, to_png
+from cxrlib.explain.overlay import COLOUR_BAR_TITLE, colormap_lut, heat_layer, to_png
+
+LAYER_SIDE = 512
+"""A heatmap layer's longest side in pixels, whatever the film's size: the model's map is 224
+or less, so this keeps its smooth (bilinear) look when stretched over the film, at a few tens
+of KB a layer, and its contour lines about 4 px wide on screen."""
 
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "Full range": (127.5, 256.0),
@@ -49,75 +54,76 @@ def window_level(pixels: np.ndarray, centre: float, width: float, invert: bool =
     return lut[pixels]
 
 
-def colorscale(colormap: str, stops: int = 17) -> list[list]:
-    """A plotly colour scale sampled from the OpenCV colormap of the overlays."""
+def colour_stops(colormap: str, stops: int = 17) -> list[str]:
+    """CSS colours sampled evenly from the OpenCV colormap of the overlays, 0 to 1."""
     lut = colormap_lut(colormap)[:, 0]
     idx = np.linspace(0, 255, stops).round().astype(int)
-    return [[i / 255.0, f"rgb({lut[i][0]},{lut[i][1]},{lut[i][2]})"] for i in idx]
+    return [f"rgb({lut[i][0]},{lut[i][1]},{lut[i][2]})" for i in idx]
+
+
+def _uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def film_source(pixels: np.ndarray) -> str:
-    """The film as a lossless PNG data URI (every native pixel), for :func:`viewer_figure`."""
-    return "data:image/png;base64," + base64.b64encode(to_png(pixels, compression=1)).decode()
+    """The film as a lossless PNG data URI (every native pixel), for :func:`viewer_data`."""
+    return _uri(to_png(pixels, compression=1))
 
 
-def viewer_figure(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "inferno",
-                  alpha: float = 0.5, threshold: float = 0.2, contour: bool = False,
-                  height: int = 640, revision: str = "", source: str | None = None) -> go.Figure:
-    """Panels of one film side by side, zooming and panning together.
+def _layer_size(box: tuple[int, int, int, int]) -> tuple[int, int]:
+    x0, y0, x1, y1 = box
+    w, h = max(1, x1 - x0), max(1, y1 - y0)
+    scale = LAYER_SIDE / max(w, h)
+    return max(2, round(h * scale)), max(2, round(w * scale))
+
+
+def viewer_data(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "inferno",
+                alpha: float = 0.5, threshold: float = 0.2, contour: bool = False,
+                height: int = 640, revision: str = "", source: str | None = None) -> dict:
+    """Panels of one film side by side, zooming and panning together, as JSON-able data.
 
     Args:
         film: uint8 grey or RGB, already windowed (:func:`window_level`), at native size.
-        panels: one dict per panel: ``title``, and optionally ``heatmap`` (``(h, w)`` in
-            [0, 1]) with ``box`` (``(x0, y0, x1, y1)`` of the film it covers; the whole film
-            when absent). A panel without a heatmap shows the film alone.
+        panels: one dict per panel: ``title`` (``<br>`` breaks lines), and optionally
+            ``heatmap`` (``(h, w)`` in [0, 1]) with ``box`` (``(x0, y0, x1, y1)`` of the film it
+            covers; the whole film when absent). A panel without a heatmap shows the film alone.
         colormap: a key of :data:`cxrlib.explain.overlay.COLORMAPS`.
         alpha: heatmap opacity; threshold: values below it are not drawn (transparent).
         contour: thick iso-lines instead of a filled map.
-        revision: plotly's ``uirevision``: the zoom survives a redraw while it is unchanged.
+        height: the panels' height in CSS pixels.
+        revision: the zoom survives a redraw while this is unchanged (the film).
         source: :func:`film_source` of ``film`` when the caller has it cached.
 
     Returns:
-        A figure with one image trace per panel and one heatmap (or contour) trace per
-        heatmap; the first heatmap carries the colour bar titled
-        :data:`~cxrlib.explain.overlay.COLOUR_BAR_TITLE`.
+        ``{"film", "width", "height", "panel_height", "revision", "panels", "bar"}``: the
+        film's PNG data URI and native size; per panel its ``title`` lines, and, with a
+        heatmap, its ``layer`` (RGBA PNG data URI), ``box`` and ``heat`` (``{"w", "h",
+        "values"}``: the map as base64 bytes, 255 = the maximum); ``bar``: the colour bar
+        (``title``, CSS ``colours`` from 0 to 1, ``threshold``), None without a heatmap.
+
+    Raises:
+        ValueError: for a heatmap that is not 2-D, or an alpha or threshold out of range.
     """
     h, w = film.shape[:2]
-    n = max(1, len(panels))
-    fig = make_subplots(rows=1, cols=n, shared_xaxes="all", shared_yaxes="all",
-                        horizontal_spacing=0.01, subplot_titles=[p["title"] for p in panels])
-    uri = source or film_source(film)
-    scale = colorscale(colormap)
-    first = True
-    for col, panel in enumerate(panels, start=1):
-        fig.add_trace(go.Image(source=uri, x0=0, y0=0, dx=1, dy=1, hoverinfo="x+y",
-                               name="film"), row=1, col=col)
+    out = []
+    for panel in panels:
+        shown = {"title": str(panel["title"]).split("<br>")}
         heat = panel.get("heatmap")
-        if heat is None:
-            continue
-        heat = np.asarray(heat, np.float32)  # sent as 4 bytes a cell (8 doubled each rerun's bytes)
-        x0, y0, x1, y1 = panel.get("box") or (0, 0, w, h)
-        dx, dy = (x1 - x0) / heat.shape[1], (y1 - y0) / heat.shape[0]
-        shown = np.where(heat >= threshold, heat, np.nan)  # NaN: transparent
-        common = dict(z=shown, x0=x0 + dx / 2, dx=dx, y0=y0 + dy / 2, dy=dy, zmin=0.0, zmax=1.0,
-                      colorscale=scale, showscale=first, name=panel["title"],
-                      hovertemplate="x %{x:.0f}, y %{y:.0f}<br>evidence %{z:.0%} of the "
-                                    "maximum<extra></extra>",
-                      colorbar=dict(title=dict(text=COLOUR_BAR_TITLE, side="right"),
-                                    tickformat=".0%", len=0.9, thickness=14))
-        if contour:
-            trace = go.Contour(**common, contours=dict(coloring="lines", start=max(threshold, 0.2),
-                                                       end=0.8, size=0.2),
-                               line=dict(width=4), opacity=max(alpha, 0.6))
-        else:
-            trace = go.Heatmap(**common, opacity=alpha, zsmooth="best", hoverongaps=False)
-        fig.add_trace(trace, row=1, col=col)
-        first = False
-    fig.update_xaxes(range=[-0.5, w - 0.5], showgrid=False, zeroline=False, showticklabels=False,
-                     constrain="domain")
-    fig.update_yaxes(range=[h - 0.5, -0.5], showgrid=False, zeroline=False, showticklabels=False,
-                     scaleanchor="x", scaleratio=1, constrain="domain")
-    fig.update_annotations(font=dict(size=12))  # the panel titles, two short lines each
-    fig.update_layout(height=height, margin=dict(l=5, r=5, t=50, b=5), dragmode="pan",
-                      uirevision=revision or f"{w}x{h}", showlegend=False)
-    return fig
+        if heat is not None:
+            heat = np.asarray(heat, np.float32)
+            if heat.ndim != 2:
+                raise ValueError(f"heatmap must be (h, w), got shape {heat.shape}")
+            box = tuple(int(v) for v in (panel.get("box") or (0, 0, w, h)))
+            layer = heat_layer(heat, _layer_size(box), alpha, colormap, threshold, contour)
+            values = np.clip(np.nan_to_num(heat) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            shown.update(layer=_uri(to_png(layer, compression=1)), box=list(box),
+                         heat={"w": int(heat.shape[1]), "h": int(heat.shape[0]),
+                               "values": base64.b64encode(values.tobytes()).decode()})
+        out.append(shown)
+    bar = None
+    if any("layer" in p for p in out):
+        bar = {"title": COLOUR_BAR_TITLE, "colours": colour_stops(colormap),
+               "threshold": float(threshold), "contour": bool(contour)}
+    return {"film": source or film_source(film), "width": int(w), "height": int(h),
+            "panel_height": int(height), "revision": revision or f"{w}x{h}", "panels": out,
+            "bar": bar}
