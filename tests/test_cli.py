@@ -134,7 +134,7 @@ def test_real_tiny_run_train_predict_evaluate(workspace, synthetic_dataset, tmp_
                  "--batch-size", "16"]) == 0
     table = pd.read_csv(csv, keep_default_na=False)
     classes = ["COVID-19", "Normal", "Viral Pneumonia"]
-    assert list(table.columns) == ["path", "pred", *[f"p_{c}" for c in classes], "error"]
+    assert list(table.columns) == ["path", "pred", *[f"p_{c}" for c in classes], "error", "warning"]
     assert len(table) == 73 and capsys.readouterr().err.count("unreadable: ") == 1
     broken = table[table["path"] == str(bad)].iloc[0]
     assert broken["error"] and broken["pred"] == "" and broken["p_Normal"] == ""

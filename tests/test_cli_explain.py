@@ -51,7 +51,8 @@ def test_explain_a_folder_writes_overlays_and_the_table(trained_run, folder, tmp
     classes = list(trained_run.classes)
     assert list(table.columns) == ["path", "overlay", "width", "height", "method", "layer",
                                    "target", "predicted", *[f"p_{c}" for c in classes], "flat",
-                                   "deletion_score", "in_lung_share", "lung_mask", "error"]
+                                   "deletion_score", "in_lung_share", "lung_mask", "error",
+                                   "warning"]
     assert len(table) == 8 and (table["method"] == "gradcam++").all()
     good = table[table["error"] == ""]
     assert len(good) == 7 and len(set(good["overlay"])) == 7  # same.png twice: two overlays
@@ -99,9 +100,9 @@ def test_a_folder_is_streamed_one_batch_of_films_at_a_time(trained_run, folder, 
                                                            monkeypatch, capsys):
     """Every decoded film is tracked by a weak reference: when a film is read, at most one batch
     of films (this one included) is still alive."""
-    import cxrlib.data.imageio as imageio
+    import cxrlib.data.imageio.decode as decode  # read_films, the one batch reader, reads here
 
-    real, alive, most = imageio.read_film, [], []
+    real, alive, most = decode.read_film, [], []
 
     def tracked(path, *args, **kwargs):
         film = real(path, *args, **kwargs)
@@ -109,7 +110,7 @@ def test_a_folder_is_streamed_one_batch_of_films_at_a_time(trained_run, folder, 
         most.append(sum(r() is not None for r in alive))
         return film
 
-    monkeypatch.setattr(imageio, "read_film", tracked)
+    monkeypatch.setattr(decode, "read_film", tracked)
     assert main(["explain", trained_run.id, str(folder), "--out", str(tmp_path / "o"),
                  "--batch-size", "2", "--deletion-steps", "0"]) == 0
     assert len(most) == 7 and max(most) <= 2 and max(most) == 2, most

@@ -155,3 +155,32 @@ def test_values_beyond_bits_stored_are_the_films_warning(tmp_path):
         "pixel values use bits above Bits Stored (11): only the stored bits are read, so the film "
         "may look scrambled (an overlay in the pixel data, or a header that says too few bits)"]
     assert "decoder_warnings" not in read_film(tmp_path / "tmp.dcm").meta.extra  # 12 bits in 12
+
+
+def test_predict_and_explain_say_which_films_were_read_with_a_warning(tmp_path, capsys):
+    """The app showed a film's decoder warning (values above Bits Stored: maybe scrambled), but
+    ``predict`` and ``explain`` scored the film without a word. Now the row's ``warning`` column
+    holds it and stderr names the film; a plain film's row has none."""
+    import pandas as pd
+
+    from test_bad_inputs import _keras, _model
+
+    model_path = tmp_path / "m.keras"
+    _model(_keras(), (64, 64, 3), 3).save(model_path)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd, plain = folder / "bits11.dcm", folder / "plain.dcm"
+    odd.write_bytes(_dicom(tmp_path, BitsStored=11, HighBit=10))
+    plain.write_bytes(bf.dicom(tmp_path))
+    expected = read_film(odd).meta.extra["decoder_warnings"][0]
+    rc, out, err = run_cli(capsys, "predict", model_path, folder, "--out", tmp_path / "p.csv")
+    assert rc == 0 and "2 predicted, 0 unreadable, 0 left out, 1 read with a warning" in out, out
+    table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False).set_index("path")
+    assert table.loc[str(odd), "warning"] == expected and table.loc[str(plain), "warning"] == ""
+    assert table.loc[str(odd), "pred"] != ""  # scored all the same, and said
+    assert f"warning: {odd}: {expected}" in err.splitlines()
+    rc, out, err = run_cli(capsys, "explain", model_path, folder, "--out", tmp_path / "x",
+                           "--deletion-steps", "0")
+    assert rc == 0 and f"warning: {odd}: {expected}" in err.splitlines(), err
+    table = pd.read_csv(tmp_path / "x" / "explanations.csv", keep_default_na=False)
+    assert dict(zip(table["path"], table["warning"])) == {str(odd): expected, str(plain): ""}

@@ -134,7 +134,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
                          on_film=on_film, output=output)
     counts = _write(args.out, columns(source.classes), rows, bar, output)
     print(f"{counts['explained']} explained, {counts['flat']} flat (no overlay), "
-          f"{counts['unreadable']} unreadable, {len(left_out)} left out -> {args.out / CSV_NAME}")
+          f"{counts['unreadable']} unreadable, {len(left_out)} left out"
+          + (f", {counts['warned']} read with a warning" if counts["warned"] else "")
+          + f" -> {args.out / CSV_NAME}")
     if on_film is not None:
         on_film.report()
     if counts["flat"]:
@@ -146,7 +148,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _write(out: Path, fieldnames: list[str], rows, bar, output) -> dict[str, int]:
     """Stream ``rows`` into ``out/explanations.csv`` (renamed into place when complete); a
     missing value (NaN, None) is an empty cell."""
-    counts = {"explained": 0, "flat": 0, "unreadable": 0}
+    counts = {"explained": 0, "flat": 0, "unreadable": 0, "warned": 0}
     try:
         with output.path(out / CSV_NAME) as part, open(part, "w", newline="", encoding="utf-8") as fh:
             writer = RowWriter(fh, fieldnames, for_people=True)
@@ -158,6 +160,9 @@ def _write(out: Path, fieldnames: list[str], rows, bar, output) -> dict[str, int
                     listed("unreadable", row["path"], row["error"])
                 else:
                     counts["flat" if row["flat"] else "explained"] += 1
+                if row["warning"]:  # read, but maybe not as the film looks
+                    counts["warned"] += 1
+                    listed("warning", row["path"], row["warning"])
     finally:
         bar.close()
     return counts

@@ -129,13 +129,18 @@ def explain_pacs(run, args: argparse.Namespace, settings, *, output, write, csv_
         bar.close()
         counts = {"explained": sum(1 for r in results if r.row["error"] == "" and not r.row["flat"]),
                   "flat": sum(1 for r in results if r.row["flat"]),
-                  "unreadable": sum(1 for r in results if r.row["error"])}
+                  "unreadable": sum(1 for r in results if r.row["error"]),
+                  "warned": sum(1 for r in results if r.row["warning"])}
         for r in results:
             if r.row["error"]:
                 listed("unreadable", r.row["path"], r.row["error"])
+            if r.row["warning"]:
+                listed("warning", r.row["path"], r.row["warning"])
         where = ""
     print(f"{counts['explained']} explained, {counts['flat']} flat (no overlay), "
-          f"{counts['unreadable']} unreadable of study {study}{where}")
+          f"{counts['unreadable']} unreadable of study {study}"
+          + (f", {counts['warned']} read with a warning" if counts.get("warned") else "")
+          + where)
     if args.dicom_out is not None:
         n = sum(len(o.write(args.dicom_out / str(r.row["path"]), output=dicom_output))
                 for r, o in ((r, r.objects) for r in results) if o is not None)

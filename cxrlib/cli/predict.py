@@ -98,12 +98,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     where = write_table(out, args.out, csv_text(table, for_people=True))
-    bad = table[table["error"] != ""]
+    bad = _report(table, where, f"{len(left_out)} left out")
+    return EXIT_DATA if bad == len(table) else 0  # the rule: nothing read is exit 4
+
+
+def _report(table, where: str, *more: str) -> int:
+    """Name each unreadable film and each film read with a decoder warning on stderr, then the
+    counts (on stderr when the table went to stdout); returns the unreadable count."""
+    bad, odd = table[table["error"] != ""], table[table["warning"] != ""]
     for _, row in bad.iterrows():
         listed("unreadable", row["path"], row["error"])
-    print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable, {len(left_out)} left out "
-          f"-> {where}", file=sys.stderr if where == "stdout" else sys.stdout)
-    return EXIT_DATA if len(bad) == len(table) else 0  # the rule: nothing read is exit 4
+    for _, row in odd.iterrows():
+        listed("warning", row["path"], row["warning"])
+    counts = [f"{len(table) - len(bad)} predicted", f"{len(bad)} unreadable", *more]
+    if len(odd):
+        counts.append(f"{len(odd)} read with a warning")
+    print(f"{', '.join(counts)} -> {where}", file=sys.stderr if where == "stdout" else sys.stdout)
+    return len(bad)
 
 
 def _predict_pacs(args: argparse.Namespace) -> int:
@@ -118,12 +129,7 @@ def _predict_pacs(args: argparse.Namespace) -> int:
         out.check(args.out)  # before the study is retrieved: the one rule of user-named outputs
     _, _, datasets = study_films(args)
     table = predict_datasets(source, datasets, batch_size=args.batch_size)
-    where = write_table(out, args.out, csv_text(table, for_people=True))
-    bad = table[table["error"] != ""]
-    for _, row in bad.iterrows():
-        listed("unreadable", row["path"], row["error"])
-    print(f"{len(table) - len(bad)} predicted, {len(bad)} unreadable -> {where}",
-          file=sys.stderr if where == "stdout" else sys.stdout)
+    _report(table, write_table(out, args.out, csv_text(table, for_people=True)))
     return 0
 
 

@@ -26,10 +26,11 @@ class DicomResult:
     overlay: np.ndarray | None
 
 
-def decode_datasets(datasets: Sequence) -> tuple[list, list[str]]:
-    """``(films, errors)``: per dataset its uint8 pixels or None, and "" or the reason."""
+def decode_datasets(datasets: Sequence) -> tuple[list, list[str], list[str]]:
+    """``(films, errors, warnings)``: per dataset its uint8 pixels or None, "" or the reason,
+    and "" or its decoder warning (:func:`cxrlib.data.imageio.read_films`)."""
+    from cxrlib.data.imageio import read_films  # noqa: PLC0415
     from cxrlib.dicom.films import film_of_dataset  # noqa: PLC0415
-    from cxrlib.explain.batch import read_films  # noqa: PLC0415
 
     return read_films(datasets, film_of_dataset)
 
@@ -44,7 +45,7 @@ def predict_datasets(run, datasets: Sequence, *, model=None, batch_size: int = 3
     model = model or run.load_model()
     classes = list(run.classes)
     check_model_fits(model, run.config.preprocess, classes)
-    films, errors = decode_datasets(datasets)
+    films, errors, warnings = decode_datasets(datasets)
     ok = [i for i, f in enumerate(films) if f is not None]
     probs = np.full((len(films), len(classes)), np.nan, np.float32)
     if ok:
@@ -57,6 +58,7 @@ def predict_datasets(run, datasets: Sequence, *, model=None, batch_size: int = 3
     for j, name in enumerate(classes):
         frame[f"p_{name}"] = probs[:, j]
     frame["error"] = errors
+    frame["warning"] = warnings
     return frame
 
 
@@ -73,9 +75,9 @@ def explain_datasets(run, datasets: Sequence, settings=None, *, model=None, cam=
     from cxrlib.explain.batch import BatchSettings, explain_films  # noqa: PLC0415
 
     settings = settings or BatchSettings()
-    films, errors = decode_datasets(datasets)
+    films, errors, warnings = decode_datasets(datasets)
     done = explain_films(run, films, [str(d.SOPInstanceUID) for d in datasets], settings,
-                         errors=errors, model=model, cam=cam, lungs=lungs)
+                         errors=errors, warnings=warnings, model=model, cam=cam, lungs=lungs)
     return [DicomResult(item.row, None if film is None else results_of(run, ds, film, item),
                         item.overlay) for ds, film, item in zip(datasets, films, done)]
 

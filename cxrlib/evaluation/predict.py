@@ -163,7 +163,8 @@ def predict_paths(run, paths: Iterable[str | Path], *, batch_size: int = 32, mod
 
     Returns:
         One row per path in input order: ``path``, ``pred`` (class name, "" for unreadable
-        files), ``p_<class>`` per class (NaN when unreadable), ``error`` ("" or the reason).
+        files), ``p_<class>`` per class (NaN when unreadable), ``error`` ("" or the reason),
+        ``warning`` ("" or the film's decoder warning: scored, but maybe not as it looks).
     """
     return _predict_files(model or run.load_model(), list(map(str, paths)), run.config.preprocess,
                           run.classes, batch_size=batch_size, progress=progress,
@@ -173,27 +174,21 @@ def predict_paths(run, paths: Iterable[str | Path], *, batch_size: int = 32, mod
 def _predict_files(model, files: list[str], preprocess_cfg: PreprocessConfig,
                    classes: Sequence[str], *, batch_size: int,
                    progress: Callable[[int, int], None] | None, tta: str = "none") -> pd.DataFrame:
-    from cxrlib.data.imageio import ImageReadError, read_film  # noqa: PLC0415
+    from cxrlib.data.imageio import read_films  # noqa: PLC0415
 
     _check_batch_size(batch_size)
     check_model_fits(model, preprocess_cfg, classes)
     probs = np.full((len(files), len(classes)), np.nan, np.float32)
-    errors = [""] * len(files)
+    errors, warnings = [""] * len(files), [""] * len(files)
     for begin in range(0, len(files), batch_size):
-        films, rows = [], []
-        for i in range(begin, min(begin + batch_size, len(files))):
-            try:
-                films.append(read_film(files[i]).pixels)
-                rows.append(i)
-            except ImageReadError as exc:
-                errors[i] = exc.reason
-            except OSError as exc:
-                errors[i] = exc.strerror or str(exc)
-        if films:
-            probs[rows] = predict_films(model, films, preprocess_cfg, batch_size=batch_size,
-                                        tta=tta)
+        end = min(begin + batch_size, len(files))
+        films, errors[begin:end], warnings[begin:end] = read_films(files[begin:end])
+        rows = [begin + j for j, film in enumerate(films) if film is not None]
+        if rows:
+            probs[rows] = predict_films(model, [f for f in films if f is not None],
+                                        preprocess_cfg, batch_size=batch_size, tta=tta)
         if progress is not None:
-            progress(min(begin + batch_size, len(files)), len(files))
+            progress(end, len(files))
     frame = pd.DataFrame({"path": files})
     readable = ~np.isnan(probs).any(axis=1)
     pred = np.array([""] * len(files), dtype=object)
@@ -203,6 +198,7 @@ def _predict_files(model, files: list[str], preprocess_cfg: PreprocessConfig,
     for j, name in enumerate(classes):
         frame[f"p_{name}"] = probs[:, j]
     frame["error"] = errors
+    frame["warning"] = warnings
     return frame
 
 

@@ -79,7 +79,8 @@ def explain_files(source: Any, files: Sequence[str | Path], out_names: Sequence[
     Yields:
         One dict per file, in order: ``path``, ``overlay`` (relative path, "" when none),
         ``width``, ``height``, ``method``, ``layer``, ``target`` (class name), ``predicted``,
-        ``p_<class>``, ``flat``, ``deletion_score``, ``in_lung_share``, ``lung_mask``, ``error``.
+        ``p_<class>``, ``flat``, ``deletion_score``, ``in_lung_share``, ``lung_mask``, ``error``,
+        ``warning`` (the film's decoder warning, "" for none).
 
     Raises:
         ValueError: an unknown method or layer, or a model that does not fit the run.
@@ -112,27 +113,6 @@ def overlay_name(name: str | Path, method: str) -> str:
     return f"{Path(name).as_posix()}-{method}.png"
 
 
-def read_films(items: Sequence, read: Callable[[Any], Any] | None = None) -> tuple[list, list[str]]:
-    """``(films, errors)``: per item (a path, or what ``read`` takes) its uint8 pixels or None,
-    and "" or the reason it could not be read. ``read`` returns a
-    :class:`cxrlib.data.imageio.Film` (default :func:`cxrlib.data.imageio.read_film`)."""
-    from cxrlib.data.imageio import ImageReadError, read_film  # noqa: PLC0415
-
-    read = read or read_film
-    films, errors = [], []
-    for item in items:
-        try:
-            films.append(read(item).pixels)
-            errors.append("")
-        except ImageReadError as exc:
-            films.append(None)
-            errors.append(exc.reason)
-        except OSError as exc:
-            films.append(None)
-            errors.append(exc.strerror or str(exc))
-    return films, errors
-
-
 @dataclass
 class FilmExplanation:
     """One film explained in memory (what :func:`explain_films` returns per film).
@@ -155,6 +135,7 @@ class FilmExplanation:
 
 def explain_films(source: Any, films: Sequence[np.ndarray | None], paths: Sequence[str],
                   settings: BatchSettings = BatchSettings(), *, errors: Sequence[str] | None = None,
+                  warnings: Sequence[str] | None = None,
                   model=None, cam=None, lungs: Any = "installed") -> list[FilmExplanation]:
     """Explain decoded films in memory (one batch): rows, heatmaps, lung fields and overlays.
 
@@ -164,6 +145,7 @@ def explain_films(source: Any, films: Sequence[np.ndarray | None], paths: Sequen
         paths: per film, the name its row carries (a file path, or a DICOM SOP instance UID).
         settings: method, layer, target, overlay and deletion steps.
         errors: per film, "" or the reason it could not be read.
+        warnings: per film, "" or its decoder warning (the row's ``warning``).
         model, cam: an already loaded model and CAM (else loaded here).
         lungs: :func:`lung_segmenter`'s callable, None for none; by default the installed one.
 
@@ -188,8 +170,9 @@ def explain_films(source: Any, films: Sequence[np.ndarray | None], paths: Sequen
         lungs = lung_segmenter()[0]
     classes, cfg = list(source.classes), source.config.preprocess
     errors = list(errors) if errors is not None else [""] * len(films)
-    done = [FilmExplanation(_empty_row(str(p), classes, cam.name, cam.layer, e))
-            for p, e in zip(paths, errors)]
+    warnings = list(warnings) if warnings is not None else [""] * len(films)
+    done = [FilmExplanation(_empty_row(str(p), classes, cam.name, cam.layer, e, w))
+            for p, e, w in zip(paths, errors, warnings)]
     ok = [i for i, f in enumerate(films) if f is not None]
     if not ok:
         return done
@@ -228,9 +211,11 @@ def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
                    settings: BatchSettings, lungs, on_film, output) -> list[dict[str, Any]]:
     from cxrlib.explain.overlay import to_png  # noqa: PLC0415
 
-    films, errors = read_films(paths)
+    from cxrlib.data.imageio import read_films  # noqa: PLC0415
+
+    films, errors, warnings = read_films(paths)
     done = explain_films(source, films, [str(p) for p in paths], settings, errors=errors,
-                         model=model, cam=cam, lungs=lungs)
+                         warnings=warnings, model=model, cam=cam, lungs=lungs)
     for item, name, film in zip(done, names, films):
         if on_film is not None and film is not None:
             on_film(str(item.row["path"]), film, item)
@@ -258,12 +243,12 @@ def _lung_masks(lungs, films: list, paths: list, crops: list):
 
 
 def _empty_row(path: str, classes: list[str], method: str, layer: str,
-               error: str) -> dict[str, Any]:
+               error: str, warning: str = "") -> dict[str, Any]:
     return {"path": path, "overlay": "", "width": None, "height": None, "method": method,
             "layer": layer, "target": "", "predicted": "",
             **{f"p_{c}": float("nan") for c in classes}, "flat": None,
             "deletion_score": float("nan"), "in_lung_share": float("nan"), "lung_mask": "",
-            "error": error}
+            "error": error, "warning": warning}
 
 
 def columns(classes: Sequence[str]) -> list[str]:

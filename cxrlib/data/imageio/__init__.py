@@ -28,7 +28,7 @@ Rules (the same for files and uploaded bytes):
   frame. PALETTE COLOR gets its palette; Pixel Padding is left out of the stretch and shown black.
   Every standard transfer syntax decodes through pydicom's plugins (:mod:`.dicom`, docs/dicom.md).
 """
-from cxrlib.data.imageio.decode import decode_film, read_film
+from cxrlib.data.imageio.decode import decode_film, decoder_warning, read_film, read_films
 from cxrlib.data.imageio.pixels import stretch_to_uint8, to_uint8
 from cxrlib.data.imageio.dicom import patient_fields
 from cxrlib.data.imageio.film import (DEFAULT_MAX_PIXELS, DICOM_SUFFIXES, IMAGE_SUFFIXES,
@@ -38,6 +38,8 @@ from cxrlib.data.imageio.headers import check_min_side, check_size, is_film_file
 from cxrlib.data.imageio.jpeg import jpeg_quality
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MIN_FILM_SIDE", "Film",
-           "ImageMeta", "ImageReadError", "check_min_side", "check_size", "decode_film", "is_film_file",
-           "jpeg_quality", "min_film_side", "patient_fields", "read_film", "read_header", "stretch_to_uint8",
+           "ImageMeta", "ImageReadError", "check_min_side", "check_size", "decode_film", "decoder_warning",
+           "is_film_file",
+           "jpeg_quality", "min_film_side", "patient_fields", "read_film", "read_films",
+           "read_header", "stretch_to_uint8",
            "to_uint8"]

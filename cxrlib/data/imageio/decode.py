@@ -69,6 +69,34 @@ def decode_film(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     return _decode(data, Path(name).name, name, max_pixels)
 
 
+def decoder_warning(film: Film) -> str:
+    """A film's decoder warnings in one line ("" for none): what the app shows beside the film,
+    and what ``predict`` and ``explain`` put in a row's ``warning`` column."""
+    return "; ".join(film.meta.extra.get("decoder_warnings", []))
+
+
+def read_films(items, read=None) -> tuple[list, list[str], list[str]]:
+    """``(films, errors, warnings)``, the one batch reader of the CLI's outputs: per item (a
+    path, or what ``read`` takes) its uint8 pixels or None, "" or the reason it could not be
+    read, and "" or its :func:`decoder_warning`. ``read`` returns a :class:`Film` (default
+    :func:`read_film`)."""
+    read = read or read_film
+    films, errors, warnings = [], [], []
+    for item in items:
+        try:
+            film = read(item)
+        except ImageReadError as exc:
+            film, error = None, exc.reason
+        except OSError as exc:
+            film, error = None, exc.strerror or str(exc)
+        else:
+            error = ""
+        films.append(None if film is None else film.pixels)
+        errors.append(error)
+        warnings.append("" if film is None else decoder_warning(film))
+    return films, errors, warnings
+
+
 def _decode(data: bytes, name: str, where: str, max_pixels: int) -> Film:
     meta = _parse_header(Source(io.BytesIO(data), len(data)), name, where)
     check_size(meta, max_pixels, where)
