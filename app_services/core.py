@@ -51,16 +51,25 @@ def show_notices() -> None:
         getattr(st, level)(text, icon=NOTICE_ICONS[level])
 
 
-def kept_tabs(labels: list[str], key: str):
+def kept_tabs(labels: list[str], key: str, param: str | None = None):
     """Tabs that draw only the open one (``if tab.open:``), reopened on the user's last tab when
     they come back to the page. Streamlit forgets a widget's state on a run that does not draw
     it (``st.tabs`` has no ``persist_state``), so the open tab is also kept under
-    ``<key>_kept`` and given back to the widget before it is drawn again."""
+    ``<key>_kept`` and given back to the widget before it is drawn again. ``param``: the open
+    tab is also ``?param=`` in the address (absent for the first), so a reload or a shared link
+    opens it."""
+    from .address import from_address, to_address  # noqa: PLC0415
+
     kept = f"{key}_kept"
+    if param is not None:
+        from_address(param, kept, valid=labels)
     if key not in st.session_state and st.session_state.get(kept) in labels:
         st.session_state[key] = st.session_state[kept]
     tabs = st.tabs(labels, key=key, on_change="rerun")
     st.session_state[kept] = st.session_state.get(key)
+    if param is not None:
+        shown = st.session_state[kept]
+        to_address(param, None if shown in (None, labels[0]) else shown)
     return tabs
 
 

@@ -6,7 +6,8 @@ import json
 import re
 
 import numpy as np
-from app_fixtures import app, app_workspace, metric, plotly_titles, shown_texts, texts, trained_run  # noqa: F401
+from app_fixtures import (app, app_workspace, metric, plotly_titles, reloaded,  # noqa: F401
+                          shown_texts, texts, trained_run)
 from sklearn.metrics import roc_auc_score
 
 PAGE = "views/evaluation.py"
@@ -214,3 +215,20 @@ def test_only_the_open_tab_is_drawn_and_it_is_kept(app, trained_run):
     at.switch_page(PAGE).run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.get("plotly_chart") and at.image  # still on Sample predictions
+
+
+def test_the_open_tab_is_in_the_address(app, trained_run):
+    """Left open last stop: a reload or a shared link opened Performance whatever tab was open.
+    The tab is now ``?tab=`` (absent for the first), and a new session opens it."""
+    at = app(PAGE, run_id=trained_run.id)
+    assert "tab" not in at.query_params  # the first tab: a plain address
+    at.session_state["ev_tab"] = "Where it fails"
+    at.run()
+    assert at.query_params.get("tab") == "Where it fails"
+    fresh = reloaded(PAGE, dict(at.query_params))
+    assert fresh.session_state["ev_tab"] == "Where it fails"
+    assert "Where it fails: accuracy by subgroup" in texts(fresh.subheader)  # that tab is drawn
+    assert "Confusion matrix" not in " | ".join(plotly_titles(fresh))  # not Performance's
+    odd = reloaded(PAGE, {**dict(at.query_params), "tab": "Nonsense"})
+    assert odd.session_state["ev_tab"] == "Performance" and len(odd.get("plotly_chart")) == 6
+    assert "Confusion matrix" in " | ".join(plotly_titles(odd))

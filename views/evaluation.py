@@ -18,7 +18,8 @@ for col, run in zip(st.columns(len(runs)), runs):
         svc.headline(runs, run, threshold)
 
 performance, fails, values, samples = svc.kept_tabs(
-    ["Performance", "Where it fails", "Predictive values", "Sample predictions"], key="ev_tab")
+    ["Performance", "Where it fails", "Predictive values", "Sample predictions"], key="ev_tab",
+    param="tab")
 with performance:
     if performance.open:
         normalised = st.toggle("Normalise the confusion matrix by true class", key="ev_norm",
