@@ -38,14 +38,18 @@ def sweeps_ui(cfg: RunConfig) -> None:
 def _start_ui(cfg: RunConfig) -> None:
     with st.form("sweep_form"):
         left, right = st.columns(2)
+        # kept for the session: leaving the page and coming back shows what was submitted
         remedies = left.multiselect("Candidates (each remedy alone)", list(REMEDY_SETTINGS),
                                     default=["baseline", "acquisition", "source_balance"],
-                                    format_func=_LABELS.get)
-        name = right.text_input("Sweep name", value="remedies")
-        copies = right.number_input("Augmented feature copies", 1, 8, 2,
+                                    format_func=_LABELS.get, key="sw_remedies",
+                                    persist_state="session")
+        name = right.text_input("Sweep name", value="remedies", key="sw_name",
+                                persist_state="session")
+        copies = right.number_input("Augmented feature copies", 1, 8, 2, key="sw_copies",
+                                    persist_state="session",
                                     help="backbone features of each copy are computed once and cached")
         selection = right.radio("Choose by (declared before anything trains)", SELECTIONS,
-                                horizontal=True,
+                                horizontal=True, key="sw_selection", persist_state="session",
                                 help="loso: highest expected accuracy at an unseen source (ties: "
                                      "validation loss); validation: lowest validation loss; auto: "
                                      "loso with at least 3 sources. The test split is read only "

@@ -45,3 +45,24 @@ def test_sweeps_section_starts_a_sweep_and_shows_a_finished_one(app, trained_run
         assert started[0].candidates[1]["train.feature_augment_copies"] == 2
     finally:
         shutil.rmtree(study.sweep_folder("page-sweep"), ignore_errors=True)
+
+
+def test_the_sweep_form_keeps_its_values_across_pages(app, trained_run, monkeypatch):
+    """Left open last stops: a sweep's candidates, name, copies and rule went back to the
+    defaults when the user looked at another page and came back."""
+    from cxrlib.sweep import study
+
+    monkeypatch.setattr(study, "start_background", lambda spec: 4242)  # nothing starts
+    at = _set_tiny(app(PAGE))
+    at.multiselect(key="sw_remedies").set_value(["baseline", "acquisition"])
+    at.text_input(key="sw_name").set_value("mine")
+    at.number_input(key="sw_copies").set_value(3)
+    at.radio(key="sw_selection").set_value("validation")
+    at.button[[b.label for b in at.button].index("Start sweep")].click().run()  # a form's values
+    at.switch_page("views/home.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.multiselect(key="sw_remedies").value == ["baseline", "acquisition"]
+    assert at.text_input(key="sw_name").value == "mine"
+    assert at.number_input(key="sw_copies").value == 3
+    assert at.radio(key="sw_selection").value == "validation"
