@@ -4,6 +4,7 @@ with its in-lung share), previous / next film, the model's scores with their cav
 overlay download with its legend strip and PNG text."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,12 @@ def film_viewer(pixels, film_key: str, panels: list[dict], cfg, window: tuple, *
     if height is None:  # panels share the page's width: keep each about square
         h, w = pixels.shape[:2]
         height = int(min(680, max(300, 1150 / max(1, len(panels)) * h / w + 30)))
+    # The browser learns only that the film changed, never its key: a key names the film's path,
+    # and a path names its class (a blinded review's answer).
+    revision = hashlib.sha256(film_key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     data = vw.viewer_data(pixels, panels, colormap=cfg.colormap, alpha=cfg.alpha,
                           threshold=cfg.threshold, contour=cfg.contour, height=height,
-                          revision=film_key, source=source)
+                          revision=revision, source=source)
     _VIEWER(data={**data, "key": key}, key=key, height="content")
 
 

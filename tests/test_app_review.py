@@ -3,6 +3,7 @@ Evaluation page's verdict on two runs, all on copies of the tiny run in a fresh 
 review database and the extra runs touch no other test)."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -336,6 +337,8 @@ def test_blinded_review_hides_label_prediction_and_errors_until_saved(app, train
     film = at.selectbox(key="rv_film").value
     assert not [c for c in texts(at.caption) if film in c]
     assert at.query_params["film"].startswith("film ") and film not in at.query_params["film"]
+    sent = json.dumps(viewer(at))  # what the browser gets to draw the film (the helper's hunt:
+    assert film not in sent and not [c for c in run.classes if c in sent]  # its path was in it)
     row = _test_rows(run).set_index("rel_path").loc[film]
     label = row["label"]
     predicted = run.classes[int(row[[f"p_{c}" for c in run.classes]].to_numpy(float).argmax())]
