@@ -60,7 +60,7 @@ def explain_film_ui(run, ds) -> ExplainFilm:
             key = f"ex_film_{source[:4]}"
             from_address("film", key, valid=labels)  # a reload or a link opens the same film
             name = st.selectbox("Film", list(labels), format_func=lambda r: f"{labels[r]} · {r}",
-                                key=key)
+                                key=key, persist_state="session")  # kept when the user comes back
             to_address("film", name)
             film_nav(list(labels), key)
             truth, path = labels[name], path_of(ds, name)

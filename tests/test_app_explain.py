@@ -234,3 +234,19 @@ def test_a_reload_keeps_the_dataset_folder_and_so_the_run(app, trained_run, synt
     fresh = reloaded(PAGE, address)  # a new session, no folder of its own
     assert fresh.session_state["data_dir"] == str(synthetic_dataset)
     assert fresh.session_state["run_id"] == trained_run.id
+
+
+def test_the_film_is_kept_when_the_user_comes_back(app):
+    """The helper's hunt of the new viewer: Next film, another page, back to Explain: the first
+    film again (and the viewer's zoom, kept per film, with it)."""
+    at = app(PAGE)
+    first = at.selectbox(key="ex_film_Test").value
+    [b for b in at.button if b.label == "Next film"][0].click().run()
+    second = at.selectbox(key="ex_film_Test").value
+    assert second != first
+    revision = viewer(at)["revision"]
+    at.switch_page("views/home.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="ex_film_Test").value == second
+    assert viewer(at)["revision"] == revision  # the same film: the browser keeps its view
