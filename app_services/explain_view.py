@@ -85,8 +85,18 @@ def viewer_caption(shown: ExplainFilm, cfg, what: str, lung: dict[str, Any],
     return (f"Original · {md_literal(shown.name)} · {w}×{h} px, at its native resolution (wheel: zoom, drag: "
             f"pan, double click: whole film) · {what} · alpha {cfg.alpha:g} · {cfg.colormap}"
             + (f" · below {cfg.threshold:.0%} not drawn" if cfg.threshold else "")
-            + (" · contours" if cfg.contour else "")
+            + (f" · {contour_note(cfg.threshold)}" if cfg.contour else "")
             + (f" · lung outline ({lung['source']} mask)" if outline else ""))
+
+
+def contour_note(threshold: float) -> str:
+    """What contour mode draws at ``threshold``: ``contours at 40, 60, 80 %``."""
+    from cxrlib.explain import drawn_levels  # noqa: PLC0415
+
+    levels = drawn_levels(threshold)
+    if not levels:
+        return "contours: none at or above the threshold"
+    return "contours at " + ", ".join(f"{level:.0%}".rstrip("%") for level in levels) + " %"
 
 
 def lung_share_ui(container, lung: dict[str, Any]) -> None:

@@ -68,7 +68,12 @@ def test_contour_mode_and_alpha_change_the_overlay(app):
     assert viewer(at)["bar"]["contour"] and 0 < lines.mean() < filled  # lines, not a filled map
     thick = cv2.erode(lines.astype(np.uint8), np.ones((3, 3), np.uint8))
     assert thick.any()  # thick enough to see: 3 layer pixels and more
-    assert any(c.startswith("Original") and c.endswith("contours") for c in shown_texts(at.caption))
+    assert any(c.startswith("Original") and c.endswith("contours at 20, 40, 60, 80 %")
+               for c in shown_texts(at.caption))
+    at.slider(key="ex_threshold").set_value(0.55).run()  # the helper's hunt: lines at 20 %
+    assert viewer(at)["bar"]["levels"] == [0.6, 0.8]  # and 40 % were still drawn
+    assert any(c.endswith("below 55% not drawn · contours at 60, 80 %")
+               for c in shown_texts(at.caption))
 
 
 def test_the_heatmap_has_a_colour_bar_and_leaves_low_values_transparent(app):

@@ -406,6 +406,17 @@ def test_zoom_resolves_a_one_pixel_line_of_a_3000_px_film(page, server):
     assert len(stages) == 2 and stages[0] == stages[1]  # the heatmap panel zoomed with it
     page.locator(".cxv-port").first.dblclick()
     assert span()[1] - span()[0] > 2900  # double click: the whole film again
+    # the readout names the film pixel under the pointer (it was 5-6 px off: the panel's border)
+    x0, y0, x1, y1 = _view(page)
+    port = page.locator(".cxv-port").first
+    left, top, width, height = port.evaluate(
+        "p => [p.clientLeft, p.clientTop, p.clientWidth, p.clientHeight]")
+    box = port.bounding_box()
+    page.mouse.move(box["x"] + left + (1200.5 - x0) / (x1 - x0) * width,
+                    box["y"] + top + (1700.5 - y0) / (y1 - y0) * height)
+    said = page.locator(".cxv-readout").first.text_content()
+    x, y = (int(v) for v in said.split(" ·")[0].replace("x ", "").replace("y ", "").split(", "))
+    assert abs(x - 1200) <= 1 and abs(y - 1700) <= 1, said
     _shoot(page, "explain-zoomed-3000")
 
 

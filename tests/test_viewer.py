@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cxrlib.explain.overlay import (COLOUR_BAR_TITLE, colormap_lut, heat_layer, legend_strip,
-                                   overlay, to_png)
+from cxrlib.explain.overlay import COLOUR_BAR_TITLE, colormap_lut, heat_layer, legend_strip, overlay
+from cxrlib.explain.png import to_png
 from cxrlib.viz.viewer import LAYER_SIDE, WINDOW_PRESETS, viewer_data, window_level
 
 
@@ -170,3 +170,34 @@ def test_the_downloaded_overlay_carries_a_legend_strip_and_png_text():
     assert {k.decode(): v.decode() for k, v in texts.items()} == meta
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
     np.testing.assert_array_equal(decoded, strip)
+
+
+def test_contour_lines_below_the_threshold_are_not_drawn():
+    """The helper's hunt: at threshold 0.55 the contour mode still drew its 20 % and 40 % lines,
+    while the page said evidence below 55 % is not drawn (in the viewer and the download)."""
+    heat = _blob(64)
+    lut = colormap_lut("inferno")[:, 0]
+    kept = {tuple(int(v) for v in lut[round(level * 255)]) for level in (0.6, 0.8)}
+    layer = heat_layer(heat, (512, 512), alpha=1.0, colormap="inferno", contour=True,
+                       threshold=0.55)
+    assert {tuple(c) for c in layer[..., :3][layer[..., 3] == 255]} == kept
+    film = np.full((512, 512), 128, np.uint8)
+    drawn = overlay(film, heat, alpha=1.0, colormap="inferno", contour=True, threshold=0.55)
+    coloured = {tuple(c) for c in drawn.reshape(-1, 3)} - {(128, 128, 128)}
+    assert kept <= coloured
+    low = {tuple(int(v) for v in lut[round(level * 255)]) for level in (0.2, 0.4)}
+    assert not low & coloured
+
+
+def test_a_strip_films_layer_keeps_every_column_of_its_map():
+    """The helper's hunt: a 40 x 20000 px film's layer was 2 x 512 px, so a row of its 224-cell
+    map (evidence from 9 % to 100 %) showed as two colours. The layer has at least one pixel per
+    map cell on each side."""
+    heat = np.tile(np.linspace(0.0, 1.0, 224, dtype=np.float32), (224, 1))  # varies across
+    panel = viewer_data(np.zeros((20000, 40), np.uint8), [{"title": "CAM", "heatmap": heat}],
+                        threshold=0.0)["panels"][0]
+    layer = _decode(panel["layer"])
+    assert layer.shape == (LAYER_SIDE, 224, 4)
+    lut = colormap_lut("inferno")[:, 0]
+    row = layer[LAYER_SIDE // 2, :, :3].astype(int)
+    assert np.abs(row - lut[np.round(heat[0] * 255).astype(int)]).max() <= 12  # every column

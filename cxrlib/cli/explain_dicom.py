@@ -99,7 +99,7 @@ def explain_pacs(run, args: argparse.Namespace, settings, *, output, write, csv_
     from cxrlib.evaluation.predict import check_model_fits  # noqa: PLC0415
     from cxrlib.explain.batch import columns, lung_segmenter  # noqa: PLC0415
     from cxrlib.explain.methods import get_cam  # noqa: PLC0415
-    from cxrlib.explain.overlay import to_png  # noqa: PLC0415
+    from cxrlib.explain.png import to_png  # noqa: PLC0415
 
     dicom_output = results_output(args, run) if args.dicom_out is not None else None  # first
     model = run.load_model()

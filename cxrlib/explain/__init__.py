@@ -33,13 +33,14 @@ from cxrlib.explain.methods import (CAM_METHODS, GRADIENT_METHODS, INPUT_LAYER, 
                                     ScoreCAM, XGradCAM, get_cam, method_default_layer,
                                     layer_label, method_label, method_layers)
 from cxrlib.explain.overlay import (COLORMAPS, COLOUR_BAR_TITLE, CONTOUR_LEVELS, RESEARCH_ONLY,
-                                   colormap_lut, heat_layer, legend_strip, overlay, to_png)
+                                   colormap_lut, drawn_levels, heat_layer, legend_strip, overlay)
+from cxrlib.explain.png import to_png
 from cxrlib.explain.road import RoadResult, impute_linear, random_heatmaps, road_curves, road_score
 from cxrlib.explain.smoothing import SMOOTHINGS, explain_smoothed, explain_tta, smoothing_for
 
 __all__ = [
     "ANY", "AblationCAM", "CAM", "CAM_METHODS", "COLORMAPS", "COLOUR_BAR_TITLE", "CONTOUR_LEVELS",
-    "RESEARCH_ONLY", "heat_layer", "legend_strip", "EigenCAM",
+    "RESEARCH_ONLY", "drawn_levels", "heat_layer", "legend_strip", "EigenCAM",
     "Explanation", "FLAT_TOLERANCE", "FinerCAM", "FusedLayerCAM", "INPUT_LAYER", "Occlusion",
     "RoadResult", "SMOOTHINGS", "explain_smoothed", "explain_tta", "smoothing_for", "FasterScoreCAM", "GRADIENT_METHODS", "GradCAM",
     "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "MOBILENETV2_LAYERS", "NON_NEGATIVE", "ScoreCAM",

@@ -28,6 +28,12 @@ COLORMAPS: dict[str, int] = {
 CONTOUR_LEVELS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
 """Default iso-levels of the contour mode."""
 
+
+def drawn_levels(threshold: float, levels: tuple[float, ...] = CONTOUR_LEVELS) -> tuple[float, ...]:
+    """The contour levels drawn at ``threshold``: those at or above it (lower evidence is not
+    drawn, in contour mode as in a filled map)."""
+    return tuple(level for level in levels if level >= threshold)
+
 _CONTOUR_GRID = 512  # contours are traced on a heatmap of at most this many pixels a side
 _COLOUR_GRID = 128  # smaller heatmaps are upsampled (values, not colours) before colouring
 
@@ -95,9 +101,9 @@ def overlay(film: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap:
         contour: draw iso-lines of the heatmap at ``levels`` over the grey film, each coloured by
             the colormap at its level, instead of a filled colour map.
         levels: iso-levels in (0, 1) for contour mode.
-        threshold: filled mode: where the heatmap (stretched over the film) is below this
-            share of its maximum, the film's pixels are left exactly as they are, so low
-            evidence does not tint the film. 0 colours everything (published).
+        threshold: where the heatmap (stretched over the film) is below this share of its
+            maximum, the film's pixels are left as they are (contour mode: the levels below it
+            are not drawn, :func:`drawn_levels`). 0 colours everything (published).
 
     Returns:
         uint8 RGB ``(H, W, 3)``.
@@ -121,7 +127,7 @@ def overlay(film: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap:
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"threshold must be in [0, 1), got {threshold}")
     if contour:
-        return _draw_contours(rgb, heatmap, alpha, lut, levels)
+        return _draw_contours(rgb, heatmap, alpha, lut, drawn_levels(threshold, levels))
     if alpha == 0.0:
         return rgb
     colour = _colour_at(heatmap, lut, (h, w))
@@ -215,7 +221,7 @@ def heat_layer(heatmap: np.ndarray, size: tuple[int, int], alpha: float = 0.5,
     h, w = size
     layer = np.zeros((h, w, 4), np.uint8)
     if contour:
-        drawn = _contour_curves(heatmap, lut, levels, (h, w))
+        drawn = _contour_curves(heatmap, lut, drawn_levels(threshold, levels), (h, w))
         thickness = max(3, round(max(h, w) / 100))  # a 512 px layer: about 4 px on screen
         colours, coverage = np.zeros((h, w, 3), np.uint8), np.zeros((h, w), np.uint8)
         for curves, colour in drawn:  # a line's colour, and how much of each pixel it covers
@@ -260,40 +266,3 @@ def legend_strip(image: np.ndarray, lines: list[str], colormap: str = "jet",
                 (left, top + bar_h + line_h * 3 // 4), font, 0.6 * scale, (235, 235, 235), thick,
                 cv2.LINE_AA)
     return np.vstack([rgb, strip])
-
-
-def _png_text_chunk(key: str, value: str) -> bytes:
-    import struct  # noqa: PLC0415
-    import zlib  # noqa: PLC0415
-
-    data = key.encode("latin-1", "replace")[:79] + b"\0" + value.encode("latin-1", "replace")
-    return (struct.pack(">I", len(data)) + b"tEXt" + data
-            + struct.pack(">I", zlib.crc32(b"tEXt" + data) & 0xFFFFFFFF))
-
-
-def to_png(image: np.ndarray, compression: int = 3, text: dict[str, str] | None = None) -> bytes:
-    """PNG bytes of a uint8 RGB ``(H, W, 3)``, RGBA ``(H, W, 4)`` or grey ``(H, W)`` image (e.g.
-    for a download button).
-
-    ``text``: PNG ``tEXt`` chunks (keyword -> Latin-1 text), written right after the header,
-    e.g. the method, layer, class, probability and run of an overlay.
-
-    Raises:
-        ValueError: for a non-uint8 image or one OpenCV cannot encode.
-    """
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"to_png needs uint8, got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 4:  # RGB2BGR would drop the alpha channel
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-    else:
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
-    if not ok:
-        raise ValueError(f"could not encode an image of shape {image.shape} as PNG")
-    data = buf.tobytes()
-    if not text:
-        return data
-    end_of_header = 8 + 25  # signature, then IHDR: length, type, 13 bytes, CRC
-    chunks = b"".join(_png_text_chunk(k, str(v)) for k, v in text.items())
-    return data[:end_of_header] + chunks + data[end_of_header:]

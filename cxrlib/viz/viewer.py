@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from cxrlib.explain.overlay import COLOUR_BAR_TITLE, colormap_lut, heat_layer, to_png
+from cxrlib.explain.overlay import COLOUR_BAR_TITLE, colormap_lut, drawn_levels, heat_layer
+from cxrlib.explain.png import to_png
 
 LAYER_SIDE = 512
 """A heatmap layer's longest side in pixels, whatever the film's size: the model's map is 224
@@ -70,11 +71,14 @@ def film_source(pixels: np.ndarray) -> str:
     return _uri(to_png(pixels, compression=1))
 
 
-def _layer_size(box: tuple[int, int, int, int]) -> tuple[int, int]:
+def _layer_size(box: tuple[int, int, int, int], heat_shape: tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)``: the box's shape with ``LAYER_SIDE`` on its long side, and never fewer pixels
+    than the map has cells on either side (a 40 x 20000 px film kept 2 of its map's 224
+    columns)."""
     x0, y0, x1, y1 = box
     w, h = max(1, x1 - x0), max(1, y1 - y0)
     scale = LAYER_SIDE / max(w, h)
-    return max(2, round(h * scale)), max(2, round(w * scale))
+    return max(2, heat_shape[0], round(h * scale)), max(2, heat_shape[1], round(w * scale))
 
 
 def viewer_data(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "inferno",
@@ -99,7 +103,8 @@ def viewer_data(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "in
         film's PNG data URI and native size; per panel its ``title`` lines, and, with a
         heatmap, its ``layer`` (RGBA PNG data URI), ``box`` and ``heat`` (``{"w", "h",
         "values"}``: the map as base64 bytes, 255 = the maximum); ``bar``: the colour bar
-        (``title``, CSS ``colours`` from 0 to 1, ``threshold``), None without a heatmap.
+        (``title``, CSS ``colours`` from 0 to 1, ``threshold``, ``contour``, and the contour
+        ``levels`` drawn), None without a heatmap.
 
     Raises:
         ValueError: for a heatmap that is not 2-D, or an alpha or threshold out of range.
@@ -114,7 +119,8 @@ def viewer_data(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "in
             if heat.ndim != 2:
                 raise ValueError(f"heatmap must be (h, w), got shape {heat.shape}")
             box = tuple(int(v) for v in (panel.get("box") or (0, 0, w, h)))
-            layer = heat_layer(heat, _layer_size(box), alpha, colormap, threshold, contour)
+            layer = heat_layer(heat, _layer_size(box, heat.shape), alpha, colormap, threshold,
+                               contour)
             values = np.clip(np.nan_to_num(heat) * 255.0 + 0.5, 0, 255).astype(np.uint8)
             shown.update(layer=_uri(to_png(layer, compression=1)), box=list(box),
                          heat={"w": int(heat.shape[1]), "h": int(heat.shape[0]),
@@ -123,7 +129,8 @@ def viewer_data(film: np.ndarray, panels: Sequence[dict], *, colormap: str = "in
     bar = None
     if any("layer" in p for p in out):
         bar = {"title": COLOUR_BAR_TITLE, "colours": colour_stops(colormap),
-               "threshold": float(threshold), "contour": bool(contour)}
+               "threshold": float(threshold), "contour": bool(contour),
+               "levels": list(drawn_levels(threshold)) if contour else None}
     return {"film": source or film_source(film), "width": int(w), "height": int(h),
             "panel_height": int(height), "revision": revision or f"{w}x{h}", "panels": out,
             "bar": bar}
