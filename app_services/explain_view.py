@@ -96,7 +96,7 @@ def contour_note(threshold: float) -> str:
     levels = drawn_levels(threshold)
     if not levels:
         return "contours: none at or above the threshold"
-    return "contours at " + ", ".join(f"{level:.0%}".rstrip("%") for level in levels) + " %"
+    return "contours at " + ", ".join(f"{level * 100:.0f}" for level in levels) + " %"
 
 
 def lung_share_ui(container, lung: dict[str, Any]) -> None:

@@ -144,6 +144,30 @@ def warn(message: str) -> None:
     print(f"warning: {printable(message)}", file=sys.stderr)
 
 
+def new_counts() -> dict[str, int]:
+    """The counts of :func:`tally`, all 0."""
+    return {"explained": 0, "flat": 0, "unreadable": 0, "warned": 0}
+
+
+def tally(row: dict, counts: dict[str, int]) -> None:
+    """Count one row of ``explain`` (files or a PACS study) in ``counts``, and name an unreadable film, or one read with a
+    decoder warning (read, but maybe not as the film looks), on stderr."""
+    if row["error"]:
+        counts["unreadable"] += 1
+        listed("unreadable", row["path"], row["error"])
+    else:
+        counts["flat" if row["flat"] else "explained"] += 1
+    if row["warning"]:
+        counts["warned"] += 1
+        listed("warning", row["path"], row["warning"])
+
+
+def warned_note(count: int) -> str:
+    """``, 2 read with a warning`` for a command's summary line ("" for none): films decoded
+    with a warning (:func:`cxrlib.data.imageio.decoder_warning`), each named by :func:`listed`."""
+    return f", {count} read with a warning" if count else ""
+
+
 def listed(kind: str, path: Any, reason: str) -> None:
     """A file the command could not use, on stderr (``unreadable:``, ``left out:``): its name
     through :func:`cxrlib.data.roots.printable`, so no control character or byte that is not

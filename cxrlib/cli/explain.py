@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import (EXIT_DATA, OVERWRITE_HELP, UsageError, input_files, listed,
-                               output_names, user_output)
+from cxrlib.cli.common import (EXIT_DATA, OVERWRITE_HELP, UsageError, input_files,
+                               new_counts, output_names, tally, user_output, warned_note)
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import ExplainConfig
 from cxrlib.core.csvio import RowWriter
@@ -135,8 +135,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     counts = _write(args.out, columns(source.classes), rows, bar, output)
     print(f"{counts['explained']} explained, {counts['flat']} flat (no overlay), "
           f"{counts['unreadable']} unreadable, {len(left_out)} left out"
-          + (f", {counts['warned']} read with a warning" if counts["warned"] else "")
-          + f" -> {args.out / CSV_NAME}")
+          f"{warned_note(counts['warned'])} -> {args.out / CSV_NAME}")
     if on_film is not None:
         on_film.report()
     if counts["flat"]:
@@ -148,21 +147,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _write(out: Path, fieldnames: list[str], rows, bar, output) -> dict[str, int]:
     """Stream ``rows`` into ``out/explanations.csv`` (renamed into place when complete); a
     missing value (NaN, None) is an empty cell."""
-    counts = {"explained": 0, "flat": 0, "unreadable": 0, "warned": 0}
+    counts = new_counts()
     try:
         with output.path(out / CSV_NAME) as part, open(part, "w", newline="", encoding="utf-8") as fh:
             writer = RowWriter(fh, fieldnames, for_people=True)
             for row in rows:
                 writer.write(row)
                 fh.flush()
-                if row["error"]:
-                    counts["unreadable"] += 1
-                    listed("unreadable", row["path"], row["error"])
-                else:
-                    counts["flat" if row["flat"] else "explained"] += 1
-                if row["warning"]:  # read, but maybe not as the film looks
-                    counts["warned"] += 1
-                    listed("warning", row["path"], row["warning"])
+                tally(row, counts)
     finally:
         bar.close()
     return counts

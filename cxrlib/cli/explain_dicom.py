@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrlib.cli.common import listed, warn
+from cxrlib.cli.common import new_counts, tally, warn, warned_note
 
 
 def _is_dicom(path: str | Path) -> bool:
@@ -127,20 +127,13 @@ def explain_pacs(run, args: argparse.Namespace, settings, *, output, write, csv_
         where = f" -> {args.out / csv_name}"
     else:
         bar.close()
-        counts = {"explained": sum(1 for r in results if r.row["error"] == "" and not r.row["flat"]),
-                  "flat": sum(1 for r in results if r.row["flat"]),
-                  "unreadable": sum(1 for r in results if r.row["error"]),
-                  "warned": sum(1 for r in results if r.row["warning"])}
+        counts = new_counts()
         for r in results:
-            if r.row["error"]:
-                listed("unreadable", r.row["path"], r.row["error"])
-            if r.row["warning"]:
-                listed("warning", r.row["path"], r.row["warning"])
+            tally(r.row, counts)
         where = ""
     print(f"{counts['explained']} explained, {counts['flat']} flat (no overlay), "
-          f"{counts['unreadable']} unreadable of study {study}"
-          + (f", {counts['warned']} read with a warning" if counts.get("warned") else "")
-          + where)
+          f"{counts['unreadable']} unreadable of study {study}{warned_note(counts['warned'])}"
+          f"{where}")
     if args.dicom_out is not None:
         n = sum(len(o.write(args.dicom_out / str(r.row["path"]), output=dicom_output))
                 for r, o in ((r, r.objects) for r in results) if o is not None)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from cxrlib.cli.common import (EXIT_DATA, OVERWRITE_HELP, STDOUT, UsageError, input_files,
-                               listed, user_output, warn, write_table)
+                               listed, user_output, warn, warned_note, write_table)
 from cxrlib.cli.progress import ProgressBar
 from cxrlib.core.config import PreprocessConfig, RunConfig
 
@@ -110,10 +110,9 @@ def _report(table, where: str, *more: str) -> int:
         listed("unreadable", row["path"], row["error"])
     for _, row in odd.iterrows():
         listed("warning", row["path"], row["warning"])
-    counts = [f"{len(table) - len(bad)} predicted", f"{len(bad)} unreadable", *more]
-    if len(odd):
-        counts.append(f"{len(odd)} read with a warning")
-    print(f"{', '.join(counts)} -> {where}", file=sys.stderr if where == "stdout" else sys.stdout)
+    counts = ", ".join([f"{len(table) - len(bad)} predicted", f"{len(bad)} unreadable", *more])
+    print(f"{counts}{warned_note(len(odd))} -> {where}",
+          file=sys.stderr if where == "stdout" else sys.stdout)
     return len(bad)
 
 

@@ -209,9 +209,8 @@ def explain_films(source: Any, films: Sequence[np.ndarray | None], paths: Sequen
 
 def _explain_batch(source, model, cam, paths: list, names: list, out_dir: Path,
                    settings: BatchSettings, lungs, on_film, output) -> list[dict[str, Any]]:
-    from cxrlib.explain.png import to_png  # noqa: PLC0415
-
     from cxrlib.data.imageio import read_films  # noqa: PLC0415
+    from cxrlib.explain.png import to_png  # noqa: PLC0415
 
     films, errors, warnings = read_films(paths)
     done = explain_films(source, films, [str(p) for p in paths], settings, errors=errors,

@@ -38,8 +38,6 @@ from cxrlib.data.imageio.headers import check_min_side, check_size, is_film_file
 from cxrlib.data.imageio.jpeg import jpeg_quality
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "MIN_FILM_SIDE", "Film",
-           "ImageMeta", "ImageReadError", "check_min_side", "check_size", "decode_film", "decoder_warning",
-           "is_film_file",
-           "jpeg_quality", "min_film_side", "patient_fields", "read_film", "read_films",
-           "read_header", "stretch_to_uint8",
-           "to_uint8"]
+           "ImageMeta", "ImageReadError", "check_min_side", "check_size", "decode_film",
+           "decoder_warning", "is_film_file", "jpeg_quality", "min_film_side", "patient_fields",
+           "read_film", "read_films", "read_header", "stretch_to_uint8", "to_uint8"]
